@@ -1,0 +1,10 @@
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> Result<ExitCode> {
+    bail!("data check: not written yet")
+}

@@ -1,0 +1,93 @@
+//! The command line: `twinhead <command>`. Every command the workbench runs
+//! is reachable here, so all of it can be run and tested without a display.
+//!
+//! Exit codes: 0 success, 2 usage error or bad input, 3 problems found in a dataset.
+
+mod bench;
+mod data_check;
+mod data_synth;
+mod eval;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "twinhead", version, about = "Train one network for detection (VOC) and segmentation (ADE20K)")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and generate datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Evaluate predictions against a dataset split.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Measure throughput.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Validate a VOC and/or ADE20K dataset and summarise it.
+    Check(data_check::Args),
+    /// Write the synthetic twin datasets (VOC and ADE layouts).
+    Synth(data_synth::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// Detection AP (voc07, voc or coco) of a prediction file against a VOC split.
+    Det(eval::DetArgs),
+    /// Segmentation mIoU of prediction masks against an ADE20K split.
+    Seg(eval::SegArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Decode + augment throughput of the data loader.
+    Data(bench::DataArgs),
+}
+
+/// Exit code for a usage error or bad input.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when a dataset check found problems.
+pub const EXIT_PROBLEMS: u8 = 3;
+
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::SUCCESS };
+        }
+    };
+    let result = match cli.command {
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Data(DataCommand::Check(args))) => data_check::run(args),
+        Some(Command::Data(DataCommand::Synth(args))) => data_synth::run(args),
+        Some(Command::Eval(EvalCommand::Det(args))) => eval::run_det(args),
+        Some(Command::Eval(EvalCommand::Seg(args))) => eval::run_seg(args),
+        Some(Command::Bench(BenchCommand::Data(args))) => bench::run_data(args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TWINHEAD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,237 @@
+//! ADE20K / SceneParse150 reader: the `ADEChallengeData2016` layout
+//! (`images/{training,validation}/*.jpg` + `annotations/{training,validation}/*.png`)
+//! or a flat `images/` + `annotations/` pair. Mask encoding: 0 = unlabelled
+//! (ignored), 1..=N = classes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use image::GrayImage;
+use rayon::prelude::*;
+
+use super::classes::ClassList;
+use super::problem::{log_skipped, Problem};
+
+/// The split name a flat `images/` + `annotations/` pair is read as.
+pub const FLAT_SPLIT: &str = "all";
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdeRecord {
+    pub id: String,
+    pub image_path: PathBuf,
+    pub mask_path: PathBuf,
+}
+
+/// One split of an ADE-format dataset. Records with a problem are left out of
+/// `records` and listed in `problems`.
+#[derive(Debug, Clone)]
+pub struct AdeDataset {
+    pub root: PathBuf,
+    pub split: String,
+    pub classes: ClassList,
+    pub records: Vec<AdeRecord>,
+    pub problems: Vec<Problem>,
+}
+
+/// Finds the dataset root: `dir` when it holds `images/` and `annotations/`,
+/// else `dir/ADEChallengeData2016`.
+pub fn resolve_root(dir: &Path) -> Result<PathBuf> {
+    if !dir.is_dir() {
+        bail!("{}: ADE20K folder does not exist", dir.display());
+    }
+    for candidate in [dir.to_path_buf(), dir.join("ADEChallengeData2016")] {
+        if candidate.join("images").is_dir() && candidate.join("annotations").is_dir() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "{}: not an ADE20K dataset (expected images/ and annotations/ here or in \
+         ADEChallengeData2016/ below it)",
+        dir.display()
+    )
+}
+
+/// The official folder name for a split, accepting the short aliases `train` and `val`.
+pub fn canonical_split(split: &str) -> &str {
+    match split {
+        "train" => "training",
+        "val" => "validation",
+        other => other,
+    }
+}
+
+/// Splits present under `root`: the sub-folders of `images/`, or [`FLAT_SPLIT`]
+/// when the images lie directly in `images/`.
+pub fn available_splits(root: &Path) -> Vec<String> {
+    let mut splits: Vec<String> = std::fs::read_dir(root.join("images"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    splits.sort();
+    if splits.is_empty() {
+        splits.push(FLAT_SPLIT.to_string());
+    }
+    splits
+}
+
+/// The class list: `objectInfo150.txt` or `.csv` in the root when present, else the built-in 150.
+pub fn read_classes(root: &Path) -> Result<ClassList> {
+    for name in ["objectInfo150.txt", "objectInfo150.csv"] {
+        let path = root.join(name);
+        if path.is_file() {
+            return ClassList::read_ade_object_info(&path);
+        }
+    }
+    Ok(ClassList::ade())
+}
+
+impl AdeDataset {
+    /// Opens one split: pairs images with masks by file stem and checks (from the
+    /// file headers) that both exist and have the same size.
+    pub fn open(dir: &Path, split: &str) -> Result<Self> {
+        let root = resolve_root(dir)?;
+        let classes = read_classes(&root)?;
+        let available = available_splits(&root);
+        let split = canonical_split(split).to_string();
+        let (image_dir, mask_dir) = if available == [FLAT_SPLIT] {
+            if split != FLAT_SPLIT {
+                bail!(
+                    "{}: flat layout (images/ and annotations/ without split folders) has only \
+                     the split \"{FLAT_SPLIT}\", not {split:?}",
+                    root.display()
+                );
+            }
+            (root.join("images"), root.join("annotations"))
+        } else {
+            if !available.contains(&split) {
+                bail!(
+                    "{}: split {split:?} not found (available splits: {})",
+                    root.join("images").display(),
+                    available.join(", ")
+                );
+            }
+            (root.join("images").join(&split), root.join("annotations").join(&split))
+        };
+        let images = files_by_stem(&image_dir, &["jpg", "jpeg", "png"])?;
+        let masks = files_by_stem(&mask_dir, &["png"])?;
+        let mut problems: Vec<Problem> = masks
+            .iter()
+            .filter(|(stem, _)| !images.contains_key(*stem))
+            .map(|(_, path)| Problem::new(path, "mask has no matching image"))
+            .collect();
+        let checked: Vec<Result<AdeRecord, Problem>> = images
+            .into_par_iter()
+            .map(|(id, image_path)| {
+                let mask_path = masks
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| Problem::new(&image_path, "image has no matching mask"))?;
+                let image_size = header_size(&image_path)?;
+                let mask_size = header_size(&mask_path)?;
+                if image_size != mask_size {
+                    return Err(Problem::new(
+                        &mask_path,
+                        format!(
+                            "mask is {}x{} but its image is {}x{}",
+                            mask_size.0, mask_size.1, image_size.0, image_size.1
+                        ),
+                    ));
+                }
+                Ok(AdeRecord { id, image_path, mask_path })
+            })
+            .collect();
+        let mut records = Vec::new();
+        for item in checked {
+            match item {
+                Ok(r) => records.push(r),
+                Err(p) => problems.push(p),
+            }
+        }
+        log_skipped(&format!("ADE20K {} split {split}", root.display()), &problems);
+        Ok(Self { root, split, classes, records, problems })
+    }
+
+    /// Decodes every image and mask, checks mask encoding and values, and returns
+    /// the pixel count of each label (index 0 = unlabelled). Failing records move
+    /// to `problems`.
+    pub fn verify(&mut self) -> Vec<u64> {
+        let num_classes = self.classes.len();
+        let results: Vec<Result<Vec<u64>, Problem>> = self
+            .records
+            .par_iter()
+            .map(|r| {
+                image::open(&r.image_path).map_err(|e| {
+                    Problem::new(&r.image_path, format!("image does not decode: {e}"))
+                })?;
+                let mask = read_mask(&r.mask_path, num_classes)?;
+                let mut counts = vec![0u64; num_classes + 1];
+                for &v in mask.as_raw() {
+                    counts[v as usize] += 1;
+                }
+                Ok(counts)
+            })
+            .collect();
+        let mut totals = vec![0u64; num_classes + 1];
+        let mut kept = Vec::with_capacity(self.records.len());
+        for (record, result) in std::mem::take(&mut self.records).into_iter().zip(results) {
+            match result {
+                Ok(counts) => {
+                    totals.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
+                    kept.push(record);
+                }
+                Err(p) => self.problems.push(p),
+            }
+        }
+        self.records = kept;
+        totals
+    }
+}
+
+/// Reads a label mask: it must be a single-channel 8-bit PNG with values in `0..=num_classes`.
+pub fn read_mask(path: &Path, num_classes: usize) -> Result<GrayImage, Problem> {
+    let img = image::open(path).map_err(|e| Problem::new(path, format!("mask does not decode: {e}")))?;
+    let image::DynamicImage::ImageLuma8(mask) = img else {
+        return Err(Problem::new(
+            path,
+            format!("mask must be single-channel 8-bit, found {:?}", img.color()),
+        ));
+    };
+    if let Some(&max) = mask.as_raw().iter().max() {
+        if max as usize > num_classes {
+            return Err(Problem::new(
+                path,
+                format!("mask has label {max}, above the {num_classes} classes (0 = unlabelled)"),
+            ));
+        }
+    }
+    Ok(mask)
+}
+
+fn header_size(path: &Path) -> Result<(u32, u32), Problem> {
+    image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| Problem::new(path, format!("cannot open: {e}")))?
+        .into_dimensions()
+        .map_err(|e| Problem::new(path, format!("does not decode: {e}")))
+}
+
+fn files_by_stem(dir: &Path, extensions: &[&str]) -> Result<BTreeMap<String, PathBuf>> {
+    if !dir.is_dir() {
+        bail!("{}: folder does not exist", dir.display());
+    }
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        if ext.is_some_and(|e| extensions.contains(&e.as_str())) {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                files.insert(stem.to_string(), path);
+            }
+        }
+    }
+    Ok(files)
+}

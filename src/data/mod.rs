@@ -1,0 +1,10 @@
+//! Datasets: readers for the real formats, the synthetic twin datasets,
+//! augmentation and the parallel loader.
+
+pub mod ade;
+pub mod classes;
+pub mod problem;
+pub mod voc;
+
+pub use classes::ClassList;
+pub use problem::Problem;

@@ -1,0 +1,33 @@
+//! A problem found in a dataset or an input file: which file, and what is wrong.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl Problem {
+    pub fn new(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Self { path: path.as_ref().to_path_buf(), reason: reason.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+/// Logs how many records a reader left out, so a skip is never silent.
+pub fn log_skipped(what: &str, problems: &[Problem]) {
+    if !problems.is_empty() {
+        tracing::warn!(
+            "{what}: {} record(s) left out because of problems (first: {})",
+            problems.len(),
+            problems[0]
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Twinhead: one network for object detection (PASCAL VOC) and semantic
+//! segmentation (ADE20K), trained from two datasets.
+
+pub mod cli;
+pub mod data;
+pub mod eval;
