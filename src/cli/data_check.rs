@@ -1,10 +1,112 @@
+//! `twinhead data check`: validate datasets and print their summary.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use super::{progress_bar, EXIT_PROBLEMS};
+use crate::data::check::{check, CheckReport, CheckRequest, SizeSummary};
+use crate::data::voc::VocClasses;
+use crate::data::ClassList;
 
-pub fn run(_args: Args) -> Result<ExitCode> {
-    bail!("data check: not written yet")
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// VOC dataset root (VOC2007/, its VOCdevkit/ parent, or any VOC-format folder).
+    #[arg(long)]
+    voc: Option<PathBuf>,
+    /// VOC split to check (a list in ImageSets/Main/); default: every listed image.
+    #[arg(long, requires = "voc")]
+    voc_split: Option<String>,
+    /// Class list file (one name per line) for VOC-format data with other classes.
+    #[arg(long, requires = "voc")]
+    voc_classes: Option<PathBuf>,
+    /// ADE20K root (ADEChallengeData2016/, its parent, or a flat images/ + annotations/ pair).
+    #[arg(long)]
+    ade: Option<PathBuf>,
+    /// ADE20K split (training/validation, or train/val); default: every split.
+    #[arg(long, requires = "ade")]
+    ade_split: Option<String>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    if args.voc.is_none() && args.ade.is_none() {
+        bail!("data check: give --voc DIR and/or --ade DIR");
+    }
+    let request = CheckRequest {
+        voc_classes: match &args.voc_classes {
+            Some(path) => Some(VocClasses::List(ClassList::read_plain(path)?)),
+            None => None,
+        },
+        voc: args.voc,
+        voc_split: args.voc_split,
+        ade: args.ade,
+        ade_split: args.ade_split,
+    };
+    let bar = progress_bar(None, "checking");
+    let report = check(&request, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PROBLEMS) })
+}
+
+fn print_report(report: &CheckReport) {
+    if let Some(voc) = &report.voc {
+        println!("VOC  {}", voc.root.display());
+        println!("  splits: {}", format_counts(voc.splits.iter().map(|(k, v)| (k.as_str(), *v))));
+        println!("  checked split {:?}: {} images, {} objects ({} difficult)", voc.checked_split, voc.images, voc.objects, voc.difficult);
+        println!("  {:<16} {:>8} {:>10}", "class", "objects", "difficult");
+        for (class, count) in &voc.per_class {
+            println!("  {:<16} {:>8} {:>10}", class, count.objects, count.difficult);
+        }
+        println!("  image sizes: {}", format_sizes(&voc.image_sizes));
+    }
+    if let Some(ade) = &report.ade {
+        println!("ADE20K  {}", ade.root.display());
+        println!("  splits: {}", format_counts(ade.splits.iter().map(|(k, v)| (k.as_str(), *v))));
+        println!("  checked split {:?}: {} images", ade.checked_split, ade.images);
+        println!("  unlabelled pixels: {:.2}%", 100.0 * ade.unlabelled_fraction);
+        println!("  {:<20} {:>8}", "class", "pixels");
+        let mut classes = ade.class_pixel_fraction.clone();
+        classes.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (class, fraction) in &classes {
+            println!("  {:<20} {:>7.2}%", class, 100.0 * fraction);
+        }
+        println!("  image sizes: {}", format_sizes(&ade.image_sizes));
+    }
+    println!("duplicate images: {} group(s)", report.duplicates.len());
+    for group in &report.duplicates {
+        let paths: Vec<String> = group.iter().map(|p| p.display().to_string()).collect();
+        println!("  {}", paths.join("  ="));
+    }
+    if report.problems.is_empty() {
+        println!("problems: none");
+    } else {
+        println!("problems: {}", report.problems.len());
+        for problem in &report.problems {
+            println!("  {problem}");
+        }
+    }
+}
+
+fn format_counts<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> String {
+    let parts: Vec<String> = counts.map(|(k, v)| format!("{k}={v}")).collect();
+    if parts.is_empty() { "none".into() } else { parts.join(" ") }
+}
+
+fn format_sizes(s: &SizeSummary) -> String {
+    if s.count == 0 {
+        return "none".into();
+    }
+    format!(
+        "{} images, width {}..{} (mean {:.0}), height {}..{} (mean {:.0})",
+        s.count, s.min_width, s.max_width, s.mean_width, s.min_height, s.max_height, s.mean_height
+    )
 }

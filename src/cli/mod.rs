@@ -86,6 +86,22 @@ pub fn main() -> ExitCode {
     })
 }
 
+/// A progress bar on stderr (hidden when stderr is not a terminal); `len` None = spinner.
+pub(crate) fn progress_bar(len: Option<u64>, message: &'static str) -> indicatif::ProgressBar {
+    let bar = match len {
+        Some(len) => indicatif::ProgressBar::new(len).with_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        ),
+        None => indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}: {pos} files ({per_sec})").expect("valid template"),
+        ),
+    };
+    bar.set_message(message);
+    bar
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TWINHEAD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

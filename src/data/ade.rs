@@ -158,12 +158,13 @@ impl AdeDataset {
     /// Decodes every image and mask, checks mask encoding and values, and returns
     /// the pixel count of each label (index 0 = unlabelled). Failing records move
     /// to `problems`.
-    pub fn verify(&mut self) -> Vec<u64> {
+    pub fn verify(&mut self, on_item: &(dyn Fn() + Sync)) -> Vec<u64> {
         let num_classes = self.classes.len();
         let results: Vec<Result<Vec<u64>, Problem>> = self
             .records
             .par_iter()
             .map(|r| {
+                on_item();
                 image::open(&r.image_path).map_err(|e| {
                     Problem::new(&r.image_path, format!("image does not decode: {e}"))
                 })?;

@@ -73,6 +73,9 @@ impl VocClasses {
     }
 }
 
+/// The split name under which [`VocDataset::open_all`] reads every listed image.
+pub const ALL_SPLITS: &str = "all";
+
 /// Finds the dataset root below `dir`: `dir` itself when it holds `Annotations/`,
 /// else `dir/VOC2007`, else `dir/VOCdevkit/VOC2007`.
 pub fn resolve_root(dir: &Path) -> Result<PathBuf> {
@@ -127,6 +130,33 @@ impl VocDataset {
     pub fn open(dir: &Path, split: &str, classes: VocClasses) -> Result<Self> {
         let root = resolve_root(dir)?;
         let ids = read_split(&root, split)?;
+        Self::open_ids(root, split, ids, classes)
+    }
+
+    /// Opens every image listed in any split (or, without split lists, every
+    /// annotation), under the split name [`ALL_SPLITS`].
+    pub fn open_all(dir: &Path, classes: VocClasses) -> Result<Self> {
+        let root = resolve_root(dir)?;
+        let splits = available_splits(&root);
+        let mut ids: Vec<String> = if splits.is_empty() {
+            std::fs::read_dir(root.join("Annotations"))
+                .with_context(|| format!("{}: cannot list", root.join("Annotations").display()))?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".xml").map(str::to_string))
+                .collect()
+        } else {
+            let mut ids = Vec::new();
+            for split in &splits {
+                ids.extend(read_split(&root, split)?);
+            }
+            ids
+        };
+        ids.sort();
+        ids.dedup();
+        Self::open_ids(root, ALL_SPLITS, ids, classes)
+    }
+
+    fn open_ids(root: PathBuf, split: &str, ids: Vec<String>, classes: VocClasses) -> Result<Self> {
         let parsed: Vec<(String, PathBuf, Result<RawAnnotation, String>)> = ids
             .par_iter()
             .map(|id| {
@@ -167,11 +197,12 @@ impl VocDataset {
 
     /// Decodes every image; a record whose image does not decode or whose decoded
     /// size differs from its XML moves to `problems`.
-    pub fn verify_images(&mut self) {
+    pub fn verify_images(&mut self, on_item: &(dyn Fn() + Sync)) {
         let results: Vec<Option<Problem>> = self
             .records
             .par_iter()
             .map(|r| {
+                on_item();
                 let (w, h) = (r.annotation.width, r.annotation.height);
                 match image::open(&r.image_path) {
                     Err(e) => Some(Problem::new(&r.image_path, format!("image does not decode: {e}"))),

@@ -1,0 +1,237 @@
+//! Dataset check: validates every record (decoding images and masks) and
+//! summarises what is there. Shared by `twinhead data check` and the workbench's
+//! Setup panel.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::ade::{self, AdeDataset};
+use super::problem::Problem;
+use super::voc::{self, VocClasses, VocDataset};
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voc: Option<VocSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ade: Option<AdeSummary>,
+    /// Groups of image files with identical content.
+    pub duplicates: Vec<Vec<PathBuf>>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VocSummary {
+    pub root: PathBuf,
+    /// Image count of every split list in `ImageSets/Main/`.
+    pub splits: BTreeMap<String, usize>,
+    /// The split that was checked (`all` = every listed image).
+    pub checked_split: String,
+    /// Images listed in the checked split.
+    pub images: usize,
+    /// Objects in the images that passed the check, difficult ones included.
+    pub objects: usize,
+    pub difficult: usize,
+    pub per_class: BTreeMap<String, ClassCount>,
+    pub image_sizes: SizeSummary,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct ClassCount {
+    pub objects: usize,
+    pub difficult: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdeSummary {
+    pub root: PathBuf,
+    /// Image count of every split folder.
+    pub splits: BTreeMap<String, usize>,
+    pub checked_split: String,
+    /// Images in the checked split(s).
+    pub images: usize,
+    /// Fraction of all mask pixels per class (only classes present), in label order.
+    pub class_pixel_fraction: Vec<(String, f64)>,
+    /// Fraction of mask pixels labelled 0 (unlabelled, ignored).
+    pub unlabelled_fraction: f64,
+    pub image_sizes: SizeSummary,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct SizeSummary {
+    pub count: usize,
+    pub min_width: u32,
+    pub max_width: u32,
+    pub mean_width: f64,
+    pub min_height: u32,
+    pub max_height: u32,
+    pub mean_height: f64,
+}
+
+impl SizeSummary {
+    fn from_sizes(sizes: impl IntoIterator<Item = (u32, u32)>) -> Self {
+        let sizes: Vec<(u32, u32)> = sizes.into_iter().collect();
+        if sizes.is_empty() {
+            return Self::default();
+        }
+        let n = sizes.len() as f64;
+        Self {
+            count: sizes.len(),
+            min_width: sizes.iter().map(|s| s.0).min().unwrap_or(0),
+            max_width: sizes.iter().map(|s| s.0).max().unwrap_or(0),
+            mean_width: sizes.iter().map(|s| s.0 as f64).sum::<f64>() / n,
+            min_height: sizes.iter().map(|s| s.1).min().unwrap_or(0),
+            max_height: sizes.iter().map(|s| s.1).max().unwrap_or(0),
+            mean_height: sizes.iter().map(|s| s.1 as f64).sum::<f64>() / n,
+        }
+    }
+}
+
+/// What to check; a `None` split means every split.
+#[derive(Debug, Clone, Default)]
+pub struct CheckRequest {
+    pub voc: Option<PathBuf>,
+    pub voc_split: Option<String>,
+    pub voc_classes: Option<VocClasses>,
+    pub ade: Option<PathBuf>,
+    pub ade_split: Option<String>,
+}
+
+impl CheckReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Runs the check. `on_item` is called once per decoded file, for progress.
+/// Errors are for unusable inputs (a missing folder or split); problems with
+/// single records go into the report.
+pub fn check(request: &CheckRequest, on_item: &(dyn Fn() + Sync)) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let mut images: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = &request.voc {
+        let root = voc::resolve_root(dir)?;
+        let classes = match &request.voc_classes {
+            Some(c) => c.clone(),
+            None => VocClasses::for_root(&root)?,
+        };
+        let mut dataset = match &request.voc_split {
+            Some(split) => VocDataset::open(&root, split, classes)?,
+            None => VocDataset::open_all(&root, classes)?,
+        };
+        let listed = dataset.records.len() + dataset.problems.len();
+        dataset.verify_images(on_item);
+        images.extend(dataset.records.iter().map(|r| r.image_path.clone()));
+        report.voc = Some(summarise_voc(&dataset, listed)?);
+        report.problems.append(&mut dataset.problems);
+    }
+    if let Some(dir) = &request.ade {
+        let root = ade::resolve_root(dir)?;
+        let splits = match &request.ade_split {
+            Some(split) => vec![ade::canonical_split(split).to_string()],
+            None => ade::available_splits(&root),
+        };
+        let mut split_counts = BTreeMap::new();
+        for split in ade::available_splits(&root) {
+            split_counts.insert(split.clone(), count_images(&root, &split));
+        }
+        let mut label_pixels: Vec<u64> = Vec::new();
+        let mut sizes = Vec::new();
+        let mut checked = 0;
+        let mut classes = None;
+        for split in &splits {
+            let mut dataset = AdeDataset::open(&root, split)?;
+            checked += dataset.records.len() + dataset.problems.len();
+            let counts = dataset.verify(on_item);
+            if label_pixels.is_empty() {
+                label_pixels = counts;
+            } else {
+                label_pixels.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
+            }
+            sizes.extend(dataset.records.par_iter().filter_map(|r| header_size(&r.image_path)).collect::<Vec<_>>());
+            images.extend(dataset.records.iter().map(|r| r.image_path.clone()));
+            report.problems.append(&mut dataset.problems);
+            classes = Some(dataset.classes);
+        }
+        let classes = classes.unwrap_or_else(super::ClassList::ade);
+        let total: u64 = label_pixels.iter().sum::<u64>().max(1);
+        report.ade = Some(AdeSummary {
+            root,
+            splits: split_counts,
+            checked_split: request.ade_split.clone().unwrap_or_else(|| "all".into()),
+            images: checked,
+            class_pixel_fraction: label_pixels
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, &c)| c > 0)
+                .map(|(label, &c)| (classes.name(label - 1).to_string(), c as f64 / total as f64))
+                .collect(),
+            unlabelled_fraction: label_pixels.first().copied().unwrap_or(0) as f64 / total as f64,
+            image_sizes: SizeSummary::from_sizes(sizes),
+        });
+    }
+    report.duplicates = find_duplicates(&images);
+    Ok(report)
+}
+
+fn summarise_voc(dataset: &VocDataset, listed: usize) -> Result<VocSummary> {
+    let mut splits = BTreeMap::new();
+    for split in voc::available_splits(&dataset.root) {
+        splits.insert(split.clone(), voc::read_split(&dataset.root, &split)?.len());
+    }
+    let mut per_class: BTreeMap<String, ClassCount> = BTreeMap::new();
+    let (mut objects, mut difficult) = (0, 0);
+    for object in dataset.records.iter().flat_map(|r| &r.annotation.objects) {
+        let count = per_class.entry(object.name.clone()).or_default();
+        count.objects += 1;
+        objects += 1;
+        if object.difficult {
+            count.difficult += 1;
+            difficult += 1;
+        }
+    }
+    Ok(VocSummary {
+        root: dataset.root.clone(),
+        splits,
+        checked_split: dataset.split.clone(),
+        images: listed,
+        objects,
+        difficult,
+        per_class,
+        image_sizes: SizeSummary::from_sizes(
+            dataset.records.iter().map(|r| (r.annotation.width, r.annotation.height)),
+        ),
+    })
+}
+
+fn count_images(root: &Path, split: &str) -> usize {
+    let dir = if split == ade::FLAT_SPLIT { root.join("images") } else { root.join("images").join(split) };
+    std::fs::read_dir(dir).into_iter().flatten().flatten().filter(|e| e.path().is_file()).count()
+}
+
+fn header_size(path: &Path) -> Option<(u32, u32)> {
+    image::image_dimensions(path).ok()
+}
+
+/// Groups files by the BLAKE3 hash of their bytes; returns groups of two or more.
+fn find_duplicates(paths: &[PathBuf]) -> Vec<Vec<PathBuf>> {
+    let hashes: Vec<Option<blake3::Hash>> = paths
+        .par_iter()
+        .map(|p| std::fs::read(p).ok().map(|bytes| blake3::hash(&bytes)))
+        .collect();
+    let mut groups: BTreeMap<[u8; 32], Vec<PathBuf>> = BTreeMap::new();
+    for (path, hash) in paths.iter().zip(hashes) {
+        if let Some(hash) = hash {
+            groups.entry(*hash.as_bytes()).or_default().push(path.clone());
+        }
+    }
+    let mut duplicates: Vec<Vec<PathBuf>> = groups.into_values().filter(|g| g.len() > 1).collect();
+    duplicates.iter_mut().for_each(|g| g.sort());
+    duplicates.sort();
+    duplicates
+}
