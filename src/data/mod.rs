@@ -2,6 +2,7 @@
 //! augmentation and the parallel loader.
 
 pub mod ade;
+pub mod check;
 pub mod classes;
 pub mod problem;
 pub mod voc;
