@@ -1,0 +1,76 @@
+//! CSP backbone (YOLOv8-style C2f stages) returning features at strides 4, 8, 16 and 32.
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use super::blocks::{ConvNormAct, Sppf, C2f};
+use super::config::ModelConfig;
+
+/// Backbone features, finest first.
+pub struct Features<B: Backend> {
+    pub c2: Tensor<B, 4>,
+    pub c3: Tensor<B, 4>,
+    pub c4: Tensor<B, 4>,
+    pub c5: Tensor<B, 4>,
+}
+
+/// Channel counts of [`Features`].
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureChannels {
+    pub c2: usize,
+    pub c3: usize,
+    pub c4: usize,
+    pub c5: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct CspBackbone<B: Backend> {
+    stem: ConvNormAct<B>,
+    down2: ConvNormAct<B>,
+    stage2: C2f<B>,
+    down3: ConvNormAct<B>,
+    stage3: C2f<B>,
+    down4: ConvNormAct<B>,
+    stage4: C2f<B>,
+    down5: ConvNormAct<B>,
+    stage5: C2f<B>,
+    sppf: Sppf<B>,
+}
+
+impl<B: Backend> CspBackbone<B> {
+    pub fn channels(config: &ModelConfig) -> FeatureChannels {
+        FeatureChannels {
+            c2: config.channels(128),
+            c3: config.channels(256),
+            c4: config.channels(512),
+            c5: config.channels(1024),
+        }
+    }
+
+    pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        let stem = config.channels(64);
+        let ch = Self::channels(config);
+        Self {
+            stem: ConvNormAct::new(3, stem, 3, 2, device),
+            down2: ConvNormAct::new(stem, ch.c2, 3, 2, device),
+            stage2: C2f::new(ch.c2, ch.c2, config.depth(3), true, device),
+            down3: ConvNormAct::new(ch.c2, ch.c3, 3, 2, device),
+            stage3: C2f::new(ch.c3, ch.c3, config.depth(6), true, device),
+            down4: ConvNormAct::new(ch.c3, ch.c4, 3, 2, device),
+            stage4: C2f::new(ch.c4, ch.c4, config.depth(6), true, device),
+            down5: ConvNormAct::new(ch.c4, ch.c5, 3, 2, device),
+            stage5: C2f::new(ch.c5, ch.c5, config.depth(3), true, device),
+            sppf: Sppf::new(ch.c5, device),
+        }
+    }
+
+    pub fn forward(&self, images: Tensor<B, 4>) -> Features<B> {
+        let x = self.stem.forward(images);
+        let c2 = self.stage2.forward(self.down2.forward(x));
+        let c3 = self.stage3.forward(self.down3.forward(c2.clone()));
+        let c4 = self.stage4.forward(self.down4.forward(c3.clone()));
+        let c5 = self.sppf.forward(self.stage5.forward(self.down5.forward(c4.clone())));
+        Features { c2, c3, c4, c5 }
+    }
+}

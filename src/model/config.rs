@@ -1,0 +1,57 @@
+//! Model configuration: size presets set by width and depth multipliers.
+
+use serde::{Deserialize, Serialize};
+
+/// Size preset of the CSP backbone and its neck (YOLOv8's n/s/m scaling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSize {
+    N,
+    S,
+    M,
+}
+
+impl ModelSize {
+    /// (width multiplier, depth multiplier, channel cap).
+    fn scaling(self) -> (f32, f32, usize) {
+        match self {
+            ModelSize::N => (0.25, 0.34, 256),
+            ModelSize::S => (0.5, 0.34, 512),
+            ModelSize::M => (0.75, 0.67, 768),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub size: ModelSize,
+    /// Overrides the preset's width multiplier (e.g. 0.125 for tiny test models).
+    #[serde(default)]
+    pub width: Option<f32>,
+    /// Overrides the preset's depth multiplier.
+    #[serde(default)]
+    pub depth: Option<f32>,
+    pub det_classes: usize,
+    pub seg_classes: usize,
+}
+
+impl ModelConfig {
+    pub fn new(size: ModelSize, det_classes: usize, seg_classes: usize) -> Self {
+        Self { size, width: None, depth: None, det_classes, seg_classes }
+    }
+
+    /// Channels for a YOLOv8 base width (64, 128, …, 1024), rounded to a multiple of 8.
+    pub fn channels(&self, base: usize) -> usize {
+        let (width, _, cap) = self.size.scaling();
+        let width = self.width.unwrap_or(width);
+        let scaled = ((base as f32 * width / 8.0).round() as usize * 8).max(8);
+        scaled.min(cap)
+    }
+
+    /// Bottleneck count for a YOLOv8 base depth (3 or 6).
+    pub fn depth(&self, base: usize) -> usize {
+        let (_, depth, _) = self.size.scaling();
+        ((base as f32 * self.depth.unwrap_or(depth)).round() as usize).max(1)
+    }
+}

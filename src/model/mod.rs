@@ -1,0 +1,96 @@
+//! The two-headed network: one CSP backbone and FPN+PAN neck shared by an
+//! anchor-free detection head and a semantic-FPN segmentation head.
+
+pub mod backbone;
+pub mod blocks;
+pub mod config;
+pub mod det_head;
+pub mod neck;
+pub mod seg_head;
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+pub use config::{ModelConfig, ModelSize};
+pub use det_head::{DetOutput, DET_STRIDES};
+
+use backbone::CspBackbone;
+use det_head::DetHead;
+use neck::PanFpn;
+use seg_head::SegHead;
+
+#[derive(Module, Debug)]
+pub struct TwinNet<B: Backend> {
+    pub backbone: CspBackbone<B>,
+    pub neck: PanFpn<B>,
+    pub det_head: DetHead<B>,
+    pub seg_head: SegHead<B>,
+}
+
+impl<B: Backend> TwinNet<B> {
+    pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        let features = CspBackbone::<B>::channels(config);
+        let pyramid = PanFpn::<B>::channels(config);
+        Self {
+            backbone: CspBackbone::new(config, device),
+            neck: PanFpn::new(config, features, device),
+            det_head: DetHead::new(pyramid, config.det_classes, device),
+            seg_head: SegHead::new(pyramid, config.channels(256), config.seg_classes, device),
+        }
+    }
+
+    /// Detection outputs only (skips the stride-4 level and the segmentation head).
+    pub fn forward_det(&self, images: Tensor<B, 4>) -> DetOutput<B> {
+        let pyramid = self.neck.forward(self.backbone.forward(images), false);
+        self.det_head.forward(&pyramid)
+    }
+
+    /// Segmentation logits [N, C, H, W] only.
+    pub fn forward_seg(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        let pyramid = self.neck.forward(self.backbone.forward(images), true);
+        self.seg_head.forward(&pyramid)
+    }
+
+    /// Both heads from one shared forward pass (inference, distillation).
+    pub fn forward_both(&self, images: Tensor<B, 4>) -> (DetOutput<B>, Tensor<B, 4>) {
+        let pyramid = self.neck.forward(self.backbone.forward(images), true);
+        (self.det_head.forward(&pyramid), self.seg_head.forward(&pyramid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn output_shapes_match_the_anchor_layout_and_input_size() {
+        let device = Default::default();
+        let mut config = ModelConfig::new(ModelSize::N, 6, 9);
+        config.width = Some(0.125);
+        let model = TwinNet::<Flex>::new(&config, &device);
+        let images = Tensor::<Flex, 4>::zeros([2, 3, 64, 64], &device);
+        let (det, seg) = model.forward_both(images.clone());
+        let anchors = 8 * 8 + 4 * 4 + 2 * 2;
+        assert_eq!(det.cls_logits.dims(), [2, anchors, 6]);
+        assert_eq!(det.box_raw.dims(), [2, anchors, 4]);
+        assert_eq!(seg.dims(), [2, 9, 64, 64]);
+        assert_eq!(model.forward_det(images.clone()).cls_logits.dims(), [2, anchors, 6]);
+        assert_eq!(model.forward_seg(images).dims(), [2, 9, 64, 64]);
+    }
+
+    #[test]
+    fn presets_scale_width_and_depth() {
+        let n = ModelConfig::new(ModelSize::N, 20, 150);
+        let s = ModelConfig::new(ModelSize::S, 20, 150);
+        let m = ModelConfig::new(ModelSize::M, 20, 150);
+        assert_eq!([n.channels(64), n.channels(1024)], [16, 256]);
+        assert_eq!([s.channels(64), s.channels(1024)], [32, 512]);
+        assert_eq!([m.channels(64), m.channels(1024)], [48, 768]);
+        assert_eq!([n.depth(3), n.depth(6), m.depth(3)], [1, 2, 2]);
+        let device = Default::default();
+        let params = |c: &ModelConfig| TwinNet::<Flex>::new(c, &device).num_params();
+        assert!(params(&n) < params(&s) && params(&s) < params(&m));
+    }
+}

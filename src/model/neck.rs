@@ -1,0 +1,73 @@
+//! FPN + PAN neck: a top-down path spreads semantics to fine levels, a
+//! bottom-up path spreads localisation back to coarse ones. Detection reads
+//! strides 8/16/32; the segmentation head also reads the stride-4 level.
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use super::backbone::{FeatureChannels, Features};
+use super::blocks::{upsample2x, ConvNormAct, C2f};
+use super::config::ModelConfig;
+
+/// Neck outputs: `p2` (stride 4, only computed for segmentation) and `p3..p5`.
+pub struct Pyramid<B: Backend> {
+    pub p2: Option<Tensor<B, 4>>,
+    pub p3: Tensor<B, 4>,
+    pub p4: Tensor<B, 4>,
+    pub p5: Tensor<B, 4>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PyramidChannels {
+    pub p2: usize,
+    pub p3: usize,
+    pub p4: usize,
+    pub p5: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct PanFpn<B: Backend> {
+    top_down4: C2f<B>,
+    top_down3: C2f<B>,
+    top_down2: C2f<B>,
+    down3: ConvNormAct<B>,
+    bottom_up4: C2f<B>,
+    down4: ConvNormAct<B>,
+    bottom_up5: C2f<B>,
+}
+
+impl<B: Backend> PanFpn<B> {
+    pub fn channels(config: &ModelConfig) -> PyramidChannels {
+        PyramidChannels {
+            p2: config.channels(128),
+            p3: config.channels(256),
+            p4: config.channels(512),
+            p5: config.channels(1024),
+        }
+    }
+
+    pub fn new(config: &ModelConfig, c: FeatureChannels, device: &B::Device) -> Self {
+        let p = Self::channels(config);
+        let depth = config.depth(3);
+        Self {
+            top_down4: C2f::new(c.c5 + c.c4, p.p4, depth, false, device),
+            top_down3: C2f::new(p.p4 + c.c3, p.p3, depth, false, device),
+            top_down2: C2f::new(p.p3 + c.c2, p.p2, depth, false, device),
+            down3: ConvNormAct::new(p.p3, p.p3, 3, 2, device),
+            bottom_up4: C2f::new(p.p3 + p.p4, p.p4, depth, false, device),
+            down4: ConvNormAct::new(p.p4, p.p4, 3, 2, device),
+            bottom_up5: C2f::new(p.p4 + c.c5, p.p5, depth, false, device),
+        }
+    }
+
+    /// `with_p2` computes the stride-4 level (needed by segmentation only).
+    pub fn forward(&self, f: Features<B>, with_p2: bool) -> Pyramid<B> {
+        let t4 = self.top_down4.forward(Tensor::cat(vec![upsample2x(f.c5.clone()), f.c4], 1));
+        let p3 = self.top_down3.forward(Tensor::cat(vec![upsample2x(t4.clone()), f.c3], 1));
+        let p2 = with_p2.then(|| self.top_down2.forward(Tensor::cat(vec![upsample2x(p3.clone()), f.c2], 1)));
+        let p4 = self.bottom_up4.forward(Tensor::cat(vec![self.down3.forward(p3.clone()), t4], 1));
+        let p5 = self.bottom_up5.forward(Tensor::cat(vec![self.down4.forward(p4.clone()), f.c5], 1));
+        Pyramid { p2, p3, p4, p5 }
+    }
+}
