@@ -1,2 +1,27 @@
 //! Metrics, independent of any model: detection AP (VOC07, VOC, COCO) and
 //! segmentation mIoU.
+//!
+//! The metric functions take plain in-memory data (no files), so the trainer can
+//! call them on its own predictions; `predictions` reads and checks the files the
+//! `twinhead eval` commands are given.
+
+pub mod coco;
+pub mod det;
+pub mod predictions;
+pub mod seg;
+pub mod voc_ap;
+
+#[cfg(test)]
+mod reference_tests;
+
+pub use coco::{evaluate_coco, CocoReport};
+pub use det::{ground_truth_from_voc, ClassAp, Detection, GroundTruth};
+pub use seg::ConfusionMatrix;
+pub use voc_ap::{evaluate_voc, VocMetric};
+
+/// Mean of the `Some` values (classes without a value are left out); `None` when
+/// there are none.
+pub fn mean_of_defined(values: &[Option<f64>]) -> Option<f64> {
+    let defined: Vec<f64> = values.iter().flatten().copied().collect();
+    (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64)
+}
