@@ -5,3 +5,4 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod train;

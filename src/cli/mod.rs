@@ -7,6 +7,7 @@ mod bench;
 mod data_check;
 mod data_synth;
 mod eval;
+mod train;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,8 @@ enum Command {
     /// Evaluate predictions against a dataset split.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Train the two-headed network (headless).
+    Train(train::Args),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
         Some(Command::Eval(EvalCommand::Det(args))) => eval::run_det(args),
         Some(Command::Eval(EvalCommand::Seg(args))) => eval::run_seg(args),
         Some(Command::Bench(BenchCommand::Data(args))) => bench::run_data(args),
+        Some(Command::Train(args)) => train::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -65,6 +65,29 @@ impl<B: Backend> CspBackbone<B> {
         }
     }
 
+    /// Stops gradients through the stem and the first `stages` stages (1–4).
+    pub fn freeze_stages(mut self, stages: usize) -> Self {
+        self.stem = self.stem.no_grad();
+        if stages >= 1 {
+            self.down2 = self.down2.no_grad();
+            self.stage2 = self.stage2.no_grad();
+        }
+        if stages >= 2 {
+            self.down3 = self.down3.no_grad();
+            self.stage3 = self.stage3.no_grad();
+        }
+        if stages >= 3 {
+            self.down4 = self.down4.no_grad();
+            self.stage4 = self.stage4.no_grad();
+        }
+        if stages >= 4 {
+            self.down5 = self.down5.no_grad();
+            self.stage5 = self.stage5.no_grad();
+            self.sppf = self.sppf.no_grad();
+        }
+        self
+    }
+
     pub fn forward(&self, images: Tensor<B, 4>) -> Features<B> {
         let x = self.stem.forward(images);
         let c2 = self.stage2.forward(self.down2.forward(x));

@@ -1,11 +1,15 @@
 //! The two-headed network: one CSP backbone and FPN+PAN neck shared by an
 //! anchor-free detection head and a semantic-FPN segmentation head.
 
+pub mod anchors;
 pub mod backbone;
 pub mod blocks;
 pub mod config;
 pub mod det_head;
 pub mod neck;
+pub mod resnet;
+pub mod predict;
+pub mod postprocess;
 pub mod seg_head;
 
 use burn::module::Module;

@@ -1,0 +1,76 @@
+//! `twinhead train`: run the engine headless with a progress bar.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::progress_bar;
+use crate::train::events::{Event, FinishReason};
+use crate::train::{start, DeviceSpec, TrainConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Preset name (in presets/) or path to a TOML file.
+    #[arg(long, default_value = "quick")]
+    preset: String,
+    /// Override a configuration key, e.g. --set steps=200 --set strategy.kind=joint.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Run folder (default runs/<name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let device: DeviceSpec = args.device.parse()?;
+    let (config, run_dir) = if args.resume {
+        let dir = args.out.clone().ok_or_else(|| anyhow::anyhow!("--resume needs --out RUN_DIR"))?;
+        (None, dir)
+    } else {
+        let config = TrainConfig::load_preset(&args.preset, &args.overrides)?;
+        let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+        (Some(config), dir)
+    };
+    let handle = start(config, &run_dir, args.resume, device)?;
+    let bar = progress_bar(Some(0), "training");
+    for event in handle.events.iter() {
+        match &event {
+            Event::Started { step, total_steps, .. } => {
+                bar.set_length(*total_steps as u64);
+                bar.set_position(*step as u64);
+            }
+            Event::Step { step, det_loss, seg_loss, images_per_sec, .. } => {
+                bar.set_position(*step as u64);
+                let loss = |l: &Option<f32>| l.map_or("-".into(), |v| format!("{v:.3}"));
+                bar.set_message(format!("det {} seg {} {images_per_sec:.0} img/s", loss(det_loss), loss(seg_loss)));
+            }
+            Event::Eval(e) => bar.println(format!(
+                "step {:>6}  mAP50 {:.4}  mIoU {:.4}  forgetting det {:.4} seg {:.4}",
+                e.step, e.map50, e.miou, e.det_forgetting, e.seg_forgetting
+            )),
+            Event::Phase { step, description, .. } => bar.println(format!("step {step:>6}  phase: {description}")),
+            Event::Warning { message, .. } => bar.println(format!("warning: {message}")),
+            Event::Error { message, .. } => bar.println(format!("error: {message}")),
+            Event::Finished { step, reason, wall_seconds } => {
+                bar.finish_and_clear();
+                println!("{reason:?} at step {step} in {wall_seconds:.0} s; run folder {}", run_dir.display());
+            }
+            _ => {}
+        }
+    }
+    Ok(match handle.join() {
+        Ok(FinishReason::Completed | FinishReason::Stopped) => ExitCode::SUCCESS,
+        Ok(FinishReason::Failed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    })
+}

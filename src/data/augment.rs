@@ -1,0 +1,781 @@
+//! Box- and mask-consistent augmentation.
+//!
+//! Every geometric transform here (letterbox, random scale + crop, horizontal
+//! flip) is an axis-aligned map `x_out = x_orig * scale + pad` (then mirrored
+//! when flipped), recorded as a [`Letterbox`]. The image, its mask and its boxes
+//! go through the same map in one resampling pass:
+//!
+//! - images: separable triangle ("bilinear", antialiased when shrinking) filter,
+//!   padding grey [`PAD_IMAGE`];
+//! - masks: nearest neighbour, padding [`IGNORE`] (255);
+//! - boxes: mapped, clipped to the output, dropped when a side is shorter than
+//!   [`AugmentConfig::min_box_side`] or less than [`AugmentConfig::min_visible`] of
+//!   their area is left.
+//!
+//! Coordinates are continuous pixel coordinates: pixel `i` covers `[i, i + 1)`,
+//! so a box `[x0, y0, x1, y1]` (0-based, exclusive end) holds the pixels whose
+//! centres lie inside it. VOC boxes (1-based, inclusive) convert with
+//! [`voc_to_xyxy`] and back with [`xyxy_to_voc`].
+
+use image::{GrayImage, RgbImage};
+use rand::RngCore;
+
+use super::voc::VocBox;
+
+/// Grey used to pad images (as YOLO letterboxing does).
+pub const PAD_IMAGE: u8 = 114;
+/// Mask value for "ignore": padding, ADE's unlabelled pixels.
+pub const IGNORE: u8 = 255;
+/// ImageNet normalisation, applied by [`normalize_into`].
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// A box in 0-based continuous pixel coordinates `[x0, y0, x1, y1]`.
+pub type XyxyBox = [f32; 4];
+
+/// VOC (1-based, inclusive) to continuous 0-based coordinates: `x0 = xmin - 1`, `x1 = xmax`.
+pub fn voc_to_xyxy(b: VocBox) -> XyxyBox {
+    [b[0] - 1.0, b[1] - 1.0, b[2], b[3]]
+}
+
+/// Continuous 0-based coordinates to VOC (1-based, inclusive).
+pub fn xyxy_to_voc(b: XyxyBox) -> VocBox {
+    [b[0] + 1.0, b[1] + 1.0, b[2], b[3]]
+}
+
+/// One annotated object.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Target {
+    pub bbox: XyxyBox,
+    /// Index into the dataset's class list.
+    pub class: usize,
+    pub difficult: bool,
+}
+
+/// A decoded sample before augmentation. The mask, when present, is already in
+/// training encoding (class index, [`IGNORE`] for unlabelled; see [`ade_to_class_mask`]).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub image: RgbImage,
+    pub targets: Vec<Target>,
+    pub mask: Option<GrayImage>,
+}
+
+/// A sample after augmentation, `size`×`size`.
+#[derive(Debug, Clone)]
+pub struct Augmented {
+    pub image: RgbImage,
+    pub targets: Vec<Target>,
+    pub mask: Option<GrayImage>,
+    pub letterbox: Letterbox,
+}
+
+/// The geometric map from an original image to the network input:
+/// `x_out = x * scale + pad_x`, `y_out = y * scale + pad_y`, then, when `flipped`,
+/// `x_out = out_w - x_out`. A plain letterbox has non-negative pads; a random crop
+/// has negative ones.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Letterbox {
+    pub scale: f32,
+    pub pad_x: f32,
+    pub pad_y: f32,
+    pub orig_w: u32,
+    pub orig_h: u32,
+    pub out_w: u32,
+    pub out_h: u32,
+    pub flipped: bool,
+}
+
+impl Letterbox {
+    /// The centred letterbox of a `w`×`h` image into a `size`×`size` square: the
+    /// long side fills the square, the short side is padded equally on both
+    /// sides (whole pixels).
+    pub fn fit(w: u32, h: u32, size: u32) -> Self {
+        let scale = size as f32 / w.max(h) as f32;
+        let new_w = ((w as f32 * scale).round() as u32).min(size);
+        let new_h = ((h as f32 * scale).round() as u32).min(size);
+        Self {
+            scale,
+            pad_x: ((size - new_w) / 2) as f32,
+            pad_y: ((size - new_h) / 2) as f32,
+            orig_w: w,
+            orig_h: h,
+            out_w: size,
+            out_h: size,
+            flipped: false,
+        }
+    }
+
+    /// The same map followed by a horizontal flip of the output.
+    pub fn hflip(self) -> Self {
+        Self { flipped: !self.flipped, ..self }
+    }
+
+    /// Maps a point from original to output coordinates.
+    pub fn forward(&self, x: f32, y: f32) -> (f32, f32) {
+        let xo = x * self.scale + self.pad_x;
+        let xo = if self.flipped { self.out_w as f32 - xo } else { xo };
+        (xo, y * self.scale + self.pad_y)
+    }
+
+    /// Maps a point from output to original coordinates.
+    pub fn inverse(&self, x: f32, y: f32) -> (f32, f32) {
+        let x = if self.flipped { self.out_w as f32 - x } else { x };
+        ((x - self.pad_x) / self.scale, (y - self.pad_y) / self.scale)
+    }
+
+    /// Maps a box to output coordinates (not clipped).
+    pub fn box_to_output(&self, b: XyxyBox) -> XyxyBox {
+        let (ax, ay) = self.forward(b[0], b[1]);
+        let (bx, by) = self.forward(b[2], b[3]);
+        [ax.min(bx), ay.min(by), ax.max(bx), ay.max(by)]
+    }
+
+    /// Maps a box predicted on the output back to the original image, clipped to it.
+    pub fn box_to_original(&self, b: XyxyBox) -> XyxyBox {
+        let (ax, ay) = self.inverse(b[0], b[1]);
+        let (bx, by) = self.inverse(b[2], b[3]);
+        let (w, h) = (self.orig_w as f32, self.orig_h as f32);
+        [
+            ax.min(bx).clamp(0.0, w),
+            ay.min(by).clamp(0.0, h),
+            ax.max(bx).clamp(0.0, w),
+            ay.max(by).clamp(0.0, h),
+        ]
+    }
+
+    /// [`Letterbox::box_to_original`] in VOC coordinates (1-based, inclusive).
+    pub fn box_to_original_voc(&self, b: XyxyBox) -> VocBox {
+        xyxy_to_voc(self.box_to_original(b))
+    }
+
+    /// The output pixels `[x0, y0, x1, y1)` that show the original image (the rest is padding).
+    pub fn content_rect(&self) -> [u32; 4] {
+        let (x0, x1) = valid_range(self.out_w, self.orig_w, self.scale, self.pad_x, self.flipped);
+        let (y0, y1) = valid_range(self.out_h, self.orig_h, self.scale, self.pad_y, false);
+        [x0, y0, x1, y1]
+    }
+
+    /// Maps a per-pixel prediction on the output (`out_w`×`out_h`) back to the
+    /// original size, nearest neighbour; pixels that fell outside the output are [`IGNORE`].
+    pub fn mask_to_original(&self, mask: &GrayImage) -> GrayImage {
+        assert_eq!(mask.dimensions(), (self.out_w, self.out_h), "mask is not the output size");
+        let cols: Vec<Option<u32>> = (0..self.orig_w)
+            .map(|x| {
+                let xo = (x as f32 + 0.5) * self.scale + self.pad_x;
+                let xo = if self.flipped { self.out_w as f32 - xo } else { xo };
+                (xo >= 0.0 && xo < self.out_w as f32).then_some(xo as u32)
+            })
+            .collect();
+        let mut out = GrayImage::new(self.orig_w, self.orig_h);
+        for y in 0..self.orig_h {
+            let yo = (y as f32 + 0.5) * self.scale + self.pad_y;
+            let row = (yo >= 0.0 && yo < self.out_h as f32).then_some(yo as u32);
+            for (x, col) in cols.iter().enumerate() {
+                let v = match (row, col) {
+                    (Some(r), Some(c)) => mask.get_pixel(*c, r)[0],
+                    _ => IGNORE,
+                };
+                out.put_pixel(x as u32, y, image::Luma([v]));
+            }
+        }
+        out
+    }
+}
+
+/// The output coordinates whose pixel centres map inside the source: `[lo, hi)`.
+fn valid_range(out_len: u32, src_len: u32, scale: f32, pad: f32, flipped: bool) -> (u32, u32) {
+    let inside = |o: u32| {
+        let c = source_coord(o, out_len, scale, pad, flipped);
+        c >= 0.0 && c < src_len as f64
+    };
+    let lo = (0..out_len).find(|&o| inside(o));
+    match lo {
+        None => (0, 0),
+        Some(lo) => {
+            let hi = (lo..out_len).rev().find(|&o| inside(o)).map_or(lo, |o| o + 1);
+            (lo, hi)
+        }
+    }
+}
+
+/// The source coordinate of output pixel `o`'s centre.
+fn source_coord(o: u32, out_len: u32, scale: f32, pad: f32, flipped: bool) -> f64 {
+    let mut xo = o as f64 + 0.5;
+    if flipped {
+        xo = out_len as f64 - xo;
+    }
+    (xo - pad as f64) / scale as f64
+}
+
+/// Augmentation settings. `train: false` means letterbox only (evaluation).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AugmentConfig {
+    /// Side of the square network input, in pixels.
+    pub size: u32,
+    pub train: bool,
+    /// Random scale range, relative to the letterbox scale (log-uniform).
+    pub scale: (f32, f32),
+    pub flip_prob: f32,
+    /// Colour jitter strengths: factors are drawn uniformly from `[1 - x, 1 + x]`.
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+    /// Boxes with a side shorter than this (output pixels) are dropped.
+    pub min_box_side: f32,
+    /// Boxes keeping less than this fraction of their area after clipping are dropped.
+    pub min_visible: f32,
+}
+
+impl AugmentConfig {
+    pub fn train(size: u32) -> Self {
+        Self {
+            size,
+            train: true,
+            scale: (0.5, 1.5),
+            flip_prob: 0.5,
+            brightness: 0.4,
+            contrast: 0.4,
+            saturation: 0.4,
+            min_box_side: 2.0,
+            min_visible: 0.25,
+        }
+    }
+
+    pub fn eval(size: u32) -> Self {
+        Self { train: false, ..Self::train(size) }
+    }
+}
+
+/// Colour jitter factors (1.0 = unchanged).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Jitter {
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+}
+
+impl Jitter {
+    pub const NONE: Jitter = Jitter { brightness: 1.0, contrast: 1.0, saturation: 1.0 };
+
+    pub fn random(cfg: &AugmentConfig, rng: &mut impl RngCore) -> Self {
+        let mut factor = |x: f32| 1.0 + x * (2.0 * unit(rng) - 1.0);
+        Self {
+            brightness: factor(cfg.brightness),
+            contrast: factor(cfg.contrast),
+            saturation: factor(cfg.saturation),
+        }
+    }
+}
+
+/// A uniform draw in `[0, 1)` from the top 24 bits of one `u32` (stable across `rand` versions).
+pub fn unit(rng: &mut impl RngCore) -> f32 {
+    (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32
+}
+
+/// A random scale (log-uniform in `scale_range`, relative to the letterbox scale)
+/// and a random placement in the `size`×`size` output: an image larger than the
+/// output is cropped at a random offset, a smaller one is placed at a random offset.
+pub fn random_scale_crop(
+    w: u32,
+    h: u32,
+    size: u32,
+    scale_range: (f32, f32),
+    rng: &mut impl RngCore,
+) -> Letterbox {
+    let base = size as f32 / w.max(h) as f32;
+    let (lo, hi) = (scale_range.0.ln(), scale_range.1.max(scale_range.0).ln());
+    let scale = base * (lo + (hi - lo) * unit(rng)).exp();
+    let place = |len: u32, u: f32| {
+        let extent = len as f32 * scale;
+        let slack = size as f32 - extent;
+        (slack * u).round()
+    };
+    let (ux, uy) = (unit(rng), unit(rng));
+    Letterbox {
+        scale,
+        pad_x: place(w, ux),
+        pad_y: place(h, uy),
+        orig_w: w,
+        orig_h: h,
+        out_w: size,
+        out_h: size,
+        flipped: false,
+    }
+}
+
+/// Letterbox only (evaluation), or random scale + crop, flip and colour jitter (training).
+/// The draws from `rng` are the same in number whatever they decide, so a sample's
+/// augmentation depends only on its own generator.
+pub fn augment(sample: &Sample, cfg: &AugmentConfig, rng: &mut impl RngCore) -> Augmented {
+    let (w, h) = sample.image.dimensions();
+    if !cfg.train {
+        return apply_geometry(sample, &Letterbox::fit(w, h, cfg.size), cfg);
+    }
+    let geo = random_scale_crop(w, h, cfg.size, cfg.scale, rng);
+    let geo = if unit(rng) < cfg.flip_prob { geo.hflip() } else { geo };
+    let jitter = Jitter::random(cfg, rng);
+    let mut out = apply_geometry(sample, &geo, cfg);
+    color_jitter(&mut out.image, geo.content_rect(), jitter);
+    out
+}
+
+/// Warps the image (triangle filter), mask (nearest) and boxes (clip and drop) with `geo`.
+pub fn apply_geometry(sample: &Sample, geo: &Letterbox, cfg: &AugmentConfig) -> Augmented {
+    assert_eq!(
+        sample.image.dimensions(),
+        (geo.orig_w, geo.orig_h),
+        "letterbox was made for another image size"
+    );
+    Augmented {
+        image: warp_image(&sample.image, geo),
+        mask: sample.mask.as_ref().map(|m| warp_mask(m, geo)),
+        targets: transform_targets(&sample.targets, geo, cfg.min_box_side, cfg.min_visible),
+        letterbox: *geo,
+    }
+}
+
+/// Maps boxes with `geo`, clips them to the output, and drops the ones with a side
+/// under `min_side` or keeping under `min_visible` of their mapped area.
+pub fn transform_targets(targets: &[Target], geo: &Letterbox, min_side: f32, min_visible: f32) -> Vec<Target> {
+    let (w, h) = (geo.out_w as f32, geo.out_h as f32);
+    targets
+        .iter()
+        .filter_map(|t| {
+            let b = geo.box_to_output(t.bbox);
+            let full = (b[2] - b[0]) * (b[3] - b[1]);
+            let c = [b[0].clamp(0.0, w), b[1].clamp(0.0, h), b[2].clamp(0.0, w), b[3].clamp(0.0, h)];
+            let (cw, ch) = (c[2] - c[0], c[3] - c[1]);
+            if cw < min_side || ch < min_side || cw * ch < min_visible * full {
+                return None;
+            }
+            Some(Target { bbox: c, ..*t })
+        })
+        .collect()
+}
+
+/// For each output coordinate, the source taps and their weights (`count == 0`: padding).
+struct AxisMap {
+    start: Vec<u32>,
+    count: Vec<u32>,
+    weights: Vec<f32>,
+    stride: usize,
+}
+
+impl AxisMap {
+    fn new(out_len: u32, src_len: u32, scale: f32, pad: f32, flipped: bool) -> Self {
+        let support = (1.0 / scale as f64).max(1.0);
+        let stride = 2 * support.ceil() as usize + 2;
+        let mut map = Self {
+            start: vec![0; out_len as usize],
+            count: vec![0; out_len as usize],
+            weights: vec![0.0; out_len as usize * stride],
+            stride,
+        };
+        let mut taps = Vec::with_capacity(stride);
+        for o in 0..out_len {
+            let c = source_coord(o, out_len, scale, pad, flipped);
+            if !(c >= 0.0 && c < src_len as f64) {
+                continue;
+            }
+            let lo = ((c - support - 0.5).floor() as i64).max(0);
+            let hi = ((c + support - 0.5).ceil() as i64).min(src_len as i64 - 1);
+            taps.clear();
+            for j in lo..=hi {
+                let w = 1.0 - ((j as f64 + 0.5 - c) / support).abs();
+                if w > 0.0 {
+                    taps.push((j as u32, w));
+                }
+            }
+            if taps.is_empty() {
+                // Cannot happen for c inside the source, kept for safety: nearest pixel.
+                taps.push(((c as u32).min(src_len - 1), 1.0));
+            }
+            let total: f64 = taps.iter().map(|t| t.1).sum();
+            let o = o as usize;
+            map.start[o] = taps[0].0;
+            map.count[o] = taps.len() as u32;
+            for (k, (_, w)) in taps.iter().enumerate() {
+                map.weights[o * stride + k] = (w / total) as f32;
+            }
+        }
+        map
+    }
+
+    fn taps(&self, o: usize) -> (usize, &[f32]) {
+        let n = self.count[o] as usize;
+        (self.start[o] as usize, &self.weights[o * self.stride..o * self.stride + n])
+    }
+
+    /// The source range touched by any output coordinate (empty when all is padding).
+    fn source_range(&self) -> std::ops::Range<usize> {
+        let mut lo = usize::MAX;
+        let mut hi = 0;
+        for o in 0..self.count.len() {
+            if self.count[o] > 0 {
+                lo = lo.min(self.start[o] as usize);
+                hi = hi.max((self.start[o] + self.count[o]) as usize);
+            }
+        }
+        if lo >= hi {
+            0..0
+        } else {
+            lo..hi
+        }
+    }
+}
+
+/// Resamples an image with `geo` (separable triangle filter, widened when
+/// shrinking so it averages rather than aliases); padding is [`PAD_IMAGE`].
+pub fn warp_image(src: &RgbImage, geo: &Letterbox) -> RgbImage {
+    let (sw, sh) = src.dimensions();
+    let (ow, oh) = (geo.out_w as usize, geo.out_h as usize);
+    let xmap = AxisMap::new(geo.out_w, sw, geo.scale, geo.pad_x, geo.flipped);
+    let ymap = AxisMap::new(geo.out_h, sh, geo.scale, geo.pad_y, false);
+    let rows = ymap.source_range();
+    let raw = src.as_raw();
+    let sw = sw as usize;
+    // Horizontal pass over the needed source rows.
+    let mut tmp = vec![0f32; rows.len() * ow * 3];
+    for (r, sy) in rows.clone().enumerate() {
+        let src_row = &raw[sy * sw * 3..(sy + 1) * sw * 3];
+        let out_row = &mut tmp[r * ow * 3..(r + 1) * ow * 3];
+        for (x, out) in out_row.chunks_exact_mut(3).enumerate() {
+            let (start, weights) = xmap.taps(x);
+            let pixels = &src_row[start * 3..(start + weights.len()) * 3];
+            let (mut a, mut b, mut c) = (0f32, 0f32, 0f32);
+            for (&w, p) in weights.iter().zip(pixels.chunks_exact(3)) {
+                a += w * p[0] as f32;
+                b += w * p[1] as f32;
+                c += w * p[2] as f32;
+            }
+            out[0] = a;
+            out[1] = b;
+            out[2] = c;
+        }
+    }
+    // Vertical pass, a whole row at a time.
+    let mut out = vec![PAD_IMAGE; ow * oh * 3];
+    let mut acc = vec![0f32; ow * 3];
+    for y in 0..oh {
+        let (start, weights) = ymap.taps(y);
+        if weights.is_empty() {
+            continue;
+        }
+        acc.iter_mut().for_each(|v| *v = 0.0);
+        for (k, &w) in weights.iter().enumerate() {
+            let r = start + k - rows.start;
+            let row = &tmp[r * ow * 3..(r + 1) * ow * 3];
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += w * v);
+        }
+        let out_row = &mut out[y * ow * 3..(y + 1) * ow * 3];
+        for x in 0..ow {
+            if xmap.count[x] == 0 {
+                continue;
+            }
+            for ch in 0..3 {
+                out_row[x * 3 + ch] = (acc[x * 3 + ch] + 0.5).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    RgbImage::from_raw(geo.out_w, geo.out_h, out).expect("buffer has the image size")
+}
+
+/// Resamples a mask with `geo`, nearest neighbour; padding is [`IGNORE`].
+pub fn warp_mask(src: &GrayImage, geo: &Letterbox) -> GrayImage {
+    let (sw, sh) = src.dimensions();
+    let nearest = |out_len: u32, src_len: u32, pad: f32, flipped: bool| -> Vec<Option<usize>> {
+        (0..out_len)
+            .map(|o| {
+                let c = source_coord(o, out_len, geo.scale, pad, flipped);
+                (c >= 0.0 && c < src_len as f64).then_some(c as usize)
+            })
+            .collect()
+    };
+    let cols = nearest(geo.out_w, sw, geo.pad_x, geo.flipped);
+    let rows = nearest(geo.out_h, sh, geo.pad_y, false);
+    let raw = src.as_raw();
+    let mut out = vec![IGNORE; (geo.out_w * geo.out_h) as usize];
+    for (y, row) in rows.iter().enumerate() {
+        let Some(sy) = row else { continue };
+        let src_row = &raw[sy * sw as usize..(sy + 1) * sw as usize];
+        let out_row = &mut out[y * geo.out_w as usize..(y + 1) * geo.out_w as usize];
+        for (o, col) in out_row.iter_mut().zip(&cols) {
+            if let Some(sx) = col {
+                *o = src_row[*sx];
+            }
+        }
+    }
+    GrayImage::from_raw(geo.out_w, geo.out_h, out).expect("buffer has the mask size")
+}
+
+/// Brightness, then contrast (around the mean grey of `rect`), then saturation
+/// (towards each pixel's grey), as torchvision's `ColorJitter` does in that order;
+/// applied inside `rect` `[x0, y0, x1, y1)` only, so padding keeps its value.
+pub fn color_jitter(img: &mut RgbImage, rect: [u32; 4], j: Jitter) {
+    if j == Jitter::NONE {
+        return;
+    }
+    let [x0, y0, x1, y1] = rect;
+    let (x1, y1) = (x1.min(img.width()), y1.min(img.height()));
+    if x0 >= x1 || y0 >= y1 {
+        return;
+    }
+    let w = img.width() as usize;
+    let raw: &mut [u8] = img;
+    // Mean grey of the region (integer weights 299/587/114 per mille), after brightness.
+    let mut sum = 0u64;
+    for y in y0 as usize..y1 as usize {
+        for p in raw[(y * w + x0 as usize) * 3..(y * w + x1 as usize) * 3].chunks_exact(3) {
+            sum += 299 * p[0] as u64 + 587 * p[1] as u64 + 114 * p[2] as u64;
+        }
+    }
+    let n = ((x1 - x0) * (y1 - y0)) as f64;
+    let mean = ((sum as f64 / n / 1000.0) as f32 * j.brightness).clamp(0.0, 255.0);
+    // Brightness then contrast depend on the value alone: one table.
+    let lut: [f32; 256] = std::array::from_fn(|v| {
+        let v = (v as f32 * j.brightness).min(255.0);
+        ((v - mean) * j.contrast + mean).clamp(0.0, 255.0)
+    });
+    let s = j.saturation;
+    for y in y0 as usize..y1 as usize {
+        let row = &mut raw[(y * w + x0 as usize) * 3..(y * w + x1 as usize) * 3];
+        for p in row.chunks_exact_mut(3) {
+            let (r, g, b) = (lut[p[0] as usize], lut[p[1] as usize], lut[p[2] as usize]);
+            let grey = 0.299 * r + 0.587 * g + 0.114 * b;
+            p[0] = ((grey + (r - grey) * s).clamp(0.0, 255.0) + 0.5) as u8;
+            p[1] = ((grey + (g - grey) * s).clamp(0.0, 255.0) + 0.5) as u8;
+            p[2] = ((grey + (b - grey) * s).clamp(0.0, 255.0) + 0.5) as u8;
+        }
+    }
+}
+
+/// Writes `img` into `out` (length 3·w·h) as planar CHW, `(v / 255 - mean) / std`.
+pub fn normalize_into(img: &RgbImage, out: &mut [f32]) {
+    let plane = (img.width() * img.height()) as usize;
+    assert_eq!(out.len(), 3 * plane, "output buffer is not 3 x width x height");
+    let luts: [[f32; 256]; 3] = std::array::from_fn(|c| {
+        std::array::from_fn(|v| (v as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c])
+    });
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (i, p) in img.as_raw().chunks_exact(3).enumerate() {
+        r[i] = luts[0][p[0] as usize];
+        g[i] = luts[1][p[1] as usize];
+        b[i] = luts[2][p[2] as usize];
+    }
+}
+
+/// The inverse of [`normalize_into`], for previews: planar CHW floats to an image.
+pub fn denormalize(chw: &[f32], width: u32, height: u32) -> RgbImage {
+    let plane = (width * height) as usize;
+    assert_eq!(chw.len(), 3 * plane, "input is not 3 x width x height");
+    let mut img = RgbImage::new(width, height);
+    for (i, p) in img.pixels_mut().enumerate() {
+        for c in 0..3 {
+            let v = (chw[c * plane + i] * IMAGENET_STD[c] + IMAGENET_MEAN[c]) * 255.0;
+            p[c] = (v + 0.5).clamp(0.0, 255.0) as u8;
+        }
+    }
+    img
+}
+
+/// ADE encoding to training encoding, in place: label `k` (1..=N) becomes class
+/// index `k - 1`; 0 (unlabelled) and anything above `num_classes` become [`IGNORE`].
+pub fn ade_to_class_mask(mask: &mut GrayImage, num_classes: usize) {
+    let lut: [u8; 256] = std::array::from_fn(|v| {
+        if v == 0 || v > num_classes || v > IGNORE as usize {
+            IGNORE
+        } else {
+            (v - 1) as u8
+        }
+    });
+    for v in mask.iter_mut() {
+        *v = lut[*v as usize];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// A sample with a filled box of class 1 in its mask (0 elsewhere) and a gradient image.
+    fn boxed_sample(w: u32, h: u32, b: [u32; 4]) -> Sample {
+        let image = RgbImage::from_fn(w, h, |x, y| Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 77]));
+        let mask = GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([u8::from(x >= b[0] && x < b[2] && y >= b[1] && y < b[3])])
+        });
+        let target = Target { bbox: b.map(|v| v as f32), class: 1, difficult: false };
+        Sample { image, targets: vec![target], mask: Some(mask) }
+    }
+
+    /// The extent `[x0, y0, x1)` of mask pixels equal to 1, or `None`.
+    fn extent(mask: &GrayImage) -> Option<[f32; 4]> {
+        let mut e = [u32::MAX, u32::MAX, 0, 0];
+        for (x, y, p) in mask.enumerate_pixels() {
+            if p[0] == 1 {
+                e = [e[0].min(x), e[1].min(y), e[2].max(x + 1), e[3].max(y + 1)];
+            }
+        }
+        (e[0] != u32::MAX).then(|| e.map(|v| v as f32))
+    }
+
+    fn assert_consistent(sample: &Sample, out: &Augmented) {
+        let mask = out.mask.as_ref().unwrap();
+        match (extent(mask), out.targets.first()) {
+            (Some(e), Some(t)) => {
+                for k in 0..4 {
+                    assert!((e[k] - t.bbox[k]).abs() <= 1.0, "mask extent {e:?} vs box {:?}", t.bbox);
+                }
+            }
+            (None, None) => {}
+            (Some(e), None) => {
+                // The box was dropped: what is left of it must be thin or mostly cropped.
+                let full = out.letterbox.box_to_output(sample.targets[0].bbox);
+                let full_area = (full[2] - full[0]) * (full[3] - full[1]);
+                let (w, h) = (e[2] - e[0], e[3] - e[1]);
+                let slack = 2.0 * (w + h) + 4.0;
+                assert!(w <= 3.0 || h <= 3.0 || w * h <= 0.25 * full_area + slack, "dropped {e:?} of {full:?}");
+            }
+            (None, Some(t)) => panic!("box {:?} kept but no mask pixels left", t.bbox),
+        }
+        // Padding is ignore in the mask and grey in the image.
+        let [x0, y0, x1, y1] = out.letterbox.content_rect();
+        for (x, y, p) in mask.enumerate_pixels() {
+            let inside = x >= x0 && x < x1 && y >= y0 && y < y1;
+            assert_eq!(p[0] == IGNORE, !inside, "pixel {x},{y}");
+            if !inside {
+                assert_eq!(out.image.get_pixel(x, y).0, [PAD_IMAGE; 3]);
+            }
+        }
+    }
+
+    #[test]
+    fn letterbox_keeps_aspect_and_pads_centred() {
+        let lb = Letterbox::fit(200, 100, 64);
+        assert_eq!((lb.scale, lb.pad_x, lb.pad_y), (64.0 / 200.0, 0.0, 16.0));
+        assert_eq!(lb.content_rect(), [0, 16, 64, 48]);
+        let s = boxed_sample(200, 100, [50, 20, 120, 90]);
+        let out = apply_geometry(&s, &lb, &AugmentConfig::eval(64));
+        for (a, b) in out.targets[0].bbox.iter().zip([16.0, 22.4, 38.4, 44.8]) {
+            assert!((a - b).abs() < 1e-4, "{:?}", out.targets[0].bbox);
+        }
+        assert_consistent(&s, &out);
+        // Mapping the box back gives the original box.
+        let back = lb.box_to_original(out.targets[0].bbox);
+        for (a, b) in back.iter().zip([50.0, 20.0, 120.0, 90.0]) {
+            assert!((a - b).abs() < 1e-3, "{back:?}");
+        }
+        assert!((lb.box_to_original_voc(out.targets[0].bbox)[0] - 51.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn mask_maps_back_to_the_original_size() {
+        let s = boxed_sample(90, 60, [10, 10, 40, 30]);
+        for geo in [Letterbox::fit(90, 60, 45), Letterbox::fit(90, 60, 180).hflip()] {
+            let out = apply_geometry(&s, &geo, &AugmentConfig::eval(geo.out_w));
+            let back = geo.mask_to_original(out.mask.as_ref().unwrap());
+            assert_eq!(back.dimensions(), (90, 60));
+            let diff = back.pixels().zip(s.mask.as_ref().unwrap().pixels()).filter(|(a, b)| a != b).count();
+            // Only pixels along the box border may change when halving the resolution.
+            assert!(diff <= 2 * (30 + 20) + 4, "{diff} pixels differ");
+        }
+    }
+
+    #[test]
+    fn hflip_mirrors_boxes_masks_and_pixels() {
+        let s = boxed_sample(40, 40, [5, 10, 15, 30]);
+        let geo = Letterbox::fit(40, 40, 40).hflip();
+        let out = apply_geometry(&s, &geo, &AugmentConfig::eval(40));
+        assert_eq!(out.targets[0].bbox, [25.0, 10.0, 35.0, 30.0]);
+        assert_consistent(&s, &out);
+        assert_eq!(out.image.get_pixel(39, 7), s.image.get_pixel(0, 7));
+        assert_eq!(geo.inverse(39.5, 0.5), (0.5, 0.5));
+    }
+
+    #[test]
+    fn random_scale_crop_keeps_boxes_and_masks_consistent() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let cfg = AugmentConfig::train(48);
+        let mut kept = 0;
+        for i in 0..200 {
+            let (w, h) = (60 + i % 37, 50 + (i * 7) % 41);
+            let b = [i % 20, i % 13, 30 + i % 25, 35 + i % 11];
+            let s = boxed_sample(w, h, b);
+            let mut geo = random_scale_crop(w, h, 48, cfg.scale, &mut rng);
+            if i % 2 == 0 {
+                geo = geo.hflip();
+            }
+            let out = apply_geometry(&s, &geo, &cfg);
+            assert_consistent(&s, &out);
+            kept += out.targets.len();
+            for t in &out.targets {
+                assert!(t.bbox[0] >= 0.0 && t.bbox[2] <= 48.0 && t.bbox[1] >= 0.0 && t.bbox[3] <= 48.0);
+            }
+        }
+        assert!(kept > 100, "only {kept} boxes kept");
+    }
+
+    #[test]
+    fn boxes_cropped_away_or_too_small_are_dropped() {
+        let geo = Letterbox { scale: 1.0, pad_x: -50.0, pad_y: 0.0, orig_w: 100, orig_h: 100, out_w: 50, out_h: 50, flipped: false };
+        let t = |b: [f32; 4]| Target { bbox: b, class: 0, difficult: true };
+        let kept = transform_targets(&[t([0.0, 0.0, 10.0, 10.0]), t([40.0, 0.0, 60.0, 10.0]), t([45.0, 0.0, 80.0, 10.0]), t([60.0, 5.0, 70.0, 6.5])], &geo, 2.0, 0.25);
+        // Outside; 50% visible (kept, clipped); 86% visible; 1.5 px tall.
+        assert_eq!(kept.iter().map(|t| t.bbox).collect::<Vec<_>>(), [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 30.0, 10.0]]);
+        assert!(kept[0].difficult);
+        let kept = transform_targets(&[t([40.0, 0.0, 60.0, 10.0])], &geo, 2.0, 0.6);
+        assert!(kept.is_empty());
+    }
+
+    #[test]
+    fn color_jitter_is_identity_at_one_and_spares_padding() {
+        let s = boxed_sample(30, 20, [0, 0, 5, 5]);
+        let out = apply_geometry(&s, &Letterbox::fit(30, 20, 30), &AugmentConfig::eval(30));
+        let mut img = out.image.clone();
+        color_jitter(&mut img, out.letterbox.content_rect(), Jitter::NONE);
+        assert_eq!(img, out.image);
+        color_jitter(&mut img, out.letterbox.content_rect(), Jitter { brightness: 1.0, contrast: 1.0, saturation: 1.0 + 1e-6 });
+        let same = img.pixels().zip(out.image.pixels()).all(|(a, b)| a.0.iter().zip(b.0).all(|(x, y)| x.abs_diff(y) <= 1));
+        assert!(same);
+        color_jitter(&mut img, out.letterbox.content_rect(), Jitter { brightness: 1.4, contrast: 0.6, saturation: 0.0 });
+        assert_eq!(img.get_pixel(0, 0).0, [PAD_IMAGE; 3], "padding row untouched");
+        let p = img.get_pixel(10, 10);
+        assert!(p[0] == p[1] && p[1] == p[2], "saturation 0 gives grey: {p:?}");
+    }
+
+    #[test]
+    fn train_augment_is_deterministic_per_generator() {
+        let s = boxed_sample(64, 48, [10, 10, 40, 40]);
+        let cfg = AugmentConfig::train(32);
+        let a = augment(&s, &cfg, &mut ChaCha8Rng::seed_from_u64(3));
+        let b = augment(&s, &cfg, &mut ChaCha8Rng::seed_from_u64(3));
+        assert_eq!((a.image, a.mask, a.targets, a.letterbox), (b.image, b.mask, b.targets, b.letterbox));
+    }
+
+    #[test]
+    fn upscaling_interpolates_and_shrinking_averages() {
+        let img = RgbImage::from_fn(4, 1, |x, _| Rgb([if x < 2 { 0 } else { 200 }; 3]));
+        let up = warp_image(&img, &Letterbox { scale: 2.0, pad_x: 0.0, pad_y: 0.0, orig_w: 4, orig_h: 1, out_w: 8, out_h: 2, flipped: false });
+        let row: Vec<u8> = (0..8).map(|x| up.get_pixel(x, 0)[0]).collect();
+        assert_eq!(row, [0, 0, 0, 50, 150, 200, 200, 200]);
+        let stripes = RgbImage::from_fn(8, 8, |x, _| Rgb([if x % 2 == 0 { 0 } else { 200 }; 3]));
+        let down = warp_image(&stripes, &Letterbox::fit(8, 8, 2));
+        assert!(down.pixels().all(|p| p[0].abs_diff(100) <= 30), "{down:?}");
+    }
+
+    #[test]
+    fn normalise_round_trips_and_ade_masks_convert() {
+        let img = RgbImage::from_fn(5, 3, |x, y| Rgb([x as u8 * 40, y as u8 * 90, 255]));
+        let mut chw = vec![0.0; 45];
+        normalize_into(&img, &mut chw);
+        assert!((chw[0] - (-0.485 / 0.229)).abs() < 1e-6);
+        assert_eq!(denormalize(&chw, 5, 3), img);
+        let mut mask = GrayImage::from_raw(4, 1, vec![0, 1, 150, 151]).unwrap();
+        ade_to_class_mask(&mut mask, 150);
+        assert_eq!(mask.as_raw(), &[IGNORE, 0, 149, IGNORE]);
+    }
+}

@@ -1,0 +1,319 @@
+//! What the loader reads and what it yields: sample sources (VOC detection
+//! records, ADE segmentation records) and the batches ready for Burn.
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use image::RgbImage;
+
+use super::ade::{self, AdeDataset, AdeRecord};
+use super::augment::{ade_to_class_mask, normalize_into, voc_to_xyxy, Augmented, Letterbox, Sample, Target};
+use super::classes::ClassList;
+use super::loader::Position;
+use super::problem::Problem;
+use super::voc::{VocDataset, VocRecord};
+
+/// A dataset the loader can draw samples from.
+///
+/// `load` decodes sample `index` (any order, from several threads at once) and
+/// reports a broken file as a [`Problem`] instead of panicking; `collate` packs
+/// augmented samples (with their dataset indices) into a batch.
+pub trait SampleSource: Send + Sync + 'static {
+    type Batch: Send + 'static;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The sample's id (VOC image id, ADE file stem).
+    fn id(&self, index: usize) -> &str;
+    fn load(&self, index: usize) -> Result<Sample, Problem>;
+    fn collate(&self, size: u32, items: Vec<(usize, Augmented)>, position: Position, skipped: Vec<Problem>) -> Self::Batch;
+}
+
+/// A shared source (`Arc<DetSource>`) is a source too, so several loaders can share one.
+impl<T: SampleSource> SampleSource for std::sync::Arc<T> {
+    type Batch = T::Batch;
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn id(&self, index: usize) -> &str {
+        (**self).id(index)
+    }
+    fn load(&self, index: usize) -> Result<Sample, Problem> {
+        (**self).load(index)
+    }
+    fn collate(&self, size: u32, items: Vec<(usize, Augmented)>, position: Position, skipped: Vec<Problem>) -> Self::Batch {
+        (**self).collate(size, items, position, skipped)
+    }
+}
+
+/// Decodes an image file (format guessed from its bytes) to RGB.
+pub fn decode_rgb(path: &Path) -> Result<RgbImage, Problem> {
+    let bytes = std::fs::read(path).map_err(|e| Problem::new(path, format!("cannot read image: {e}")))?;
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| Problem::new(path, format!("image does not decode: {e}")))?;
+    Ok(img.into_rgb8())
+}
+
+/// Normalised images of `items` as one NCHW buffer.
+fn pack_images(size: u32, items: &[(usize, Augmented)]) -> Vec<f32> {
+    let plane = 3 * (size * size) as usize;
+    let mut images = vec![0f32; items.len() * plane];
+    for ((_, item), out) in items.iter().zip(images.chunks_exact_mut(plane)) {
+        normalize_into(&item.image, out);
+    }
+    images
+}
+
+fn image_tensor<B: Backend>(images: &[f32], n: usize, size: usize, device: &B::Device) -> Tensor<B, 4> {
+    Tensor::from_data(TensorData::new(images.to_vec(), [n, 3, size, size]), device)
+}
+
+/// Detection samples from VOC records.
+#[derive(Debug, Clone)]
+pub struct DetSource {
+    pub records: Vec<VocRecord>,
+    pub classes: ClassList,
+}
+
+impl DetSource {
+    pub fn new(dataset: &VocDataset) -> Self {
+        Self { records: dataset.records.clone(), classes: dataset.classes.clone() }
+    }
+}
+
+/// A batch of detection samples, `size`×`size`, ready for the network.
+#[derive(Debug, Clone)]
+pub struct DetBatch {
+    /// `N·3·size·size` floats, NCHW, RGB normalised with ImageNet mean and std.
+    pub images: Vec<f32>,
+    pub size: usize,
+    /// Per image: boxes in input pixel coordinates `[x0, y0, x1, y1]` (0-based, continuous).
+    pub boxes: Vec<Vec<[f32; 4]>>,
+    /// Per image: class index of each box.
+    pub labels: Vec<Vec<usize>>,
+    /// Per image: the VOC `difficult` flag of each box.
+    pub difficult: Vec<Vec<bool>>,
+    pub ids: Vec<String>,
+    /// Dataset index of each image.
+    pub indices: Vec<usize>,
+    /// Per image: the map from the original image to the input, to map predictions back.
+    pub letterboxes: Vec<Letterbox>,
+    /// Where this batch lies in the loader's stream.
+    pub position: Position,
+    /// Samples of this batch left out because they failed to load.
+    pub skipped: Vec<Problem>,
+}
+
+impl DetBatch {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The images as a `[N, 3, size, size]` float tensor.
+    pub fn images<B: Backend>(&self, device: &B::Device) -> Tensor<B, 4> {
+        image_tensor(&self.images, self.len(), self.size, device)
+    }
+}
+
+impl SampleSource for DetSource {
+    type Batch = DetBatch;
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn id(&self, index: usize) -> &str {
+        &self.records[index].id
+    }
+
+    fn load(&self, index: usize) -> Result<Sample, Problem> {
+        let record = &self.records[index];
+        let image = decode_rgb(&record.image_path)?;
+        let (w, h) = (record.annotation.width, record.annotation.height);
+        if image.dimensions() != (w, h) {
+            return Err(Problem::new(
+                &record.image_path,
+                format!("image is {}x{} but the annotation says {w}x{h}", image.width(), image.height()),
+            ));
+        }
+        let targets = record
+            .annotation
+            .objects
+            .iter()
+            .map(|o| Target { bbox: voc_to_xyxy(o.bbox), class: o.class, difficult: o.difficult })
+            .collect();
+        Ok(Sample { image, targets, mask: None })
+    }
+
+    fn collate(&self, size: u32, items: Vec<(usize, Augmented)>, position: Position, skipped: Vec<Problem>) -> DetBatch {
+        let images = pack_images(size, &items);
+        let mut batch = DetBatch {
+            images,
+            size: size as usize,
+            boxes: Vec::with_capacity(items.len()),
+            labels: Vec::with_capacity(items.len()),
+            difficult: Vec::with_capacity(items.len()),
+            ids: Vec::with_capacity(items.len()),
+            indices: Vec::with_capacity(items.len()),
+            letterboxes: Vec::with_capacity(items.len()),
+            position,
+            skipped,
+        };
+        for (index, item) in items {
+            batch.boxes.push(item.targets.iter().map(|t| t.bbox).collect());
+            batch.labels.push(item.targets.iter().map(|t| t.class).collect());
+            batch.difficult.push(item.targets.iter().map(|t| t.difficult).collect());
+            batch.ids.push(self.id(index).to_string());
+            batch.indices.push(index);
+            batch.letterboxes.push(item.letterbox);
+        }
+        batch
+    }
+}
+
+/// Segmentation samples from ADE records; masks become class indices (label
+/// `k` → `k - 1`) with 255 for unlabelled pixels and padding.
+#[derive(Debug, Clone)]
+pub struct SegSource {
+    pub records: Vec<AdeRecord>,
+    pub classes: ClassList,
+}
+
+impl SegSource {
+    pub fn new(dataset: &AdeDataset) -> Self {
+        Self { records: dataset.records.clone(), classes: dataset.classes.clone() }
+    }
+}
+
+/// A batch of segmentation samples, `size`×`size`, ready for the network.
+#[derive(Debug, Clone)]
+pub struct SegBatch {
+    /// `N·3·size·size` floats, NCHW, RGB normalised with ImageNet mean and std.
+    pub images: Vec<f32>,
+    pub size: usize,
+    /// `N·size·size` class indices, 255 = ignore.
+    pub masks: Vec<u8>,
+    pub ids: Vec<String>,
+    pub indices: Vec<usize>,
+    pub letterboxes: Vec<Letterbox>,
+    pub position: Position,
+    pub skipped: Vec<Problem>,
+}
+
+impl SegBatch {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The images as a `[N, 3, size, size]` float tensor.
+    pub fn images<B: Backend>(&self, device: &B::Device) -> Tensor<B, 4> {
+        image_tensor(&self.images, self.len(), self.size, device)
+    }
+
+    /// The masks as a `[N, size, size]` int tensor of class indices, 255 = ignore.
+    pub fn masks<B: Backend>(&self, device: &B::Device) -> Tensor<B, 3, Int> {
+        let data: Vec<i64> = self.masks.iter().map(|&m| m as i64).collect();
+        Tensor::from_data(TensorData::new(data, [self.len(), self.size, self.size]), device)
+    }
+}
+
+impl SampleSource for SegSource {
+    type Batch = SegBatch;
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn id(&self, index: usize) -> &str {
+        &self.records[index].id
+    }
+
+    fn load(&self, index: usize) -> Result<Sample, Problem> {
+        let record = &self.records[index];
+        let image = decode_rgb(&record.image_path)?;
+        let mut mask = ade::read_mask(&record.mask_path, self.classes.len())?;
+        if mask.dimensions() != image.dimensions() {
+            return Err(Problem::new(
+                &record.mask_path,
+                format!(
+                    "mask is {}x{} but its image is {}x{}",
+                    mask.width(),
+                    mask.height(),
+                    image.width(),
+                    image.height()
+                ),
+            ));
+        }
+        ade_to_class_mask(&mut mask, self.classes.len());
+        Ok(Sample { image, targets: Vec::new(), mask: Some(mask) })
+    }
+
+    fn collate(&self, size: u32, items: Vec<(usize, Augmented)>, position: Position, skipped: Vec<Problem>) -> SegBatch {
+        let images = pack_images(size, &items);
+        let mut batch = SegBatch {
+            images,
+            size: size as usize,
+            masks: Vec::with_capacity(items.len() * (size * size) as usize),
+            ids: Vec::with_capacity(items.len()),
+            indices: Vec::with_capacity(items.len()),
+            letterboxes: Vec::with_capacity(items.len()),
+            position,
+            skipped,
+        };
+        for (index, item) in items {
+            let mask = item.mask.expect("segmentation samples carry a mask");
+            batch.masks.extend_from_slice(mask.as_raw());
+            batch.ids.push(self.id(index).to_string());
+            batch.indices.push(index);
+            batch.letterboxes.push(item.letterbox);
+        }
+        batch
+    }
+}
+
+#[cfg(test)]
+mod stage_timing {
+    use super::*;
+    use crate::data::augment::*;
+    use rand::SeedableRng;
+    #[test]
+    #[ignore]
+    fn stage_timing() {
+        let set = VocDataset::open_all(Path::new("/work/shared/realdata/VOC2007"), crate::data::voc::VocClasses::Pascal).unwrap();
+        let src = DetSource::new(&set);
+        let n = 128;
+        let t = std::time::Instant::now();
+        let samples: Vec<Sample> = (0..n).map(|i| src.load(i).unwrap()).collect();
+        let decode = t.elapsed().as_secs_f64() / n as f64;
+        let cfg = AugmentConfig::train(512);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let t = std::time::Instant::now();
+        let geos: Vec<Letterbox> = samples.iter().map(|s| random_scale_crop(s.image.width(), s.image.height(), 512, cfg.scale, &mut rng)).collect();
+        let outs: Vec<Augmented> = samples.iter().zip(&geos).map(|(s, g)| apply_geometry(s, g, &cfg)).collect();
+        let warp = t.elapsed().as_secs_f64() / n as f64;
+        let t = std::time::Instant::now();
+        let mut imgs: Vec<RgbImage> = outs.iter().map(|o| o.image.clone()).collect();
+        let clone = t.elapsed().as_secs_f64() / n as f64;
+        let t = std::time::Instant::now();
+        for (img, g) in imgs.iter_mut().zip(&geos) { color_jitter(img, g.content_rect(), Jitter { brightness: 1.2, contrast: 0.8, saturation: 1.3 }); }
+        let jitter = t.elapsed().as_secs_f64() / n as f64;
+        let t = std::time::Instant::now();
+        let mut buf = vec![0f32; 3 * 512 * 512];
+        for img in &imgs { normalize_into(img, &mut buf); }
+        let norm = t.elapsed().as_secs_f64() / n as f64;
+        let t = std::time::Instant::now();
+        for _ in 0..8 { let v = vec![0f32; 16 * 3 * 512 * 512]; std::hint::black_box(&v); }
+        let alloc = t.elapsed().as_secs_f64() / 128.0;
+        eprintln!("per image ms: decode {:.2} warp {:.2} clone {:.2} jitter {:.2} normalise {:.2} batch-alloc {:.2}", decode*1e3, warp*1e3, clone*1e3, jitter*1e3, norm*1e3, alloc*1e3);
+    }
+}

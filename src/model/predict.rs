@@ -1,0 +1,68 @@
+//! Inference: from a batch of letterboxed images to detections and semantic
+//! masks in each original image's coordinates.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use image::GrayImage;
+
+use super::anchors::Anchors;
+use super::postprocess::{postprocess_batch, to_original, Detection, PostprocessConfig};
+use super::{TwinNet, DET_STRIDES};
+use crate::data::augment::{Letterbox, IGNORE};
+
+/// Detections per image, mapped back to the original images (0-based continuous boxes).
+pub fn detect_batch<B: Backend>(
+    net: &TwinNet<B>,
+    images: Tensor<B, 4>,
+    letterboxes: &[Letterbox],
+    config: &PostprocessConfig,
+) -> Vec<Vec<Detection>> {
+    let [_, _, _, size] = images.dims();
+    let output = net.forward_det(images);
+    let anchors = Anchors::new(size, &DET_STRIDES);
+    postprocess_batch(output.cls_logits, output.box_raw, &anchors, config)
+        .iter()
+        .zip(letterboxes)
+        .map(|(detections, letterbox)| to_original(detections, letterbox))
+        .collect()
+}
+
+/// Semantic masks per image at the original size, ADE encoding (class index + 1;
+/// 0 where the input showed only padding).
+pub fn segment_batch<B: Backend>(net: &TwinNet<B>, images: Tensor<B, 4>, letterboxes: &[Letterbox]) -> Vec<GrayImage> {
+    masks_from_logits(net.forward_seg(images), letterboxes)
+}
+
+/// Both tasks from one shared forward pass.
+pub fn predict_batch<B: Backend>(
+    net: &TwinNet<B>,
+    images: Tensor<B, 4>,
+    letterboxes: &[Letterbox],
+    config: &PostprocessConfig,
+) -> Vec<(Vec<Detection>, GrayImage)> {
+    let [_, _, _, size] = images.dims();
+    let (det, seg) = net.forward_both(images);
+    let anchors = Anchors::new(size, &DET_STRIDES);
+    let detections = postprocess_batch(det.cls_logits, det.box_raw, &anchors, config);
+    let masks = masks_from_logits(seg, letterboxes);
+    detections
+        .iter()
+        .zip(letterboxes)
+        .map(|(d, letterbox)| to_original(d, letterbox))
+        .zip(masks)
+        .collect()
+}
+
+fn masks_from_logits<B: Backend>(logits: Tensor<B, 4>, letterboxes: &[Letterbox]) -> Vec<GrayImage> {
+    let [n, _, h, w] = logits.dims();
+    let classes: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().into_vec().expect("int tensor");
+    (0..n)
+        .map(|i| {
+            let labels: Vec<u8> = classes[i * h * w..(i + 1) * h * w].iter().map(|&c| (c + 1).min(255) as u8).collect();
+            let input_mask = GrayImage::from_raw(w as u32, h as u32, labels).expect("sized buffer");
+            let mut mask = letterboxes[i].mask_to_original(&input_mask);
+            mask.pixels_mut().filter(|p| p[0] == IGNORE).for_each(|p| p[0] = 0);
+            mask
+        })
+        .collect()
+}

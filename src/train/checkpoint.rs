@@ -1,0 +1,142 @@
+//! Checkpoints: `runs/<name>/checkpoints/<kind>/` holding the trained weights
+//! (`trainee.mpk`), the optimiser state (for `last`) and `state.json` (step,
+//! loader positions, best metrics, class lists, the model configuration).
+//! Each is written into a temporary folder and renamed into place, so a killed
+//! run never leaves a half-written checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::strategy::StrategyConfig;
+use super::trainee::Trainee;
+use crate::data::loader::Position;
+use crate::model::ModelConfig;
+
+/// Which checkpoint: the latest, the best per task, or the snapshot taken at a
+/// sequential strategy's task switch (the LwF teacher, the EWC anchor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointKind {
+    Last,
+    BestDet,
+    BestSeg,
+    Switch,
+}
+
+impl CheckpointKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Last => "last",
+            Self::BestDet => "best-det",
+            Self::BestSeg => "best-seg",
+            Self::Switch => "switch",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "last" => Self::Last,
+            "best-det" => Self::BestDet,
+            "best-seg" => Self::BestSeg,
+            "switch" => Self::Switch,
+            other => bail!("unknown checkpoint {other:?} (last, best-det, best-seg)"),
+        })
+    }
+}
+
+/// Everything besides the weights that resuming or predicting needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Steps completed.
+    pub step: usize,
+    pub det_position: Position,
+    pub seg_position: Position,
+    pub best_map50: f64,
+    pub best_miou: f64,
+    /// Factor the user applied to the scheduled learning rate (set-learning-rate).
+    pub lr_scale: f64,
+    /// The strategy in force (it may have been changed while running).
+    pub strategy: StrategyConfig,
+    /// Step at which the strategy in force took over.
+    pub strategy_since: usize,
+    pub wall_seconds: f64,
+    pub model: ModelConfig,
+    pub det_classes: Vec<String>,
+    pub seg_classes: Vec<String>,
+    pub image_size: u32,
+}
+
+pub fn checkpoint_dir(run_dir: &Path, kind: CheckpointKind) -> PathBuf {
+    run_dir.join("checkpoints").join(kind.name())
+}
+
+/// Writes a checkpoint atomically; `write_extra` adds files (the optimiser state).
+pub fn save<B: Backend>(
+    run_dir: &Path,
+    kind: CheckpointKind,
+    trainee: &Trainee<B>,
+    state: &TrainerState,
+    write_extra: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let target = checkpoint_dir(run_dir, kind);
+    let parent = target.parent().expect("checkpoint dir has a parent");
+    let tmp = parent.join(format!("{}.tmp", kind.name()));
+    let old = parent.join(format!("{}.old", kind.name()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot clear", tmp.display()))?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    trainee
+        .clone()
+        .save_file(tmp.join("trainee"), &recorder)
+        .with_context(|| format!("{}: cannot write weights", tmp.display()))?;
+    write_extra(&tmp)?;
+    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)
+        .with_context(|| format!("{}: cannot write state", tmp.display()))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    if target.exists() {
+        std::fs::rename(&target, &old)?;
+    }
+    std::fs::rename(&tmp, &target).with_context(|| format!("{}: cannot move into place", target.display()))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(target)
+}
+
+/// The folder of a complete checkpoint: `<kind>/`, or `<kind>.old/` when a run was
+/// killed between the two renames of [`save`].
+pub fn find(run_dir: &Path, kind: CheckpointKind) -> Result<PathBuf> {
+    let dir = checkpoint_dir(run_dir, kind);
+    if dir.join("state.json").is_file() {
+        return Ok(dir);
+    }
+    let old = dir.with_file_name(format!("{}.old", kind.name()));
+    if old.join("state.json").is_file() {
+        return Ok(old);
+    }
+    bail!("{}: no {} checkpoint", run_dir.display(), kind.name())
+}
+
+pub fn read_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a valid checkpoint state", path.display()))
+}
+
+/// Loads the weights of a checkpoint folder into a freshly built trainee.
+pub fn load_trainee<B: Backend>(dir: &Path, device: &B::Device) -> Result<(Trainee<B>, TrainerState)> {
+    let state = read_state(dir)?;
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    let trainee = Trainee::<B>::new(&state.model, device)
+        .load_file(dir.join("trainee"), &recorder, device)
+        .with_context(|| format!("{}: cannot read weights", dir.join("trainee.mpk").display()))?;
+    Ok((trainee, state))
+}

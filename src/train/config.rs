@@ -1,0 +1,329 @@
+//! `TrainConfig`: everything a run needs, read from a TOML preset in `presets/`
+//! with `--set key=value` overrides. Unknown keys and bad values are errors
+//! that name the key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::strategy::StrategyConfig;
+use crate::model::ModelSize;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Run name: the run folder is `runs/<name>` unless `--out` says otherwise.
+    pub name: String,
+    pub seed: u64,
+    /// Optimiser steps in the whole run.
+    pub steps: usize,
+    pub data: DataConfig,
+    pub model: ModelSection,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    pub strategy: StrategyConfig,
+    #[serde(default)]
+    pub loss: LossConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// VOC-format detection dataset root.
+    pub voc: PathBuf,
+    #[serde(default = "default_voc_train")]
+    pub voc_train_split: String,
+    #[serde(default = "default_voc_val")]
+    pub voc_val_split: String,
+    /// ADE20K-format segmentation dataset root.
+    pub ade: PathBuf,
+    #[serde(default = "default_ade_train")]
+    pub ade_train_split: String,
+    #[serde(default = "default_ade_val")]
+    pub ade_val_split: String,
+    /// Generate the synthetic twin datasets on first use into the common parent
+    /// of `voc` and `ade` (which must be `<dir>/voc` and `<dir>/ade`).
+    #[serde(default)]
+    pub synthetic: Option<SyntheticData>,
+    /// Square training input size in pixels (a multiple of 32).
+    pub image_size: u32,
+    pub batch_size: usize,
+    /// Decode/augment worker threads (0 = one per core).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+/// Settings of the synthetic twin datasets (see `twinhead data synth`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticData {
+    #[serde(default)]
+    pub seed: u64,
+    pub det_images: usize,
+    pub seg_images: usize,
+    /// Long side of the generated images in pixels.
+    pub size: u32,
+}
+
+fn default_voc_train() -> String {
+    "train".into()
+}
+fn default_voc_val() -> String {
+    "val".into()
+}
+fn default_ade_train() -> String {
+    "training".into()
+}
+fn default_ade_val() -> String {
+    "validation".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub size: ModelSize,
+    #[serde(default)]
+    pub width: Option<f32>,
+    #[serde(default)]
+    pub depth: Option<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adamw,
+    Sgd,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate of the heads and neck.
+    pub lr: f64,
+    /// Backbone learning rate = `lr × backbone_lr_factor`.
+    pub backbone_lr_factor: f64,
+    pub weight_decay: f64,
+    /// SGD momentum (ignored by AdamW).
+    pub momentum: f64,
+    /// Linear warm-up steps from 0 to `lr`.
+    pub warmup_steps: usize,
+    /// Cosine decay ends at `lr × min_lr_factor`.
+    pub min_lr_factor: f64,
+    /// Per-parameter gradient norm clip (0 = off).
+    pub grad_clip: f32,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            optimizer: OptimizerKind::Adamw,
+            lr: 2e-3,
+            backbone_lr_factor: 1.0,
+            weight_decay: 5e-4,
+            momentum: 0.9,
+            warmup_steps: 50,
+            min_lr_factor: 0.05,
+            grad_clip: 10.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    pub det_cls_weight: f32,
+    pub det_box_weight: f32,
+    /// Keep only the hardest pixels' cross-entropy (fraction 0–1; 0 = off).
+    pub seg_ohem_fraction: f32,
+    pub seg_dice_weight: f32,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self { det_cls_weight: 0.5, det_box_weight: 7.5, seg_ohem_fraction: 0.0, seg_dice_weight: 0.0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Evaluate both tasks every this many steps (and at the end).
+    pub every: usize,
+    /// Size of the fixed validation subsets used during training.
+    pub det_images: usize,
+    pub seg_images: usize,
+    pub score_threshold: f32,
+    pub nms_iou: f32,
+    pub max_detections: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { every: 100, det_images: 200, seg_images: 200, score_threshold: 0.01, nms_iou: 0.6, max_detections: 100 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Save the `last` checkpoint every this many steps (and at the end).
+    pub every: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self { every: 100 }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a preset: a path to a TOML file, or the name of one in `presets/`.
+    /// A preset may name another as `base = "name"`: its tables are merged over the base's.
+    pub fn load_preset(preset: &str, overrides: &[String]) -> Result<Self> {
+        let path = preset_path(preset)?;
+        let value = read_preset_value(&path, 0)?;
+        Self::from_value(value, overrides).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Parses TOML text, applies `key=value` overrides (dotted keys, TOML values;
+    /// bare words are taken as strings) and checks the result.
+    pub fn from_toml(text: &str, overrides: &[String]) -> Result<Self> {
+        Self::from_value(toml::from_str(text).context("invalid TOML")?, overrides)
+    }
+
+    fn from_value(mut value: toml::Value, overrides: &[String]) -> Result<Self> {
+        for item in overrides {
+            apply_override(&mut value, item)?;
+        }
+        let config: Self = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("{}: {}", if path == "." { "config".into() } else { path }, e.inner())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let check = |ok: bool, key: &str, why: &str| if ok { Ok(()) } else { bail!("{key}: {why}") };
+        check(self.steps > 0, "steps", "must be at least 1")?;
+        check(self.data.image_size >= 32 && self.data.image_size % 32 == 0, "data.image_size", "must be a multiple of 32 (the coarsest stride)")?;
+        check(self.data.batch_size > 0, "data.batch_size", "must be at least 1")?;
+        check(self.optim.lr > 0.0 && self.optim.lr.is_finite(), "optim.lr", "must be a positive number")?;
+        check(self.optim.backbone_lr_factor >= 0.0, "optim.backbone_lr_factor", "must be ≥ 0")?;
+        check((0.0..=1.0).contains(&self.optim.min_lr_factor), "optim.min_lr_factor", "must be in [0, 1]")?;
+        check((0.0..=1.0).contains(&self.loss.seg_ohem_fraction), "loss.seg_ohem_fraction", "must be in [0, 1]")?;
+        check(self.eval.every > 0, "eval.every", "must be at least 1")?;
+        check(self.checkpoint.every > 0, "checkpoint.every", "must be at least 1")?;
+        if let Some(w) = self.model.width {
+            check(w > 0.0 && w <= 2.0, "model.width", "must be in (0, 2]")?;
+        }
+        self.strategy.validate(self.steps)
+    }
+
+    pub fn model_config(&self, det_classes: usize, seg_classes: usize) -> crate::model::ModelConfig {
+        crate::model::ModelConfig {
+            size: self.model.size,
+            width: self.model.width,
+            depth: self.model.depth,
+            det_classes,
+            seg_classes,
+        }
+    }
+}
+
+/// The folder holding the bundled presets.
+pub fn presets_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("presets")
+}
+
+/// Names of the bundled presets.
+pub fn preset_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(presets_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".toml").map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+fn preset_path(preset: &str) -> Result<PathBuf> {
+    let as_path = Path::new(preset);
+    if as_path.is_file() {
+        return Ok(as_path.to_path_buf());
+    }
+    let bundled = presets_dir().join(format!("{preset}.toml"));
+    if bundled.is_file() {
+        return Ok(bundled);
+    }
+    bail!("preset {preset:?} not found (a TOML file, or one of: {})", preset_names().join(", "))
+}
+
+fn read_preset_value(path: &Path, depth: usize) -> Result<toml::Value> {
+    if depth > 8 {
+        bail!("{}: presets name each other as base in a loop", path.display());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read preset", path.display()))?;
+    let mut value: toml::Value = toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+    let Some(base) = value.as_table_mut().and_then(|t| t.remove("base")) else {
+        return Ok(value);
+    };
+    let base_name = base.as_str().with_context(|| format!("{}: base must be a preset name", path.display()))?;
+    let mut merged = read_preset_value(&preset_path(base_name)?, depth + 1)?;
+    merge(&mut merged, value);
+    Ok(merged)
+}
+
+/// Merges `top` into `base`: tables key by key, any other value replaces.
+fn merge(base: &mut toml::Value, top: toml::Value) {
+    match (base, top) {
+        (toml::Value::Table(base), toml::Value::Table(top)) => {
+            for (key, value) in top {
+                match base.get_mut(&key) {
+                    Some(existing) if existing.is_table() && value.is_table() && key != "strategy" => merge(existing, value),
+                    _ => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, top) => *base = top,
+    }
+}
+
+fn apply_override(root: &mut toml::Value, item: &str) -> Result<()> {
+    let (key, raw) = item
+        .split_once('=')
+        .with_context(|| format!("--set {item:?}: expected key=value"))?;
+    let key = key.trim();
+    let raw = raw.trim();
+    // A TOML literal (number, bool, quoted string, array); anything else is a bare string.
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut node = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let table = node
+            .as_table_mut()
+            .with_context(|| format!("--set {key}: {} is not a table", parts[..i].join(".")))?;
+        if i + 1 == parts.len() {
+            table.insert(part.to_string(), value);
+            return Ok(());
+        }
+        node = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    bail!("--set {item:?}: empty key")
+}

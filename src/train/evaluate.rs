@@ -1,0 +1,89 @@
+//! Validation during training: both tasks on fixed subsets of their validation
+//! splits, whichever task is training, with the eval module's metrics.
+
+use anyhow::Result;
+use burn::tensor::backend::Backend;
+use image::GrayImage;
+
+use crate::data::ade::{read_mask, AdeDataset};
+use crate::data::batch::{DetSource, SegSource};
+use crate::data::loader::{Loader, LoaderConfig};
+use crate::data::voc::VocDataset;
+use crate::data::ClassList;
+use crate::eval::{evaluate_voc, ground_truth_from_voc, ClassAp, ConfusionMatrix, GroundTruth, VocMetric};
+use crate::model::postprocess::PostprocessConfig;
+use crate::model::predict::{detect_batch, segment_batch};
+use crate::model::TwinNet;
+
+/// The fixed validation subsets and their ground truth (masks kept in memory).
+pub struct ValidationSets {
+    det: DetSource,
+    det_truth: Vec<GroundTruth>,
+    seg: SegSource,
+    seg_truth: Vec<GrayImage>,
+}
+
+impl ValidationSets {
+    /// The first `det_images` / `seg_images` records of each validation split.
+    pub fn new(voc: &VocDataset, det_images: usize, ade: &AdeDataset, seg_images: usize) -> Result<Self> {
+        let mut det = DetSource::new(voc);
+        det.records.truncate(det_images);
+        let det_truth = ground_truth_from_voc(&det.records);
+        let mut seg = SegSource::new(ade);
+        seg.records.truncate(seg_images);
+        let seg_truth = seg
+            .records
+            .iter()
+            .map(|r| read_mask(&r.mask_path, seg.classes.len()).map_err(|p| anyhow::anyhow!("{p}")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { det, det_truth, seg, seg_truth })
+    }
+
+    pub fn det_classes(&self) -> &ClassList {
+        &self.det.classes
+    }
+
+    pub fn seg_classes(&self) -> &ClassList {
+        &self.seg.classes
+    }
+}
+
+/// Both metrics of one evaluation.
+pub struct Validation {
+    pub det: ClassAp,
+    pub seg: ConfusionMatrix,
+}
+
+pub struct ValidationSettings {
+    pub image_size: u32,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub postprocess: PostprocessConfig,
+}
+
+pub fn validate<B: Backend>(
+    net: &TwinNet<B>,
+    sets: &ValidationSets,
+    settings: &ValidationSettings,
+    device: &B::Device,
+) -> Result<Validation> {
+    let loader_config = || LoaderConfig { threads: settings.threads, ..LoaderConfig::eval(settings.image_size, settings.batch_size) };
+
+    let mut detections = Vec::new();
+    for batch in Loader::new(sets.det.clone(), loader_config())? {
+        let found = detect_batch(net, batch.images::<B>(device), &batch.letterboxes, &settings.postprocess);
+        for (index, image_detections) in batch.indices.iter().zip(found) {
+            detections.extend(image_detections.iter().map(|d| d.to_eval(*index)));
+        }
+    }
+    let det = evaluate_voc(&sets.det_truth, &detections, sets.det.classes.len(), VocMetric::Area);
+
+    let mut seg = ConfusionMatrix::new(sets.seg.classes.len());
+    for batch in Loader::new(sets.seg.clone(), loader_config())? {
+        let masks = segment_batch(net, batch.images::<B>(device), &batch.letterboxes);
+        for (index, mask) in batch.indices.iter().zip(masks) {
+            seg.accumulate(sets.seg_truth[*index].as_raw(), mask.as_raw());
+        }
+    }
+    Ok(Validation { det, seg })
+}

@@ -1,0 +1,89 @@
+//! Typed events the trainer emits (over a crossbeam channel to the CLI or the
+//! workbench, and appended to `runs/<name>/metrics.jsonl`), and the control
+//! messages it accepts while running.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::strategy::{StepTasks, StrategyConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started { step: usize, total_steps: usize, run_dir: PathBuf, resumed: bool, device: String },
+    Step {
+        step: usize,
+        tasks: StepTasks,
+        det_loss: Option<f32>,
+        seg_loss: Option<f32>,
+        /// Extra penalty of the strategy (distillation, EWC), when active.
+        penalty: Option<f32>,
+        lr: f64,
+        images_per_sec: f32,
+    },
+    Eval(EvalRecord),
+    Phase { step: usize, phase: usize, description: String },
+    StrategyChanged { step: usize, strategy: StrategyConfig },
+    LearningRateChanged { step: usize, lr: f64 },
+    Checkpoint { step: usize, kind: String, path: PathBuf },
+    Paused { step: usize },
+    Resumed { step: usize },
+    Warning { step: usize, message: String },
+    Error { step: usize, message: String },
+    Finished { step: usize, reason: FinishReason, wall_seconds: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Completed,
+    Stopped,
+    Failed,
+}
+
+/// Both tasks evaluated on their fixed validation subsets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub step: usize,
+    /// VOC-style AP at IoU 0.5 (area under the precision envelope), mean over classes.
+    pub map50: f64,
+    pub miou: f64,
+    pub pixel_acc: f64,
+    pub det_per_class: BTreeMap<String, Option<f64>>,
+    pub seg_per_class: BTreeMap<String, Option<f64>>,
+    /// Best value so far minus the current one (0 when at the best).
+    pub det_forgetting: f64,
+    pub seg_forgetting: f64,
+}
+
+impl Event {
+    pub fn step(&self) -> usize {
+        match self {
+            Event::Eval(e) => e.step,
+            Event::Started { step, .. }
+            | Event::Step { step, .. }
+            | Event::Phase { step, .. }
+            | Event::StrategyChanged { step, .. }
+            | Event::LearningRateChanged { step, .. }
+            | Event::Checkpoint { step, .. }
+            | Event::Paused { step }
+            | Event::Resumed { step }
+            | Event::Warning { step, .. }
+            | Event::Error { step, .. }
+            | Event::Finished { step, .. } => *step,
+        }
+    }
+}
+
+/// Messages that steer a running trainer; each change becomes an event at its step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Stop,
+    CheckpointNow,
+    SetStrategy(StrategyConfig),
+    SetLearningRate(f64),
+}

@@ -1,0 +1,22 @@
+//! Training: configuration, strategies, losses and target assignment, the
+//! trainer loop, its events, checkpoints and run folders.
+
+pub mod assigner;
+pub mod checkpoint;
+pub mod config;
+pub mod evaluate;
+pub mod events;
+pub mod loss;
+pub mod optim;
+pub mod penalty;
+pub mod run;
+pub mod run_dir;
+pub mod schedule;
+pub mod strategy;
+pub mod trainee;
+pub mod trainer;
+
+pub use config::TrainConfig;
+pub use events::{Control, Event, FinishReason};
+pub use run::{start, DeviceSpec, RunHandle};
+pub use strategy::{StrategyConfig, Task};

@@ -1,0 +1,99 @@
+//! The run folder `runs/<name>/`: `config.toml`, the append-only event log
+//! `metrics.jsonl`, and `checkpoints/`. Event lines are also sent to whoever
+//! listens (the CLI's progress bar, the workbench).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::Sender;
+
+use super::config::TrainConfig;
+use super::events::Event;
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// Writes `contents` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot move into place", path.display()))
+}
+
+/// Creates the run folder and writes its configuration.
+pub fn create(run_dir: &Path, config: &TrainConfig) -> Result<()> {
+    std::fs::create_dir_all(run_dir).with_context(|| format!("{}: cannot create run folder", run_dir.display()))?;
+    write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml().as_bytes())
+}
+
+/// Reads the configuration a run was started with.
+pub fn read_config(run_dir: &Path) -> Result<TrainConfig> {
+    let path = run_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read (is this a run folder?)", path.display()))?;
+    TrainConfig::from_toml(&text, &[]).with_context(|| path.display().to_string())
+}
+
+/// Reads every event of a run's log; a line that does not parse (a run killed
+/// mid-write) is skipped and counted.
+pub fn read_events(run_dir: &Path) -> Result<(Vec<Event>, usize)> {
+    let path = run_dir.join(METRICS_FILE);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    };
+    let (mut events, mut bad) = (Vec::new(), 0);
+    for line in BufReader::new(file).lines() {
+        match serde_json::from_str::<Event>(&line?) {
+            Ok(event) => events.push(event),
+            Err(_) => bad += 1,
+        }
+    }
+    Ok((events, bad))
+}
+
+/// Appends events to `metrics.jsonl` and forwards them to a listener.
+pub struct EventLog {
+    path: PathBuf,
+    file: File,
+    listener: Option<Sender<Event>>,
+}
+
+impl EventLog {
+    pub fn open(run_dir: &Path, listener: Option<Sender<Event>>) -> Result<Self> {
+        let path = run_dir.join(METRICS_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        Ok(Self { path, file, listener })
+    }
+
+    pub fn emit(&mut self, event: Event) -> Result<()> {
+        let mut line = serde_json::to_string(&event)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).with_context(|| format!("{}: cannot append", self.path.display()))?;
+        if let Some(listener) = &self.listener {
+            // A listener that went away (a closed window) does not stop training.
+            let _ = listener.send(event);
+        }
+        Ok(())
+    }
+
+    /// Drops the events after `step` (those of steps a killed run lost), atomically.
+    pub fn truncate_after(&mut self, step: usize) -> Result<()> {
+        let dir = self.path.parent().expect("log lives in a run folder").to_path_buf();
+        let (events, _) = read_events(&dir)?;
+        let mut text = String::new();
+        for event in events.iter().filter(|e| e.step() <= step && !matches!(e, Event::Finished { .. })) {
+            text.push_str(&serde_json::to_string(event)?);
+            text.push('\n');
+        }
+        write_atomic(&self.path, text.as_bytes())?;
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        Ok(())
+    }
+}

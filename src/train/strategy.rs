@@ -1,0 +1,334 @@
+//! Forgetting-mitigation strategies: which task trains at each step, with what
+//! learning-rate factor, what is frozen, and which extra penalty applies.
+
+use std::fmt;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Det,
+    Seg,
+}
+
+impl Task {
+    pub fn other(self) -> Task {
+        match self {
+            Task::Det => Task::Seg,
+            Task::Seg => Task::Det,
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Task::Det => "detection",
+            Task::Seg => "segmentation",
+        })
+    }
+}
+
+/// How the two task losses are combined by `alternate` and `joint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weighting {
+    /// `det_weight · L_det + seg_weight · L_seg`.
+    #[default]
+    Fixed,
+    /// Kendall et al.: `Σ L_i / (2σ_i²) + log σ_i` with learned `log σ_i²`.
+    Uncertainty,
+}
+
+/// What `freeze` holds fixed in its second phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum FreezeScope {
+    /// The stem and the first `k` backbone stages (1–4).
+    Stages(usize),
+    Backbone,
+    BackboneAndNeck,
+}
+
+impl TryFrom<String> for FreezeScope {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "backbone" => Ok(Self::Backbone),
+            "backbone+neck" => Ok(Self::BackboneAndNeck),
+            other => other
+                .strip_prefix("stages:")
+                .and_then(|k| k.parse().ok())
+                .filter(|k| (1..=4).contains(k))
+                .map(Self::Stages)
+                .ok_or_else(|| format!("{other:?} is not one of \"backbone\", \"backbone+neck\", \"stages:1\"..\"stages:4\"")),
+        }
+    }
+}
+
+impl From<FreezeScope> for String {
+    fn from(scope: FreezeScope) -> String {
+        match scope {
+            FreezeScope::Stages(k) => format!("stages:{k}"),
+            FreezeScope::Backbone => "backbone".into(),
+            FreezeScope::BackboneAndNeck => "backbone+neck".into(),
+        }
+    }
+}
+
+fn one() -> usize {
+    1
+}
+fn unit() -> f32 {
+    1.0
+}
+fn tenth() -> f64 {
+    0.1
+}
+fn det() -> Task {
+    Task::Det
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StrategyConfig {
+    /// Switch task every `period` steps, detection first.
+    Alternate {
+        #[serde(default = "one")]
+        period: usize,
+        #[serde(default)]
+        weighting: Weighting,
+        #[serde(default = "unit")]
+        det_weight: f32,
+        #[serde(default = "unit")]
+        seg_weight: f32,
+    },
+    /// Every step one detection and one segmentation batch, one weighted loss.
+    Joint {
+        #[serde(default)]
+        weighting: Weighting,
+        #[serde(default = "unit")]
+        det_weight: f32,
+        #[serde(default = "unit")]
+        seg_weight: f32,
+    },
+    /// `first` until `switch_step`, then the other task with the learning rate × `lr_factor`.
+    Sequential {
+        #[serde(default = "det")]
+        first: Task,
+        switch_step: usize,
+        #[serde(default = "tenth")]
+        lr_factor: f64,
+    },
+    /// `sequential`, with part of the network frozen in the second phase.
+    Freeze {
+        #[serde(default = "det")]
+        first: Task,
+        switch_step: usize,
+        #[serde(default = "tenth")]
+        lr_factor: f64,
+        freeze: FreezeScope,
+    },
+    /// `sequential`; in the second phase the first task's head outputs on the
+    /// current images are distilled from a frozen snapshot taken at the switch.
+    Lwf {
+        #[serde(default = "det")]
+        first: Task,
+        switch_step: usize,
+        #[serde(default = "tenth")]
+        lr_factor: f64,
+        #[serde(default = "unit")]
+        weight: f32,
+        #[serde(default = "two")]
+        temperature: f32,
+    },
+    /// `sequential`; in the second phase a diagonal-Fisher penalty, estimated at
+    /// the switch on the first task, holds the shared weights near their values.
+    Ewc {
+        #[serde(default = "det")]
+        first: Task,
+        switch_step: usize,
+        #[serde(default = "tenth")]
+        lr_factor: f64,
+        #[serde(default = "ewc_lambda")]
+        lambda: f32,
+        #[serde(default = "fisher_batches")]
+        fisher_batches: usize,
+    },
+}
+
+fn two() -> f32 {
+    2.0
+}
+fn ewc_lambda() -> f32 {
+    1000.0
+}
+fn fisher_batches() -> usize {
+    8
+}
+
+/// Which losses one step computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepTasks {
+    Det,
+    Seg,
+    Both,
+}
+
+impl StepTasks {
+    pub fn includes(self, task: Task) -> bool {
+        matches!((self, task), (StepTasks::Both, _) | (StepTasks::Det, Task::Det) | (StepTasks::Seg, Task::Seg))
+    }
+}
+
+impl From<Task> for StepTasks {
+    fn from(task: Task) -> Self {
+        match task {
+            Task::Det => StepTasks::Det,
+            Task::Seg => StepTasks::Seg,
+        }
+    }
+}
+
+/// What the trainer does at one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepPlan {
+    pub tasks: StepTasks,
+    /// 0 before a sequential switch (and always for alternate/joint), 1 after.
+    pub phase: usize,
+    pub lr_factor: f64,
+}
+
+/// The parts shared by the sequential family.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sequence {
+    pub first: Task,
+    pub switch_step: usize,
+    pub lr_factor: f64,
+}
+
+impl StrategyConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Alternate { .. } => "alternate",
+            Self::Joint { .. } => "joint",
+            Self::Sequential { .. } => "sequential",
+            Self::Freeze { .. } => "freeze",
+            Self::Lwf { .. } => "lwf",
+            Self::Ewc { .. } => "ewc",
+        }
+    }
+
+    /// The sequential schedule, for the strategies that have one.
+    pub fn sequence(&self) -> Option<Sequence> {
+        match *self {
+            Self::Sequential { first, switch_step, lr_factor }
+            | Self::Freeze { first, switch_step, lr_factor, .. }
+            | Self::Lwf { first, switch_step, lr_factor, .. }
+            | Self::Ewc { first, switch_step, lr_factor, .. } => Some(Sequence { first, switch_step, lr_factor }),
+            Self::Alternate { .. } | Self::Joint { .. } => None,
+        }
+    }
+
+    /// Loss weights and weighting mode for the strategies that combine tasks.
+    pub fn weighting(&self) -> (Weighting, f32, f32) {
+        match *self {
+            Self::Alternate { weighting, det_weight, seg_weight, .. }
+            | Self::Joint { weighting, det_weight, seg_weight } => (weighting, det_weight, seg_weight),
+            _ => (Weighting::Fixed, 1.0, 1.0),
+        }
+    }
+
+    pub fn plan(&self, step: usize) -> StepPlan {
+        if let Some(seq) = self.sequence() {
+            return if step < seq.switch_step {
+                StepPlan { tasks: seq.first.into(), phase: 0, lr_factor: 1.0 }
+            } else {
+                StepPlan { tasks: seq.first.other().into(), phase: 1, lr_factor: seq.lr_factor }
+            };
+        }
+        match *self {
+            Self::Alternate { period, .. } => {
+                let task = if (step / period) % 2 == 0 { Task::Det } else { Task::Seg };
+                StepPlan { tasks: task.into(), phase: 0, lr_factor: 1.0 }
+            }
+            _ => StepPlan { tasks: StepTasks::Both, phase: 0, lr_factor: 1.0 },
+        }
+    }
+
+    /// A one-line description of a phase, for events and curve markers.
+    pub fn describe_phase(&self, phase: usize) -> String {
+        match self.sequence() {
+            Some(seq) if phase == 0 => format!("{} {}", self.name(), seq.first),
+            Some(seq) => format!("{} {} (lr ×{})", self.name(), seq.first.other(), seq.lr_factor),
+            None => self.name().to_string(),
+        }
+    }
+
+    pub fn validate(&self, steps: usize) -> Result<()> {
+        match *self {
+            Self::Alternate { period: 0, .. } => bail!("strategy.period: must be at least 1"),
+            Self::Alternate { det_weight, seg_weight, .. } | Self::Joint { det_weight, seg_weight, .. }
+                if det_weight < 0.0 || seg_weight < 0.0 =>
+            {
+                bail!("strategy.det_weight/seg_weight: must be ≥ 0")
+            }
+            Self::Lwf { temperature, .. } if temperature <= 0.0 => bail!("strategy.temperature: must be > 0"),
+            Self::Ewc { fisher_batches: 0, .. } => bail!("strategy.fisher_batches: must be at least 1"),
+            _ => {}
+        }
+        if let Some(seq) = self.sequence() {
+            if seq.switch_step == 0 || seq.switch_step >= steps {
+                bail!("strategy.switch_step: must be between 1 and steps - 1 ({}), got {}", steps.saturating_sub(1), seq.switch_step);
+            }
+            if !(seq.lr_factor > 0.0 && seq.lr_factor <= 10.0) {
+                bail!("strategy.lr_factor: must be in (0, 10], got {}", seq.lr_factor);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<StrategyConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn alternate_switches_every_period_steps() {
+        let s = parse("kind = \"alternate\"\nperiod = 2").unwrap();
+        let tasks: Vec<StepTasks> = (0..6).map(|i| s.plan(i).tasks).collect();
+        use StepTasks::*;
+        assert_eq!(tasks, [Det, Det, Seg, Seg, Det, Det]);
+        assert_eq!(parse("kind = \"alternate\"").unwrap().plan(1).tasks, Seg);
+        assert_eq!(parse("kind = \"joint\"").unwrap().plan(7).tasks, Both);
+    }
+
+    #[test]
+    fn sequential_family_switches_task_and_lowers_the_rate() {
+        let s = parse("kind = \"freeze\"\nfirst = \"seg\"\nswitch_step = 10\nlr_factor = 0.2\nfreeze = \"stages:2\"").unwrap();
+        assert_eq!(s.plan(9), StepPlan { tasks: StepTasks::Seg, phase: 0, lr_factor: 1.0 });
+        assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.2 });
+        assert!(matches!(s, StrategyConfig::Freeze { freeze: FreezeScope::Stages(2), .. }));
+        assert_eq!(s.describe_phase(1), "freeze detection (lr ×0.2)");
+        assert!(s.validate(20).is_ok());
+        assert!(s.validate(10).unwrap_err().to_string().contains("switch_step"));
+    }
+
+    #[test]
+    fn bad_strategies_name_the_field() {
+        let err = parse("kind = \"sequential\"\nswitch_step = 3\nlr = 1").unwrap_err().to_string();
+        assert!(err.contains("unknown field `lr`"), "{err}");
+        let err = parse("kind = \"freeze\"\nswitch_step = 3\nfreeze = \"head\"").unwrap_err().to_string();
+        assert!(err.contains("\"head\" is not one of"), "{err}");
+        let err = parse("kind = \"magic\"").unwrap_err().to_string();
+        assert!(err.contains("unknown variant `magic`"), "{err}");
+        assert!(parse("kind = \"alternate\"\nperiod = 0").unwrap().validate(10).is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! What the optimiser updates: the network plus the learned task weights of
+//! uncertainty weighting, and the freezing/unfreezing of its parts.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use super::strategy::{FreezeScope, Task};
+use crate::model::{ModelConfig, TwinNet};
+
+#[derive(Module, Debug)]
+pub struct Trainee<B: Backend> {
+    pub net: TwinNet<B>,
+    /// `log σ²` per task (detection, segmentation) for uncertainty weighting.
+    pub log_vars: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Trainee<B> {
+    pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        Self { net: TwinNet::new(config, device), log_vars: Param::from_tensor(Tensor::zeros([2], device)) }
+    }
+
+    /// `0.5·exp(−s)·L + 0.5·s` for the task's learned `s = log σ²` (Kendall et al.).
+    pub fn uncertainty_weighted(&self, task: Task, loss: Tensor<B, 1>) -> Tensor<B, 1> {
+        let index = match task {
+            Task::Det => 0,
+            Task::Seg => 1,
+        };
+        let s = self.log_vars.val().slice([index..index + 1]);
+        (s.clone().neg().exp() * loss + s).mul_scalar(0.5)
+    }
+
+    /// Freezes `scope` (no gradients flow into it).
+    pub fn freeze(mut self, scope: FreezeScope) -> Self {
+        match scope {
+            FreezeScope::Stages(k) => self.net.backbone = self.net.backbone.freeze_stages(k),
+            FreezeScope::Backbone => self.net.backbone = self.net.backbone.no_grad(),
+            FreezeScope::BackboneAndNeck => {
+                self.net.backbone = self.net.backbone.no_grad();
+                self.net.neck = self.net.neck.no_grad();
+            }
+        }
+        self
+    }
+
+    /// Makes every parameter trainable again (after a strategy change).
+    pub fn unfreeze(self) -> Self {
+        self.map(&mut RequireGrad)
+    }
+}
+
+struct RequireGrad;
+
+impl<B: Backend> ModuleMapper<B> for RequireGrad {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.set_require_grad(true)
+    }
+}
+
+/// The parameters shared by both tasks (backbone and neck), each flattened, in a
+/// fixed order: what EWC anchors and weighs.
+pub fn shared_parameters<B: Backend>(net: &TwinNet<B>) -> Vec<Tensor<B, 1>> {
+    let mut collect = Flatten { tensors: Vec::new() };
+    net.backbone.visit(&mut collect);
+    net.neck.visit(&mut collect);
+    collect.tensors
+}
+
+struct Flatten<B: Backend> {
+    tensors: Vec<Tensor<B, 1>>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Flatten<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.tensors.push(param.val().flatten(0, D - 1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use crate::model::ModelSize;
+
+    type B = Autodiff<Flex>;
+
+    fn tiny() -> Trainee<B> {
+        let mut config = ModelConfig::new(ModelSize::N, 3, 4);
+        config.width = Some(0.125);
+        Trainee::new(&config, &Default::default())
+    }
+
+    fn backbone_grads(trainee: &Trainee<B>) -> (usize, usize) {
+        let images = Tensor::<B, 4>::ones([1, 3, 64, 64], &Default::default());
+        let grads = trainee.net.forward_seg(images).sum().backward();
+        let mut count = CountGrads { grads: &grads, with: 0, without: 0 };
+        trainee.net.backbone.visit(&mut count);
+        (count.with, count.without)
+    }
+
+    struct CountGrads<'a> {
+        grads: &'a <B as burn::tensor::backend::AutodiffBackend>::Gradients,
+        with: usize,
+        without: usize,
+    }
+
+    impl ModuleVisitor<B> for CountGrads<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if param.val().grad(self.grads).is_some() {
+                self.with += 1;
+            } else {
+                self.without += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn freezing_stops_gradients_and_unfreezing_restores_them() {
+        let trainee = tiny();
+        let (with, without) = backbone_grads(&trainee);
+        assert!(with > 0 && without == 0);
+        let frozen = trainee.freeze(FreezeScope::Backbone);
+        assert_eq!(backbone_grads(&frozen).0, 0);
+        let partly = frozen.unfreeze().freeze(FreezeScope::Stages(2));
+        let (with, without) = backbone_grads(&partly);
+        assert!(with > 0 && without > 0);
+        assert_eq!(backbone_grads(&partly.unfreeze()).1, 0);
+    }
+
+    #[test]
+    fn uncertainty_weighting_starts_as_half_the_loss() {
+        let trainee = tiny();
+        let loss = Tensor::<B, 1>::from_floats([4.0], &Default::default());
+        let weighted: f32 = trainee.uncertainty_weighted(Task::Seg, loss).into_scalar();
+        assert!((weighted - 2.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,517 @@
+//! The training loop: one network, two datasets, a strategy that decides which
+//! task trains at each step, validation of both tasks every few steps, typed
+//! events out and control messages in.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
+use crossbeam_channel::Receiver;
+
+use super::checkpoint::{self, CheckpointKind, TrainerState};
+use super::config::TrainConfig;
+use super::evaluate::{validate, ValidationSets, ValidationSettings};
+use super::events::{Control, EvalRecord, Event, FinishReason};
+use super::loss::det::{det_loss, DetLossConfig, ImageTargets};
+use super::loss::distill::{kd_det_loss, kd_seg_loss};
+use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig};
+use super::penalty::Ewc;
+use super::run_dir::EventLog;
+use super::schedule::learning_rate;
+use super::strategy::{StepTasks, StrategyConfig, Task, Weighting};
+use super::trainee::Trainee;
+use super::optim::TwinOptimizer;
+use crate::data::ade::AdeDataset;
+use crate::data::batch::{DetBatch, DetSource, SegBatch, SegSource};
+use crate::data::loader::{Loader, LoaderConfig, Position};
+use crate::data::synth::{ensure_generated, SynthConfig};
+use crate::data::voc::{self, VocClasses, VocDataset};
+use crate::model::anchors::Anchors;
+use crate::model::postprocess::PostprocessConfig;
+use crate::model::{TwinNet, DET_STRIDES};
+
+/// The opened datasets of a run.
+pub struct Datasets {
+    pub det_train: DetSource,
+    pub seg_train: SegSource,
+    pub validation: ValidationSets,
+}
+
+/// Opens (generating the synthetic set first when configured) both datasets.
+pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Result<Datasets> {
+    let data = &config.data;
+    if let Some(synthetic) = &data.synthetic {
+        let dir = data.voc.parent().filter(|p| Some(*p) == data.ade.parent()).with_context(|| {
+            format!("data.synthetic: voc ({}) and ade ({}) must be <dir>/voc and <dir>/ade", data.voc.display(), data.ade.display())
+        })?;
+        let synth = SynthConfig {
+            seed: synthetic.seed,
+            det_images: synthetic.det_images,
+            seg_images: synthetic.seg_images,
+            size: synthetic.size,
+            ..SynthConfig::default()
+        };
+        tracing::info!("synthetic datasets in {}", dir.display());
+        ensure_generated(dir, &synth, |_, _| {})?;
+    }
+    for (key, path) in [("data.voc", &data.voc), ("data.ade", &data.ade)] {
+        if !path.exists() {
+            bail!("{key}: dataset folder {} does not exist", path.display());
+        }
+    }
+    let voc_root = voc::resolve_root(&data.voc)?;
+    let classes = VocClasses::for_root(&voc_root)?;
+    let det_train = VocDataset::open(&voc_root, &data.voc_train_split, classes.clone())?;
+    let det_val = VocDataset::open(&voc_root, &data.voc_val_split, classes)?;
+    let seg_train = AdeDataset::open(&data.ade, &data.ade_train_split)?;
+    let seg_val = AdeDataset::open(&data.ade, &data.ade_val_split)?;
+    for (name, problems) in [
+        ("detection training", &det_train.problems),
+        ("detection validation", &det_val.problems),
+        ("segmentation training", &seg_train.problems),
+        ("segmentation validation", &seg_val.problems),
+    ] {
+        if !problems.is_empty() {
+            log(format!("{name} split: {} record(s) left out, first: {}", problems.len(), problems[0]));
+        }
+    }
+    if det_train.records.is_empty() || seg_train.records.is_empty() {
+        bail!("a training split is empty ({} detection, {} segmentation images)", det_train.records.len(), seg_train.records.len());
+    }
+    let validation = ValidationSets::new(&det_val, config.eval.det_images, &seg_val, config.eval.seg_images)?;
+    Ok(Datasets { det_train: DetSource::new(&det_train), seg_train: SegSource::new(&seg_train), validation })
+}
+
+/// What one step computed, for the step event.
+struct StepLosses {
+    det: Option<f32>,
+    seg: Option<f32>,
+    penalty: Option<f32>,
+}
+
+/// Sources of the extra penalty of the sequential strategies' second phase.
+enum Mitigation<B: AutodiffBackend> {
+    None,
+    Distill { teacher: TwinNet<B::InnerBackend>, weight: f32, temperature: f32 },
+    Ewc(Ewc<B>),
+}
+
+pub struct Trainer<B: AutodiffBackend> {
+    config: TrainConfig,
+    run_dir: PathBuf,
+    device: B::Device,
+    trainee: Trainee<B>,
+    optim: TwinOptimizer<B>,
+    state: TrainerState,
+    data: Datasets,
+    log: EventLog,
+    det_losses: DetLossConfig,
+    seg_losses: SegLossConfig,
+    /// Phase the trainer has set itself up for; `None` forces a set-up.
+    phase: Option<usize>,
+    mitigation: Mitigation<B>,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// A new run in `run_dir`, or the continuation of the one there (`resume`).
+    pub fn new(config: TrainConfig, run_dir: &Path, resume: bool, device: B::Device, mut log: EventLog) -> Result<Self> {
+        let mut messages = Vec::new();
+        let data = open_datasets(&config, &mut |m| messages.push(m))?;
+        let det_classes = data.validation.det_classes().names().to_vec();
+        let seg_classes = data.validation.seg_classes().names().to_vec();
+        let model = config.model_config(det_classes.len(), seg_classes.len());
+        let mut optim = TwinOptimizer::new(&config.optim);
+        let (trainee, state) = if resume {
+            let dir = checkpoint::find(run_dir, CheckpointKind::Last)?;
+            let (trainee, state) = checkpoint::load_trainee::<B>(&dir, &device)?;
+            if state.det_classes != det_classes || state.seg_classes != seg_classes {
+                bail!("{}: the checkpoint's class lists differ from the datasets'", dir.display());
+            }
+            optim = optim.load(&dir, &device)?;
+            // Events after the checkpoint belong to the killed run's lost steps.
+            log.truncate_after(state.step)?;
+            (trainee, state)
+        } else {
+            let state = TrainerState {
+                step: 0,
+                det_position: Position::default(),
+                seg_position: Position::default(),
+                best_map50: 0.0,
+                best_miou: 0.0,
+                lr_scale: 1.0,
+                strategy: config.strategy.clone(),
+                strategy_since: 0,
+                wall_seconds: 0.0,
+                model: model.clone(),
+                det_classes,
+                seg_classes,
+                image_size: config.data.image_size,
+            };
+            (Trainee::new(&model, &device), state)
+        };
+        let det_losses = DetLossConfig {
+            cls_weight: config.loss.det_cls_weight,
+            box_weight: config.loss.det_box_weight,
+            ..DetLossConfig::default()
+        };
+        let seg_losses = SegLossConfig {
+            ohem: (config.loss.seg_ohem_fraction > 0.0)
+                .then(|| OhemConfig { min_kept_fraction: config.loss.seg_ohem_fraction, ..OhemConfig::default() }),
+            dice_weight: config.loss.seg_dice_weight,
+        };
+        let mut trainer = Self {
+            config,
+            run_dir: run_dir.to_path_buf(),
+            device,
+            trainee,
+            optim,
+            state,
+            data,
+            log,
+            det_losses,
+            seg_losses,
+            phase: None,
+            mitigation: Mitigation::None,
+        };
+        for message in messages {
+            trainer.emit(Event::Warning { step: trainer.state.step, message })?;
+        }
+        Ok(trainer)
+    }
+
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+
+    fn emit(&mut self, event: Event) -> Result<()> {
+        self.log.emit(event)
+    }
+
+    /// Trains to the configured step count, or until stopped.
+    pub fn run(&mut self, control: &Receiver<Control>, device_name: &str) -> Result<FinishReason> {
+        let started = Instant::now();
+        let wall_before = self.state.wall_seconds;
+        let resumed = self.state.step > 0;
+        self.emit(Event::Started {
+            step: self.state.step,
+            total_steps: self.config.steps,
+            run_dir: self.run_dir.clone(),
+            resumed,
+            device: device_name.to_string(),
+        })?;
+        let size = self.config.data.image_size;
+        let batch = self.config.data.batch_size;
+        let threads = if self.config.data.threads == 0 { crate::data::loader::default_threads() } else { self.config.data.threads };
+        let train_loader = |seed: u64| LoaderConfig { threads, ..LoaderConfig::train(size, batch, seed) };
+        let mut det_loader = Loader::starting_at(self.data.det_train.clone(), train_loader(self.config.seed), self.state.det_position)?;
+        let mut seg_loader =
+            Loader::starting_at(self.data.seg_train.clone(), train_loader(self.config.seed.wrapping_add(1)), self.state.seg_position)?;
+        let mut paused = false;
+        let mut images_per_sec = 0.0f32;
+        let reason = loop {
+            // Control messages: non-blocking while training, blocking while paused.
+            let mut stop = false;
+            loop {
+                let message = if paused { control.recv().ok() } else { control.try_recv().ok() };
+                let Some(message) = message else {
+                    if paused {
+                        stop = true; // the controller is gone
+                    }
+                    break;
+                };
+                match message {
+                    Control::Pause => {
+                        paused = true;
+                        self.emit(Event::Paused { step: self.state.step })?;
+                    }
+                    Control::Resume => {
+                        paused = false;
+                        self.emit(Event::Resumed { step: self.state.step })?;
+                    }
+                    Control::Stop => stop = true,
+                    Control::CheckpointNow => self.save_last()?,
+                    Control::SetStrategy(strategy) => {
+                        strategy.validate(self.config.steps)?;
+                        self.state.strategy = strategy.clone();
+                        self.state.strategy_since = self.state.step;
+                        self.phase = None;
+                        self.emit(Event::StrategyChanged { step: self.state.step, strategy })?;
+                    }
+                    Control::SetLearningRate(lr) => {
+                        if !(lr > 0.0 && lr.is_finite()) {
+                            self.emit(Event::Warning { step: self.state.step, message: format!("ignored learning rate {lr}") })?;
+                            continue;
+                        }
+                        let scheduled = learning_rate(&self.config.optim, self.state.step, self.config.steps);
+                        self.state.lr_scale = lr / scheduled;
+                        self.emit(Event::LearningRateChanged { step: self.state.step, lr })?;
+                    }
+                }
+                if stop || !paused {
+                    break;
+                }
+            }
+            if stop {
+                break FinishReason::Stopped;
+            }
+            if self.state.step >= self.config.steps {
+                break FinishReason::Completed;
+            }
+
+            let plan = self.state.strategy.plan(self.state.step);
+            if self.phase != Some(plan.phase) {
+                self.enter_phase(plan.phase)?;
+            }
+            let lr = learning_rate(&self.config.optim, self.state.step, self.config.steps) * plan.lr_factor * self.state.lr_scale;
+            let step_start = Instant::now();
+            let det_batch = if plan.tasks.includes(Task::Det) { Some(next_batch(&mut det_loader, "detection")?) } else { None };
+            let seg_batch = if plan.tasks.includes(Task::Seg) { Some(next_batch(&mut seg_loader, "segmentation")?) } else { None };
+            for problem in det_batch.iter().flat_map(|b| &b.skipped).chain(seg_batch.iter().flat_map(|b| &b.skipped)) {
+                self.emit(Event::Warning { step: self.state.step, message: format!("skipped {problem}") })?;
+            }
+            let images = det_batch.as_ref().map_or(0, |b| b.len()) + seg_batch.as_ref().map_or(0, |b| b.len());
+            let losses = self.train_step(plan.tasks, det_batch.as_ref(), seg_batch.as_ref(), lr)?;
+            self.state.det_position = det_loader.position();
+            self.state.seg_position = seg_loader.position();
+            self.state.step += 1;
+            let rate = images as f32 / step_start.elapsed().as_secs_f32().max(1e-6);
+            images_per_sec = if images_per_sec == 0.0 { rate } else { 0.9 * images_per_sec + 0.1 * rate };
+            self.state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
+            self.emit(Event::Step {
+                step: self.state.step,
+                tasks: plan.tasks,
+                det_loss: losses.det,
+                seg_loss: losses.seg,
+                penalty: losses.penalty,
+                lr,
+                images_per_sec,
+            })?;
+            let last = self.state.step == self.config.steps;
+            if self.state.step % self.config.eval.every == 0 || last {
+                self.evaluate()?;
+            }
+            if self.state.step % self.config.checkpoint.every == 0 || last {
+                self.save_last()?;
+            }
+        };
+        if reason == FinishReason::Stopped {
+            self.save_last()?;
+        }
+        self.state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
+        self.emit(Event::Finished { step: self.state.step, reason, wall_seconds: self.state.wall_seconds })?;
+        Ok(reason)
+    }
+
+    /// Sets the network up for a phase of the strategy in force: freezing,
+    /// the switch snapshot, the distillation teacher or the EWC anchor.
+    fn enter_phase(&mut self, phase: usize) -> Result<()> {
+        self.trainee = self.trainee.clone().unfreeze();
+        self.mitigation = Mitigation::None;
+        let strategy = self.state.strategy.clone();
+        if phase == 1 {
+            let snapshot = self.switch_snapshot()?;
+            match strategy {
+                StrategyConfig::Freeze { freeze, .. } => self.trainee = self.trainee.clone().freeze(freeze),
+                StrategyConfig::Lwf { weight, temperature, .. } => {
+                    self.mitigation = Mitigation::Distill { teacher: snapshot.net.valid(), weight, temperature };
+                }
+                StrategyConfig::Ewc { first, lambda, fisher_batches, .. } => {
+                    let ewc = self.estimate_fisher(&snapshot, first, lambda, fisher_batches)?;
+                    self.mitigation = Mitigation::Ewc(ewc);
+                }
+                _ => {}
+            }
+        }
+        self.phase = Some(phase);
+        let description = strategy.describe_phase(phase);
+        self.emit(Event::Phase { step: self.state.step, phase, description })
+    }
+
+    /// The network as it was at the task switch: saved when the switch happens,
+    /// read back when a run resumes after it.
+    fn switch_snapshot(&mut self) -> Result<Trainee<B>> {
+        let switch = checkpoint::checkpoint_dir(&self.run_dir, CheckpointKind::Switch);
+        if let Ok(state) = checkpoint::read_state(&switch) {
+            if state.strategy == self.state.strategy && state.strategy_since == self.state.strategy_since && state.step <= self.state.step {
+                return Ok(checkpoint::load_trainee::<B>(&switch, &self.device)?.0);
+            }
+        }
+        let path = checkpoint::save(&self.run_dir, CheckpointKind::Switch, &self.trainee, &self.state, |_| Ok(()))?;
+        self.emit(Event::Checkpoint { step: self.state.step, kind: "switch".into(), path })?;
+        Ok(self.trainee.clone())
+    }
+
+    fn estimate_fisher(&self, snapshot: &Trainee<B>, task: Task, lambda: f32, batches: usize) -> Result<Ewc<B>> {
+        let size = self.config.data.image_size;
+        // A fixed, separate sample stream, so a resumed run estimates the same Fisher.
+        let loader = |seed| LoaderConfig { threads: 1, ..LoaderConfig::train(size, self.config.data.batch_size, seed) };
+        let mut losses = Vec::new();
+        let seed = self.config.seed.wrapping_add(17);
+        match task {
+            Task::Det => {
+                for batch in Loader::new(self.data.det_train.clone(), loader(seed))?.take(batches) {
+                    losses.push(self.det_loss_of(&snapshot.net, &batch));
+                }
+            }
+            Task::Seg => {
+                for batch in Loader::new(self.data.seg_train.clone(), loader(seed))?.take(batches) {
+                    losses.push(self.seg_loss_of(&snapshot.net, &batch));
+                }
+            }
+        }
+        Ok(Ewc::estimate(&snapshot.net, losses, lambda))
+    }
+
+    fn det_loss_of(&self, net: &TwinNet<B>, batch: &DetBatch) -> Tensor<B, 1> {
+        let output = net.forward_det(batch.images::<B>(&self.device));
+        let anchors = Anchors::new(batch.size, &DET_STRIDES);
+        det_loss(output.cls_logits, output.box_raw, &anchors, &training_targets(batch), &self.det_losses).total
+    }
+
+    fn seg_loss_of(&self, net: &TwinNet<B>, batch: &SegBatch) -> Tensor<B, 1> {
+        let logits = net.forward_seg(batch.images::<B>(&self.device));
+        seg_loss(logits, batch.masks::<B>(&self.device), &self.seg_losses).total
+    }
+
+    fn train_step(&mut self, tasks: StepTasks, det: Option<&DetBatch>, seg: Option<&SegBatch>, lr: f64) -> Result<StepLosses> {
+        let (weighting, det_weight, seg_weight) = self.state.strategy.weighting();
+        let weigh = |trainee: &Trainee<B>, task: Task, loss: Tensor<B, 1>| match weighting {
+            Weighting::Fixed => loss.mul_scalar(if task == Task::Det { det_weight } else { seg_weight }),
+            Weighting::Uncertainty => trainee.uncertainty_weighted(task, loss),
+        };
+        let net = &self.trainee.net;
+        let mut total: Option<Tensor<B, 1>> = None;
+        let mut add = |t: Tensor<B, 1>| total = Some(match total.take() { Some(s) => s + t, None => t });
+        let mut out = StepLosses { det: None, seg: None, penalty: None };
+        let mut penalty: Option<Tensor<B, 1>> = None;
+
+        // With a distillation teacher, one shared pass gives the current task's
+        // outputs and the other head's outputs on the same images.
+        if let Some(batch) = det {
+            let images = batch.images::<B>(&self.device);
+            let anchors = Anchors::new(batch.size, &DET_STRIDES);
+            let (output, other) = match &self.mitigation {
+                Mitigation::Distill { .. } if tasks == StepTasks::Det => {
+                    let (d, s) = net.forward_both(images.clone());
+                    (d, Some(s))
+                }
+                _ => (net.forward_det(images.clone()), None),
+            };
+            let loss = det_loss(output.cls_logits, output.box_raw, &anchors, &training_targets(batch), &self.det_losses).total;
+            out.det = Some(scalar(&loss)?);
+            add(weigh(&self.trainee, Task::Det, loss));
+            if let (Some(student), Mitigation::Distill { teacher, weight, temperature }) = (other, &self.mitigation) {
+                let target = teacher.forward_seg(images.inner());
+                let kd = kd_seg_loss(student, Tensor::from_inner(target), *temperature).mul_scalar(*weight);
+                penalty = Some(kd);
+            }
+        }
+        if let Some(batch) = seg {
+            let images = batch.images::<B>(&self.device);
+            let (logits, other) = match &self.mitigation {
+                Mitigation::Distill { .. } if tasks == StepTasks::Seg => {
+                    let (d, s) = net.forward_both(images.clone());
+                    (s, Some(d))
+                }
+                _ => (net.forward_seg(images.clone()), None),
+            };
+            let loss = seg_loss(logits, batch.masks::<B>(&self.device), &self.seg_losses).total;
+            out.seg = Some(scalar(&loss)?);
+            add(weigh(&self.trainee, Task::Seg, loss));
+            if let (Some(student), Mitigation::Distill { teacher, weight, .. }) = (other, &self.mitigation) {
+                let target = teacher.forward_det(images.inner());
+                let kd = kd_det_loss(
+                    student.cls_logits,
+                    Tensor::from_inner(target.cls_logits),
+                    student.box_raw,
+                    Tensor::from_inner(target.box_raw),
+                );
+                penalty = Some((kd.cls + kd.boxes).mul_scalar(*weight));
+            }
+        }
+        if let Mitigation::Ewc(ewc) = &self.mitigation {
+            penalty = Some(ewc.penalty(net));
+        }
+        if let Some(p) = penalty {
+            out.penalty = Some(scalar(&p)?);
+            add(p);
+        }
+        let total = total.context("a step with no task")?;
+        let grads = total.backward();
+        self.trainee = self.optim.step(lr, self.trainee.clone(), grads);
+        Ok(out)
+    }
+
+    fn evaluate(&mut self) -> Result<()> {
+        let settings = ValidationSettings {
+            image_size: self.config.data.image_size,
+            batch_size: self.config.data.batch_size,
+            threads: self.config.data.threads,
+            postprocess: PostprocessConfig {
+                score_threshold: self.config.eval.score_threshold,
+                iou_threshold: self.config.eval.nms_iou,
+                max_detections: self.config.eval.max_detections,
+                ..PostprocessConfig::default()
+            },
+        };
+        let net = self.trainee.net.valid();
+        let result = validate(&net, &self.data.validation, &settings, &self.device)?;
+        let map50 = result.det.mean().unwrap_or(0.0);
+        let miou = result.seg.miou().unwrap_or(0.0);
+        let improved_det = map50 > self.state.best_map50;
+        let improved_seg = miou > self.state.best_miou;
+        self.state.best_map50 = self.state.best_map50.max(map50);
+        self.state.best_miou = self.state.best_miou.max(miou);
+        let names = |classes: &[String], values: Vec<Option<f64>>| classes.iter().cloned().zip(values).collect();
+        let record = EvalRecord {
+            step: self.state.step,
+            map50,
+            miou,
+            pixel_acc: result.seg.pixel_accuracy().unwrap_or(0.0),
+            det_per_class: names(&self.state.det_classes, result.det.per_class.clone()),
+            seg_per_class: names(&self.state.seg_classes, result.seg.per_class_iou()),
+            det_forgetting: self.state.best_map50 - map50,
+            seg_forgetting: self.state.best_miou - miou,
+        };
+        self.emit(Event::Eval(record))?;
+        for (improved, kind) in [(improved_det, CheckpointKind::BestDet), (improved_seg, CheckpointKind::BestSeg)] {
+            if improved {
+                let path = checkpoint::save(&self.run_dir, kind, &self.trainee, &self.state, |_| Ok(()))?;
+                self.emit(Event::Checkpoint { step: self.state.step, kind: kind.name().into(), path })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn save_last(&mut self) -> Result<()> {
+        let optim = &self.optim;
+        let path = checkpoint::save(&self.run_dir, CheckpointKind::Last, &self.trainee, &self.state, |dir| optim.save(dir))?;
+        self.emit(Event::Checkpoint { step: self.state.step, kind: "last".into(), path })
+    }
+}
+
+/// Training targets of a detection batch: difficult objects are left out (the
+/// devkit does not score them, so the network need not learn them).
+fn training_targets(batch: &DetBatch) -> Vec<ImageTargets> {
+    (0..batch.len())
+        .map(|i| {
+            let keep: Vec<usize> = (0..batch.boxes[i].len()).filter(|&j| !batch.difficult[i][j]).collect();
+            (keep.iter().map(|&j| batch.boxes[i][j]).collect(), keep.iter().map(|&j| batch.labels[i][j]).collect())
+        })
+        .collect()
+}
+
+fn next_batch<T>(loader: &mut impl Iterator<Item = T>, what: &str) -> Result<T> {
+    loader.next().with_context(|| format!("the {what} loader ran dry (every sample failed to load?)"))
+}
+
+fn scalar<B: AutodiffBackend>(t: &Tensor<B, 1>) -> Result<f32> {
+    let value: f32 = t.clone().into_scalar().elem();
+    if !value.is_finite() {
+        bail!("the loss became {value}: lower the learning rate (optim.lr) or enable clipping (optim.grad_clip)");
+    }
+    Ok(value)
+}
