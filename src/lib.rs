@@ -5,4 +5,6 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod overlay;
+pub mod predictor;
 pub mod train;

@@ -7,6 +7,8 @@ mod bench;
 mod data_check;
 mod data_synth;
 mod eval;
+mod eval_run;
+mod predict;
 mod train;
 
 use std::process::ExitCode;
@@ -25,9 +27,10 @@ enum Command {
     /// Inspect and generate datasets.
     #[command(subcommand)]
     Data(DataCommand),
-    /// Evaluate predictions against a dataset split.
-    #[command(subcommand)]
-    Eval(EvalCommand),
+    /// Evaluate a trained run (--run), or prediction files against a dataset (det/seg).
+    Eval(EvalArgs),
+    /// Predict boxes and masks for images with a trained run.
+    Predict(predict::Args),
     /// Train the two-headed network (headless).
     Train(train::Args),
     /// Measure throughput.
@@ -41,6 +44,15 @@ enum DataCommand {
     Check(data_check::Args),
     /// Write the synthetic twin datasets (VOC and ADE layouts).
     Synth(data_synth::Args),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct EvalArgs {
+    #[command(subcommand)]
+    command: Option<EvalCommand>,
+    #[command(flatten)]
+    run: eval_run::Args,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,8 +91,13 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Data(DataCommand::Check(args))) => data_check::run(args),
         Some(Command::Data(DataCommand::Synth(args))) => data_synth::run(args),
-        Some(Command::Eval(EvalCommand::Det(args))) => eval::run_det(args),
-        Some(Command::Eval(EvalCommand::Seg(args))) => eval::run_seg(args),
+        Some(Command::Eval(EvalArgs { command: Some(EvalCommand::Det(args)), .. })) => eval::run_det(args),
+        Some(Command::Eval(EvalArgs { command: Some(EvalCommand::Seg(args)), .. })) => eval::run_seg(args),
+        Some(Command::Eval(EvalArgs { command: None, run })) => match run.run.clone() {
+            Some(dir) => eval_run::run(run, dir),
+            None => Err(anyhow::anyhow!("eval: give --run RUN_DIR, or use `eval det` / `eval seg`")),
+        },
+        Some(Command::Predict(args)) => predict::run(args),
         Some(Command::Bench(BenchCommand::Data(args))) => bench::run_data(args),
         Some(Command::Train(args)) => train::run(args),
     };

@@ -278,6 +278,7 @@ mod tests {
             let y = tensor3::<Ad>(&raw, [2, a, 4]).require_grad();
             let out = det_loss(x.clone(), y.clone(), &anchors, &gts, &config);
             last = to_vec(out.total.clone())[0];
+            eprintln!("{last} cls {} box {} pos {} sum {}", to_vec(out.cls.clone())[0], to_vec(out.boxes.clone())[0], out.num_positives, out.target_score_sum);
             first.get_or_insert(last);
             let grads = out.total.backward();
             for (v, g) in cls.iter_mut().zip(to_vec(x.grad(&grads).unwrap())) {

@@ -1,0 +1,101 @@
+//! Inference from a trained run: load a checkpoint, letterbox arbitrary images,
+//! and return detections and semantic masks in each image's own coordinates.
+//! Used by `twinhead predict` and the workbench's Inspect and Preview panels.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use image::{GrayImage, RgbImage};
+use rayon::prelude::*;
+
+use crate::data::augment::{apply_geometry, normalize_into, AugmentConfig, Letterbox, Sample};
+use crate::data::batch::decode_rgb;
+use crate::data::Problem;
+use crate::model::postprocess::{Detection, PostprocessConfig};
+use crate::model::predict::predict_batch;
+use crate::model::TwinNet;
+use crate::train::checkpoint::{self, CheckpointKind, TrainerState};
+
+/// Inference runs on the CPU backend.
+pub type InferenceBackend = burn::backend::Flex;
+
+/// Both outputs for one image, in its original coordinates.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Boxes `x0, y0, x1, y1` (0-based, continuous pixels), best first.
+    pub detections: Vec<Detection>,
+    /// ADE encoding: class index + 1 (0 = nothing predicted).
+    pub mask: GrayImage,
+}
+
+pub struct Predictor {
+    net: TwinNet<InferenceBackend>,
+    pub state: TrainerState,
+    pub checkpoint: PathBuf,
+}
+
+/// Images per forward pass.
+const BATCH: usize = 8;
+
+impl Predictor {
+    pub fn load(run_dir: &Path, kind: CheckpointKind) -> Result<Self> {
+        let dir = checkpoint::find(run_dir, kind)?;
+        let (trainee, state) = checkpoint::load_trainee::<InferenceBackend>(&dir, &Default::default())?;
+        Ok(Self { net: trainee.net, state, checkpoint: dir })
+    }
+
+    pub fn det_classes(&self) -> &[String] {
+        &self.state.det_classes
+    }
+
+    pub fn seg_classes(&self) -> &[String] {
+        &self.state.seg_classes
+    }
+
+    pub fn predict_images(&self, images: &[RgbImage], postprocess: &PostprocessConfig) -> Vec<Prediction> {
+        let size = self.state.image_size;
+        let device = Default::default();
+        let mut predictions = Vec::with_capacity(images.len());
+        for chunk in images.chunks(BATCH) {
+            let prepared: Vec<(Vec<f32>, Letterbox)> = chunk.par_iter().map(|image| letterbox(image, size)).collect();
+            let mut pixels = Vec::with_capacity(chunk.len() * 3 * (size * size) as usize);
+            let mut letterboxes = Vec::with_capacity(chunk.len());
+            for (p, l) in prepared {
+                pixels.extend(p);
+                letterboxes.push(l);
+            }
+            let tensor = burn::tensor::Tensor::<InferenceBackend, 4>::from_data(
+                burn::tensor::TensorData::new(pixels, [chunk.len(), 3, size as usize, size as usize]),
+                &device,
+            );
+            predictions.extend(
+                predict_batch(&self.net, tensor, &letterboxes, postprocess)
+                    .into_iter()
+                    .map(|(detections, mask)| Prediction { detections, mask }),
+            );
+        }
+        predictions
+    }
+
+    /// Decodes and predicts image files; a file that does not decode is a [`Problem`].
+    pub fn predict_files(&self, paths: &[PathBuf], postprocess: &PostprocessConfig) -> Vec<Result<(RgbImage, Prediction), Problem>> {
+        let decoded: Vec<Result<RgbImage, Problem>> = paths.par_iter().map(|p| decode_rgb(p)).collect();
+        let images: Vec<RgbImage> = decoded.iter().filter_map(|d| d.as_ref().ok().cloned()).collect();
+        let mut predictions = self.predict_images(&images, postprocess).into_iter();
+        let mut images = images.into_iter();
+        decoded
+            .into_iter()
+            .map(|d| d.map(|_| (images.next().expect("one per decoded"), predictions.next().expect("one per image"))))
+            .collect()
+    }
+}
+
+/// The normalised letterboxed input of one image and its letterbox.
+fn letterbox(image: &RgbImage, size: u32) -> (Vec<f32>, Letterbox) {
+    let geo = Letterbox::fit(image.width(), image.height(), size);
+    let sample = Sample { image: image.clone(), targets: Vec::new(), mask: None };
+    let warped = apply_geometry(&sample, &geo, &AugmentConfig::eval(size));
+    let mut pixels = vec![0.0; 3 * (size * size) as usize];
+    normalize_into(&warped.image, &mut pixels);
+    (pixels, geo)
+}
