@@ -165,7 +165,7 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { every: 100, det_images: 200, seg_images: 200, score_threshold: 0.01, nms_iou: 0.6, max_detections: 100 }
+        Self { every: 100, det_images: 200, seg_images: 200, score_threshold: 0.001, nms_iou: 0.6, max_detections: 100 }
     }
 }
 
@@ -313,6 +313,12 @@ fn apply_override(root: &mut toml::Value, item: &str) -> Result<()> {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    // A new strategy kind starts from its own defaults, not the old kind's parameters.
+    if key == "strategy.kind" {
+        if let Some(table) = root.as_table_mut() {
+            table.insert("strategy".into(), toml::Value::Table(toml::Table::new()));
+        }
+    }
     let mut node = root;
     let parts: Vec<&str> = key.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
