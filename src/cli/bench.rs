@@ -74,7 +74,8 @@ pub fn run_data(args: DataArgs) -> Result<ExitCode> {
             None => generated_set(args.seed)?,
         },
     };
-    let dataset = VocDataset::open_all(&root, VocClasses::for_root(&crate::data::voc::resolve_root(&root)?)?)?;
+    let dataset =
+        VocDataset::open_all(&root, VocClasses::for_root(&crate::data::voc::resolve_root(&root)?)?)?;
     ensure!(!dataset.records.is_empty(), "{}: no usable images", root.display());
     let dataset_images = dataset.records.len();
     let config = LoaderConfig {
@@ -140,7 +141,11 @@ pub fn run_data(args: DataArgs) -> Result<ExitCode> {
 fn generated_set(seed: u64) -> Result<PathBuf> {
     let out = std::env::temp_dir().join(format!("twinhead-bench-synth-{seed}"));
     let config = SynthConfig { seed, det_images: 256, seg_images: 0, size: 500, ..SynthConfig::default() };
-    eprintln!("no VOC data given and none found at {}; using a generated set in {}", REAL_VOC[0], out.display());
+    eprintln!(
+        "no VOC data given and none found at {}; using a generated set in {}",
+        REAL_VOC[0],
+        out.display()
+    );
     let bar = progress_bar(Some(config.det_images as u64), "generating");
     let summary = synth::ensure_generated(&out, &config, |done, _| bar.set_position(done as u64));
     bar.finish_and_clear();

@@ -84,6 +84,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             shares.join(", ")
         );
     }
-    println!("{} images at {} px, seed {}, in {secs:.1} s", config.det_images + config.seg_images, config.size, config.seed);
+    println!(
+        "{} images at {} px, seed {}, in {secs:.1} s",
+        config.det_images + config.seg_images,
+        config.size,
+        config.seed
+    );
     Ok(ExitCode::SUCCESS)
 }

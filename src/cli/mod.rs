@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 2 usage error or bad input, 3 problems found in a dataset.
 
 mod bench;
+mod bench_train;
 mod data_check;
 mod data_synth;
 mod eval;
@@ -67,6 +68,8 @@ enum EvalCommand {
 enum BenchCommand {
     /// Decode + augment throughput of the data loader.
     Data(bench::DataArgs),
+    /// Training images/s, step time after warm-up, and peak memory.
+    Train(bench_train::TrainArgs),
 }
 
 /// Exit code for a usage error or bad input.
@@ -100,6 +103,7 @@ pub fn main() -> ExitCode {
         Some(Command::Predict(args)) => predict::run(args),
         Some(Command::Bench(BenchCommand::Data(args))) => bench::run_data(args),
         Some(Command::Train(args)) => train::run(args),
+        Some(Command::Bench(BenchCommand::Train(args))) => bench_train::run_train(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -337,7 +337,12 @@ pub fn apply_geometry(sample: &Sample, geo: &Letterbox, cfg: &AugmentConfig) -> 
 
 /// Maps boxes with `geo`, clips them to the output, and drops the ones with a side
 /// under `min_side` or keeping under `min_visible` of their mapped area.
-pub fn transform_targets(targets: &[Target], geo: &Letterbox, min_side: f32, min_visible: f32) -> Vec<Target> {
+pub fn transform_targets(
+    targets: &[Target],
+    geo: &Letterbox,
+    min_side: f32,
+    min_visible: f32,
+) -> Vec<Target> {
     let (w, h) = (geo.out_w as f32, geo.out_h as f32);
     targets
         .iter()
@@ -638,7 +643,10 @@ mod tests {
                 let full_area = (full[2] - full[0]) * (full[3] - full[1]);
                 let (w, h) = (e[2] - e[0], e[3] - e[1]);
                 let slack = 2.0 * (w + h) + 4.0;
-                assert!(w <= 3.0 || h <= 3.0 || w * h <= 0.25 * full_area + slack, "dropped {e:?} of {full:?}");
+                assert!(
+                    w <= 3.0 || h <= 3.0 || w * h <= 0.25 * full_area + slack,
+                    "dropped {e:?} of {full:?}"
+                );
             }
             (None, Some(t)) => panic!("box {:?} kept but no mask pixels left", t.bbox),
         }
@@ -721,11 +729,33 @@ mod tests {
 
     #[test]
     fn boxes_cropped_away_or_too_small_are_dropped() {
-        let geo = Letterbox { scale: 1.0, pad_x: -50.0, pad_y: 0.0, orig_w: 100, orig_h: 100, out_w: 50, out_h: 50, flipped: false };
+        let geo = Letterbox {
+            scale: 1.0,
+            pad_x: -50.0,
+            pad_y: 0.0,
+            orig_w: 100,
+            orig_h: 100,
+            out_w: 50,
+            out_h: 50,
+            flipped: false,
+        };
         let t = |b: [f32; 4]| Target { bbox: b, class: 0, difficult: true };
-        let kept = transform_targets(&[t([0.0, 0.0, 10.0, 10.0]), t([40.0, 0.0, 60.0, 10.0]), t([45.0, 0.0, 80.0, 10.0]), t([60.0, 5.0, 70.0, 6.5])], &geo, 2.0, 0.25);
+        let kept = transform_targets(
+            &[
+                t([0.0, 0.0, 10.0, 10.0]),
+                t([40.0, 0.0, 60.0, 10.0]),
+                t([45.0, 0.0, 80.0, 10.0]),
+                t([60.0, 5.0, 70.0, 6.5]),
+            ],
+            &geo,
+            2.0,
+            0.25,
+        );
         // Outside; 50% visible (kept, clipped); 86% visible; 1.5 px tall.
-        assert_eq!(kept.iter().map(|t| t.bbox).collect::<Vec<_>>(), [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 30.0, 10.0]]);
+        assert_eq!(
+            kept.iter().map(|t| t.bbox).collect::<Vec<_>>(),
+            [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 30.0, 10.0]]
+        );
         assert!(kept[0].difficult);
         let kept = transform_targets(&[t([40.0, 0.0, 60.0, 10.0])], &geo, 2.0, 0.6);
         assert!(kept.is_empty());
@@ -738,10 +768,21 @@ mod tests {
         let mut img = out.image.clone();
         color_jitter(&mut img, out.letterbox.content_rect(), Jitter::NONE);
         assert_eq!(img, out.image);
-        color_jitter(&mut img, out.letterbox.content_rect(), Jitter { brightness: 1.0, contrast: 1.0, saturation: 1.0 + 1e-6 });
-        let same = img.pixels().zip(out.image.pixels()).all(|(a, b)| a.0.iter().zip(b.0).all(|(x, y)| x.abs_diff(y) <= 1));
+        color_jitter(
+            &mut img,
+            out.letterbox.content_rect(),
+            Jitter { brightness: 1.0, contrast: 1.0, saturation: 1.0 + 1e-6 },
+        );
+        let same = img
+            .pixels()
+            .zip(out.image.pixels())
+            .all(|(a, b)| a.0.iter().zip(b.0).all(|(x, y)| x.abs_diff(y) <= 1));
         assert!(same);
-        color_jitter(&mut img, out.letterbox.content_rect(), Jitter { brightness: 1.4, contrast: 0.6, saturation: 0.0 });
+        color_jitter(
+            &mut img,
+            out.letterbox.content_rect(),
+            Jitter { brightness: 1.4, contrast: 0.6, saturation: 0.0 },
+        );
         assert_eq!(img.get_pixel(0, 0).0, [PAD_IMAGE; 3], "padding row untouched");
         let p = img.get_pixel(10, 10);
         assert!(p[0] == p[1] && p[1] == p[2], "saturation 0 gives grey: {p:?}");
@@ -759,7 +800,19 @@ mod tests {
     #[test]
     fn upscaling_interpolates_and_shrinking_averages() {
         let img = RgbImage::from_fn(4, 1, |x, _| Rgb([if x < 2 { 0 } else { 200 }; 3]));
-        let up = warp_image(&img, &Letterbox { scale: 2.0, pad_x: 0.0, pad_y: 0.0, orig_w: 4, orig_h: 1, out_w: 8, out_h: 2, flipped: false });
+        let up = warp_image(
+            &img,
+            &Letterbox {
+                scale: 2.0,
+                pad_x: 0.0,
+                pad_y: 0.0,
+                orig_w: 4,
+                orig_h: 1,
+                out_w: 8,
+                out_h: 2,
+                flipped: false,
+            },
+        );
         let row: Vec<u8> = (0..8).map(|x| up.get_pixel(x, 0)[0]).collect();
         assert_eq!(row, [0, 0, 0, 50, 150, 200, 200, 200]);
         let stripes = RgbImage::from_fn(8, 8, |x, _| Rgb([if x % 2 == 0 { 0 } else { 200 }; 3]));

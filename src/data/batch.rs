@@ -28,7 +28,13 @@ pub trait SampleSource: Send + Sync + 'static {
     /// The sample's id (VOC image id, ADE file stem).
     fn id(&self, index: usize) -> &str;
     fn load(&self, index: usize) -> Result<Sample, Problem>;
-    fn collate(&self, size: u32, items: Vec<(usize, Augmented)>, position: Position, skipped: Vec<Problem>) -> Self::Batch;
+    fn collate(
+        &self,
+        size: u32,
+        items: Vec<(usize, Augmented)>,
+        position: Position,
+        skipped: Vec<Problem>,
+    ) -> Self::Batch;
 }
 
 /// A shared source (`Arc<DetSource>`) is a source too, so several loaders can share one.
@@ -43,7 +49,13 @@ impl<T: SampleSource> SampleSource for std::sync::Arc<T> {
     fn load(&self, index: usize) -> Result<Sample, Problem> {
         (**self).load(index)
     }
-    fn collate(&self, size: u32, items: Vec<(usize, Augmented)>, position: Position, skipped: Vec<Problem>) -> Self::Batch {
+    fn collate(
+        &self,
+        size: u32,
+        items: Vec<(usize, Augmented)>,
+        position: Position,
+        skipped: Vec<Problem>,
+    ) -> Self::Batch {
         (**self).collate(size, items, position, skipped)
     }
 }
@@ -151,7 +163,13 @@ impl SampleSource for DetSource {
         Ok(Sample { image, targets, mask: None })
     }
 
-    fn collate(&self, size: u32, items: Vec<(usize, Augmented)>, position: Position, skipped: Vec<Problem>) -> DetBatch {
+    fn collate(
+        &self,
+        size: u32,
+        items: Vec<(usize, Augmented)>,
+        position: Position,
+        skipped: Vec<Problem>,
+    ) -> DetBatch {
         let images = pack_images(size, &items);
         let mut batch = DetBatch {
             images,
@@ -258,7 +276,13 @@ impl SampleSource for SegSource {
         Ok(Sample { image, targets: Vec::new(), mask: Some(mask) })
     }
 
-    fn collate(&self, size: u32, items: Vec<(usize, Augmented)>, position: Position, skipped: Vec<Problem>) -> SegBatch {
+    fn collate(
+        &self,
+        size: u32,
+        items: Vec<(usize, Augmented)>,
+        position: Position,
+        skipped: Vec<Problem>,
+    ) -> SegBatch {
         let images = pack_images(size, &items);
         let mut batch = SegBatch {
             images,

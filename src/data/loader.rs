@@ -38,7 +38,9 @@ use super::problem::Problem;
 use super::synth::mix;
 
 /// A place in the loader's stream: batch `batch` of epoch `epoch` (both 0-based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Position {
     pub epoch: usize,
     pub batch: usize,
@@ -123,11 +125,15 @@ pub fn epoch_order(len: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<us
 
 /// The augmentation generator of sample `index` in epoch `epoch`.
 pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(mix(&[seed, epoch as u64, index as u64, 0xA06])) 
+    ChaCha8Rng::seed_from_u64(mix(&[seed, epoch as u64, index as u64, 0xA06]))
 }
 
 /// One batch, prepared on the calling thread, with the problems of the samples left out.
-pub fn load_batch<S: SampleSource>(source: &S, config: &LoaderConfig, position: Position) -> (S::Batch, Vec<Problem>) {
+pub fn load_batch<S: SampleSource>(
+    source: &S,
+    config: &LoaderConfig,
+    position: Position,
+) -> (S::Batch, Vec<Problem>) {
     let order = epoch_order(source.len(), config.seed, position.epoch, config.shuffle);
     let built = build_batch(source, config, &order, position, &AtomicBool::new(false));
     (built.batch, built.problems)
@@ -386,7 +392,11 @@ impl<S: SampleSource> Iterator for Loader<S> {
     }
 }
 
-fn worker<S: SampleSource>(shared: Arc<Shared<S>>, jobs: Receiver<u64>, results: Sender<WorkerResult<S::Batch>>) {
+fn worker<S: SampleSource>(
+    shared: Arc<Shared<S>>,
+    jobs: Receiver<u64>,
+    results: Sender<WorkerResult<S::Batch>>,
+) {
     while let Ok(seq) = jobs.recv() {
         if shared.cancel.load(Ordering::Relaxed) {
             break;
@@ -430,9 +440,19 @@ mod tests {
             if index == 3 {
                 return Err(Problem::new("3.jpg", "broken"));
             }
-            Ok(Sample { image: RgbImage::from_pixel(4, 4, image::Rgb([index as u8; 3])), targets: vec![], mask: None })
+            Ok(Sample {
+                image: RgbImage::from_pixel(4, 4, image::Rgb([index as u8; 3])),
+                targets: vec![],
+                mask: None,
+            })
         }
-        fn collate(&self, _: u32, items: Vec<(usize, Augmented)>, _: Position, _: Vec<Problem>) -> Self::Batch {
+        fn collate(
+            &self,
+            _: u32,
+            items: Vec<(usize, Augmented)>,
+            _: Position,
+            _: Vec<Problem>,
+        ) -> Self::Batch {
             items.into_iter().map(|(i, a)| (i, a.image.get_pixel(2, 2)[0])).collect()
         }
     }
@@ -455,7 +475,8 @@ mod tests {
     #[test]
     fn streams_every_sample_once_per_epoch_and_skips_broken_ones() {
         for threads in [0, 1, 3] {
-            let mut loader = Loader::new(Fake(10), LoaderConfig { drop_last: false, ..config(threads, Some(2)) }).unwrap();
+            let mut loader =
+                Loader::new(Fake(10), LoaderConfig { drop_last: false, ..config(threads, Some(2)) }).unwrap();
             assert_eq!(loader.batches_per_epoch(), 4);
             let batches: Vec<_> = loader.by_ref().collect();
             let mut seen: Vec<usize> = batches.iter().flatten().map(|b| b.0).collect();

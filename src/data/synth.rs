@@ -96,13 +96,21 @@ struct Marker {
 /// Writes both sets under `out` (see the module docs), calling `progress(done, total)`
 /// after each image. Replaces an earlier synthetic set in `out`; refuses to touch
 /// `out/voc` or `out/ade` when they were not written by this generator.
-pub fn generate(out: &Path, config: &SynthConfig, progress: impl Fn(usize, usize) + Sync) -> Result<SynthSummary> {
+pub fn generate(
+    out: &Path,
+    config: &SynthConfig,
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<SynthSummary> {
     generate_with_cancel(out, config, progress, &AtomicBool::new(false))
 }
 
 /// Returns the set already in `out` when it is complete and was made with the
 /// same `config` by this generator version; generates it otherwise ("generated on first use").
-pub fn ensure_generated(out: &Path, config: &SynthConfig, progress: impl Fn(usize, usize) + Sync) -> Result<SynthSummary> {
+pub fn ensure_generated(
+    out: &Path,
+    config: &SynthConfig,
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<SynthSummary> {
     if let Some(marker) = read_marker(out) {
         if marker.version == SYNTH_VERSION
             && marker.config == *config
@@ -141,7 +149,10 @@ pub fn generate_with_cancel(
         config.val_fraction
     );
     ensure!((1..=100).contains(&config.jpeg_quality), "JPEG quality must be 1..=100");
-    ensure!(config.det_images + config.seg_images > 0, "nothing to generate: 0 detection and 0 segmentation images");
+    ensure!(
+        config.det_images + config.seg_images > 0,
+        "nothing to generate: 0 detection and 0 segmentation images"
+    );
     let voc_root = out.join("voc");
     let ade_root = out.join("ade");
     prepare_out(out, &voc_root, &ade_root)?;
@@ -231,11 +242,18 @@ fn check_cancel(cancel: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
-fn write_voc(root: &Path, config: &SynthConfig, tick: &(dyn Fn() + Sync), cancel: &AtomicBool) -> Result<DetStats> {
+fn write_voc(
+    root: &Path,
+    config: &SynthConfig,
+    tick: &(dyn Fn() + Sync),
+    cancel: &AtomicBool,
+) -> Result<DetStats> {
     for dir in ["Annotations", "JPEGImages", "ImageSets/Main"] {
-        std::fs::create_dir_all(root.join(dir)).with_context(|| format!("{}: cannot create", root.join(dir).display()))?;
+        std::fs::create_dir_all(root.join(dir))
+            .with_context(|| format!("{}: cannot create", root.join(dir).display()))?;
     }
-    ClassList::new(DET_CLASSES.iter().map(|s| s.to_string()).collect()).write_plain(&root.join(CLASS_LIST_FILE))?;
+    ClassList::new(DET_CLASSES.iter().map(|s| s.to_string()).collect())
+        .write_plain(&root.join(CLASS_LIST_FILE))?;
     let annotations: Vec<VocAnnotation> = (0..config.det_images)
         .into_par_iter()
         .map(|i| -> Result<VocAnnotation> {
@@ -277,7 +295,12 @@ fn voc_id(i: usize) -> String {
     format!("{:06}", i + 1)
 }
 
-fn write_ade(root: &Path, config: &SynthConfig, tick: &(dyn Fn() + Sync), cancel: &AtomicBool) -> Result<SegStats> {
+fn write_ade(
+    root: &Path,
+    config: &SynthConfig,
+    tick: &(dyn Fn() + Sync),
+    cancel: &AtomicBool,
+) -> Result<SegStats> {
     for split in ["training", "validation"] {
         for kind in ["images", "annotations"] {
             let dir = root.join(kind).join(split);
@@ -302,7 +325,11 @@ fn write_ade(root: &Path, config: &SynthConfig, tick: &(dyn Fn() + Sync), cancel
         .map(|(i, (split, name))| -> Result<[u64; SEG_CLASSES.len() + 1]> {
             check_cancel(cancel)?;
             let (img, mask) = render_seg(config, i);
-            write_jpeg(&root.join("images").join(split).join(format!("{name}.jpg")), &img, config.jpeg_quality)?;
+            write_jpeg(
+                &root.join("images").join(split).join(format!("{name}.jpg")),
+                &img,
+                config.jpeg_quality,
+            )?;
             let mask_path = root.join("annotations").join(split).join(format!("{name}.png"));
             mask.save_with_format(&mask_path, image::ImageFormat::Png)
                 .with_context(|| format!("{}: cannot write", mask_path.display()))?;
@@ -375,7 +402,8 @@ fn image_rng(seed: u64, task: u64, index: usize) -> ChaCha8Rng {
 
 /// A hash of a lattice point to `[0, 1)`.
 fn hash_unit(seed: u64, x: i64, y: i64) -> f32 {
-    (splitmix64(seed ^ splitmix64((x as u64) << 32 ^ (y as u64 & 0xFFFF_FFFF))) >> 40) as f32 / (1u64 << 24) as f32
+    (splitmix64(seed ^ splitmix64((x as u64) << 32 ^ (y as u64 & 0xFFFF_FFFF))) >> 40) as f32
+        / (1u64 << 24) as f32
 }
 
 /// Smooth value noise in `[0, 1)` with lattice spacing 1.
@@ -463,7 +491,8 @@ enum Thing {
     Bicycle,
 }
 
-const THINGS: [Thing; 6] = [Thing::Person, Thing::Car, Thing::Chair, Thing::Bottle, Thing::Dog, Thing::Bicycle];
+const THINGS: [Thing; 6] =
+    [Thing::Person, Thing::Car, Thing::Chair, Thing::Bottle, Thing::Dog, Thing::Bicycle];
 
 impl Thing {
     fn det_class(self) -> usize {
@@ -516,7 +545,11 @@ fn stuff_style(stuff: Stuff, rng: &mut ChaCha8Rng, k: f32) -> StuffStyle {
     let (base, alt, period) = match stuff {
         Stuff::Sky => {
             let hue = uniform(rng, 195.0, 222.0);
-            (hsv(hue, uniform(rng, 0.4, 0.7), uniform(rng, 0.8, 1.0)), hsv(hue, 0.05, 1.0), uniform(rng, 14.0, 30.0) * k)
+            (
+                hsv(hue, uniform(rng, 0.4, 0.7), uniform(rng, 0.8, 1.0)),
+                hsv(hue, 0.05, 1.0),
+                uniform(rng, 14.0, 30.0) * k,
+            )
         }
         Stuff::Wall => {
             let hue = uniform(rng, 20.0, 60.0);
@@ -638,7 +671,8 @@ impl Scene {
             }
             Stuff::Floor => {
                 // Tiles: checks, larger towards the viewer.
-                let depth = ((yf - self.horizon[x]) / (self.h as f32 - self.horizon[x]).max(1.0)).clamp(0.0, 1.0);
+                let depth =
+                    ((yf - self.horizon[x]) / (self.h as f32 - self.horizon[x]).max(1.0)).clamp(0.0, 1.0);
                 let p = st.period * (0.5 + depth);
                 let check = ((xf / p).floor() as i64 + (yf / (p * 0.6)).floor() as i64).rem_euclid(2) as f32;
                 mixc(st.base, st.alt, check)
@@ -661,7 +695,9 @@ impl Scene {
             }
             Stuff::Water => {
                 // Ripples: horizontal wavy bands.
-                let wave = (yf / st.period * std::f32::consts::TAU + 1.5 * (xf / (st.period * 4.0) + st.phase).sin()).sin();
+                let wave = (yf / st.period * std::f32::consts::TAU
+                    + 1.5 * (xf / (st.period * 4.0) + st.phase).sin())
+                .sin();
                 mixc(st.base, st.alt, ((wave - 0.3) * 0.6).clamp(0.0, 0.6))
             }
         }
@@ -737,7 +773,15 @@ impl Obj {
             Thing::Chair => {
                 let hue = u(18.0, 35.0);
                 let (s, v) = (u(0.55, 0.8), u(0.3, 0.6));
-                ([hsv(hue, s, v), hsv(hue + u(-10.0, 10.0), s * 0.7, (v * 1.4).min(1.0)), hsv(hue, s, v * 0.6), hsv(hue, s, v * 0.4)], u(0.12, 0.2))
+                (
+                    [
+                        hsv(hue, s, v),
+                        hsv(hue + u(-10.0, 10.0), s * 0.7, (v * 1.4).min(1.0)),
+                        hsv(hue, s, v * 0.6),
+                        hsv(hue, s, v * 0.4),
+                    ],
+                    u(0.12, 0.2),
+                )
             }
             // Glass (green), label (light), cap.
             Thing::Bottle => (
@@ -754,11 +798,19 @@ impl Obj {
                 let hue = u(20.0, 40.0);
                 let v = if u(0.0, 1.0) < 0.2 { u(0.1, 0.2) } else { u(0.35, 0.75) };
                 let spot_v = if v < 0.3 { 0.85 } else { v * 0.35 };
-                ([hsv(hue, u(0.3, 0.7), v), hsv(hue, 0.5, v * 0.45), hsv(hue, 0.2, spot_v), [20.0; 3]], u(2.5, 4.0))
+                (
+                    [hsv(hue, u(0.3, 0.7), v), hsv(hue, 0.5, v * 0.45), hsv(hue, 0.2, spot_v), [20.0; 3]],
+                    u(2.5, 4.0),
+                )
             }
             // Frame (cyan to yellow-green), tyres, saddle and bars.
             Thing::Bicycle => (
-                [hsv(u(160.0, 195.0), u(0.6, 0.95), u(0.6, 0.95)), hsv(0.0, 0.0, u(0.05, 0.12)), hsv(0.0, 0.0, u(0.15, 0.3)), [0.0; 3]],
+                [
+                    hsv(u(160.0, 195.0), u(0.6, 0.95), u(0.6, 0.95)),
+                    hsv(0.0, 0.0, u(0.05, 0.12)),
+                    hsv(0.0, 0.0, u(0.15, 0.3)),
+                    [0.0; 3],
+                ],
                 0.0,
             ),
         };
@@ -813,7 +865,11 @@ impl Obj {
                     let t = (0.42 - v) / 0.34;
                     let (ul, ur) = (0.16 + 0.14 * t, 0.74 - 0.12 * t);
                     if u >= ul && u < ur {
-                        let window = v > 0.14 && v < 0.37 && u > ul + 0.035 && u < ur - 0.035 && (u - 0.46).abs() > 0.02;
+                        let window = v > 0.14
+                            && v < 0.37
+                            && u > ul + 0.035
+                            && u < ur - 0.035
+                            && (u - 0.46).abs() > 0.02;
                         return Some(if window { P1 } else { P0 });
                     }
                 }
@@ -886,7 +942,8 @@ impl Obj {
             }
             Thing::Bicycle => {
                 let thick = (0.045 * h).max(0.6);
-                let (rear, crank, seat, head, front) = (pt(0.22, 0.68), pt(0.47, 0.7), pt(0.4, 0.3), pt(0.72, 0.28), pt(0.78, 0.68));
+                let (rear, crank, seat, head, front) =
+                    (pt(0.22, 0.68), pt(0.47, 0.7), pt(0.4, 0.3), pt(0.72, 0.28), pt(0.78, 0.68));
                 if in_rect(u, v, 0.32, 0.22, 0.47, 0.28) {
                     return Some(P2);
                 }
@@ -894,7 +951,8 @@ impl Obj {
                 if seg_dist(px, head, bar) <= thick || seg_dist(px, bar, pt(0.76, 0.16)) <= thick {
                     return Some(P2);
                 }
-                let frame = [(rear, crank), (rear, seat), (seat, crank), (seat, head), (head, crank), (head, front)];
+                let frame =
+                    [(rear, crank), (rear, seat), (seat, crank), (seat, head), (head, crank), (head, front)];
                 if frame.iter().any(|&(a, b)| seg_dist(px, a, b) <= thick) {
                     return Some(P0);
                 }
@@ -940,7 +998,8 @@ impl Obj {
             }
             (Thing::Chair, P1) => {
                 // Checked cushion.
-                let check = ((u / self.period).floor() as i64 + (v / (self.period * 0.6)).floor() as i64).rem_euclid(2);
+                let check = ((u / self.period).floor() as i64 + (v / (self.period * 0.6)).floor() as i64)
+                    .rem_euclid(2);
                 if check == 0 {
                     c
                 } else {
@@ -959,7 +1018,8 @@ impl Obj {
             (Thing::Dog, P0) => {
                 // Fur noise, and spots on some dogs.
                 let fur = 0.7 + 0.6 * hash_unit(self.seed, x as i64, y as i64);
-                let spot = self.textured && value_noise(self.seed ^ 7, u * self.w / self.period, v * self.h / self.period) > 0.68;
+                let spot = self.textured
+                    && value_noise(self.seed ^ 7, u * self.w / self.period, v * self.h / self.period) > 0.68;
                 scale(if spot { self.colours[P2 as usize] } else { c }, fur)
             }
             _ => c,
@@ -1084,7 +1144,9 @@ fn render(size: u32, task: Task, rng: &mut ChaCha8Rng) -> Canvas {
     // Only where the part is at least 4 pixels thick, so thin parts (legs,
     // frames) keep their labels.
     let min_side = (6.0 * w.max(h) as f32 / 96.0).max(6.0);
-    let same = |x: i64, y: i64, id: u16| x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && canvas.inst[y as usize * w + x as usize] == id;
+    let same = |x: i64, y: i64, id: u16| {
+        x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && canvas.inst[y as usize * w + x as usize] == id
+    };
     for y in 0..h {
         for x in 0..w {
             let id = canvas.inst[y * w + x];
@@ -1098,8 +1160,12 @@ fn render(size: u32, task: Task, rng: &mut ChaCha8Rng) -> Canvas {
             let (xi, yi) = (x as i64, y as i64);
             // An edge towards (dx, dy) is outlined when the part goes on 3 pixels the other way.
             let outlined = [(-1, 0), (1, 0), (0, -1), (0, 1)].iter().any(|&(dx, dy)| {
-                let inside = |d: i64| xi + dx * d >= 0 && yi + dy * d >= 0 && xi + dx * d < w as i64 && yi + dy * d < h as i64;
-                inside(1) && !same(xi + dx, yi + dy, id) && (1..=3).all(|d| same(xi - dx * d, yi - dy * d, id))
+                let inside = |d: i64| {
+                    xi + dx * d >= 0 && yi + dy * d >= 0 && xi + dx * d < w as i64 && yi + dy * d < h as i64
+                };
+                inside(1)
+                    && !same(xi + dx, yi + dy, id)
+                    && (1..=3).all(|d| same(xi - dx * d, yi - dy * d, id))
             });
             if outlined {
                 canvas.outline[y * w + x] = true;
@@ -1183,7 +1249,13 @@ impl Canvas {
             let visible = count[k] as f32 / self.full_area[k].max(1) as f32;
             let difficult = bw.min(bh) < 0.05 * long || count[k] < 30 || visible < 0.3;
             let pose = match obj.thing {
-                Thing::Car | Thing::Dog | Thing::Bicycle => if obj.mirrored { "Left" } else { "Right" },
+                Thing::Car | Thing::Dog | Thing::Bicycle => {
+                    if obj.mirrored {
+                        "Left"
+                    } else {
+                        "Right"
+                    }
+                }
                 Thing::Person => "Frontal",
                 _ => "Unspecified",
             };
@@ -1232,7 +1304,8 @@ mod tests {
             let objects = canvas.det_objects();
             let kept: Vec<usize> = (0..canvas.objects.len())
                 .filter(|&k| {
-                    let xs: Vec<usize> = (0..canvas.inst.len()).filter(|&p| canvas.inst[p] as usize == k + 1).collect();
+                    let xs: Vec<usize> =
+                        (0..canvas.inst.len()).filter(|&p| canvas.inst[p] as usize == k + 1).collect();
                     let distinct = |f: &dyn Fn(usize) -> usize| {
                         let mut v: Vec<usize> = xs.iter().map(|&p| f(p)).collect();
                         v.sort();

@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 
 use super::blocks::{ConvNormAct, Sppf, C2f};
 use super::config::ModelConfig;
+use super::resnet::{ResNet, ResNetConfig};
 
 /// Backbone features, finest first.
 pub struct Features<B: Backend> {
@@ -95,5 +96,54 @@ impl<B: Backend> CspBackbone<B> {
         let c4 = self.stage4.forward(self.down4.forward(c3.clone()));
         let c5 = self.sppf.forward(self.stage5.forward(self.down5.forward(c4.clone())));
         Features { c2, c3, c4, c5 }
+    }
+}
+
+/// The network's backbone: the CSP backbone or a torchvision-compatible ResNet.
+#[derive(Module, Debug)]
+pub enum Backbone<B: Backend> {
+    Csp(CspBackbone<B>),
+    ResNet(ResNet<B>),
+}
+
+impl<B: Backend> Backbone<B> {
+    pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        match config.backbone.resnet_depth() {
+            None => Self::Csp(CspBackbone::new(config, device)),
+            Some(depth) => Self::ResNet(ResNetConfig::new(depth).init(device)),
+        }
+    }
+
+    pub fn channels(config: &ModelConfig) -> FeatureChannels {
+        match config.backbone.resnet_depth() {
+            None => CspBackbone::<B>::channels(config),
+            Some(depth) => ResNet::<B>::channels(depth),
+        }
+    }
+
+    pub fn forward(&self, images: Tensor<B, 4>) -> Features<B> {
+        match self {
+            Self::Csp(b) => b.forward(images),
+            Self::ResNet(b) => b.forward(images),
+        }
+    }
+
+    /// Stops gradients through the stem and the first `stages` stages (1–4).
+    pub fn freeze_stages(self, stages: usize) -> Self {
+        match self {
+            Self::Csp(b) => Self::Csp(b.freeze_stages(stages)),
+            Self::ResNet(b) => Self::ResNet(b.freeze_stages(stages)),
+        }
+    }
+
+    /// Loads torchvision ImageNet weights (ResNet backbones only).
+    pub fn load_torchvision(self, path: &std::path::Path) -> anyhow::Result<Self> {
+        match self {
+            Self::ResNet(b) => Ok(Self::ResNet(b.load_torchvision(path)?)),
+            Self::Csp(_) => anyhow::bail!(
+                "{}: pretrained torchvision weights need a ResNet backbone (model.backbone = \"resnet18\", \"resnet34\" or \"resnet50\")",
+                path.display()
+            ),
+        }
     }
 }

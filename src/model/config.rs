@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::resnet::ResNetDepth;
+
 /// Size preset of the CSP backbone and its neck (YOLOv8's n/s/m scaling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,9 +24,36 @@ impl ModelSize {
     }
 }
 
+/// Which backbone the network uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackboneKind {
+    /// The CSP backbone, scaled by the size preset.
+    #[default]
+    Csp,
+    /// torchvision-compatible ResNets (load ImageNet weights with `model.pretrained`).
+    Resnet18,
+    Resnet34,
+    Resnet50,
+}
+
+impl BackboneKind {
+    pub fn resnet_depth(self) -> Option<ResNetDepth> {
+        match self {
+            Self::Csp => None,
+            Self::Resnet18 => Some(ResNetDepth::R18),
+            Self::Resnet34 => Some(ResNetDepth::R34),
+            Self::Resnet50 => Some(ResNetDepth::R50),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    #[serde(default)]
+    pub backbone: BackboneKind,
+    /// Size preset of the CSP backbone and of the neck and heads.
     pub size: ModelSize,
     /// Overrides the preset's width multiplier (e.g. 0.125 for tiny test models).
     #[serde(default)]
@@ -38,7 +67,7 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     pub fn new(size: ModelSize, det_classes: usize, seg_classes: usize) -> Self {
-        Self { size, width: None, depth: None, det_classes, seg_classes }
+        Self { backbone: BackboneKind::Csp, size, width: None, depth: None, det_classes, seg_classes }
     }
 
     /// Channels for a YOLOv8 base width (64, 128, …, 1024), rounded to a multiple of 8.

@@ -16,17 +16,17 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-pub use config::{ModelConfig, ModelSize};
+pub use config::{BackboneKind, ModelConfig, ModelSize};
 pub use det_head::{DetOutput, DET_STRIDES};
 
-use backbone::CspBackbone;
+use backbone::Backbone;
 use det_head::DetHead;
 use neck::PanFpn;
 use seg_head::SegHead;
 
 #[derive(Module, Debug)]
 pub struct TwinNet<B: Backend> {
-    pub backbone: CspBackbone<B>,
+    pub backbone: Backbone<B>,
     pub neck: PanFpn<B>,
     pub det_head: DetHead<B>,
     pub seg_head: SegHead<B>,
@@ -34,10 +34,10 @@ pub struct TwinNet<B: Backend> {
 
 impl<B: Backend> TwinNet<B> {
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
-        let features = CspBackbone::<B>::channels(config);
+        let features = Backbone::<B>::channels(config);
         let pyramid = PanFpn::<B>::channels(config);
         Self {
-            backbone: CspBackbone::new(config, device),
+            backbone: Backbone::new(config, device),
             neck: PanFpn::new(config, features, device),
             det_head: DetHead::new(pyramid, config.det_classes, device),
             seg_head: SegHead::new(pyramid, config.channels(256), config.seg_classes, device),

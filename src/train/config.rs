@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::strategy::StrategyConfig;
-use crate::model::ModelSize;
+use crate::model::{BackboneKind, ModelSize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +86,11 @@ fn default_ade_val() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
+    #[serde(default)]
+    pub backbone: BackboneKind,
+    /// torchvision ImageNet weights (`.pth` or `.safetensors`) for a ResNet backbone.
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
     pub size: ModelSize,
     #[serde(default)]
     pub width: Option<f32>,
@@ -232,6 +237,7 @@ impl TrainConfig {
 
     pub fn model_config(&self, det_classes: usize, seg_classes: usize) -> crate::model::ModelConfig {
         crate::model::ModelConfig {
+            backbone: self.model.backbone,
             size: self.model.size,
             width: self.model.width,
             depth: self.model.depth,

@@ -43,17 +43,34 @@ impl<B: Backend> Trainee<B> {
         self
     }
 
-    /// Makes every parameter trainable again (after a strategy change).
+    /// Makes every parameter trainable again (after a strategy change), except
+    /// the ResNet's frozen BatchNorm, which is never trained.
     pub fn unfreeze(self) -> Self {
-        self.map(&mut RequireGrad)
+        self.map(&mut RequireGrad { inside_frozen_norm: 0 })
     }
 }
 
-struct RequireGrad;
+struct RequireGrad {
+    inside_frozen_norm: usize,
+}
+
+const FROZEN_NORM: &str = "Struct:FrozenBatchNorm2d";
 
 impl<B: Backend> ModuleMapper<B> for RequireGrad {
+    fn enter_module(&mut self, _name: &str, container_type: &str) {
+        if container_type == FROZEN_NORM {
+            self.inside_frozen_norm += 1;
+        }
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if container_type == FROZEN_NORM {
+            self.inside_frozen_norm -= 1;
+        }
+    }
+
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        param.set_require_grad(true)
+        param.set_require_grad(self.inside_frozen_norm == 0)
     }
 }
 
@@ -125,6 +142,18 @@ mod tests {
         let (with, without) = backbone_grads(&partly);
         assert!(with > 0 && without > 0);
         assert_eq!(backbone_grads(&partly.unfreeze()).1, 0);
+    }
+
+    #[test]
+    fn unfreezing_a_resnet_keeps_its_batchnorm_frozen() {
+        let mut config = ModelConfig::new(ModelSize::N, 3, 4);
+        config.backbone = crate::model::BackboneKind::Resnet18;
+        let trainee = Trainee::<B>::new(&config, &Default::default());
+        let (with, without) = backbone_grads(&trainee);
+        // Per block-level conv 1 weight vs 4 frozen norm tensors: both kinds present.
+        assert!(with > 0 && without > 0);
+        let again = trainee.freeze(FreezeScope::Backbone).unfreeze();
+        assert_eq!(backbone_grads(&again), (with, without));
     }
 
     #[test]

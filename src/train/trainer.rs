@@ -150,7 +150,13 @@ impl<B: AutodiffBackend> Trainer<B> {
                 seg_classes,
                 image_size: config.data.image_size,
             };
-            (Trainee::new(&model, &device), state)
+            // Seeded, so a preset gives the same initial weights every time.
+            B::seed(&device, config.seed);
+            let mut trainee = Trainee::new(&model, &device);
+            if let Some(path) = &config.model.pretrained {
+                trainee.net.backbone = trainee.net.backbone.load_torchvision(path)?;
+            }
+            (trainee, state)
         };
         let det_losses = DetLossConfig {
             cls_weight: config.loss.det_cls_weight,

@@ -1,0 +1,79 @@
+//! `twinhead bench train`: training throughput after warm-up, and peak memory.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+use crate::train::events::Event;
+use crate::train::{start, DeviceSpec, TrainConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Preset name (in presets/) or path to a TOML file.
+    #[arg(long, default_value = "quick")]
+    preset: String,
+    /// Override a configuration key (as for `train`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Steps run before timing starts.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Steps timed.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+}
+
+pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
+    let device: DeviceSpec = args.device.parse()?;
+    let total = args.warmup + args.steps;
+    let mut overrides = args.overrides.clone();
+    // Only training is timed: evaluation and checkpoints fall after the last step.
+    overrides.extend([format!("steps={total}"), format!("eval.every={}", total + 1), format!("checkpoint.every={}", total + 1)]);
+    let config = TrainConfig::load_preset(&args.preset, &overrides)?;
+    let run_dir = std::env::temp_dir().join(format!("twinhead-bench-{}", std::process::id()));
+    let handle = start(Some(config.clone()), &run_dir, false, device)?;
+    let mut timed_start = None;
+    let mut images = 0usize;
+    let mut elapsed = 0.0;
+    let mut error = None;
+    for event in handle.events.iter() {
+        match event {
+            Event::Step { step, tasks, .. } => {
+                if step == args.warmup {
+                    timed_start = Some(Instant::now());
+                } else if step > args.warmup {
+                    let per_task = config.data.batch_size;
+                    images += if tasks == crate::train::strategy::StepTasks::Both { 2 * per_task } else { per_task };
+                    elapsed = timed_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                }
+            }
+            Event::Error { message, .. } => error = Some(message),
+            _ => {}
+        }
+    }
+    let _ = handle.join();
+    let _ = std::fs::remove_dir_all(&run_dir);
+    if let Some(message) = error {
+        bail!("{message}");
+    }
+    println!("preset {} on {device}: {} px, batch {}, strategy {}", args.preset, config.data.image_size, config.data.batch_size, config.strategy.name());
+    println!("images/s      {:.1}", images as f64 / elapsed.max(1e-9));
+    println!("step time     {:.1} ms (mean of {} steps after {} warm-up)", 1000.0 * elapsed / args.steps as f64, args.steps, args.warmup);
+    match peak_memory_mib() {
+        Some(mib) => println!("peak memory   {mib:.0} MiB (process resident set)"),
+        None => println!("peak memory   unknown on this platform"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The process's peak resident set (`VmHWM`), Linux only.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
