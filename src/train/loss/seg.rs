@@ -212,6 +212,37 @@ mod tests {
     }
 
     #[test]
+    fn ce_gradient_is_softmax_minus_one_hot_over_scored_pixels() {
+        use burn::backend::Autodiff;
+        let case: Case = serde_json::from_str(&fixture("seg.json")).unwrap();
+        let [n, c, h, w] = case.dims;
+        let device = Default::default();
+        let logits = Tensor::<Autodiff<Flex>, 4>::from_data(TensorData::new(case.logits.clone(), case.dims), &device)
+            .require_grad();
+        let targets = Tensor::from_data(TensorData::new(case.targets.clone(), [n, h, w]), &device);
+        let config = SegLossConfig { ohem: None, dice_weight: 1.0 };
+        let out = seg_loss(logits.clone(), targets, &config);
+        // Dice is differentiable too (finite gradient); CE alone is checked analytically.
+        let dice_grad = to_vec(logits.grad(&out.dice.backward()).unwrap());
+        assert!(dice_grad.iter().all(|g| g.is_finite()));
+        let grad = to_vec(logits.grad(&out.ce.backward()).unwrap());
+        let scored = case.targets.iter().filter(|&&t| t != IGNORE_INDEX).count() as f32;
+        for (pixel, &t) in case.targets.iter().enumerate() {
+            let (img, hw) = (pixel / (h * w), pixel % (h * w));
+            let at = |k: usize| (img * c + k) * h * w + hw;
+            let z: f32 = (0..c).map(|k| case.logits[at(k)].exp()).sum();
+            for k in 0..c {
+                let want = if t == IGNORE_INDEX {
+                    0.0
+                } else {
+                    (case.logits[at(k)].exp() / z - f32::from(u8::from(k as i64 == t))) / scored
+                };
+                assert!((grad[at(k)] - want).abs() < 1e-5, "pixel {pixel} class {k}: {} vs {want}", grad[at(k)]);
+            }
+        }
+    }
+
+    #[test]
     fn perfect_predictions_have_near_zero_dice_and_ce() {
         let device = Default::default();
         // Class = column index, logits 20 on the right class.
