@@ -20,6 +20,18 @@ impl<B: Backend> Trainee<B> {
         Self { net: TwinNet::new(config, device), log_vars: Param::from_tensor(Tensor::zeros([2], device)) }
     }
 
+    /// A freshly initialised trainee whose weights depend only on `seed`. The
+    /// backend's random generator is global and parameters initialise lazily, so
+    /// seeding and drawing every weight happen together under one lock.
+    pub fn seeded(config: &ModelConfig, seed: u64, device: &B::Device) -> Self {
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        B::seed(device, seed);
+        let trainee = Self::new(config, device);
+        trainee.visit(&mut Materialize);
+        trainee
+    }
+
     /// `0.5·exp(−s)·L + 0.5·s` for the task's learned `s = log σ²` (Kendall et al.).
     pub fn uncertainty_weighted(&self, task: Task, loss: Tensor<B, 1>) -> Tensor<B, 1> {
         let index = match task {
@@ -47,6 +59,15 @@ impl<B: Backend> Trainee<B> {
     /// the ResNet's frozen BatchNorm, which is never trained.
     pub fn unfreeze(self) -> Self {
         self.map(&mut RequireGrad { inside_frozen_norm: 0 })
+    }
+}
+
+/// Touches every parameter so its lazy initialisation runs now.
+struct Materialize;
+
+impl<B: Backend> ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
     }
 }
 

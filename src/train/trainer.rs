@@ -150,9 +150,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 seg_classes,
                 image_size: config.data.image_size,
             };
-            // Seeded, so a preset gives the same initial weights every time.
-            B::seed(&device, config.seed);
-            let mut trainee = Trainee::new(&model, &device);
+            let mut trainee = Trainee::seeded(&model, config.seed, &device);
             if let Some(path) = &config.model.pretrained {
                 trainee.net.backbone = trainee.net.backbone.load_torchvision(path)?;
             }
@@ -251,12 +249,14 @@ impl<B: AutodiffBackend> Trainer<B> {
                             self.emit(Event::Warning { step: self.state.step, message: format!("ignored learning rate {lr}") })?;
                             continue;
                         }
-                        let scheduled = learning_rate(&self.config.optim, self.state.step, self.config.steps);
+                        // The schedule's shape (and the phase's factor) continue from the new rate.
+                        let factor = self.state.strategy.plan(self.state.step).lr_factor;
+                        let scheduled = learning_rate(&self.config.optim, self.state.step, self.config.steps) * factor;
                         self.state.lr_scale = lr / scheduled;
                         self.emit(Event::LearningRateChanged { step: self.state.step, lr })?;
                     }
                 }
-                if stop || !paused {
+                if stop {
                     break;
                 }
             }
