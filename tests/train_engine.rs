@@ -18,16 +18,16 @@ steps = {steps}
 [data]
 voc = "{voc}"
 ade = "{ade}"
-image_size = 64
+image_size = 96
 batch_size = 8
 threads = 2
 [data.synthetic]
 det_images = 160
 seg_images = 160
-size = 64
+size = 96
 [model]
 size = "n"
-width = 0.125
+width = 0.25
 [optim]
 lr = 0.004
 warmup_steps = 20
@@ -67,24 +67,73 @@ fn shared_data() -> &'static Path {
     static DATA: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     DATA.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let synth = SynthConfig { seed: 0, det_images: 160, seg_images: 160, size: 64, ..SynthConfig::default() };
+        let synth = SynthConfig { seed: 0, det_images: 160, seg_images: 160, size: 96, ..SynthConfig::default() };
         ensure_generated(dir.path(), &synth, |_, _| {}).unwrap();
         dir
     })
     .path()
 }
 
-#[test]
-fn alternate_learns_both_tasks() {
-    let runs = tempfile::tempdir().unwrap();
-    let evals = train(config(shared_data(), 240, "kind = \"alternate\""), &runs.path().join("alt"));
-    let first = &evals[0];
+/// Forgetting of a task at the end of a run: best value so far minus the last.
+fn final_forgetting(evals: &[EvalRecord]) -> (f64, f64) {
     let last = evals.last().unwrap();
-    eprintln!("alternate: {:?}", evals.iter().map(|e| (e.step, e.map50, e.miou)).collect::<Vec<_>>());
-    // Chance level: mAP50 of untrained boxes is ~0; mIoU of a constant prediction is well under 0.1.
-    assert!(last.map50 > 0.15, "mAP50 stayed at {}", last.map50);
-    assert!(last.miou > 0.25, "mIoU stayed at {}", last.miou);
-    assert!(last.map50 > first.map50 && last.miou > first.miou);
+    (last.det_forgetting, last.seg_forgetting)
+}
+
+#[test]
+fn sequential_forgets_the_first_task_while_alternate_and_joint_keep_both() {
+    let data = shared_data();
+    let runs = tempfile::tempdir().unwrap();
+    let phase = 150;
+    // Segmentation first: detection training then reshapes the shared features
+    // the segmentation head was fitted to.
+    let sequential = format!("kind = \"sequential\"\nfirst = \"seg\"\nswitch_step = {phase}\nlr_factor = 1.0");
+    // Same images per task for all three: `phase` batches of each.
+    let plans = [
+        ("sequential", config(data, 2 * phase, &sequential)),
+        ("alternate", config(data, 2 * phase, "kind = \"alternate\"")),
+        ("joint", config(data, phase, "kind = \"joint\"")),
+    ];
+    let results: Vec<(&str, Vec<EvalRecord>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = plans
+            .iter()
+            .map(|(name, cfg)| {
+                let mut cfg = cfg.clone();
+                cfg.eval.every = 50;
+                let dir = runs.path().join(name);
+                (*name, scope.spawn(move || train(cfg, &dir)))
+            })
+            .collect();
+        handles.into_iter().map(|(name, h)| (name, h.join().unwrap())).collect()
+    });
+    for (name, evals) in &results {
+        let summary: Vec<_> = evals.iter().map(|e| (e.step, (e.map50 * 1000.0).round() / 1000.0, (e.miou * 1000.0).round() / 1000.0)).collect();
+        eprintln!("{name}: (step, mAP50, mIoU) {summary:?}; forgetting (det, seg) {:?}", final_forgetting(evals));
+    }
+    let get = |name: &str| &results.iter().find(|(n, _)| *n == name).unwrap().1;
+
+    // Learning happens: both tasks end well above chance (an untrained network
+    // scores mAP50 ≈ 0.00 and mIoU < 0.1 on this data).
+    for name in ["alternate", "joint"] {
+        let last = get(name).last().unwrap();
+        assert!(last.map50 > 0.05, "{name}: mAP50 {}", last.map50);
+        assert!(last.miou > 0.3, "{name}: mIoU {}", last.miou);
+    }
+    // Sequential learned segmentation in its first phase, then lost much of it.
+    let seq = get("sequential");
+    let at_switch = seq.iter().find(|e| e.step == phase).unwrap();
+    assert!(at_switch.miou > 0.3, "sequential mIoU at the switch {}", at_switch.miou);
+    let last = seq.last().unwrap();
+    assert!(last.map50 > 0.05, "sequential mAP50 {}", last.map50);
+    let (_, seq_forgetting) = final_forgetting(seq);
+    assert!(seq_forgetting > 0.1, "sequential kept segmentation: {} -> {}", at_switch.miou, last.miou);
+    // Alternate and joint keep both: each ends with a fraction of sequential's forgetting.
+    for name in ["alternate", "joint"] {
+        let (det_forgetting, seg_forgetting) = final_forgetting(get(name));
+        assert!(seg_forgetting < 0.5 * seq_forgetting, "{name} forgot segmentation: {seg_forgetting}");
+        let best = get(name).iter().map(|e| e.map50).fold(0.0, f64::max);
+        assert!(det_forgetting <= 0.3 * best, "{name} forgot detection: best {best}, forgetting {det_forgetting}");
+    }
 }
 
 /// The step losses of a run's log, by step.
@@ -141,7 +190,9 @@ fn a_stopped_run_resumes_exactly() {
 #[test]
 fn control_changes_become_events_at_their_step() {
     let runs = tempfile::tempdir().unwrap();
-    let handle = start(Some(config(shared_data(), 12, "kind = \"alternate\"")), &runs.path().join("ctl"), false, DeviceSpec::Cpu).unwrap();
+    let mut cfg = config(shared_data(), 12, "kind = \"alternate\"");
+    cfg.optim.warmup_steps = 0; // the cosine schedule only falls from the set rate
+    let handle = start(Some(cfg), &runs.path().join("ctl"), false, DeviceSpec::Cpu).unwrap();
     let joint: twinhead::train::StrategyConfig = toml::from_str("kind = \"joint\"").unwrap();
     let mut seen = Vec::new();
     for event in handle.events.iter() {
@@ -160,14 +211,25 @@ fn control_changes_become_events_at_their_step() {
     let (step, strategy) = changed.expect("a strategy change event");
     assert_eq!(strategy, joint);
     assert!(step >= 4);
-    assert!(seen.iter().any(|e| matches!(e, Event::LearningRateChanged { lr, .. } if (*lr - 0.001).abs() < 1e-12)));
+    let lr_step = seen
+        .iter()
+        .find_map(|e| match e {
+            Event::LearningRateChanged { step, lr } if (*lr - 0.001).abs() < 1e-12 => Some(*step),
+            _ => None,
+        })
+        .expect("a learning-rate change event");
+    assert_eq!(lr_step, step, "both changes are handled before the same step");
     // After the change every step trains both tasks at the new rate.
     for e in &seen {
         if let Event::Step { step: s, tasks, lr, det_loss, seg_loss, .. } = e {
             if *s > step {
                 assert_eq!(*tasks, twinhead::train::strategy::StepTasks::Both);
                 assert!(det_loss.is_some() && seg_loss.is_some());
-                assert!(*lr < 0.0011);
+                // The step right after the change runs at the set rate; the schedule falls from there.
+                assert!(*lr <= 0.001 * (1.0 + 1e-9), "lr {lr} at step {s}");
+                if *s == step + 1 {
+                    assert!(*lr > 0.0009, "lr {lr} at step {s}");
+                }
             }
         }
     }

@@ -218,13 +218,7 @@ fn to_xywh(b: &VocBox) -> [f64; 4] {
 mod tests {
     use super::*;
 
-    fn gt(image: usize, bbox: VocBox, difficult: bool) -> GroundTruth {
-        GroundTruth { image, class: 0, bbox, difficult }
-    }
-
-    fn det(image: usize, bbox: VocBox, score: f32) -> Detection {
-        Detection { image, class: 0, bbox, score }
-    }
+    use crate::eval::det::test_cases::{det, gt};
 
     fn report(gts: &[GroundTruth], dets: &[Detection]) -> (f64, f64, f64) {
         let r = evaluate_coco(gts, dets, 1);

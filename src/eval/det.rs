@@ -86,3 +86,18 @@ pub(crate) fn check_classes(gts: &[GroundTruth], dets: &[Detection], num_classes
         assert!(max < num_classes, "class {max} is out of range for {num_classes} classes");
     }
 }
+
+/// Single-class ground truth and detections for the metric tests.
+#[cfg(test)]
+pub(crate) mod test_cases {
+    use super::{Detection, GroundTruth};
+    use crate::data::voc::VocBox;
+
+    pub fn gt(image: usize, bbox: VocBox, difficult: bool) -> GroundTruth {
+        GroundTruth { image, class: 0, bbox, difficult }
+    }
+
+    pub fn det(image: usize, bbox: VocBox, score: f32) -> Detection {
+        Detection { image, class: 0, bbox, score }
+    }
+}

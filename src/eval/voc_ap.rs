@@ -169,13 +169,7 @@ fn suffix_max(values: &[f64]) -> Vec<f64> {
 mod tests {
     use super::*;
 
-    fn gt(image: usize, bbox: VocBox, difficult: bool) -> GroundTruth {
-        GroundTruth { image, class: 0, bbox, difficult }
-    }
-
-    fn det(image: usize, bbox: VocBox, score: f32) -> Detection {
-        Detection { image, class: 0, bbox, score }
-    }
+    use crate::eval::det::test_cases::{det, gt};
 
     fn ap(gts: &[GroundTruth], dets: &[Detection], metric: VocMetric) -> f64 {
         evaluate_voc(gts, dets, 1, metric).per_class[0].unwrap()
