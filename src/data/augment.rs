@@ -68,6 +68,10 @@ pub struct Augmented {
     pub targets: Vec<Target>,
     pub mask: Option<GrayImage>,
     pub letterbox: Letterbox,
+    /// Colour jitter still to apply to `image` ([`Jitter::NONE`] when applied or
+    /// none): [`augment_deferred`] leaves it to [`normalize_jittered_into`], which
+    /// does both in one pass.
+    pub jitter: Jitter,
 }
 
 /// The geometric map from an original image to the network input:
@@ -308,6 +312,15 @@ pub fn random_scale_crop(
 /// The draws from `rng` are the same in number whatever they decide, so a sample's
 /// augmentation depends only on its own generator.
 pub fn augment(sample: &Sample, cfg: &AugmentConfig, rng: &mut impl RngCore) -> Augmented {
+    let mut out = augment_deferred(sample, cfg, rng);
+    color_jitter(&mut out.image, out.letterbox.content_rect(), out.jitter);
+    out.jitter = Jitter::NONE;
+    out
+}
+
+/// [`augment`] without applying the colour jitter: it is left in `jitter`, for
+/// [`normalize_jittered_into`] (the loader's path: one pass less over the image).
+pub fn augment_deferred(sample: &Sample, cfg: &AugmentConfig, rng: &mut impl RngCore) -> Augmented {
     let (w, h) = sample.image.dimensions();
     if !cfg.train {
         return apply_geometry(sample, &Letterbox::fit(w, h, cfg.size), cfg);
@@ -315,9 +328,7 @@ pub fn augment(sample: &Sample, cfg: &AugmentConfig, rng: &mut impl RngCore) -> 
     let geo = random_scale_crop(w, h, cfg.size, cfg.scale, rng);
     let geo = if unit(rng) < cfg.flip_prob { geo.hflip() } else { geo };
     let jitter = Jitter::random(cfg, rng);
-    let mut out = apply_geometry(sample, &geo, cfg);
-    color_jitter(&mut out.image, geo.content_rect(), jitter);
-    out
+    Augmented { jitter, ..apply_geometry(sample, &geo, cfg) }
 }
 
 /// Warps the image (triangle filter), mask (nearest) and boxes (clip and drop) with `geo`.
@@ -332,6 +343,7 @@ pub fn apply_geometry(sample: &Sample, geo: &Letterbox, cfg: &AugmentConfig) -> 
         mask: sample.mask.as_ref().map(|m| warp_mask(m, geo)),
         targets: transform_targets(&sample.targets, geo, cfg.min_box_side, cfg.min_visible),
         letterbox: *geo,
+        jitter: Jitter::NONE,
     }
 }
 
@@ -438,21 +450,25 @@ pub fn warp_image(src: &RgbImage, geo: &Letterbox) -> RgbImage {
     let xmap = AxisMap::new(geo.out_w, sw, geo.scale, geo.pad_x, geo.flipped);
     let ymap = AxisMap::new(geo.out_h, sh, geo.scale, geo.pad_y, false);
     let rows = ymap.source_range();
+    // Output columns showing the source form one contiguous range; the rest is padding.
+    let (x0, x1) = valid_range(geo.out_w, sw, geo.scale, geo.pad_x, geo.flipped);
+    let (x0, cols) = (x0 as usize, (x1 - x0) as usize);
     let raw = src.as_raw();
     let sw = sw as usize;
-    // Horizontal pass over the needed source rows.
-    let mut tmp = vec![0f32; rows.len() * ow * 3];
+    // Horizontal pass over the needed source rows (converted to floats once per row).
+    let mut tmp = vec![0f32; rows.len() * cols * 3];
+    let mut src_row = vec![0f32; sw * 3];
     for (r, sy) in rows.clone().enumerate() {
-        let src_row = &raw[sy * sw * 3..(sy + 1) * sw * 3];
-        let out_row = &mut tmp[r * ow * 3..(r + 1) * ow * 3];
-        for (x, out) in out_row.chunks_exact_mut(3).enumerate() {
+        src_row.iter_mut().zip(&raw[sy * sw * 3..(sy + 1) * sw * 3]).for_each(|(f, &v)| *f = v as f32);
+        let out_row = &mut tmp[r * cols * 3..(r + 1) * cols * 3];
+        for (x, out) in (x0..x0 + cols).zip(out_row.chunks_exact_mut(3)) {
             let (start, weights) = xmap.taps(x);
             let pixels = &src_row[start * 3..(start + weights.len()) * 3];
             let (mut a, mut b, mut c) = (0f32, 0f32, 0f32);
             for (&w, p) in weights.iter().zip(pixels.chunks_exact(3)) {
-                a += w * p[0] as f32;
-                b += w * p[1] as f32;
-                c += w * p[2] as f32;
+                a += w * p[0];
+                b += w * p[1];
+                c += w * p[2];
             }
             out[0] = a;
             out[1] = b;
@@ -461,7 +477,7 @@ pub fn warp_image(src: &RgbImage, geo: &Letterbox) -> RgbImage {
     }
     // Vertical pass, a whole row at a time.
     let mut out = vec![PAD_IMAGE; ow * oh * 3];
-    let mut acc = vec![0f32; ow * 3];
+    let mut acc = vec![0f32; cols * 3];
     for y in 0..oh {
         let (start, weights) = ymap.taps(y);
         if weights.is_empty() {
@@ -470,18 +486,11 @@ pub fn warp_image(src: &RgbImage, geo: &Letterbox) -> RgbImage {
         acc.iter_mut().for_each(|v| *v = 0.0);
         for (k, &w) in weights.iter().enumerate() {
             let r = start + k - rows.start;
-            let row = &tmp[r * ow * 3..(r + 1) * ow * 3];
+            let row = &tmp[r * cols * 3..(r + 1) * cols * 3];
             acc.iter_mut().zip(row).for_each(|(a, &v)| *a += w * v);
         }
-        let out_row = &mut out[y * ow * 3..(y + 1) * ow * 3];
-        for x in 0..ow {
-            if xmap.count[x] == 0 {
-                continue;
-            }
-            for ch in 0..3 {
-                out_row[x * 3 + ch] = (acc[x * 3 + ch] + 0.5).clamp(0.0, 255.0) as u8;
-            }
-        }
+        let out_row = &mut out[(y * ow + x0) * 3..(y * ow + x0 + cols) * 3];
+        out_row.iter_mut().zip(&acc).for_each(|(o, &a)| *o = (a + 0.5).clamp(0.0, 255.0) as u8);
     }
     RgbImage::from_raw(geo.out_w, geo.out_h, out).expect("buffer has the image size")
 }
@@ -514,60 +523,115 @@ pub fn warp_mask(src: &GrayImage, geo: &Letterbox) -> GrayImage {
     GrayImage::from_raw(geo.out_w, geo.out_h, out).expect("buffer has the mask size")
 }
 
+/// A colour jitter prepared for one image: brightness and contrast as one table
+/// over values, saturation in 8-bit fixed point, and the region it applies to.
+struct JitterPlan {
+    lut: [u8; 256],
+    saturation: i32,
+    rect: [usize; 4],
+}
+
+impl JitterPlan {
+    /// `None` when there is nothing to do.
+    fn new(img: &RgbImage, rect: [u32; 4], j: Jitter) -> Option<Self> {
+        if j == Jitter::NONE {
+            return None;
+        }
+        let [x0, y0, x1, y1] = rect;
+        let (x1, y1) = (x1.min(img.width()), y1.min(img.height()));
+        if x0 >= x1 || y0 >= y1 {
+            return None;
+        }
+        let [x0, y0, x1, y1] = [x0, y0, x1, y1].map(|v| v as usize);
+        let w = img.width() as usize;
+        let raw = img.as_raw();
+        // Mean grey of the region (weights 299/587/114 per mille), after brightness.
+        let mut sum = 0u64;
+        for y in y0..y1 {
+            for p in raw[(y * w + x0) * 3..(y * w + x1) * 3].chunks_exact(3) {
+                sum += 299 * p[0] as u64 + 587 * p[1] as u64 + 114 * p[2] as u64;
+            }
+        }
+        let n = ((x1 - x0) * (y1 - y0)) as f64;
+        let mean = ((sum as f64 / n / 1000.0) as f32 * j.brightness).clamp(0.0, 255.0);
+        let lut = std::array::from_fn(|v| {
+            let v = (v as f32 * j.brightness).min(255.0);
+            (((v - mean) * j.contrast + mean).clamp(0.0, 255.0) + 0.5) as u8
+        });
+        let saturation = (j.saturation.max(0.0) * 256.0).round() as i32;
+        Some(Self { lut, saturation, rect: [x0, y0, x1, y1] })
+    }
+
+    /// One pixel: brightness and contrast (table), then saturation towards its grey
+    /// (weights 77/150/29 of 256).
+    #[inline]
+    fn pixel(&self, p: &[u8]) -> [u8; 3] {
+        let c =
+            [self.lut[p[0] as usize] as i32, self.lut[p[1] as usize] as i32, self.lut[p[2] as usize] as i32];
+        let grey = (77 * c[0] + 150 * c[1] + 29 * c[2] + 128) >> 8;
+        c.map(|v| (grey + (((v - grey) * self.saturation + 128) >> 8)).clamp(0, 255) as u8)
+    }
+}
+
 /// Brightness, then contrast (around the mean grey of `rect`), then saturation
 /// (towards each pixel's grey), as torchvision's `ColorJitter` does in that order;
 /// applied inside `rect` `[x0, y0, x1, y1)` only, so padding keeps its value.
 pub fn color_jitter(img: &mut RgbImage, rect: [u32; 4], j: Jitter) {
-    if j == Jitter::NONE {
-        return;
-    }
-    let [x0, y0, x1, y1] = rect;
-    let (x1, y1) = (x1.min(img.width()), y1.min(img.height()));
-    if x0 >= x1 || y0 >= y1 {
-        return;
-    }
+    let Some(plan) = JitterPlan::new(img, rect, j) else { return };
+    let [x0, y0, x1, y1] = plan.rect;
     let w = img.width() as usize;
     let raw: &mut [u8] = img;
-    // Mean grey of the region (integer weights 299/587/114 per mille), after brightness.
-    let mut sum = 0u64;
-    for y in y0 as usize..y1 as usize {
-        for p in raw[(y * w + x0 as usize) * 3..(y * w + x1 as usize) * 3].chunks_exact(3) {
-            sum += 299 * p[0] as u64 + 587 * p[1] as u64 + 114 * p[2] as u64;
-        }
-    }
-    let n = ((x1 - x0) * (y1 - y0)) as f64;
-    let mean = ((sum as f64 / n / 1000.0) as f32 * j.brightness).clamp(0.0, 255.0);
-    // Brightness then contrast depend on the value alone: one table.
-    let lut: [f32; 256] = std::array::from_fn(|v| {
-        let v = (v as f32 * j.brightness).min(255.0);
-        ((v - mean) * j.contrast + mean).clamp(0.0, 255.0)
-    });
-    let s = j.saturation;
-    for y in y0 as usize..y1 as usize {
-        let row = &mut raw[(y * w + x0 as usize) * 3..(y * w + x1 as usize) * 3];
-        for p in row.chunks_exact_mut(3) {
-            let (r, g, b) = (lut[p[0] as usize], lut[p[1] as usize], lut[p[2] as usize]);
-            let grey = 0.299 * r + 0.587 * g + 0.114 * b;
-            p[0] = ((grey + (r - grey) * s).clamp(0.0, 255.0) + 0.5) as u8;
-            p[1] = ((grey + (g - grey) * s).clamp(0.0, 255.0) + 0.5) as u8;
-            p[2] = ((grey + (b - grey) * s).clamp(0.0, 255.0) + 0.5) as u8;
+    for y in y0..y1 {
+        for p in raw[(y * w + x0) * 3..(y * w + x1) * 3].chunks_exact_mut(3) {
+            p.copy_from_slice(&plan.pixel(p));
         }
     }
 }
 
+fn normalisation_tables() -> [[f32; 256]; 3] {
+    std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]))
+}
+
 /// Writes `img` into `out` (length 3·w·h) as planar CHW, `(v / 255 - mean) / std`.
 pub fn normalize_into(img: &RgbImage, out: &mut [f32]) {
-    let plane = (img.width() * img.height()) as usize;
+    normalize_jittered_into(img, [0; 4], Jitter::NONE, out);
+}
+
+/// [`color_jitter`] then [`normalize_into`], in one pass, leaving `img` as it is.
+pub fn normalize_jittered_into(img: &RgbImage, rect: [u32; 4], j: Jitter, out: &mut [f32]) {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let plane = w * h;
     assert_eq!(out.len(), 3 * plane, "output buffer is not 3 x width x height");
-    let luts: [[f32; 256]; 3] = std::array::from_fn(|c| {
-        std::array::from_fn(|v| (v as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c])
-    });
+    let luts = normalisation_tables();
+    let plan = JitterPlan::new(img, rect, j);
+    let [x0, y0, x1, y1] = plan.as_ref().map_or([0; 4], |p| p.rect);
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
-    for (i, p) in img.as_raw().chunks_exact(3).enumerate() {
+    let mut put = |i: usize, p: [u8; 3]| {
         r[i] = luts[0][p[0] as usize];
         g[i] = luts[1][p[1] as usize];
         b[i] = luts[2][p[2] as usize];
+    };
+    for (y, row) in img.as_raw().chunks_exact(w * 3).enumerate() {
+        let base = y * w;
+        match &plan {
+            Some(plan) if y >= y0 && y < y1 => {
+                for (x, p) in row.chunks_exact(3).enumerate().take(x0) {
+                    put(base + x, [p[0], p[1], p[2]]);
+                }
+                for (x, p) in row[x0 * 3..x1 * 3].chunks_exact(3).enumerate() {
+                    put(base + x0 + x, plan.pixel(p));
+                }
+                for (x, p) in row[x1 * 3..].chunks_exact(3).enumerate() {
+                    put(base + x1 + x, [p[0], p[1], p[2]]);
+                }
+            }
+            _ => {
+                for (x, p) in row.chunks_exact(3).enumerate() {
+                    put(base + x, [p[0], p[1], p[2]]);
+                }
+            }
+        }
     }
 }
 
@@ -818,6 +882,26 @@ mod tests {
         let stripes = RgbImage::from_fn(8, 8, |x, _| Rgb([if x % 2 == 0 { 0 } else { 200 }; 3]));
         let down = warp_image(&stripes, &Letterbox::fit(8, 8, 2));
         assert!(down.pixels().all(|p| p[0].abs_diff(100) <= 30), "{down:?}");
+    }
+
+    #[test]
+    fn fused_jitter_and_normalisation_equal_the_two_steps() {
+        let s = boxed_sample(37, 23, [3, 4, 20, 15]);
+        let geo = Letterbox::fit(37, 23, 40);
+        let cfg = AugmentConfig::train(40);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..5 {
+            let deferred =
+                Augmented { jitter: Jitter::random(&cfg, &mut rng), ..apply_geometry(&s, &geo, &cfg) };
+            let mut fused = vec![0.0; 3 * 40 * 40];
+            normalize_jittered_into(&deferred.image, geo.content_rect(), deferred.jitter, &mut fused);
+            let mut img = deferred.image.clone();
+            color_jitter(&mut img, geo.content_rect(), deferred.jitter);
+            let mut separate = vec![0.0; 3 * 40 * 40];
+            normalize_into(&img, &mut separate);
+            assert_eq!(fused, separate);
+            assert_ne!(img, deferred.image);
+        }
     }
 
     #[test]

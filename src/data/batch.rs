@@ -8,7 +8,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use image::RgbImage;
 
 use super::ade::{self, AdeDataset, AdeRecord};
-use super::augment::{ade_to_class_mask, normalize_into, voc_to_xyxy, Augmented, Letterbox, Sample, Target};
+use super::augment::{
+    ade_to_class_mask, normalize_jittered_into, voc_to_xyxy, Augmented, Letterbox, Sample, Target,
+};
 use super::classes::ClassList;
 use super::loader::Position;
 use super::problem::Problem;
@@ -73,7 +75,7 @@ fn pack_images(size: u32, items: &[(usize, Augmented)]) -> Vec<f32> {
     let plane = 3 * (size * size) as usize;
     let mut images = vec![0f32; items.len() * plane];
     for ((_, item), out) in items.iter().zip(images.chunks_exact_mut(plane)) {
-        normalize_into(&item.image, out);
+        normalize_jittered_into(&item.image, item.letterbox.content_rect(), item.jitter, out);
     }
     images
 }

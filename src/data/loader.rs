@@ -32,7 +32,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::augment::{augment, AugmentConfig};
+use super::augment::{augment_deferred, AugmentConfig};
 pub use super::batch::SampleSource;
 use super::problem::Problem;
 use super::synth::mix;
@@ -163,7 +163,7 @@ fn build_batch<S: SampleSource>(
         match source.load(index) {
             Ok(sample) => {
                 let mut rng = sample_rng(config.seed, position.epoch, index);
-                items.push((index, augment(&sample, &config.augment, &mut rng)));
+                items.push((index, augment_deferred(&sample, &config.augment, &mut rng)));
             }
             Err(problem) => problems.push(problem),
         }
