@@ -14,7 +14,9 @@ use crate::data::synth::{self, SynthConfig};
 use crate::data::voc::{VocClasses, VocDataset};
 
 /// Where the real VOC2007 sample lies in the workbench's checkout layout.
-const REAL_VOC: [&str; 2] = ["../shared/realdata/VOC2007", "/work/shared/realdata/VOC2007"];
+/// (relative to the working folder, then to the crate that was built).
+const REAL_VOC: [&str; 2] =
+    ["../shared/realdata/VOC2007", concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/realdata/VOC2007")];
 
 /// Runs `--images` VOC images through decode, training augmentation (random
 /// scale + crop, flip, colour jitter), letterboxing to `--size` and
