@@ -59,9 +59,13 @@ impl DeviceSpec {
             Self::Cuda(index) => {
                 use burn::tensor::Tensor;
                 let device = burn::backend::cuda::CudaDevice::new(index);
+                // The failure surfaces as a panic inside burn-cuda: catch it quietly.
+                let previous_hook = std::panic::take_hook();
+                std::panic::set_hook(Box::new(|_| {}));
                 let attempt = std::panic::catch_unwind(|| {
                     Tensor::<burn::backend::Cuda, 1>::ones([4], &device).sum().into_scalar()
                 });
+                std::panic::set_hook(previous_hook);
                 match attempt {
                     Ok(_) => Ok(()),
                     Err(_) => bail!("cuda:{index}: no usable CUDA device (is a GPU and its driver present?)"),
