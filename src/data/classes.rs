@@ -6,35 +6,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 /// The 20 PASCAL VOC classes in the devkit's order.
-pub const VOC_CLASSES: [&str; 20] = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-];
+const VOC_LIST: &str = include_str!("../../assets/classes/voc20.txt");
 
-/// The 150 SceneParse150 classes (first alias of each `objectInfo150.txt` entry),
-/// in label order: label `i + 1` is `ADE_CLASSES[i]`, label 0 is "other" (ignored).
-pub const ADE_CLASSES: [&str; 150] = [
-    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed",
-    "windowpane", "grass", "cabinet", "sidewalk", "person", "earth", "door", "table",
-    "mountain", "plant", "curtain", "chair", "car", "water", "painting", "sofa",
-    "shelf", "house", "sea", "mirror", "rug", "field", "armchair", "seat",
-    "fence", "desk", "rock", "wardrobe", "lamp", "bathtub", "railing", "cushion",
-    "base", "box", "column", "signboard", "chest of drawers", "counter", "sand", "sink",
-    "skyscraper", "fireplace", "refrigerator", "grandstand", "path", "stairs", "runway", "case",
-    "pool table", "pillow", "screen door", "stairway", "river", "bridge", "bookcase", "blind",
-    "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove",
-    "palm", "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel",
-    "bus", "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight",
-    "booth", "television", "airplane", "dirt track", "apparel", "pole", "land", "bannister",
-    "escalator", "ottoman", "bottle", "buffet", "poster", "stage", "van", "ship",
-    "fountain", "conveyer belt", "canopy", "washer", "plaything", "swimming pool", "stool", "barrel",
-    "basket", "waterfall", "tent", "bag", "minibike", "cradle", "oven", "ball",
-    "food", "step", "tank", "trade name", "microwave", "pot", "animal", "bicycle",
-    "lake", "dishwasher", "screen", "blanket", "sculpture", "hood", "sconce", "vase",
-    "traffic light", "tray", "ashcan", "fan", "pier", "crt screen", "plate", "monitor",
-    "bulletin board", "shower", "radiator", "glass", "clock", "flag",
-];
+/// The 150 SceneParse150 classes in label order: label `i + 1` is line `i`,
+/// label 0 is "other" (ignored).
+const ADE_LIST: &str = include_str!("../../assets/classes/ade150.txt");
 
 /// An ordered list of class names; a class's index is its id.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,11 +24,11 @@ impl ClassList {
     }
 
     pub fn voc() -> Self {
-        Self::new(VOC_CLASSES.iter().map(|s| s.to_string()).collect())
+        Self::new(plain_names(VOC_LIST))
     }
 
     pub fn ade() -> Self {
-        Self::new(ADE_CLASSES.iter().map(|s| s.to_string()).collect())
+        Self::new(plain_names(ADE_LIST))
     }
 
     pub fn len(&self) -> usize {
@@ -79,12 +55,7 @@ impl ClassList {
     pub fn read_plain(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read class list", path.display()))?;
-        let names: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect();
+        let names = plain_names(&text);
         if names.is_empty() {
             bail!("{}: class list is empty", path.display());
         }
@@ -142,6 +113,11 @@ impl ClassList {
     }
 }
 
+/// One name per line; blank lines and `#` comments skipped.
+fn plain_names(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect()
+}
+
 fn check_unique(names: &[String], path: &Path) -> Result<()> {
     for (i, name) in names.iter().enumerate() {
         if names[..i].contains(name) {
@@ -159,9 +135,9 @@ mod tests {
     fn builtin_lists_have_the_official_sizes_and_no_duplicates() {
         assert_eq!(ClassList::voc().len(), 20);
         assert_eq!(ClassList::ade().len(), 150);
-        let ade: Vec<String> = ADE_CLASSES.iter().map(|s| s.to_string()).collect();
-        // "screen" appears once on purpose: "screen door" and "crt screen" are other classes.
-        check_unique(&ade, Path::new("builtin")).unwrap();
+        // "screen" appears once: "screen door" and "crt screen" are other classes.
+        check_unique(ClassList::ade().names(), Path::new("builtin")).unwrap();
+        check_unique(ClassList::voc().names(), Path::new("builtin")).unwrap();
         assert_eq!(ClassList::voc().index_of("tvmonitor"), Some(19));
         assert_eq!(ClassList::ade().name(12), "person");
     }
