@@ -38,7 +38,8 @@ STD = [0.229, 0.224, 0.225]
 
 
 def resolve_root(path):
-    for candidate in (path, os.path.join(path, "VOC2007"), os.path.join(path, "VOCdevkit", "VOC2007")):
+    candidates = (path, os.path.join(path, "VOC2007"), os.path.join(path, "VOCdevkit", "VOC2007"), os.path.join(path, "voc"))
+    for candidate in candidates:
         if os.path.isdir(os.path.join(candidate, "Annotations")):
             return candidate
     raise SystemExit(f"{path}: not a VOC dataset")

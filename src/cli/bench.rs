@@ -11,7 +11,7 @@ use crate::data::augment::AugmentConfig;
 use crate::data::batch::DetSource;
 use crate::data::loader::{default_threads, Loader, LoaderConfig};
 use crate::data::synth::{self, SynthConfig};
-use crate::data::voc::{VocClasses, VocDataset};
+use crate::data::voc::{resolve_root, VocClasses, VocDataset};
 
 /// Where the real VOC2007 sample lies in the workbench's checkout layout.
 /// (relative to the working folder, then to the crate that was built).
@@ -76,8 +76,9 @@ pub fn run_data(args: DataArgs) -> Result<ExitCode> {
             None => generated_set(args.seed)?,
         },
     };
-    let dataset =
-        VocDataset::open_all(&root, VocClasses::for_root(&crate::data::voc::resolve_root(&root)?)?)?;
+    // The output folder of `data synth` holds its VOC set in voc/.
+    let root = if resolve_root(&root).is_err() && root.join("voc").is_dir() { root.join("voc") } else { root };
+    let dataset = VocDataset::open_all(&root, VocClasses::for_root(&resolve_root(&root)?)?)?;
     ensure!(!dataset.records.is_empty(), "{}: no usable images", root.display());
     let dataset_images = dataset.records.len();
     let config = LoaderConfig {
