@@ -288,7 +288,8 @@ impl RawAnnotation {
                 .index_of(&o.name)
                 .ok_or_else(|| format!("object {}: unknown class {:?}", i + 1, o.name))?;
             let [x0, y0, x1, y1] = o.bbox;
-            if x1 <= x0 || y1 <= y0 {
+            // Inclusive pixel coordinates: xmin == xmax is a valid 1-pixel-wide box.
+            if x1 < x0 || y1 < y0 {
                 return Err(format!("object {} ({}): empty box {:?}", i + 1, o.name, o.bbox));
             }
             if x0 < 1.0 || y0 < 1.0 || x1 > self.width as f32 || y1 > self.height as f32 {
@@ -435,7 +436,8 @@ mod tests {
         assert!(check(&box_xml("unicorn", ["1", "1", "5", "5"])).contains("unknown class \"unicorn\""));
         assert!(check(&box_xml("dog", ["1", "1", "11", "5"])).contains("outside"));
         assert!(check(&box_xml("dog", ["0", "1", "5", "5"])).contains("outside"));
-        assert!(check(&box_xml("dog", ["5", "1", "5", "5"])).contains("empty box"));
+        assert!(check(&box_xml("dog", ["6", "1", "5", "5"])).contains("empty box"));
+        assert!(parse_annotation(&box_xml("dog", ["5", "1", "5", "5"])).and_then(|r| r.resolve(&classes)).is_ok());
         assert!(check(&box_xml("dog", ["a", "1", "5", "5"])).contains("<xmin> is not a number"));
         assert!(parse_annotation(&box_xml("dog", ["1", "1", "5.5", "5"])).is_ok());
     }
