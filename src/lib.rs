@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod gui;
 pub mod model;
 pub mod overlay;
 pub mod predictor;

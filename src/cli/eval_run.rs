@@ -6,12 +6,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::data::ade::AdeDataset;
-use crate::data::voc::{self, VocClasses, VocDataset};
 use crate::model::postprocess::PostprocessConfig;
 use crate::predictor::InferenceBackend;
 use crate::train::checkpoint::{self, CheckpointKind};
-use crate::train::evaluate::{validate, ValidationSets, ValidationSettings};
+use crate::train::evaluate::{open_validation_splits, validate, ValidationSets, ValidationSettings};
 use crate::train::run_dir;
 
 #[derive(Debug, clap::Args)]
@@ -32,9 +30,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     let dir = checkpoint::find(&run, CheckpointKind::parse(&args.checkpoint)?)?;
     let device = Default::default();
     let (trainee, state) = checkpoint::load_trainee::<InferenceBackend>(&dir, &device)?;
-    let voc_root = voc::resolve_root(&config.data.voc)?;
-    let det = VocDataset::open(&voc_root, &config.data.voc_val_split, VocClasses::for_root(&voc_root)?)?;
-    let seg = AdeDataset::open(&config.data.ade, &config.data.ade_val_split)?;
+    let (det, seg) = open_validation_splits(&config.data)?;
     let sets = ValidationSets::new(&det, usize::MAX, &seg, usize::MAX)?;
     let settings = ValidationSettings {
         image_size: state.image_size,

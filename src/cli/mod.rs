@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "twinhead", version, about = "Train one network for detection (VOC) and segmentation (ADE20K)")]
 pub struct Cli {
+    /// Without a command the workbench window opens.
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -87,11 +88,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        None => {
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
-            Ok(ExitCode::SUCCESS)
-        }
+        None => crate::gui::run().map(|()| ExitCode::SUCCESS),
         Some(Command::Data(DataCommand::Check(args))) => data_check::run(args),
         Some(Command::Data(DataCommand::Synth(args))) => data_synth::run(args),
         Some(Command::Eval(EvalArgs { command: Some(EvalCommand::Det(args)), .. })) => eval::run_det(args),

@@ -174,6 +174,18 @@ impl Default for EvalConfig {
     }
 }
 
+impl EvalConfig {
+    /// The post-processing evaluations use (the trainer's and the workbench's Inspect panel).
+    pub fn postprocess(&self) -> crate::model::postprocess::PostprocessConfig {
+        crate::model::postprocess::PostprocessConfig {
+            score_threshold: self.score_threshold,
+            iou_threshold: self.nms_iou,
+            max_detections: self.max_detections,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {

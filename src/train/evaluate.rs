@@ -8,12 +8,22 @@ use image::GrayImage;
 use crate::data::ade::{read_mask, AdeDataset};
 use crate::data::batch::{DetSource, SegSource};
 use crate::data::loader::{Loader, LoaderConfig};
-use crate::data::voc::VocDataset;
+use crate::data::voc::{self, VocClasses, VocDataset};
 use crate::data::ClassList;
 use crate::eval::{evaluate_voc, ground_truth_from_voc, ClassAp, ConfusionMatrix, GroundTruth, VocMetric};
 use crate::model::postprocess::PostprocessConfig;
 use crate::model::predict::{detect_batch, segment_batch};
 use crate::model::TwinNet;
+use crate::train::config::DataConfig;
+
+/// The validation splits a run's configuration names, whole (what `twinhead eval
+/// --run` scores and the workbench's Inspect panel samples).
+pub fn open_validation_splits(data: &DataConfig) -> Result<(VocDataset, AdeDataset)> {
+    let voc_root = voc::resolve_root(&data.voc)?;
+    let det = VocDataset::open(&voc_root, &data.voc_val_split, VocClasses::for_root(&voc_root)?)?;
+    let seg = AdeDataset::open(&data.ade, &data.ade_val_split)?;
+    Ok((det, seg))
+}
 
 /// The fixed validation subsets and their ground truth (masks kept in memory).
 pub struct ValidationSets {

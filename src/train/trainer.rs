@@ -30,7 +30,6 @@ use crate::data::loader::{Loader, LoaderConfig, Position};
 use crate::data::synth::{ensure_generated, SynthConfig};
 use crate::data::voc::{self, VocClasses, VocDataset};
 use crate::model::anchors::Anchors;
-use crate::model::postprocess::PostprocessConfig;
 use crate::model::{TwinNet, DET_STRIDES};
 
 /// The opened datasets of a run.
@@ -456,12 +455,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             image_size: self.config.data.image_size,
             batch_size: self.config.data.batch_size,
             threads: self.config.data.threads,
-            postprocess: PostprocessConfig {
-                score_threshold: self.config.eval.score_threshold,
-                iou_threshold: self.config.eval.nms_iou,
-                max_detections: self.config.eval.max_detections,
-                ..PostprocessConfig::default()
-            },
+            postprocess: self.config.eval.postprocess(),
         };
         let net = self.trainee.net.valid();
         let result = validate(&net, &self.data.validation, &settings, &self.device)?;

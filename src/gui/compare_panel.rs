@@ -1,0 +1,446 @@
+//! The Compare panel: the selected runs side by side in a sortable table
+//! (strategy, progress, final and best metrics, forgetting, wall time), and the
+//! strategy sweep that queues one preset once per mitigation strategy.
+
+use std::cmp::Ordering;
+
+use anyhow::{Context, Result};
+use eframe::egui;
+
+use super::run_record::{RunRecord, RunStatus};
+use super::session::Notice;
+use super::shared::Shared;
+use crate::train::config::{preset_names, TrainConfig};
+use crate::train::run::DeviceSpec;
+use crate::train::strategy::StrategyConfig;
+
+/// The presets the sweep takes its strategies from, in the order they are queued.
+const SWEEP_STRATEGIES: [&str; 7] = ["alternate", "joint", "joint-uncertainty", "sequential", "freeze", "lwf", "ewc"];
+
+const FORGETTING_HELP: &str =
+    "The largest best-minus-current drop seen at any evaluation: how much the task lost at its worst, even if it recovered later";
+
+#[derive(Default)]
+pub struct ComparePanel {
+    /// The column sorted by and whether descending; unsorted, runs keep the list's order.
+    sort: Option<(Column, bool)>,
+    /// The sweep's base preset; `None` until the user picks one (then the Setup preset).
+    sweep_base: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Run,
+    Strategy,
+    Status,
+    Step,
+    FinalMap50,
+    BestMap50,
+    FinalMiou,
+    BestMiou,
+    DetForgetting,
+    SegForgetting,
+    WallTime,
+}
+
+impl Column {
+    const ALL: [Column; 11] = [
+        Column::Run,
+        Column::Strategy,
+        Column::Status,
+        Column::Step,
+        Column::FinalMap50,
+        Column::BestMap50,
+        Column::FinalMiou,
+        Column::BestMiou,
+        Column::DetForgetting,
+        Column::SegForgetting,
+        Column::WallTime,
+    ];
+
+    fn header(self) -> &'static str {
+        match self {
+            Column::Run => "run",
+            Column::Strategy => "strategy",
+            Column::Status => "status",
+            Column::Step => "step",
+            Column::FinalMap50 => "final mAP50",
+            Column::BestMap50 => "best mAP50",
+            Column::FinalMiou => "final mIoU",
+            Column::BestMiou => "best mIoU",
+            Column::DetForgetting => "detection forgetting",
+            Column::SegForgetting => "segmentation forgetting",
+            Column::WallTime => "wall time",
+        }
+    }
+
+    fn help(self) -> Option<&'static str> {
+        match self {
+            Column::Step => Some("Steps done / steps planned"),
+            Column::FinalMap50 | Column::FinalMiou => Some("At the last evaluation"),
+            Column::DetForgetting | Column::SegForgetting => Some(FORGETTING_HELP),
+            Column::WallTime => Some("Known once the run has finished"),
+            _ => None,
+        }
+    }
+}
+
+/// One table row, the values extracted from a run so they can be sorted and tested.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    name: String,
+    strategy: String,
+    status: String,
+    /// A failed run's message.
+    status_detail: Option<String>,
+    step: usize,
+    total_steps: usize,
+    final_map50: Option<f64>,
+    best_map50: Option<f64>,
+    final_miou: Option<f64>,
+    best_miou: Option<f64>,
+    det_forgetting: Option<f64>,
+    seg_forgetting: Option<f64>,
+    wall_seconds: Option<f64>,
+}
+
+impl Row {
+    fn new(run: &RunRecord) -> Self {
+        let evaluated = !run.evals.is_empty();
+        let (det_forgetting, seg_forgetting) = run.max_forgetting();
+        Self {
+            name: run.name.clone(),
+            strategy: run.strategy_summary(),
+            status: run.status.label().to_string(),
+            status_detail: match &run.status {
+                RunStatus::Failed(message) => Some(message.clone()),
+                _ => None,
+            },
+            step: run.step,
+            total_steps: run.total_steps,
+            final_map50: run.last_eval().map(|e| e.map50),
+            best_map50: run.best_map50(),
+            final_miou: run.last_eval().map(|e| e.miou),
+            best_miou: run.best_miou(),
+            // Without an evaluation there is nothing forgotten yet, rather than 0.
+            det_forgetting: evaluated.then_some(det_forgetting),
+            seg_forgetting: evaluated.then_some(seg_forgetting),
+            // Only a finished run's log carries its wall time.
+            wall_seconds: (run.wall_seconds > 0.0).then_some(run.wall_seconds),
+        }
+    }
+
+    fn cell(&self, column: Column) -> String {
+        let number = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| format!("{v:.3}"));
+        match column {
+            Column::Run => self.name.clone(),
+            Column::Strategy => self.strategy.clone(),
+            Column::Status => self.status.clone(),
+            Column::Step => format!("{}/{}", self.step, self.total_steps),
+            Column::FinalMap50 => number(self.final_map50),
+            Column::BestMap50 => number(self.best_map50),
+            Column::FinalMiou => number(self.final_miou),
+            Column::BestMiou => number(self.best_miou),
+            Column::DetForgetting => number(self.det_forgetting),
+            Column::SegForgetting => number(self.seg_forgetting),
+            Column::WallTime => self.wall_seconds.map_or_else(|| "—".to_string(), format_duration),
+        }
+    }
+
+    fn number(&self, column: Column) -> Option<f64> {
+        match column {
+            Column::FinalMap50 => self.final_map50,
+            Column::BestMap50 => self.best_map50,
+            Column::FinalMiou => self.final_miou,
+            Column::BestMiou => self.best_miou,
+            Column::DetForgetting => self.det_forgetting,
+            Column::SegForgetting => self.seg_forgetting,
+            Column::WallTime => self.wall_seconds,
+            Column::Step => Some(self.step as f64),
+            Column::Run | Column::Strategy | Column::Status => None,
+        }
+    }
+}
+
+impl ComparePanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let checked = &shared.selection.checked;
+        let mut rows: Vec<Row> =
+            shared.session.records.iter().filter(|r| checked.is_empty() || checked.contains(&r.name)).map(Row::new).collect();
+        if let Some((column, descending)) = self.sort {
+            sort_rows(&mut rows, column, descending);
+        }
+        if rows.is_empty() {
+            ui.label("No runs yet: start one on Setup, or a strategy sweep below.");
+        } else {
+            self.table(ui, &rows);
+        }
+        ui.separator();
+        self.sweep(ui, shared);
+    }
+
+    fn table(&mut self, ui: &mut egui::Ui, rows: &[Row]) {
+        egui::Grid::new("compare-table").striped(true).num_columns(Column::ALL.len()).show(ui, |ui| {
+            for column in Column::ALL {
+                self.header(ui, column);
+            }
+            ui.end_row();
+            for row in rows {
+                for column in Column::ALL {
+                    let label = ui.label(row.cell(column));
+                    if let (Column::Status, Some(detail)) = (column, &row.status_detail) {
+                        label.on_hover_text(detail);
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    }
+
+    /// A header button: a click sorts by its column, a second click reverses.
+    /// The arrow is a label of its own so the button's text stays the same.
+    fn header(&mut self, ui: &mut egui::Ui, column: Column) {
+        ui.horizontal(|ui| {
+            let mut button = ui.add(egui::Button::new(egui::RichText::new(column.header()).strong()).frame(false));
+            if let Some(help) = column.help() {
+                button = button.on_hover_text(help);
+            }
+            if button.clicked() {
+                self.sort = Some(next_sort(self.sort, column));
+            }
+            match self.sort {
+                Some((sorted, descending)) if sorted == column => {
+                    ui.label(if descending { "⬇" } else { "⬆" });
+                }
+                _ => {}
+            }
+        });
+    }
+
+    fn sweep(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.strong("Strategy sweep");
+        ui.label(format!("Queues the chosen preset once with each strategy ({}), on the CPU one after another.", SWEEP_STRATEGIES.join(", ")));
+        let base = self.sweep_base.get_or_insert_with(|| shared.settings.preset.clone());
+        ui.horizontal(|ui| {
+            ui.label("Base preset");
+            egui::ComboBox::from_id_salt("sweep-base").selected_text(base.as_str()).show_ui(ui, |ui| {
+                for name in preset_names() {
+                    ui.selectable_value(base, name.clone(), name);
+                }
+            });
+            if ui.button("Start strategy sweep").clicked() {
+                let notice = start_sweep(base, shared);
+                shared.notifications.push(notice);
+            }
+        });
+    }
+}
+
+/// Queues the sweep of `base` and checks its runs so Curves overlays them.
+fn start_sweep(base: &str, shared: &mut Shared) -> Notice {
+    let configs = match TrainConfig::load_preset(base, &[]).and_then(|config| sweep_configs(&config)) {
+        Ok(configs) => configs,
+        Err(error) => return Notice::error(format!("strategy sweep: {error:#}")),
+    };
+    let mut queued = Vec::new();
+    for config in configs {
+        match shared.session.enqueue(config, DeviceSpec::Cpu) {
+            Ok(name) => {
+                shared.selection.checked.insert(name.clone());
+                queued.push(name);
+            }
+            // The runs queued so far stay queued; say which one could not be.
+            Err(error) => return Notice::error(format!("strategy sweep: queued {}, then: {error:#}", queued.len())),
+        }
+    }
+    Notice::info(format!("strategy sweep: queued {}", queued.join(", ")))
+}
+
+/// `base` once per sweep strategy, named `<base>-<strategy preset>`. Each takes
+/// the strategy of its preset; a switch step is moved to the same fraction of
+/// `base`'s steps as in its preset, so the phases split a longer or shorter run alike.
+pub fn sweep_configs(base: &TrainConfig) -> Result<Vec<TrainConfig>> {
+    SWEEP_STRATEGIES
+        .iter()
+        .map(|&preset| {
+            let source = TrainConfig::load_preset(preset, &[])?;
+            let mut config = base.clone();
+            config.strategy = source.strategy;
+            rescale_switch_step(&mut config.strategy, source.steps, base.steps);
+            config.name = format!("{}-{preset}", base.name);
+            config.validate().with_context(|| format!("strategy sweep with {preset} on {}", base.name))?;
+            Ok(config)
+        })
+        .collect()
+}
+
+fn rescale_switch_step(strategy: &mut StrategyConfig, from_steps: usize, to_steps: usize) {
+    match strategy {
+        StrategyConfig::Sequential { switch_step, .. }
+        | StrategyConfig::Freeze { switch_step, .. }
+        | StrategyConfig::Lwf { switch_step, .. }
+        | StrategyConfig::Ewc { switch_step, .. } => {
+            if from_steps > 0 && to_steps > 1 {
+                let scaled = (*switch_step as f64 * to_steps as f64 / from_steps as f64).round() as usize;
+                *switch_step = scaled.clamp(1, to_steps - 1);
+            }
+        }
+        StrategyConfig::Alternate { .. } | StrategyConfig::Joint { .. } => {}
+    }
+}
+
+/// A click on `column`: sorts by it ascending, or reverses it if it is already the sort.
+fn next_sort(current: Option<(Column, bool)>, column: Column) -> (Column, bool) {
+    match current {
+        Some((sorted, descending)) if sorted == column => (column, !descending),
+        _ => (column, false),
+    }
+}
+
+/// Sorts by `column`; runs without a value (not evaluated yet) go last either
+/// way, and ties keep the name order so the table does not jump around.
+fn sort_rows(rows: &mut [Row], column: Column, descending: bool) {
+    let directed = |order: Ordering| if descending { order.reverse() } else { order };
+    rows.sort_by(|a, b| {
+        let order = match column {
+            Column::Run => directed(a.name.cmp(&b.name)),
+            Column::Strategy => directed(a.strategy.cmp(&b.strategy)),
+            Column::Status => directed(a.status.cmp(&b.status)),
+            _ => match (a.number(column), b.number(column)) {
+                (Some(x), Some(y)) => directed(x.total_cmp(&y)),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            },
+        };
+        order.then_with(|| a.name.cmp(&b.name))
+    });
+}
+
+/// `42s`, `3m 05s`, `1h 02m`.
+fn format_duration(seconds: f64) -> String {
+    let total = seconds.max(0.0).round() as u64;
+    match total {
+        0..60 => format!("{total}s"),
+        60..3600 => format!("{}m {:02}s", total / 60, total % 60),
+        _ => format!("{}h {:02}m", total / 3600, total % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, best_map50: Option<f64>) -> Row {
+        Row {
+            name: name.into(),
+            strategy: "joint ()".into(),
+            status: "completed".into(),
+            status_detail: None,
+            step: 10,
+            total_steps: 10,
+            final_map50: best_map50,
+            best_map50,
+            final_miou: None,
+            best_miou: None,
+            det_forgetting: None,
+            seg_forgetting: None,
+            wall_seconds: None,
+        }
+    }
+
+    fn names(rows: &[Row]) -> Vec<&str> {
+        rows.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn sorting_puts_missing_values_last_and_breaks_ties_by_name() {
+        let mut rows = vec![row("d", None), row("c", Some(0.2)), row("b", Some(0.5)), row("a", Some(0.2))];
+        sort_rows(&mut rows, Column::BestMap50, false);
+        assert_eq!(names(&rows), ["a", "c", "b", "d"]);
+        sort_rows(&mut rows, Column::BestMap50, true);
+        assert_eq!(names(&rows), ["b", "a", "c", "d"]);
+        sort_rows(&mut rows, Column::Run, true);
+        assert_eq!(names(&rows), ["d", "c", "b", "a"]);
+    }
+
+    #[test]
+    fn a_second_click_reverses_and_another_column_starts_ascending() {
+        let first = next_sort(None, Column::BestMiou);
+        assert_eq!(first, (Column::BestMiou, false));
+        let second = next_sort(Some(first), Column::BestMiou);
+        assert_eq!(second, (Column::BestMiou, true));
+        assert_eq!(next_sort(Some(second), Column::Run), (Column::Run, false));
+    }
+
+    #[test]
+    fn cells_show_dashes_for_what_is_not_known_yet() {
+        let mut r = row("a", Some(0.25));
+        r.wall_seconds = Some(3725.0);
+        assert_eq!(r.cell(Column::BestMap50), "0.250");
+        assert_eq!(r.cell(Column::BestMiou), "—");
+        assert_eq!(r.cell(Column::Step), "10/10");
+        assert_eq!(r.cell(Column::WallTime), "1h 02m");
+        assert_eq!(format_duration(42.4), "42s");
+        assert_eq!(format_duration(185.0), "3m 05s");
+    }
+
+    #[test]
+    fn the_sweep_gives_the_base_each_strategy() {
+        let base = TrainConfig::load_preset("quick", &[]).unwrap();
+        let configs = sweep_configs(&base).unwrap();
+        let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc"]
+        );
+        let kinds: Vec<&str> = configs.iter().map(|c| c.strategy.name()).collect();
+        assert_eq!(kinds, ["alternate", "joint", "joint", "sequential", "freeze", "lwf", "ewc"]);
+        // Everything but the strategy and the name is the base's.
+        for config in &configs {
+            assert_eq!(TrainConfig { name: base.name.clone(), strategy: base.strategy.clone(), ..config.clone() }, base);
+        }
+        assert_eq!(configs[2].strategy.weighting().0, crate::train::strategy::Weighting::Uncertainty);
+        // quick has the strategy presets' 600 steps: the switch stays at 300.
+        assert_eq!(configs[3].strategy.sequence().unwrap().switch_step, 300);
+    }
+
+    #[test]
+    fn the_switch_step_keeps_its_fraction_of_the_run() {
+        let mut base = TrainConfig::load_preset("quick", &[]).unwrap();
+        base.steps = 1000;
+        let configs = sweep_configs(&base).unwrap();
+        assert!(configs[3..].iter().all(|c| c.strategy.sequence().unwrap().switch_step == 500));
+        base.steps = 1;
+        let error = sweep_configs(&base).unwrap_err();
+        assert!(format!("{error:#}").contains("sequential"), "{error:#}");
+    }
+
+    #[test]
+    fn headers_sort_and_the_sweep_queues_one_run_per_strategy() {
+        use egui_kittest::kittest::Queryable;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::new(crate::gui::settings::Settings { runs_dir: dir.path().into(), ..Default::default() });
+        let mut harness = egui_kittest::Harness::builder()
+            .with_size([1400.0, 800.0])
+            .build_ui_state(|ui, (panel, shared): &mut (ComparePanel, Shared)| panel.ui(ui, shared), (ComparePanel::default(), shared));
+        harness.step();
+        harness.get_by_label("Start strategy sweep").click();
+        harness.step();
+        harness.step();
+        let shared = &harness.state().1;
+        let queued: Vec<&str> = shared.session.records.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(queued, ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc"]);
+        assert!(queued.iter().all(|name| shared.selection.checked.contains(*name)));
+        assert!(shared.notifications.items.iter().any(|(n, _)| n.text.starts_with("strategy sweep: queued quick-alternate")));
+        // The table lists them; a header click sorts, a second reverses.
+        harness.get_by_label("quick-lwf");
+        harness.get_by_label("best mAP50").click();
+        harness.step();
+        assert_eq!(harness.state().0.sort, Some((Column::BestMap50, false)));
+        harness.get_by_label("best mAP50").click();
+        harness.step();
+        assert_eq!(harness.state().0.sort, Some((Column::BestMap50, true)));
+        harness.get_by_label("⬇");
+    }
+}

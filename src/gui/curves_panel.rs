@@ -1,0 +1,672 @@
+//! The Curves panel: the selected runs' losses, evaluations, learning rate and
+//! throughput against step, as six linked plots with the runs overlaid, the
+//! phase and strategy changes marked, and export to PNG (a screenshot of the
+//! plots) or CSV (the raw data).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use eframe::egui::{self, Color32, ColorImage, Rect};
+use egui_plot::{HoverPosition, Legend, Line, LineStyle, Plot, PlotPoint, Text, VLine};
+
+use super::run_record::{RunRecord, Series};
+use super::session::Notice;
+use super::shared::{Selection, Shared};
+
+/// At most this many points per plotted series: beyond it, a frame costs more
+/// to tessellate than the eye can tell apart on a plot a few hundred pixels wide.
+const MAX_POINTS: usize = 2000;
+/// Plots never get shorter than this; the page scrolls instead.
+const MIN_PLOT_HEIGHT: f32 = 120.0;
+
+#[derive(Default)]
+pub struct CurvesPanel {
+    smoothing: Smoothing,
+    /// Where the plots were drawn last frame: the screenshot shows that frame.
+    plots_rect: Option<Rect>,
+    /// An "Export PNG" screenshot was asked for and has not arrived yet.
+    awaiting_screenshot: bool,
+    lines: LineCache,
+}
+
+/// The EMA weight, 0 (raw) to 0.99; TensorBoard's default of 0.6 to start,
+/// because a raw per-batch loss is too noisy to read.
+struct Smoothing(f64);
+
+impl Default for Smoothing {
+    fn default() -> Self {
+        Self(0.6)
+    }
+}
+
+/// Tags our screenshot request, so a screenshot another panel asked for is not taken for ours.
+struct CurvesScreenshot;
+
+/// One of the six plots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Metric {
+    DetLoss,
+    SegLoss,
+    Map50,
+    Miou,
+    Lr,
+    ImagesPerSec,
+}
+
+impl Metric {
+    /// In grid order: two per row.
+    const ALL: [Metric; 6] = [Metric::DetLoss, Metric::SegLoss, Metric::Map50, Metric::Miou, Metric::Lr, Metric::ImagesPerSec];
+
+    /// The name in the CSV export.
+    fn key(self) -> &'static str {
+        match self {
+            Metric::DetLoss => "det_loss",
+            Metric::SegLoss => "seg_loss",
+            Metric::Map50 => "map50",
+            Metric::Miou => "miou",
+            Metric::Lr => "lr",
+            Metric::ImagesPerSec => "images_per_sec",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Metric::DetLoss => "detection loss",
+            Metric::SegLoss => "segmentation loss",
+            Metric::Map50 => "mAP50",
+            Metric::Miou => "mIoU",
+            Metric::Lr => "learning rate",
+            Metric::ImagesPerSec => "images/s",
+        }
+    }
+
+    fn points(self, series: &Series) -> &[[f64; 2]] {
+        match self {
+            Metric::DetLoss => &series.det_loss,
+            Metric::SegLoss => &series.seg_loss,
+            Metric::Map50 => &series.map50,
+            Metric::Miou => &series.miou,
+            Metric::Lr => &series.lr,
+            Metric::ImagesPerSec => &series.images_per_sec,
+        }
+    }
+
+    /// Only the per-step measurements are noisy enough to need smoothing. The
+    /// evaluations stay raw: there are few of them, each is an exact measure on a
+    /// fixed validation subset, and smoothing would blur the very drop (forgetting)
+    /// this panel is for. The learning rate is a schedule, not a noisy measure.
+    fn smoothed(self) -> bool {
+        matches!(self, Metric::DetLoss | Metric::SegLoss | Metric::ImagesPerSec)
+    }
+
+    fn format_value(self, value: f64) -> String {
+        match self {
+            Metric::Lr => format!("{value:.3e}"),
+            Metric::ImagesPerSec => format!("{value:.1}"),
+            _ => format!("{value:.4}"),
+        }
+    }
+}
+
+impl CurvesPanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let runs = shown_runs(&shared.session.records, &shared.selection);
+        let exports = shared.session.runs_root().join("exports");
+        if self.awaiting_screenshot {
+            if let Some(notice) = self.take_screenshot(ui, &exports) {
+                shared.notifications.push(notice);
+            }
+        }
+        ui.horizontal(|ui| {
+            ui.add(egui::Slider::new(&mut self.smoothing.0, 0.0..=0.99).text("smoothing"))
+                .on_hover_text("Exponential moving average of the losses and images/s (debiased, as TensorBoard does); evaluations and the learning rate are drawn raw");
+            ui.separator();
+            let any = !runs.is_empty();
+            if ui.add_enabled(any, egui::Button::new("Export PNG")).on_hover_text("A picture of the plots").clicked() {
+                self.request_screenshot(ui.ctx());
+            }
+            if ui.add_enabled(any, egui::Button::new("Export CSV")).on_hover_text("The raw data of the runs shown: run, metric, step, value").clicked() {
+                shared.notifications.push(export_csv(&exports, &runs));
+            }
+        });
+        if runs.is_empty() {
+            ui.label("No run to show: check runs in the list, or start one.");
+        }
+        let markers = marker_lines(&runs);
+        let footer_lines = 1 + markers.len();
+        let row_height = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
+        let plot_size = plot_size(ui, footer_lines as f32 * row_height);
+        let rect = ui.scope(|ui| self.plots(ui, &runs, plot_size)).response.rect;
+        // Only what is on screen is in the screenshot.
+        self.plots_rect = Some(rect.intersect(ui.clip_rect()));
+        ui.label(summary(&runs));
+        for line in markers {
+            ui.label(line);
+        }
+    }
+
+    /// Two plots a row, three rows.
+    fn plots(&mut self, ui: &mut egui::Ui, runs: &[&RunRecord], size: egui::Vec2) {
+        self.lines.forget_all_but(runs);
+        let mut curves = Metric::ALL.map(|m| self.lines.lines(runs, m, self.smoothing.0));
+        let marks = grouped_markers(runs);
+        for row in 0..3 {
+            ui.horizontal(|ui| {
+                for column in 0..2 {
+                    let index = row * 2 + column;
+                    let lines = std::mem::take(&mut curves[index]);
+                    ui.vertical(|ui| {
+                        ui.strong(Metric::ALL[index].title());
+                        metric_plot(ui, Metric::ALL[index], lines, &marks, size);
+                    });
+                }
+            });
+        }
+    }
+
+    fn request_screenshot(&mut self, ctx: &egui::Context) {
+        self.awaiting_screenshot = true;
+        ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(egui::UserData::new(CurvesScreenshot)));
+    }
+
+    /// Crops and saves the screenshot once it has come back (a frame or two later).
+    fn take_screenshot(&mut self, ui: &egui::Ui, exports: &Path) -> Option<Notice> {
+        let image = ui.input(|i| {
+            i.events.iter().find_map(|event| match event {
+                egui::Event::Screenshot { image, user_data, .. } if user_data.data.as_ref().is_some_and(|d| d.is::<CurvesScreenshot>()) => {
+                    Some(image.clone())
+                }
+                _ => None,
+            })
+        })?;
+        self.awaiting_screenshot = false;
+        let cropped = self.plots_rect.and_then(|rect| crop(&image, rect, ui.ctx().pixels_per_point()));
+        let Some(cropped) = cropped else {
+            return Some(Notice::error("Export PNG: the plots are not on screen"));
+        };
+        let path = export_path(exports, "png");
+        Some(match save_png(&cropped, &path) {
+            Ok(()) => Notice::info(format!("plots saved to {}", path.display())),
+            Err(error) => Notice::error(format!("Export PNG: {error:#}")),
+        })
+    }
+}
+
+/// One run's curve on one plot, ready to draw.
+struct PlotLine {
+    name: String,
+    color: Color32,
+    points: Vec<[f64; 2]>,
+}
+
+/// A vertical marker shared by every run that has it at the same step.
+#[derive(Clone)]
+struct MarkGroup {
+    step: usize,
+    label: String,
+    color: Color32,
+    /// How many other labels sit at the same step before this one (stacks the texts).
+    slot: usize,
+}
+
+/// The runs to draw: the checked ones; with none checked, the focused run; with
+/// none focused, the runs training now.
+fn shown_runs<'a>(records: &'a [RunRecord], selection: &Selection) -> Vec<&'a RunRecord> {
+    if !selection.checked.is_empty() {
+        return records.iter().filter(|r| selection.checked.contains(&r.name)).collect();
+    }
+    if let Some(focused) = selection.focused.as_ref().and_then(|name| records.iter().find(|r| &r.name == name)) {
+        return vec![focused];
+    }
+    records.iter().filter(|r| r.status.is_live()).collect()
+}
+
+/// The smoothed, decimated curves, kept between frames: a finished run's never
+/// change, and redoing four 20000-step runs every frame took 20 ms.
+#[derive(Default)]
+struct LineCache(HashMap<(String, Metric), CachedLine>);
+
+struct CachedLine {
+    source: SourceKey,
+    points: Vec<[f64; 2]>,
+}
+
+/// What the cached points were made from. A run only grows, or (resumed) drops
+/// its tail and grows again, so its length and last point tell a change.
+#[derive(PartialEq)]
+struct SourceKey {
+    len: usize,
+    /// Bit patterns, so that a NaN equals itself.
+    last: Option<[u64; 2]>,
+    smoothing: u64,
+}
+
+impl LineCache {
+    fn lines(&mut self, runs: &[&RunRecord], metric: Metric, smoothing: f64) -> Vec<PlotLine> {
+        runs.iter()
+            .map(|run| {
+                let raw = metric.points(&run.series);
+                let source = SourceKey {
+                    len: raw.len(),
+                    last: raw.last().map(|p| [p[0].to_bits(), p[1].to_bits()]),
+                    smoothing: if metric.smoothed() { smoothing.to_bits() } else { 0 },
+                };
+                let key = (run.name.clone(), metric);
+                let points = match self.0.get(&key) {
+                    Some(cached) if cached.source == source => cached.points.clone(),
+                    _ => {
+                        let points = if metric.smoothed() { decimate(&smooth(raw, smoothing), MAX_POINTS) } else { decimate(raw, MAX_POINTS) };
+                        self.0.insert(key, CachedLine { source, points: points.clone() });
+                        points
+                    }
+                };
+                PlotLine { name: run.name.clone(), color: run_color(&run.name), points }
+            })
+            .collect()
+    }
+
+    fn forget_all_but(&mut self, runs: &[&RunRecord]) {
+        self.0.retain(|(name, _), _| runs.iter().any(|r| &r.name == name));
+    }
+}
+
+fn grouped_markers(runs: &[&RunRecord]) -> Vec<MarkGroup> {
+    let mut groups: Vec<MarkGroup> = Vec::new();
+    for run in runs {
+        for marker in &run.markers {
+            match groups.iter_mut().find(|g| g.step == marker.step && g.label == marker.label) {
+                // Several runs changed alike at this step: one neutral marker for all.
+                Some(group) => group.color = Color32::GRAY,
+                None => groups.push(MarkGroup { step: marker.step, label: marker.label.clone(), color: run_color(&run.name), slot: 0 }),
+            }
+        }
+    }
+    groups.sort_by(|a, b| (a.step, &a.label).cmp(&(b.step, &b.label)));
+    for i in 1..groups.len() {
+        if groups[i].step == groups[i - 1].step {
+            groups[i].slot = groups[i - 1].slot + 1;
+        }
+    }
+    groups
+}
+
+/// The size of one plot: half the width, a third of the height the footer leaves.
+fn plot_size(ui: &egui::Ui, footer_height: f32) -> egui::Vec2 {
+    let available = ui.available_size();
+    let spacing = ui.spacing().item_spacing;
+    let title = ui.text_style_height(&egui::TextStyle::Body) + spacing.y;
+    let width = ((available.x - spacing.x) / 2.0).max(MIN_PLOT_HEIGHT);
+    // Inside an unbounded parent there is no height to share out.
+    let height = if available.y.is_finite() { (available.y - footer_height) / 3.0 - title - spacing.y } else { 2.0 * MIN_PLOT_HEIGHT };
+    egui::vec2(width, height.max(MIN_PLOT_HEIGHT))
+}
+
+fn metric_plot(ui: &mut egui::Ui, metric: Metric, lines: Vec<PlotLine>, marks: &[MarkGroup], size: egui::Vec2) {
+    let y_range = y_range(&lines);
+    let marks = marks.to_vec();
+    Plot::new(("curves", metric.key()))
+        .width(size.x)
+        .height(size.y)
+        .legend(Legend::default())
+        .link_axis("curves-x", [true, false])
+        .link_cursor("curves-x", [true, false])
+        // The wheel scrolls the page; zoom stays on ctrl + wheel and dragging.
+        .allow_scroll(false)
+        .label_formatter(move |pos: &HoverPosition<'_>| Some(hover_text(metric, pos)))
+        .show(ui, move |plot_ui| {
+            for line in lines {
+                plot_ui.line(Line::new(line.name, line.points).color(line.color));
+            }
+            for (i, mark) in marks.into_iter().enumerate() {
+                let x = mark.step as f64;
+                plot_ui.vline(VLine::new("", x).id(egui::Id::new(("marker", i))).color(mark.color).style(LineStyle::dashed_loose()));
+                // The label sits at the top of the data, so it cannot push the plot's bounds out.
+                if let Some((low, high)) = y_range {
+                    let y = high - mark.slot as f64 * 0.1 * (high - low);
+                    let text = egui::RichText::new(mark.label).small();
+                    plot_ui.text(Text::new("", PlotPoint::new(x, y), text).anchor(egui::Align2::LEFT_TOP).color(mark.color).id(egui::Id::new(("marker text", i))));
+                }
+            }
+        });
+}
+
+/// The lowest and highest finite values drawn, if any.
+fn y_range(lines: &[PlotLine]) -> Option<(f64, f64)> {
+    let values = lines.iter().flat_map(|l| l.points.iter().map(|p| p[1])).filter(|y| y.is_finite());
+    values.fold(None, |range, y| match range {
+        None => Some((y, y)),
+        Some((low, high)) => Some((f64::min(low, y), f64::max(high, y))),
+    })
+}
+
+fn hover_text(metric: Metric, position: &HoverPosition<'_>) -> String {
+    match position {
+        HoverPosition::NearDataPoint { plot_name, position, .. } => {
+            format!("{plot_name}\nstep {:.0}\n{}: {}", position.x, metric.title(), metric.format_value(position.y))
+        }
+        HoverPosition::Elsewhere { position } => format!("step {:.0}\n{}", position.x, metric.format_value(position.y)),
+    }
+}
+
+/// `"{runs} runs · {points} points · {evaluations} evaluations"`, counting the raw data.
+fn summary(runs: &[&RunRecord]) -> String {
+    let points: usize = runs.iter().map(|r| Metric::ALL.iter().map(|m| m.points(&r.series).len()).sum::<usize>()).sum();
+    let evals: usize = runs.iter().map(|r| r.evals.len()).sum();
+    format!("{} runs · {points} points · {evals} evaluations", runs.len())
+}
+
+/// `"step {step}: {run}: {label}"` for every marker of the runs shown, by step.
+fn marker_lines(runs: &[&RunRecord]) -> Vec<String> {
+    let mut markers: Vec<(usize, &str, &str)> =
+        runs.iter().flat_map(|r| r.markers.iter().map(|m| (m.step, r.name.as_str(), m.label.as_str()))).collect();
+    // Stable: runs keep their list order within a step.
+    markers.sort_by_key(|m| m.0);
+    markers.into_iter().map(|(step, run, label)| format!("step {step}: {run}: {label}")).collect()
+}
+
+/// A colour that depends on the run's name only, so a run keeps it whatever else is shown.
+fn run_color(name: &str) -> Color32 {
+    // FNV-1a is stable across launches and Rust versions, unlike std's hasher; the
+    // splitmix64 finaliser spreads names that differ in one letter over the hues.
+    let fnv = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut hash = (fnv ^ (fnv >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^= hash >> 31;
+    let hue = (hash >> 11) as f64 / (1_u64 << 53) as f64;
+    // Two brightnesses tell apart runs whose hues happen to be close.
+    let value = if hash & 1 == 0 { 0.95 } else { 0.75 };
+    egui::ecolor::Hsva::new(hue as f32, 0.75, value, 1.0).into()
+}
+
+/// TensorBoard's smoothing: an exponential moving average divided by
+/// `1 - weight^n`, so the first points are not pulled towards zero.
+/// Non-finite values pass through and do not enter the average.
+fn smooth(points: &[[f64; 2]], weight: f64) -> Vec<[f64; 2]> {
+    let weight = weight.clamp(0.0, 0.99);
+    let mut average = 0.0;
+    let mut weight_power = 1.0;
+    points
+        .iter()
+        .map(|&[x, y]| {
+            if !y.is_finite() {
+                return [x, y];
+            }
+            average = average * weight + (1.0 - weight) * y;
+            weight_power *= weight;
+            [x, average / (1.0 - weight_power)]
+        })
+        .collect()
+}
+
+/// At most `max` points (4 at least): the first and the last, and between them the
+/// lowest and the highest of each bucket, in order, so spikes and dips survive.
+fn decimate(points: &[[f64; 2]], max: usize) -> Vec<[f64; 2]> {
+    let max = max.max(4);
+    if points.len() <= max {
+        return points.to_vec();
+    }
+    let inner = &points[1..points.len() - 1];
+    let buckets = (max - 2) / 2;
+    let bucket_size = inner.len().div_ceil(buckets);
+    let mut out = Vec::with_capacity(max);
+    out.push(points[0]);
+    for bucket in inner.chunks(bucket_size) {
+        let by_value = |a: &(usize, &[f64; 2]), b: &(usize, &[f64; 2])| a.1[1].total_cmp(&b.1[1]);
+        let low = bucket.iter().enumerate().min_by(by_value).map_or(0, |(i, _)| i);
+        let high = bucket.iter().enumerate().max_by(by_value).map_or(0, |(i, _)| i);
+        out.push(bucket[low.min(high)]);
+        if low != high {
+            out.push(bucket[low.max(high)]);
+        }
+    }
+    out.push(points[points.len() - 1]);
+    out
+}
+
+/// Long format, one row per point: `run,metric,step,value`, the raw (unsmoothed) data.
+fn csv_text(runs: &[&RunRecord]) -> String {
+    let mut text = String::from("run,metric,step,value\n");
+    for run in runs {
+        let name = csv_field(&run.name);
+        for metric in Metric::ALL {
+            for &[step, value] in metric.points(&run.series) {
+                let _ = writeln!(text, "{name},{},{},{value}", metric.key(), step as u64);
+            }
+        }
+    }
+    text
+}
+
+/// Quotes a field that holds a separator, a quote or a line break (RFC 4180).
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+fn export_csv(exports: &Path, runs: &[&RunRecord]) -> Notice {
+    let path = export_path(exports, "csv");
+    let written = std::fs::create_dir_all(exports)
+        .and_then(|()| std::fs::write(&path, csv_text(runs)))
+        .with_context(|| format!("cannot write {}", path.display()));
+    match written {
+        Ok(()) => Notice::info(format!("curves data saved to {}", path.display())),
+        Err(error) => Notice::error(format!("Export CSV: {error:#}")),
+    }
+}
+
+/// `<exports>/curves-<unix seconds>.<extension>`.
+fn export_path(exports: &Path, extension: &str) -> PathBuf {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    exports.join(format!("curves-{seconds}.{extension}"))
+}
+
+/// The part of a screenshot under `rect` (in points), clipped to the image;
+/// `None` when nothing of it is in the image.
+fn crop(image: &ColorImage, rect: Rect, pixels_per_point: f32) -> Option<ColorImage> {
+    let [width, height] = image.size;
+    if image.pixels.len() != width * height {
+        return None;
+    }
+    // Outward to whole pixels, then into the image (a NaN becomes 0).
+    let to_pixel = |v: f32, round: fn(f32) -> f32, limit: usize| round(v * pixels_per_point).clamp(0.0, limit as f32) as usize;
+    let (left, right) = (to_pixel(rect.min.x, f32::floor, width), to_pixel(rect.max.x, f32::ceil, width));
+    let (top, bottom) = (to_pixel(rect.min.y, f32::floor, height), to_pixel(rect.max.y, f32::ceil, height));
+    if left >= right || top >= bottom {
+        return None;
+    }
+    let pixels = (top..bottom).flat_map(|row| image.pixels[row * width + left..row * width + right].iter().copied()).collect();
+    Some(ColorImage::new([right - left, bottom - top], pixels))
+}
+
+fn save_png(image: &ColorImage, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let bytes: Vec<u8> = image.pixels.iter().flat_map(|p| p.to_srgba_unmultiplied()).collect();
+    let [width, height] = image.size;
+    let buffer = image::RgbaImage::from_raw(u32::try_from(width)?, u32::try_from(height)?, bytes).context("the screenshot's size does not match its pixels")?;
+    buffer.save_with_format(path, image::ImageFormat::Png).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gui::run_record::{Marker, RunStatus};
+    use crate::train::config::TrainConfig;
+
+    fn record(name: &str, status: RunStatus) -> RunRecord {
+        RunRecord::new(Path::new("runs").join(name).as_path(), TrainConfig::load_preset("quick", &[]).unwrap(), status)
+    }
+
+    fn close(a: &[[f64; 2]], b: &[[f64; 2]]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(p, q)| p[0] == q[0] && (p[1] - q[1]).abs() < 1e-12)
+    }
+
+    #[test]
+    fn smoothing_is_a_debiased_moving_average() {
+        let raw = [[1.0, 1.0], [2.0, 3.0], [3.0, f64::NAN], [4.0, 5.0]];
+        assert!(close(&smooth(&raw[..2], 0.0), &raw[..2]));
+        // 0.5: (0.5·1)/0.5 = 1; (0.5·0.5 + 0.5·3)/0.75 = 7/3; NaN passes; (0.5·1.75 + 0.5·5)/0.875 = 27/7.
+        let smoothed = smooth(&raw, 0.5);
+        assert!(close(&smoothed[..2], &[[1.0, 1.0], [2.0, 7.0 / 3.0]]));
+        assert!(smoothed[2][1].is_nan());
+        assert!((smoothed[3][1] - 27.0 / 7.0).abs() < 1e-12);
+        // Debiasing keeps a constant series constant from the first point on.
+        assert!(close(&smooth(&[[0.0, 2.0], [1.0, 2.0], [2.0, 2.0]], 0.99), &[[0.0, 2.0], [1.0, 2.0], [2.0, 2.0]]));
+    }
+
+    #[test]
+    fn decimation_keeps_the_ends_and_each_buckets_extremes() {
+        let points: Vec<[f64; 2]> = [0.0, 5.0, 1.0, 9.0, 2.0, 3.0, 8.0, 4.0].iter().enumerate().map(|(i, &y)| [i as f64, y]).collect();
+        // Inner points 1..=6 in two buckets of three: [5, 1, 9] keeps 1 and 9, [2, 3, 8] keeps 2 and 8.
+        let kept: Vec<f64> = decimate(&points, 6).iter().map(|p| p[0]).collect();
+        assert_eq!(kept, [0.0, 2.0, 3.0, 4.0, 6.0, 7.0]);
+        assert_eq!(decimate(&points, 8), points);
+        let long: Vec<[f64; 2]> = (0..100_000).map(|i| [i as f64, ((i * 7919) % 1000) as f64]).collect();
+        let decimated = decimate(&long, MAX_POINTS);
+        assert!(decimated.len() <= MAX_POINTS);
+        assert!(decimated.windows(2).all(|w| w[0][0] < w[1][0]));
+        assert_eq!(decimated.last(), long.last());
+        assert!(decimated.iter().any(|p| p[1] == 999.0) && decimated.iter().any(|p| p[1] == 0.0));
+    }
+
+    #[test]
+    fn the_cache_follows_new_points_and_the_smoothing() {
+        let mut run = record("a", RunStatus::Running);
+        run.series.det_loss = vec![[1.0, 1.0], [2.0, 3.0]];
+        run.series.map50 = vec![[2.0, 0.5]];
+        let mut cache = LineCache::default();
+        let det = |cache: &mut LineCache, run: &RunRecord, w: f64| cache.lines(&[run], Metric::DetLoss, w).remove(0).points;
+        assert_eq!(det(&mut cache, &run, 0.0), run.series.det_loss);
+        run.series.det_loss.push([3.0, 5.0]);
+        assert_eq!(det(&mut cache, &run, 0.0).len(), 3);
+        assert!(close(&det(&mut cache, &run, 0.5), &smooth(&run.series.det_loss, 0.5)));
+        // Evaluations are drawn raw whatever the smoothing.
+        assert_eq!(cache.lines(&[&run], Metric::Map50, 0.9).remove(0).points, [[2.0, 0.5]]);
+        cache.forget_all_but(&[]);
+        assert!(cache.0.is_empty());
+    }
+
+    #[test]
+    fn csv_is_long_format_raw_data_with_quoted_names() {
+        let mut run = record("a,b", RunStatus::Completed);
+        run.series.det_loss = vec![[1.0, 2.5]];
+        run.series.lr = vec![[1.0, 0.001]];
+        run.series.map50 = vec![[10.0, 0.25]];
+        assert_eq!(csv_text(&[&run]), "run,metric,step,value\n\"a,b\",det_loss,1,2.5\n\"a,b\",map50,10,0.25\n\"a,b\",lr,1,0.001\n");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn the_checked_runs_else_the_focused_else_the_live_ones() {
+        let records = vec![record("a", RunStatus::Completed), record("b", RunStatus::Running), record("c", RunStatus::Paused)];
+        let names = |selection: &Selection| shown_runs(&records, selection).iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        let mut selection = Selection::default();
+        assert_eq!(names(&selection), ["b", "c"]);
+        selection.focused = Some("a".into());
+        assert_eq!(names(&selection), ["a"]);
+        selection.checked = ["c".to_string(), "a".to_string(), "gone".to_string()].into();
+        assert_eq!(names(&selection), ["a", "c"]);
+    }
+
+    #[test]
+    fn summary_and_marker_lines() {
+        let mut a = record("a", RunStatus::Completed);
+        a.series.det_loss = vec![[1.0, 2.0], [2.0, 1.0]];
+        a.series.map50 = vec![[2.0, 0.3]];
+        a.markers = vec![Marker { step: 300, label: "sequential segmentation (lr ×0.1)".into() }];
+        let mut b = record("b", RunStatus::Completed);
+        b.markers = vec![Marker { step: 100, label: "lr → 1.00e-3".into() }];
+        assert_eq!(summary(&[&a, &b]), "2 runs · 3 points · 0 evaluations");
+        assert_eq!(marker_lines(&[&a, &b]), ["step 100: b: lr → 1.00e-3", "step 300: a: sequential segmentation (lr ×0.1)"]);
+        b.markers.push(Marker { step: 300, label: "sequential segmentation (lr ×0.1)".into() });
+        let groups = grouped_markers(&[&a, &b]);
+        assert_eq!(groups.len(), 2);
+        assert_eq!((groups[1].step, groups[1].color), (300, Color32::GRAY));
+        assert_eq!(run_color("a"), run_color("a"));
+        let sweep = ["alternate", "joint", "joint-uncertainty", "sequential", "freeze", "lwf", "ewc"].map(|s| run_color(&format!("quick-{s}")));
+        assert!(sweep.iter().enumerate().all(|(i, c)| !sweep[..i].contains(c)));
+        assert_ne!(run_color("a"), run_color("b"));
+    }
+
+    #[test]
+    fn crop_takes_the_rect_in_pixels_clipped_to_the_image() {
+        // 4×3, each pixel's red channel is its index.
+        let image = ColorImage::new([4, 3], (0..12).map(|i| Color32::from_rgb(i, 0, 0)).collect());
+        let red = |image: &ColorImage| image.pixels.iter().map(|p| p.r()).collect::<Vec<_>>();
+        let one = crop(&image, Rect::from_min_max(egui::pos2(1.0, 1.0), egui::pos2(3.0, 2.0)), 1.0).unwrap();
+        assert_eq!((one.size, red(&one)), ([2, 1], vec![5, 6]));
+        // At 2 pixels a point, and reaching past the right edge.
+        let two = crop(&image, Rect::from_min_max(egui::pos2(0.5, 0.0), egui::pos2(9.0, 1.0)), 2.0).unwrap();
+        assert_eq!((two.size, red(&two)), ([3, 2], vec![1, 2, 3, 5, 6, 7]));
+        assert!(crop(&image, Rect::from_min_max(egui::pos2(5.0, 0.0), egui::pos2(6.0, 1.0)), 1.0).is_none());
+        assert!(crop(&image, Rect::NOTHING, 1.0).is_none());
+    }
+
+    #[test]
+    fn png_is_written_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = export_path(&dir.path().join("exports"), "png");
+        let image = ColorImage::new([2, 1], vec![Color32::from_rgb(10, 20, 30), Color32::WHITE]);
+        save_png(&image, &path).unwrap();
+        let back = image::open(&path).unwrap().to_rgba8();
+        assert_eq!((back.width(), back.height()), (2, 1));
+        assert_eq!(back.get_pixel(0, 0).0, [10, 20, 30, 255]);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("curves-") && name.ends_with(".png"), "{name}");
+    }
+
+    #[test]
+    fn csv_export_names_its_file_in_the_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = record("a", RunStatus::Completed);
+        let notice = export_csv(&dir.path().join("exports"), &[&run]);
+        assert_eq!(notice.level, crate::gui::session::NoticeLevel::Info, "{}", notice.text);
+        let file = std::fs::read_dir(dir.path().join("exports")).unwrap().next().unwrap().unwrap().path();
+        assert!(notice.text.contains(&file.display().to_string()));
+        assert_eq!(std::fs::read_to_string(file).unwrap(), "run,metric,step,value\n");
+    }
+
+    #[test]
+    fn the_panel_lists_markers_and_exports_the_plots_as_png() {
+        use egui_kittest::kittest::Queryable;
+        let dir = tempfile::tempdir().unwrap();
+        let mut shared = Shared::new(crate::gui::settings::Settings { runs_dir: dir.path().into(), ..Default::default() });
+        let mut a = record("a", RunStatus::Completed);
+        a.series.det_loss = (0..5000).map(|i| [i as f64, 1.0 / (1.0 + i as f64)]).collect();
+        a.markers = vec![Marker { step: 300, label: "sequential segmentation (lr ×0.1)".into() }];
+        shared.session.records.push(a);
+        shared.session.records.push(record("b", RunStatus::Completed));
+        shared.selection.checked = ["a".to_string(), "b".to_string()].into();
+        let mut harness = egui_kittest::Harness::builder()
+            .with_size([1000.0, 800.0])
+            .build_ui_state(|ui, (panel, shared): &mut (CurvesPanel, Shared)| panel.ui(ui, shared), (CurvesPanel::default(), shared));
+        harness.step();
+        harness.get_by_label("2 runs · 5000 points · 0 evaluations");
+        harness.get_by_label("step 300: a: sequential segmentation (lr ×0.1)");
+
+        harness.get_by_label("Export PNG").click();
+        harness.step();
+        // No renderer here: hand the panel the screenshot eframe would send.
+        let image = std::sync::Arc::new(ColorImage::filled([1000, 800], Color32::RED));
+        let user_data = egui::UserData::new(CurvesScreenshot);
+        harness.event(egui::Event::Screenshot { viewport_id: egui::ViewportId::ROOT, user_data, image });
+        harness.step();
+        let (panel, shared) = harness.state();
+        assert!(!panel.awaiting_screenshot);
+        let (notice, _) = shared.notifications.items.last().expect("a notice");
+        assert_eq!(notice.level, crate::gui::session::NoticeLevel::Info, "{}", notice.text);
+        let file = std::fs::read_dir(dir.path().join("exports")).unwrap().next().unwrap().unwrap().path();
+        assert!(notice.text.contains(&file.display().to_string()), "{}", notice.text);
+        let png = image::open(&file).unwrap().to_rgba8();
+        let rect = panel.plots_rect.unwrap();
+        // Whole pixels, rounded outwards.
+        assert!((png.width() as f32 - rect.width()).abs() <= 1.0 && (png.height() as f32 - rect.height()).abs() <= 1.0);
+        assert_eq!(png.get_pixel(0, 0).0, [255, 0, 0, 255]);
+    }
+}

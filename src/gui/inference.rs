@@ -1,0 +1,198 @@
+//! Inference for the Inspect and Preview panels, off the UI thread. The last
+//! loaded checkpoint stays cached, so more images dropped on the same run do
+//! not reload it; predictions keep detections down to a low score, so the
+//! score slider filters them when drawing instead of predicting again.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use anyhow::{bail, Result};
+use image::RgbImage;
+use rayon::prelude::*;
+
+use super::job::{Job, Progress};
+use crate::data::batch::decode_rgb;
+use crate::data::Problem;
+use crate::model::postprocess::PostprocessConfig;
+use crate::predictor::{Prediction, Predictor};
+use crate::train::checkpoint::{self, CheckpointKind};
+
+/// The lowest detection score kept, and the low end of the score slider.
+pub const SCORE_FLOOR: f32 = 0.05;
+
+/// Images per forward pass between progress reports and cancellation checks.
+const CHUNK: usize = 8;
+
+/// Display post-processing (one class per anchor, display NMS) down to [`SCORE_FLOOR`].
+pub fn display_postprocess() -> PostprocessConfig {
+    PostprocessConfig { score_threshold: SCORE_FLOOR, ..PostprocessConfig::display() }
+}
+
+/// Which checkpoint made a prediction, and the class names its indices refer to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub run: String,
+    pub kind: CheckpointKind,
+    /// Training steps the checkpoint had done.
+    pub step: usize,
+    pub det_classes: Vec<String>,
+    pub seg_classes: Vec<String>,
+}
+
+impl ModelInfo {
+    pub fn of(run: &str, kind: CheckpointKind, predictor: &Predictor) -> Self {
+        Self {
+            run: run.to_string(),
+            kind,
+            step: predictor.state.step,
+            det_classes: predictor.det_classes().to_vec(),
+            seg_classes: predictor.seg_classes().to_vec(),
+        }
+    }
+
+    /// `run (last, step 600)`.
+    pub fn describe(&self) -> String {
+        format!("{} ({}, step {})", self.run, self.kind.name(), self.step)
+    }
+}
+
+/// A checkpoint as found on disk: a run still training rewrites `last`, and a
+/// newer file must be loaded again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CacheKey {
+    dir: PathBuf,
+    modified: Option<SystemTime>,
+}
+
+impl CacheKey {
+    fn of(run_dir: &Path, kind: CheckpointKind) -> Result<Self> {
+        let dir = checkpoint::find(run_dir, kind)?;
+        // The state file is written last in a checkpoint, so its time dates the whole.
+        let modified = std::fs::metadata(dir.join("state.json")).and_then(|m| m.modified()).ok();
+        Ok(Self { dir, modified })
+    }
+}
+
+/// The last loaded predictor; clones share it (a panel hands one to each job).
+#[derive(Clone, Default)]
+pub struct PredictorCache(Arc<Mutex<Option<(CacheKey, Arc<Predictor>)>>>);
+
+impl PredictorCache {
+    /// The predictor of `run_dir`'s `kind` checkpoint, loaded unless it is the cached one.
+    pub fn load(&self, run_dir: &Path, kind: CheckpointKind) -> Result<Arc<Predictor>> {
+        let key = CacheKey::of(run_dir, kind)?;
+        // Held while loading: a second job for the same checkpoint waits, then finds it cached.
+        let mut slot = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((cached, predictor)) = slot.as_ref() {
+            if *cached == key {
+                return Ok(predictor.clone());
+            }
+        }
+        let predictor = Arc::new(Predictor::load(run_dir, kind)?);
+        *slot = Some((key, predictor.clone()));
+        Ok(predictor)
+    }
+}
+
+/// Predicts `images` a chunk at a time: after each chunk `done` grows and is
+/// reported out of `total`, and a cancelled job stops with an error.
+pub fn predict(
+    predictor: &Predictor,
+    images: &[RgbImage],
+    postprocess: &PostprocessConfig,
+    progress: &Progress,
+    done: &mut usize,
+    total: usize,
+) -> Result<Vec<Prediction>> {
+    let mut predictions = Vec::with_capacity(images.len());
+    for chunk in images.chunks(CHUNK) {
+        if progress.is_cancelled() {
+            bail!("cancelled");
+        }
+        predictions.extend(predictor.predict_images(chunk, postprocess));
+        *done += chunk.len();
+        progress.set(*done, total);
+    }
+    Ok(predictions)
+}
+
+/// One image file with its prediction.
+pub struct PredictedFile {
+    pub path: PathBuf,
+    pub image: RgbImage,
+    pub prediction: Prediction,
+    pub model: Arc<ModelInfo>,
+}
+
+/// What a file-prediction job gives back: the files that decoded, predicted,
+/// and a problem for each one that did not.
+pub struct FilePredictions {
+    pub files: Vec<PredictedFile>,
+    pub failures: Vec<Problem>,
+}
+
+/// A job predicting image files with run `run` (folder `run_dir`)'s `kind` checkpoint.
+pub fn spawn_file_predictions(
+    cache: &PredictorCache,
+    run: String,
+    run_dir: PathBuf,
+    kind: CheckpointKind,
+    paths: Vec<PathBuf>,
+    repaint: impl Fn() + Send + Sync + 'static,
+) -> Job<FilePredictions> {
+    let cache = cache.clone();
+    Job::spawn(format!("predict {} image(s) with {run}", paths.len()), repaint, move |progress| {
+        progress.set(0, paths.len());
+        let predictor = cache.load(&run_dir, kind)?;
+        let model = Arc::new(ModelInfo::of(&run, kind, &predictor));
+        let decoded: Vec<Result<RgbImage, Problem>> = paths.par_iter().map(|p| decode_rgb(p)).collect();
+        let (mut failures, mut readable, mut images) = (Vec::new(), Vec::new(), Vec::new());
+        for (path, image) in paths.into_iter().zip(decoded) {
+            match image {
+                Ok(image) => {
+                    readable.push(path);
+                    images.push(image);
+                }
+                Err(problem) => failures.push(problem),
+            }
+        }
+        let mut done = failures.len();
+        let total = done + images.len();
+        let predictions = predict(&predictor, &images, &display_postprocess(), progress, &mut done, total)?;
+        let files = readable
+            .into_iter()
+            .zip(images)
+            .zip(predictions)
+            .map(|((path, image), prediction)| PredictedFile { path, image, prediction, model: model.clone() })
+            .collect();
+        Ok(FilePredictions { files, failures })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_without_a_checkpoint_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = PredictorCache::default().load(dir.path(), CheckpointKind::Last).err().unwrap();
+        assert!(format!("{error:#}").contains("no last checkpoint"), "{error:#}");
+    }
+
+    #[test]
+    fn a_file_job_without_a_checkpoint_ends_in_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = spawn_file_predictions(
+            &PredictorCache::default(),
+            "x".into(),
+            dir.path().to_path_buf(),
+            CheckpointKind::BestDet,
+            vec![dir.path().join("a.png")],
+            || {},
+        );
+        let error = job.wait().err().unwrap();
+        assert!(format!("{error:#}").contains("no best-det checkpoint"), "{error:#}");
+    }
+}

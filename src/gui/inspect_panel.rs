@@ -1,0 +1,443 @@
+//! The Inspect panel: the focused run's checkpoint on the first images of each
+//! validation split, ground truth beside prediction, with per-class AP50 and
+//! IoU measured on those images (the eval module's VOC AP and confusion
+//! matrix, with the post-processing the run's own evaluations use).
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use eframe::egui::{self, Vec2};
+use image::{GrayImage, RgbImage};
+use rayon::prelude::*;
+
+use super::image_view::{Layers, OverlayOptions, TextureCache};
+use super::inference::{predict, ModelInfo, PredictorCache};
+use super::job::{Job, Progress};
+use super::shared::Shared;
+use crate::data::ade::{read_mask, AdeRecord};
+use crate::data::augment::voc_to_xyxy;
+use crate::data::batch::decode_rgb;
+use crate::data::voc::VocRecord;
+use crate::data::Problem;
+use crate::eval::{evaluate_voc, ground_truth_from_voc, mean_of_defined, ConfusionMatrix, VocMetric};
+use crate::model::postprocess::Detection;
+use crate::predictor::Prediction;
+use crate::train::checkpoint::CheckpointKind;
+use crate::train::config::TrainConfig;
+use crate::train::evaluate::open_validation_splits;
+
+/// Images taken from each validation split.
+const SAMPLES: usize = 24;
+
+/// The checkpoints offered, in the combo's order.
+const CHECKPOINTS: [CheckpointKind; 3] = [CheckpointKind::Last, CheckpointKind::BestDet, CheckpointKind::BestSeg];
+
+/// Tallest the side-by-side images are drawn.
+const VIEW_HEIGHT: f32 = 420.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum TaskSet {
+    #[default]
+    Detection,
+    Segmentation,
+}
+
+impl TaskSet {
+    /// Prefix of the set's texture keys.
+    fn key(self) -> &'static str {
+        match self {
+            Self::Detection => "det",
+            Self::Segmentation => "seg",
+        }
+    }
+}
+
+enum Truth {
+    Boxes(Vec<Detection>),
+    Mask(GrayImage),
+}
+
+struct Sample {
+    id: String,
+    image: RgbImage,
+    truth: Truth,
+    prediction: Prediction,
+}
+
+impl Sample {
+    fn truth_layers(&self) -> Layers<'_> {
+        let (mask, boxes) = match &self.truth {
+            Truth::Boxes(boxes) => (None, boxes.as_slice()),
+            Truth::Mask(mask) => (Some(mask), &[][..]),
+        };
+        Layers { name: "truth", mask, boxes, scored: false }
+    }
+
+    fn prediction_layers(&self) -> Layers<'_> {
+        Layers { name: "prediction", mask: Some(&self.prediction.mask), boxes: &self.prediction.detections, scored: true }
+    }
+}
+
+/// A per-class metric on the sampled images.
+#[derive(Debug, Clone, PartialEq)]
+struct Table {
+    /// "AP50" or "IoU".
+    metric: &'static str,
+    mean: Option<f64>,
+    /// Classes with a value, in class order.
+    rows: Vec<(String, f64)>,
+    /// Classes without one (not in the ground truth of these images).
+    absent: usize,
+}
+
+impl Table {
+    fn new(metric: &'static str, names: &[String], values: &[Option<f64>]) -> Self {
+        let rows: Vec<(String, f64)> = names.iter().zip(values).filter_map(|(name, v)| v.map(|v| (name.clone(), v))).collect();
+        Self { metric, mean: mean_of_defined(values), absent: values.len() - rows.len(), rows }
+    }
+}
+
+struct Inspection {
+    model: ModelInfo,
+    det: Vec<Sample>,
+    seg: Vec<Sample>,
+    det_table: Table,
+    seg_table: Table,
+    /// Sampled images that could not be read, left out.
+    skipped: Vec<Problem>,
+}
+
+/// What the user browses: the set, the image, how it is drawn.
+#[derive(Default)]
+struct Browser {
+    set: TaskSet,
+    index: usize,
+    options: OverlayOptions,
+    textures: TextureCache,
+}
+
+pub struct InspectPanel {
+    predictors: PredictorCache,
+    kind: CheckpointKind,
+    /// The run and checkpoint the inspection shown (or being made) is for.
+    target: Option<(String, CheckpointKind)>,
+    job: Option<Job<Inspection>>,
+    inspection: Option<Inspection>,
+    error: Option<String>,
+    browser: Browser,
+}
+
+impl Default for InspectPanel {
+    fn default() -> Self {
+        Self {
+            predictors: PredictorCache::default(),
+            kind: CheckpointKind::Last,
+            target: None,
+            job: None,
+            inspection: None,
+            error: None,
+            browser: Browser::default(),
+        }
+    }
+}
+
+impl InspectPanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        self.poll();
+        let Some(name) = shared.selection.focused.clone() else {
+            ui.label("No run selected: pick a run in the list to inspect its predictions.");
+            return;
+        };
+        let Some(record) = shared.session.record(&name) else {
+            ui.label(format!("{name}: no such run"));
+            return;
+        };
+        let reload = self.header(ui, &name);
+        let wanted = (name, self.kind);
+        if reload || self.target.as_ref() != Some(&wanted) {
+            self.start(wanted, &record.dir, &record.config, shared.repaint.callback());
+        }
+        self.status(ui);
+        if let Some(inspection) = &self.inspection {
+            self.browser.ui(ui, inspection);
+        }
+    }
+
+    /// The title, the checkpoint combo and "Reload"; true when reloading was asked for.
+    fn header(&mut self, ui: &mut egui::Ui, name: &str) -> bool {
+        ui.horizontal(|ui| {
+            ui.heading(format!("Inspect {name}"));
+            egui::ComboBox::from_label("Checkpoint").selected_text(self.kind.name()).show_ui(ui, |ui| {
+                for kind in CHECKPOINTS {
+                    ui.selectable_value(&mut self.kind, kind, kind.name());
+                }
+            });
+            ui.button("Reload").on_hover_text("Predict again with the checkpoint as it is on disk now").clicked()
+        })
+        .inner
+    }
+
+    fn start(&mut self, target: (String, CheckpointKind), run_dir: &Path, config: &TrainConfig, repaint: impl Fn() + Send + Sync + 'static) {
+        if let Some(old) = self.job.take() {
+            old.cancel();
+        }
+        if self.target.as_ref() != Some(&target) {
+            // Another run or checkpoint: what is shown no longer belongs to it.
+            self.inspection = None;
+            self.browser.index = 0;
+            self.browser.textures.clear();
+        }
+        self.error = None;
+        let (predictors, run_dir, config, (run, kind)) = (self.predictors.clone(), run_dir.to_path_buf(), config.clone(), target.clone());
+        self.job = Some(Job::spawn(format!("inspect {run}"), repaint, move |progress| {
+            inspect(&predictors, &run, &run_dir, &config, kind, progress)
+        }));
+        self.target = Some(target);
+    }
+
+    fn poll(&mut self) {
+        let Some(result) = self.job.as_mut().and_then(Job::poll) else {
+            return;
+        };
+        self.job = None;
+        match result {
+            Ok(inspection) => {
+                self.browser.textures.clear();
+                self.inspection = Some(inspection);
+            }
+            Err(error) => self.error = Some(format!("{error:#}")),
+        }
+    }
+
+    fn status(&self, ui: &mut egui::Ui) {
+        if let Some(job) = &self.job {
+            ui.horizontal(|ui| {
+                let (done, total) = job.progress;
+                ui.label(format!("Predicting validation images: {done}/{total}"));
+                ui.add(egui::ProgressBar::new(job.fraction()).desired_width(240.0).show_percentage());
+            });
+        }
+        if let Some(error) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        }
+    }
+}
+
+impl Browser {
+    fn ui(&mut self, ui: &mut egui::Ui, inspection: &Inspection) {
+        let model = &inspection.model;
+        ui.label(format!("{} · metrics are measured on these images only", model.describe()));
+        if let Some(first) = inspection.skipped.first() {
+            let text = format!("{} image(s) left out, first: {first}", inspection.skipped.len());
+            ui.colored_label(ui.visuals().warn_fg_color, text);
+        }
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut self.set, TaskSet::Detection, format!("Detection set ({} images)", inspection.det.len()));
+            ui.selectable_value(&mut self.set, TaskSet::Segmentation, format!("Segmentation set ({} images)", inspection.seg.len()));
+        });
+        self.options.controls(ui, &model.det_classes, &model.seg_classes);
+        let (samples, table) = match self.set {
+            TaskSet::Detection => (&inspection.det, &inspection.det_table),
+            TaskSet::Segmentation => (&inspection.seg, &inspection.seg_table),
+        };
+        if samples.is_empty() {
+            ui.label("This validation split has no images.");
+            return;
+        }
+        self.index = self.index.min(samples.len() - 1);
+        self.navigation(ui, samples);
+        self.side_by_side(ui, &samples[self.index], &model.det_classes);
+        self.thumbnails(ui, samples);
+        ui.separator();
+        table_ui(ui, table, self.set.key());
+    }
+
+    fn navigation(&mut self, ui: &mut egui::Ui, samples: &[Sample]) {
+        ui.horizontal(|ui| {
+            if ui.add_enabled(self.index > 0, egui::Button::new("Previous")).clicked() {
+                self.index -= 1;
+            }
+            ui.label(format!("{} / {}: {}", self.index + 1, samples.len(), samples[self.index].id));
+            if ui.add_enabled(self.index + 1 < samples.len(), egui::Button::new("Next")).clicked() {
+                self.index += 1;
+            }
+        });
+    }
+
+    fn side_by_side(&mut self, ui: &mut egui::Ui, sample: &Sample, det_classes: &[String]) {
+        let key = format!("{}/{}", self.set.key(), self.index);
+        let (textures, options) = (&mut self.textures, &self.options);
+        ui.columns(2, |columns| {
+            let max = Vec2::new(columns[0].available_width(), VIEW_HEIGHT);
+            columns[0].label("Ground truth");
+            textures.show(&mut columns[0], &key, &sample.image, &sample.truth_layers(), options, det_classes, max);
+            let shown = options.visible(&sample.prediction.detections, true).count();
+            columns[1].label(format!("Prediction: {shown} boxes"));
+            textures.show(&mut columns[1], &key, &sample.image, &sample.prediction_layers(), options, det_classes, max);
+        });
+    }
+
+    fn thumbnails(&mut self, ui: &mut egui::Ui, samples: &[Sample]) {
+        egui::ScrollArea::horizontal().id_salt("inspect thumbnails").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                for (i, sample) in samples.iter().enumerate() {
+                    let key = format!("{}/{i}", self.set.key());
+                    if self.textures.thumbnail(ui, &key, &sample.image, 56.0, i == self.index).on_hover_text(&sample.id).clicked() {
+                        self.index = i;
+                    }
+                }
+            });
+        });
+    }
+}
+
+fn table_ui(ui: &mut egui::Ui, table: &Table, id: &str) {
+    let mean = table.mean.map_or("–".to_string(), |m| format!("{m:.3}"));
+    ui.strong(format!("Mean {} {mean} over {} classes", table.metric, table.rows.len()));
+    egui::Grid::new(("inspect table", id)).striped(true).show(ui, |ui| {
+        ui.strong("Class");
+        ui.strong(table.metric);
+        ui.end_row();
+        for (name, value) in &table.rows {
+            ui.label(name);
+            ui.add(egui::ProgressBar::new(*value as f32).desired_width(160.0).text(format!("{value:.3}")));
+            ui.end_row();
+        }
+    });
+    if table.absent > 0 {
+        ui.label(format!("{} classes have no ground truth in these images", table.absent));
+    }
+}
+
+/// The inspection's work, on the job's thread: sample, predict, measure.
+fn inspect(
+    predictors: &PredictorCache,
+    run: &str,
+    run_dir: &Path,
+    config: &TrainConfig,
+    kind: CheckpointKind,
+    progress: &Progress,
+) -> Result<Inspection> {
+    let predictor = predictors.load(run_dir, kind)?;
+    let model = ModelInfo::of(run, kind, &predictor);
+    let (voc, ade) = open_validation_splits(&config.data)?;
+    same_class_count("detection", voc.classes.len(), model.det_classes.len())?;
+    same_class_count("segmentation", ade.classes.len(), model.seg_classes.len())?;
+    let mut skipped = Vec::new();
+    let (det_records, det_images) = read_det(&voc.records[..voc.records.len().min(SAMPLES)], &mut skipped);
+    let (seg_records, seg_images, seg_truth) = read_seg(&ade.records[..ade.records.len().min(SAMPLES)], ade.classes.len(), &mut skipped);
+
+    let postprocess = config.eval.postprocess();
+    let (mut done, total) = (0, det_images.len() + seg_images.len());
+    let det_predictions = predict(&predictor, &det_images, &postprocess, progress, &mut done, total)?;
+    let seg_predictions = predict(&predictor, &seg_images, &postprocess, progress, &mut done, total)?;
+
+    let detections: Vec<_> =
+        det_predictions.iter().enumerate().flat_map(|(i, p)| p.detections.iter().map(move |d| d.to_eval(i))).collect();
+    let ap = evaluate_voc(&ground_truth_from_voc(&det_records), &detections, voc.classes.len(), VocMetric::Area);
+    let mut confusion = ConfusionMatrix::new(ade.classes.len());
+    for ((record, truth), prediction) in seg_records.iter().zip(&seg_truth).zip(&seg_predictions) {
+        // The reader checked both sizes from the headers; a file changed since is left out, not a panic.
+        if truth.dimensions() == prediction.mask.dimensions() {
+            confusion.accumulate(truth.as_raw(), prediction.mask.as_raw());
+        } else {
+            skipped.push(Problem::new(&record.mask_path, "mask and image sizes differ"));
+        }
+    }
+
+    let det = det_records
+        .iter()
+        .zip(det_images)
+        .zip(det_predictions)
+        .map(|((record, image), prediction)| Sample { id: record.id.clone(), image, truth: Truth::Boxes(truth_boxes(record)), prediction })
+        .collect();
+    let seg = seg_records
+        .into_iter()
+        .zip(seg_images)
+        .zip(seg_truth)
+        .zip(seg_predictions)
+        .map(|(((record, image), mask), prediction)| Sample { id: record.id, image, truth: Truth::Mask(mask), prediction })
+        .collect();
+    Ok(Inspection {
+        det_table: Table::new("AP50", &model.det_classes, &ap.per_class),
+        seg_table: Table::new("IoU", &model.seg_classes, &confusion.per_class_iou()),
+        model,
+        det,
+        seg,
+        skipped,
+    })
+}
+
+/// A run trained on one class list cannot be measured on a dataset with another.
+fn same_class_count(task: &str, dataset: usize, model: usize) -> Result<()> {
+    if dataset != model {
+        bail!("the run's {task} head has {model} classes but its validation dataset has {dataset}: was the dataset changed?");
+    }
+    Ok(())
+}
+
+/// The records whose image decodes, with their images.
+fn read_det(records: &[VocRecord], skipped: &mut Vec<Problem>) -> (Vec<VocRecord>, Vec<RgbImage>) {
+    let decoded: Vec<Result<(VocRecord, RgbImage), Problem>> =
+        records.par_iter().map(|r| decode_rgb(&r.image_path).map(|image| (r.clone(), image))).collect();
+    keep_readable(decoded, skipped).into_iter().unzip()
+}
+
+/// The records where both the image and the mask decode, with both.
+fn read_seg(records: &[AdeRecord], num_classes: usize, skipped: &mut Vec<Problem>) -> (Vec<AdeRecord>, Vec<RgbImage>, Vec<GrayImage>) {
+    let decoded: Vec<Result<(AdeRecord, RgbImage, GrayImage), Problem>> = records
+        .par_iter()
+        .map(|r| Ok((r.clone(), decode_rgb(&r.image_path)?, read_mask(&r.mask_path, num_classes)?)))
+        .collect();
+    let mut columns = (Vec::new(), Vec::new(), Vec::new());
+    for (record, image, mask) in keep_readable(decoded, skipped) {
+        columns.0.push(record);
+        columns.1.push(image);
+        columns.2.push(mask);
+    }
+    columns
+}
+
+/// The items that were read; the problems of the others go to `skipped`.
+fn keep_readable<T>(items: Vec<Result<T, Problem>>, skipped: &mut Vec<Problem>) -> Vec<T> {
+    items
+        .into_iter()
+        .filter_map(|item| item.map_err(|problem| skipped.push(problem)).ok())
+        .collect()
+}
+
+/// A record's objects as boxes in the predictions' coordinates (0-based, continuous).
+fn truth_boxes(record: &VocRecord) -> Vec<Detection> {
+    record.annotation.objects.iter().map(|o| Detection { bbox: voc_to_xyxy(o.bbox), class: o.class, score: 1.0 }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_list_measured_classes_and_count_the_rest() {
+        let names: Vec<String> = ["person", "car", "dog"].map(String::from).to_vec();
+        let table = Table::new("AP50", &names, &[Some(0.5), None, Some(1.0)]);
+        assert_eq!(table.rows, vec![("person".to_string(), 0.5), ("dog".to_string(), 1.0)]);
+        assert_eq!(table.mean, Some(0.75));
+        assert_eq!(table.absent, 1);
+        let empty = Table::new("IoU", &names, &[None, None, None]);
+        assert_eq!((empty.mean, empty.rows.len(), empty.absent), (None, 0, 3));
+    }
+
+    #[test]
+    fn unreadable_items_are_skipped_with_their_problem() {
+        let mut skipped = Vec::new();
+        let items = vec![Ok(1), Err(Problem::new("b.jpg", "image does not decode")), Ok(3)];
+        assert_eq!(keep_readable(items, &mut skipped), vec![1, 3]);
+        assert_eq!(skipped, vec![Problem::new("b.jpg", "image does not decode")]);
+    }
+
+    #[test]
+    fn a_class_count_mismatch_is_an_error_not_a_panic() {
+        assert!(same_class_count("detection", 20, 20).is_ok());
+        let error = same_class_count("segmentation", 150, 9).unwrap_err().to_string();
+        assert!(error.contains("9 classes") && error.contains("150"), "{error}");
+    }
+}

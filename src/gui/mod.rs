@@ -1,0 +1,41 @@
+//! The workbench: an eframe window that trains, plots, compares strategies and
+//! shows predictions. `twinhead` with no arguments opens it. Training and
+//! inference run on background threads; panels only read state and send
+//! messages, so a frame never waits on the engine.
+//!
+//! One file per panel; state shared between them lives in [`shared`], the runs
+//! and their trainer threads in [`session`].
+
+mod app;
+mod compare_panel;
+mod curves_panel;
+mod image_view;
+mod inference;
+pub mod inspect_panel;
+pub mod job;
+pub mod preview_panel;
+pub mod run_record;
+mod runs_panel;
+pub mod session;
+pub mod settings;
+mod setup_panel;
+pub mod shared;
+
+use anyhow::Result;
+use eframe::egui;
+
+pub use app::{App, Workbench};
+
+/// Opens the workbench window and returns when it is closed.
+pub fn run() -> Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Twinhead")
+            .with_inner_size([1360.0, 860.0])
+            .with_min_inner_size([900.0, 600.0])
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native("twinhead", options, Box::new(|cc| Ok(Box::new(App::new(cc)))))
+        .map_err(|e| anyhow::anyhow!("cannot open the workbench window: {e} (no display? the CLI commands work without one: `twinhead --help`)"))
+}

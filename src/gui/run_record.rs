@@ -1,0 +1,324 @@
+//! What the workbench knows about one run: its configuration, status, and the
+//! curves and markers folded from its events (live from the trainer's channel,
+//! or replayed from `metrics.jsonl` for past runs).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::train::config::TrainConfig;
+use crate::train::events::{EvalRecord, Event, FinishReason};
+use crate::train::run_dir;
+use crate::train::strategy::StrategyConfig;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunStatus {
+    /// Waiting for its device.
+    Queued,
+    Running,
+    Paused,
+    Completed,
+    Stopped,
+    Failed(String),
+    /// The log ends without a finish (the process was killed): resumable.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Stopped => "stopped",
+            Self::Failed(_) => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// Training (or paused mid-run) on its thread.
+    pub fn is_live(&self) -> bool {
+        matches!(self, Self::Running | Self::Paused)
+    }
+
+    /// Stopped before the last step with a checkpoint to continue from.
+    pub fn is_resumable(&self) -> bool {
+        matches!(self, Self::Stopped | Self::Interrupted)
+    }
+}
+
+/// A vertical marker on the curves: a phase or strategy change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    pub step: usize,
+    pub label: String,
+}
+
+/// The plotted quantities, as `[step, value]` points.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    pub det_loss: Vec<[f64; 2]>,
+    pub seg_loss: Vec<[f64; 2]>,
+    pub map50: Vec<[f64; 2]>,
+    pub miou: Vec<[f64; 2]>,
+    pub lr: Vec<[f64; 2]>,
+    pub images_per_sec: Vec<[f64; 2]>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// The run folder's name.
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: TrainConfig,
+    pub status: RunStatus,
+    pub step: usize,
+    pub total_steps: usize,
+    /// The strategy in force now (changes with set-strategy).
+    pub strategy: StrategyConfig,
+    pub device: Option<String>,
+    pub series: Series,
+    pub markers: Vec<Marker>,
+    pub evals: Vec<EvalRecord>,
+    pub wall_seconds: f64,
+    pub warnings: usize,
+    /// Lines of the log that did not parse (a run killed mid-write).
+    pub unreadable_lines: usize,
+}
+
+impl RunRecord {
+    /// A run about to start (or queued) with `config` in `dir`.
+    pub fn new(dir: &Path, config: TrainConfig, status: RunStatus) -> Self {
+        Self {
+            name: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            dir: dir.to_path_buf(),
+            total_steps: config.steps,
+            strategy: config.strategy.clone(),
+            config,
+            status,
+            step: 0,
+            device: None,
+            series: Series::default(),
+            markers: Vec::new(),
+            evals: Vec::new(),
+            wall_seconds: 0.0,
+            warnings: 0,
+            unreadable_lines: 0,
+        }
+    }
+
+    /// A past run replayed from its folder.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config = run_dir::read_config(dir)?;
+        let (events, bad) = run_dir::read_events(dir)?;
+        let mut record = Self::new(dir, config, RunStatus::Interrupted);
+        record.unreadable_lines = bad;
+        for event in &events {
+            record.apply(event);
+        }
+        if record.status.is_live() {
+            // A log that ends mid-run belongs to a process that is gone.
+            record.status = RunStatus::Interrupted;
+        }
+        if events.is_empty() {
+            record.status = RunStatus::Interrupted;
+        }
+        Ok(record)
+    }
+
+    /// Folds one event into the record.
+    pub fn apply(&mut self, event: &Event) {
+        self.step = self.step.max(event.step());
+        match event {
+            Event::Started { total_steps, device, step, .. } => {
+                self.total_steps = *total_steps;
+                self.device = Some(device.clone());
+                self.status = RunStatus::Running;
+                // A resumed run re-plays from its checkpoint: drop what came after it.
+                self.truncate_after(*step);
+                self.step = *step;
+            }
+            Event::Step { step, det_loss, seg_loss, lr, images_per_sec, .. } => {
+                let x = *step as f64;
+                if let Some(v) = det_loss {
+                    self.series.det_loss.push([x, *v as f64]);
+                }
+                if let Some(v) = seg_loss {
+                    self.series.seg_loss.push([x, *v as f64]);
+                }
+                self.series.lr.push([x, *lr]);
+                self.series.images_per_sec.push([x, *images_per_sec as f64]);
+            }
+            Event::Eval(eval) => {
+                let x = eval.step as f64;
+                self.series.map50.push([x, eval.map50]);
+                self.series.miou.push([x, eval.miou]);
+                self.evals.push(eval.clone());
+            }
+            Event::Phase { step, description, .. } => {
+                self.markers.push(Marker { step: *step, label: description.clone() });
+            }
+            Event::StrategyChanged { step, strategy } => {
+                self.strategy = strategy.clone();
+                self.markers.push(Marker { step: *step, label: format!("strategy → {}", strategy.name()) });
+            }
+            Event::LearningRateChanged { step, lr } => {
+                self.markers.push(Marker { step: *step, label: format!("lr → {lr:.2e}") });
+            }
+            Event::Paused { .. } => self.status = RunStatus::Paused,
+            Event::Resumed { .. } => self.status = RunStatus::Running,
+            Event::Warning { .. } => self.warnings += 1,
+            Event::Error { message, .. } => self.status = RunStatus::Failed(message.clone()),
+            Event::Finished { reason, wall_seconds, .. } => {
+                if *wall_seconds > 0.0 {
+                    self.wall_seconds = *wall_seconds;
+                }
+                self.status = match reason {
+                    FinishReason::Completed => RunStatus::Completed,
+                    FinishReason::Stopped => RunStatus::Stopped,
+                    FinishReason::Failed => match &self.status {
+                        RunStatus::Failed(message) => RunStatus::Failed(message.clone()),
+                        _ => RunStatus::Failed("failed".into()),
+                    },
+                };
+            }
+            Event::Checkpoint { .. } => {}
+        }
+    }
+
+    fn truncate_after(&mut self, step: usize) {
+        let keep = |points: &mut Vec<[f64; 2]>| points.retain(|p| p[0] <= step as f64);
+        let s = &mut self.series;
+        for points in [&mut s.det_loss, &mut s.seg_loss, &mut s.map50, &mut s.miou, &mut s.lr, &mut s.images_per_sec] {
+            keep(points);
+        }
+        self.markers.retain(|m| m.step <= step);
+        self.evals.retain(|e| e.step <= step);
+    }
+
+    pub fn best_map50(&self) -> Option<f64> {
+        self.evals.iter().map(|e| e.map50).reduce(f64::max)
+    }
+
+    pub fn best_miou(&self) -> Option<f64> {
+        self.evals.iter().map(|e| e.miou).reduce(f64::max)
+    }
+
+    pub fn last_eval(&self) -> Option<&EvalRecord> {
+        self.evals.last()
+    }
+
+    /// The largest drop from a task's best seen at any evaluation (the forgetting a
+    /// strategy let happen, even if it recovered later): detection, segmentation.
+    pub fn max_forgetting(&self) -> (f64, f64) {
+        self.evals.iter().fold((0.0, 0.0), |(d, s), e| (f64::max(d, e.det_forgetting), f64::max(s, e.seg_forgetting)))
+    }
+
+    /// Steps done over steps planned, 0–1.
+    pub fn progress(&self) -> f32 {
+        if self.total_steps == 0 {
+            0.0
+        } else {
+            (self.step as f32 / self.total_steps as f32).min(1.0)
+        }
+    }
+
+    /// The strategy with its parameters, in one line.
+    pub fn strategy_summary(&self) -> String {
+        strategy_summary(&self.strategy)
+    }
+}
+
+/// `alternate (period 1, fixed)`-style one-line description of a strategy.
+pub fn strategy_summary(strategy: &StrategyConfig) -> String {
+    let value = toml::Value::try_from(strategy).ok();
+    let params: Vec<String> = value
+        .as_ref()
+        .and_then(|v| v.as_table())
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "kind")
+        .map(|(k, v)| format!("{k} {}", v.to_string().trim_matches('"')))
+        .collect();
+    format!("{} ({})", strategy.name(), params.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::strategy::StepTasks;
+
+    fn config() -> TrainConfig {
+        TrainConfig::load_preset("sequential", &[]).unwrap()
+    }
+
+    fn step(step: usize, det: Option<f32>, seg: Option<f32>) -> Event {
+        Event::Step { step, tasks: StepTasks::Both, det_loss: det, seg_loss: seg, penalty: None, lr: 1e-3, images_per_sec: 10.0 }
+    }
+
+    fn eval(step: usize, map50: f64, miou: f64, det_forgetting: f64) -> Event {
+        Event::Eval(EvalRecord {
+            step,
+            map50,
+            miou,
+            pixel_acc: 0.5,
+            det_per_class: Default::default(),
+            seg_per_class: Default::default(),
+            det_forgetting,
+            seg_forgetting: 0.0,
+        })
+    }
+
+    #[test]
+    fn events_fold_into_curves_markers_and_status() {
+        let mut record = RunRecord::new(Path::new("runs/x"), config(), RunStatus::Queued);
+        record.apply(&Event::Started { step: 0, total_steps: 10, run_dir: "runs/x".into(), resumed: false, device: "cpu".into() });
+        assert_eq!(record.status, RunStatus::Running);
+        record.apply(&step(1, Some(2.0), None));
+        record.apply(&step(2, None, Some(1.5)));
+        record.apply(&eval(2, 0.3, 0.4, 0.0));
+        record.apply(&Event::Phase { step: 3, phase: 1, description: "sequential segmentation".into() });
+        record.apply(&eval(4, 0.1, 0.5, 0.2));
+        record.apply(&Event::Paused { step: 4 });
+        assert_eq!(record.status, RunStatus::Paused);
+        record.apply(&Event::Finished { step: 4, reason: FinishReason::Stopped, wall_seconds: 12.0 });
+        assert_eq!(record.series.det_loss, vec![[1.0, 2.0]]);
+        assert_eq!(record.series.seg_loss, vec![[2.0, 1.5]]);
+        assert_eq!(record.series.map50, vec![[2.0, 0.3], [4.0, 0.1]]);
+        assert_eq!(record.markers, vec![Marker { step: 3, label: "sequential segmentation".into() }]);
+        assert_eq!(record.best_map50(), Some(0.3));
+        assert_eq!(record.best_miou(), Some(0.5));
+        assert_eq!(record.max_forgetting(), (0.2, 0.0));
+        assert_eq!(record.status, RunStatus::Stopped);
+        assert!(record.status.is_resumable());
+        assert_eq!(record.wall_seconds, 12.0);
+        assert_eq!(record.progress(), 0.4);
+    }
+
+    #[test]
+    fn a_resumed_run_drops_the_steps_it_replays() {
+        let mut record = RunRecord::new(Path::new("runs/x"), config(), RunStatus::Queued);
+        for s in 1..=5 {
+            record.apply(&step(s, Some(1.0), None));
+        }
+        record.apply(&Event::Started { step: 3, total_steps: 10, run_dir: "runs/x".into(), resumed: true, device: "cpu".into() });
+        assert_eq!(record.series.det_loss.len(), 3);
+        assert_eq!(record.step, 3);
+    }
+
+    #[test]
+    fn failures_keep_their_message() {
+        let mut record = RunRecord::new(Path::new("runs/x"), config(), RunStatus::Running);
+        record.apply(&Event::Error { step: 1, message: "data.voc: missing".into() });
+        record.apply(&Event::Finished { step: 1, reason: FinishReason::Failed, wall_seconds: 0.0 });
+        assert_eq!(record.status, RunStatus::Failed("data.voc: missing".into()));
+    }
+
+    #[test]
+    fn strategy_summary_lists_parameters() {
+        let summary = strategy_summary(&config().strategy);
+        assert!(summary.starts_with("sequential ("), "{summary}");
+        assert!(summary.contains("switch_step 300"), "{summary}");
+    }
+}

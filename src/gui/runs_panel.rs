@@ -1,0 +1,168 @@
+//! The Runs side panel: every run with its strategy, status, step and best
+//! metrics; a check box overlays it on Curves and Compare, a click focuses it,
+//! and the buttons act on the focused run.
+
+use eframe::egui;
+
+use super::run_record::{RunRecord, RunStatus};
+use super::session::Notice;
+use super::shared::Shared;
+use crate::train::events::Control;
+use crate::train::run::DeviceSpec;
+
+#[derive(Default)]
+pub struct RunsPanel {
+    /// A run waiting for the user to confirm its deletion.
+    confirm_delete: Option<String>,
+}
+
+impl RunsPanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.horizontal(|ui| {
+            ui.heading("Runs");
+            if ui.small_button("⟳").on_hover_text("Look for new runs in the runs folder").clicked() {
+                let notices = shared.session.rescan();
+                shared.notifications.extend(notices);
+            }
+        });
+        if let Some(name) = shared.selection.focused.clone() {
+            self.focused_actions(ui, shared, &name);
+        }
+        ui.separator();
+        if shared.session.records.is_empty() {
+            ui.label("No runs yet: press Start on the Setup tab.");
+        }
+        egui::ScrollArea::vertical().id_salt("runs list").show(ui, |ui| {
+            // Newest first.
+            for index in (0..shared.session.records.len()).rev() {
+                run_row(ui, shared, index);
+            }
+        });
+        self.delete_confirmation(ui.ctx(), shared);
+    }
+
+    /// The buttons for the focused run, as far as its status allows.
+    fn focused_actions(&mut self, ui: &mut egui::Ui, shared: &mut Shared, name: &str) {
+        let Some(record) = shared.session.record(name) else {
+            shared.selection.focused = None;
+            return;
+        };
+        let status = record.status.clone();
+        let live = shared.session.is_active(name);
+        ui.label(egui::RichText::new(name).strong());
+        let mut outcome = Ok(());
+        ui.horizontal_wrapped(|ui| {
+            if live {
+                if status == RunStatus::Paused {
+                    if ui.button("Resume").clicked() {
+                        outcome = shared.session.control(name, Control::Resume);
+                    }
+                } else if ui.button("Pause").clicked() {
+                    outcome = shared.session.control(name, Control::Pause);
+                }
+                if ui.button("Stop").clicked() {
+                    outcome = shared.session.control(name, Control::Stop);
+                }
+                if ui.button("Checkpoint now").clicked() {
+                    outcome = shared.session.control(name, Control::CheckpointNow);
+                }
+            } else if status.is_resumable() {
+                if ui.button("Continue").on_hover_text("Resume training from the last checkpoint").clicked() {
+                    outcome = shared.session.enqueue_resume(name, DeviceSpec::Cpu);
+                }
+            } else if status == RunStatus::Queued && ui.button("Unqueue").clicked() {
+                shared.session.unqueue(name);
+            }
+            if ui.button("Duplicate config").on_hover_text("Load this run's configuration into Setup").clicked() {
+                if let Some(record) = shared.session.record(name) {
+                    let mut config = record.config.clone();
+                    config.strategy = record.strategy.clone();
+                    shared.setup_request = Some(config);
+                    shared.settings.tab = super::settings::Tab::Setup;
+                }
+            }
+            if !live && ui.button("Delete…").clicked() {
+                self.confirm_delete = Some(name.to_string());
+            }
+        });
+        if let RunStatus::Failed(message) = &status {
+            ui.colored_label(ui.visuals().error_fg_color, format!("failed: {message}"));
+        }
+        if let Err(error) = outcome {
+            shared.notifications.push(Notice::error(format!("{error:#}")));
+        }
+    }
+
+    fn delete_confirmation(&mut self, ctx: &egui::Context, shared: &mut Shared) {
+        let Some(name) = self.confirm_delete.clone() else {
+            return;
+        };
+        let mut keep_open = true;
+        egui::Window::new("Delete run?").collapsible(false).resizable(false).anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0]).show(
+            ctx,
+            |ui| {
+                ui.label(format!("Delete {name} and its folder (checkpoints, metrics)? This cannot be undone."));
+                ui.horizontal(|ui| {
+                    if ui.button("Delete").clicked() {
+                        match shared.session.delete(&name) {
+                            Ok(()) => {
+                                shared.selection.checked.remove(&name);
+                                shared.selection.focused = None;
+                                shared.notifications.push(Notice::info(format!("deleted {name}")));
+                            }
+                            Err(error) => shared.notifications.push(Notice::error(format!("{error:#}"))),
+                        }
+                        keep_open = false;
+                    }
+                    if ui.button("Cancel").clicked() {
+                        keep_open = false;
+                    }
+                });
+            },
+        );
+        if !keep_open {
+            self.confirm_delete = None;
+        }
+    }
+}
+
+/// One run: check box, name (click to focus), status, progress and best metrics.
+fn run_row(ui: &mut egui::Ui, shared: &mut Shared, index: usize) {
+    let record = &shared.session.records[index];
+    let name = record.name.clone();
+    let focused = shared.selection.focused.as_deref() == Some(name.as_str());
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.horizontal(|ui| {
+            let mut checked = shared.selection.checked.contains(&name);
+            if ui.checkbox(&mut checked, "").on_hover_text("Overlay on Curves and list on Compare").changed() {
+                if checked {
+                    shared.selection.checked.insert(name.clone());
+                } else {
+                    shared.selection.checked.remove(&name);
+                }
+            }
+            if ui.selectable_label(focused, egui::RichText::new(&name).strong()).clicked() {
+                shared.selection.focused = Some(name.clone());
+            }
+            ui.colored_label(status_color(ui, &record.status), record.status.label());
+        });
+        ui.label(egui::RichText::new(record.strategy_summary()).small());
+        ui.add(egui::ProgressBar::new(record.progress()).text(format!("step {}/{}", record.step, record.total_steps)));
+        ui.label(metrics_line(record));
+    });
+}
+
+fn metrics_line(record: &RunRecord) -> String {
+    let show = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
+    format!("best mAP50 {} · best mIoU {}", show(record.best_map50()), show(record.best_miou()))
+}
+
+fn status_color(ui: &egui::Ui, status: &RunStatus) -> egui::Color32 {
+    match status {
+        RunStatus::Running => egui::Color32::from_rgb(80, 200, 120),
+        RunStatus::Paused | RunStatus::Queued => ui.visuals().warn_fg_color,
+        RunStatus::Failed(_) => ui.visuals().error_fg_color,
+        _ => ui.visuals().weak_text_color(),
+    }
+}

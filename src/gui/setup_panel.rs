@@ -1,0 +1,608 @@
+//! The Setup panel: what the next run trains on and how (preset, dataset
+//! folders checked at once, strategy and its parameters, optimiser, model,
+//! device), and, while a run trains, changing its strategy and learning rate.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use eframe::egui;
+
+use super::job::Job;
+use super::session::Notice;
+use super::settings::{Settings, Tab};
+use super::shared::Shared;
+use crate::data::check::{self, CheckReport, CheckRequest};
+use crate::model::{BackboneKind, ModelSize};
+use crate::train::config::{preset_names, TrainConfig};
+use crate::train::events::Control;
+use crate::train::run::DeviceSpec;
+use crate::train::strategy::{FreezeScope, StrategyConfig, Task, Weighting};
+
+/// The strategy kinds, in the order the selector lists them.
+const STRATEGIES: [&str; 6] = ["alternate", "joint", "sequential", "freeze", "lwf", "ewc"];
+
+pub struct SetupPanel {
+    preset: String,
+    /// The configuration the next Start launches.
+    pub draft: TrainConfig,
+    preset_error: Option<String>,
+    pub device: DeviceSpec,
+    devices: Vec<DeviceSpec>,
+    cuda_probe: Option<Job<Vec<DeviceSpec>>>,
+    voc: FolderField,
+    ade: FolderField,
+    /// The learning rate to send to the focused live run.
+    live_lr: f64,
+}
+
+/// A dataset folder: the text the user edits, and what checking it found.
+struct FolderField {
+    text: String,
+    check: FolderCheck,
+    dialog: Option<Job<Option<PathBuf>>>,
+}
+
+enum FolderCheck {
+    None,
+    Running(Job<CheckReport>),
+    Done(Result<CheckReport, String>),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Dataset {
+    Voc,
+    Ade,
+}
+
+impl SetupPanel {
+    pub fn new(shared: &mut Shared) -> Self {
+        let preset = shared.settings.preset.clone();
+        let (draft, preset_error) = match TrainConfig::load_preset(&preset, &[]) {
+            Ok(config) => (config, None),
+            Err(error) => (
+                TrainConfig::load_preset("quick", &[]).expect("the bundled quick preset parses"),
+                Some(format!("{error:#}")),
+            ),
+        };
+        let mut panel = Self {
+            preset,
+            live_lr: draft.optim.lr,
+            devices: vec![DeviceSpec::Cpu],
+            cuda_probe: cfg!(feature = "cuda").then(|| Job::spawn("cuda probe", shared.repaint.callback(), |_| Ok(probe_cuda()))),
+            device: DeviceSpec::Cpu,
+            voc: FolderField::new(&draft.data.voc),
+            ade: FolderField::new(&draft.data.ade),
+            draft,
+            preset_error,
+        };
+        panel.apply_saved_folders(&shared.settings);
+        panel
+    }
+
+    /// Stores what should survive a restart.
+    pub fn remember(&self, settings: &mut Settings) {
+        settings.preset = self.preset.clone();
+    }
+
+    /// A preset on synthetic data keeps its own folders; any other takes the user's.
+    fn apply_saved_folders(&mut self, settings: &Settings) {
+        if self.draft.data.synthetic.is_some() {
+            return;
+        }
+        if let Some(dir) = settings.voc_dir.clone() {
+            self.set_folder(Dataset::Voc, dir);
+        }
+        if let Some(dir) = settings.ade_dir.clone() {
+            self.set_folder(Dataset::Ade, dir);
+        }
+    }
+
+    fn load(&mut self, config: TrainConfig, shared: &Shared) {
+        self.live_lr = config.optim.lr;
+        self.voc = FolderField::new(&config.data.voc);
+        self.ade = FolderField::new(&config.data.ade);
+        self.draft = config;
+        self.apply_saved_folders(&shared.settings);
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, preparing_data: bool) {
+        if let Some(config) = shared.setup_request.take() {
+            self.load(config, shared);
+        }
+        self.poll_jobs(shared);
+
+        ui.heading("Setup");
+        self.preset_row(ui, shared);
+        ui.separator();
+        ui.strong("Data");
+        self.folder_row(ui, shared, Dataset::Voc);
+        self.folder_row(ui, shared, Dataset::Ade);
+        ui.separator();
+        ui.strong("Forgetting mitigation");
+        let error = self.draft.validate().err().map(|e| format!("{e:#}"));
+        strategy_editor(ui, &mut self.draft.strategy, self.draft.steps, error.as_deref());
+        ui.separator();
+        ui.strong("Training");
+        self.training_grid(ui, error.as_deref());
+        ui.separator();
+        self.start_row(ui, shared, error.as_deref(), preparing_data);
+        self.live_control(ui, shared);
+    }
+
+    fn poll_jobs(&mut self, shared: &mut Shared) {
+        if let Some(job) = &mut self.cuda_probe {
+            if let Some(result) = job.poll() {
+                self.devices.extend(result.unwrap_or_default());
+                self.cuda_probe = None;
+            }
+        }
+        for which in [Dataset::Voc, Dataset::Ade] {
+            let field = self.field(which);
+            if let FolderCheck::Running(job) = &mut field.check {
+                if let Some(result) = job.poll() {
+                    field.check = FolderCheck::Done(result.map_err(|e| format!("{e:#}")));
+                }
+            }
+            let chosen = field.dialog.as_mut().and_then(Job::poll);
+            if let Some(result) = chosen {
+                field.dialog = None;
+                match result {
+                    Ok(Some(dir)) => {
+                        self.set_folder(which, dir.clone());
+                        self.start_check(which, shared);
+                        remember_folder(&mut shared.settings, which, dir);
+                    }
+                    Ok(None) => {}
+                    Err(error) => shared.notifications.push(Notice::error(format!("folder dialog: {error:#}"))),
+                }
+            }
+        }
+    }
+
+    fn field(&mut self, which: Dataset) -> &mut FolderField {
+        match which {
+            Dataset::Voc => &mut self.voc,
+            Dataset::Ade => &mut self.ade,
+        }
+    }
+
+    /// Points the draft at a dataset folder (no longer the generated one).
+    fn set_folder(&mut self, which: Dataset, dir: PathBuf) {
+        self.field(which).text = dir.display().to_string();
+        let data = &mut self.draft.data;
+        let target = match which {
+            Dataset::Voc => &mut data.voc,
+            Dataset::Ade => &mut data.ade,
+        };
+        if *target != dir {
+            *target = dir;
+            data.synthetic = None;
+        }
+    }
+
+    fn start_check(&mut self, which: Dataset, shared: &Shared) {
+        let data = &self.draft.data;
+        let request = match which {
+            Dataset::Voc => CheckRequest { voc: Some(data.voc.clone()), voc_split: Some(data.voc_train_split.clone()), ..Default::default() },
+            Dataset::Ade => CheckRequest { ade: Some(data.ade.clone()), ade_split: Some(data.ade_train_split.clone()), ..Default::default() },
+        };
+        let job = Job::spawn("dataset check", shared.repaint.callback(), move |progress| {
+            let files = AtomicUsize::new(0);
+            check::check(&request, &|| progress.set(files.fetch_add(1, Ordering::Relaxed) + 1, 0))
+        });
+        self.field(which).check = FolderCheck::Running(job);
+    }
+
+    fn preset_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.horizontal(|ui| {
+            let mut chosen = None;
+            egui::ComboBox::from_label("Preset").selected_text(&self.preset).show_ui(ui, |ui| {
+                for name in preset_names() {
+                    if ui.selectable_label(name == self.preset, &name).clicked() {
+                        chosen = Some(name);
+                    }
+                }
+            });
+            if let Some(name) = chosen {
+                match TrainConfig::load_preset(&name, &[]) {
+                    Ok(config) => {
+                        self.preset = name;
+                        self.preset_error = None;
+                        self.load(config, shared);
+                    }
+                    Err(error) => self.preset_error = Some(format!("{error:#}")),
+                }
+            }
+            ui.label("Run name");
+            ui.add(egui::TextEdit::singleline(&mut self.draft.name).desired_width(160.0));
+        });
+        if let Some(error) = &self.preset_error {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        }
+    }
+
+    fn folder_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared, which: Dataset) {
+        let label = match which {
+            Dataset::Voc => "Detection dataset (VOC)",
+            Dataset::Ade => "Segmentation dataset (ADE20K)",
+        };
+        let synthetic = self.draft.data.synthetic.is_some();
+        let mut edited = false;
+        let mut browse = false;
+        ui.horizontal(|ui| {
+            let label_response = ui.label(label);
+            let field = self.field(which);
+            let response = ui.add(egui::TextEdit::singleline(&mut field.text).desired_width(320.0)).labelled_by(label_response.id);
+            edited = response.lost_focus() && !field.text.trim().is_empty();
+            browse = ui.add_enabled(field.dialog.is_none(), egui::Button::new("Choose…")).clicked();
+            if synthetic {
+                ui.weak("(synthetic, generated on first use)");
+            }
+        });
+        if edited {
+            let dir = PathBuf::from(self.field(which).text.trim());
+            let changed = match which {
+                Dataset::Voc => self.draft.data.voc != dir,
+                Dataset::Ade => self.draft.data.ade != dir,
+            };
+            if changed || matches!(self.field(which).check, FolderCheck::None) {
+                self.set_folder(which, dir.clone());
+                self.start_check(which, shared);
+                remember_folder(&mut shared.settings, which, dir);
+            }
+        }
+        if browse {
+            let start = PathBuf::from(&self.field(which).text);
+            self.field(which).dialog = Some(Job::spawn("folder dialog", shared.repaint.callback(), move |_| {
+                let mut dialog = rfd::FileDialog::new().set_title(label);
+                if start.is_dir() {
+                    dialog = dialog.set_directory(&start);
+                }
+                Ok(dialog.pick_folder())
+            }));
+        }
+        ui.indent(label, |ui| check_summary(ui, &self.field(which).check));
+    }
+
+    fn training_grid(&mut self, ui: &mut egui::Ui, error: Option<&str>) {
+        let draft = &mut self.draft;
+        egui::Grid::new("training").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
+            ui.label("Steps");
+            ui.add(egui::DragValue::new(&mut draft.steps).range(1..=10_000_000));
+            field_error(ui, error, "steps");
+            ui.end_row();
+            ui.label("Learning rate");
+            ui.add(egui::DragValue::new(&mut draft.optim.lr).speed(1e-4).range(0.0..=10.0).max_decimals(6));
+            field_error(ui, error, "optim.lr");
+            ui.end_row();
+            ui.label("Batch size");
+            ui.add(egui::DragValue::new(&mut draft.data.batch_size).range(0..=1024));
+            field_error(ui, error, "data.batch_size");
+            ui.end_row();
+            ui.label("Image size");
+            ui.add(egui::DragValue::new(&mut draft.data.image_size).speed(1.0).range(0..=2048));
+            field_error(ui, error, "data.image_size");
+            ui.end_row();
+            ui.label("Model size");
+            ui.horizontal(|ui| {
+                for (size, label) in [(ModelSize::N, "n"), (ModelSize::S, "s"), (ModelSize::M, "m")] {
+                    ui.radio_value(&mut draft.model.size, size, label);
+                }
+            });
+            ui.label("");
+            ui.end_row();
+            ui.label("Backbone");
+            egui::ComboBox::from_id_salt("backbone").selected_text(backbone_label(draft.model.backbone)).show_ui(ui, |ui| {
+                for kind in [BackboneKind::Csp, BackboneKind::Resnet18, BackboneKind::Resnet34, BackboneKind::Resnet50] {
+                    ui.selectable_value(&mut draft.model.backbone, kind, backbone_label(kind));
+                }
+            });
+            ui.label("");
+            ui.end_row();
+            ui.label("Evaluate every");
+            ui.add(egui::DragValue::new(&mut draft.eval.every).range(0..=1_000_000).suffix(" steps"));
+            field_error(ui, error, "eval.every");
+            ui.end_row();
+            ui.label("Device");
+            egui::ComboBox::from_id_salt("device").selected_text(self.device.to_string()).show_ui(ui, |ui| {
+                for device in &self.devices {
+                    ui.selectable_value(&mut self.device, *device, device.to_string());
+                }
+            });
+            ui.label(match (cfg!(feature = "cuda"), self.cuda_probe.is_some()) {
+                (false, _) => "CUDA: this build has none (build with --features cuda)",
+                (true, true) => "looking for CUDA devices…",
+                (true, false) if self.devices.len() == 1 => "no usable CUDA device found",
+                _ => "",
+            });
+            ui.end_row();
+        });
+    }
+
+    fn start_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared, error: Option<&str>, preparing_data: bool) {
+        ui.horizontal(|ui| {
+            let ready = error.is_none() && !preparing_data;
+            let busy = !shared.session.active_names().is_empty();
+            let label = if busy { "Queue" } else { "Start" };
+            let response = ui.add_enabled(ready, egui::Button::new(egui::RichText::new(label).strong()));
+            let response = match (error, preparing_data) {
+                (_, true) => response.on_disabled_hover_text("waiting for the synthetic datasets"),
+                (Some(error), _) => response.on_disabled_hover_text(error),
+                _ => response.on_hover_text("Train with this configuration (queued when a run is training on the device)"),
+            };
+            if response.clicked() {
+                match shared.session.enqueue(self.draft.clone(), self.device) {
+                    Ok(name) => {
+                        shared.selection.checked.insert(name.clone());
+                        shared.selection.focused = Some(name.clone());
+                        shared.notifications.push(Notice::info(format!("queued {name}")));
+                        shared.settings.tab = Tab::Curves;
+                    }
+                    Err(error) => shared.notifications.push(Notice::error(format!("{error:#}"))),
+                }
+            }
+            if let Some(error) = error {
+                ui.colored_label(ui.visuals().error_fg_color, error);
+            }
+        });
+    }
+
+    /// Strategy and learning-rate changes for the focused run while it trains.
+    fn live_control(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let Some(name) = shared.selection.focused.clone().filter(|n| shared.session.is_active(n)) else {
+            return;
+        };
+        ui.separator();
+        ui.strong(format!("Live control: {name}"));
+        let mut outcome = Ok(());
+        ui.horizontal(|ui| {
+            let valid = self.draft.strategy.validate(self.draft.steps).is_ok();
+            if ui
+                .add_enabled(valid, egui::Button::new("Apply strategy to the running run"))
+                .on_hover_text(format!("Switch {name} to {} now", self.draft.strategy.name()))
+                .clicked()
+            {
+                outcome = shared.session.control(&name, Control::SetStrategy(self.draft.strategy.clone()));
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.label("Learning rate");
+            ui.add(egui::DragValue::new(&mut self.live_lr).speed(1e-4).range(1e-8..=10.0).max_decimals(6));
+            if ui.button("Set learning rate").clicked() {
+                outcome = shared.session.control(&name, Control::SetLearningRate(self.live_lr));
+            }
+        });
+        if let Err(error) = outcome {
+            shared.notifications.push(Notice::error(format!("{error:#}")));
+        }
+    }
+}
+
+impl FolderField {
+    fn new(dir: &Path) -> Self {
+        Self { text: dir.display().to_string(), check: FolderCheck::None, dialog: None }
+    }
+}
+
+fn remember_folder(settings: &mut Settings, which: Dataset, dir: PathBuf) {
+    match which {
+        Dataset::Voc => settings.voc_dir = Some(dir),
+        Dataset::Ade => settings.ade_dir = Some(dir),
+    }
+}
+
+/// The `data check` summary of a folder, inline.
+fn check_summary(ui: &mut egui::Ui, check: &FolderCheck) {
+    match check {
+        FolderCheck::None => {}
+        FolderCheck::Running(job) => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(format!("checking… {} files", job.progress.0));
+            });
+        }
+        FolderCheck::Done(Err(error)) => {
+            ui.colored_label(ui.visuals().error_fg_color, format!("unusable: {error}"));
+        }
+        FolderCheck::Done(Ok(report)) => {
+            if let Some(voc) = &report.voc {
+                ui.label(format!(
+                    "{} images in {}, {} objects ({} difficult) of {} classes; splits: {}",
+                    voc.images,
+                    voc.checked_split,
+                    voc.objects,
+                    voc.difficult,
+                    voc.per_class.len(),
+                    splits_text(&voc.splits)
+                ));
+            }
+            if let Some(ade) = &report.ade {
+                ui.label(format!(
+                    "{} images in {}, {:.1}% unlabelled pixels; splits: {}",
+                    ade.images,
+                    ade.checked_split,
+                    ade.unlabelled_fraction * 100.0,
+                    splits_text(&ade.splits)
+                ));
+            }
+            if report.problems.is_empty() {
+                ui.label("no problems found");
+            } else {
+                let color = ui.visuals().warn_fg_color;
+                ui.colored_label(color, format!("{} problems (these records are left out):", report.problems.len()));
+                for problem in report.problems.iter().take(5) {
+                    ui.colored_label(color, problem.to_string());
+                }
+                if report.problems.len() > 5 {
+                    ui.colored_label(color, format!("… and {} more", report.problems.len() - 5));
+                }
+            }
+        }
+    }
+}
+
+fn splits_text(splits: &std::collections::BTreeMap<String, usize>) -> String {
+    splits.iter().map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The strategy selector and its parameters.
+fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usize, error: Option<&str>) {
+    ui.horizontal(|ui| {
+        egui::ComboBox::from_label("Strategy").selected_text(strategy.name()).show_ui(ui, |ui| {
+            for kind in STRATEGIES {
+                if ui.selectable_label(strategy.name() == kind, kind).clicked() && strategy.name() != kind {
+                    *strategy = default_strategy(kind, strategy, steps);
+                }
+            }
+        });
+    });
+    egui::Grid::new("strategy parameters").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
+        match strategy {
+            StrategyConfig::Alternate { period, weighting, det_weight, seg_weight } => {
+                ui.label("Switch task every");
+                ui.add(egui::DragValue::new(period).range(0..=100_000).suffix(" steps"));
+                field_error(ui, error, "strategy.period");
+                ui.end_row();
+                weighting_rows(ui, weighting, det_weight, seg_weight, error);
+            }
+            StrategyConfig::Joint { weighting, det_weight, seg_weight } => weighting_rows(ui, weighting, det_weight, seg_weight, error),
+            StrategyConfig::Sequential { first, switch_step, lr_factor } => sequence_rows(ui, first, switch_step, lr_factor, error),
+            StrategyConfig::Freeze { first, switch_step, lr_factor, freeze } => {
+                sequence_rows(ui, first, switch_step, lr_factor, error);
+                ui.label("Freeze in phase 2");
+                egui::ComboBox::from_id_salt("freeze").selected_text(String::from(*freeze)).show_ui(ui, |ui| {
+                    for scope in [
+                        FreezeScope::Stages(1),
+                        FreezeScope::Stages(2),
+                        FreezeScope::Stages(3),
+                        FreezeScope::Stages(4),
+                        FreezeScope::Backbone,
+                        FreezeScope::BackboneAndNeck,
+                    ] {
+                        ui.selectable_value(freeze, scope, String::from(scope));
+                    }
+                });
+                ui.label("");
+                ui.end_row();
+            }
+            StrategyConfig::Lwf { first, switch_step, lr_factor, weight, temperature } => {
+                sequence_rows(ui, first, switch_step, lr_factor, error);
+                ui.label("Distillation weight");
+                ui.add(egui::DragValue::new(weight).speed(0.05).range(0.0..=1000.0));
+                ui.label("");
+                ui.end_row();
+                ui.label("Temperature");
+                ui.add(egui::DragValue::new(temperature).speed(0.05).range(0.0..=100.0));
+                field_error(ui, error, "strategy.temperature");
+                ui.end_row();
+            }
+            StrategyConfig::Ewc { first, switch_step, lr_factor, lambda, fisher_batches } => {
+                sequence_rows(ui, first, switch_step, lr_factor, error);
+                ui.label("EWC λ");
+                ui.add(egui::DragValue::new(lambda).speed(10.0).range(0.0..=1e9));
+                ui.label("");
+                ui.end_row();
+                ui.label("Fisher batches");
+                ui.add(egui::DragValue::new(fisher_batches).range(0..=10_000));
+                field_error(ui, error, "strategy.fisher_batches");
+                ui.end_row();
+            }
+        }
+    });
+}
+
+fn weighting_rows(ui: &mut egui::Ui, weighting: &mut Weighting, det_weight: &mut f32, seg_weight: &mut f32, error: Option<&str>) {
+    ui.label("Loss weighting");
+    ui.horizontal(|ui| {
+        ui.radio_value(weighting, Weighting::Fixed, "fixed");
+        ui.radio_value(weighting, Weighting::Uncertainty, "uncertainty (learned)");
+    });
+    ui.label("");
+    ui.end_row();
+    if *weighting == Weighting::Fixed {
+        ui.label("Detection / segmentation weight");
+        ui.horizontal(|ui| {
+            ui.add(egui::DragValue::new(det_weight).speed(0.05).range(0.0..=100.0));
+            ui.add(egui::DragValue::new(seg_weight).speed(0.05).range(0.0..=100.0));
+        });
+        field_error(ui, error, "strategy.det_weight");
+        ui.end_row();
+    }
+}
+
+fn sequence_rows(ui: &mut egui::Ui, first: &mut Task, switch_step: &mut usize, lr_factor: &mut f64, error: Option<&str>) {
+    ui.label("First task");
+    ui.horizontal(|ui| {
+        ui.radio_value(first, Task::Det, "detection");
+        ui.radio_value(first, Task::Seg, "segmentation");
+    });
+    ui.label("");
+    ui.end_row();
+    ui.label("Switch at step");
+    ui.add(egui::DragValue::new(switch_step).range(0..=10_000_000));
+    field_error(ui, error, "strategy.switch_step");
+    ui.end_row();
+    ui.label("Phase-2 LR factor");
+    ui.add(egui::DragValue::new(lr_factor).speed(0.01).range(0.0..=10.0));
+    field_error(ui, error, "strategy.lr_factor");
+    ui.end_row();
+}
+
+/// The error next to the field it is about (errors name their key first).
+fn field_error(ui: &mut egui::Ui, error: Option<&str>, key: &str) {
+    match error.and_then(|e| e.strip_prefix(key)).and_then(|rest| rest.strip_prefix(": ")) {
+        Some(why) => ui.colored_label(ui.visuals().error_fg_color, why),
+        None => ui.label(""),
+    };
+}
+
+/// A new strategy of `kind`, keeping the sequence settings of the current one.
+fn default_strategy(kind: &str, current: &StrategyConfig, steps: usize) -> StrategyConfig {
+    let sequence = current.sequence();
+    let first = sequence.map_or(Task::Det, |s| s.first);
+    let switch_step = sequence.map_or(steps / 2, |s| s.switch_step);
+    let lr_factor = sequence.map_or(0.1, |s| s.lr_factor);
+    match kind {
+        "alternate" => StrategyConfig::Alternate { period: 1, weighting: Weighting::Fixed, det_weight: 1.0, seg_weight: 1.0 },
+        "joint" => StrategyConfig::Joint { weighting: Weighting::Fixed, det_weight: 1.0, seg_weight: 1.0 },
+        "freeze" => StrategyConfig::Freeze { first, switch_step, lr_factor, freeze: FreezeScope::Backbone },
+        "lwf" => StrategyConfig::Lwf { first, switch_step, lr_factor, weight: 1.0, temperature: 2.0 },
+        "ewc" => StrategyConfig::Ewc { first, switch_step, lr_factor, lambda: 1000.0, fisher_batches: 8 },
+        _ => StrategyConfig::Sequential { first, switch_step, lr_factor },
+    }
+}
+
+fn backbone_label(kind: BackboneKind) -> &'static str {
+    match kind {
+        BackboneKind::Csp => "CSP (scaled by size)",
+        BackboneKind::Resnet18 => "ResNet-18",
+        BackboneKind::Resnet34 => "ResNet-34",
+        BackboneKind::Resnet50 => "ResNet-50",
+    }
+}
+
+/// The CUDA devices that answer (the first few indices).
+fn probe_cuda() -> Vec<DeviceSpec> {
+    (0..4).map(DeviceSpec::Cuda).take_while(|d| d.probe().is_ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_strategy_keeps_the_sequence_and_defaults_the_rest() {
+        let current = StrategyConfig::Sequential { first: Task::Seg, switch_step: 40, lr_factor: 0.5 };
+        assert_eq!(
+            default_strategy("ewc", &current, 100),
+            StrategyConfig::Ewc { first: Task::Seg, switch_step: 40, lr_factor: 0.5, lambda: 1000.0, fisher_batches: 8 }
+        );
+        let alternate = default_strategy("alternate", &current, 100);
+        assert_eq!(default_strategy("lwf", &alternate, 100).sequence().unwrap().switch_step, 50);
+        for kind in STRATEGIES {
+            let strategy = default_strategy(kind, &alternate, 100);
+            assert_eq!(strategy.name(), kind);
+            strategy.validate(100).unwrap();
+        }
+    }
+}

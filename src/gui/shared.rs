@@ -1,0 +1,104 @@
+//! The state every panel may read or change: settings, the runs, which runs
+//! are selected, and the notifications. Panels keep their own view state.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use super::session::{Notice, NoticeLevel, Session};
+use super::settings::Settings;
+use crate::train::config::TrainConfig;
+
+pub struct Shared {
+    pub settings: Settings,
+    pub session: Session,
+    pub selection: Selection,
+    pub notifications: Notifications,
+    pub repaint: Repaint,
+    /// A configuration for the Setup panel to take over ("duplicate config").
+    pub setup_request: Option<TrainConfig>,
+    /// Image files dropped on the window, for the Preview panel.
+    pub dropped_files: Vec<PathBuf>,
+}
+
+impl Shared {
+    /// The state for `settings`, with the past runs read from its runs folder
+    /// (folders that could not be read are reported as notifications).
+    pub fn new(settings: Settings) -> Self {
+        let repaint = Repaint::default();
+        let (session, notices) = Session::open(&settings.runs_dir, repaint.callback());
+        let mut notifications = Notifications::default();
+        notifications.extend(notices);
+        Self {
+            settings,
+            session,
+            selection: Selection::default(),
+            notifications,
+            repaint,
+            setup_request: None,
+            dropped_files: Vec::new(),
+        }
+    }
+}
+
+/// Which runs the user picked: `checked` are overlaid on Curves and listed on
+/// Compare; `focused` is the one Inspect, Preview and the run buttons act on.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub checked: BTreeSet<String>,
+    pub focused: Option<String>,
+}
+
+/// Asks the window to repaint from any thread (a trainer's event, a finished job).
+/// The context is known from the first frame on.
+#[derive(Clone, Default)]
+pub struct Repaint(Arc<OnceLock<eframe::egui::Context>>);
+
+impl Repaint {
+    pub fn set_context(&self, ctx: &eframe::egui::Context) {
+        let _ = self.0.set(ctx.clone());
+    }
+
+    pub fn request(&self) {
+        if let Some(ctx) = self.0.get() {
+            ctx.request_repaint();
+        }
+    }
+
+    /// A `Fn()` for a job or a trainer relay.
+    pub fn callback(&self) -> impl Fn() + Send + Sync + 'static {
+        let this = self.clone();
+        move || this.request()
+    }
+}
+
+/// Toasts: information fades after a few seconds, warnings and errors stay until dismissed.
+#[derive(Default)]
+pub struct Notifications {
+    pub items: Vec<(Notice, Instant)>,
+}
+
+impl Notifications {
+    const INFO_SECONDS: f32 = 6.0;
+
+    pub fn push(&mut self, notice: Notice) {
+        match notice.level {
+            NoticeLevel::Error => tracing::error!("{}", notice.text),
+            NoticeLevel::Warning => tracing::warn!("{}", notice.text),
+            NoticeLevel::Info => tracing::info!("{}", notice.text),
+        }
+        self.items.push((notice, Instant::now()));
+    }
+
+    pub fn extend(&mut self, notices: impl IntoIterator<Item = Notice>) {
+        for notice in notices {
+            self.push(notice);
+        }
+    }
+
+    /// Drops the information toasts that have been shown long enough.
+    pub fn expire(&mut self) {
+        self.items.retain(|(n, at)| n.level != NoticeLevel::Info || at.elapsed().as_secs_f32() < Self::INFO_SECONDS);
+    }
+}

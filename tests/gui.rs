@@ -1,0 +1,174 @@
+//! The workbench driven as a person would, through egui_kittest (widgets found
+//! by their labels, no display needed): start a run on tiny synthetic data and
+//! see the curves fill, switch the strategy mid-run and see the marker, stop
+//! the run; a broken dataset folder shows its problems.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use twinhead::gui::run_record::RunStatus;
+use twinhead::gui::settings::Settings;
+use twinhead::gui::Workbench;
+use twinhead::train::TrainConfig;
+
+/// A run small enough to train in seconds, over synthetic data in `dir`.
+fn tiny_config(dir: &Path) -> TrainConfig {
+    let text = format!(
+        r#"
+name = "gui-test"
+seed = 1
+steps = 400
+[data]
+voc = "{voc}"
+ade = "{ade}"
+image_size = 64
+batch_size = 2
+threads = 1
+[data.synthetic]
+det_images = 24
+seg_images = 24
+size = 64
+[model]
+size = "n"
+width = 0.25
+[optim]
+lr = 0.002
+warmup_steps = 5
+[strategy]
+kind = "alternate"
+[eval]
+every = 5
+det_images = 4
+seg_images = 4
+[checkpoint]
+every = 50
+"#,
+        voc = dir.join("synth/voc").display(),
+        ade = dir.join("synth/ade").display(),
+    );
+    TrainConfig::from_toml(&text, &[]).unwrap()
+}
+
+/// A workbench whose runs go under `dir`, with the datasets counted as configured
+/// (so no first-launch generation).
+fn workbench(dir: &Path) -> Harness<'static, Workbench> {
+    let settings = Settings {
+        runs_dir: dir.join("runs"),
+        voc_dir: Some(dir.join("synth/voc")),
+        ade_dir: Some(dir.join("synth/ade")),
+        ..Settings::default()
+    };
+    let mut workbench = Workbench::new(settings);
+    workbench.setup.draft = tiny_config(dir);
+    Harness::builder().with_size([1400.0, 1000.0]).build_ui_state(|ui, wb: &mut Workbench| wb.ui(ui), workbench)
+}
+
+/// Steps the UI until `done` holds, failing after `limit`.
+fn step_until(harness: &mut Harness<'static, Workbench>, limit: Duration, what: &str, done: impl Fn(&Workbench) -> bool) {
+    let started = Instant::now();
+    while !done(harness.state()) {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.step();
+    harness.step();
+}
+
+#[test]
+fn a_run_trains_plots_changes_strategy_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = workbench(dir.path());
+    harness.step();
+    harness.get_by_label("Start").click();
+    harness.step();
+    assert_eq!(harness.state().shared.session.records.len(), 1, "Start queues one run");
+
+    // Start switches to Curves; points appear as the run trains and evaluates.
+    step_until(&mut harness, Duration::from_secs(600), "two evaluations", |wb| {
+        wb.shared.session.records[0].evals.len() >= 2
+    });
+    let record = &harness.state().shared.session.records[0];
+    assert!(record.series.det_loss.len() >= 5 && record.series.seg_loss.len() >= 5);
+    harness.get_by_label_contains("1 runs ·");
+    assert!(harness.query_by_label_contains("0 points").is_none());
+
+    // Switch to joint while it trains: a marker at the step it took effect.
+    harness.get_by_label("Setup").click();
+    harness.step();
+    harness.get_by_label("Strategy").click();
+    harness.step();
+    harness.get_by_label("joint").click();
+    harness.step();
+    harness.get_by_label("Apply strategy to the running run").click();
+    step_until(&mut harness, Duration::from_secs(120), "the strategy change", |wb| {
+        wb.shared.session.records[0].markers.iter().any(|m| m.label.contains("joint"))
+    });
+    assert_eq!(harness.state().shared.session.records[0].strategy.name(), "joint");
+    harness.get_by_label("Curves").click();
+    harness.step();
+    harness.get_by_label_contains("strategy → joint");
+
+    // Stop: the run ends stopped, with its last checkpoint saved.
+    harness.get_by_label("Stop").click();
+    step_until(&mut harness, Duration::from_secs(120), "the run to stop", |wb| {
+        wb.shared.session.records[0].status == RunStatus::Stopped
+    });
+    let record = &harness.state().shared.session.records[0];
+    assert!(record.step < 400, "stopped early, at step {}", record.step);
+    assert!(record.dir.join("checkpoints/last").is_dir(), "the last checkpoint is kept");
+    harness.get_by_label("Continue");
+}
+
+#[test]
+fn a_broken_dataset_folder_shows_its_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = twinhead::data::synth::SynthConfig { det_images: 12, seg_images: 0, size: 64, ..Default::default() };
+    let summary = twinhead::data::synth::generate(&dir.path().join("bad"), &config, |_, _| {}).unwrap();
+    let voc = summary.voc_root;
+    // One corrupt JPEG, one malformed annotation.
+    let ids = std::fs::read_to_string(voc.join("ImageSets/Main/train.txt")).unwrap();
+    let ids: Vec<&str> = ids.lines().collect();
+    std::fs::write(voc.join(format!("JPEGImages/{}.jpg", ids[0])), b"not a jpeg").unwrap();
+    std::fs::write(voc.join(format!("Annotations/{}.xml", ids[1])), b"<annotation><object>").unwrap();
+
+    let mut harness = workbench(dir.path());
+    harness.step();
+    let field = harness.get_by_label("Detection dataset (VOC)");
+    field.focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.get_by_label("Detection dataset (VOC)").type_text(&voc.display().to_string());
+    harness.step();
+    harness.key_press(egui::Key::Enter);
+    harness.step();
+    step_until(&mut harness, Duration::from_secs(60), "the folder check", |wb| {
+        wb.setup.draft.data.voc == voc && wb.setup.draft.data.synthetic.is_none()
+    });
+    let started = Instant::now();
+    while harness.query_by_label_contains("problems (these records are left out)").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no problems shown");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.get_by_label_contains("2 problems");
+    harness.get_by_label_contains(&format!("{}.jpg", ids[0]));
+    harness.get_by_label_contains(&format!("{}.xml", ids[1]));
+
+    // A folder that is not a dataset at all is explained too.
+    harness.get_by_label("Segmentation dataset (ADE20K)").focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.get_by_label("Segmentation dataset (ADE20K)").type_text("/nonexistent/ade");
+    harness.key_press(egui::Key::Enter);
+    let started = Instant::now();
+    while harness.query_by_label_contains("unusable:").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no error shown for a missing folder");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(harness.get_by_label_contains("unusable:").value().unwrap_or_default().contains("/nonexistent/ade"));
+}

@@ -1,0 +1,140 @@
+//! The Preview and Inspect panels on their own, driven through egui_kittest
+//! (widgets found by their labels, no display needed) with a run trained for a
+//! few steps on tiny synthetic data: a dropped image is predicted, shown and
+//! its overlay saved, a file that does not decode is an error naming it;
+//! Inspect shows both validation sets with the per-class table.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::Harness;
+use twinhead::gui::inspect_panel::InspectPanel;
+use twinhead::gui::preview_panel::PreviewPanel;
+use twinhead::gui::session::NoticeLevel;
+use twinhead::gui::settings::Settings;
+use twinhead::gui::shared::Shared;
+use twinhead::train::{start, DeviceSpec, FinishReason, TrainConfig};
+
+/// The run's folder name under `<tmp>/runs`.
+const RUN: &str = "tiny";
+
+/// A temporary folder holding `synth/` (the datasets) and `runs/tiny` (a run
+/// trained for four steps, with its last checkpoint), made once for all tests.
+fn trained() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let synth = dir.path().join("synth");
+        let overrides = [
+            "steps=4".to_string(),
+            "data.image_size=64".into(),
+            "data.batch_size=2".into(),
+            "data.synthetic.det_images=16".into(),
+            "data.synthetic.seg_images=16".into(),
+            "data.synthetic.size=64".into(),
+            format!("data.voc={}", synth.join("voc").display()),
+            format!("data.ade={}", synth.join("ade").display()),
+            "eval.every=4".into(),
+            "eval.det_images=4".into(),
+            "eval.seg_images=4".into(),
+            "model.width=0.25".into(),
+        ];
+        let config = TrainConfig::load_preset("quick", &overrides).unwrap();
+        let handle = start(Some(config), &dir.path().join("runs").join(RUN), false, DeviceSpec::Cpu).unwrap();
+        assert_eq!(handle.join().unwrap(), FinishReason::Completed);
+        dir
+    })
+    .path()
+}
+
+/// The shared state of a workbench over the trained run, with the run focused.
+fn shared(dir: &Path) -> Shared {
+    let settings = Settings { runs_dir: dir.join("runs"), ..Settings::default() };
+    let mut shared = Shared::new(settings);
+    assert!(shared.session.record(RUN).is_some(), "the trained run is listed");
+    shared.selection.focused = Some(RUN.to_string());
+    shared
+}
+
+/// Steps the UI (with short sleeps, as background jobs finish) until `done`, failing after `limit`.
+fn step_until<S>(harness: &mut Harness<'static, S>, limit: Duration, what: &str, done: impl Fn(&Harness<'static, S>) -> bool) {
+    let started = Instant::now();
+    while !done(harness) {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct PreviewState {
+    panel: PreviewPanel,
+    shared: Shared,
+}
+
+#[test]
+fn a_dropped_image_is_predicted_and_a_broken_one_named_in_an_error() {
+    let dir = trained();
+    let mut images: Vec<PathBuf> =
+        std::fs::read_dir(dir.join("synth/voc/JPEGImages")).unwrap().map(|e| e.unwrap().path()).collect();
+    images.sort();
+    let image = images[0].clone();
+    let name = image.file_name().unwrap().to_string_lossy().into_owned();
+
+    let state = PreviewState { panel: PreviewPanel::default(), shared: shared(dir) };
+    let mut harness = Harness::builder()
+        .with_size([1200.0, 1000.0])
+        .build_ui_state(|ui, state: &mut PreviewState| state.panel.ui(ui, &mut state.shared), state);
+    harness.step();
+    harness.get_by_label_contains("Drop image files on the window");
+    harness.state_mut().shared.dropped_files.push(image);
+    let shown = format!("{name}: ");
+    step_until(&mut harness, Duration::from_secs(120), "the preview", |h| h.query_by_label_contains(&shown).is_some());
+    assert!(harness.state().shared.dropped_files.is_empty(), "the panel takes the dropped files");
+    // A plain label keeps its text in AccessKit's value.
+    let label = harness.get_by_label_contains(&shown).accesskit_node().value().unwrap_or_default();
+    assert!(label.ends_with(" boxes"), "{label}");
+    harness.get_by_label("Save overlay PNG").click();
+    let stem = Path::new(&name).file_stem().unwrap().to_string_lossy().into_owned();
+    let export = dir.join("runs/exports").join(format!("preview-{stem}.png"));
+    let saved = |h: &Harness<'static, PreviewState>| {
+        h.state().shared.notifications.items.iter().any(|(n, _)| n.level == NoticeLevel::Info && n.text.contains(&*export.to_string_lossy()))
+    };
+    step_until(&mut harness, Duration::from_secs(60), "the saved overlay", saved);
+    assert!(image::open(&export).is_ok(), "{} is a PNG", export.display());
+
+    let broken = dir.join("broken.png");
+    std::fs::write(&broken, b"not a png").unwrap();
+    harness.state_mut().shared.dropped_files.push(broken);
+    let named = |h: &Harness<'static, PreviewState>| {
+        h.state().shared.notifications.items.iter().any(|(n, _)| n.level == NoticeLevel::Error && n.text.contains("broken.png"))
+    };
+    step_until(&mut harness, Duration::from_secs(120), "the error about broken.png", named);
+    // The good image is still shown.
+    harness.get_by_label_contains(&shown);
+}
+
+struct InspectState {
+    panel: InspectPanel,
+    shared: Shared,
+}
+
+#[test]
+fn inspect_shows_both_validation_sets_with_their_metrics() {
+    let state = InspectState { panel: InspectPanel::default(), shared: shared(trained()) };
+    let mut harness = Harness::builder()
+        .with_size([1200.0, 1400.0])
+        .build_ui_state(|ui, state: &mut InspectState| state.panel.ui(ui, &mut state.shared), state);
+    step_until(&mut harness, Duration::from_secs(120), "the inspection", |h| h.query_by_label_contains("Mean AP50").is_some());
+    harness.get_by_label("Ground truth");
+    harness.get_by_label_contains("1 / ");
+    harness.get_by_label("Next").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("2 / ");
+    harness.get_by_label_contains("Segmentation set").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("Mean IoU");
+}
