@@ -94,7 +94,7 @@ fn a_run_trains_plots_changes_strategy_and_stops() {
     let record = &harness.state().shared.session.records[0];
     assert!(record.series.det_loss.len() >= 5 && record.series.seg_loss.len() >= 5);
     harness.get_by_label_contains("1 runs ·");
-    assert!(harness.query_by_label_contains("0 points").is_none());
+    assert!(harness.query_by_label_contains("· 0 points").is_none());
 
     // Switch to joint while it trains: a marker at the step it took effect.
     harness.get_by_label("Setup").click();

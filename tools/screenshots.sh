@@ -26,20 +26,23 @@ for _ in $(seq 60); do xdotool search --name '^Twinhead$' > /dev/null 2>&1 && br
 win=$(xdotool search --name '^Twinhead$' | head -1)
 xdotool windowmove "$win" 0 0 windowsize "$win" 1600 1000
 shot() { sleep "${2:-2}"; import -window root "$out/$1.png"; echo "saved $out/$1.png"; }
-key() { xdotool windowactivate --sync "$win" key --clearmodifiers "$1"; }
+# No window manager under Xvfb: give the window the keyboard focus first.
+key() { xdotool windowfocus --sync "$win" key --clearmodifiers "$1"; }
 # Positions in the 1600×1000 window (see the first screenshot).
 click() { xdotool mousemove --sync "$1" "$2" click 1; }
 
 shot 1-first-launch 6
-key ctrl+1; shot 2-setup 1
-click "${START_X:-345}" "${START_Y:-625}"            # Start (queues the quick run, shows Curves)
+tab() { case $1 in setup) click 127 12;; curves) click 180 12;; compare) click 242 12;; inspect) click 305 12;; preview) click 365 12;; esac; }
+tab setup; shot 2-setup 1
+click "${START_X:-325}" "${START_Y:-488}"            # Start (queues the quick run, shows Curves)
 shot 3-curves-training "${TRAIN_SECONDS:-150}"
-key ctrl+3; shot 4-compare 1
-key ctrl+4; shot 5-inspect 15
-key ctrl+5; shot 6-preview 2
-key ctrl+2; shot 7-curves 2
-# Closing the window stops the run cleanly (its last checkpoint is kept).
-xdotool windowclose "$win" || kill "$app"
+click 151 77                                          # Checkpoint now (the focused run), for Inspect
+tab compare; shot 4-compare 1
+tab inspect; shot 5-inspect 20
+tab preview; shot 6-preview 2
+tab curves; shot 7-curves 2
+# Ctrl+Q closes the window like its close button: the run stops cleanly, keeping its last checkpoint.
+key ctrl+q
 wait "$app" || true
 app=
 tail -3 "$out/workbench.log"

@@ -125,12 +125,15 @@ impl Workbench {
     }
 
     fn tab_bar(&mut self, ui: &mut egui::Ui) {
-        // Ctrl+1 … Ctrl+5 switch tabs.
+        // Ctrl+1 … Ctrl+5 switch tabs; Ctrl+Q closes the window (stopping runs cleanly).
         const KEYS: [egui::Key; 5] = [egui::Key::Num1, egui::Key::Num2, egui::Key::Num3, egui::Key::Num4, egui::Key::Num5];
         for (tab, key) in Tab::ALL.into_iter().zip(KEYS) {
             if ui.ctx().input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, key)) {
                 self.shared.settings.tab = tab;
             }
+        }
+        if ui.ctx().input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Q)) {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
         }
         ui.horizontal(|ui| {
             ui.heading("Twinhead");
