@@ -140,6 +140,12 @@ impl Session {
         if !record.status.is_resumable() {
             bail!("{name} is {}: only a stopped or interrupted run can be resumed", record.status.label());
         }
+        // A log that grows without us is a run another process (`twinhead train`) is training.
+        let log = record.dir.join(run_dir::METRICS_FILE);
+        let age = std::fs::metadata(&log).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if record.status == RunStatus::Interrupted && age.is_some_and(|a| a.as_secs() < 120) {
+            bail!("{name}: {} changed {}s ago: it seems to be training in another process", log.display(), age.unwrap_or_default().as_secs());
+        }
         record.status = RunStatus::Queued;
         self.queue.push_back(Pending { name: name.to_string(), device, resume: true });
         Ok(())
@@ -290,5 +296,68 @@ fn forward_with_repaint(mut handle: RunHandle, repaint: std::sync::Arc<dyn Fn() 
 impl Drop for Session {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::events::FinishReason;
+
+    fn write_run(root: &Path, name: &str, events: &[Event]) -> PathBuf {
+        let dir = root.join(name);
+        run_dir::create(&dir, &TrainConfig::load_preset("quick", &[]).unwrap()).unwrap();
+        let mut log = run_dir::EventLog::open(&dir, None).unwrap();
+        for event in events {
+            log.emit(event.clone()).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn past_runs_are_read_resumed_only_when_safe_and_deleted() {
+        let root = tempfile::tempdir().unwrap();
+        let started = Event::Started { step: 0, total_steps: 600, run_dir: "x".into(), resumed: false, device: "cpu".into() };
+        write_run(root.path(), "done", &[started.clone(), Event::Finished { step: 600, reason: FinishReason::Completed, wall_seconds: 1.0 }]);
+        let killed = write_run(root.path(), "killed", &[started]);
+        std::fs::create_dir_all(root.path().join("not-a-run")).unwrap();
+        std::fs::create_dir_all(root.path().join("broken")).unwrap();
+        std::fs::write(root.path().join("broken/config.toml"), "steps = ").unwrap();
+
+        let (mut session, notices) = Session::open(root.path(), || {});
+        let mut names: Vec<&str> = session.records.iter().map(|r| r.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["done", "killed"]);
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(notices[0].text.contains("broken"), "{notices:?}");
+        assert_eq!(session.record("done").unwrap().status, RunStatus::Completed);
+        assert_eq!(session.record("killed").unwrap().status, RunStatus::Interrupted);
+
+        let error = session.enqueue_resume("done", DeviceSpec::Cpu).unwrap_err().to_string();
+        assert!(error.contains("only a stopped or interrupted run"), "{error}");
+        // Its log was written a moment ago: another process may be training it.
+        let error = session.enqueue_resume("killed", DeviceSpec::Cpu).unwrap_err().to_string();
+        assert!(error.contains("another process"), "{error}");
+        assert_eq!(session.queued(), 0);
+
+        session.delete("killed").unwrap();
+        assert!(!killed.exists());
+        assert!(session.record("killed").is_none());
+        assert!(session.delete("killed").is_err());
+    }
+
+    #[test]
+    fn new_runs_get_free_folder_names_and_bad_configs_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let (mut session, _) = Session::open(root.path(), || {});
+        let mut config = TrainConfig::load_preset("quick", &[]).unwrap();
+        assert_eq!(session.fresh_name("quick"), "quick");
+        std::fs::create_dir_all(root.path().join("quick")).unwrap();
+        assert_eq!(session.fresh_name("quick"), "quick-2");
+        assert_eq!(session.fresh_name("a b/c"), "a-b-c");
+        config.steps = 0;
+        let error = session.enqueue(config, DeviceSpec::Cpu).unwrap_err().to_string();
+        assert!(error.starts_with("steps:"), "{error}");
+        assert!(session.records.is_empty());
     }
 }
