@@ -36,6 +36,8 @@ tab() { case $1 in setup) click 127 12;; curves) click 180 12;; compare) click 2
 tab setup; shot 2-setup 1
 click "${START_X:-325}" "${START_Y:-488}"            # Start (queues the quick run, shows Curves)
 shot 3-curves-training "${TRAIN_SECONDS:-150}"
+click 22 233; click 22 330                            # also check the next two runs in the list, to compare
+shot 3-curves-compared 2
 click 151 77                                          # Checkpoint now (the focused run), for Inspect
 tab compare; shot 4-compare 1
 tab inspect; shot 5-inspect 20

@@ -246,7 +246,8 @@ struct SourceKey {
 impl LineCache {
     fn lines(&mut self, runs: &[&RunRecord], metric: Metric, smoothing: f64) -> Vec<PlotLine> {
         runs.iter()
-            .map(|run| {
+            .enumerate()
+            .map(|(index, run)| {
                 let raw = metric.points(&run.series);
                 let source = SourceKey {
                     len: raw.len(),
@@ -262,7 +263,7 @@ impl LineCache {
                         points
                     }
                 };
-                PlotLine { name: run.name.clone(), color: run_color(&run.name), points }
+                PlotLine { name: run.name.clone(), color: run_color(index), points }
             })
             .collect()
     }
@@ -274,12 +275,12 @@ impl LineCache {
 
 fn grouped_markers(runs: &[&RunRecord]) -> Vec<MarkGroup> {
     let mut groups: Vec<MarkGroup> = Vec::new();
-    for run in runs {
+    for (index, run) in runs.iter().enumerate() {
         for marker in &run.markers {
             match groups.iter_mut().find(|g| g.step == marker.step && g.label == marker.label) {
                 // Several runs changed alike at this step: one neutral marker for all.
                 Some(group) => group.color = Color32::GRAY,
-                None => groups.push(MarkGroup { step: marker.step, label: marker.label.clone(), color: run_color(&run.name), slot: 0 }),
+                None => groups.push(MarkGroup { step: marker.step, label: marker.label.clone(), color: run_color(index), slot: 0 }),
             }
         }
     }
@@ -366,18 +367,23 @@ fn marker_lines(runs: &[&RunRecord]) -> Vec<String> {
     markers.into_iter().map(|(step, run, label)| format!("step {step}: {run}: {label}")).collect()
 }
 
-/// A colour that depends on the run's name only, so a run keeps it whatever else is shown.
-fn run_color(name: &str) -> Color32 {
-    // FNV-1a is stable across launches and Rust versions, unlike std's hasher; the
-    // splitmix64 finaliser spreads names that differ in one letter over the hues.
-    let fnv = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    let mut hash = (fnv ^ (fnv >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    hash ^= hash >> 31;
-    let hue = (hash >> 11) as f64 / (1_u64 << 53) as f64;
-    // Two brightnesses tell apart runs whose hues happen to be close.
-    let value = if hash & 1 == 0 { 0.95 } else { 0.75 };
-    egui::ecolor::Hsva::new(hue as f32, 0.75, value, 1.0).into()
+/// The colour of the `index`-th shown run: Tableau's 10 categorical colours,
+/// so runs overlaid together are told apart at a glance.
+fn run_color(index: usize) -> Color32 {
+    const PALETTE: [(u8, u8, u8); 10] = [
+        (78, 121, 167),
+        (242, 142, 43),
+        (225, 87, 89),
+        (118, 183, 178),
+        (89, 161, 79),
+        (237, 201, 72),
+        (176, 122, 161),
+        (255, 157, 167),
+        (156, 117, 95),
+        (186, 176, 172),
+    ];
+    let (r, g, b) = PALETTE[index % PALETTE.len()];
+    Color32::from_rgb(r, g, b)
 }
 
 /// TensorBoard's smoothing: an exponential moving average divided by
@@ -588,10 +594,9 @@ mod tests {
         let groups = grouped_markers(&[&a, &b]);
         assert_eq!(groups.len(), 2);
         assert_eq!((groups[1].step, groups[1].color), (300, Color32::GRAY));
-        assert_eq!(run_color("a"), run_color("a"));
-        let sweep = ["alternate", "joint", "joint-uncertainty", "sequential", "freeze", "lwf", "ewc"].map(|s| run_color(&format!("quick-{s}")));
-        assert!(sweep.iter().enumerate().all(|(i, c)| !sweep[..i].contains(c)));
-        assert_ne!(run_color("a"), run_color("b"));
+        let colors: Vec<Color32> = (0..10).map(run_color).collect();
+        assert!(colors.iter().enumerate().all(|(i, c)| !colors[..i].contains(c)), "ten overlaid runs, ten colours");
+        assert_eq!(run_color(10), run_color(0));
     }
 
     #[test]
