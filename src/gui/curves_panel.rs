@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use eframe::egui::{self, Color32, ColorImage, Rect};
-use egui_plot::{HoverPosition, Legend, Line, LineStyle, Plot, PlotPoint, Text, VLine};
+use egui_plot::{HoverPosition, Legend, Line, LineStyle, Plot, PlotPoint, Points, Text, VLine};
 
 use super::run_record::{RunRecord, Series};
 use super::session::Notice;
@@ -317,7 +317,13 @@ fn metric_plot(ui: &mut egui::Ui, metric: Metric, lines: Vec<PlotLine>, marks: &
         .allow_scroll(false)
         .label_formatter(move |pos: &HoverPosition<'_>| Some(hover_text(metric, pos)))
         .show(ui, move |plot_ui| {
+            // Evaluations are sparse: mark each one, so a single evaluation shows too.
+            let mark_points = matches!(metric, Metric::Map50 | Metric::Miou);
             for line in lines {
+                if mark_points {
+                    let points = Points::new(line.name.clone(), line.points.clone()).radius(2.5).color(line.color);
+                    plot_ui.points(points.id(egui::Id::new(("eval points", &line.name))));
+                }
                 plot_ui.line(Line::new(line.name, line.points).color(line.color));
             }
             for (i, mark) in marks.into_iter().enumerate() {
