@@ -51,3 +51,46 @@ impl Tab {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// eframe's storage, in memory.
+    #[derive(Default)]
+    struct Memory(HashMap<String, String>);
+
+    impl eframe::Storage for Memory {
+        fn get_string(&self, key: &str) -> Option<String> {
+            self.0.get(key).cloned()
+        }
+        fn set_string(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_string(), value);
+        }
+        fn remove_string(&mut self, key: &str) {
+            self.0.remove(key);
+        }
+        fn flush(&mut self) {}
+    }
+
+    #[test]
+    fn settings_survive_a_restart_and_old_ones_fill_in_defaults() {
+        let mut storage = Memory::default();
+        assert_eq!(eframe::get_value::<Settings>(&storage, KEY), None);
+        let settings = Settings {
+            voc_dir: Some("/data/VOCdevkit".into()),
+            ade_dir: Some("/data/ADEChallengeData2016".into()),
+            preset: "voc-ade".into(),
+            runs_dir: "/data/runs".into(),
+            tab: Tab::Compare,
+        };
+        eframe::set_value(&mut storage, KEY, &settings);
+        assert_eq!(eframe::get_value::<Settings>(&storage, KEY), Some(settings));
+        // Settings written by an older version, with fields missing.
+        eframe::Storage::set_string(&mut storage, KEY, "(preset: \"joint\")".into());
+        let read: Settings = eframe::get_value(&storage, KEY).unwrap();
+        assert_eq!(read, Settings { preset: "joint".into(), ..Settings::default() });
+    }
+}
