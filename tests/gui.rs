@@ -172,3 +172,25 @@ fn a_broken_dataset_folder_shows_its_problems() {
     }
     assert!(harness.get_by_label_contains("unusable:").value().unwrap_or_default().contains("/nonexistent/ade"));
 }
+
+#[test]
+fn a_run_that_cannot_start_is_marked_failed_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = workbench(dir.path());
+    {
+        let draft = &mut harness.state_mut().setup.draft;
+        draft.data.synthetic = None;
+        draft.data.voc = dir.path().join("no-such-voc");
+    }
+    harness.step();
+    harness.get_by_label("Start").click();
+    step_until(&mut harness, Duration::from_secs(60), "the run to fail", |wb| {
+        matches!(wb.shared.session.records.first().map(|r| &r.status), Some(RunStatus::Failed(_)))
+    });
+    let RunStatus::Failed(message) = harness.state().shared.session.records[0].status.clone() else { unreachable!() };
+    assert!(message.contains("no-such-voc"), "{message}");
+    // The window goes on: the run is marked, and an error notification names the problem.
+    // (the status in the list, the focused run's message, the toast)
+    assert!(harness.query_all_by_label_contains("failed").count() >= 2);
+    assert!(harness.state().shared.notifications.items.iter().any(|(n, _)| n.text.contains("no-such-voc")));
+}
