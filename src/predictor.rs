@@ -40,8 +40,8 @@ const BATCH: usize = 8;
 impl Predictor {
     pub fn load(run_dir: &Path, kind: CheckpointKind) -> Result<Self> {
         let dir = checkpoint::find(run_dir, kind)?;
-        let (trainee, state) = checkpoint::load_trainee::<InferenceBackend>(&dir, &Default::default())?;
-        Ok(Self { net: trainee.net, state, checkpoint: dir })
+        let (net, state) = checkpoint::load_inference_net::<InferenceBackend>(&dir, &Default::default())?;
+        Ok(Self { net, state, checkpoint: dir })
     }
 
     pub fn det_classes(&self) -> &[String] {

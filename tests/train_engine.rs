@@ -152,7 +152,9 @@ fn step_losses(run_dir: &Path) -> Vec<(usize, Option<f32>, Option<f32>)> {
 #[test]
 fn a_stopped_run_resumes_exactly() {
     let runs = tempfile::tempdir().unwrap();
-    let cfg = config(shared_data(), 24, "kind = \"alternate\"");
+    let mut cfg = config(shared_data(), 24, "kind = \"alternate\"");
+    // With a weight EMA, which must carry over too (the final evaluation uses it).
+    cfg.optim.ema_decay = 0.9;
     let whole = runs.path().join("whole");
     train(cfg.clone(), &whole);
 
@@ -185,6 +187,17 @@ fn a_stopped_run_resumes_exactly() {
         };
         assert!(close(x.1, y.1) && close(x.2, y.2), "step {}: {:?} vs {:?}", x.0, x, y);
     }
+    let final_eval = |dir: &Path| {
+        let (events, _) = twinhead::train::run_dir::read_events(dir).unwrap();
+        events.into_iter().rev().find_map(|e| match e {
+            Event::Eval(r) => Some((r.step, r.map50, r.miou)),
+            _ => None,
+        })
+    };
+    let (a, b) = (final_eval(&whole).unwrap(), final_eval(&parted).unwrap());
+    assert_eq!(a.0, 24);
+    assert!((a.1 - b.1).abs() < 1e-4 && (a.2 - b.2).abs() < 1e-4, "final evaluation (of the EMA): {a:?} vs {b:?}");
+    assert!(whole.join("checkpoints/last/ema.mpk").is_file(), "the EMA is checkpointed");
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     let config = run_dir::read_config(&run)?;
     let dir = checkpoint::find(&run, CheckpointKind::parse(&args.checkpoint)?)?;
     let device = Default::default();
-    let (trainee, state) = checkpoint::load_trainee::<InferenceBackend>(&dir, &device)?;
+    let (net, state) = checkpoint::load_inference_net::<InferenceBackend>(&dir, &device)?;
     let (det, seg) = open_validation_splits(&config.data)?;
     let sets = ValidationSets::new(&det, usize::MAX, &seg, usize::MAX)?;
     let settings = ValidationSettings {
@@ -38,7 +38,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         threads: config.data.threads,
         postprocess: PostprocessConfig::default(),
     };
-    let result = validate(&trainee.net, &sets, &settings, &device)?;
+    let result = validate(&net, &sets, &settings, &device)?;
     let det_per_class: serde_json::Map<String, serde_json::Value> =
         state.det_classes.iter().cloned().zip(result.det.per_class.iter().map(|v| json!(v))).collect();
     let seg_per_class: serde_json::Map<String, serde_json::Value> =

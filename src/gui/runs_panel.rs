@@ -48,6 +48,8 @@ impl RunsPanel {
             return;
         };
         let status = record.status.clone();
+        // A run continues on the device it trained on (its log says which).
+        let device = record.device.as_deref().and_then(|d| d.parse().ok()).unwrap_or(DeviceSpec::Cpu);
         let live = shared.session.is_active(name);
         ui.label(egui::RichText::new(name).strong());
         let mut outcome = Ok(());
@@ -68,7 +70,7 @@ impl RunsPanel {
                 }
             } else if status.is_resumable() {
                 if ui.button("Continue").on_hover_text("Resume training from the last checkpoint").clicked() {
-                    outcome = shared.session.enqueue_resume(name, DeviceSpec::Cpu);
+                    outcome = shared.session.enqueue_resume(name, device);
                 }
             } else if status == RunStatus::Queued && ui.button("Unqueue").clicked() {
                 shared.session.unqueue(name);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::strategy::StrategyConfig;
 use super::trainee::Trainee;
 use crate::data::loader::Position;
-use crate::model::ModelConfig;
+use crate::model::{ModelConfig, TwinNet};
 
 /// Which checkpoint: the latest, the best per task, or the snapshot taken at a
 /// sequential strategy's task switch (the LwF teacher, the EWC anchor).
@@ -129,6 +129,35 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join("state.json");
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a valid checkpoint state", path.display()))
+}
+
+/// The file (without extension) holding a checkpoint's weight EMA, when the run keeps one.
+pub const EMA_FILE: &str = "ema";
+
+/// Writes the weight EMA into a checkpoint folder being written (see [`save`]'s `write_extra`).
+pub fn save_ema<B: Backend>(dir: &Path, net: &TwinNet<B>) -> Result<()> {
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    net.clone().save_file(dir.join(EMA_FILE), &recorder).with_context(|| format!("{}: cannot write the weight EMA", dir.display()))
+}
+
+/// The weight EMA of a checkpoint folder, if it has one.
+pub fn load_ema<B: Backend>(dir: &Path, state: &TrainerState, device: &B::Device) -> Result<Option<TwinNet<B>>> {
+    if !dir.join(EMA_FILE).with_extension("mpk").is_file() {
+        return Ok(None);
+    }
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    let net = Trainee::<B>::new(&state.model, device)
+        .net
+        .load_file(dir.join(EMA_FILE), &recorder, device)
+        .with_context(|| format!("{}: cannot read the weight EMA", dir.join("ema.mpk").display()))?;
+    Ok(Some(net))
+}
+
+/// The network to predict with: the weight EMA when the run kept one, else the weights.
+pub fn load_inference_net<B: Backend>(dir: &Path, device: &B::Device) -> Result<(TwinNet<B>, TrainerState)> {
+    let (trainee, state) = load_trainee::<B>(dir, device)?;
+    let net = load_ema::<B>(dir, &state, device)?.unwrap_or(trainee.net);
+    Ok((net, state))
 }
 
 /// Loads the weights of a checkpoint folder into a freshly built trainee.

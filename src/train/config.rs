@@ -122,6 +122,9 @@ pub struct OptimConfig {
     pub min_lr_factor: f64,
     /// Per-parameter gradient norm clip (0 = off).
     pub grad_clip: f32,
+    /// Keep an exponential moving average of the weights with this decay
+    /// (e.g. 0.999), evaluated and checkpointed alongside them; 0 = off.
+    pub ema_decay: f64,
 }
 
 impl Default for OptimConfig {
@@ -135,6 +138,7 @@ impl Default for OptimConfig {
             warmup_steps: 50,
             min_lr_factor: 0.05,
             grad_clip: 10.0,
+            ema_decay: 0.0,
         }
     }
 }
@@ -238,6 +242,7 @@ impl TrainConfig {
         check(self.optim.lr > 0.0 && self.optim.lr.is_finite(), "optim.lr", "must be a positive number")?;
         check(self.optim.backbone_lr_factor >= 0.0, "optim.backbone_lr_factor", "must be ≥ 0")?;
         check((0.0..=1.0).contains(&self.optim.min_lr_factor), "optim.min_lr_factor", "must be in [0, 1]")?;
+        check((0.0..1.0).contains(&self.optim.ema_decay), "optim.ema_decay", "must be in [0, 1) (0 = off)")?;
         check((0.0..=1.0).contains(&self.loss.seg_ohem_fraction), "loss.seg_ohem_fraction", "must be in [0, 1]")?;
         check(self.eval.every > 0, "eval.every", "must be at least 1")?;
         check(self.checkpoint.every > 0, "checkpoint.every", "must be at least 1")?;

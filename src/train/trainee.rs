@@ -98,9 +98,15 @@ impl<B: Backend> ModuleMapper<B> for RequireGrad {
 /// The parameters shared by both tasks (backbone and neck), each flattened, in a
 /// fixed order: what EWC anchors and weighs.
 pub fn shared_parameters<B: Backend>(net: &TwinNet<B>) -> Vec<Tensor<B, 1>> {
+    let mut tensors = flat_parameters(&net.backbone);
+    tensors.extend(flat_parameters(&net.neck));
+    tensors
+}
+
+/// Every float parameter of `module`, flattened, in the order `Module::map` visits them.
+pub fn flat_parameters<B: Backend, M: Module<B>>(module: &M) -> Vec<Tensor<B, 1>> {
     let mut collect = Flatten { tensors: Vec::new() };
-    net.backbone.visit(&mut collect);
-    net.neck.visit(&mut collect);
+    module.visit(&mut collect);
     collect.tensors
 }
 

@@ -7,12 +7,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use crossbeam_channel::Receiver;
 
 use super::checkpoint::{self, CheckpointKind, TrainerState};
 use super::config::TrainConfig;
+use super::ema::WeightEma;
 use super::evaluate::{validate, ValidationSets, ValidationSettings};
 use super::events::{Control, EvalRecord, Event, FinishReason};
 use super::loss::det::{det_loss, DetLossConfig, ImageTargets};
@@ -112,6 +113,8 @@ pub struct Trainer<B: AutodiffBackend> {
     /// Phase the trainer has set itself up for; `None` forces a set-up.
     phase: Option<usize>,
     mitigation: Mitigation<B>,
+    /// The weight EMA, when `optim.ema_decay > 0`.
+    ema: Option<WeightEma<B::InnerBackend>>,
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
@@ -123,6 +126,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let seg_classes = data.validation.seg_classes().names().to_vec();
         let model = config.model_config(det_classes.len(), seg_classes.len());
         let mut optim = TwinOptimizer::new(&config.optim);
+        let mut ema_net = None;
         let (trainee, state) = if resume {
             let dir = checkpoint::find(run_dir, CheckpointKind::Last)?;
             let (trainee, state) = checkpoint::load_trainee::<B>(&dir, &device)?;
@@ -130,6 +134,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 bail!("{}: the checkpoint's class lists differ from the datasets'", dir.display());
             }
             optim = optim.load(&dir, &device)?;
+            ema_net = checkpoint::load_ema(&dir, &state, &device)?;
             // Events after the checkpoint belong to the killed run's lost steps.
             log.truncate_after(state.step)?;
             (trainee, state)
@@ -165,6 +170,8 @@ impl<B: AutodiffBackend> Trainer<B> {
                 .then(|| OhemConfig { min_kept_fraction: config.loss.seg_ohem_fraction, ..OhemConfig::default() }),
             dice_weight: config.loss.seg_dice_weight,
         };
+        let ema = (config.optim.ema_decay > 0.0)
+            .then(|| WeightEma::new(ema_net.unwrap_or_else(|| trainee.net.valid()), config.optim.ema_decay));
         let mut trainer = Self {
             config,
             run_dir: run_dir.to_path_buf(),
@@ -178,6 +185,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             seg_losses,
             phase: None,
             mitigation: Mitigation::None,
+            ema,
         };
         for message in messages {
             trainer.emit(Event::Warning { step: trainer.state.step, message })?;
@@ -447,6 +455,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         let total = total.context("a step with no task")?;
         let grads = total.backward();
         self.trainee = self.optim.step(lr, self.trainee.clone(), grads);
+        if let Some(ema) = &mut self.ema {
+            ema.update(&self.trainee.net.valid(), self.state.step + 1);
+        }
         Ok(out)
     }
 
@@ -457,7 +468,10 @@ impl<B: AutodiffBackend> Trainer<B> {
             threads: self.config.data.threads,
             postprocess: self.config.eval.postprocess(),
         };
-        let net = self.trainee.net.valid();
+        let net = match &self.ema {
+            Some(ema) => ema.net.clone(),
+            None => self.trainee.net.valid(),
+        };
         let result = validate(&net, &self.data.validation, &settings, &self.device)?;
         let map50 = result.det.mean().unwrap_or(0.0);
         let miou = result.seg.miou().unwrap_or(0.0);
@@ -479,7 +493,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.emit(Event::Eval(record))?;
         for (improved, kind) in [(improved_det, CheckpointKind::BestDet), (improved_seg, CheckpointKind::BestSeg)] {
             if improved {
-                let path = checkpoint::save(&self.run_dir, kind, &self.trainee, &self.state, |_| Ok(()))?;
+                let ema = &self.ema;
+                let path = checkpoint::save(&self.run_dir, kind, &self.trainee, &self.state, |dir| save_ema(dir, ema))?;
                 self.emit(Event::Checkpoint { step: self.state.step, kind: kind.name().into(), path })?;
             }
         }
@@ -487,9 +502,19 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     fn save_last(&mut self) -> Result<()> {
-        let optim = &self.optim;
-        let path = checkpoint::save(&self.run_dir, CheckpointKind::Last, &self.trainee, &self.state, |dir| optim.save(dir))?;
+        let (optim, ema) = (&self.optim, &self.ema);
+        let path = checkpoint::save(&self.run_dir, CheckpointKind::Last, &self.trainee, &self.state, |dir| {
+            optim.save(dir)?;
+            save_ema(dir, ema)
+        })?;
         self.emit(Event::Checkpoint { step: self.state.step, kind: "last".into(), path })
+    }
+}
+
+fn save_ema<B: Backend>(dir: &Path, ema: &Option<WeightEma<B>>) -> Result<()> {
+    match ema {
+        Some(ema) => checkpoint::save_ema(dir, &ema.net),
+        None => Ok(()),
     }
 }
 
