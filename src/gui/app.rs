@@ -16,7 +16,7 @@ use super::session::{Notice, NoticeLevel};
 use super::settings::{Settings, Tab, KEY};
 use super::setup_panel::SetupPanel;
 use super::shared::Shared;
-use crate::data::synth::{self, SynthConfig, SynthSummary};
+use crate::data::synth::{self, SynthSummary};
 use crate::train::config::TrainConfig;
 
 pub struct Workbench {
@@ -204,15 +204,7 @@ impl Workbench {
 /// Generates the datasets of the `quick` preset unless they are there already.
 fn first_launch_job(shared: &Shared) -> Option<Job<SynthSummary>> {
     let preset = TrainConfig::load_preset("quick", &[]).ok()?;
-    let synthetic = preset.data.synthetic.clone()?;
-    let out = preset.data.voc.parent()?.to_path_buf();
-    let config = SynthConfig {
-        seed: synthetic.seed,
-        det_images: synthetic.det_images,
-        seg_images: synthetic.seg_images,
-        size: synthetic.size,
-        ..SynthConfig::default()
-    };
+    let (out, config) = preset.data.synthetic_set().ok()??;
     Some(Job::spawn("synthetic datasets", shared.repaint.callback(), move |progress| {
         if let Some((existing, summary)) = synth::existing(&out) {
             if existing == config {

@@ -70,6 +70,27 @@ pub struct SyntheticData {
     pub size: u32,
 }
 
+impl DataConfig {
+    /// Where and how the synthetic set is generated, when the data is synthetic:
+    /// the common parent of `voc` and `ade`, and the generator's settings.
+    pub fn synthetic_set(&self) -> Result<Option<(PathBuf, crate::data::synth::SynthConfig)>> {
+        let Some(synthetic) = &self.synthetic else {
+            return Ok(None);
+        };
+        let dir = self.voc.parent().filter(|p| Some(*p) == self.ade.parent()).with_context(|| {
+            format!("data.synthetic: voc ({}) and ade ({}) must be <dir>/voc and <dir>/ade", self.voc.display(), self.ade.display())
+        })?;
+        let config = crate::data::synth::SynthConfig {
+            seed: synthetic.seed,
+            det_images: synthetic.det_images,
+            seg_images: synthetic.seg_images,
+            size: synthetic.size,
+            ..Default::default()
+        };
+        Ok(Some((dir.to_path_buf(), config)))
+    }
+}
+
 fn default_voc_train() -> String {
     "train".into()
 }

@@ -28,7 +28,7 @@ use super::optim::TwinOptimizer;
 use crate::data::ade::AdeDataset;
 use crate::data::batch::{DetBatch, DetSource, SegBatch, SegSource};
 use crate::data::loader::{Loader, LoaderConfig, Position};
-use crate::data::synth::{ensure_generated, SynthConfig};
+use crate::data::synth::ensure_generated;
 use crate::data::voc::{self, VocClasses, VocDataset};
 use crate::model::anchors::Anchors;
 use crate::model::{TwinNet, DET_STRIDES};
@@ -43,19 +43,9 @@ pub struct Datasets {
 /// Opens (generating the synthetic set first when configured) both datasets.
 pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Result<Datasets> {
     let data = &config.data;
-    if let Some(synthetic) = &data.synthetic {
-        let dir = data.voc.parent().filter(|p| Some(*p) == data.ade.parent()).with_context(|| {
-            format!("data.synthetic: voc ({}) and ade ({}) must be <dir>/voc and <dir>/ade", data.voc.display(), data.ade.display())
-        })?;
-        let synth = SynthConfig {
-            seed: synthetic.seed,
-            det_images: synthetic.det_images,
-            seg_images: synthetic.seg_images,
-            size: synthetic.size,
-            ..SynthConfig::default()
-        };
+    if let Some((dir, synth)) = data.synthetic_set()? {
         tracing::info!("synthetic datasets in {}", dir.display());
-        ensure_generated(dir, &synth, |_, _| {})?;
+        ensure_generated(&dir, &synth, |_, _| {})?;
     }
     for (key, path) in [("data.voc", &data.voc), ("data.ade", &data.ade)] {
         if !path.exists() {
