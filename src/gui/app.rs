@@ -146,14 +146,8 @@ impl Workbench {
             }
         });
         if let Some(job) = &self.first_launch {
-            ui.horizontal(|ui| {
-                let (done, total) = job.progress;
-                ui.label(format!("Generating the synthetic datasets: {done}/{total} images"));
-                ui.add(egui::ProgressBar::new(job.fraction()).desired_width(240.0).show_percentage());
-                if ui.button("Cancel").clicked() {
-                    job.cancel();
-                }
-            });
+            let (done, total) = job.progress;
+            job.progress_row(ui, format!("Generating the synthetic datasets: {done}/{total} images"), true);
         }
     }
 

@@ -211,11 +211,8 @@ impl InspectPanel {
 
     fn status(&self, ui: &mut egui::Ui) {
         if let Some(job) = &self.job {
-            ui.horizontal(|ui| {
-                let (done, total) = job.progress;
-                ui.label(format!("Predicting validation images: {done}/{total}"));
-                ui.add(egui::ProgressBar::new(job.fraction()).desired_width(240.0).show_percentage());
-            });
+            let (done, total) = job.progress;
+            job.progress_row(ui, format!("Predicting validation images: {done}/{total}"), false);
         }
         if let Some(error) = &self.error {
             ui.colored_label(ui.visuals().error_fg_color, error);

@@ -86,6 +86,17 @@ impl<T: Send + 'static> Job<T> {
         self.cancel.store(true, Ordering::Relaxed);
     }
 
+    /// One line: `text`, a progress bar, and (when `cancellable`) a Cancel button.
+    pub fn progress_row(&self, ui: &mut eframe::egui::Ui, text: String, cancellable: bool) {
+        ui.horizontal(|ui| {
+            ui.label(text);
+            ui.add(eframe::egui::ProgressBar::new(self.fraction()).desired_width(240.0).show_percentage());
+            if cancellable && ui.button("Cancel").clicked() {
+                self.cancel();
+            }
+        });
+    }
+
     /// Progress 0–1 (0 before the first report).
     pub fn fraction(&self) -> f32 {
         let (done, total) = self.progress;

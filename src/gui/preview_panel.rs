@@ -156,14 +156,8 @@ impl PreviewPanel {
 
     fn status(&mut self, ui: &mut egui::Ui) {
         if let Some(job) = &self.predict {
-            ui.horizontal(|ui| {
-                let (done, total) = job.progress;
-                ui.label(format!("Predicting: {done}/{total} images"));
-                ui.add(egui::ProgressBar::new(job.fraction()).desired_width(240.0).show_percentage());
-                if ui.button("Cancel").clicked() {
-                    job.cancel();
-                }
-            });
+            let (done, total) = job.progress;
+            job.progress_row(ui, format!("Predicting: {done}/{total} images"), true);
         }
         if !self.waiting.is_empty() && self.failed_with.is_some() {
             ui.horizontal(|ui| {

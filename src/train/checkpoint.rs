@@ -149,15 +149,18 @@ pub fn load_ema<B: Backend>(dir: &Path, state: &TrainerState, device: &B::Device
     let net = Trainee::<B>::new(&state.model, device)
         .net
         .load_file(dir.join(EMA_FILE), &recorder, device)
-        .with_context(|| format!("{}: cannot read the weight EMA", dir.join("ema.mpk").display()))?;
+        .with_context(|| format!("{}: cannot read the weight EMA", dir.join(EMA_FILE).with_extension("mpk").display()))?;
     Ok(Some(net))
 }
 
-/// The network to predict with: the weight EMA when the run kept one, else the weights.
+/// The network to predict with: the weight EMA when the run kept one, else the
+/// weights (read only when there is no EMA).
 pub fn load_inference_net<B: Backend>(dir: &Path, device: &B::Device) -> Result<(TwinNet<B>, TrainerState)> {
-    let (trainee, state) = load_trainee::<B>(dir, device)?;
-    let net = load_ema::<B>(dir, &state, device)?.unwrap_or(trainee.net);
-    Ok((net, state))
+    let state = read_state(dir)?;
+    match load_ema::<B>(dir, &state, device)? {
+        Some(net) => Ok((net, state)),
+        None => load_trainee::<B>(dir, device).map(|(trainee, state)| (trainee.net, state)),
+    }
 }
 
 /// Loads the weights of a checkpoint folder into a freshly built trainee.
