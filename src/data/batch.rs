@@ -116,10 +116,6 @@ fn pack_images(pool: &BufferPool, size: u32, items: &[(usize, Augmented)]) -> Ve
     images
 }
 
-fn image_tensor<B: Backend>(images: &[f32], n: usize, size: usize, device: &B::Device) -> Tensor<B, 4> {
-    Tensor::from_data(TensorData::new(images.to_vec(), [n, 3, size, size]), device)
-}
-
 /// Detection samples from VOC records.
 #[derive(Debug, Clone)]
 pub struct DetSource {
@@ -139,18 +135,13 @@ impl DetSource {
     }
 }
 
-/// A batch of detection samples, `size`×`size`, ready for the network.
+/// What every batch carries besides its labels: the normalised images and
+/// where each came from.
 #[derive(Debug, Clone)]
-pub struct DetBatch {
+pub struct ImageBatch {
     /// `N·3·size·size` floats, NCHW, RGB normalised with ImageNet mean and std.
     pub images: Vec<f32>,
     pub size: usize,
-    /// Per image: boxes in input pixel coordinates `[x0, y0, x1, y1]` (0-based, continuous).
-    pub boxes: Vec<Vec<[f32; 4]>>,
-    /// Per image: class index of each box.
-    pub labels: Vec<Vec<usize>>,
-    /// Per image: the VOC `difficult` flag of each box.
-    pub difficult: Vec<Vec<bool>>,
     pub ids: Vec<String>,
     /// Dataset index of each image.
     pub indices: Vec<usize>,
@@ -164,7 +155,7 @@ pub struct DetBatch {
     pool: Option<BufferPool>,
 }
 
-impl Drop for DetBatch {
+impl Drop for ImageBatch {
     fn drop(&mut self) {
         if let Some(pool) = &self.pool {
             pool.give_back(std::mem::take(&mut self.images));
@@ -172,7 +163,28 @@ impl Drop for DetBatch {
     }
 }
 
-impl DetBatch {
+impl ImageBatch {
+    /// Packs the images of `items` (their ids and letterboxes too).
+    fn collate<S: SampleSource>(
+        source: &S,
+        pool: &BufferPool,
+        size: u32,
+        items: &[(usize, Augmented)],
+        position: Position,
+        skipped: Vec<Problem>,
+    ) -> Self {
+        Self {
+            images: pack_images(pool, size, items),
+            size: size as usize,
+            ids: items.iter().map(|(index, _)| source.id(*index).to_string()).collect(),
+            indices: items.iter().map(|(index, _)| *index).collect(),
+            letterboxes: items.iter().map(|(_, item)| item.letterbox).collect(),
+            position,
+            skipped,
+            pool: Some(pool.clone()),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -183,7 +195,27 @@ impl DetBatch {
 
     /// The images as a `[N, 3, size, size]` float tensor.
     pub fn images<B: Backend>(&self, device: &B::Device) -> Tensor<B, 4> {
-        image_tensor(&self.images, self.len(), self.size, device)
+        Tensor::from_data(TensorData::new(self.images.to_vec(), [self.len(), 3, self.size, self.size]), device)
+    }
+}
+
+/// A batch of detection samples, `size`×`size`, ready for the network.
+#[derive(Debug, Clone)]
+pub struct DetBatch {
+    pub inputs: ImageBatch,
+    /// Per image: boxes in input pixel coordinates `[x0, y0, x1, y1]` (0-based, continuous).
+    pub boxes: Vec<Vec<[f32; 4]>>,
+    /// Per image: class index of each box.
+    pub labels: Vec<Vec<usize>>,
+    /// Per image: the VOC `difficult` flag of each box.
+    pub difficult: Vec<Vec<bool>>,
+}
+
+/// The shared fields (`ids`, `letterboxes`, `images(device)` …) read through.
+impl std::ops::Deref for DetBatch {
+    type Target = ImageBatch;
+    fn deref(&self) -> &ImageBatch {
+        &self.inputs
     }
 }
 
@@ -224,29 +256,12 @@ impl SampleSource for DetSource {
         position: Position,
         skipped: Vec<Problem>,
     ) -> DetBatch {
-        let images = pack_images(&self.pool, size, &items);
-        let mut batch = DetBatch {
-            images,
-            size: size as usize,
-            boxes: Vec::with_capacity(items.len()),
-            labels: Vec::with_capacity(items.len()),
-            difficult: Vec::with_capacity(items.len()),
-            ids: Vec::with_capacity(items.len()),
-            indices: Vec::with_capacity(items.len()),
-            letterboxes: Vec::with_capacity(items.len()),
-            position,
-            skipped,
-            pool: Some(self.pool.clone()),
-        };
-        for (index, item) in items {
-            batch.boxes.push(item.targets.iter().map(|t| t.bbox).collect());
-            batch.labels.push(item.targets.iter().map(|t| t.class).collect());
-            batch.difficult.push(item.targets.iter().map(|t| t.difficult).collect());
-            batch.ids.push(self.id(index).to_string());
-            batch.indices.push(index);
-            batch.letterboxes.push(item.letterbox);
+        DetBatch {
+            inputs: ImageBatch::collate(self, &self.pool, size, &items, position, skipped),
+            boxes: items.iter().map(|(_, item)| item.targets.iter().map(|t| t.bbox).collect()).collect(),
+            labels: items.iter().map(|(_, item)| item.targets.iter().map(|t| t.class).collect()).collect(),
+            difficult: items.iter().map(|(_, item)| item.targets.iter().map(|t| t.difficult).collect()).collect(),
         }
-        batch
     }
 }
 
@@ -273,41 +288,20 @@ impl SegSource {
 /// A batch of segmentation samples, `size`×`size`, ready for the network.
 #[derive(Debug, Clone)]
 pub struct SegBatch {
-    /// `N·3·size·size` floats, NCHW, RGB normalised with ImageNet mean and std.
-    pub images: Vec<f32>,
-    pub size: usize,
+    pub inputs: ImageBatch,
     /// `N·size·size` class indices, 255 = ignore.
     pub masks: Vec<u8>,
-    pub ids: Vec<String>,
-    pub indices: Vec<usize>,
-    pub letterboxes: Vec<Letterbox>,
-    pub position: Position,
-    pub skipped: Vec<Problem>,
-    pool: Option<BufferPool>,
 }
 
-impl Drop for SegBatch {
-    fn drop(&mut self) {
-        if let Some(pool) = &self.pool {
-            pool.give_back(std::mem::take(&mut self.images));
-        }
+/// The shared fields (`ids`, `letterboxes`, `images(device)` …) read through.
+impl std::ops::Deref for SegBatch {
+    type Target = ImageBatch;
+    fn deref(&self) -> &ImageBatch {
+        &self.inputs
     }
 }
 
 impl SegBatch {
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    /// The images as a `[N, 3, size, size]` float tensor.
-    pub fn images<B: Backend>(&self, device: &B::Device) -> Tensor<B, 4> {
-        image_tensor(&self.images, self.len(), self.size, device)
-    }
-
     /// The masks as a `[N, size, size]` int tensor of class indices, 255 = ignore.
     pub fn masks<B: Backend>(&self, device: &B::Device) -> Tensor<B, 3, Int> {
         let data: Vec<i64> = self.masks.iter().map(|&m| m as i64).collect();
@@ -353,25 +347,10 @@ impl SampleSource for SegSource {
         position: Position,
         skipped: Vec<Problem>,
     ) -> SegBatch {
-        let images = pack_images(&self.pool, size, &items);
-        let mut batch = SegBatch {
-            images,
-            size: size as usize,
-            masks: Vec::with_capacity(items.len() * (size * size) as usize),
-            ids: Vec::with_capacity(items.len()),
-            indices: Vec::with_capacity(items.len()),
-            letterboxes: Vec::with_capacity(items.len()),
-            position,
-            skipped,
-            pool: Some(self.pool.clone()),
-        };
-        for (index, item) in items {
-            let mask = item.mask.expect("segmentation samples carry a mask");
-            batch.masks.extend_from_slice(mask.as_raw());
-            batch.ids.push(self.id(index).to_string());
-            batch.indices.push(index);
-            batch.letterboxes.push(item.letterbox);
+        let mut masks = Vec::with_capacity(items.len() * (size * size) as usize);
+        for (_, item) in &items {
+            masks.extend_from_slice(item.mask.as_ref().expect("segmentation samples carry a mask").as_raw());
         }
-        batch
+        SegBatch { inputs: ImageBatch::collate(self, &self.pool, size, &items, position, skipped), masks }
     }
 }

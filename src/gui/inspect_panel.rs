@@ -121,6 +121,9 @@ pub struct InspectPanel {
     kind: CheckpointKind,
     /// The run and checkpoint the inspection shown (or being made) is for.
     target: Option<(String, CheckpointKind)>,
+    /// How many times that checkpoint had been written when it was read: a
+    /// newer write (a training run's `last`) is inspected again.
+    writes_seen: usize,
     job: Option<Job<Inspection>>,
     inspection: Option<Inspection>,
     error: Option<String>,
@@ -133,6 +136,7 @@ impl Default for InspectPanel {
             predictors: PredictorCache::default(),
             kind: CheckpointKind::Last,
             target: None,
+            writes_seen: 0,
             job: None,
             inspection: None,
             error: None,
@@ -153,8 +157,11 @@ impl InspectPanel {
             return;
         };
         let reload = self.header(ui, &name);
+        let writes = record.checkpoint_writes.get(self.kind.name()).copied().unwrap_or(0);
+        let rewritten = writes != self.writes_seen && self.job.is_none();
         let wanted = (name, self.kind);
-        if reload || self.target.as_ref() != Some(&wanted) {
+        if reload || rewritten || self.target.as_ref() != Some(&wanted) {
+            self.writes_seen = writes;
             self.start(wanted, &record.dir, &record.config, shared.repaint.callback());
         }
         self.status(ui);

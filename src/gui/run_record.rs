@@ -2,6 +2,7 @@
 //! curves and markers folded from its events (live from the trainer's channel,
 //! or replayed from `metrics.jsonl` for past runs).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -83,6 +84,8 @@ pub struct RunRecord {
     pub evals: Vec<EvalRecord>,
     pub wall_seconds: f64,
     pub warnings: usize,
+    /// Per checkpoint kind (`last`, `best-det` …): how many times it was written.
+    pub checkpoint_writes: HashMap<String, usize>,
     /// Lines of the log that did not parse (a run killed mid-write).
     pub unreadable_lines: usize,
 }
@@ -104,6 +107,7 @@ impl RunRecord {
             evals: Vec::new(),
             wall_seconds: 0.0,
             warnings: 0,
+            checkpoint_writes: HashMap::new(),
             unreadable_lines: 0,
         }
     }
@@ -183,7 +187,7 @@ impl RunRecord {
                     },
                 };
             }
-            Event::Checkpoint { .. } => {}
+            Event::Checkpoint { kind, .. } => *self.checkpoint_writes.entry(kind.clone()).or_default() += 1,
         }
     }
 
@@ -282,6 +286,11 @@ mod tests {
         record.apply(&eval(4, 0.1, 0.5, 0.2));
         record.apply(&Event::Paused { step: 4 });
         assert_eq!(record.status, RunStatus::Paused);
+        for kind in ["last", "best-det", "last"] {
+            record.apply(&Event::Checkpoint { step: 4, kind: kind.into(), path: "runs/x/checkpoints".into() });
+        }
+        assert_eq!(record.checkpoint_writes.get("last"), Some(&2));
+        assert_eq!(record.checkpoint_writes.get("best-det"), Some(&1));
         record.apply(&Event::Finished { step: 4, reason: FinishReason::Stopped, wall_seconds: 12.0 });
         assert_eq!(record.series.det_loss, vec![[1.0, 2.0]]);
         assert_eq!(record.series.seg_loss, vec![[2.0, 1.5]]);
@@ -319,6 +328,6 @@ mod tests {
     fn strategy_summary_lists_parameters() {
         let summary = strategy_summary(&config().strategy);
         assert!(summary.starts_with("sequential ("), "{summary}");
-        assert!(summary.contains("switch_step 300"), "{summary}");
+        assert!(summary.contains("switch_step 250"), "{summary}");
     }
 }

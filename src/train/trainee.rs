@@ -2,7 +2,7 @@
 //! uncertainty weighting, and the freezing/unfreezing of its parts.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
 use super::strategy::{FreezeScope, Task};
@@ -101,6 +101,32 @@ pub fn shared_parameters<B: Backend>(net: &TwinNet<B>) -> Vec<Tensor<B, 1>> {
     let mut tensors = flat_parameters(&net.backbone);
     tensors.extend(flat_parameters(&net.neck));
     tensors
+}
+
+/// The gradients of [`shared_parameters`] in `grads`, flattened, in the same
+/// order; zeros for a weight the loss did not reach. (The flattened parameters
+/// themselves are new graph nodes, so their `grad` would always be `None`.)
+pub fn shared_gradients<B: AutodiffBackend>(net: &TwinNet<B>, grads: &B::Gradients) -> Vec<Tensor<B::InnerBackend, 1>> {
+    let mut collect = FlattenGradients { grads, tensors: Vec::new() };
+    net.backbone.visit(&mut collect);
+    net.neck.visit(&mut collect);
+    collect.tensors
+}
+
+struct FlattenGradients<'a, B: AutodiffBackend> {
+    grads: &'a B::Gradients,
+    tensors: Vec<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for FlattenGradients<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let value = param.val();
+        let gradient = match value.grad(self.grads) {
+            Some(g) => g.flatten(0, D - 1),
+            None => Tensor::zeros([value.shape().num_elements()], &value.device()),
+        };
+        self.tensors.push(gradient);
+    }
 }
 
 /// Every float parameter of `module`, flattened, in the order `Module::map` visits them.

@@ -365,7 +365,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 }
             }
         }
-        Ok(Ewc::estimate(&snapshot.net, losses, lambda))
+        Ewc::estimate(&snapshot.net, losses, lambda)
     }
 
     fn det_loss_of(&self, net: &TwinNet<B>, batch: &DetBatch) -> Tensor<B, 1> {
