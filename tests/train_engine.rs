@@ -1,11 +1,15 @@
 //! The engine end to end on tiny synthetic data (CPU): learning happens for
 //! both tasks, sequential training forgets the first task while alternate and
-//! joint keep it, a resumed run continues exactly, bad configs are clear errors.
+//! joint keep it, the mitigations act after the switch, a resumed run continues
+//! exactly, bad configs are clear errors.
 
 use std::path::Path;
 
 use twinhead::data::synth::{ensure_generated, SynthConfig};
+use burn::backend::Flex;
+use twinhead::train::checkpoint::{self, CheckpointKind};
 use twinhead::train::events::{Control, EvalRecord, Event, FinishReason};
+use twinhead::train::trainee::flat_parameters;
 use twinhead::train::{start, DeviceSpec, TrainConfig};
 
 /// A tiny run over synthetic data generated (once per data folder) in `data`.
@@ -134,6 +138,76 @@ fn sequential_forgets_the_first_task_while_alternate_and_joint_keep_both() {
         let best = get(name).iter().map(|e| e.map50).fold(0.0, f64::max);
         assert!(det_forgetting <= 0.3 * best, "{name} forgot detection: best {best}, forgetting {det_forgetting}");
     }
+}
+
+/// Root-mean-square change of the backbone's weights between two checkpoints of a run.
+fn backbone_drift(run_dir: &Path, from: CheckpointKind, to: CheckpointKind) -> f64 {
+    let device = Default::default();
+    let load = |kind| checkpoint::load_trainee::<Flex>(&checkpoint::checkpoint_dir(run_dir, kind), &device).unwrap().0;
+    let (a, b) = (flat_parameters(&load(from).net.backbone), flat_parameters(&load(to).net.backbone));
+    let (mut sum, mut count) = (0.0, 0usize);
+    for (a, b) in a.into_iter().zip(b) {
+        let d = (a - b).into_data().to_vec::<f32>().unwrap();
+        sum += d.iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
+        count += d.len();
+    }
+    (sum / count as f64).sqrt()
+}
+
+/// The `penalty` of every step of a run's log.
+fn step_penalties(run_dir: &Path) -> Vec<(usize, f32)> {
+    let (events, _) = twinhead::train::run_dir::read_events(run_dir).unwrap();
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Step { step, penalty, .. } => Some((step, penalty.unwrap_or(0.0))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Phase 2 mitigation at work: `freeze` leaves the backbone exactly as it was
+/// at the switch; `ewc` holds the weights that mattered to the first task
+/// (its Fisher-weighted distance from the switch, `penalty / λ`, shrinks as λ
+/// grows); `lwf` and `ewc` add their term to the loss from the switch on only.
+#[test]
+fn mitigations_hold_the_first_task_in_the_second_phase() {
+    let data = shared_data();
+    let runs = tempfile::tempdir().unwrap();
+    let sequential = "first = \"det\"\nswitch_step = 30\nlr_factor = 1.0";
+    let ewc = |lambda: f32| format!("kind = \"ewc\"\n{sequential}\nlambda = {lambda:?}\nfisher_batches = 2");
+    let plans = [
+        ("sequential", format!("kind = \"sequential\"\n{sequential}")),
+        ("freeze", format!("kind = \"freeze\"\n{sequential}\nfreeze = \"backbone\"")),
+        ("lwf", format!("kind = \"lwf\"\n{sequential}")),
+        ("ewc-weak", ewc(0.001)),
+        ("ewc", ewc(100.0)),
+    ];
+    std::thread::scope(|scope| {
+        for (name, strategy) in &plans {
+            let mut cfg = config(data, 60, strategy);
+            cfg.eval.every = 60;
+            let dir = runs.path().join(name);
+            scope.spawn(move || train(cfg, &dir));
+        }
+    });
+    let drift = |name: &str| backbone_drift(&runs.path().join(name), CheckpointKind::Switch, CheckpointKind::Last);
+    let (sequential, freeze) = (drift("sequential"), drift("freeze"));
+    eprintln!("backbone drift after the switch: sequential {sequential:.2e}, freeze {freeze:.2e}");
+    assert!(sequential > 0.0);
+    assert_eq!(freeze, 0.0, "a frozen backbone moved");
+
+    for name in ["lwf", "ewc-weak", "ewc"] {
+        let penalties = step_penalties(&runs.path().join(name));
+        assert!(penalties.iter().all(|&(step, p)| step > 30 || p == 0.0), "{name}: a penalty before the switch");
+        let late = penalties.iter().filter(|&&(step, p)| step > 35 && p > 0.0).count();
+        assert!(late >= 20, "{name}: only {late} steps after the switch carry a penalty: {penalties:?}");
+    }
+    // Both EWC runs share the first phase, so the same Fisher and anchor.
+    let distance = |name: &str, lambda: f32| step_penalties(&runs.path().join(name)).last().unwrap().1 / lambda;
+    let (free, held) = (distance("ewc-weak", 0.001), distance("ewc", 100.0));
+    eprintln!("Fisher-weighted distance from the switch: λ 0.001 {free:.3e}, λ 100 {held:.3e}");
+    assert!(held < 0.5 * free, "EWC did not hold the important weights: {held:.3e} vs {free:.3e}");
 }
 
 /// The step losses of a run's log, by step.

@@ -16,7 +16,7 @@ use crate::model::{BackboneKind, ModelSize};
 use crate::train::config::{preset_names, TrainConfig};
 use crate::train::events::Control;
 use crate::train::run::DeviceSpec;
-use crate::train::strategy::{FreezeScope, StrategyConfig, Task, Weighting};
+use crate::train::strategy::{FreezeScope, StrategyConfig, Task, Weighting, EWC_LAMBDA, FISHER_BATCHES};
 
 /// The strategy kinds, in the order the selector lists them.
 const STRATEGIES: [&str; 6] = ["alternate", "joint", "sequential", "freeze", "lwf", "ewc"];
@@ -499,7 +499,7 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
             StrategyConfig::Ewc { first, switch_step, lr_factor, lambda, fisher_batches } => {
                 sequence_rows(ui, first, switch_step, lr_factor, error);
                 ui.label("EWC λ");
-                ui.add(egui::DragValue::new(lambda).speed(10.0).range(0.0..=1e9));
+                ui.add(egui::DragValue::new(lambda).speed(0.5).range(0.0..=1e9));
                 ui.label("");
                 ui.end_row();
                 ui.label("Fisher batches");
@@ -567,7 +567,7 @@ fn default_strategy(kind: &str, current: &StrategyConfig, steps: usize) -> Strat
         "joint" => StrategyConfig::Joint { weighting: Weighting::Fixed, det_weight: 1.0, seg_weight: 1.0 },
         "freeze" => StrategyConfig::Freeze { first, switch_step, lr_factor, freeze: FreezeScope::Backbone },
         "lwf" => StrategyConfig::Lwf { first, switch_step, lr_factor, weight: 1.0, temperature: 2.0 },
-        "ewc" => StrategyConfig::Ewc { first, switch_step, lr_factor, lambda: 1000.0, fisher_batches: 8 },
+        "ewc" => StrategyConfig::Ewc { first, switch_step, lr_factor, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES },
         _ => StrategyConfig::Sequential { first, switch_step, lr_factor },
     }
 }
@@ -595,7 +595,7 @@ mod tests {
         let current = StrategyConfig::Sequential { first: Task::Seg, switch_step: 40, lr_factor: 0.5 };
         assert_eq!(
             default_strategy("ewc", &current, 100),
-            StrategyConfig::Ewc { first: Task::Seg, switch_step: 40, lr_factor: 0.5, lambda: 1000.0, fisher_batches: 8 }
+            StrategyConfig::Ewc { first: Task::Seg, switch_step: 40, lr_factor: 0.5, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES }
         );
         let alternate = default_strategy("alternate", &current, 100);
         assert_eq!(default_strategy("lwf", &alternate, 100).sequence().unwrap().switch_step, 50);

@@ -162,11 +162,17 @@ pub enum StrategyConfig {
 fn two() -> f32 {
     2.0
 }
+/// EWC's default λ: with the Fisher normalised to mean 1, a weight of average
+/// importance is pulled back with force `λ·(θ − θ*)`.
+pub const EWC_LAMBDA: f32 = 10.0;
+/// How many first-task batches EWC's Fisher estimate averages by default.
+pub const FISHER_BATCHES: usize = 8;
+
 fn ewc_lambda() -> f32 {
-    1000.0
+    EWC_LAMBDA
 }
 fn fisher_batches() -> usize {
-    8
+    FISHER_BATCHES
 }
 
 /// Which losses one step computes.
