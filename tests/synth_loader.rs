@@ -218,7 +218,7 @@ fn a_corrupt_jpeg_is_skipped_counted_and_reported() {
         let config = LoaderConfig { threads, ..LoaderConfig::eval(32, 4) };
         let mut loader = Loader::new(DetSource::new(&set), config).unwrap();
         let batches: Vec<DetBatch> = loader.by_ref().collect();
-        assert_eq!(batches.iter().map(DetBatch::len).collect::<Vec<_>>(), [4, 3, 4]);
+        assert_eq!(batches.iter().map(|b| b.len()).collect::<Vec<_>>(), [4, 3, 4]);
         assert_eq!(batches[1].skipped.len(), 1);
         assert!(!batches[1].ids.contains(&set.records[5].id));
         assert_eq!(loader.skipped(), 1);

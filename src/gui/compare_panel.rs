@@ -11,7 +11,6 @@ use super::run_record::{RunRecord, RunStatus};
 use super::session::Notice;
 use super::shared::Shared;
 use crate::train::config::{preset_names, TrainConfig};
-use crate::train::run::DeviceSpec;
 use crate::train::strategy::StrategyConfig;
 
 /// The presets the sweep takes its strategies from, in the order they are queued.
@@ -228,7 +227,8 @@ impl ComparePanel {
                     ui.selectable_value(base, name.clone(), name);
                 }
             });
-            if ui.button("Start strategy sweep").clicked() {
+            let hint = format!("Queue the base preset once per strategy on {}", shared.device);
+            if ui.button("Start strategy sweep").on_hover_text(hint).clicked() {
                 let notice = start_sweep(base, shared);
                 shared.notifications.push(notice);
             }
@@ -244,7 +244,7 @@ fn start_sweep(base: &str, shared: &mut Shared) -> Notice {
     };
     let mut queued = Vec::new();
     for config in configs {
-        match shared.session.enqueue(config, DeviceSpec::Cpu) {
+        match shared.session.enqueue(config, shared.device) {
             Ok(name) => {
                 shared.selection.checked.insert(name.clone());
                 queued.push(name);

@@ -26,7 +26,6 @@ pub struct SetupPanel {
     /// The configuration the next Start launches.
     pub draft: TrainConfig,
     preset_error: Option<String>,
-    pub device: DeviceSpec,
     devices: Vec<DeviceSpec>,
     cuda_probe: Option<Job<Vec<DeviceSpec>>>,
     voc: FolderField,
@@ -69,7 +68,6 @@ impl SetupPanel {
             live_lr: draft.optim.lr,
             devices: vec![DeviceSpec::Cpu],
             cuda_probe: cfg!(feature = "cuda").then(|| Job::spawn("cuda probe", shared.repaint.callback(), |_| Ok(probe_cuda()))),
-            device: DeviceSpec::Cpu,
             voc: FolderField::new(&draft.data.voc),
             ade: FolderField::new(&draft.data.ade),
             draft,
@@ -123,7 +121,7 @@ impl SetupPanel {
         strategy_editor(ui, &mut self.draft.strategy, self.draft.steps, error.as_deref());
         ui.separator();
         ui.strong("Training");
-        self.training_grid(ui, error.as_deref());
+        self.training_grid(ui, &mut shared.device, error.as_deref());
         ui.separator();
         self.start_row(ui, shared, error.as_deref(), preparing_data);
         self.live_control(ui, shared);
@@ -264,7 +262,7 @@ impl SetupPanel {
         ui.indent(label, |ui| check_summary(ui, &self.field(which).check));
     }
 
-    fn training_grid(&mut self, ui: &mut egui::Ui, error: Option<&str>) {
+    fn training_grid(&mut self, ui: &mut egui::Ui, device: &mut DeviceSpec, error: Option<&str>) {
         let draft = &mut self.draft;
         egui::Grid::new("training").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
             ui.label("Steps");
@@ -304,9 +302,9 @@ impl SetupPanel {
             field_error(ui, error, "eval.every");
             ui.end_row();
             ui.label("Device");
-            egui::ComboBox::from_id_salt("device").selected_text(self.device.to_string()).show_ui(ui, |ui| {
-                for device in &self.devices {
-                    ui.selectable_value(&mut self.device, *device, device.to_string());
+            egui::ComboBox::from_id_salt("device").selected_text(device.to_string()).show_ui(ui, |ui| {
+                for choice in &self.devices {
+                    ui.selectable_value(device, *choice, choice.to_string());
                 }
             });
             ui.label(match (cfg!(feature = "cuda"), self.cuda_probe.is_some()) {
@@ -331,7 +329,7 @@ impl SetupPanel {
                 _ => response.on_hover_text("Train with this configuration (queued when a run is training on the device)"),
             };
             if response.clicked() {
-                match shared.session.enqueue(self.draft.clone(), self.device) {
+                match shared.session.enqueue(self.draft.clone(), shared.device) {
                     Ok(name) => {
                         shared.selection.checked.insert(name.clone());
                         shared.selection.focused = Some(name.clone());

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::session::{Notice, NoticeLevel, Session};
 use super::settings::Settings;
 use crate::train::config::TrainConfig;
+use crate::train::run::DeviceSpec;
 
 pub struct Shared {
     pub settings: Settings,
@@ -20,6 +21,8 @@ pub struct Shared {
     pub setup_request: Option<TrainConfig>,
     /// Image files dropped on the window, for the Preview panel.
     pub dropped_files: Vec<PathBuf>,
+    /// The device new runs train on (chosen on Setup, used by the sweep too).
+    pub device: DeviceSpec,
 }
 
 impl Shared {
@@ -38,6 +41,7 @@ impl Shared {
             repaint,
             setup_request: None,
             dropped_files: Vec::new(),
+            device: DeviceSpec::Cpu,
         }
     }
 }
