@@ -152,14 +152,12 @@ pub struct ImageBatch {
     /// Samples of this batch left out because they failed to load.
     pub skipped: Vec<Problem>,
     /// Where `images` goes back when the batch is dropped.
-    pool: Option<BufferPool>,
+    pool: BufferPool,
 }
 
 impl Drop for ImageBatch {
     fn drop(&mut self) {
-        if let Some(pool) = &self.pool {
-            pool.give_back(std::mem::take(&mut self.images));
-        }
+        self.pool.give_back(std::mem::take(&mut self.images));
     }
 }
 
@@ -181,7 +179,7 @@ impl ImageBatch {
             letterboxes: items.iter().map(|(_, item)| item.letterbox).collect(),
             position,
             skipped,
-            pool: Some(pool.clone()),
+            pool: pool.clone(),
         }
     }
 
