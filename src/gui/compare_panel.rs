@@ -401,8 +401,8 @@ mod tests {
             assert_eq!(TrainConfig { name: base.name.clone(), strategy: base.strategy.clone(), ..config.clone() }, base);
         }
         assert_eq!(configs[2].strategy.weighting().0, crate::train::strategy::Weighting::Uncertainty);
-        // quick has the strategy presets' 500 steps: the switch stays at 250.
-        assert_eq!(configs[3].strategy.sequence().unwrap().switch_step, 250);
+        // quick has 450 steps, the strategy presets 500 with the switch at 250.
+        assert_eq!(configs[3].strategy.sequence().unwrap().switch_step, 225);
     }
 
     #[test]
