@@ -98,9 +98,15 @@ impl<B: Backend> ModuleMapper<B> for RequireGrad {
 /// The parameters shared by both tasks (backbone and neck), each flattened, in a
 /// fixed order: what EWC anchors and weighs.
 pub fn shared_parameters<B: Backend>(net: &TwinNet<B>) -> Vec<Tensor<B, 1>> {
-    let mut tensors = flat_parameters(&net.backbone);
-    tensors.extend(flat_parameters(&net.neck));
-    tensors
+    let mut collect = Flatten { tensors: Vec::new() };
+    visit_shared(net, &mut collect);
+    collect.tensors
+}
+
+/// Visits the modules both tasks share, in the order EWC pairs them up.
+fn visit_shared<B: Backend, V: ModuleVisitor<B>>(net: &TwinNet<B>, visitor: &mut V) {
+    net.backbone.visit(visitor);
+    net.neck.visit(visitor);
 }
 
 /// The gradients of [`shared_parameters`] in `grads`, flattened, in the same
@@ -108,8 +114,7 @@ pub fn shared_parameters<B: Backend>(net: &TwinNet<B>) -> Vec<Tensor<B, 1>> {
 /// themselves are new graph nodes, so their `grad` would always be `None`.)
 pub fn shared_gradients<B: AutodiffBackend>(net: &TwinNet<B>, grads: &B::Gradients) -> Vec<Tensor<B::InnerBackend, 1>> {
     let mut collect = FlattenGradients { grads, tensors: Vec::new() };
-    net.backbone.visit(&mut collect);
-    net.neck.visit(&mut collect);
+    visit_shared(net, &mut collect);
     collect.tensors
 }
 
