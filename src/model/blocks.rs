@@ -6,10 +6,12 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
+use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+
+use super::norm::GroupNorm;
 
 /// The GroupNorm group count for `channels`: at most 32 groups of at least 4 channels.
 pub fn norm_groups(channels: usize) -> usize {
@@ -34,7 +36,7 @@ impl<B: Backend> ConvNormAct<B> {
             .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
             .with_bias(false)
             .init(device);
-        let norm = GroupNormConfig::new(norm_groups(channels_out), channels_out).init(device);
+        let norm = GroupNorm::new(norm_groups(channels_out), channels_out, device);
         Self { conv, norm }
     }
 

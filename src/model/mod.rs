@@ -7,6 +7,7 @@ pub mod blocks;
 pub mod config;
 pub mod det_head;
 pub mod neck;
+pub mod norm;
 pub mod resnet;
 pub mod predict;
 pub mod postprocess;

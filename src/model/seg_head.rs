@@ -1,15 +1,13 @@
 //! Semantic-FPN segmentation head (Panoptic FPN's semantic branch): every
 //! pyramid level is brought to stride 4 by conv + GroupNorm + 2× upsampling
-//! steps, the levels are summed, a 1×1 convolution predicts the classes, and a
-//! fixed bilinear transposed convolution upsamples the logits 4× to the input
-//! size. The transposed convolution keeps the path differentiable on burn-cuda,
-//! whose bilinear `interpolate` has no backward.
+//! steps, the levels are summed, a 1×1 convolution predicts the classes, and
+//! fixed bilinear interpolation matrices upsample the logits 4× to the input
+//! size. Matrix products keep the path differentiable on burn-cuda, whose
+//! bilinear `interpolate` has no backward.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv_transpose2d;
-use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::{Tensor, TensorData};
 
 use super::blocks::{upsample2x, ConvNormAct};
@@ -64,30 +62,32 @@ impl<B: Backend> SegHead<B> {
             });
         }
         let logits = self.classifier.forward(fused.expect("four levels"));
-        bilinear_upsample(logits, OUTPUT_STRIDE, self.num_classes)
+        bilinear_upsample(logits, OUTPUT_STRIDE)
     }
 }
 
-/// Bilinear upsampling by an integer factor as a depthwise transposed convolution
-/// with a fixed bilinear kernel (the FCN construction).
-pub fn bilinear_upsample<B: Backend>(x: Tensor<B, 4>, factor: usize, channels: usize) -> Tensor<B, 4> {
-    let kernel = 2 * factor - factor % 2;
-    let center = if kernel % 2 == 1 { factor as f32 - 1.0 } else { factor as f32 - 0.5 };
-    let mut weights = Vec::with_capacity(kernel * kernel);
-    for i in 0..kernel {
-        for j in 0..kernel {
-            let wy = 1.0 - (i as f32 - center).abs() / factor as f32;
-            let wx = 1.0 - (j as f32 - center).abs() / factor as f32;
-            weights.push(wy * wx);
-        }
-    }
-    let weight = Tensor::<B, 2>::from_data(TensorData::new(weights, [kernel, kernel]), &x.device())
-        .reshape([1, 1, kernel, kernel])
-        .expand([channels, 1, kernel, kernel]);
-    // Output size (H-1)·f − 2p + k = f·H, and pixel centres stay aligned (half-pixel convention).
-    let padding = (kernel - factor) / 2;
-    let options = ConvTransposeOptions::new([factor, factor], [padding, padding], [0, 0], [1, 1], channels);
-    conv_transpose2d(x, weight, None, options)
+/// Bilinear upsampling by an integer factor, separably: one matrix product
+/// along the rows and one along the columns with fixed interpolation matrices.
+/// The values are those of the FCN construction (a depthwise transposed
+/// convolution with a bilinear kernel: half-pixel centres, borders see fewer
+/// taps), at a fraction of its cost on the CPU, and differentiable everywhere.
+pub fn bilinear_upsample<B: Backend>(x: Tensor<B, 4>, factor: usize) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let device = x.device();
+    let columns = interpolation_matrix::<B>(w, factor, &device).transpose();
+    let rows = interpolation_matrix::<B>(h, factor, &device).unsqueeze::<3>();
+    let wide = x.reshape([n * c * h, w]).matmul(columns).reshape([n * c, h, factor * w]);
+    rows.matmul(wide).reshape([n, c, factor * h, factor * w])
+}
+
+/// `[factor·len, len]`: output pixel `o` takes `1 − |(o + ½) − factor·(i + ½)| / factor`
+/// of input pixel `i` (clamped at 0), the bilinear kernel on half-pixel centres.
+fn interpolation_matrix<B: Backend>(len: usize, factor: usize, device: &B::Device) -> Tensor<B, 2> {
+    let f = factor as f32;
+    let weights = (0..factor * len)
+        .flat_map(|o| (0..len).map(move |i| (1.0 - ((o as f32 + 0.5) - f * (i as f32 + 0.5)).abs() / f).max(0.0)))
+        .collect();
+    Tensor::from_data(TensorData::new(weights, [factor * len, len]), device)
 }
 
 #[cfg(test)]
@@ -99,7 +99,7 @@ mod tests {
     fn bilinear_upsample_quadruples_and_keeps_constants() {
         let device = Default::default();
         let x = Tensor::<Flex, 4>::ones([1, 2, 3, 5], &device).mul_scalar(2.0);
-        let y = bilinear_upsample(x, 4, 2);
+        let y = bilinear_upsample(x, 4);
         assert_eq!(y.dims(), [1, 2, 12, 20]);
         let values: Vec<f32> = y.into_data().to_vec().unwrap();
         // Interior pixels of a constant map stay constant (borders see fewer taps).
@@ -114,11 +114,54 @@ mod tests {
         let device = Default::default();
         let ramp: Vec<f32> = (0..4).map(|i| i as f32).collect();
         let x = Tensor::<Flex, 4>::from_data(TensorData::new(ramp, [1, 1, 1, 4]), &device).expand([1, 1, 4, 4]);
-        let y: Vec<f32> = bilinear_upsample(x, 4, 1).into_data().to_vec().unwrap();
+        let y: Vec<f32> = bilinear_upsample(x, 4).into_data().to_vec().unwrap();
         let row = &y[6 * 16..7 * 16];
         // Between input pixel centres the output rises by 1/4 per output pixel.
         for c in 3..11 {
             assert!((row[c + 1] - row[c] - 0.25).abs() < 1e-5, "{row:?}");
+        }
+    }
+
+    /// The layer this one replaced: a depthwise transposed convolution with the
+    /// FCN bilinear kernel. Kept as the reference the matrices must equal.
+    fn transposed_conv_upsample<B: Backend>(x: Tensor<B, 4>, factor: usize) -> Tensor<B, 4> {
+        use burn::tensor::module::conv_transpose2d;
+        use burn::tensor::ops::ConvTransposeOptions;
+        let channels = x.dims()[1];
+        let kernel = 2 * factor - factor % 2;
+        let center = if kernel % 2 == 1 { factor as f32 - 1.0 } else { factor as f32 - 0.5 };
+        let tap = |i: usize| 1.0 - (i as f32 - center).abs() / factor as f32;
+        let weights: Vec<f32> = (0..kernel).flat_map(|i| (0..kernel).map(move |j| tap(i) * tap(j))).collect();
+        let weight = Tensor::<B, 2>::from_data(TensorData::new(weights, [kernel, kernel]), &x.device())
+            .reshape([1, 1, kernel, kernel])
+            .expand([channels, 1, kernel, kernel]);
+        let padding = (kernel - factor) / 2;
+        let options = ConvTransposeOptions::new([factor, factor], [padding, padding], [0, 0], [1, 1], channels);
+        conv_transpose2d(x, weight, None, options)
+    }
+
+    #[test]
+    fn matrices_equal_the_transposed_convolution_forward_and_backward() {
+        use burn::backend::Autodiff;
+        use burn::tensor::Distribution;
+        type A = Autodiff<Flex>;
+        let device = Default::default();
+        for (shape, factor) in [([2, 3, 5, 7], 4), ([1, 2, 4, 4], 2), ([1, 1, 3, 6], 3)] {
+            let x = Tensor::<Flex, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let [n, c, h, w] = shape;
+            let upstream = Tensor::<A, 4>::random([n, c, factor * h, factor * w], Distribution::Normal(0.0, 1.0), &device);
+            let run = |f: &dyn Fn(Tensor<A, 4>) -> Tensor<A, 4>| {
+                let input = Tensor::<A, 4>::from_inner(x.clone()).require_grad();
+                let y = f(input.clone());
+                let grads = (y.clone() * upstream.clone()).sum().backward();
+                (y.inner(), input.grad(&grads).unwrap())
+            };
+            let (y, dx) = run(&|t| bilinear_upsample(t, factor));
+            let (y_ref, dx_ref) = run(&|t| transposed_conv_upsample(t, factor));
+            for (a, b) in [(y, y_ref), (dx, dx_ref)] {
+                let diff: f32 = (a - b).abs().max().into_scalar();
+                assert!(diff < 1e-5, "factor {factor}, shape {shape:?}: differs by {diff}");
+            }
         }
     }
 }
