@@ -1,6 +1,7 @@
 //! Twinhead: one network for object detection (PASCAL VOC) and semantic
 //! segmentation (ADE20K), trained from two datasets.
 
+pub mod backend;
 pub mod cli;
 pub mod data;
 pub mod eval;

@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 use super::blocks::{ConvNormAct, Sppf, C2f};
 use super::config::ModelConfig;
 use super::resnet::{ResNet, ResNetConfig};
+use crate::backend::TwinBackend;
 
 /// Backbone features, finest first.
 pub struct Features<B: Backend> {
@@ -89,7 +90,10 @@ impl<B: Backend> CspBackbone<B> {
         self
     }
 
-    pub fn forward(&self, images: Tensor<B, 4>) -> Features<B> {
+    pub fn forward(&self, images: Tensor<B, 4>) -> Features<B>
+    where
+        B: TwinBackend,
+    {
         let x = self.stem.forward(images);
         let c2 = self.stage2.forward(self.down2.forward(x));
         let c3 = self.stage3.forward(self.down3.forward(c2.clone()));
@@ -121,7 +125,10 @@ impl<B: Backend> Backbone<B> {
         }
     }
 
-    pub fn forward(&self, images: Tensor<B, 4>) -> Features<B> {
+    pub fn forward(&self, images: Tensor<B, 4>) -> Features<B>
+    where
+        B: TwinBackend,
+    {
         match self {
             Self::Csp(b) => b.forward(images),
             Self::ResNet(b) => b.forward(images),

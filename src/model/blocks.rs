@@ -7,11 +7,13 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::norm::GroupNorm;
+use crate::backend::{self, TwinBackend};
 
 /// The GroupNorm group count for `channels`: at most 32 groups of at least 4 channels.
 pub fn norm_groups(channels: usize) -> usize {
@@ -19,6 +21,25 @@ pub fn norm_groups(channels: usize) -> usize {
         .into_iter()
         .find(|g| channels % g == 0 && channels / g >= 4)
         .unwrap_or(1)
+}
+
+/// `conv` applied through [`TwinBackend`]'s convolution (Twinhead's CPU kernels);
+/// burn's own `Conv2d::forward` for the padding modes those do not take.
+pub fn conv_forward<B: TwinBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => [top, left],
+        _ => return conv.forward(x),
+    };
+    let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
+    let y = backend::conv2d(x, conv.weight.val(), options);
+    match &conv.bias {
+        Some(bias) => {
+            let channels = bias.dims()[0];
+            y + bias.val().reshape([1, channels, 1, 1])
+        }
+        None => y,
+    }
 }
 
 /// Convolution, GroupNorm, SiLU.
@@ -40,8 +61,11 @@ impl<B: Backend> ConvNormAct<B> {
         Self { conv, norm }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        silu(self.norm.forward(self.conv.forward(x)))
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: TwinBackend,
+    {
+        silu(self.norm.forward(conv_forward(&self.conv, x)))
     }
 }
 
@@ -62,7 +86,10 @@ impl<B: Backend> Bottleneck<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: TwinBackend,
+    {
         let y = self.cv2.forward(self.cv1.forward(x.clone()));
         if self.shortcut {
             x + y
@@ -93,7 +120,10 @@ impl<B: Backend> C2f<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: TwinBackend,
+    {
         let mut parts = self.cv1.forward(x).split(self.hidden, 1);
         for block in &self.blocks {
             let last = parts.last().expect("C2f keeps two parts").clone();
@@ -119,7 +149,10 @@ impl<B: Backend> Sppf<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: TwinBackend,
+    {
         let pool = |t: Tensor<B, 4>| burn::tensor::module::max_pool2d(t, [5, 5], [1, 1], [2, 2], [1, 1], false);
         let x = self.cv1.forward(x);
         let y1 = pool(x.clone());

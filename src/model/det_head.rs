@@ -7,7 +7,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::blocks::ConvNormAct;
+use super::blocks::{conv_forward, ConvNormAct};
+use crate::backend::TwinBackend;
 use super::neck::{Pyramid, PyramidChannels};
 
 /// Strides of the levels the head reads, in the order its outputs are concatenated.
@@ -65,12 +66,15 @@ impl<B: Backend> DetHead<B> {
         Self { levels }
     }
 
-    pub fn forward(&self, pyramid: &Pyramid<B>) -> DetOutput<B> {
+    pub fn forward(&self, pyramid: &Pyramid<B>) -> DetOutput<B>
+    where
+        B: TwinBackend,
+    {
         let inputs = [&pyramid.p3, &pyramid.p4, &pyramid.p5];
         let (mut cls, mut boxes) = (Vec::new(), Vec::new());
         for (head, x) in self.levels.iter().zip(inputs) {
-            let c = head.cls_out.forward(head.cls2.forward(head.cls1.forward(x.clone())));
-            let b = head.box_out.forward(head.box2.forward(head.box1.forward(x.clone())));
+            let c = conv_forward(&head.cls_out, head.cls2.forward(head.cls1.forward(x.clone())));
+            let b = conv_forward(&head.box_out, head.box2.forward(head.box1.forward(x.clone())));
             cls.push(flatten_cells(c));
             boxes.push(flatten_cells(b));
         }

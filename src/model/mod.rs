@@ -25,6 +25,8 @@ use det_head::DetHead;
 use neck::PanFpn;
 use seg_head::SegHead;
 
+use crate::backend::TwinBackend;
+
 #[derive(Module, Debug)]
 pub struct TwinNet<B: Backend> {
     pub backbone: Backbone<B>,
@@ -46,19 +48,28 @@ impl<B: Backend> TwinNet<B> {
     }
 
     /// Detection outputs only (skips the stride-4 level and the segmentation head).
-    pub fn forward_det(&self, images: Tensor<B, 4>) -> DetOutput<B> {
+    pub fn forward_det(&self, images: Tensor<B, 4>) -> DetOutput<B>
+    where
+        B: TwinBackend,
+    {
         let pyramid = self.neck.forward(self.backbone.forward(images), false);
         self.det_head.forward(&pyramid)
     }
 
     /// Segmentation logits [N, C, H, W] only.
-    pub fn forward_seg(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward_seg(&self, images: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: TwinBackend,
+    {
         let pyramid = self.neck.forward(self.backbone.forward(images), true);
         self.seg_head.forward(&pyramid)
     }
 
     /// Both heads from one shared forward pass (inference, distillation).
-    pub fn forward_both(&self, images: Tensor<B, 4>) -> (DetOutput<B>, Tensor<B, 4>) {
+    pub fn forward_both(&self, images: Tensor<B, 4>) -> (DetOutput<B>, Tensor<B, 4>)
+    where
+        B: TwinBackend,
+    {
         let pyramid = self.neck.forward(self.backbone.forward(images), true);
         (self.det_head.forward(&pyramid), self.seg_head.forward(&pyramid))
     }

@@ -9,6 +9,7 @@ use burn::tensor::Tensor;
 use super::backbone::{FeatureChannels, Features};
 use super::blocks::{upsample2x, ConvNormAct, C2f};
 use super::config::ModelConfig;
+use crate::backend::TwinBackend;
 
 /// Neck outputs: `p2` (stride 4, only computed for segmentation) and `p3..p5`.
 pub struct Pyramid<B: Backend> {
@@ -62,7 +63,10 @@ impl<B: Backend> PanFpn<B> {
     }
 
     /// `with_p2` computes the stride-4 level (needed by segmentation only).
-    pub fn forward(&self, f: Features<B>, with_p2: bool) -> Pyramid<B> {
+    pub fn forward(&self, f: Features<B>, with_p2: bool) -> Pyramid<B>
+    where
+        B: TwinBackend,
+    {
         let t4 = self.top_down4.forward(Tensor::cat(vec![upsample2x(f.c5.clone()), f.c4], 1));
         let p3 = self.top_down3.forward(Tensor::cat(vec![upsample2x(t4.clone()), f.c3], 1));
         let p2 = with_p2.then(|| self.top_down2.forward(Tensor::cat(vec![upsample2x(p3.clone()), f.c2], 1)));

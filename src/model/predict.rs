@@ -8,10 +8,11 @@ use image::GrayImage;
 use super::anchors::Anchors;
 use super::postprocess::{postprocess_batch, to_original, Detection, PostprocessConfig};
 use super::{TwinNet, DET_STRIDES};
+use crate::backend::TwinBackend;
 use crate::data::augment::{Letterbox, IGNORE};
 
 /// Detections per image, mapped back to the original images (0-based continuous boxes).
-pub fn detect_batch<B: Backend>(
+pub fn detect_batch<B: TwinBackend>(
     net: &TwinNet<B>,
     images: Tensor<B, 4>,
     letterboxes: &[Letterbox],
@@ -29,12 +30,12 @@ pub fn detect_batch<B: Backend>(
 
 /// Semantic masks per image at the original size, ADE encoding (class index + 1;
 /// 0 where the input showed only padding).
-pub fn segment_batch<B: Backend>(net: &TwinNet<B>, images: Tensor<B, 4>, letterboxes: &[Letterbox]) -> Vec<GrayImage> {
+pub fn segment_batch<B: TwinBackend>(net: &TwinNet<B>, images: Tensor<B, 4>, letterboxes: &[Letterbox]) -> Vec<GrayImage> {
     masks_from_logits(net.forward_seg(images), letterboxes)
 }
 
 /// Both tasks from one shared forward pass.
-pub fn predict_batch<B: Backend>(
+pub fn predict_batch<B: TwinBackend>(
     net: &TwinNet<B>,
     images: Tensor<B, 4>,
     letterboxes: &[Letterbox],

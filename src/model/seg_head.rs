@@ -10,7 +10,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use super::blocks::{upsample2x, ConvNormAct};
+use super::blocks::{conv_forward, upsample2x, ConvNormAct};
+use crate::backend::TwinBackend;
 use super::neck::{Pyramid, PyramidChannels};
 
 /// Upsampling factor from the head's stride-4 logits to the input.
@@ -44,7 +45,10 @@ impl<B: Backend> SegHead<B> {
     }
 
     /// Logits [N, C, H, W] at the input size (the pyramid must include `p2`).
-    pub fn forward(&self, pyramid: &Pyramid<B>) -> Tensor<B, 4> {
+    pub fn forward(&self, pyramid: &Pyramid<B>) -> Tensor<B, 4>
+    where
+        B: TwinBackend,
+    {
         let p2 = pyramid.p2.clone().expect("segmentation needs the stride-4 level");
         let inputs = [p2, pyramid.p3.clone(), pyramid.p4.clone(), pyramid.p5.clone()];
         let mut fused: Option<Tensor<B, 4>> = None;
@@ -61,7 +65,7 @@ impl<B: Backend> SegHead<B> {
                 None => y,
             });
         }
-        let logits = self.classifier.forward(fused.expect("four levels"));
+        let logits = conv_forward(&self.classifier, fused.expect("four levels"));
         bilinear_upsample(logits, OUTPUT_STRIDE)
     }
 }

@@ -2,18 +2,18 @@
 //! splits, whichever task is training, with the eval module's metrics.
 
 use anyhow::Result;
-use burn::tensor::backend::Backend;
 use image::GrayImage;
 
+use crate::backend::TwinBackend;
+use crate::data::ClassList;
 use crate::data::ade::{read_mask, AdeDataset};
 use crate::data::batch::{DetSource, SegSource};
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::voc::{self, VocClasses, VocDataset};
-use crate::data::ClassList;
 use crate::eval::{evaluate_voc, ground_truth_from_voc, ClassAp, ConfusionMatrix, GroundTruth, VocMetric};
+use crate::model::TwinNet;
 use crate::model::postprocess::PostprocessConfig;
 use crate::model::predict::{detect_batch, segment_batch};
-use crate::model::TwinNet;
 use crate::train::config::DataConfig;
 
 /// The validation splits a run's configuration names, whole (what `twinhead eval
@@ -71,7 +71,7 @@ pub struct ValidationSettings {
     pub postprocess: PostprocessConfig,
 }
 
-pub fn validate<B: Backend>(
+pub fn validate<B: TwinBackend>(
     net: &TwinNet<B>,
     sets: &ValidationSets,
     settings: &ValidationSettings,

@@ -6,13 +6,13 @@ use std::str::FromStr;
 use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::backend::AutodiffBackend;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::config::TrainConfig;
 use super::events::{Control, Event, FinishReason};
 use super::run_dir::{self, EventLog};
 use super::trainer::Trainer;
+use crate::backend::TwinAutodiffBackend;
 
 /// The CPU training backend.
 pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
@@ -137,7 +137,7 @@ pub fn start(config: Option<TrainConfig>, run_dir: &Path, resume: bool, device: 
     Ok(RunHandle { events, control, run_dir: run_dir.to_path_buf(), thread })
 }
 
-fn train_on<B: AutodiffBackend>(
+fn train_on<B: TwinAutodiffBackend>(
     config: TrainConfig,
     run_dir: &Path,
     resume: bool,

@@ -25,6 +25,7 @@ use super::schedule::learning_rate;
 use super::strategy::{StepTasks, StrategyConfig, Task, Weighting};
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
+use crate::backend::TwinAutodiffBackend;
 use crate::data::ade::AdeDataset;
 use crate::data::batch::{DetBatch, DetSource, SegBatch, SegSource};
 use crate::data::loader::{Loader, LoaderConfig, Position};
@@ -89,7 +90,7 @@ enum Mitigation<B: AutodiffBackend> {
     Ewc(Ewc<B>),
 }
 
-pub struct Trainer<B: AutodiffBackend> {
+pub struct Trainer<B: TwinAutodiffBackend> {
     config: TrainConfig,
     run_dir: PathBuf,
     device: B::Device,
@@ -107,7 +108,7 @@ pub struct Trainer<B: AutodiffBackend> {
     ema: Option<WeightEma<B::InnerBackend>>,
 }
 
-impl<B: AutodiffBackend> Trainer<B> {
+impl<B: TwinAutodiffBackend> Trainer<B> {
     /// A new run in `run_dir`, or the continuation of the one there (`resume`).
     pub fn new(config: TrainConfig, run_dir: &Path, resume: bool, device: B::Device, mut log: EventLog) -> Result<Self> {
         let mut messages = Vec::new();

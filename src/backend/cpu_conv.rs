@@ -1,0 +1,308 @@
+//! 2-D convolution and its two gradients on the CPU backend, as im2col + GEMM
+//! per image, the images spread over the rayon pool.
+//!
+//! For image `n`, with `col[n]` the `[Cin·kh·kw, Hout·Wout]` patch matrix of
+//! its input and `W` the weight viewed as `[Cout, Cin·kh·kw]`:
+//! - forward: `y[n] = W · col[n]`;
+//! - input gradient: `dx[n] = col2im(Wᵀ · dy[n])`;
+//! - weight gradient: `dW = Σₙ dy[n] · col[n]ᵀ`.
+//!
+//! Only groups = 1 and f32 are handled here; callers fall back to burn's own
+//! kernels otherwise ([`supported`]).
+
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Shape, TensorData};
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+/// Whether these kernels handle the convolution.
+pub fn supported(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> bool {
+    options.groups == 1 && x.dtype() == DType::F32 && weight.dtype() == DType::F32
+}
+
+/// Sizes of one convolution, from its input and weight shapes.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    batch: usize,
+    channels_in: usize,
+    height: usize,
+    width: usize,
+    channels_out: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    height_out: usize,
+    width_out: usize,
+}
+
+impl Geometry {
+    fn new(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> Self {
+        let [batch, channels_in, height, width] = [x[0], x[1], x[2], x[3]];
+        let [channels_out, _, kh, kw] = [weight[0], weight[1], weight[2], weight[3]];
+        let out = |size: usize, k: usize, axis: usize| {
+            (size + 2 * options.padding[axis] - options.dilation[axis] * (k - 1) - 1) / options.stride[axis] + 1
+        };
+        Self {
+            batch,
+            channels_in,
+            height,
+            width,
+            channels_out,
+            kernel: [kh, kw],
+            stride: options.stride,
+            padding: options.padding,
+            dilation: options.dilation,
+            height_out: out(height, kh, 0),
+            width_out: out(width, kw, 1),
+        }
+    }
+
+    /// Rows of the patch matrix: Cin·kh·kw.
+    fn patch_rows(&self) -> usize {
+        self.channels_in * self.kernel[0] * self.kernel[1]
+    }
+
+    fn pixels_in(&self) -> usize {
+        self.height * self.width
+    }
+
+    fn pixels_out(&self) -> usize {
+        self.height_out * self.width_out
+    }
+
+    /// A 1×1, stride-1, unpadded convolution: the image itself is its patch matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// For kernel tap (i, j) and output row/column `o`, the input row/column, if inside.
+    fn source(&self, axis: usize, tap: usize, o: usize) -> Option<usize> {
+        let size = if axis == 0 { self.height } else { self.width };
+        let position = (o * self.stride[axis] + tap * self.dilation[axis]).checked_sub(self.padding[axis])?;
+        (position < size).then_some(position)
+    }
+
+    /// Writes image `image`'s patch matrix `[Cin·kh·kw, Hout·Wout]` into `col`.
+    fn im2col(&self, image: &[f32], col: &mut [f32]) {
+        let [kh, kw] = self.kernel;
+        let (wo_len, pixels_out) = (self.width_out, self.pixels_out());
+        for c in 0..self.channels_in {
+            let plane = &image[c * self.pixels_in()..(c + 1) * self.pixels_in()];
+            for i in 0..kh {
+                for j in 0..kw {
+                    let row = &mut col[((c * kh + i) * kw + j) * pixels_out..][..pixels_out];
+                    for oh in 0..self.height_out {
+                        let out_row = &mut row[oh * wo_len..(oh + 1) * wo_len];
+                        match self.source(0, i, oh) {
+                            None => out_row.fill(0.0),
+                            Some(h) => {
+                                let in_row = &plane[h * self.width..(h + 1) * self.width];
+                                for (ow, value) in out_row.iter_mut().enumerate() {
+                                    *value = self.source(1, j, ow).map_or(0.0, |w| in_row[w]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the patch-matrix gradient `col` back onto the image gradient `image` (col2im).
+    fn col2im(&self, col: &[f32], image: &mut [f32]) {
+        let [kh, kw] = self.kernel;
+        let (wo_len, pixels_out) = (self.width_out, self.pixels_out());
+        image.fill(0.0);
+        for c in 0..self.channels_in {
+            let plane = &mut image[c * self.pixels_in()..(c + 1) * self.pixels_in()];
+            for i in 0..kh {
+                for j in 0..kw {
+                    let row = &col[((c * kh + i) * kw + j) * pixels_out..][..pixels_out];
+                    for oh in 0..self.height_out {
+                        let Some(h) = self.source(0, i, oh) else { continue };
+                        let in_row = &mut plane[h * self.width..(h + 1) * self.width];
+                        for (ow, value) in row[oh * wo_len..(oh + 1) * wo_len].iter().enumerate() {
+                            if let Some(w) = self.source(1, j, ow) {
+                                in_row[w] += value;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[m×n] = (accumulate ? dst : 0) + lhs · rhs`, every matrix row-major unless
+/// `lhs_transposed` / `rhs_transposed` (then stored as `[k×m]` / `[n×k]`).
+#[allow(clippy::too_many_arguments)]
+fn gemm(dst: &mut [f32], lhs: &[f32], lhs_transposed: bool, rhs: &[f32], rhs_transposed: bool, m: usize, n: usize, k: usize, accumulate: bool) {
+    debug_assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    let (lhs_cs, lhs_rs) = if lhs_transposed { (m as isize, 1) } else { (1, k as isize) };
+    let (rhs_cs, rhs_rs) = if rhs_transposed { (k as isize, 1) } else { (1, n as isize) };
+    // SAFETY: the slices hold the m×n, m×k and k×n matrices the strides describe
+    // (checked above in debug builds, guaranteed by the callers' shapes).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+pub fn conv2d(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+    let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
+    let (x, weight) = (contiguous_f32(&x), contiguous_f32(&weight));
+    let (x, weight) = (x.storage::<f32>(), weight.storage::<f32>());
+    let (rows, pixels_out, image_len, out_len) =
+        (g.patch_rows(), g.pixels_out(), g.channels_in * g.pixels_in(), g.channels_out * g.pixels_out());
+    let mut out = vec![0.0f32; g.batch * out_len];
+    out.par_chunks_mut(out_len).enumerate().for_each_init(
+        || vec![0.0f32; if g.is_pointwise() { 0 } else { rows * pixels_out }],
+        |col, (n, y)| {
+            let image = &x[n * image_len..(n + 1) * image_len];
+            let patches = if g.is_pointwise() {
+                image
+            } else {
+                g.im2col(image, col);
+                col
+            };
+            gemm(y, weight, false, patches, false, g.channels_out, pixels_out, rows, false);
+        },
+    );
+    tensor(out, [g.batch, g.channels_out, g.height_out, g.width_out])
+}
+
+pub fn conv2d_x_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+    let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
+    let (weight, output_grad) = (contiguous_f32(&weight), contiguous_f32(&output_grad));
+    let (weight, dy) = (weight.storage::<f32>(), output_grad.storage::<f32>());
+    let (rows, pixels_out, image_len, out_len) =
+        (g.patch_rows(), g.pixels_out(), g.channels_in * g.pixels_in(), g.channels_out * g.pixels_out());
+    let mut dx = vec![0.0f32; g.batch * image_len];
+    dx.par_chunks_mut(image_len).enumerate().for_each_init(
+        || vec![0.0f32; if g.is_pointwise() { 0 } else { rows * pixels_out }],
+        |col, (n, dx)| {
+            let dy = &dy[n * out_len..(n + 1) * out_len];
+            if g.is_pointwise() {
+                gemm(dx, weight, true, dy, false, rows, pixels_out, g.channels_out, false);
+            } else {
+                gemm(col, weight, true, dy, false, rows, pixels_out, g.channels_out, false);
+                g.col2im(col, dx);
+            }
+        },
+    );
+    tensor(dx, [g.batch, g.channels_in, g.height, g.width])
+}
+
+pub fn conv2d_weight_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+    let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
+    let (x, output_grad) = (contiguous_f32(&x), contiguous_f32(&output_grad));
+    let (x, dy) = (x.storage::<f32>(), output_grad.storage::<f32>());
+    let (rows, pixels_out, image_len, out_len) =
+        (g.patch_rows(), g.pixels_out(), g.channels_in * g.pixels_in(), g.channels_out * g.pixels_out());
+    let weight_len = g.channels_out * rows;
+    // Each rayon worker sums its images' products into its own buffer; the buffers are added at the end.
+    let dw = (0..g.batch)
+        .into_par_iter()
+        .fold(
+            || (vec![0.0f32; weight_len], vec![0.0f32; if g.is_pointwise() { 0 } else { rows * pixels_out }], false),
+            |(mut dw, mut col, accumulate), n| {
+                let image = &x[n * image_len..(n + 1) * image_len];
+                let patches = if g.is_pointwise() {
+                    image
+                } else {
+                    g.im2col(image, &mut col);
+                    &col
+                };
+                gemm(&mut dw, &dy[n * out_len..(n + 1) * out_len], false, patches, true, g.channels_out, rows, pixels_out, accumulate);
+                (dw, col, true)
+            },
+        )
+        .map(|(dw, _, _)| dw)
+        .reduce(
+            || vec![0.0f32; weight_len],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    tensor(dw, [g.channels_out, g.channels_in, g.kernel[0], g.kernel[1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::ops::ModuleOps;
+    use burn::tensor::{Distribution, Tensor, TensorPrimitive};
+
+    fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
+        let device = Default::default();
+        <Flex as burn::tensor::backend::Backend>::seed(&device, seed);
+        Tensor::<Flex, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device).into_primitive().tensor()
+    }
+
+    fn max_diff(a: FlexTensor, b: FlexTensor) -> f32 {
+        let a = Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(a));
+        let b = Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(b));
+        assert_eq!(a.dims(), b.dims());
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// Forward and both gradients equal burn's own kernels for every
+    /// convolution configuration the network uses (and dilation, odd sizes).
+    #[test]
+    fn equals_burn_kernels_forward_and_backward() {
+        let cases = [
+            // (input, weight, stride, padding, dilation)
+            ([2, 3, 9, 11], [5, 3, 3, 3], 2, 1, 1),
+            ([3, 4, 8, 8], [6, 4, 3, 3], 1, 1, 1),
+            ([2, 6, 7, 5], [4, 6, 1, 1], 1, 0, 1),
+            ([1, 4, 6, 6], [3, 4, 3, 3], 1, 2, 2),
+            ([2, 2, 10, 10], [2, 2, 7, 7], 2, 3, 1),
+        ];
+        for (i, (xs, ws, s, p, d)) in cases.into_iter().enumerate() {
+            let options = ConvOptions::new([s, s], [p, p], [d, d], 1);
+            let (x, w) = (random(xs, 2 * i as u64), random(ws, 2 * i as u64 + 1));
+            let y = conv2d(x.clone(), w.clone(), &options);
+            let expected = Flex::conv2d(x.clone(), w.clone(), None, options.clone());
+            let shape = y.layout().shape().clone();
+            let dy = random([shape[0], shape[1], shape[2], shape[3]], 100 + i as u64);
+            let scale = 1e-5 * (xs[1] * ws[2] * ws[3]) as f32;
+            assert!(max_diff(y, expected) < scale, "case {i}: forward");
+            let dx = conv2d_x_backward(x.clone(), w.clone(), dy.clone(), &options);
+            let dx_expected = Flex::conv2d_x_backward(x.clone(), w.clone(), dy.clone(), options.clone());
+            assert!(max_diff(dx, dx_expected) < 1e-5 * (ws[0] * ws[2] * ws[3]) as f32, "case {i}: input gradient");
+            let dw = conv2d_weight_backward(x.clone(), w.clone(), dy.clone(), &options);
+            let dw_expected = Flex::conv2d_weight_backward(x, w, dy, options);
+            assert!(max_diff(dw, dw_expected) < 1e-5 * (xs[0] * xs[2] * xs[3]) as f32, "case {i}: weight gradient");
+        }
+    }
+}
