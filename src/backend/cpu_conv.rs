@@ -76,31 +76,46 @@ impl Geometry {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
     }
 
-    /// For kernel tap (i, j) and output row/column `o`, the input row/column, if inside.
-    fn source(&self, axis: usize, tap: usize, o: usize) -> Option<usize> {
-        let size = if axis == 0 { self.height } else { self.width };
-        let position = (o * self.stride[axis] + tap * self.dilation[axis]).checked_sub(self.padding[axis])?;
-        (position < size).then_some(position)
+    /// For a kernel tap along `axis`: the output positions `lo..hi` whose input
+    /// position `o·stride + tap·dilation − padding` lies inside the image, and
+    /// the input position of `lo`. (Closed form, so the loops below stay
+    /// branch-free and vectorise even in the unoptimised test build.)
+    fn span(&self, axis: usize, tap: usize) -> (usize, usize, usize) {
+        let (size, size_out) = if axis == 0 { (self.height, self.height_out) } else { (self.width, self.width_out) };
+        let (stride, offset) = (self.stride[axis], tap * self.dilation[axis]);
+        let pad = self.padding[axis];
+        let lo = pad.saturating_sub(offset).div_ceil(stride);
+        let hi = if size + pad > offset { ((size + pad - offset - 1) / stride + 1).min(size_out) } else { 0 };
+        let lo = lo.min(hi);
+        (lo, hi, (lo * stride + offset).saturating_sub(pad))
     }
 
     /// Writes image `image`'s patch matrix `[Cin·kh·kw, Hout·Wout]` into `col`.
     fn im2col(&self, image: &[f32], col: &mut [f32]) {
         let [kh, kw] = self.kernel;
         let (wo_len, pixels_out) = (self.width_out, self.pixels_out());
+        let (stride_h, stride_w) = (self.stride[0], self.stride[1]);
         for c in 0..self.channels_in {
             let plane = &image[c * self.pixels_in()..(c + 1) * self.pixels_in()];
             for i in 0..kh {
+                let (h_lo, h_hi, h_start) = self.span(0, i);
                 for j in 0..kw {
+                    let (w_lo, w_hi, w_start) = self.span(1, j);
                     let row = &mut col[((c * kh + i) * kw + j) * pixels_out..][..pixels_out];
-                    for oh in 0..self.height_out {
+                    row[..h_lo * wo_len].fill(0.0);
+                    row[h_hi * wo_len..].fill(0.0);
+                    for oh in h_lo..h_hi {
+                        let h = h_start + (oh - h_lo) * stride_h;
+                        let in_row = &plane[h * self.width..(h + 1) * self.width];
                         let out_row = &mut row[oh * wo_len..(oh + 1) * wo_len];
-                        match self.source(0, i, oh) {
-                            None => out_row.fill(0.0),
-                            Some(h) => {
-                                let in_row = &plane[h * self.width..(h + 1) * self.width];
-                                for (ow, value) in out_row.iter_mut().enumerate() {
-                                    *value = self.source(1, j, ow).map_or(0.0, |w| in_row[w]);
-                                }
+                        out_row[..w_lo].fill(0.0);
+                        out_row[w_hi..].fill(0.0);
+                        let out_span = &mut out_row[w_lo..w_hi];
+                        if stride_w == 1 {
+                            out_span.copy_from_slice(&in_row[w_start..w_start + out_span.len()]);
+                        } else {
+                            for (k, value) in out_span.iter_mut().enumerate() {
+                                *value = in_row[w_start + k * stride_w];
                             }
                         }
                     }
@@ -113,18 +128,26 @@ impl Geometry {
     fn col2im(&self, col: &[f32], image: &mut [f32]) {
         let [kh, kw] = self.kernel;
         let (wo_len, pixels_out) = (self.width_out, self.pixels_out());
+        let (stride_h, stride_w) = (self.stride[0], self.stride[1]);
         image.fill(0.0);
         for c in 0..self.channels_in {
             let plane = &mut image[c * self.pixels_in()..(c + 1) * self.pixels_in()];
             for i in 0..kh {
+                let (h_lo, h_hi, h_start) = self.span(0, i);
                 for j in 0..kw {
+                    let (w_lo, w_hi, w_start) = self.span(1, j);
                     let row = &col[((c * kh + i) * kw + j) * pixels_out..][..pixels_out];
-                    for oh in 0..self.height_out {
-                        let Some(h) = self.source(0, i, oh) else { continue };
+                    for oh in h_lo..h_hi {
+                        let h = h_start + (oh - h_lo) * stride_h;
                         let in_row = &mut plane[h * self.width..(h + 1) * self.width];
-                        for (ow, value) in row[oh * wo_len..(oh + 1) * wo_len].iter().enumerate() {
-                            if let Some(w) = self.source(1, j, ow) {
-                                in_row[w] += value;
+                        let values = &row[oh * wo_len + w_lo..oh * wo_len + w_hi];
+                        if stride_w == 1 {
+                            for (target, value) in in_row[w_start..w_start + values.len()].iter_mut().zip(values) {
+                                *target += value;
+                            }
+                        } else {
+                            for (k, value) in values.iter().enumerate() {
+                                in_row[w_start + k * stride_w] += value;
                             }
                         }
                     }
