@@ -2,7 +2,7 @@
 //! kernel and records a backward step that runs its gradient kernels (the
 //! structure of burn-autodiff's own convolution op).
 
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn_autodiff::grads::Gradients;
@@ -33,12 +33,47 @@ impl<B: TwinBackend> Backward<B, 2> for Conv2dBackward {
     }
 }
 
+#[derive(Debug)]
+struct GroupNormSiluBackward;
+
+impl<B: TwinBackend> Backward<B, 3> for GroupNormSiluBackward {
+    /// x, γ, β, groups, epsilon.
+    type State = (NodeId, NodeId, NodeId, usize, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        let (x, gamma, beta, groups, epsilon) = ops.state;
+        let [x, gamma, beta] = [x, gamma, beta].map(|id| checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(id));
+        let gradients = B::twin_group_norm_silu_backward(x, gamma, beta, groups, epsilon, output_grad);
+        for (parent, grad) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
 impl<B: TwinBackend, C: CheckpointStrategy> TwinBackend for Autodiff<B, C> {
-    fn twin_conv2d(
-        x: burn::tensor::ops::FloatTensor<Self>,
-        weight: burn::tensor::ops::FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> burn::tensor::ops::FloatTensor<Self> {
+    fn twin_group_norm_silu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let parents = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+        match GroupNormSiluBackward.prepare::<C>(parents).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&gamma), prep.checkpoint(&beta), groups, epsilon);
+                prep.finish(state, B::twin_group_norm_silu(x.primitive, gamma.primitive, beta.primitive, groups, epsilon))
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::twin_group_norm_silu(x.primitive, gamma.primitive, beta.primitive, groups, epsilon))
+            }
+        }
+    }
+
+    fn twin_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
         match Conv2dBackward.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);

@@ -8,7 +8,6 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -65,7 +64,7 @@ impl<B: Backend> ConvNormAct<B> {
     where
         B: TwinBackend,
     {
-        silu(self.norm.forward(conv_forward(&self.conv, x)))
+        self.norm.forward_silu(conv_forward(&self.conv, x))
     }
 }
 

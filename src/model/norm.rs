@@ -1,18 +1,13 @@
-//! Group normalisation arranged for the backends: the same maths, parameters
-//! and checkpoint names as `burn::nn::GroupNorm` (old runs load unchanged),
-//! computed with memory walks that the CPU backend vectorises.
-//!
-//! `burn::nn::GroupNorm` applies γ and β as `x · γ[1, C, 1, 1] + β` over
-//! `[N, C, H, W]`, a broadcast that burn-flex walks one element at a time,
-//! forwards and in the backward pass. Here the group statistics are
-//! contiguous row reductions over `[N·G, C/G·H·W]`, and γ, β, the mean and
-//! 1/σ fold into one scale and shift per (sample, channel), applied as one
-//! multiply and one add over `[N, C, H·W]` with `[N, C, 1]` operands: a
-//! per-row scalar, flex's SIMD fast path, and fewer kernels on a GPU.
+//! GroupNorm's parameters, with the same names and types as burn's
+//! `GroupNorm` (what the checkpoints of earlier runs recorded, so they load
+//! unchanged), applied together with the SiLU that always follows it here
+//! through [`TwinBackend`]'s fused op.
 
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+
+use crate::backend::{self, TwinBackend};
 
 /// Epsilon added to the variance (burn's and PyTorch's default).
 const EPSILON: f64 = 1e-5;
@@ -20,8 +15,6 @@ const EPSILON: f64 = 1e-5;
 /// GroupNorm with a learned per-channel scale γ and shift β.
 #[derive(Module, Debug)]
 pub struct GroupNorm<B: Backend> {
-    // Field names and types are burn's `GroupNorm`'s, which is what the
-    // checkpoints of earlier runs recorded.
     pub gamma: Option<Param<Tensor<B, 1>>>,
     pub beta: Option<Param<Tensor<B, 1>>>,
     pub num_groups: usize,
@@ -43,45 +36,27 @@ impl<B: Backend> GroupNorm<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, c, h, w] = x.dims();
-        assert_eq!(c, self.num_channels, "GroupNorm over {} channels got {c}", self.num_channels);
-        let g = self.num_groups;
-        let per_group = c / g;
-        let count = (per_group * h * w) as f64;
-
-        // Statistics: two contiguous row sums. Var = E[x²] − E[x]² in one pass
-        // (the conv outputs normalised here have |mean| ≪ σ·10³, where f32 loses nothing that matters).
-        let rows = x.clone().reshape([n * g, per_group * h * w]);
-        let mean = rows.clone().sum_dim(1).div_scalar(count);
-        let mean_sq = rows.square().sum_dim(1).div_scalar(count);
-        let var = (mean_sq - mean.clone().square()).clamp_min(0.0);
-        let inv_std = var.add_scalar(self.epsilon).sqrt().recip();
-
-        // Per (sample, channel): scale = γ/σ, shift = β − mean·γ/σ. Small tensors.
-        let per_channel = |t: Tensor<B, 2>| t.reshape([n, g, 1]).expand([n, g, per_group]).reshape([n, c]);
-        let (scale, shift) = match (&self.gamma, &self.beta) {
-            (Some(gamma), Some(beta)) => {
-                let scale = per_channel(inv_std) * gamma.val().reshape([1, c]);
-                let shift = beta.val().reshape([1, c]) - per_channel(mean) * scale.clone();
-                (scale, shift)
-            }
-            _ => {
-                let scale = per_channel(inv_std);
-                let shift = per_channel(mean).neg() * scale.clone();
-                (scale, shift)
-            }
-        };
-        let y = x.reshape([n, c, h * w]) * scale.reshape([n, c, 1]) + shift.reshape([n, c, 1]);
-        y.reshape([n, c, h, w])
+    /// `silu(GroupNorm(x))`.
+    pub fn forward_silu(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: TwinBackend,
+    {
+        let channels = x.dims()[1];
+        assert_eq!(channels, self.num_channels, "GroupNorm over {} channels got {channels}", self.num_channels);
+        let device = x.device();
+        let gamma = self.gamma.as_ref().map_or_else(|| Tensor::ones([channels], &device), |g| g.val());
+        let beta = self.beta.as_ref().map_or_else(|| Tensor::zeros([channels], &device), |b| b.val());
+        backend::group_norm_silu(x, gamma, beta, self.num_groups, self.epsilon)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::group_norm;
     use burn::backend::{Autodiff, Flex};
     use burn::nn::GroupNormConfig;
+    use burn::tensor::activation::silu;
     use burn::tensor::Distribution;
 
     type B = Autodiff<Flex>;
@@ -92,8 +67,10 @@ mod tests {
         assert!(excess <= 0.0, "{what}: differs by more than 1e-5 (1 + |expected|), excess {excess}\n{a}\n{b}");
     }
 
-    /// Forward output and every gradient (input, γ, β) equal burn's GroupNorm's
-    /// with the same non-trivial γ, β, on inputs with a mean offset.
+    /// Forward output and every gradient (input, γ, β) equal those of burn's
+    /// GroupNorm followed by SiLU with the same non-trivial γ, β, on inputs
+    /// with a mean offset: the CPU backend's fused kernel under autodiff, and
+    /// the tensor-op version every other backend runs.
     #[test]
     fn equals_burn_group_norm_forward_and_backward() {
         let device = Default::default();
@@ -122,10 +99,14 @@ mod tests {
                     beta.val().grad(&grads).unwrap(),
                 ]
             };
-            let expected = run(&|t| reference.forward(t), reference.gamma.as_ref().unwrap(), reference.beta.as_ref().unwrap());
-            let actual = run(&|t| ours.forward(t), ours.gamma.as_ref().unwrap(), ours.beta.as_ref().unwrap());
-            for ((a, e), what) in actual.into_iter().zip(expected).zip(["output", "input grad", "gamma grad", "beta grad"]) {
-                assert_close(a, e, what);
+            let expected = run(&|t| silu(reference.forward(t)), reference.gamma.as_ref().unwrap(), reference.beta.as_ref().unwrap());
+            let (gamma, beta) = (ours.gamma.as_ref().unwrap(), ours.beta.as_ref().unwrap());
+            let fused = run(&|t| ours.forward_silu(t), gamma, beta);
+            let generic = run(&|t| group_norm::forward(t, gamma.val(), beta.val(), groups, 1e-5), gamma, beta);
+            for (actual, kind) in [(fused, "fused"), (generic, "generic")] {
+                for ((a, e), what) in actual.into_iter().zip(expected.clone()).zip(["output", "input grad", "gamma grad", "beta grad"]) {
+                    assert_close(a, e, &format!("{kind} {what}"));
+                }
             }
         }
     }
@@ -144,6 +125,6 @@ mod tests {
         saved.clone().save_file(dir.path().join("norm"), &recorder).unwrap();
         let loaded = GroupNorm::<Flex>::new(4, 8, &device).load_file(dir.path().join("norm"), &recorder, &device).unwrap();
         let x = Tensor::<Flex, 4>::random([2, 8, 3, 3], Distribution::Normal(0.0, 1.0), &device);
-        assert_close(loaded.forward(x.clone()).flatten(0, 3), saved.forward(x).flatten(0, 3), "output after loading");
+        assert_close(loaded.forward_silu(x.clone()).flatten(0, 3), silu(saved.forward(x)).flatten(0, 3), "output after loading");
     }
 }
