@@ -51,11 +51,11 @@ Not the same:
 - the assigner runs vectorised on tensors (dense [GT, anchor] masks, as
   YOLOv8 does) instead of Twinhead's per-image loops on the CPU; same result;
 - the operations are PyTorch's own, with the same values: nearest 2x
-  upsampling is F.interpolate (Twinhead: reshape + expand), GroupNorm is
-  nn.GroupNorm (Twinhead: its own src/model/norm.rs, or burn's), the 4x
+  upsampling is F.interpolate (Twinhead: reshape + expand), GroupNorm + SiLU
+  is nn.GroupNorm then F.silu (Twinhead: one fused op, src/backend/), the 4x
   bilinear upsampling is a depthwise transposed convolution with the FCN kernel
-  (Twinhead: that, or two products with interpolation matrices, which give
-  the same values), cross-entropy is F.cross_entropy; and weights are
+  (Twinhead: two products with interpolation matrices, which give the same
+  values), cross-entropy is F.cross_entropy; and weights are
   initialised with PyTorch's defaults (the same Kaiming-uniform bounds as
   burn's defaults, not the same random numbers);
 - the peak memory includes the Python interpreter and the PyTorch libraries;

@@ -81,7 +81,7 @@ pub fn backward(
     groups: usize,
     epsilon: f64,
     output_grad: FlexTensor,
-) -> (FlexTensor, FlexTensor, FlexTensor) {
+) -> [FlexTensor; 3] {
     let rows = Rows::new(&x, groups);
     let shape = x.layout().shape().to_vec();
     let channels = shape[1];
@@ -136,5 +136,5 @@ pub fn backward(
             d_beta[rows.channel(r, k)] += db[k];
         }
     }
-    (f32_tensor(dx, shape), f32_tensor(d_gamma, vec![channels]), f32_tensor(d_beta, vec![channels]))
+    [f32_tensor(dx, shape), f32_tensor(d_gamma, vec![channels]), f32_tensor(d_beta, vec![channels])]
 }

@@ -13,7 +13,8 @@
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
 
 /// Per-group mean and 1/σ of `x` `[N, C, H, W]`, each `[N·G, 1]`.
 fn statistics<B: Backend>(x: &Tensor<B, 4>, groups: usize, epsilon: f64) -> (Tensor<B, 2>, Tensor<B, 2>) {
@@ -81,6 +82,34 @@ pub fn backward<B: Backend>(
     let mean_g_x_hat = group_mean(g.clone() * x_hat.clone());
     let dx = (g - mean_g - x_hat * mean_g_x_hat) * inv_std;
     (dx.reshape([n, c, h, w]), d_gamma, d_beta)
+}
+
+fn tensor<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// [`forward`] on a backend's primitives (what `TwinBackend` passes around).
+pub fn forward_primitives<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    groups: usize,
+    epsilon: f64,
+) -> FloatTensor<B> {
+    forward::<B>(tensor(x), tensor(gamma), tensor(beta), groups, epsilon).into_primitive().tensor()
+}
+
+/// [`backward`] on a backend's primitives: `[dx, dγ, dβ]`.
+pub fn backward_primitives<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    groups: usize,
+    epsilon: f64,
+    output_grad: FloatTensor<B>,
+) -> [FloatTensor<B>; 3] {
+    let (dx, d_gamma, d_beta) = backward::<B>(tensor(x), tensor(gamma), tensor(beta), groups, epsilon, tensor(output_grad));
+    [dx.into_primitive().tensor(), d_gamma.into_primitive().tensor(), d_beta.into_primitive().tensor()]
 }
 
 #[cfg(test)]

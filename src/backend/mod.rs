@@ -59,7 +59,7 @@ pub trait TwinBackend: Backend {
         groups: usize,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        group_norm::forward::<Self>(float(x), float(gamma), float(beta), groups, epsilon).into_primitive().tensor()
+        group_norm::forward_primitives::<Self>(x, gamma, beta, groups, epsilon)
     }
 
     /// The gradients of [`Self::twin_group_norm_silu`] with respect to x, γ and β.
@@ -71,14 +71,8 @@ pub trait TwinBackend: Backend {
         epsilon: f64,
         output_grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
-        let (dx, d_gamma, d_beta) =
-            group_norm::backward::<Self>(float(x), float(gamma), float(beta), groups, epsilon, float(output_grad));
-        [dx.into_primitive().tensor(), d_gamma.into_primitive().tensor(), d_beta.into_primitive().tensor()]
+        group_norm::backward_primitives::<Self>(x, gamma, beta, groups, epsilon, output_grad)
     }
-}
-
-fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
 /// A backend the trainer differentiates through: autodiff over a [`TwinBackend`].
@@ -127,7 +121,7 @@ impl TwinBackend for Flex {
     ) -> FloatTensor<Self> {
         match cpu_group_norm::supported(&[&x, &gamma, &beta]) {
             true => cpu_group_norm::forward(x, gamma, beta, groups, epsilon),
-            false => group_norm::forward::<Self>(float(x), float(gamma), float(beta), groups, epsilon).into_primitive().tensor(),
+            false => group_norm::forward_primitives::<Self>(x, gamma, beta, groups, epsilon),
         }
     }
 
@@ -139,12 +133,10 @@ impl TwinBackend for Flex {
         epsilon: f64,
         output_grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
-        if !cpu_group_norm::supported(&[&x, &gamma, &beta, &output_grad]) {
-            let (dx, dg, db) = group_norm::backward::<Self>(float(x), float(gamma), float(beta), groups, epsilon, float(output_grad));
-            return [dx.into_primitive().tensor(), dg.into_primitive().tensor(), db.into_primitive().tensor()];
+        match cpu_group_norm::supported(&[&x, &gamma, &beta, &output_grad]) {
+            true => cpu_group_norm::backward(x, gamma, beta, groups, epsilon, output_grad),
+            false => group_norm::backward_primitives::<Self>(x, gamma, beta, groups, epsilon, output_grad),
         }
-        let (dx, d_gamma, d_beta) = cpu_group_norm::backward(x, gamma, beta, groups, epsilon, output_grad);
-        [dx, d_gamma, d_beta]
     }
 }
 
@@ -160,11 +152,44 @@ pub fn group_norm_silu<B: TwinBackend>(
     epsilon: f64,
 ) -> Tensor<B, 4> {
     let [x, gamma, beta] = [x.into_primitive().tensor(), gamma.into_primitive().tensor(), beta.into_primitive().tensor()];
-    float(B::twin_group_norm_silu(x, gamma, beta, groups, epsilon))
+    Tensor::from_primitive(TensorPrimitive::Float(B::twin_group_norm_silu(x, gamma, beta, groups, epsilon)))
 }
 
 /// 2-D convolution without bias through [`TwinBackend::twin_conv2d`].
 pub fn conv2d<B: TwinBackend>(x: Tensor<B, 4>, weight: Tensor<B, 4>, options: ConvOptions<2>) -> Tensor<B, 4> {
     let output = B::twin_conv2d(x.into_primitive().tensor(), weight.into_primitive().tensor(), options);
     Tensor::from_primitive(TensorPrimitive::Float(output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Autodiff;
+    use burn::tensor::Distribution;
+
+    type A = Autodiff<Flex>;
+
+    /// Through autodiff, the convolution's output and both gradients equal
+    /// burn's own convolution's (so the backward step is wired to the right
+    /// parents with the right kernels).
+    #[test]
+    fn autodiff_convolution_equals_burns() {
+        let device = Default::default();
+        let options = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
+        let x = Tensor::<Flex, 4>::random([2, 3, 9, 8], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<Flex, 4>::random([4, 3, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+        let dy = Tensor::<A, 4>::random([2, 4, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let run = |conv: &dyn Fn(Tensor<A, 4>, Tensor<A, 4>) -> Tensor<A, 4>| {
+            let (x, w) = (Tensor::<A, 4>::from_inner(x.clone()).require_grad(), Tensor::<A, 4>::from_inner(w.clone()).require_grad());
+            let y = conv(x.clone(), w.clone());
+            let grads = (y.clone() * dy.clone()).sum().backward();
+            [y.inner(), x.grad(&grads).unwrap(), w.grad(&grads).unwrap()]
+        };
+        let ours = run(&|x, w| conv2d(x, w, options.clone()));
+        let burns = run(&|x, w| burn::tensor::module::conv2d(x, w, None, options.clone()));
+        for ((a, b), what) in ours.into_iter().zip(burns).zip(["output", "input gradient", "weight gradient"]) {
+            let diff: f32 = (a - b).abs().max().into_scalar();
+            assert!(diff < 1e-4, "{what}: differs by {diff}");
+        }
+    }
 }

@@ -4,8 +4,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
+use burn::backend::Flex;
+use burn::module::Module;
 
+use crate::model::TwinNet;
 use crate::train::events::Event;
+use crate::train::trainer::open_datasets;
 use crate::train::{start, DeviceSpec, TrainConfig};
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +65,7 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
         bail!("{message}");
     }
     println!("preset {} on {device}: {} px, batch {}, strategy {}", args.preset, config.data.image_size, config.data.batch_size, config.strategy.name());
+    print_parameters(&config)?;
     println!("images/s      {:.1}", images as f64 / elapsed.max(1e-9));
     println!("step time     {:.1} ms (mean of {} steps after {} warm-up)", 1000.0 * elapsed / args.steps as f64, args.steps, args.warmup);
     match peak_memory_mib() {
@@ -68,6 +73,22 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
         None => println!("peak memory   unknown on this platform"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The network's parameter count per part (what `tools/bench_train_torch.py` must match).
+fn print_parameters(config: &TrainConfig) -> Result<()> {
+    let data = open_datasets(config, &mut |_| {})?;
+    let model = config.model_config(data.validation.det_classes().names().len(), data.validation.seg_classes().names().len());
+    let net = TwinNet::<Flex>::new(&model, &Default::default());
+    let parts = [
+        ("backbone", net.backbone.num_params()),
+        ("neck", net.neck.num_params()),
+        ("det head", net.det_head.num_params()),
+        ("seg head", net.seg_head.num_params()),
+    ];
+    let listed: Vec<String> = parts.iter().map(|(name, count)| format!("{name} {count}")).collect();
+    println!("parameters    {} ({})", net.num_params(), listed.join(", "));
+    Ok(())
 }
 
 /// The process's peak resident set (`VmHWM`), Linux only.
