@@ -396,3 +396,14 @@ fn real_ade20k_ground_truth_as_predictions_scores_one() {
     ]));
     assert!(close(&out["miou"], 1.0) && close(&out["pixel_acc"], 1.0), "{out}");
 }
+
+#[test]
+fn predict_refuses_a_score_threshold_or_opacity_outside_0_1() {
+    for (option, value) in [("--score-threshold", "7"), ("--opacity", "-0.5"), ("--opacity", "half")] {
+        let out = twinhead(&["predict", "--run", "runs/none", "--out", "out", option, value, "image.jpg"]);
+        assert_eq!(out.code, 2, "{option} {value}: stdout {} stderr {}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(option), "{option} {value}: {}", out.stderr);
+        let expected = if value == "half" { "not a number" } else { "outside [0, 1]" };
+        assert!(out.stderr.contains(expected), "{option} {value}: {}", out.stderr);
+    }
+}

@@ -27,12 +27,21 @@ pub struct Args {
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
-    /// Minimum detection score kept.
-    #[arg(long, default_value_t = 0.25)]
+    /// Minimum detection score kept (0–1).
+    #[arg(long, default_value_t = 0.25, value_parser = fraction, allow_negative_numbers = true)]
     score_threshold: f32,
     /// Mask opacity in the overlay (0–1).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = fraction, allow_negative_numbers = true)]
     opacity: f32,
+}
+
+/// A number in [0, 1] (clap names the option when this refuses a value).
+fn fraction(value: &str) -> Result<f32, String> {
+    match value.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is outside [0, 1]")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
