@@ -370,3 +370,58 @@ fn every_bundled_preset_parses() {
         assert_eq!(config.name, name);
     }
 }
+
+/// `twinhead train` killed (SIGKILL) before its first checkpoint, then run
+/// with `--resume`: it starts over, and the log holds each step once (the
+/// killed attempt's events kept apart and the restart said in a warning).
+#[test]
+fn a_run_killed_before_its_first_checkpoint_starts_over_with_a_clean_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&dir.path().join("data"), 30, "kind = \"alternate\"");
+    cfg.checkpoint.every = 1000;
+    cfg.eval.every = 1000;
+    let preset = dir.path().join("run.toml");
+    std::fs::write(&preset, toml::to_string(&cfg).unwrap()).unwrap();
+    let run = dir.path().join("run");
+    let twinhead = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_twinhead"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let log = run.join("metrics.jsonl");
+    let steps_in = |path: &Path| -> Vec<usize> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Event>(l).ok())
+            .filter_map(|e| match e {
+                Event::Step { step, .. } => Some(step),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let mut child = twinhead(&["train", "--preset", preset.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while steps_in(&log).len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the run logged no steps");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no checkpoint, no final event
+    child.wait().unwrap();
+    assert!(!run.join("checkpoints/last").exists(), "a checkpoint was written before the kill");
+    let killed_steps = steps_in(&log);
+
+    let status = twinhead(&["train", "--resume", "--out", run.to_str().unwrap()]).wait().unwrap();
+    assert!(status.success(), "resume failed: {status}");
+    assert_eq!(steps_in(&log), (1..=30).collect::<Vec<_>>(), "each step logged once");
+    assert_eq!(steps_in(&run.join("metrics.before-restart.jsonl")), killed_steps);
+    let (events, _) = twinhead::train::run_dir::read_events(&run).unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Warning { message, .. } if message.contains("starting over from step 0"))),
+        "no warning about the restart"
+    );
+}

@@ -14,6 +14,8 @@ use super::events::Event;
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Where a run that restarts from step 0 keeps the events of its killed attempt.
+pub const RESTARTED_METRICS_FILE: &str = "metrics.before-restart.jsonl";
 
 /// Writes `contents` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
@@ -81,6 +83,26 @@ impl EventLog {
             let _ = listener.send(event);
         }
         Ok(())
+    }
+
+    /// Starts the log over for a run that restarts from step 0 (killed before
+    /// its first checkpoint), so its steps are not logged twice. The killed
+    /// attempt's events move to [`RESTARTED_METRICS_FILE`], whose path this
+    /// returns; `None` when the log held nothing.
+    pub fn restart(&mut self) -> Result<Option<PathBuf>> {
+        let dir = self.path.parent().expect("log lives in a run folder").to_path_buf();
+        let (events, _) = read_events(&dir)?;
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let kept = dir.join(RESTARTED_METRICS_FILE);
+        std::fs::rename(&self.path, &kept).with_context(|| format!("{}: cannot move to {}", self.path.display(), kept.display()))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .with_context(|| format!("{}: cannot open", self.path.display()))?;
+        Ok(Some(kept))
     }
 
     /// Drops the events after `step` (those of steps a killed run lost), atomically.

@@ -118,8 +118,20 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let model = config.model_config(det_classes.len(), seg_classes.len());
         let mut optim = TwinOptimizer::new(&config.optim);
         let mut ema_net = None;
-        let (trainee, state) = if resume {
-            let dir = checkpoint::find(run_dir, CheckpointKind::Last)?;
+        // A run killed before its first checkpoint has nothing to resume: it starts over.
+        let resume_from = match resume {
+            true => checkpoint::find(run_dir, CheckpointKind::Last).ok(),
+            false => None,
+        };
+        if resume && resume_from.is_none() {
+            if let Some(kept) = log.restart()? {
+                messages.push(format!(
+                    "no checkpoint to resume from: starting over from step 0 (the killed attempt's events moved to {})",
+                    kept.display()
+                ));
+            }
+        }
+        let (trainee, state) = if let Some(dir) = resume_from {
             let (trainee, state) = checkpoint::load_trainee::<B>(&dir, &device)?;
             if state.det_classes != det_classes || state.seg_classes != seg_classes {
                 bail!("{}: the checkpoint's class lists differ from the datasets'", dir.display());
