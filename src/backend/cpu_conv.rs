@@ -71,6 +71,20 @@ impl Geometry {
         self.height_out * self.width_out
     }
 
+    /// Values of one input image, and of one output image.
+    fn image_len(&self) -> usize {
+        self.channels_in * self.pixels_in()
+    }
+
+    fn output_len(&self) -> usize {
+        self.channels_out * self.pixels_out()
+    }
+
+    /// A buffer for one image's patch matrix (none for pointwise convolutions, which need none).
+    fn patch_buffer(&self) -> Vec<f32> {
+        vec![0.0; if self.is_pointwise() { 0 } else { self.patch_rows() * self.pixels_out() }]
+    }
+
     /// A 1×1, stride-1, unpadded convolution: the image itself is its patch matrix.
     fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
@@ -191,23 +205,18 @@ fn gemm(dst: &mut [f32], lhs: &[f32], lhs_transposed: bool, rhs: &[f32], rhs_tra
     }
 }
 
-fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
-    t.to_contiguous()
-}
-
 fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 pub fn conv2d(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
     let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
-    let (x, weight) = (contiguous_f32(&x), contiguous_f32(&weight));
+    let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let (x, weight) = (x.storage::<f32>(), weight.storage::<f32>());
-    let (rows, pixels_out, image_len, out_len) =
-        (g.patch_rows(), g.pixels_out(), g.channels_in * g.pixels_in(), g.channels_out * g.pixels_out());
+    let (rows, pixels_out, image_len, out_len) = (g.patch_rows(), g.pixels_out(), g.image_len(), g.output_len());
     let mut out = vec![0.0f32; g.batch * out_len];
     out.par_chunks_mut(out_len).enumerate().for_each_init(
-        || vec![0.0f32; if g.is_pointwise() { 0 } else { rows * pixels_out }],
+        || g.patch_buffer(),
         |col, (n, y)| {
             let image = &x[n * image_len..(n + 1) * image_len];
             let patches = if g.is_pointwise() {
@@ -224,13 +233,12 @@ pub fn conv2d(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> Fl
 
 pub fn conv2d_x_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
     let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
-    let (weight, output_grad) = (contiguous_f32(&weight), contiguous_f32(&output_grad));
+    let (weight, output_grad) = (weight.to_contiguous(), output_grad.to_contiguous());
     let (weight, dy) = (weight.storage::<f32>(), output_grad.storage::<f32>());
-    let (rows, pixels_out, image_len, out_len) =
-        (g.patch_rows(), g.pixels_out(), g.channels_in * g.pixels_in(), g.channels_out * g.pixels_out());
+    let (rows, pixels_out, image_len, out_len) = (g.patch_rows(), g.pixels_out(), g.image_len(), g.output_len());
     let mut dx = vec![0.0f32; g.batch * image_len];
     dx.par_chunks_mut(image_len).enumerate().for_each_init(
-        || vec![0.0f32; if g.is_pointwise() { 0 } else { rows * pixels_out }],
+        || g.patch_buffer(),
         |col, (n, dx)| {
             let dy = &dy[n * out_len..(n + 1) * out_len];
             if g.is_pointwise() {
@@ -246,16 +254,15 @@ pub fn conv2d_x_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTen
 
 pub fn conv2d_weight_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
     let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
-    let (x, output_grad) = (contiguous_f32(&x), contiguous_f32(&output_grad));
+    let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
     let (x, dy) = (x.storage::<f32>(), output_grad.storage::<f32>());
-    let (rows, pixels_out, image_len, out_len) =
-        (g.patch_rows(), g.pixels_out(), g.channels_in * g.pixels_in(), g.channels_out * g.pixels_out());
+    let (rows, pixels_out, image_len, out_len) = (g.patch_rows(), g.pixels_out(), g.image_len(), g.output_len());
     let weight_len = g.channels_out * rows;
     // Each rayon worker sums its images' products into its own buffer; the buffers are added at the end.
     let dw = (0..g.batch)
         .into_par_iter()
         .fold(
-            || (vec![0.0f32; weight_len], vec![0.0f32; if g.is_pointwise() { 0 } else { rows * pixels_out }], false),
+            || (vec![0.0f32; weight_len], g.patch_buffer(), false),
             |(mut dw, mut col, accumulate), n| {
                 let image = &x[n * image_len..(n + 1) * image_len];
                 let patches = if g.is_pointwise() {
