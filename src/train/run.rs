@@ -146,11 +146,13 @@ fn train_on<B: TwinAutodiffBackend>(
     events: Sender<Event>,
     control: Receiver<Control>,
 ) -> Result<FinishReason> {
-    let mut log = EventLog::open(run_dir, Some(events.clone()))?;
-    let result = Trainer::<B>::new(config, run_dir, resume, device, EventLog::open(run_dir, Some(events))?)
+    let result = EventLog::open(run_dir, Some(events.clone()))
+        .and_then(|log| Trainer::<B>::new(config, run_dir, resume, device, log))
         .and_then(|mut trainer| trainer.run(&control, device_name));
     if let Err(error) = &result {
-        // The failure is part of the run's record, and the listener sees it.
+        // The failure is part of the run's record, and the listener sees it. The
+        // log is opened now: resuming may have replaced the file since the start.
+        let mut log = EventLog::open(run_dir, Some(events))?;
         let step = run_dir::read_events(run_dir).ok().and_then(|(e, _)| e.last().map(Event::step)).unwrap_or(0);
         log.emit(Event::Error { step, message: format!("{error:#}") })?;
         log.emit(Event::Finished { step, reason: FinishReason::Failed, wall_seconds: 0.0 })?;
