@@ -7,9 +7,9 @@ use anyhow::{bail, Result};
 use burn::backend::Flex;
 use burn::module::Module;
 
-use crate::model::TwinNet;
+use crate::model::{ModelConfig, TwinNet};
+use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::events::Event;
-use crate::train::trainer::open_datasets;
 use crate::train::{start, DeviceSpec, TrainConfig};
 
 #[derive(Debug, clap::Args)]
@@ -60,12 +60,14 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
         }
     }
     let _ = handle.join();
+    // The network the run trained, as its last checkpoint records it.
+    let model = checkpoint::find(&run_dir, CheckpointKind::Last).and_then(|dir| checkpoint::read_state(&dir)).map(|state| state.model);
     let _ = std::fs::remove_dir_all(&run_dir);
     if let Some(message) = error {
         bail!("{message}");
     }
     println!("preset {} on {device}: {} px, batch {}, strategy {}", args.preset, config.data.image_size, config.data.batch_size, config.strategy.name());
-    print_parameters(&config)?;
+    print_parameters(&model?);
     println!("images/s      {:.1}", images as f64 / elapsed.max(1e-9));
     println!("step time     {:.1} ms (mean of {} steps after {} warm-up)", 1000.0 * elapsed / args.steps as f64, args.steps, args.warmup);
     match peak_memory_mib() {
@@ -76,10 +78,8 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
 }
 
 /// The network's parameter count per part (what `tools/bench_train_torch.py` must match).
-fn print_parameters(config: &TrainConfig) -> Result<()> {
-    let data = open_datasets(config, &mut |_| {})?;
-    let model = config.model_config(data.validation.det_classes().names().len(), data.validation.seg_classes().names().len());
-    let net = TwinNet::<Flex>::new(&model, &Default::default());
+fn print_parameters(model: &ModelConfig) {
+    let net = TwinNet::<Flex>::new(model, &Default::default());
     let parts = [
         ("backbone", net.backbone.num_params()),
         ("neck", net.neck.num_params()),
@@ -88,7 +88,6 @@ fn print_parameters(config: &TrainConfig) -> Result<()> {
     ];
     let listed: Vec<String> = parts.iter().map(|(name, count)| format!("{name} {count}")).collect();
     println!("parameters    {} ({})", net.num_params(), listed.join(", "));
-    Ok(())
 }
 
 /// The process's peak resident set (`VmHWM`), Linux only.

@@ -8,8 +8,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::blocks::{conv_forward, ConvNormAct};
-use crate::backend::TwinBackend;
 use super::neck::{Pyramid, PyramidChannels};
+use crate::backend::TwinBackend;
 
 /// Strides of the levels the head reads, in the order its outputs are concatenated.
 pub const DET_STRIDES: [usize; 3] = [8, 16, 32];

@@ -27,7 +27,6 @@ struct LevelBranch<B: Backend> {
 pub struct SegHead<B: Backend> {
     branches: Vec<LevelBranch<B>>,
     classifier: Conv2d<B>,
-    num_classes: usize,
 }
 
 impl<B: Backend> SegHead<B> {
@@ -41,7 +40,7 @@ impl<B: Backend> SegHead<B> {
                     .collect(),
             })
             .collect();
-        Self { branches, classifier: Conv2dConfig::new([hidden, num_classes], [1, 1]).init(device), num_classes }
+        Self { branches, classifier: Conv2dConfig::new([hidden, num_classes], [1, 1]).init(device) }
     }
 
     /// Logits [N, C, H, W] at the input size (the pyramid must include `p2`).
