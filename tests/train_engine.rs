@@ -361,7 +361,7 @@ fn bad_configs_and_missing_data_are_clear_errors() {
 
 #[test]
 fn every_bundled_preset_parses() {
-    let names = twinhead::train::config::preset_names();
+    let names = twinhead::train::presets::preset_names();
     for expected in ["quick", "voc-ade", "alternate", "joint", "sequential", "freeze", "lwf", "ewc"] {
         assert!(names.iter().any(|n| n == expected), "missing preset {expected}");
     }

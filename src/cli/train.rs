@@ -39,6 +39,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (Some(config), dir)
     };
     let handle = start(config, &run_dir, args.resume, device)?;
+    match std::path::absolute(&run_dir) {
+        Ok(abs) if abs != run_dir => eprintln!("run folder {} ({})", run_dir.display(), abs.display()),
+        _ => eprintln!("run folder {}", run_dir.display()),
+    }
     let bar = progress_bar(Some(0), "training");
     for event in handle.events.iter() {
         match &event {

@@ -10,7 +10,8 @@ use eframe::egui;
 use super::run_record::{RunRecord, RunStatus};
 use super::session::Notice;
 use super::shared::Shared;
-use crate::train::config::{preset_names, TrainConfig};
+use crate::train::config::TrainConfig;
+use crate::train::presets::preset_names;
 use crate::train::strategy::StrategyConfig;
 
 /// The presets the sweep takes its strategies from, in the order they are queued.

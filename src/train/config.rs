@@ -1,12 +1,13 @@
-//! `TrainConfig`: everything a run needs, read from a TOML preset in `presets/`
+//! `TrainConfig`: everything a run needs, read from a TOML preset (`presets.rs`)
 //! with `--set key=value` overrides. Unknown keys and bad values are errors
 //! that name the key.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::presets::{find_preset, PresetSource};
 use super::strategy::StrategyConfig;
 use crate::model::{BackboneKind, ModelSize};
 
@@ -225,12 +226,14 @@ impl Default for CheckpointConfig {
 }
 
 impl TrainConfig {
-    /// Reads a preset: a path to a TOML file, or the name of one in `presets/`.
+    /// Reads a preset: a path to a TOML file, or a name (`presets/NAME.toml` in
+    /// the working directory, else the built-in one; see [`super::presets`]).
     /// A preset may name another as `base = "name"`: its tables are merged over the base's.
     pub fn load_preset(preset: &str, overrides: &[String]) -> Result<Self> {
-        let path = preset_path(preset)?;
-        let value = read_preset_value(&path, 0)?;
-        Self::from_value(value, overrides).with_context(|| format!("{}", path.display()))
+        let source = find_preset(preset)?;
+        let origin = source.origin.clone();
+        let value = read_preset_value(source, 0)?;
+        Self::from_value(value, overrides).with_context(|| origin)
     }
 
     /// Parses TOML text, applies `key=value` overrides (dotted keys, TOML values;
@@ -285,46 +288,17 @@ impl TrainConfig {
     }
 }
 
-/// The folder holding the bundled presets.
-pub fn presets_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("presets")
-}
-
-/// Names of the bundled presets.
-pub fn preset_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(presets_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".toml").map(str::to_string))
-        .collect();
-    names.sort();
-    names
-}
-
-fn preset_path(preset: &str) -> Result<PathBuf> {
-    let as_path = Path::new(preset);
-    if as_path.is_file() {
-        return Ok(as_path.to_path_buf());
-    }
-    let bundled = presets_dir().join(format!("{preset}.toml"));
-    if bundled.is_file() {
-        return Ok(bundled);
-    }
-    bail!("preset {preset:?} not found (a TOML file, or one of: {})", preset_names().join(", "))
-}
-
-fn read_preset_value(path: &Path, depth: usize) -> Result<toml::Value> {
+fn read_preset_value(source: PresetSource, depth: usize) -> Result<toml::Value> {
+    let origin = &source.origin;
     if depth > 8 {
-        bail!("{}: presets name each other as base in a loop", path.display());
+        bail!("{origin}: presets name each other as base in a loop");
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read preset", path.display()))?;
-    let mut value: toml::Value = toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+    let mut value: toml::Value = toml::from_str(&source.text).with_context(|| format!("{origin}: invalid TOML"))?;
     let Some(base) = value.as_table_mut().and_then(|t| t.remove("base")) else {
         return Ok(value);
     };
-    let base_name = base.as_str().with_context(|| format!("{}: base must be a preset name", path.display()))?;
-    let mut merged = read_preset_value(&preset_path(base_name)?, depth + 1)?;
+    let base_name = base.as_str().with_context(|| format!("{origin}: base must be a preset name"))?;
+    let mut merged = read_preset_value(find_preset(base_name)?, depth + 1)?;
     merge(&mut merged, value);
     Ok(merged)
 }

@@ -10,6 +10,7 @@ pub mod events;
 pub mod loss;
 pub mod optim;
 pub mod penalty;
+pub mod presets;
 pub mod run;
 pub mod run_dir;
 pub mod schedule;

@@ -41,16 +41,25 @@ pub struct Datasets {
     pub validation: ValidationSets,
 }
 
+/// For a relative path, says which folder it is relative to (a copied binary
+/// runs anywhere, so "datasets/voc" alone can puzzle).
+fn relative_to_cwd(path: &std::path::Path) -> String {
+    match std::env::current_dir() {
+        Ok(cwd) if path.is_relative() => format!(" (relative paths resolve against the working directory {})", cwd.display()),
+        _ => String::new(),
+    }
+}
+
 /// Opens (generating the synthetic set first when configured) both datasets.
 pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Result<Datasets> {
     let data = &config.data;
     if let Some((dir, synth)) = data.synthetic_set()? {
-        tracing::info!("synthetic datasets in {}", dir.display());
+        tracing::info!("synthetic datasets in {}", std::path::absolute(&dir).unwrap_or_else(|_| dir.clone()).display());
         ensure_generated(&dir, &synth, |_, _| {})?;
     }
     for (key, path) in [("data.voc", &data.voc), ("data.ade", &data.ade)] {
         if !path.exists() {
-            bail!("{key}: dataset folder {} does not exist", path.display());
+            bail!("{key}: dataset folder {} does not exist{}", path.display(), relative_to_cwd(path));
         }
     }
     let voc_root = voc::resolve_root(&data.voc)?;
