@@ -38,4 +38,14 @@ fn the_binary_copied_to_an_empty_folder_trains_and_generates_data() {
     std::fs::write(dir.path().join("presets/quick.toml"), local).unwrap();
     run_in(dir.path(), &binary, &["train", "--preset", "quick", "--set", "steps=1"]);
     assert!(dir.path().join("runs/my-quick/config.toml").is_file());
+
+    // `runs diff` lists only what differs: the name and the steps.
+    let out = run_in(dir.path(), &binary, &["runs", "diff", "runs/quick", "runs/my-quick", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&String> = json["differences"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["name", "steps"]);
+    assert_eq!(json["differences"]["steps"], serde_json::json!(["2", "1"]));
+    let out = Command::new(&binary).args(["runs", "diff", "runs/quick", "runs/none"]).current_dir(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runs/none/config.toml"));
 }

@@ -10,6 +10,7 @@ mod data_synth;
 mod eval;
 mod eval_run;
 mod predict;
+mod runs;
 mod train;
 
 use std::process::ExitCode;
@@ -38,6 +39,15 @@ enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Look at run folders.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// The configuration keys that differ between two or more runs.
+    Diff(runs::DiffArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +111,7 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Data(args))) => bench::run_data(args),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Bench(BenchCommand::Train(args))) => bench_train::run_train(args),
+        Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

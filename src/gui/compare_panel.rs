@@ -11,6 +11,7 @@ use super::run_record::{RunRecord, RunStatus};
 use super::session::Notice;
 use super::shared::Shared;
 use crate::train::config::TrainConfig;
+use crate::train::config_diff::config_diff;
 use crate::train::presets::preset_names;
 use crate::train::strategy::StrategyConfig;
 
@@ -175,6 +176,10 @@ impl ComparePanel {
         } else {
             self.table(ui, &rows);
         }
+        if rows.len() >= 2 {
+            ui.separator();
+            config_differences(ui, shared, &rows);
+        }
         ui.separator();
         self.sweep(ui, shared);
     }
@@ -291,6 +296,35 @@ fn rescale_switch_step(strategy: &mut StrategyConfig, from_steps: usize, to_step
 }
 
 /// A click on `column`: sorts by it ascending, or reverses it if it is already the sort.
+/// The configuration keys that differ between the listed runs, one column per run.
+fn config_differences(ui: &mut egui::Ui, shared: &Shared, rows: &[Row]) {
+    let configs: Vec<&TrainConfig> = rows
+        .iter()
+        .filter_map(|row| shared.session.records.iter().find(|r| r.name == row.name).map(|r| &r.config))
+        .collect();
+    let diff = config_diff(&configs);
+    let title = match diff.len() {
+        0 => "Configuration: the same in every listed run".to_string(),
+        n => format!("Configuration: {n} key(s) differ"),
+    };
+    egui::CollapsingHeader::new(title).id_salt("config-diff").default_open(true).show(ui, |ui| {
+        egui::Grid::new("config-diff-table").striped(true).num_columns(rows.len() + 1).show(ui, |ui| {
+            ui.strong("key");
+            for row in rows {
+                ui.strong(&row.name);
+            }
+            ui.end_row();
+            for key in &diff {
+                ui.monospace(&key.key);
+                for value in &key.values {
+                    ui.label(value.as_deref().unwrap_or("—"));
+                }
+                ui.end_row();
+            }
+        });
+    });
+}
+
 fn next_sort(current: Option<(Column, bool)>, column: Column) -> (Column, bool) {
     match current {
         Some((sorted, descending)) if sorted == column => (column, !descending),
@@ -434,8 +468,13 @@ mod tests {
         assert_eq!(queued, ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc"]);
         assert!(queued.iter().all(|name| shared.selection.checked.contains(*name)));
         assert!(shared.notifications.items.iter().any(|(n, _)| n.text.starts_with("strategy sweep: queued quick-alternate")));
-        // The table lists them; a header click sorts, a second reverses.
-        harness.get_by_label("quick-lwf");
+        // The table lists them; the configuration differences have them as columns, and as `name`.
+        assert_eq!(harness.query_all_by_label("quick-lwf").count(), 3);
+        // Only the keys that differ: the name and the strategy's.
+        harness.get_by_label("strategy.kind");
+        assert!(harness.query_by_label("seed").is_none() && harness.query_by_label("optim.lr").is_none());
+        harness.get_by_label_contains("key(s) differ");
+        // A header click sorts, a second reverses.
         harness.get_by_label("best mAP50").click();
         harness.step();
         assert_eq!(harness.state().0.sort, Some((Column::BestMap50, false)));
