@@ -5,6 +5,7 @@ pub mod backend;
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod gui;
 pub mod model;
 pub mod overlay;

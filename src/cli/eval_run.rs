@@ -6,11 +6,16 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::json;
 
+use crate::eval::voc_ap::VOC_IOU_THRESHOLD;
+use crate::eval::CONFUSION_SCORE_THRESHOLD;
 use crate::model::postprocess::PostprocessConfig;
 use crate::predictor::InferenceBackend;
 use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::evaluate::{open_validation_splits, validate, ValidationSets, ValidationSettings};
 use crate::train::run_dir;
+
+/// How many of the largest pixel confusions the table lists.
+const TOP_CONFUSIONS: usize = 10;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,11 +51,32 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     let map50 = result.det.mean().unwrap_or(0.0);
     let miou = result.seg.miou().unwrap_or(0.0);
     let pixel_acc = result.seg.pixel_accuracy().unwrap_or(0.0);
+    let seg_label = |label: usize| if label == 0 { "unlabelled".to_string() } else { state.seg_classes[label - 1].clone() };
+    let top_confusions = result.seg.top_confusions(TOP_CONFUSIONS);
     if args.json {
+        let pr: serde_json::Map<String, serde_json::Value> = state
+            .det_classes
+            .iter()
+            .zip(&result.det_curves)
+            .map(|(class, curve)| {
+                let value = curve.as_ref().map(|c| json!({"precision": c.precision, "recall": c.recall, "score": c.score}));
+                (class.clone(), value.unwrap_or(serde_json::Value::Null))
+            })
+            .collect();
+        let det_labels: Vec<String> = state.det_classes.iter().cloned().chain(["background".to_string()]).collect();
+        let seg_labels: Vec<String> = (0..=state.seg_classes.len()).map(seg_label).collect();
         let report = json!({
             "checkpoint": dir, "step": state.step,
             "det": {"map50": map50, "images": det.records.len(), "per_class": det_per_class},
             "seg": {"miou": miou, "pixel_acc": pixel_acc, "images": seg.records.len(), "per_class": seg_per_class},
+            "pr": pr,
+            "confusion": {
+                "det": {
+                    "rows_are": "ground truth", "labels": det_labels, "iou": VOC_IOU_THRESHOLD,
+                    "score_threshold": CONFUSION_SCORE_THRESHOLD, "counts": result.det_confusion.rows(),
+                },
+                "seg": {"rows_are": "ground truth", "labels": seg_labels, "counts": result.seg.rows()},
+            },
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -62,6 +88,10 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         println!("segmentation {} images  mIoU {:.4}  pixel accuracy {:.4}", seg.records.len(), miou, pixel_acc);
         for (class, iou) in &seg_per_class {
             println!("  {class:<20} {}", iou.as_f64().map_or("-".into(), |v| format!("{v:.4}")));
+        }
+        println!("most confused pixels (share of the true class's pixels):");
+        for (gt, pred, share) in top_confusions {
+            println!("  {:<20} -> {:<20} {share:.4}", seg_label(gt), seg_label(pred));
         }
     }
     Ok(ExitCode::SUCCESS)

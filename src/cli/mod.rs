@@ -6,6 +6,7 @@
 mod bench;
 mod bench_train;
 mod data_check;
+mod data_export;
 mod data_synth;
 mod eval;
 mod eval_run;
@@ -56,6 +57,8 @@ enum DataCommand {
     Check(data_check::Args),
     /// Write the synthetic twin datasets (VOC and ADE layouts).
     Synth(data_synth::Args),
+    /// Write a VOC split's ground truth as COCO JSON (to score `predict --format coco` with pycocotools).
+    ExportCoco(data_export::ExportCocoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +104,7 @@ pub fn main() -> ExitCode {
         None => crate::gui::run().map(|()| ExitCode::SUCCESS),
         Some(Command::Data(DataCommand::Check(args))) => data_check::run(args),
         Some(Command::Data(DataCommand::Synth(args))) => data_synth::run(args),
+        Some(Command::Data(DataCommand::ExportCoco(args))) => data_export::run(args),
         Some(Command::Eval(EvalArgs { command: Some(EvalCommand::Det(args)), .. })) => eval::run_det(args),
         Some(Command::Eval(EvalArgs { command: Some(EvalCommand::Seg(args)), .. })) => eval::run_seg(args),
         Some(Command::Eval(EvalArgs { command: None, run })) => match run.run.clone() {

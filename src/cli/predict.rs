@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use image::RgbImage;
 use serde_json::json;
 
 use crate::data::augment::xyxy_to_voc;
 use crate::model::postprocess::PostprocessConfig;
 use crate::overlay;
-use crate::predictor::Predictor;
+use crate::export::{self, ExportFormat, ImagePrediction};
+use crate::predictor::{Prediction, Predictor};
 use crate::train::checkpoint::CheckpointKind;
 
 #[derive(Debug, clap::Args)]
@@ -33,6 +35,13 @@ pub struct Args {
     /// Mask opacity in the overlay (0–1).
     #[arg(long, default_value_t = 0.5, value_parser = fraction, allow_negative_numbers = true)]
     opacity: f32,
+    /// Output formats, comma-separated: twinhead (overlays, masks, JSON), coco
+    /// (predictions.coco.json), voc (comp4_det_<split>_<class>.txt), png (masks/<id>.png, ADE encoding).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "twinhead")]
+    format: Vec<ExportFormat>,
+    /// The split name in the VOC result files' names (`--format voc`).
+    #[arg(long, default_value = "test")]
+    voc_split: String,
 }
 
 /// A number in [0, 1] (clap names the option when this refuses a value).
@@ -45,27 +54,61 @@ fn fraction(value: &str) -> Result<f32, String> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    let ids = image_ids(&args.images)?;
     let predictor = Predictor::load(&args.run, CheckpointKind::parse(&args.checkpoint)?)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     let postprocess = PostprocessConfig { score_threshold: args.score_threshold, ..PostprocessConfig::display() };
     let results = predictor.predict_files(&args.images, &postprocess);
-    let mut det = Vec::new();
-    let mut seg = BTreeMap::new();
-    let mut failures = Vec::new();
-    for (path, result) in args.images.iter().zip(results) {
-        let (image, prediction) = match result {
-            Ok(ok) => ok,
+    let mut predicted = Vec::new();
+    let mut failures = 0;
+    for ((path, id), result) in args.images.iter().zip(&ids).zip(results) {
+        match result {
+            Ok((image, prediction)) => predicted.push((path, id.as_str(), image, prediction)),
             Err(problem) => {
                 eprintln!("error: {problem}");
-                failures.push(problem);
-                continue;
+                failures += 1;
             }
-        };
-        let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string();
+        }
+    }
+    if args.format.contains(&ExportFormat::Twinhead) {
+        write_twinhead(&args, &predictor, &predicted)?;
+    }
+    let images: Vec<ImagePrediction> =
+        predicted.iter().map(|(_, id, _, prediction)| ImagePrediction { id, prediction }).collect();
+    let written = export::write_standard(&args.format, &args.out, &images, predictor.det_classes(), &args.voc_split)?;
+    if !written.is_empty() {
+        println!("{} result file(s) in {}", written.len(), args.out.display());
+    }
+    if failures > 0 {
+        bail!("{failures} of {} image(s) could not be read", args.images.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each image's id, its file stem; two images with one stem would overwrite each other's files.
+fn image_ids(images: &[PathBuf]) -> Result<Vec<String>> {
+    let mut seen = BTreeMap::new();
+    images
+        .iter()
+        .map(|path| {
+            let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string();
+            if let Some(first) = seen.insert(id.clone(), path) {
+                bail!("{} and {}: two images named {id:?} (results are named by file stem)", first.display(), path.display());
+            }
+            Ok(id)
+        })
+        .collect()
+}
+
+/// Twinhead's own output: per image a mask, an overlay and a box list; all boxes in predictions.json.
+fn write_twinhead(args: &Args, predictor: &Predictor, predicted: &[(&PathBuf, &str, RgbImage, Prediction)]) -> Result<()> {
+    let mut det = Vec::new();
+    let mut seg = BTreeMap::new();
+    for (path, id, image, prediction) in predicted {
         let mask_path = args.out.join(format!("{id}_mask.png"));
         prediction.mask.save(&mask_path).with_context(|| format!("{}: cannot write", mask_path.display()))?;
         let overlay_path = args.out.join(format!("{id}_overlay.png"));
-        overlay::render(&image, &prediction.mask, &prediction.detections, args.opacity, args.score_threshold)
+        overlay::render(image, &prediction.mask, &prediction.detections, args.opacity, args.score_threshold)
             .save(&overlay_path)
             .with_context(|| format!("{}: cannot write", overlay_path.display()))?;
         let boxes: Vec<_> = prediction
@@ -80,13 +123,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .with_context(|| format!("{}: cannot write", json_path.display()))?;
         println!("{}: {} boxes -> {}", path.display(), boxes.len(), overlay_path.display());
         det.extend(boxes);
-        seg.insert(id, mask_path);
+        seg.insert(id.to_string(), mask_path);
     }
     let combined = args.out.join("predictions.json");
     std::fs::write(&combined, serde_json::to_string_pretty(&json!({"det": det, "seg": seg}))?)
-        .with_context(|| format!("{}: cannot write", combined.display()))?;
-    if !failures.is_empty() {
-        bail!("{} of {} image(s) could not be read", failures.len(), args.images.len());
-    }
-    Ok(ExitCode::SUCCESS)
+        .with_context(|| format!("{}: cannot write", combined.display()))
 }

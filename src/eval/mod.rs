@@ -7,6 +7,7 @@
 
 pub mod coco;
 pub mod det;
+pub mod det_confusion;
 pub mod predictions;
 pub mod seg;
 pub mod voc_ap;
@@ -15,9 +16,10 @@ pub mod voc_ap;
 mod reference_tests;
 
 pub use coco::{evaluate_coco, CocoReport};
+pub use det_confusion::{DetConfusion, CONFUSION_SCORE_THRESHOLD};
 pub use det::{ground_truth_from_voc, ClassAp, Detection, GroundTruth};
 pub use seg::ConfusionMatrix;
-pub use voc_ap::{evaluate_voc, VocMetric};
+pub use voc_ap::{curves_ap, evaluate_voc, pr_curves, PrCurve, VocMetric};
 
 /// Mean of the `Some` values (classes without a value are left out); `None` when
 /// there are none.

@@ -31,6 +31,15 @@ pub fn read_detections(path: &Path, target: &DetTarget) -> Result<Vec<Detection>
     }
 }
 
+/// The COCO `image_id` of a VOC image id: the number when the id is all digits
+/// (VOC's "000005" is 5, as the usual VOC-to-COCO converters do), else the id itself.
+pub fn coco_image_id(id: &str) -> serde_json::Value {
+    match id.parse::<u64>() {
+        Ok(n) if id.bytes().all(|b| b.is_ascii_digit()) => n.into(),
+        _ => id.into(),
+    }
+}
+
 /// One entry of the JSON list, as written.
 #[derive(serde::Deserialize)]
 struct JsonDetection {
@@ -40,23 +49,61 @@ struct JsonDetection {
     score: f64,
 }
 
-/// `[{"image_id": "000005", "category": "chair", "bbox": [xmin, ymin, xmax, ymax], "score": 0.87}, ...]`
+/// One entry of a COCO results list: `bbox` is `[x, y, w, h]` (0-based),
+/// `category_id` a 1-based position in the class list.
+#[derive(serde::Deserialize)]
+struct CocoDetection {
+    image_id: serde_json::Value,
+    category_id: usize,
+    bbox: [f64; 4],
+    score: f64,
+}
+
+/// `[{"image_id": "000005", "category": "chair", "bbox": [xmin, ymin, xmax, ymax], "score": 0.87}, ...]`,
+/// or COCO results (entries with `category_id`, see [`CocoDetection`]).
 fn read_json(path: &Path, target: &DetTarget) -> Result<Vec<Detection>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("{}: cannot read prediction file", path.display()))?;
     // Parse the list first, then each entry, so an error can say which entry.
-    let entries: Vec<serde_json::Value> =
-        serde_json::from_str(&text).with_context(|| format!("{}: not a JSON list of detections", path.display()))?;
+    let not_a_list = || format!("{}: not a JSON list of detections", path.display());
+    let entries: Vec<serde_json::Value> = match serde_json::from_str(&text).with_context(not_a_list)? {
+        serde_json::Value::Array(entries) => entries,
+        // `twinhead predict`'s predictions.json: {"det": [...], "seg": {...}}.
+        serde_json::Value::Object(mut object) if object.contains_key("det") => {
+            serde_json::from_value(object.remove("det").unwrap_or_default()).with_context(not_a_list)?
+        }
+        _ => bail!("{}", not_a_list()),
+    };
+    let is_coco = entries.first().is_some_and(|e| e.get("category_id").is_some());
+    let coco_ids: HashMap<String, usize> = if is_coco {
+        target.image_ids.iter().map(|(id, &i)| (coco_image_id(id).to_string(), i)).collect()
+    } else {
+        HashMap::new()
+    };
     entries
         .into_iter()
         .enumerate()
         .map(|(i, value)| {
             let where_ = || format!("{}: entry {}", path.display(), i + 1);
-            let entry: JsonDetection = serde_json::from_value(value).with_context(where_)?;
-            let class = target.class(&entry.category).with_context(where_)?;
-            let image = target.image(&entry.image_id).with_context(where_)?;
-            let (bbox, score) = check_box(entry.bbox, entry.score).with_context(where_)?;
-            Ok(Detection { image, class, bbox, score })
+            if is_coco {
+                let entry: CocoDetection = serde_json::from_value(value).with_context(where_)?;
+                let class = target.class_by_coco_id(entry.category_id).with_context(where_)?;
+                let image = coco_ids
+                    .get(&entry.image_id.to_string())
+                    .copied()
+                    .ok_or_else(|| anyhow!("unknown image_id {} (not in split {:?})", entry.image_id, target.split))
+                    .with_context(where_)?;
+                let [x, y, w, h] = entry.bbox;
+                ensure!(w >= 0.0 && h >= 0.0, "{}: box {:?} has a negative width or height", where_(), entry.bbox);
+                let (bbox, score) = check_box([x + 1.0, y + 1.0, x + w, y + h], entry.score).with_context(where_)?;
+                Ok(Detection { image, class, bbox, score })
+            } else {
+                let entry: JsonDetection = serde_json::from_value(value).with_context(where_)?;
+                let class = target.class(&entry.category).with_context(where_)?;
+                let image = target.image(&entry.image_id).with_context(where_)?;
+                let (bbox, score) = check_box(entry.bbox, entry.score).with_context(where_)?;
+                Ok(Detection { image, class, bbox, score })
+            }
         })
         .collect()
 }
@@ -117,6 +164,12 @@ impl DetTarget<'_> {
             .ok_or_else(|| anyhow!("unknown class {name:?} (classes: {})", self.classes.names().join(", ")))
     }
 
+    fn class_by_coco_id(&self, id: usize) -> Result<usize> {
+        let count = self.classes.names().len();
+        ensure!((1..=count).contains(&id), "category_id {id} is not in 1..={count} (the class list's positions)");
+        Ok(id - 1)
+    }
+
     fn image(&self, id: &str) -> Result<usize> {
         self.image_ids
             .get(id)
@@ -126,11 +179,16 @@ impl DetTarget<'_> {
 }
 
 /// Rejects non-finite numbers and inverted boxes (a likely `[x, y, w, h]` mix-up).
+/// VOC boxes are pixel-inclusive (width `xmax − xmin + 1`), so a box under one
+/// pixel tall, as a detector may predict, has `ymax` up to 1 below `ymin`.
 fn check_box(bbox: [f64; 4], score: f64) -> Result<(VocBox, f32)> {
     ensure!(bbox.iter().all(|v| v.is_finite()), "box {bbox:?} has a non-finite coordinate");
     ensure!(score.is_finite(), "score {score} is not finite");
     let [x0, y0, x1, y1] = bbox;
-    ensure!(x0 <= x1 && y0 <= y1, "box {bbox:?} is not [xmin, ymin, xmax, ymax] (max below min)");
+    ensure!(
+        x1 - x0 + 1.0 >= 0.0 && y1 - y0 + 1.0 >= 0.0,
+        "box {bbox:?} is not [xmin, ymin, xmax, ymax] (max more than a pixel below min)"
+    );
     Ok((bbox.map(|v| v as f32), score as f32))
 }
 
@@ -210,6 +268,30 @@ mod tests {
             let err = error(&path);
             assert!(err.contains("pred.json") && err.contains(expected), "{text} -> {err}");
         }
+    }
+
+    #[test]
+    fn coco_results_and_predict_output_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coco.json");
+        // COCO [x, y, w, h] 0-based: VOC [x + 1, y + 1, x + w, y + h]; "000007" is image_id 7.
+        std::fs::write(&path, r#"[{"image_id": 7, "category_id": 2, "bbox": [0, 1, 30.5, 39], "score": 0.5}]"#).unwrap();
+        assert_eq!(read(&path).unwrap(), vec![Detection { image: 1, class: 1, bbox: [1.0, 2.0, 30.5, 40.0], score: 0.5 }]);
+        for (text, expected) in [
+            (r#"[{"image_id": 8, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}]"#, "unknown image_id 8"),
+            (r#"[{"image_id": 7, "category_id": 0, "bbox": [0, 0, 1, 1], "score": 1}]"#, "category_id 0 is not in 1..=2"),
+            (r#"[{"image_id": 7, "category_id": 1, "bbox": [0, 0, -3, 1], "score": 1}]"#, "negative width"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = error(&path);
+            assert!(err.contains("coco.json: entry 1") && err.contains(expected), "{text} -> {err}");
+        }
+        assert_eq!(coco_image_id("000005"), serde_json::json!(5));
+        assert_eq!(coco_image_id("2008_000123"), serde_json::json!("2008_000123"));
+        // `predict`'s predictions.json: its "det" list.
+        let det = r#"{"det": [{"image_id": "000005", "category": "cat", "bbox": [1, 2, 3, 4], "score": 0.5}], "seg": {}}"#;
+        std::fs::write(&path, det).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 1);
     }
 
     #[test]

@@ -66,6 +66,34 @@ impl ConfusionMatrix {
             .collect()
     }
 
+    /// The counts as rows (ground-truth labels `0..=N`), for JSON.
+    pub fn rows(&self) -> Vec<Vec<u64>> {
+        self.counts.chunks(self.num_classes + 1).map(<[u64]>::to_vec).collect()
+    }
+
+    /// Row `gt` (a label, 0 = unlabelled) divided by its total: where that
+    /// class's pixels went. All zeros for a class absent from the ground truth.
+    pub fn row_normalised(&self, gt: usize) -> Vec<f64> {
+        let side = self.num_classes + 1;
+        let row = &self.counts[gt * side..(gt + 1) * side];
+        let total: u64 = row.iter().sum();
+        row.iter().map(|&c| if total == 0 { 0.0 } else { c as f64 / total as f64 }).collect()
+    }
+
+    /// The `k` largest off-diagonal cells among labelled pixels, as
+    /// `(gt label, predicted label, share of the gt class's pixels)`, largest share first.
+    pub fn top_confusions(&self, k: usize) -> Vec<(usize, usize, f64)> {
+        let mut cells: Vec<(usize, usize, f64)> = (1..=self.num_classes)
+            .flat_map(|gt| {
+                let row = self.row_normalised(gt);
+                row.into_iter().enumerate().filter(move |&(p, share)| p != gt && share > 0.0).map(move |(p, share)| (gt, p, share))
+            })
+            .collect();
+        cells.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+        cells.truncate(k);
+        cells
+    }
+
     /// Mean IoU over classes with a non-empty union; `None` if there are none.
     pub fn miou(&self) -> Option<f64> {
         super::mean_of_defined(&self.per_class_iou())
@@ -128,6 +156,13 @@ mod tests {
         assert!(close(m.pixel_accuracy(), 8.0 / 12.0));
         assert_eq!(m.per_class_accuracy()[2], None);
         assert!(close(m.mean_accuracy(), 4.0 / 6.0));
+        // Rows normalised: class 1's pixels went 1/6 to unlabelled, 4/6 to 1, 1/6 to 3.
+        assert_eq!(m.row_normalised(1), [1.0 / 6.0, 4.0 / 6.0, 0.0, 1.0 / 6.0]);
+        assert_eq!(m.row_normalised(3), [0.0; 4]);
+        // Four confusions of 1/6 each; ties by (gt, pred).
+        let top = m.top_confusions(3);
+        assert_eq!(top.iter().map(|&(g, p, _)| (g, p)).collect::<Vec<_>>(), [(1, 0), (1, 3), (2, 0)]);
+        assert!(top.iter().all(|&(_, _, share)| share == 1.0 / 6.0));
     }
 
     #[test]

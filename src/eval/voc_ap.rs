@@ -32,11 +32,62 @@ enum Outcome {
     Ignored,
 }
 
+/// One class's precision–recall curve at IoU 0.5: a point per counted
+/// detection, in descending score order (detections on difficult objects are
+/// left out, as the devkit leaves them out of the AP).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrCurve {
+    pub recall: Vec<f64>,
+    pub precision: Vec<f64>,
+    /// The score of the detection each point ends at.
+    pub score: Vec<f32>,
+}
+
+impl PrCurve {
+    /// The AP this curve gives under `metric`.
+    pub fn ap(&self, metric: VocMetric) -> f64 {
+        match metric {
+            VocMetric::Voc07 => ap_11_point(&self.recall, &self.precision),
+            VocMetric::Area => ap_area(&self.recall, &self.precision),
+        }
+    }
+
+    /// The monotone precision envelope the VOC area AP integrates, as a step
+    /// curve from recall 0 to 1: `(recall, precision)` corners to draw.
+    pub fn envelope(&self) -> Vec<[f64; 2]> {
+        let best = suffix_max(&self.precision);
+        let mut points = Vec::with_capacity(2 * best.len() + 2);
+        let mut previous_recall = 0.0;
+        for (&r, &p) in self.recall.iter().zip(&best) {
+            if r != previous_recall {
+                points.push([previous_recall, p]);
+                points.push([r, p]);
+                previous_recall = r;
+            }
+        }
+        points.push([previous_recall, 0.0]);
+        points.push([1.0, 0.0]);
+        points
+    }
+}
+
 /// AP of every class in `0..num_classes`.
 ///
 /// Detections with equal scores keep their input order (MATLAB's `sort` is stable).
 /// Panics if a class index is `>= num_classes`.
 pub fn evaluate_voc(gts: &[GroundTruth], dets: &[Detection], num_classes: usize, metric: VocMetric) -> ClassAp {
+    curves_ap(&pr_curves(gts, dets, num_classes), metric)
+}
+
+/// The per-class AP of curves from [`pr_curves`].
+pub fn curves_ap(curves: &[Option<PrCurve>], metric: VocMetric) -> ClassAp {
+    ClassAp { per_class: curves.iter().map(|c| c.as_ref().map(|c| c.ap(metric))).collect() }
+}
+
+/// The precision–recall curve of every class in `0..num_classes`; `None` for a
+/// class without non-difficult objects (no recall to speak of), an empty curve
+/// for one with objects but no counted detection (AP 0).
+pub fn pr_curves(gts: &[GroundTruth], dets: &[Detection], num_classes: usize) -> Vec<Option<PrCurve>> {
     check_classes(gts, dets, num_classes);
     let groups = group_by_class_and_image(gts);
     let npos = positives_per_class(gts, num_classes);
@@ -46,14 +97,11 @@ pub fn evaluate_voc(gts: &[GroundTruth], dets: &[Detection], num_classes: usize,
     order.sort_by(|&a, &b| dets[a].class.cmp(&dets[b].class).then(dets[b].score.total_cmp(&dets[a].score)));
 
     let mut taken = vec![false; gts.len()];
-    let mut per_class = vec![None; num_classes];
+    let mut curves: Vec<Option<PrCurve>> = npos.iter().map(|&n| (n > 0).then(PrCurve::default)).collect();
     for class_order in order.chunk_by(|&a, &b| dets[a].class == dets[b].class) {
         let class = dets[class_order[0]].class;
-        if npos[class] == 0 {
-            continue;
-        }
+        let Some(curve) = curves[class].as_mut() else { continue };
         let (mut tp, mut fp) = (0usize, 0usize);
-        let (mut recall, mut precision) = (Vec::new(), Vec::new());
         for &d in class_order {
             let det = &dets[d];
             let candidates = groups.get(&(class, det.image)).map_or(&[][..], Vec::as_slice);
@@ -64,21 +112,12 @@ pub fn evaluate_voc(gts: &[GroundTruth], dets: &[Detection], num_classes: usize,
                 // point of the curve (or adds (0, 0) at its start): neither AP changes.
                 Outcome::Ignored => continue,
             }
-            recall.push(tp as f64 / npos[class] as f64);
-            precision.push(tp as f64 / (tp + fp) as f64);
-        }
-        per_class[class] = Some(match metric {
-            VocMetric::Voc07 => ap_11_point(&recall, &precision),
-            VocMetric::Area => ap_area(&recall, &precision),
-        });
-    }
-    // Classes with positives but no detections score 0.
-    for (class, ap) in per_class.iter_mut().enumerate() {
-        if npos[class] > 0 && ap.is_none() {
-            *ap = Some(0.0);
+            curve.recall.push(tp as f64 / npos[class] as f64);
+            curve.precision.push(tp as f64 / (tp + fp) as f64);
+            curve.score.push(det.score);
         }
     }
-    ClassAp { per_class }
+    curves
 }
 
 /// Matches one detection against the objects of its class in its image, marking
@@ -308,6 +347,24 @@ mod tests {
         // TP first: 1 both ways.
         let dets = [det(0, A, 0.5), det(1, A, 0.5)];
         assert_aps(&gts, &dets, (1.0, 1.0));
+    }
+
+    /// The drawn envelope's area (a step curve) is the area AP, computed apart.
+    #[test]
+    fn the_envelope_encloses_the_area_ap() {
+        let gts = [gt(0, A, false), gt(1, B, false), gt(2, A, false), gt(3, B, false)];
+        let dets = [det(0, A, 0.9), det(0, A, 0.8), det(5, B, 0.75), det(1, B, 0.7), det(3, B, 0.6), det(4, A, 0.5)];
+        let curve = pr_curves(&gts, &dets, 1)[0].clone().unwrap();
+        assert_eq!(curve.recall, [0.25, 0.25, 0.25, 0.5, 0.75, 0.75]);
+        assert_eq!(curve.score, [0.9, 0.8, 0.75, 0.7, 0.6, 0.5]);
+        let envelope = curve.envelope();
+        // Corners alternate horizontal and vertical steps: the area is Σ Δrecall · precision.
+        let area: f64 = envelope.windows(2).map(|w| (w[1][0] - w[0][0]) * w[1][1]).sum();
+        let ap = ap(&gts, &dets, VocMetric::Area);
+        assert!((area - ap).abs() < 1e-6, "envelope area {area}, AP {ap}");
+        // 1 on [0, 0.25], 3/5 on [0.25, 0.75]: 0.25 + 0.3.
+        assert!((ap - 0.55).abs() < 1e-12, "{ap}");
+        assert_eq!(pr_curves(&gts, &[], 2), vec![Some(PrCurve::default()), None]);
     }
 
     #[test]

@@ -10,7 +10,10 @@ use crate::data::ade::{read_mask, AdeDataset};
 use crate::data::batch::{DetSource, SegSource};
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::voc::{self, VocClasses, VocDataset};
-use crate::eval::{evaluate_voc, ground_truth_from_voc, ClassAp, ConfusionMatrix, GroundTruth, VocMetric};
+use crate::eval::{
+    curves_ap, ground_truth_from_voc, pr_curves, ClassAp, ConfusionMatrix, DetConfusion, GroundTruth, PrCurve, VocMetric,
+    CONFUSION_SCORE_THRESHOLD,
+};
 use crate::model::TwinNet;
 use crate::model::postprocess::PostprocessConfig;
 use crate::model::predict::{detect_batch, segment_batch};
@@ -58,9 +61,13 @@ impl ValidationSets {
     }
 }
 
-/// Both metrics of one evaluation.
+/// Both metrics of one evaluation, with what they are computed from.
 pub struct Validation {
+    /// VOC area AP50 per class.
     pub det: ClassAp,
+    /// The curves `det` integrates (see [`pr_curves`]).
+    pub det_curves: Vec<Option<PrCurve>>,
+    pub det_confusion: DetConfusion,
     pub seg: ConfusionMatrix,
 }
 
@@ -86,7 +93,10 @@ pub fn validate<B: TwinBackend>(
             detections.extend(image_detections.iter().map(|d| d.to_eval(*index)));
         }
     }
-    let det = evaluate_voc(&sets.det_truth, &detections, sets.det.classes.len(), VocMetric::Area);
+    let num_classes = sets.det.classes.len();
+    let det_curves = pr_curves(&sets.det_truth, &detections, num_classes);
+    let det = curves_ap(&det_curves, VocMetric::Area);
+    let det_confusion = DetConfusion::new(&sets.det_truth, &detections, num_classes, CONFUSION_SCORE_THRESHOLD);
 
     let mut seg = ConfusionMatrix::new(sets.seg.classes.len());
     for batch in Loader::new(sets.seg.clone(), loader_config())? {
@@ -95,5 +105,5 @@ pub fn validate<B: TwinBackend>(
             seg.accumulate(sets.seg_truth[*index].as_raw(), mask.as_raw());
         }
     }
-    Ok(Validation { det, seg })
+    Ok(Validation { det, det_curves, det_confusion, seg })
 }

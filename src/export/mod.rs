@@ -1,0 +1,76 @@
+//! Predictions in the formats other tools read: COCO results JSON (with the
+//! matching ground truth from `data export-coco`), the VOC devkit's
+//! `comp4_det_<split>_<class>.txt` files, and ADE-encoded mask PNGs named like
+//! the annotations. Used by `twinhead predict --format` and Inspect's export.
+
+pub mod coco;
+pub mod voc;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::model::postprocess::Detection;
+use crate::predictor::Prediction;
+
+/// One output format of `predict` and the workbench's export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Twinhead's own: per image `<id>.json`, `<id>_mask.png`, `<id>_overlay.png`, and `predictions.json`.
+    Twinhead,
+    /// `predictions.coco.json`: COCO results (image_id, category_id, bbox [x, y, w, h], score).
+    Coco,
+    /// `comp4_det_<split>_<class>.txt` per class, as the VOC devkit reads them.
+    Voc,
+    /// `masks/<id>.png`: ADE20K encoding (0 = unlabelled, class index + 1), what `eval seg --pred` reads.
+    Png,
+}
+
+/// The predictions of one image, named by its id (the file stem).
+pub struct ImagePrediction<'a> {
+    pub id: &'a str,
+    pub prediction: &'a Prediction,
+}
+
+impl ImagePrediction<'_> {
+    pub fn detections(&self) -> &[Detection] {
+        &self.prediction.detections
+    }
+}
+
+/// Writes the standard formats among `formats` (not `Twinhead`, which needs
+/// the images for its overlays) into `out`; returns the paths written.
+pub fn write_standard(
+    formats: &[ExportFormat],
+    out: &Path,
+    images: &[ImagePrediction],
+    det_classes: &[String],
+    voc_split: &str,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for format in formats {
+        match format {
+            ExportFormat::Twinhead => {}
+            ExportFormat::Coco => {
+                let path = out.join("predictions.coco.json");
+                write_file(&path, serde_json::to_string(&coco::results(images))?.as_bytes())?;
+                written.push(path);
+            }
+            ExportFormat::Voc => written.extend(voc::write_comp4(out, voc_split, det_classes, images)?),
+            ExportFormat::Png => {
+                let dir = out.join("masks");
+                std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+                for image in images {
+                    let path = dir.join(format!("{}.png", image.id));
+                    image.prediction.mask.save(&path).with_context(|| format!("{}: cannot write", path.display()))?;
+                    written.push(path);
+                }
+            }
+        }
+    }
+    Ok(written)
+}
+
+pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("{}: cannot write", path.display()))
+}

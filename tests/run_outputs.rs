@@ -1,0 +1,199 @@
+//! What a trained run gives the CLI: `eval --run --json` with precision–recall
+//! curves and both confusion matrices, `predict --format` in every standard
+//! format, read back by `eval det` / `eval seg`, and `data export-coco`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use twinhead::data::voc::{VocClasses, VocDataset};
+use twinhead::train::{start, DeviceSpec, FinishReason, TrainConfig};
+
+/// A temporary folder with `synth/` (tiny datasets) and `run/` (trained a few steps).
+fn trained() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let synth = dir.path().join("synth");
+        let overrides = [
+            "steps=6".to_string(),
+            "data.image_size=64".into(),
+            "data.batch_size=4".into(),
+            "data.synthetic.det_images=30".into(),
+            "data.synthetic.seg_images=20".into(),
+            "data.synthetic.size=64".into(),
+            format!("data.voc={}", synth.join("voc").display()),
+            format!("data.ade={}", synth.join("ade").display()),
+            "eval.every=6".into(),
+            "model.width=0.25".into(),
+        ];
+        let config = TrainConfig::load_preset("quick", &overrides).unwrap();
+        let handle = start(Some(config), &dir.path().join("run"), false, DeviceSpec::Cpu).unwrap();
+        assert_eq!(handle.join().unwrap(), FinishReason::Completed);
+        dir
+    })
+    .path()
+}
+
+fn twinhead(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap()
+}
+
+fn json_of(args: &[&str]) -> Value {
+    let out = twinhead(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn numbers(value: &Value) -> Vec<f64> {
+    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+}
+
+fn voc_val() -> VocDataset {
+    let root = trained().join("synth/voc");
+    VocDataset::open(&root, "val", VocClasses::for_root(&root).unwrap()).unwrap()
+}
+
+#[test]
+fn eval_json_has_pr_curves_and_confusion_matrices_that_agree_with_the_metrics() {
+    let report = json_of(&["eval", "--run", s(&trained().join("run")), "--json"]);
+    let names: Vec<String> = voc_val().classes.names().to_vec();
+    for name in &names {
+        let ap = &report["det"]["per_class"][name];
+        let curve = &report["pr"][name];
+        if ap.is_null() {
+            assert!(curve.is_null(), "{name}: no AP but a curve");
+            continue;
+        }
+        // The area under the curve's precision envelope is the class's VOC area AP.
+        let (recall, precision) = (numbers(&curve["recall"]), numbers(&curve["precision"]));
+        assert_eq!(recall.len(), precision.len());
+        let mut area = 0.0;
+        let mut previous = 0.0;
+        for i in 0..recall.len() {
+            let best_after = precision[i..].iter().cloned().fold(0.0, f64::max);
+            area += (recall[i] - previous) * best_after;
+            previous = recall[i];
+        }
+        let ap = ap.as_f64().unwrap();
+        assert!((area - ap).abs() < 1e-6, "{name}: area {area} vs AP {ap}");
+    }
+
+    // Detection matrix: each class's row holds every non-difficult object of that class once.
+    let det = &report["confusion"]["det"];
+    let counts: Vec<Vec<u64>> = serde_json::from_value(det["counts"].clone()).unwrap();
+    assert_eq!(counts.len(), names.len() + 1);
+    assert_eq!(det["labels"][names.len()], "background");
+    let mut objects = vec![0u64; names.len()];
+    for record in &voc_val().records {
+        for object in record.annotation.objects.iter().filter(|o| !o.difficult) {
+            objects[object.class] += 1;
+        }
+    }
+    for (class, row) in counts.iter().take(names.len()).enumerate() {
+        assert_eq!(row.iter().sum::<u64>(), objects[class], "row {}", names[class]);
+    }
+    assert_eq!(counts[names.len()][names.len()], 0, "background is never confused with background");
+
+    // Pixel matrix: every pixel of the validation masks once.
+    let seg = &report["confusion"]["seg"];
+    let counts: Vec<Vec<u64>> = serde_json::from_value(seg["counts"].clone()).unwrap();
+    assert_eq!(seg["labels"][0], "unlabelled");
+    let masks = std::fs::read_dir(trained().join("synth/ade/annotations/validation")).unwrap();
+    let pixels: u64 = masks
+        .map(|m| {
+            let (w, h) = image::image_dimensions(m.unwrap().path()).unwrap();
+            u64::from(w * h)
+        })
+        .sum();
+    assert_eq!(counts.iter().flatten().sum::<u64>(), pixels);
+    // Its diagonal gives the reported IoU of a class present in the ground truth.
+    let class = (1..counts.len()).find(|&c| counts[c].iter().sum::<u64>() > 0).unwrap();
+    let column: u64 = counts[1..].iter().map(|row| row[class]).sum();
+    let row: u64 = counts[class].iter().sum();
+    let iou = counts[class][class] as f64 / (row + column - counts[class][class]) as f64;
+    let name = seg["labels"][class].as_str().unwrap();
+    assert!((report["seg"]["per_class"][name].as_f64().unwrap() - iou).abs() < 1e-9);
+}
+
+#[test]
+fn predictions_in_every_format_score_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let val = voc_val();
+    let run = trained().join("run");
+    let images: Vec<PathBuf> = val.records.iter().map(|r| r.image_path.clone()).collect();
+    let mut args = vec!["predict", "--run", s(&run), "--out", s(&out)];
+    args.extend(["--format", "twinhead,coco,voc,png", "--voc-split", "val", "--score-threshold", "0.01"]);
+    args.extend(images.iter().map(|p| s(p)));
+    let predicted = twinhead(&args);
+    assert!(predicted.status.success(), "{}", String::from_utf8_lossy(&predicted.stderr));
+
+    let voc = trained().join("synth/voc");
+    let score = |pred: &Path, metric: &str| {
+        json_of(&["eval", "det", "--voc", s(&voc), "--split", "val", "--pred", s(pred), "--metric", metric, "--json"])
+    };
+    for metric in ["voc", "coco"] {
+        let own = score(&out.join("predictions.json"), metric);
+        assert!(own["map"].as_f64().is_some());
+        assert_eq!(score(&out.join("predictions.coco.json"), metric), own, "COCO results, {metric}");
+        assert_eq!(score(&out, metric), own, "comp4 files, {metric}");
+    }
+    let coco: Value = serde_json::from_slice(&std::fs::read(out.join("predictions.coco.json")).unwrap()).unwrap();
+    let first = &coco[0];
+    assert!(first["image_id"].is_u64() && first["category_id"].as_u64().unwrap() >= 1, "{first}");
+
+    // The masks are what `eval seg` reads, named like the annotations.
+    let ade_val: Vec<PathBuf> =
+        std::fs::read_dir(trained().join("synth/ade/images/validation")).unwrap().map(|e| e.unwrap().path()).collect();
+    let masks = dir.path().join("seg");
+    let mut args = vec!["predict", "--run", s(&run), "--out", s(&masks), "--format", "png"];
+    args.extend(ade_val.iter().map(|p| s(p)));
+    assert!(twinhead(&args).status.success());
+    let ade = trained().join("synth/ade");
+    let seg = json_of(&["eval", "seg", "--ade", s(&ade), "--split", "validation", "--pred", s(&masks.join("masks")), "--json"]);
+    assert!(seg["miou"].as_f64().is_some(), "{seg}");
+}
+
+#[test]
+fn export_coco_writes_the_ground_truth_in_coco_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gt.json");
+    let out = twinhead(&["data", "export-coco", "--voc", s(&trained().join("synth/voc")), "--split", "val", "--out", s(&file)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let gt: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let val = voc_val();
+    assert_eq!(gt["images"].as_array().unwrap().len(), val.records.len());
+    let record = &val.records[0];
+    let object = &record.annotation.objects[0];
+    let [x0, y0, x1, y1] = object.bbox.map(f64::from);
+    let annotation = &gt["annotations"][0];
+    assert_eq!(annotation["image_id"], record.id.parse::<u64>().unwrap());
+    assert_eq!(numbers(&annotation["bbox"]), [x0 - 1.0, y0 - 1.0, x1 - x0 + 1.0, y1 - y0 + 1.0]);
+    assert_eq!(annotation["category_id"], object.class + 1);
+    assert_eq!(annotation["iscrowd"], u8::from(object.difficult));
+    assert_eq!(gt["categories"][0]["name"], val.classes.names()[0].as_str());
+}
+
+#[test]
+fn bad_formats_and_unwritable_outputs_exit_2() {
+    let image = voc_val().records[0].image_path.clone();
+    let run = trained().join("run");
+    let out = twinhead(&["predict", "--run", s(&run), "--out", "x", "--format", "yolo", s(&image)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("yolo"));
+    // A file where the masks folder would go: it cannot be written (as a
+    // read-only folder cannot; tests may run as root, which ignores permissions).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("masks"), "in the way").unwrap();
+    let out = twinhead(&["predict", "--run", s(&run), "--out", s(dir.path()), "--format", "png", s(&image)]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("masks") && stderr.contains("cannot create"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("masks")).unwrap(), "in the way");
+}
