@@ -199,7 +199,11 @@ fn data_check_json_reports_counts_duplicates_and_problems() {
     assert_eq!(report["voc"]["difficult"], 1);
     assert_eq!(report["voc"]["per_class"]["dog"]["objects"], 2);
     assert_eq!(report["voc"]["splits"]["train"], 2);
+    // Box sizes (pixel-inclusive) and image sizes for the charts, in record order.
+    assert_eq!(report["voc"]["box_sizes"], serde_json::json!([[19.0, 23.0], [20.0, 26.0], [32.0, 32.0], [21.0, 18.0]]));
+    assert_eq!(report["voc"]["image_sizes"]["sizes"], serde_json::json!([[40, 30], [32, 32], [50, 20]]));
     assert_eq!(report["ade"]["images"], 3);
+    assert_eq!(report["ade"]["image_sizes"]["sizes"].as_array().unwrap().len(), 3);
     assert_eq!(report["ade"]["splits"]["validation"], 1);
     // The two ADE training images are identical pixels but 16x12 vs 8x8; the VOC 000001 and 000003 JPEGs
     // are the same colour but different sizes: no duplicates yet.

@@ -157,6 +157,12 @@ fn a_broken_dataset_folder_shows_its_problems() {
     harness.get_by_label_contains("2 problems");
     harness.get_by_label_contains(&format!("{}.jpg", ids[0]));
     harness.get_by_label_contains(&format!("{}.xml", ids[1]));
+    // The records that passed have their statistics, as charts.
+    harness.get_by_label("Detection statistics").click();
+    harness.step();
+    harness.get_by_label("Objects per class (difficult ones darker)");
+    harness.get_by_label_contains("Box sizes (");
+    harness.get_by_label_contains("Image sizes (");
 
     // A folder that is not a dataset at all is explained too.
     harness.get_by_label("Segmentation dataset (ADE20K)").focus();

@@ -37,6 +37,8 @@ pub struct VocSummary {
     pub objects: usize,
     pub difficult: usize,
     pub per_class: BTreeMap<String, ClassCount>,
+    /// Every object's box as `[width, height]` in pixels (VOC-inclusive), for the size scatter.
+    pub box_sizes: Vec<[f32; 2]>,
     pub image_sizes: SizeSummary,
 }
 
@@ -70,6 +72,8 @@ pub struct SizeSummary {
     pub min_height: u32,
     pub max_height: u32,
     pub mean_height: f64,
+    /// Every image's `[width, height]`.
+    pub sizes: Vec<[u32; 2]>,
 }
 
 impl SizeSummary {
@@ -87,6 +91,7 @@ impl SizeSummary {
             min_height: sizes.iter().map(|s| s.1).min().unwrap_or(0),
             max_height: sizes.iter().map(|s| s.1).max().unwrap_or(0),
             mean_height: sizes.iter().map(|s| s.1 as f64).sum::<f64>() / n,
+            sizes: sizes.iter().map(|&(w, h)| [w, h]).collect(),
         }
     }
 }
@@ -203,6 +208,12 @@ fn summarise_voc(dataset: &VocDataset, listed: usize) -> Result<VocSummary> {
         objects,
         difficult,
         per_class,
+        box_sizes: dataset
+            .records
+            .iter()
+            .flat_map(|r| &r.annotation.objects)
+            .map(|o| [o.bbox[2] - o.bbox[0] + 1.0, o.bbox[3] - o.bbox[1] + 1.0])
+            .collect(),
         image_sizes: SizeSummary::from_sizes(
             dataset.records.iter().map(|r| (r.annotation.width, r.annotation.height)),
         ),

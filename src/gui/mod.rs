@@ -9,6 +9,7 @@
 mod app;
 mod compare_panel;
 mod curves_panel;
+mod dataset_stats;
 mod image_view;
 mod inference;
 pub mod inspect_panel;

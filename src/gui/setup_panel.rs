@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use eframe::egui;
 
+use super::dataset_stats;
 use super::job::Job;
 use super::session::Notice;
 use super::settings::{Settings, Tab};
@@ -52,6 +53,15 @@ enum FolderCheck {
 enum Dataset {
     Voc,
     Ade,
+}
+
+impl Dataset {
+    fn short_name(self) -> &'static str {
+        match self {
+            Dataset::Voc => "VOC",
+            Dataset::Ade => "ADE20K",
+        }
+    }
 }
 
 impl SetupPanel {
@@ -228,12 +238,18 @@ impl SetupPanel {
         let synthetic = self.draft.data.synthetic.is_some();
         let mut edited = false;
         let mut browse = false;
+        let mut check = false;
         ui.horizontal(|ui| {
             let label_response = ui.label(label);
             let field = self.field(which);
             let response = ui.add(egui::TextEdit::singleline(&mut field.text).desired_width(320.0)).labelled_by(label_response.id);
             edited = response.lost_focus() && !field.text.trim().is_empty();
             browse = ui.add_enabled(field.dialog.is_none(), egui::Button::new("Choose…")).clicked();
+            let running = matches!(field.check, FolderCheck::Running(_));
+            check = ui
+                .add_enabled(!running, egui::Button::new(format!("Check {}", which.short_name())))
+                .on_hover_text("Validate every record and show the dataset's statistics")
+                .clicked();
             if synthetic {
                 ui.weak("(synthetic, generated on first use)");
             }
@@ -249,6 +265,9 @@ impl SetupPanel {
                 self.start_check(which, shared);
                 remember_folder(&mut shared.settings, which, dir);
             }
+        }
+        if check {
+            self.start_check(which, shared);
         }
         if browse {
             let start = PathBuf::from(&self.field(which).text);
@@ -423,6 +442,12 @@ fn check_summary(ui: &mut egui::Ui, check: &FolderCheck) {
                     ade.unlabelled_fraction * 100.0,
                     splits_text(&ade.splits)
                 ));
+            }
+            if let Some(voc) = &report.voc {
+                dataset_stats::voc_charts(ui, voc);
+            }
+            if let Some(ade) = &report.ade {
+                dataset_stats::ade_charts(ui, ade);
             }
             if report.problems.is_empty() {
                 ui.label("no problems found");
