@@ -4,12 +4,13 @@
 //! plots) or CSV (the raw data).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use eframe::egui::{self, Color32, ColorImage, Rect};
-use egui_plot::{HoverPosition, Legend, Line, LineStyle, Plot, PlotPoint, Points, Text, VLine};
+use egui_plot::{FilledArea, HoverPosition, Legend, Line, LineStyle, Plot, PlotBounds, PlotPoint, Points, Text, VLine};
 
 use super::run_record::{RunRecord, Series};
 use super::session::Notice;
@@ -24,6 +25,10 @@ const MIN_PLOT_HEIGHT: f32 = 120.0;
 #[derive(Default)]
 pub struct CurvesPanel {
     smoothing: Smoothing,
+    /// Draw each smoothed curve's min/max band (per decimation bucket) behind it.
+    envelope: bool,
+    /// mAP50 and mIoU zoom to their data instead of the fixed 0–1 axis.
+    zoom_metrics: bool,
     /// Where the plots were drawn last frame: the screenshot shows that frame.
     plots_rect: Option<Rect>,
     /// An "Export PNG" screenshot was asked for and has not arrived yet.
@@ -101,6 +106,11 @@ impl Metric {
         matches!(self, Metric::DetLoss | Metric::SegLoss | Metric::ImagesPerSec)
     }
 
+    /// A score in [0, 1]: drawn on a fixed 0–1 axis unless zoomed.
+    fn is_fraction(self) -> bool {
+        matches!(self, Metric::Map50 | Metric::Miou)
+    }
+
     fn format_value(self, value: f64) -> String {
         match self {
             Metric::Lr => format!("{value:.3e}"),
@@ -122,6 +132,10 @@ impl CurvesPanel {
         ui.horizontal(|ui| {
             ui.add(egui::Slider::new(&mut self.smoothing.0, 0.0..=0.99).text("smoothing"))
                 .on_hover_text("Exponential moving average of the losses and images/s (debiased, as TensorBoard does); evaluations and the learning rate are drawn raw");
+            ui.checkbox(&mut self.envelope, "min/max band")
+                .on_hover_text("Behind each smoothed curve, the range of the raw values it averages");
+            ui.checkbox(&mut self.zoom_metrics, "zoom mAP50/mIoU to data")
+                .on_hover_text("Off: mAP50 and mIoU share a fixed 0–1 axis, so runs and early evaluations compare at a glance");
             ui.separator();
             let any = !runs.is_empty();
             if ui.add_enabled(any, egui::Button::new("Export PNG")).on_hover_text("A picture of the plots").clicked() {
@@ -152,6 +166,7 @@ impl CurvesPanel {
         self.lines.forget_all_but(runs);
         let mut curves = Metric::ALL.map(|m| self.lines.lines(runs, m, self.smoothing.0));
         let marks = grouped_markers(runs);
+        let style = PlotStyle { envelope: self.envelope, unit_axis: !self.zoom_metrics };
         for row in 0..3 {
             ui.horizontal(|ui| {
                 for column in 0..2 {
@@ -159,7 +174,7 @@ impl CurvesPanel {
                     let lines = std::mem::take(&mut curves[index]);
                     ui.vertical(|ui| {
                         ui.strong(Metric::ALL[index].title());
-                        metric_plot(ui, Metric::ALL[index], lines, &marks, size);
+                        metric_plot(ui, Metric::ALL[index], lines, &marks, size, style);
                     });
                 }
             });
@@ -198,7 +213,31 @@ impl CurvesPanel {
 struct PlotLine {
     name: String,
     color: Color32,
+    /// Smoothed where the metric is smoothed, else raw; decimated.
     points: Vec<[f64; 2]>,
+    /// The raw curve and its min/max band, drawn faint behind a smoothed one.
+    behind: Option<Arc<RawCurve>>,
+}
+
+struct RawCurve {
+    points: Vec<[f64; 2]>,
+    band: Band,
+}
+
+/// Per bucket of raw points: the bucket's middle step and its lowest and highest value.
+#[derive(Debug, Default, PartialEq)]
+struct Band {
+    steps: Vec<f64>,
+    low: Vec<f64>,
+    high: Vec<f64>,
+}
+
+/// What the panel's toggles change in every plot.
+#[derive(Clone, Copy)]
+struct PlotStyle {
+    envelope: bool,
+    /// mAP50 and mIoU on a fixed 0–1 axis.
+    unit_axis: bool,
 }
 
 /// A vertical marker shared by every run that has it at the same step.
@@ -231,6 +270,7 @@ struct LineCache(HashMap<(String, Metric), CachedLine>);
 struct CachedLine {
     source: SourceKey,
     points: Vec<[f64; 2]>,
+    behind: Option<Arc<RawCurve>>,
 }
 
 /// What the cached points were made from. A run only grows, or (resumed) drops
@@ -255,15 +295,17 @@ impl LineCache {
                     smoothing: if metric.smoothed() { smoothing.to_bits() } else { 0 },
                 };
                 let key = (run.name.clone(), metric);
-                let points = match self.0.get(&key) {
-                    Some(cached) if cached.source == source => cached.points.clone(),
+                let (points, behind) = match self.0.get(&key) {
+                    Some(cached) if cached.source == source => (cached.points.clone(), cached.behind.clone()),
                     _ => {
-                        let points = if metric.smoothed() { decimate(&smooth(raw, smoothing), MAX_POINTS) } else { decimate(raw, MAX_POINTS) };
-                        self.0.insert(key, CachedLine { source, points: points.clone() });
-                        points
+                        let smoothed = metric.smoothed() && smoothing > 0.0;
+                        let points = if smoothed { decimate(&smooth(raw, smoothing), MAX_POINTS) } else { decimate(raw, MAX_POINTS) };
+                        let behind = smoothed.then(|| Arc::new(RawCurve { points: decimate(raw, MAX_POINTS), band: band(raw, BAND_BUCKETS) }));
+                        self.0.insert(key, CachedLine { source, points: points.clone(), behind: behind.clone() });
+                        (points, behind)
                     }
                 };
-                PlotLine { name: run.name.clone(), color: run_color(index), points }
+                PlotLine { name: run.name.clone(), color: run_color(index), points, behind }
             })
             .collect()
     }
@@ -304,10 +346,23 @@ fn plot_size(ui: &egui::Ui, footer_height: f32) -> egui::Vec2 {
     egui::vec2(width, height.max(MIN_PLOT_HEIGHT))
 }
 
-fn metric_plot(ui: &mut egui::Ui, metric: Metric, lines: Vec<PlotLine>, marks: &[MarkGroup], size: egui::Vec2) {
-    let y_range = y_range(&lines);
+/// Draws one plot; returns the bounds it showed.
+fn metric_plot(
+    ui: &mut egui::Ui,
+    metric: Metric,
+    lines: Vec<PlotLine>,
+    marks: &[MarkGroup],
+    size: egui::Vec2,
+    style: PlotStyle,
+) -> PlotBounds {
+    let unit_axis = style.unit_axis && metric.is_fraction();
+    let y_range = if unit_axis { Some((0.0, 1.0)) } else { y_range(&lines) };
     let marks = marks.to_vec();
-    Plot::new(("curves", metric.key()))
+    let mut plot = Plot::new(("curves", metric.key(), unit_axis));
+    if unit_axis {
+        plot = plot.include_y(0.0).include_y(1.0);
+    }
+    plot
         .width(size.x)
         .height(size.y)
         .legend(Legend::default())
@@ -320,6 +375,16 @@ fn metric_plot(ui: &mut egui::Ui, metric: Metric, lines: Vec<PlotLine>, marks: &
             // Evaluations are sparse: mark each one, so a single evaluation shows too.
             let mark_points = matches!(metric, Metric::Map50 | Metric::Miou);
             for line in lines {
+                if let Some(behind) = &line.behind {
+                    // Same name as the smoothed line: the legend shows and hides both.
+                    if style.envelope {
+                        let band = &behind.band;
+                        let fill = line.color.gamma_multiply(0.15);
+                        plot_ui.add(FilledArea::new(line.name.clone(), &band.steps, &band.low, &band.high).fill_color(fill).allow_hover(false));
+                    }
+                    let faint = Line::new(line.name.clone(), behind.points.clone()).color(line.color.gamma_multiply(0.3));
+                    plot_ui.line(faint.id(egui::Id::new(("raw", &line.name))).allow_hover(false));
+                }
                 if mark_points {
                     let points = Points::new(line.name.clone(), line.points.clone()).radius(2.5).color(line.color);
                     plot_ui.points(points.id(egui::Id::new(("eval points", &line.name))));
@@ -336,7 +401,10 @@ fn metric_plot(ui: &mut egui::Ui, metric: Metric, lines: Vec<PlotLine>, marks: &
                     plot_ui.text(Text::new("", PlotPoint::new(x, y), text).anchor(egui::Align2::LEFT_TOP).color(mark.color).id(egui::Id::new(("marker text", i))));
                 }
             }
-        });
+        })
+        .transform
+        .bounds()
+        .to_owned()
 }
 
 /// The lowest and highest finite values drawn, if any.
@@ -435,6 +503,28 @@ fn decimate(points: &[[f64; 2]], max: usize) -> Vec<[f64; 2]> {
     }
     out.push(points[points.len() - 1]);
     out
+}
+
+/// Buckets in a min/max band: coarser than the curve, so the band reads as a range.
+const BAND_BUCKETS: usize = 200;
+
+/// The lowest and highest finite value of each of about `buckets` runs of
+/// consecutive points, at the bucket's middle step.
+fn band(points: &[[f64; 2]], buckets: usize) -> Band {
+    let mut band = Band::default();
+    if points.is_empty() {
+        return band;
+    }
+    for bucket in points.chunks(points.len().div_ceil(buckets.max(1))) {
+        let values = bucket.iter().map(|p| p[1]).filter(|v| v.is_finite());
+        let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        if low <= high {
+            band.steps.push(0.5 * (bucket[0][0] + bucket[bucket.len() - 1][0]));
+            band.low.push(low);
+            band.high.push(high);
+        }
+    }
+    band
 }
 
 /// Long format, one row per point: `run,metric,step,value`, the raw (unsmoothed) data.
@@ -558,10 +648,52 @@ mod tests {
         run.series.det_loss.push([3.0, 5.0]);
         assert_eq!(det(&mut cache, &run, 0.0).len(), 3);
         assert!(close(&det(&mut cache, &run, 0.5), &smooth(&run.series.det_loss, 0.5)));
+        // The raw curve stays behind a smoothed one, with its band.
+        let line = cache.lines(&[&run], Metric::DetLoss, 0.5).remove(0);
+        let behind = line.behind.expect("raw curve behind the smoothed one");
+        assert_eq!(behind.points, run.series.det_loss);
+        assert_eq!(behind.band.low.len(), 3);
+        assert!(cache.lines(&[&run], Metric::DetLoss, 0.0).remove(0).behind.is_none(), "unsmoothed: nothing behind");
         // Evaluations are drawn raw whatever the smoothing.
-        assert_eq!(cache.lines(&[&run], Metric::Map50, 0.9).remove(0).points, [[2.0, 0.5]]);
+        let map = cache.lines(&[&run], Metric::Map50, 0.9).remove(0);
+        assert_eq!(map.points, [[2.0, 0.5]]);
+        assert!(map.behind.is_none());
         cache.forget_all_but(&[]);
         assert!(cache.0.is_empty());
+    }
+
+    #[test]
+    fn the_band_holds_each_buckets_extremes() {
+        let points: Vec<[f64; 2]> = (0..10).map(|i| [i as f64, if i % 2 == 0 { 1.0 } else { 3.0 }]).collect();
+        let b = band(&points, 2);
+        assert_eq!(b, Band { steps: vec![2.0, 7.0], low: vec![1.0, 1.0], high: vec![3.0, 3.0] });
+        let with_nan = [[0.0, f64::NAN], [1.0, 2.0]];
+        assert_eq!(band(&with_nan, 1), Band { steps: vec![0.5], low: vec![2.0], high: vec![2.0] });
+        assert_eq!(band(&[], 4), Band::default());
+    }
+
+    /// One evaluation at 0: the metric plot still spans 0–1 (not ±50 around a
+    /// flat point), unless the user asks to zoom to the data.
+    #[test]
+    fn metric_plots_keep_a_unit_axis_unless_zoomed() {
+        let bounds = |metric: Metric, unit_axis: bool| {
+            let mut shown = None;
+            let mut harness = egui_kittest::Harness::new_ui(|ui| {
+                let line = PlotLine { name: "a".into(), color: Color32::RED, points: vec![[200.0, 0.0]], behind: None };
+                let style = PlotStyle { envelope: false, unit_axis };
+                shown = Some(metric_plot(ui, metric, vec![line], &[], egui::vec2(300.0, 200.0), style));
+            });
+            harness.step();
+            drop(harness);
+            shown.unwrap()
+        };
+        let unit = bounds(Metric::Map50, true);
+        assert!(unit.min()[1] <= 0.0 && (1.0..1.2).contains(&unit.max()[1]), "{unit:?}");
+        let zoomed = bounds(Metric::Miou, false);
+        assert!(zoomed.max()[1] < 1.0, "{zoomed:?}");
+        // Losses are never pinned to 0–1.
+        let loss = bounds(Metric::DetLoss, true);
+        assert!(loss.max()[1] < 1.0, "{loss:?}");
     }
 
     #[test]
