@@ -15,6 +15,8 @@ use crate::model::postprocess::{Detection, PostprocessConfig};
 use crate::model::predict::predict_batch;
 use crate::model::TwinNet;
 use crate::train::checkpoint::{self, CheckpointKind, TrainerState};
+use crate::train::config::TrainConfig;
+use crate::train::evaluate::{open_validation_splits, validate, OnValidationBatch, Validation, ValidationSets, ValidationSettings};
 
 /// Inference runs on the CPU backend.
 pub type InferenceBackend = burn::backend::Flex;
@@ -87,6 +89,30 @@ impl Predictor {
             .into_iter()
             .map(|d| d.map(|_| (images.next().expect("one per decoded"), predictions.next().expect("one per image"))))
             .collect()
+    }
+}
+
+/// Both tasks scored on their full validation splits.
+pub struct FullValidation {
+    pub validation: Validation,
+    pub det_images: usize,
+    pub seg_images: usize,
+}
+
+impl Predictor {
+    /// Scores this checkpoint on the whole validation splits `config` names, with
+    /// the post-processing the run's evaluations use (what `eval --run` prints).
+    pub fn validate_full(&self, config: &TrainConfig, on_batch: OnValidationBatch) -> Result<FullValidation> {
+        let (det, seg) = open_validation_splits(&config.data)?;
+        let sets = ValidationSets::new(&det, usize::MAX, &seg, usize::MAX)?;
+        let settings = ValidationSettings {
+            image_size: self.state.image_size,
+            batch_size: config.data.batch_size,
+            threads: config.data.threads,
+            postprocess: PostprocessConfig::default(),
+        };
+        let validation = validate(&self.net, &sets, &settings, &Default::default(), on_batch)?;
+        Ok(FullValidation { validation, det_images: det.records.len(), seg_images: seg.records.len() })
     }
 }
 

@@ -138,3 +138,39 @@ fn inspect_shows_both_validation_sets_with_their_metrics() {
     harness.step();
     harness.get_by_label_contains("Mean IoU");
 }
+
+/// The metrics view scores the full validation splits in the background and
+/// shows the PR curve, both confusion matrices and sortable, exportable tables.
+#[test]
+fn inspect_metrics_show_pr_curves_confusion_matrices_and_export_tables() {
+    let state = InspectState { panel: InspectPanel::default(), shared: shared(trained()) };
+    let mut harness = Harness::builder()
+        .with_size([1200.0, 1400.0])
+        .build_ui_state(|ui, state: &mut InspectState| state.panel.ui(ui, &mut state.shared), state);
+    harness.step();
+    harness.get_by_label("Metrics (full validation splits)").click();
+    step_until(&mut harness, Duration::from_secs(120), "the full-split scores", |h| {
+        h.query_by_label_contains("Full validation splits:").is_some()
+    });
+    harness.get_by_label("Precision–recall curve (IoU 0.5)");
+    harness.get_by_label_contains("Per-class AP50");
+    harness.get_by_label_contains("Per-class IoU");
+    // Sorting by value, then exporting the table (before the matrices push them off screen).
+    harness.get_by_label("AP50").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("AP50 ⬇");
+    harness.get_by_label("Export IoU CSV").click();
+    harness.step();
+    let notices = &harness.state().shared.notifications.items;
+    let (notice, _) = notices.iter().find(|(n, _)| n.text.starts_with("per-class iou saved to")).expect("a notice");
+    let path = notice.text.trim_start_matches("per-class iou saved to ").to_string();
+    let csv = std::fs::read_to_string(&path).unwrap();
+    assert!(csv.starts_with("class,iou\n") && csv.lines().count() > 1, "{csv}");
+    harness.get_by_label("Detection confusion matrix").click();
+    harness.step();
+    harness.get_by_label_contains("background row: false positives");
+    harness.get_by_label("Pixel confusion matrix").click();
+    harness.step();
+    harness.get_by_label("Most confused (share of the true class's pixels)");
+}

@@ -1,5 +1,6 @@
 //! `twinhead eval --run`: both tasks of a trained run on their full validation splits.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,10 +9,9 @@ use serde_json::json;
 
 use crate::eval::voc_ap::VOC_IOU_THRESHOLD;
 use crate::eval::CONFUSION_SCORE_THRESHOLD;
-use crate::model::postprocess::PostprocessConfig;
-use crate::predictor::InferenceBackend;
-use crate::train::checkpoint::{self, CheckpointKind};
-use crate::train::evaluate::{open_validation_splits, validate, ValidationSets, ValidationSettings};
+use super::progress_bar;
+use crate::predictor::Predictor;
+use crate::train::checkpoint::CheckpointKind;
 use crate::train::run_dir;
 
 /// How many of the largest pixel confusions the table lists.
@@ -32,18 +32,16 @@ pub struct Args {
 
 pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     let config = run_dir::read_config(&run)?;
-    let dir = checkpoint::find(&run, CheckpointKind::parse(&args.checkpoint)?)?;
-    let device = Default::default();
-    let (net, state) = checkpoint::load_inference_net::<InferenceBackend>(&dir, &device)?;
-    let (det, seg) = open_validation_splits(&config.data)?;
-    let sets = ValidationSets::new(&det, usize::MAX, &seg, usize::MAX)?;
-    let settings = ValidationSettings {
-        image_size: state.image_size,
-        batch_size: config.data.batch_size,
-        threads: config.data.threads,
-        postprocess: PostprocessConfig::default(),
-    };
-    let result = validate(&net, &sets, &settings, &device)?;
+    let predictor = Predictor::load(&run, CheckpointKind::parse(&args.checkpoint)?)?;
+    let (dir, state) = (&predictor.checkpoint, &predictor.state);
+    let bar = progress_bar(Some(0), "evaluating");
+    let full = predictor.validate_full(&config, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        ControlFlow::Continue(())
+    })?;
+    bar.finish_and_clear();
+    let result = &full.validation;
     let det_per_class: serde_json::Map<String, serde_json::Value> =
         state.det_classes.iter().cloned().zip(result.det.per_class.iter().map(|v| json!(v))).collect();
     let seg_per_class: serde_json::Map<String, serde_json::Value> =
@@ -67,8 +65,8 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         let seg_labels: Vec<String> = (0..=state.seg_classes.len()).map(seg_label).collect();
         let report = json!({
             "checkpoint": dir, "step": state.step,
-            "det": {"map50": map50, "images": det.records.len(), "per_class": det_per_class},
-            "seg": {"miou": miou, "pixel_acc": pixel_acc, "images": seg.records.len(), "per_class": seg_per_class},
+            "det": {"map50": map50, "images": full.det_images, "per_class": det_per_class},
+            "seg": {"miou": miou, "pixel_acc": pixel_acc, "images": full.seg_images, "per_class": seg_per_class},
             "pr": pr,
             "confusion": {
                 "det": {
@@ -81,11 +79,11 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{} (step {})", dir.display(), state.step);
-        println!("detection   {} images  mAP50 {:.4}", det.records.len(), map50);
+        println!("detection   {} images  mAP50 {:.4}", full.det_images, map50);
         for (class, ap) in &det_per_class {
             println!("  {class:<20} {}", ap.as_f64().map_or("-".into(), |v| format!("{v:.4}")));
         }
-        println!("segmentation {} images  mIoU {:.4}  pixel accuracy {:.4}", seg.records.len(), miou, pixel_acc);
+        println!("segmentation {} images  mIoU {:.4}  pixel accuracy {:.4}", full.seg_images, miou, pixel_acc);
         for (class, iou) in &seg_per_class {
             println!("  {class:<20} {}", iou.as_f64().map_or("-".into(), |v| format!("{v:.4}")));
         }

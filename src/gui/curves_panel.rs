@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use eframe::egui::{self, Color32, ColorImage, Rect};
 use egui_plot::{FilledArea, HoverPosition, Legend, Line, LineStyle, Plot, PlotBounds, PlotPoint, Points, Text, VLine};
 
+use super::csv_field;
 use super::run_record::{RunRecord, Series};
 use super::session::Notice;
 use super::shared::{Selection, Shared};
@@ -539,15 +540,6 @@ fn csv_text(runs: &[&RunRecord]) -> String {
         }
     }
     text
-}
-
-/// Quotes a field that holds a separator, a quote or a line break (RFC 4180).
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
 }
 
 fn export_csv(exports: &Path, runs: &[&RunRecord]) -> Notice {

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::image_view::{Layers, OverlayOptions, TextureCache};
 use super::inference::{predict, ModelInfo, PredictorCache};
+use super::inspect_metrics::MetricsView;
 use super::job::{Job, Progress};
 use super::shared::Shared;
 use crate::data::ade::{read_mask, AdeRecord};
@@ -116,7 +117,19 @@ struct Browser {
     textures: TextureCache,
 }
 
+/// What Inspect shows of the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum View {
+    /// Sampled images, ground truth beside prediction.
+    #[default]
+    Images,
+    /// PR curves, confusion matrices and per-class tables on the full splits.
+    Metrics,
+}
+
 pub struct InspectPanel {
+    view: View,
+    metrics: MetricsView,
     predictors: PredictorCache,
     kind: CheckpointKind,
     /// The run and checkpoint the inspection shown (or being made) is for.
@@ -133,6 +146,8 @@ pub struct InspectPanel {
 impl Default for InspectPanel {
     fn default() -> Self {
         Self {
+            view: View::default(),
+            metrics: MetricsView::default(),
             predictors: PredictorCache::default(),
             kind: CheckpointKind::Last,
             target: None,
@@ -162,11 +177,32 @@ impl InspectPanel {
         let wanted = (name, self.kind);
         if reload || rewritten || self.target.as_ref() != Some(&wanted) {
             self.writes_seen = writes;
+            self.metrics.reset();
             self.start(wanted, &record.dir, &record.config, shared.repaint.callback());
         }
-        self.status(ui);
-        if let Some(inspection) = &self.inspection {
-            self.browser.ui(ui, inspection);
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut self.view, View::Images, "Images");
+            ui.selectable_value(&mut self.view, View::Metrics, "Metrics (full validation splits)");
+        });
+        ui.separator();
+        match self.view {
+            View::Images => {
+                self.status(ui);
+                if let Some(inspection) = &self.inspection {
+                    self.browser.ui(ui, inspection);
+                }
+            }
+            View::Metrics => {
+                if self.metrics.is_idle() {
+                    self.metrics.start(&self.predictors, &record.dir, &record.config, self.kind, shared.repaint.callback());
+                }
+                let exports = shared.session.runs_root().join("exports");
+                let run = record.name.clone();
+                let notice = egui::ScrollArea::vertical().id_salt("inspect metrics").show(ui, |ui| self.metrics.ui(ui, &exports, &run)).inner;
+                if let Some(notice) = notice {
+                    shared.notifications.push(notice);
+                }
+            }
         }
     }
 

@@ -8,10 +8,12 @@
 
 mod app;
 mod compare_panel;
+mod confusion_view;
 mod curves_panel;
 mod dataset_stats;
 mod image_view;
 mod inference;
+mod inspect_metrics;
 pub mod inspect_panel;
 pub mod job;
 pub mod preview_panel;
@@ -40,3 +42,13 @@ pub fn run() -> Result<()> {
     eframe::run_native("twinhead", options, Box::new(|cc| Ok(Box::new(App::new(cc)))))
         .map_err(|e| anyhow::anyhow!("cannot open the workbench window: {e} (no display? the CLI commands work without one: `twinhead --help`)"))
 }
+
+/// Quotes a field that holds a separator, a quote or a line break (RFC 4180).
+pub(crate) fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+

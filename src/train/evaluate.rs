@@ -1,6 +1,8 @@
 //! Validation during training: both tasks on fixed subsets of their validation
 //! splits, whichever task is training, with the eval module's metrics.
 
+use std::ops::ControlFlow;
+
 use anyhow::Result;
 use image::GrayImage;
 
@@ -78,20 +80,34 @@ pub struct ValidationSettings {
     pub postprocess: PostprocessConfig,
 }
 
+/// Says how far validation is (`images done, images in all`) and whether to go on.
+pub type OnValidationBatch<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
+
 pub fn validate<B: TwinBackend>(
     net: &TwinNet<B>,
     sets: &ValidationSets,
     settings: &ValidationSettings,
     device: &B::Device,
+    on_batch: OnValidationBatch,
 ) -> Result<Validation> {
     let loader_config = || LoaderConfig { threads: settings.threads, ..LoaderConfig::eval(settings.image_size, settings.batch_size) };
+    let total = sets.det.records.len() + sets.seg.records.len();
+    let mut done = 0;
+    let mut report = |images: usize| {
+        done += images;
+        match on_batch(done, total) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(()) => Err(anyhow::anyhow!("validation cancelled")),
+        }
+    };
 
     let mut detections = Vec::new();
     for batch in Loader::new(sets.det.clone(), loader_config())? {
         let found = detect_batch(net, batch.images::<B>(device), &batch.letterboxes, &settings.postprocess);
-        for (index, image_detections) in batch.indices.iter().zip(found) {
+        for (index, image_detections) in batch.indices.iter().zip(&found) {
             detections.extend(image_detections.iter().map(|d| d.to_eval(*index)));
         }
+        report(found.len())?;
     }
     let num_classes = sets.det.classes.len();
     let det_curves = pr_curves(&sets.det_truth, &detections, num_classes);
@@ -101,9 +117,10 @@ pub fn validate<B: TwinBackend>(
     let mut seg = ConfusionMatrix::new(sets.seg.classes.len());
     for batch in Loader::new(sets.seg.clone(), loader_config())? {
         let masks = segment_batch(net, batch.images::<B>(device), &batch.letterboxes);
-        for (index, mask) in batch.indices.iter().zip(masks) {
+        for (index, mask) in batch.indices.iter().zip(&masks) {
             seg.accumulate(sets.seg_truth[*index].as_raw(), mask.as_raw());
         }
+        report(masks.len())?;
     }
     Ok(Validation { det, det_curves, det_confusion, seg })
 }

@@ -484,7 +484,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             Some(ema) => ema.net.clone(),
             None => self.trainee.net.valid(),
         };
-        let result = validate(&net, &self.data.validation, &settings, &self.device)?;
+        let result = validate(&net, &self.data.validation, &settings, &self.device, &mut |_, _| std::ops::ControlFlow::Continue(()))?;
         let map50 = result.det.mean().unwrap_or(0.0);
         let miou = result.seg.miou().unwrap_or(0.0);
         let improved_det = map50 > self.state.best_map50;
