@@ -95,6 +95,11 @@ fn a_dropped_image_is_predicted_and_a_broken_one_named_in_an_error() {
     // A plain label keeps its text in AccessKit's value.
     let label = harness.get_by_label_contains(&shown).accesskit_node().value().unwrap_or_default();
     assert!(label.ends_with(" boxes"), "{label}");
+    // The image comes from a VOC folder: its ground truth is found, so errors can show.
+    harness.get_by_label("Show errors").click();
+    harness.step();
+    harness.step();
+    assert!(harness.query_by_label_contains("No ground truth beside this image").is_none());
     harness.get_by_label("Save overlay PNG").click();
     let stem = Path::new(&name).file_stem().unwrap().to_string_lossy().into_owned();
     let export = dir.join("runs/exports").join(format!("preview-{stem}.png"));
@@ -133,10 +138,18 @@ fn inspect_shows_both_validation_sets_with_their_metrics() {
     harness.step();
     harness.step();
     harness.get_by_label_contains("2 / ");
+    harness.get_by_label_contains("Legend:");
+    // The error view: the prediction judged against the ground truth.
+    harness.get_by_label("Show errors").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("boxes (errors)");
+    harness.get_by_label("missed");
     harness.get_by_label_contains("Segmentation set").click();
     harness.step();
     harness.step();
     harness.get_by_label_contains("Mean IoU");
+    harness.get_by_label_contains("boxes (errors)");
 }
 
 /// The metrics view scores the full validation splits in the background and

@@ -9,6 +9,7 @@ pub mod classes;
 pub mod loader;
 pub mod problem;
 pub mod synth;
+pub mod truth;
 pub mod voc;
 
 pub use classes::ClassList;

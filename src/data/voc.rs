@@ -321,6 +321,15 @@ impl RawAnnotation {
     }
 }
 
+/// Reads one annotation file, class names resolved against `classes`.
+pub fn read_annotation(path: &Path, classes: &ClassList) -> Result<VocAnnotation, Problem> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read annotation: {e}"))
+        .and_then(|text| parse_annotation(&text))
+        .and_then(|raw| raw.resolve(classes))
+        .map_err(|reason| Problem::new(path, reason))
+}
+
 fn parse_annotation(text: &str) -> Result<RawAnnotation, String> {
     let doc = roxmltree::Document::parse(text).map_err(|e| format!("malformed XML: {e}"))?;
     let root = doc.root_element();

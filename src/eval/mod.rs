@@ -5,6 +5,7 @@
 //! call them on its own predictions; `predictions` reads and checks the files the
 //! `twinhead eval` commands are given.
 
+pub mod box_errors;
 pub mod coco;
 pub mod det;
 pub mod det_confusion;

@@ -25,7 +25,7 @@ pub const VOC_IOU_THRESHOLD: f64 = 0.5;
 
 /// What one detection turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     TruePositive,
     FalsePositive,
     /// Matched a difficult object: left out of the curve entirely.
@@ -122,7 +122,7 @@ pub fn pr_curves(gts: &[GroundTruth], dets: &[Detection], num_classes: usize) ->
 
 /// Matches one detection against the objects of its class in its image, marking
 /// the matched object as taken.
-fn match_detection(det: &Detection, candidates: &[usize], gts: &[GroundTruth], taken: &mut [bool]) -> Outcome {
+pub(crate) fn match_detection(det: &Detection, candidates: &[usize], gts: &[GroundTruth], taken: &mut [bool]) -> Outcome {
     // The first object with the strictly highest IoU wins, taken or not: a
     // detection whose best object is already taken is a duplicate, not a second try.
     let mut best: Option<(f64, usize)> = None;

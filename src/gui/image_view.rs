@@ -1,5 +1,7 @@
 //! Drawing shared by the Inspect and Preview panels: an image with a semantic
-//! mask over it and boxes on top, scaled to fit, and the overlay controls.
+//! mask over it and boxes on top, scaled to fit, the overlay controls, the
+//! error view (see `error_view`), a hover readout of what is under the pointer
+//! and a legend of the classes shown.
 //!
 //! The image and the recoloured mask are two textures, the mask drawn with the
 //! opacity as its tint and the boxes with the painter, so moving a slider costs
@@ -12,6 +14,7 @@ use eframe::egui::{self, Color32, ColorImage, Rect, Sense, Stroke, StrokeKind, T
 use image::imageops::FilterType;
 use image::{GrayImage, ImageBuffer, Luma, Pixel, RgbImage};
 
+use super::error_view::{pixel_error_image, ErrorLayer, FALSE_POSITIVE, IGNORED, MISSED, TRUE_POSITIVE};
 use super::inference::SCORE_FLOOR;
 use crate::model::postprocess::{Detection, PostprocessConfig};
 use crate::overlay::{self, class_color};
@@ -32,6 +35,8 @@ pub struct OverlayOptions {
     pub hidden_det: BTreeSet<usize>,
     /// Segmentation classes (0-based) left out of the mask.
     pub hidden_seg: BTreeSet<usize>,
+    /// Predictions drawn as right / wrong against the ground truth, where there is one.
+    pub show_errors: bool,
 }
 
 impl Default for OverlayOptions {
@@ -42,6 +47,7 @@ impl Default for OverlayOptions {
             opacity: 0.5,
             hidden_det: BTreeSet::new(),
             hidden_seg: BTreeSet::new(),
+            show_errors: false,
         }
     }
 }
@@ -51,6 +57,17 @@ impl OverlayOptions {
     pub fn controls(&mut self, ui: &mut egui::Ui, det_classes: &[String], seg_classes: &[String]) {
         ui.add(egui::Slider::new(&mut self.score_threshold, SCORE_FLOOR..=1.0).text("Score threshold"));
         ui.add(egui::Slider::new(&mut self.opacity, 0.0..=1.0).text("Mask opacity"));
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut self.show_errors, "Show errors").on_hover_text(
+                "Against the ground truth: boxes green = true positive, red = false positive, orange dashed = missed; pixels green = right, red = wrong, grey = unlabelled (ignored)",
+            );
+            if self.show_errors {
+                for (color, name) in [(TRUE_POSITIVE, "right / TP"), (FALSE_POSITIVE, "wrong / FP"), (MISSED, "missed"), (IGNORED, "ignored")] {
+                    swatch(ui, color);
+                    ui.label(name);
+                }
+            }
+        });
         class_filter(ui, "Detection classes", det_classes, &mut self.hidden_det);
         class_filter(ui, "Segmentation classes", seg_classes, &mut self.hidden_seg);
     }
@@ -58,9 +75,15 @@ impl OverlayOptions {
     /// The boxes drawn: classes not hidden, and when `scored` (predictions, not
     /// ground truth) at or above the threshold.
     pub fn visible<'a>(&'a self, boxes: &'a [Detection], scored: bool) -> impl Iterator<Item = &'a Detection> + 'a {
+        self.visible_indexed(boxes, scored).map(|(_, d)| d)
+    }
+
+    /// [`Self::visible`] with each box's index in `boxes`.
+    fn visible_indexed<'a>(&'a self, boxes: &'a [Detection], scored: bool) -> impl Iterator<Item = (usize, &'a Detection)> + 'a {
         boxes
             .iter()
-            .filter(move |d| !self.hidden_det.contains(&d.class) && (!scored || d.score >= self.score_threshold))
+            .enumerate()
+            .filter(move |(_, d)| !self.hidden_det.contains(&d.class) && (!scored || d.score >= self.score_threshold))
     }
 
     /// The overlay as a picture, as the window shows it (for saving).
@@ -86,8 +109,7 @@ fn class_filter(ui: &mut egui::Ui, title: &str, names: &[String], hidden: &mut B
         egui::ScrollArea::vertical().id_salt(title).max_height(200.0).show(ui, |ui| {
             for (class, name) in names.iter().enumerate() {
                 ui.horizontal(|ui| {
-                    let (swatch, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
-                    ui.painter().rect_filled(swatch, 2.0, color32(class_color(class)));
+                    swatch(ui, color32(class_color(class)));
                     let mut visible = !hidden.contains(&class);
                     if ui.checkbox(&mut visible, name.as_str()).changed() {
                         if visible {
@@ -102,6 +124,33 @@ fn class_filter(ui: &mut egui::Ui, title: &str, names: &[String], hidden: &mut B
     });
 }
 
+/// A small square of `color`, as in a legend.
+fn swatch(ui: &mut egui::Ui, color: Color32) {
+    let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+    ui.painter().rect_filled(rect, 2.0, color);
+}
+
+/// The class names the layers' indices refer to.
+#[derive(Clone, Copy)]
+pub struct ClassNames<'a> {
+    pub det: &'a [String],
+    pub seg: &'a [String],
+}
+
+impl ClassNames<'_> {
+    fn det(&self, class: usize) -> String {
+        self.det.get(class).cloned().unwrap_or_else(|| format!("class {class}"))
+    }
+
+    /// A mask label's name (ADE encoding).
+    fn label(&self, label: u8) -> String {
+        match label.checked_sub(1) {
+            None => "unlabelled".into(),
+            Some(class) => self.seg.get(class as usize).cloned().unwrap_or_else(|| format!("class {class}")),
+        }
+    }
+}
+
 /// What is drawn over one image.
 pub struct Layers<'a> {
     /// Names the mask's texture among the image's ("truth", "prediction").
@@ -112,6 +161,8 @@ pub struct Layers<'a> {
     /// Predicted boxes: filtered by the score threshold and labelled with their
     /// score; ground-truth boxes are not.
     pub scored: bool,
+    /// The ground truth to judge these (predicted) layers against, if known.
+    pub errors: Option<&'a ErrorLayer>,
 }
 
 /// The textures of the images a panel shows, by the key the panel gives each image.
@@ -120,6 +171,8 @@ pub struct TextureCache {
     images: HashMap<String, TextureHandle>,
     /// By image key and layer name, with the hidden classes the texture was made for.
     masks: HashMap<(String, &'static str), (BTreeSet<usize>, TextureHandle)>,
+    /// The labels present in each mask (by image key and layer name), for the legend.
+    present: HashMap<(String, &'static str), BTreeSet<u8>>,
 }
 
 impl TextureCache {
@@ -127,12 +180,14 @@ impl TextureCache {
     pub fn clear(&mut self) {
         self.images.clear();
         self.masks.clear();
+        self.present.clear();
     }
 
     /// Drops the textures of one image (it was predicted again).
     pub fn forget(&mut self, key: &str) {
         self.images.remove(key);
         self.masks.retain(|(k, _), _| k != key);
+        self.present.retain(|(k, _), _| k != key);
     }
 
     fn image(&mut self, ctx: &egui::Context, key: &str, image: &RgbImage) -> &TextureHandle {
@@ -147,11 +202,34 @@ impl TextureCache {
             // Nearest sampling keeps class borders crisp when scaled up.
             let texture = ctx.load_texture(format!("{key}/{name}"), mask_color_image(mask, hidden), TextureOptions::NEAREST);
             self.masks.insert(id.clone(), (hidden.clone(), texture));
+            self.present.insert(id.clone(), mask.as_raw().iter().copied().filter(|&l| l > 0).collect());
         }
         &self.masks[&id].1
     }
 
-    /// `image` (cached under `key`) with `layers` over it, as large as fits in `max_size`.
+    /// The right / wrong / ignored picture of `predicted` against `truth`.
+    fn pixel_errors(&mut self, ctx: &egui::Context, key: &str, truth: &GrayImage, predicted: &GrayImage) -> &TextureHandle {
+        let id = (key.to_string(), "errors");
+        self.masks.entry(id).or_insert_with(|| {
+            let texture = ctx.load_texture(format!("{key}/errors"), pixel_error_image(truth, predicted), TextureOptions::NEAREST);
+            (BTreeSet::new(), texture)
+        });
+        &self.masks[&(key.to_string(), "errors")].1
+    }
+
+    /// The segmentation classes (0-based) in the masks drawn for `key` so far, under `layer` names.
+    pub fn classes_present(&self, key: &str, layers: &[&'static str]) -> BTreeSet<usize> {
+        layers
+            .iter()
+            .filter_map(|name| self.present.get(&(key.to_string(), *name)))
+            .flatten()
+            .map(|&label| label as usize - 1)
+            .collect()
+    }
+
+    /// `image` (cached under `key`) with `layers` over it, as large as fits in
+    /// `max_size`; hovering names the classes (and verdicts) under the pointer.
+    #[allow(clippy::too_many_arguments)]
     pub fn show(
         &mut self,
         ui: &mut egui::Ui,
@@ -159,7 +237,7 @@ impl TextureCache {
         image: &RgbImage,
         layers: &Layers,
         options: &OverlayOptions,
-        det_classes: &[String],
+        names: ClassNames,
         max_size: Vec2,
     ) -> egui::Response {
         let size = fit_size(Vec2::new(image.width() as f32, image.height() as f32), max_size);
@@ -167,17 +245,59 @@ impl TextureCache {
         let painter = ui.painter_at(rect);
         let full = Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
         painter.image(self.image(ui.ctx(), key, image).id(), rect, full, Color32::WHITE);
-        if let Some(mask) = layers.mask {
-            let texture = self.mask(ui.ctx(), key, layers.name, mask, &options.hidden_seg);
-            painter.image(texture.id(), rect, full, Color32::WHITE.gamma_multiply(options.opacity));
+        let errors = layers.errors.filter(|_| options.show_errors);
+        let tint = Color32::WHITE.gamma_multiply(options.opacity);
+        match (errors.and_then(|e| e.truth_mask.as_ref()), layers.mask) {
+            (Some(truth), Some(mask)) => {
+                painter.image(self.pixel_errors(ui.ctx(), key, truth, mask).id(), rect, full, tint);
+            }
+            (_, Some(mask)) => {
+                painter.image(self.mask(ui.ctx(), key, layers.name, mask, &options.hidden_seg).id(), rect, full, tint);
+            }
+            _ => {}
         }
         let scale = if image.width() == 0 { 1.0 } else { size.x / image.width() as f32 };
-        // Best boxes last, so their labels end up on top.
-        let boxes: Vec<&Detection> = options.visible(layers.boxes, layers.scored).collect();
-        for d in boxes.into_iter().rev() {
-            paint_box(&painter, rect, scale, d, &box_label(det_classes, d, layers.scored));
+        if let Some(errors) = errors {
+            for missed in errors.missed(options.score_threshold) {
+                paint_box(&painter, rect, scale, missed, MISSED, &format!("missed {}", names.det(missed.class)), true);
+            }
         }
-        response
+        // Best boxes last, so their labels end up on top.
+        let boxes: Vec<(usize, &Detection)> = options.visible_indexed(layers.boxes, layers.scored).collect();
+        for &(i, d) in boxes.iter().rev() {
+            let color = errors.and_then(|e| e.box_color(i)).unwrap_or_else(|| color32(class_color(d.class)));
+            paint_box(&painter, rect, scale, d, color, &box_label(names.det, d, layers.scored), false);
+        }
+        match response.hover_pos() {
+            Some(pos) if scale > 0.0 => {
+                let at = (pos - rect.min) / scale;
+                let text = hover_text(layers, errors, &boxes, names, at.x, at.y);
+                response.on_hover_text_at_pointer(text)
+            }
+            _ => response,
+        }
+    }
+
+    /// The classes drawn for `key` (masks under `mask_layers`, and `boxes`), each with its colour.
+    pub fn legend(&self, ui: &mut egui::Ui, key: &str, mask_layers: &[&'static str], boxes: &[&Detection], names: ClassNames) {
+        let seg = self.classes_present(key, mask_layers);
+        let det: BTreeSet<usize> = boxes.iter().map(|d| d.class).collect();
+        if seg.is_empty() && det.is_empty() {
+            return;
+        }
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Legend:");
+            for (classes, title, pick) in [(&det, "boxes", &names.det), (&seg, "pixels", &names.seg)] {
+                if classes.is_empty() {
+                    continue;
+                }
+                ui.weak(title);
+                for &class in classes {
+                    swatch(ui, color32(class_color(class)));
+                    ui.label(pick.get(class).map_or("?", String::as_str));
+                }
+            }
+        });
     }
 
     /// A small clickable copy of `image` (sharing its texture with [`Self::show`]).
@@ -193,12 +313,39 @@ impl TextureCache {
     }
 }
 
+/// What is under the pointer at image pixel `(x, y)`: the mask's class there
+/// (and the truth's, in the error view) and every box drawn around it.
+fn hover_text(layers: &Layers, errors: Option<&ErrorLayer>, boxes: &[(usize, &Detection)], names: ClassNames, x: f32, y: f32) -> String {
+    let mut lines = vec![format!("pixel ({}, {})", x.floor(), y.floor())];
+    let label_at = |mask: &GrayImage| {
+        let (px, py) = (x.floor() as i64, y.floor() as i64);
+        let inside = px >= 0 && py >= 0 && (px as u32) < mask.width() && (py as u32) < mask.height();
+        inside.then(|| mask.get_pixel(px as u32, py as u32)[0])
+    };
+    if let Some(label) = layers.mask.and_then(label_at) {
+        let who = if layers.scored { "predicted" } else { "truth" };
+        lines.push(format!("{who}: {}", names.label(label)));
+    }
+    if let Some(label) = errors.and_then(|e| e.truth_mask.as_ref()).and_then(label_at) {
+        lines.push(format!("truth: {}", names.label(label)));
+    }
+    for &(i, d) in boxes.iter().filter(|(_, d)| d.bbox[0] <= x && x <= d.bbox[2] && d.bbox[1] <= y && y <= d.bbox[3]) {
+        let verdict = errors.and_then(|e| e.box_verdict(i)).map(|v| format!(" ({v})")).unwrap_or_default();
+        lines.push(format!("box: {}{verdict}", box_label(names.det, d, layers.scored)));
+    }
+    lines.join("\n")
+}
+
 /// One box outline with its label tab, `bbox` scaled from image pixels into `rect`.
-fn paint_box(painter: &egui::Painter, rect: Rect, scale: f32, d: &Detection, label: &str) {
-    let color = color32(class_color(d.class));
+fn paint_box(painter: &egui::Painter, rect: Rect, scale: f32, d: &Detection, color: Color32, label: &str, dashed: bool) {
     let [x0, y0, x1, y1] = d.bbox;
     let outline = Rect::from_min_max(rect.min + Vec2::new(x0, y0) * scale, rect.min + Vec2::new(x1, y1) * scale);
-    painter.rect_stroke(outline, 0.0, Stroke::new(2.0, color), StrokeKind::Inside);
+    if dashed {
+        let corners = [outline.left_top(), outline.right_top(), outline.right_bottom(), outline.left_bottom(), outline.left_top()];
+        painter.extend(egui::Shape::dashed_line(&corners, Stroke::new(2.0, color), 6.0, 4.0));
+    } else {
+        painter.rect_stroke(outline, 0.0, Stroke::new(2.0, color), StrokeKind::Inside);
+    }
     let galley = painter.layout_no_wrap(label.to_string(), egui::FontId::proportional(12.0), Color32::BLACK);
     // Above the box where there is room, else inside its top.
     let top = if outline.top() - galley.size().y >= rect.top() { outline.top() - galley.size().y } else { outline.top() };
@@ -315,6 +462,22 @@ mod tests {
         assert_eq!(drawn.get_pixel(2, 2).0, class_color(1));
         let filtered = OverlayOptions { hidden_det: [1].into(), hidden_seg: [2].into(), ..all };
         assert_eq!(filtered.render(&image, &prediction), image);
+    }
+
+    #[test]
+    fn hovering_names_the_pixel_classes_and_the_boxes_with_their_verdicts() {
+        let (det, seg) = (vec!["person".to_string()], vec!["wall".to_string(), "floor".to_string()]);
+        let names = ClassNames { det: &det, seg: &seg };
+        let predicted = GrayImage::from_raw(2, 1, vec![1, 2]).unwrap();
+        let truth = GrayImage::from_raw(2, 1, vec![2, 0]).unwrap();
+        let boxes = [Detection { bbox: [0.0, 0.0, 1.5, 1.0], class: 0, score: 0.8 }];
+        let errors = ErrorLayer::new(vec![(Detection { score: 1.0, ..boxes[0] }, false)], Some(truth), &boxes, &predicted);
+        let layers = Layers { name: "prediction", mask: Some(&predicted), boxes: &boxes, scored: true, errors: Some(&errors) };
+        let drawn = [(0, &boxes[0])];
+        let text = hover_text(&layers, Some(&errors), &drawn, names, 0.5, 0.5);
+        assert_eq!(text, "pixel (0, 0)\npredicted: wall\ntruth: floor\nbox: person 0.80 (true positive)");
+        let text = hover_text(&layers, None, &drawn, names, 1.9, 0.2);
+        assert_eq!(text, "pixel (1, 0)\npredicted: floor");
     }
 
     #[test]

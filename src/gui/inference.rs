@@ -11,10 +11,14 @@ use anyhow::{bail, Result};
 use image::RgbImage;
 use rayon::prelude::*;
 
+use super::error_view::ErrorLayer;
 use super::job::{Job, Progress};
+use crate::data::augment::voc_to_xyxy;
 use crate::data::batch::decode_rgb;
+use crate::data::truth::{truth_beside, ImageTruth};
+use crate::data::ClassList;
 use crate::data::Problem;
-use crate::model::postprocess::PostprocessConfig;
+use crate::model::postprocess::{Detection, PostprocessConfig};
 use crate::predictor::{Prediction, Predictor};
 use crate::train::checkpoint::{self, CheckpointKind};
 
@@ -123,6 +127,8 @@ pub struct PredictedFile {
     pub image: RgbImage,
     pub prediction: Prediction,
     pub model: Arc<ModelInfo>,
+    /// The ground truth found beside the file (an image from a dataset folder), judged.
+    pub truth: Option<ErrorLayer>,
 }
 
 /// What a file-prediction job gives back: the files that decoded, predicted,
@@ -160,14 +166,40 @@ pub fn spawn_file_predictions(
         let mut done = failures.len();
         let total = done + images.len();
         let predictions = predict(&predictor, &images, &display_postprocess(), progress, &mut done, total)?;
+        let det_classes = ClassList::new(model.det_classes.clone());
         let files = readable
             .into_iter()
             .zip(images)
             .zip(predictions)
-            .map(|((path, image), prediction)| PredictedFile { path, image, prediction, model: model.clone() })
+            .map(|((path, image), prediction)| {
+                let truth = match truth_beside(&path, &det_classes, model.seg_classes.len()) {
+                    Some(Ok(truth)) => Some(error_layer(truth, &prediction)),
+                    Some(Err(problem)) => {
+                        failures.push(problem);
+                        None
+                    }
+                    None => None,
+                };
+                PredictedFile { path, image, prediction, model: model.clone(), truth }
+            })
             .collect();
         Ok(FilePredictions { files, failures })
     })
+}
+
+/// A file's ground truth as the error view's layer.
+fn error_layer(truth: ImageTruth, prediction: &Prediction) -> ErrorLayer {
+    match truth {
+        ImageTruth::Boxes(annotation) => {
+            let boxes = annotation
+                .objects
+                .iter()
+                .map(|o| (Detection { bbox: voc_to_xyxy(o.bbox), class: o.class, score: 1.0 }, o.difficult))
+                .collect();
+            ErrorLayer::new(boxes, None, &prediction.detections, &prediction.mask)
+        }
+        ImageTruth::Mask(mask) => ErrorLayer::new(Vec::new(), Some(mask), &prediction.detections, &prediction.mask),
+    }
 }
 
 #[cfg(test)]

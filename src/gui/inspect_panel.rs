@@ -10,7 +10,8 @@ use eframe::egui::{self, Vec2};
 use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
 
-use super::image_view::{Layers, OverlayOptions, TextureCache};
+use super::error_view::ErrorLayer;
+use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
 use super::inference::{predict, ModelInfo, PredictorCache};
 use super::inspect_metrics::MetricsView;
 use super::job::{Job, Progress};
@@ -63,19 +64,32 @@ struct Sample {
     image: RgbImage,
     truth: Truth,
     prediction: Prediction,
+    /// The prediction judged against the truth, for the error view.
+    errors: ErrorLayer,
 }
 
 impl Sample {
+    fn new(id: String, image: RgbImage, truth: Truth, difficult: Vec<bool>, prediction: Prediction) -> Self {
+        let errors = match &truth {
+            Truth::Boxes(boxes) => {
+                let truth_boxes = boxes.iter().copied().zip(difficult).collect();
+                ErrorLayer::new(truth_boxes, None, &prediction.detections, &prediction.mask)
+            }
+            Truth::Mask(mask) => ErrorLayer::new(Vec::new(), Some(mask.clone()), &prediction.detections, &prediction.mask),
+        };
+        Self { id, image, truth, prediction, errors }
+    }
+
     fn truth_layers(&self) -> Layers<'_> {
         let (mask, boxes) = match &self.truth {
             Truth::Boxes(boxes) => (None, boxes.as_slice()),
             Truth::Mask(mask) => (Some(mask), &[][..]),
         };
-        Layers { name: "truth", mask, boxes, scored: false }
+        Layers { name: "truth", mask, boxes, scored: false, errors: None }
     }
 
     fn prediction_layers(&self) -> Layers<'_> {
-        Layers { name: "prediction", mask: Some(&self.prediction.mask), boxes: &self.prediction.detections, scored: true }
+        Layers { name: "prediction", mask: Some(&self.prediction.mask), boxes: &self.prediction.detections, scored: true, errors: Some(&self.errors) }
     }
 }
 
@@ -286,7 +300,7 @@ impl Browser {
         }
         self.index = self.index.min(samples.len() - 1);
         self.navigation(ui, samples);
-        self.side_by_side(ui, &samples[self.index], &model.det_classes);
+        self.side_by_side(ui, &samples[self.index], ClassNames { det: &model.det_classes, seg: &model.seg_classes });
         self.thumbnails(ui, samples);
         ui.separator();
         table_ui(ui, table, self.set.key());
@@ -304,17 +318,21 @@ impl Browser {
         });
     }
 
-    fn side_by_side(&mut self, ui: &mut egui::Ui, sample: &Sample, det_classes: &[String]) {
+    fn side_by_side(&mut self, ui: &mut egui::Ui, sample: &Sample, names: ClassNames) {
         let key = format!("{}/{}", self.set.key(), self.index);
         let (textures, options) = (&mut self.textures, &self.options);
+        let (truth, prediction) = (sample.truth_layers(), sample.prediction_layers());
         ui.columns(2, |columns| {
             let max = Vec2::new(columns[0].available_width(), VIEW_HEIGHT);
             columns[0].label("Ground truth");
-            textures.show(&mut columns[0], &key, &sample.image, &sample.truth_layers(), options, det_classes, max);
+            textures.show(&mut columns[0], &key, &sample.image, &truth, options, names, max);
             let shown = options.visible(&sample.prediction.detections, true).count();
-            columns[1].label(format!("Prediction: {shown} boxes"));
-            textures.show(&mut columns[1], &key, &sample.image, &sample.prediction_layers(), options, det_classes, max);
+            let what = if options.show_errors { "errors" } else { "prediction" };
+            columns[1].label(format!("Prediction: {shown} boxes ({what})"));
+            textures.show(&mut columns[1], &key, &sample.image, &prediction, options, names, max);
         });
+        let boxes: Vec<&Detection> = options.visible(truth.boxes, false).chain(options.visible(prediction.boxes, true)).collect();
+        textures.legend(ui, &key, &["truth", "prediction"], &boxes, names);
     }
 
     fn thumbnails(&mut self, ui: &mut egui::Ui, samples: &[Sample]) {
@@ -389,14 +407,17 @@ fn inspect(
         .iter()
         .zip(det_images)
         .zip(det_predictions)
-        .map(|((record, image), prediction)| Sample { id: record.id.clone(), image, truth: Truth::Boxes(truth_boxes(record)), prediction })
+        .map(|((record, image), prediction)| {
+            let difficult = record.annotation.objects.iter().map(|o| o.difficult).collect();
+            Sample::new(record.id.clone(), image, Truth::Boxes(truth_boxes(record)), difficult, prediction)
+        })
         .collect();
     let seg = seg_records
         .into_iter()
         .zip(seg_images)
         .zip(seg_truth)
         .zip(seg_predictions)
-        .map(|(((record, image), mask), prediction)| Sample { id: record.id, image, truth: Truth::Mask(mask), prediction })
+        .map(|(((record, image), mask), prediction)| Sample::new(record.id, image, Truth::Mask(mask), Vec::new(), prediction))
         .collect();
     Ok(Inspection {
         det_table: Table::new("AP50", &model.det_classes, &ap.per_class),

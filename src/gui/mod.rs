@@ -10,6 +10,7 @@ mod app;
 mod compare_panel;
 mod confusion_view;
 mod curves_panel;
+mod error_view;
 mod dataset_stats;
 mod image_view;
 mod inference;

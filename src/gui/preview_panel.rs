@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use eframe::egui::{self, Vec2};
 
-use super::image_view::{Layers, OverlayOptions, TextureCache};
+use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
 use super::inference::{spawn_file_predictions, FilePredictions, PredictedFile, PredictorCache};
 use super::job::Job;
 use super::session::Notice;
 use super::shared::Shared;
+use crate::model::postprocess::Detection;
 use crate::train::checkpoint::CheckpointKind;
 
 /// Tallest a preview is drawn.
@@ -200,9 +201,22 @@ impl PreviewPanel {
                 }));
             }
         });
-        let layers = Layers { name: "prediction", mask: Some(&file.prediction.mask), boxes: &file.prediction.detections, scored: true };
+        if self.options.show_errors && file.truth.is_none() {
+            ui.weak("No ground truth beside this image: errors show for images from a VOC (JPEGImages/) or ADE20K (images/<split>/) folder.");
+        }
+        let layers = Layers {
+            name: "prediction",
+            mask: Some(&file.prediction.mask),
+            boxes: &file.prediction.detections,
+            scored: true,
+            errors: file.truth.as_ref(),
+        };
         let max = Vec2::new(ui.available_width(), VIEW_HEIGHT);
-        self.textures.show(ui, &texture_key(&file.path), &file.image, &layers, &self.options, &file.model.det_classes, max);
+        let key = texture_key(&file.path);
+        let names = ClassNames { det: &file.model.det_classes, seg: &file.model.seg_classes };
+        self.textures.show(ui, &key, &file.image, &layers, &self.options, names, max);
+        let boxes: Vec<&Detection> = self.options.visible(&file.prediction.detections, true).collect();
+        self.textures.legend(ui, &key, &["prediction"], &boxes, names);
     }
 }
 
@@ -264,6 +278,7 @@ mod tests {
             image: image::RgbImage::new(2, 2),
             prediction: Prediction { detections: vec![], mask: image::GrayImage::new(2, 2) },
             model: Arc::new(model),
+            truth: None,
         }
     }
 
