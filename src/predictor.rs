@@ -110,6 +110,7 @@ impl Predictor {
             batch_size: config.data.batch_size,
             threads: config.data.threads,
             postprocess: PostprocessConfig::default(),
+            keep_predictions: 0,
         };
         let validation = validate(&self.net, &sets, &settings, &Default::default(), on_batch)?;
         Ok(FullValidation { validation, det_images: det.records.len(), seg_images: seg.records.len() })

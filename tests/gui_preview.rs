@@ -187,3 +187,23 @@ fn inspect_metrics_show_pr_curves_confusion_matrices_and_export_tables() {
     harness.step();
     harness.get_by_label("Most confused (share of the true class's pixels)");
 }
+
+/// The timeline view shows the predictions the trainer stored at each
+/// evaluation, beside the ground truth, with a step slider.
+#[test]
+fn inspect_timeline_scrubs_the_stored_predictions() {
+    let state = InspectState { panel: InspectPanel::default(), shared: shared(trained()) };
+    let mut harness = Harness::builder()
+        .with_size([1200.0, 1200.0])
+        .build_ui_state(|ui, state: &mut InspectState| state.panel.ui(ui, &mut state.shared), state);
+    harness.step();
+    harness.get_by_label("Timeline").click();
+    step_until(&mut harness, Duration::from_secs(120), "the timeline", |h| h.query_by_label_contains("Prediction at step 4").is_some());
+    harness.get_by_label_contains("step 4 (1 of 1)");
+    harness.get_by_label_contains("Ground truth: ");
+    harness.get_by_label_contains("Segmentation images (").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("Prediction at step 4");
+    harness.get_by_label_contains("Legend:");
+}

@@ -9,6 +9,7 @@ use twinhead::data::synth::{ensure_generated, SynthConfig};
 use burn::backend::Flex;
 use twinhead::train::checkpoint::{self, CheckpointKind};
 use twinhead::train::events::{Control, EvalRecord, Event, FinishReason};
+use twinhead::train::timeline;
 use twinhead::train::trainee::flat_parameters;
 use twinhead::train::{start, DeviceSpec, TrainConfig};
 
@@ -140,6 +141,17 @@ fn sequential_forgets_the_first_task_while_alternate_and_joint_keep_both() {
         let best = get(name).iter().map(|e| e.map50).fold(0.0, f64::max);
         assert!(det_forgetting <= 0.3 * best, "{name} forgot detection: best {best}, forgetting {det_forgetting}");
     }
+
+    // The timeline stored every evaluation's predictions for the first images of each set.
+    let seq_dir = runs.path().join("sequential");
+    let steps = timeline::stored_steps(&seq_dir);
+    assert_eq!(steps, seq.iter().map(|e| e.step).collect::<Vec<_>>());
+    let first = timeline::read_step(&seq_dir, steps[0], 9).unwrap();
+    let switch = timeline::read_step(&seq_dir, phase, 9).unwrap();
+    assert_eq!((first.det.len(), first.seg.len()), (timeline::TIMELINE_IMAGES, timeline::TIMELINE_IMAGES));
+    assert_eq!(first.det.iter().map(|i| &i.id).collect::<Vec<_>>(), switch.det.iter().map(|i| &i.id).collect::<Vec<_>>(), "the same images at every step");
+    assert!(first.seg.iter().all(|i| i.image.is_file() && matches!(i.prediction, timeline::TimelinePrediction::Mask(_))));
+    assert_ne!(first.seg[0].prediction, switch.seg[0].prediction, "the masks change as segmentation trains");
 }
 
 /// Root-mean-square change of the backbone's weights between two checkpoints of a run.

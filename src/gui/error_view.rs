@@ -6,7 +6,8 @@
 use eframe::egui::{Color32, ColorImage};
 use image::GrayImage;
 
-use crate::data::augment::xyxy_to_voc;
+use crate::data::augment::{voc_to_xyxy, xyxy_to_voc};
+use crate::data::truth::ImageTruth;
 use crate::eval::box_errors::{judge_image, BoxOutcome, ImageErrors};
 use crate::eval::{Detection as EvalDetection, GroundTruth};
 use crate::model::postprocess::Detection;
@@ -67,6 +68,22 @@ impl ErrorLayer {
             .enumerate()
             .filter(move |(i, _)| judged.is_some_and(|j| j.missed(*i, threshold)))
             .map(|(_, (d, _))| d)
+    }
+}
+
+/// Ground truth read from files as the error layer's parts: boxes (0-based
+/// corners, with their difficult flag) or a mask.
+pub fn truth_parts(truth: ImageTruth) -> (Vec<(Detection, bool)>, Option<GrayImage>) {
+    match truth {
+        ImageTruth::Boxes(annotation) => {
+            let boxes = annotation
+                .objects
+                .iter()
+                .map(|o| (Detection { bbox: voc_to_xyxy(o.bbox), class: o.class, score: 1.0 }, o.difficult))
+                .collect();
+            (boxes, None)
+        }
+        ImageTruth::Mask(mask) => (Vec::new(), Some(mask)),
     }
 }
 

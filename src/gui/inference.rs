@@ -11,14 +11,13 @@ use anyhow::{bail, Result};
 use image::RgbImage;
 use rayon::prelude::*;
 
-use super::error_view::ErrorLayer;
+use super::error_view::{truth_parts, ErrorLayer};
 use super::job::{Job, Progress};
-use crate::data::augment::voc_to_xyxy;
 use crate::data::batch::decode_rgb;
-use crate::data::truth::{truth_beside, ImageTruth};
+use crate::data::truth::truth_beside;
 use crate::data::ClassList;
 use crate::data::Problem;
-use crate::model::postprocess::{Detection, PostprocessConfig};
+use crate::model::postprocess::PostprocessConfig;
 use crate::predictor::{Prediction, Predictor};
 use crate::train::checkpoint::{self, CheckpointKind};
 
@@ -173,7 +172,10 @@ pub fn spawn_file_predictions(
             .zip(predictions)
             .map(|((path, image), prediction)| {
                 let truth = match truth_beside(&path, &det_classes, model.seg_classes.len()) {
-                    Some(Ok(truth)) => Some(error_layer(truth, &prediction)),
+                    Some(Ok(truth)) => {
+                        let (boxes, mask) = truth_parts(truth);
+                        Some(ErrorLayer::new(boxes, mask, &prediction.detections, &prediction.mask))
+                    }
                     Some(Err(problem)) => {
                         failures.push(problem);
                         None
@@ -185,21 +187,6 @@ pub fn spawn_file_predictions(
             .collect();
         Ok(FilePredictions { files, failures })
     })
-}
-
-/// A file's ground truth as the error view's layer.
-fn error_layer(truth: ImageTruth, prediction: &Prediction) -> ErrorLayer {
-    match truth {
-        ImageTruth::Boxes(annotation) => {
-            let boxes = annotation
-                .objects
-                .iter()
-                .map(|o| (Detection { bbox: voc_to_xyxy(o.bbox), class: o.class, score: 1.0 }, o.difficult))
-                .collect();
-            ErrorLayer::new(boxes, None, &prediction.detections, &prediction.mask)
-        }
-        ImageTruth::Mask(mask) => ErrorLayer::new(Vec::new(), Some(mask), &prediction.detections, &prediction.mask),
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use super::error_view::ErrorLayer;
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
 use super::inference::{predict, ModelInfo, PredictorCache};
 use super::inspect_metrics::MetricsView;
+use super::inspect_timeline::TimelineView;
 use super::job::{Job, Progress};
 use super::shared::Shared;
 use crate::data::ade::{read_mask, AdeRecord};
@@ -139,11 +140,14 @@ enum View {
     Images,
     /// PR curves, confusion matrices and per-class tables on the full splits.
     Metrics,
+    /// The predictions stored at every evaluation, with a step slider.
+    Timeline,
 }
 
 pub struct InspectPanel {
     view: View,
     metrics: MetricsView,
+    timeline: TimelineView,
     predictors: PredictorCache,
     kind: CheckpointKind,
     /// The run and checkpoint the inspection shown (or being made) is for.
@@ -162,6 +166,7 @@ impl Default for InspectPanel {
         Self {
             view: View::default(),
             metrics: MetricsView::default(),
+            timeline: TimelineView::default(),
             predictors: PredictorCache::default(),
             kind: CheckpointKind::Last,
             target: None,
@@ -197,6 +202,7 @@ impl InspectPanel {
         ui.horizontal(|ui| {
             ui.selectable_value(&mut self.view, View::Images, "Images");
             ui.selectable_value(&mut self.view, View::Metrics, "Metrics (full validation splits)");
+            ui.selectable_value(&mut self.view, View::Timeline, "Timeline");
         });
         ui.separator();
         match self.view {
@@ -217,6 +223,14 @@ impl InspectPanel {
                     shared.notifications.push(notice);
                 }
             }
+            View::Timeline => match &self.inspection {
+                Some(inspection) => {
+                    let model = &inspection.model;
+                    let names = ClassNames { det: &model.det_classes, seg: &model.seg_classes };
+                    self.timeline.ui(ui, record, names, shared.repaint.callback());
+                }
+                None => self.status(ui),
+            },
         }
     }
 

@@ -16,6 +16,7 @@ mod image_view;
 mod inference;
 mod inspect_metrics;
 pub mod inspect_panel;
+mod inspect_timeline;
 pub mod job;
 pub mod preview_panel;
 pub mod run_record;

@@ -2,6 +2,7 @@
 //! splits, whichever task is training, with the eval module's metrics.
 
 use std::ops::ControlFlow;
+use std::path::Path;
 
 use anyhow::Result;
 use image::GrayImage;
@@ -17,7 +18,7 @@ use crate::eval::{
     CONFUSION_SCORE_THRESHOLD,
 };
 use crate::model::TwinNet;
-use crate::model::postprocess::PostprocessConfig;
+use crate::model::postprocess::{Detection, PostprocessConfig};
 use crate::model::predict::{detect_batch, segment_batch};
 use crate::train::config::DataConfig;
 
@@ -61,6 +62,18 @@ impl ValidationSets {
     pub fn seg_classes(&self) -> &ClassList {
         &self.seg.classes
     }
+
+    /// `(id, image path)` of detection image `index`.
+    pub fn det_image(&self, index: usize) -> (&str, &Path) {
+        let record = &self.det.records[index];
+        (&record.id, &record.image_path)
+    }
+
+    /// `(id, image path)` of segmentation image `index`.
+    pub fn seg_image(&self, index: usize) -> (&str, &Path) {
+        let record = &self.seg.records[index];
+        (&record.id, &record.image_path)
+    }
 }
 
 /// Both metrics of one evaluation, with what they are computed from.
@@ -71,6 +84,16 @@ pub struct Validation {
     pub det_curves: Vec<Option<PrCurve>>,
     pub det_confusion: DetConfusion,
     pub seg: ConfusionMatrix,
+    /// The predictions of the first [`ValidationSettings::keep_predictions`] images of each set.
+    pub kept: KeptPredictions,
+}
+
+/// Predictions kept for the run's timeline: by image index, boxes for the
+/// detection images (down to the display floor) and masks for the segmentation images.
+#[derive(Default)]
+pub struct KeptPredictions {
+    pub det: Vec<(usize, Vec<Detection>)>,
+    pub seg: Vec<(usize, GrayImage)>,
 }
 
 pub struct ValidationSettings {
@@ -78,7 +101,12 @@ pub struct ValidationSettings {
     pub batch_size: usize,
     pub threads: usize,
     pub postprocess: PostprocessConfig,
+    /// How many images of each set keep their predictions (0: none).
+    pub keep_predictions: usize,
 }
+
+/// Kept boxes scoring below this are dropped (a display would not draw them).
+const KEPT_SCORE_FLOOR: f32 = 0.05;
 
 /// Says how far validation is (`images done, images in all`) and whether to go on.
 pub type OnValidationBatch<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
@@ -101,11 +129,15 @@ pub fn validate<B: TwinBackend>(
         }
     };
 
+    let mut kept = KeptPredictions::default();
     let mut detections = Vec::new();
     for batch in Loader::new(sets.det.clone(), loader_config())? {
         let found = detect_batch(net, batch.images::<B>(device), &batch.letterboxes, &settings.postprocess);
         for (index, image_detections) in batch.indices.iter().zip(&found) {
             detections.extend(image_detections.iter().map(|d| d.to_eval(*index)));
+            if *index < settings.keep_predictions {
+                kept.det.push((*index, image_detections.iter().filter(|d| d.score >= KEPT_SCORE_FLOOR).copied().collect()));
+            }
         }
         report(found.len())?;
     }
@@ -119,8 +151,13 @@ pub fn validate<B: TwinBackend>(
         let masks = segment_batch(net, batch.images::<B>(device), &batch.letterboxes);
         for (index, mask) in batch.indices.iter().zip(&masks) {
             seg.accumulate(sets.seg_truth[*index].as_raw(), mask.as_raw());
+            if *index < settings.keep_predictions {
+                kept.seg.push((*index, mask.clone()));
+            }
         }
         report(masks.len())?;
     }
-    Ok(Validation { det, det_curves, det_confusion, seg })
+    kept.det.sort_by_key(|(index, _)| *index);
+    kept.seg.sort_by_key(|(index, _)| *index);
+    Ok(Validation { det, det_curves, det_confusion, seg, kept })
 }

@@ -21,6 +21,7 @@ use super::loss::distill::{kd_det_loss, kd_seg_loss};
 use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig};
 use super::penalty::Ewc;
 use super::run_dir::EventLog;
+use super::timeline;
 use super::schedule::learning_rate;
 use super::strategy::{StepTasks, StrategyConfig, Task, Weighting};
 use super::trainee::Trainee;
@@ -479,12 +480,14 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             batch_size: self.config.data.batch_size,
             threads: self.config.data.threads,
             postprocess: self.config.eval.postprocess(),
+            keep_predictions: timeline::TIMELINE_IMAGES,
         };
         let net = match &self.ema {
             Some(ema) => ema.net.clone(),
             None => self.trainee.net.valid(),
         };
         let result = validate(&net, &self.data.validation, &settings, &self.device, &mut |_, _| std::ops::ControlFlow::Continue(()))?;
+        timeline::write_step(&self.run_dir, self.state.step, &self.data.validation, &result.kept)?;
         let map50 = result.det.mean().unwrap_or(0.0);
         let miou = result.seg.miou().unwrap_or(0.0);
         let improved_det = map50 > self.state.best_map50;
