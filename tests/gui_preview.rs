@@ -139,6 +139,16 @@ fn inspect_shows_both_validation_sets_with_their_metrics() {
     harness.step();
     harness.get_by_label_contains("2 / ");
     harness.get_by_label_contains("Legend:");
+    // Export: the inspected detection images' predictions as COCO results.
+    harness.get_by_label("Export predictions").click();
+    let exported = |h: &Harness<'static, InspectState>| {
+        h.state().shared.notifications.items.iter().any(|(n, _)| n.level == NoticeLevel::Info && n.text.starts_with("exported "))
+    };
+    step_until(&mut harness, Duration::from_secs(60), "the export", exported);
+    let exports = trained().join("runs/exports");
+    let folder = std::fs::read_dir(&exports).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().contains("-last-coco-")).unwrap();
+    let coco: serde_json::Value = serde_json::from_slice(&std::fs::read(folder.join("predictions.coco.json")).unwrap()).unwrap();
+    assert!(coco.is_array());
     // The error view: the prediction judged against the ground truth.
     harness.get_by_label("Show errors").click();
     harness.step();

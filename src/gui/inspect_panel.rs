@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use super::error_view::ErrorLayer;
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
 use super::inference::{predict, ModelInfo, PredictorCache};
+use super::inspect_export::{ExportRequest, ExportRow};
 use super::inspect_metrics::MetricsView;
 use super::inspect_timeline::TimelineView;
 use super::job::{Job, Progress};
@@ -148,6 +149,7 @@ pub struct InspectPanel {
     view: View,
     metrics: MetricsView,
     timeline: TimelineView,
+    export: ExportRow,
     predictors: PredictorCache,
     kind: CheckpointKind,
     /// The run and checkpoint the inspection shown (or being made) is for.
@@ -167,6 +169,7 @@ impl Default for InspectPanel {
             view: View::default(),
             metrics: MetricsView::default(),
             timeline: TimelineView::default(),
+            export: ExportRow::default(),
             predictors: PredictorCache::default(),
             kind: CheckpointKind::Last,
             target: None,
@@ -209,6 +212,17 @@ impl InspectPanel {
             View::Images => {
                 self.status(ui);
                 if let Some(inspection) = &self.inspection {
+                    let exports = shared.session.runs_root().join("exports");
+                    let request = || ExportRequest {
+                        det: inspection.det.iter().map(|s| (s.id.clone(), s.prediction.clone())).collect(),
+                        seg: inspection.seg.iter().map(|s| (s.id.clone(), s.prediction.clone())).collect(),
+                        det_classes: inspection.model.det_classes.clone(),
+                        voc_split: record.config.data.voc_val_split.clone(),
+                        label: format!("{}-{}", inspection.model.run, inspection.model.kind.name()),
+                    };
+                    if let Some(notice) = self.export.ui(ui, &exports, request, shared.repaint.callback()) {
+                        shared.notifications.push(notice);
+                    }
                     self.browser.ui(ui, inspection);
                 }
             }

@@ -14,6 +14,7 @@ mod error_view;
 mod dataset_stats;
 mod image_view;
 mod inference;
+mod inspect_export;
 mod inspect_metrics;
 pub mod inspect_panel;
 mod inspect_timeline;
