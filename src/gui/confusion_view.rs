@@ -13,8 +13,16 @@ pub struct Matrix<'a> {
     pub labels: &'a [String],
     /// `counts[gt][pred]`.
     pub counts: &'a [Vec<u64>],
-    /// Write each cell's number in it (small matrices).
-    pub numbers: bool,
+    /// What each cell shows in writing (small matrices only).
+    pub text: CellText,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellText {
+    None,
+    Counts,
+    /// The share of the row, in percent.
+    RowPercent,
 }
 
 impl Matrix<'_> {
@@ -40,10 +48,16 @@ impl Matrix<'_> {
                     let share = self.share(gt, pred);
                     let cell_rect = Rect::from_min_size(origin + Vec2::new(pred as f32 * cell, gt as f32 * cell), Vec2::splat(cell));
                     painter.rect_filled(cell_rect.shrink(0.5), 0.0, shade(share, gt == pred));
-                    if self.numbers && self.counts[gt][pred] > 0 {
+                    let text = match self.text {
+                        _ if self.counts[gt][pred] == 0 => None,
+                        CellText::None => None,
+                        CellText::Counts => Some(self.counts[gt][pred].to_string()),
+                        CellText::RowPercent => Some(format!("{:.0}", 100.0 * share)),
+                    };
+                    if let Some(text) = text {
                         let ink = if share > 0.5 { Color32::WHITE } else { text_color };
                         let font = egui::FontId::proportional((cell * 0.4).min(12.0));
-                        painter.text(cell_rect.center(), egui::Align2::CENTER_CENTER, self.counts[gt][pred].to_string(), font, ink);
+                        painter.text(cell_rect.center(), egui::Align2::CENTER_CENTER, text, font, ink);
                     }
                 }
             }
@@ -65,7 +79,7 @@ impl Matrix<'_> {
                 if gt >= 0.0 && pred >= 0.0 && (gt as usize) < n && (pred as usize) < n {
                     let (gt, pred) = (gt as usize, pred as usize);
                     response.on_hover_text_at_pointer(format!(
-                        "true {} → predicted {}\n{} ({:.1}% of the row)",
+                        "true {}, predicted {}\n{} ({:.1}% of the row)",
                         self.labels[gt],
                         self.labels[pred],
                         self.counts[gt][pred],

@@ -717,9 +717,9 @@ mod tests {
         a.series.map50 = vec![[2.0, 0.3]];
         a.markers = vec![Marker { step: 300, label: "sequential segmentation (lr ×0.1)".into() }];
         let mut b = record("b", RunStatus::Completed);
-        b.markers = vec![Marker { step: 100, label: "lr → 1.00e-3".into() }];
+        b.markers = vec![Marker { step: 100, label: "learning rate: 1.00e-3".into() }];
         assert_eq!(summary(&[&a, &b]), "2 runs · 3 points · 0 evaluations");
-        assert_eq!(marker_lines(&[&a, &b]), ["step 100: b: lr → 1.00e-3", "step 300: a: sequential segmentation (lr ×0.1)"]);
+        assert_eq!(marker_lines(&[&a, &b]), ["step 100: b: learning rate: 1.00e-3", "step 300: a: sequential segmentation (lr ×0.1)"]);
         b.markers.push(Marker { step: 300, label: "sequential segmentation (lr ×0.1)".into() });
         let groups = grouped_markers(&[&a, &b]);
         assert_eq!(groups.len(), 2);

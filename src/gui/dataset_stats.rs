@@ -86,7 +86,6 @@ fn size_scatter(ui: &mut egui::Ui, id: &'static str, name: &str, points: Vec<[f6
     Plot::new(id)
         .height(PLOT_HEIGHT)
         .allow_scroll(false)
-        .data_aspect(1.0)
         .include_x(0.0)
         .include_y(0.0)
         .x_axis_label("width")

@@ -21,15 +21,17 @@ pub const IGNORED: Color32 = Color32::from_rgb(150, 150, 150);
 pub struct ErrorLayer {
     /// Ground-truth boxes (0-based corners) and whether each is difficult.
     pub truth_boxes: Vec<(Detection, bool)>,
-    /// The verdict on each predicted box, when there are truth boxes.
+    /// The verdict on each predicted box, when the image has box truth (a
+    /// detection image, even one without objects: then every box is a false positive).
     pub judged: Option<ImageErrors>,
     /// ADE encoding, the prediction's size.
     pub truth_mask: Option<GrayImage>,
 }
 
 impl ErrorLayer {
-    pub fn new(truth_boxes: Vec<(Detection, bool)>, truth_mask: Option<GrayImage>, predicted: &[Detection], predicted_mask: &GrayImage) -> Self {
-        let judged = (!truth_boxes.is_empty()).then(|| {
+    /// `truth_boxes` is `None` for an image without box labels (a segmentation image).
+    pub fn new(truth_boxes: Option<Vec<(Detection, bool)>>, truth_mask: Option<GrayImage>, predicted: &[Detection], predicted_mask: &GrayImage) -> Self {
+        let judged = truth_boxes.as_ref().map(|truth_boxes| {
             let gts: Vec<GroundTruth> = truth_boxes
                 .iter()
                 .map(|(d, difficult)| GroundTruth { image: 0, class: d.class, bbox: xyxy_to_voc(d.bbox), difficult: *difficult })
@@ -37,6 +39,7 @@ impl ErrorLayer {
             let dets: Vec<EvalDetection> = predicted.iter().map(|d| d.to_eval(0)).collect();
             judge_image(&gts, &dets)
         });
+        let truth_boxes = truth_boxes.unwrap_or_default();
         // A mask of another size (a file changed since) cannot be compared pixel by pixel.
         let truth_mask = truth_mask.filter(|m| m.dimensions() == predicted_mask.dimensions());
         Self { truth_boxes, judged, truth_mask }
@@ -73,7 +76,7 @@ impl ErrorLayer {
 
 /// Ground truth read from files as the error layer's parts: boxes (0-based
 /// corners, with their difficult flag) or a mask.
-pub fn truth_parts(truth: ImageTruth) -> (Vec<(Detection, bool)>, Option<GrayImage>) {
+pub fn truth_parts(truth: ImageTruth) -> (Option<Vec<(Detection, bool)>>, Option<GrayImage>) {
     match truth {
         ImageTruth::Boxes(annotation) => {
             let boxes = annotation
@@ -81,9 +84,9 @@ pub fn truth_parts(truth: ImageTruth) -> (Vec<(Detection, bool)>, Option<GrayIma
                 .iter()
                 .map(|o| (Detection { bbox: voc_to_xyxy(o.bbox), class: o.class, score: 1.0 }, o.difficult))
                 .collect();
-            (boxes, None)
+            (Some(boxes), None)
         }
-        ImageTruth::Mask(mask) => (Vec::new(), Some(mask)),
+        ImageTruth::Mask(mask) => (None, Some(mask)),
     }
 }
 
@@ -119,11 +122,12 @@ mod tests {
         let b = |class, bbox, score| Detection { bbox, class, score };
         let truth = vec![(b(0, [0.0, 0.0, 10.0, 10.0], 1.0), false), (b(1, [20.0, 20.0, 30.0, 30.0], 1.0), false)];
         let predicted = [b(0, [0.0, 0.0, 10.0, 10.0], 0.9), b(0, [20.0, 20.0, 30.0, 30.0], 0.8), b(1, [20.0, 20.0, 30.0, 30.0], 0.3)];
-        let layer = ErrorLayer::new(truth, None, &predicted, &GrayImage::new(1, 1));
+        let layer = ErrorLayer::new(Some(truth), None, &predicted, &GrayImage::new(1, 1));
         assert_eq!((layer.box_color(0), layer.box_color(1), layer.box_color(2)), (Some(TRUE_POSITIVE), Some(FALSE_POSITIVE), Some(TRUE_POSITIVE)));
         assert_eq!(layer.missed(0.5).map(|d| d.class).collect::<Vec<_>>(), [1]);
         assert_eq!(layer.missed(0.25).count(), 0);
-        // No truth boxes (a segmentation image): no verdicts.
-        assert_eq!(ErrorLayer::new(Vec::new(), None, &predicted, &GrayImage::new(1, 1)).box_color(0), None);
+        // No box labels (a segmentation image): no verdicts; a detection image without objects: all false.
+        assert_eq!(ErrorLayer::new(None, None, &predicted, &GrayImage::new(1, 1)).box_color(0), None);
+        assert_eq!(ErrorLayer::new(Some(Vec::new()), None, &predicted, &GrayImage::new(1, 1)).box_color(0), Some(FALSE_POSITIVE));
     }
 }

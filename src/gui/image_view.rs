@@ -247,11 +247,12 @@ impl TextureCache {
         painter.image(self.image(ui.ctx(), key, image).id(), rect, full, Color32::WHITE);
         let errors = layers.errors.filter(|_| options.show_errors);
         let tint = Color32::WHITE.gamma_multiply(options.opacity);
-        match (errors.and_then(|e| e.truth_mask.as_ref()), layers.mask) {
-            (Some(truth), Some(mask)) => {
+        // In the error view, what has no ground truth to be judged against is not drawn.
+        match (errors, errors.and_then(|e| e.truth_mask.as_ref()), layers.mask) {
+            (_, Some(truth), Some(mask)) => {
                 painter.image(self.pixel_errors(ui.ctx(), key, truth, mask).id(), rect, full, tint);
             }
-            (_, Some(mask)) => {
+            (None, _, Some(mask)) => {
                 painter.image(self.mask(ui.ctx(), key, layers.name, mask, &options.hidden_seg).id(), rect, full, tint);
             }
             _ => {}
@@ -263,7 +264,9 @@ impl TextureCache {
             }
         }
         // Best boxes last, so their labels end up on top.
-        let boxes: Vec<(usize, &Detection)> = options.visible_indexed(layers.boxes, layers.scored).collect();
+        let judged = errors.is_none_or(|e| e.judged.is_some());
+        let boxes: Vec<(usize, &Detection)> =
+            options.visible_indexed(layers.boxes, layers.scored).filter(|_| judged).collect();
         for &(i, d) in boxes.iter().rev() {
             let color = errors.and_then(|e| e.box_color(i)).unwrap_or_else(|| color32(class_color(d.class)));
             paint_box(&painter, rect, scale, d, color, &box_label(names.det, d, layers.scored), false);
@@ -471,7 +474,7 @@ mod tests {
         let predicted = GrayImage::from_raw(2, 1, vec![1, 2]).unwrap();
         let truth = GrayImage::from_raw(2, 1, vec![2, 0]).unwrap();
         let boxes = [Detection { bbox: [0.0, 0.0, 1.5, 1.0], class: 0, score: 0.8 }];
-        let errors = ErrorLayer::new(vec![(Detection { score: 1.0, ..boxes[0] }, false)], Some(truth), &boxes, &predicted);
+        let errors = ErrorLayer::new(Some(vec![(Detection { score: 1.0, ..boxes[0] }, false)]), Some(truth), &boxes, &predicted);
         let layers = Layers { name: "prediction", mask: Some(&predicted), boxes: &boxes, scored: true, errors: Some(&errors) };
         let drawn = [(0, &boxes[0])];
         let text = hover_text(&layers, Some(&errors), &drawn, names, 0.5, 0.5);

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use eframe::egui;
 use egui_plot::{FilledArea, Legend, Line, Plot};
 
-use super::confusion_view::Matrix;
+use super::confusion_view::{CellText, Matrix};
 use super::inference::PredictorCache;
 use super::job::Job;
 use super::session::Notice;
@@ -32,17 +32,22 @@ pub struct Scores {
     /// `[classes…, background]` and `counts[gt][pred]` of the detection matrix.
     det_labels: Vec<String>,
     det_counts: Vec<Vec<u64>>,
-    /// `[unlabelled, classes…]` and the pixel matrix.
-    seg_labels: Vec<String>,
+    /// The pixel matrix over the classes: unlabelled ground truth is ignored
+    /// (as in the mIoU) and the network never predicts "unlabelled".
     seg_counts: Vec<Vec<u64>>,
 }
 
 impl Scores {
     fn new(full: FullValidation, det_classes: Vec<String>, seg_classes: Vec<String>) -> Self {
         let det_labels = det_classes.iter().cloned().chain(["background".to_string()]).collect();
-        let seg_labels = ["unlabelled".to_string()].into_iter().chain(seg_classes.iter().cloned()).collect();
-        let (det_counts, seg_counts) = (full.validation.det_confusion.rows(), full.validation.seg.rows());
-        Self { det_classes, seg_classes, full, det_labels, det_counts, seg_labels, seg_counts }
+        let det_counts = full.validation.det_confusion.rows();
+        let seg_counts = full.validation.seg.rows().into_iter().skip(1).map(|row| row[1..].to_vec()).collect();
+        Self { det_classes, seg_classes, full, det_labels, det_counts, seg_counts }
+    }
+
+    /// A pixel label's name (0 = unlabelled).
+    fn seg_label(&self, label: usize) -> &str {
+        label.checked_sub(1).and_then(|c| self.seg_classes.get(c)).map_or("unlabelled", String::as_str)
     }
 }
 
@@ -127,15 +132,16 @@ impl MetricsView {
                 "Detections scoring ≥ {} paired with objects of any class at IoU ≥ 0.5; background row: false positives, background column: missed objects",
                 crate::eval::CONFUSION_SCORE_THRESHOLD
             ));
-            Matrix { labels: &scores.det_labels, counts: &scores.det_counts, numbers: true }.ui(ui, "det-matrix");
+            Matrix { labels: &scores.det_labels, counts: &scores.det_counts, text: CellText::Counts }.ui(ui, "det-matrix");
         });
         egui::CollapsingHeader::new("Pixel confusion matrix").id_salt("seg-confusion").show(ui, |ui| {
             ui.strong("Most confused (share of the true class's pixels)");
             for (gt, pred, share) in v.seg.top_confusions(TOP_CONFUSIONS) {
-                ui.label(format!("{} → {}: {:.1}%", scores.seg_labels[gt], scores.seg_labels[pred], 100.0 * share));
+                ui.label(format!("{} predicted as {}: {:.1}%", scores.seg_label(gt), scores.seg_label(pred), 100.0 * share));
             }
-            let numbers = scores.seg_labels.len() <= 24;
-            Matrix { labels: &scores.seg_labels, counts: &scores.seg_counts, numbers }.ui(ui, "seg-matrix");
+            ui.label("Unlabelled ground-truth pixels are left out, as in the mIoU; cells give the row's share in %.");
+            let text = if scores.seg_classes.len() <= 24 { CellText::RowPercent } else { CellText::None };
+            Matrix { labels: &scores.seg_classes, counts: &scores.seg_counts, text }.ui(ui, "seg-matrix");
         });
         ui.columns(2, |columns| {
             let det_rows = class_rows(&scores.det_classes, &v.det.per_class);
@@ -180,7 +186,7 @@ fn pr_plot(ui: &mut egui::Ui, classes: &[String], curves: &[Option<PrCurve>], pi
     let raw: Vec<[f64; 2]> = curve.recall.iter().zip(&curve.precision).map(|(&r, &p)| [r, p]).collect();
     Plot::new("pr-curve")
         .height(320.0)
-        .data_aspect(1.0)
+        .width(ui.available_width().min(520.0))
         .include_x(0.0)
         .include_x(1.0)
         .include_y(0.0)

@@ -75,9 +75,9 @@ impl Sample {
         let errors = match &truth {
             Truth::Boxes(boxes) => {
                 let truth_boxes = boxes.iter().copied().zip(difficult).collect();
-                ErrorLayer::new(truth_boxes, None, &prediction.detections, &prediction.mask)
+                ErrorLayer::new(Some(truth_boxes), None, &prediction.detections, &prediction.mask)
             }
-            Truth::Mask(mask) => ErrorLayer::new(Vec::new(), Some(mask.clone()), &prediction.detections, &prediction.mask),
+            Truth::Mask(mask) => ErrorLayer::new(None, Some(mask.clone()), &prediction.detections, &prediction.mask),
         };
         Self { id, image, truth, prediction, errors }
     }

@@ -25,7 +25,8 @@ const VIEW_HEIGHT: f32 = 380.0;
 struct TimelineSubject {
     id: String,
     image: RgbImage,
-    truth_boxes: Vec<(Detection, bool)>,
+    /// `None` for a segmentation image (no box labels).
+    truth_boxes: Option<Vec<(Detection, bool)>>,
     truth_mask: Option<GrayImage>,
 }
 
@@ -195,7 +196,7 @@ fn side_by_side(
     names: ClassNames,
     step: usize,
 ) {
-    let truth_boxes: Vec<Detection> = subject.truth_boxes.iter().map(|(d, _)| *d).collect();
+    let truth_boxes: Vec<Detection> = subject.truth_boxes.iter().flatten().map(|(d, _)| *d).collect();
     let (boxes, mask) = match prediction {
         TimelinePrediction::Boxes(boxes) => (boxes.as_slice(), None),
         TimelinePrediction::Mask(mask) => (&[][..], Some(mask)),
@@ -234,7 +235,7 @@ fn subject(id: &str, image: &Path, det_classes: &ClassList, seg_classes: usize) 
     let picture = decode_rgb(image).map_err(|p| anyhow::anyhow!("{p}"))?;
     let (truth_boxes, truth_mask) = match truth_beside(image, det_classes, seg_classes) {
         Some(truth) => truth_parts(truth.map_err(|problem| anyhow::anyhow!("{problem}"))?),
-        None => (Vec::new(), None),
+        None => (None, None),
     };
     Ok(TimelineSubject { id: id.to_string(), image: picture, truth_boxes, truth_mask })
 }

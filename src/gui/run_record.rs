@@ -165,10 +165,10 @@ impl RunRecord {
             }
             Event::StrategyChanged { step, strategy } => {
                 self.strategy = strategy.clone();
-                self.markers.push(Marker { step: *step, label: format!("strategy → {}", strategy.name()) });
+                self.markers.push(Marker { step: *step, label: format!("strategy: {}", strategy.name()) });
             }
             Event::LearningRateChanged { step, lr } => {
-                self.markers.push(Marker { step: *step, label: format!("lr → {lr:.2e}") });
+                self.markers.push(Marker { step: *step, label: format!("learning rate: {lr:.2e}") });
             }
             Event::Paused { .. } => self.status = RunStatus::Paused,
             Event::Resumed { .. } => self.status = RunStatus::Running,
