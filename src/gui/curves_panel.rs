@@ -377,13 +377,13 @@ fn metric_plot(
             let mark_points = matches!(metric, Metric::Map50 | Metric::Miou);
             for line in lines {
                 if let Some(behind) = &line.behind {
-                    // Same name as the smoothed line: the legend shows and hides both.
+                    // Unnamed, so the legend keeps the smoothed line's colour.
                     if style.envelope {
                         let band = &behind.band;
                         let fill = line.color.gamma_multiply(0.15);
-                        plot_ui.add(FilledArea::new(line.name.clone(), &band.steps, &band.low, &band.high).fill_color(fill).allow_hover(false));
+                        plot_ui.add(FilledArea::new("", &band.steps, &band.low, &band.high).fill_color(fill).allow_hover(false));
                     }
-                    let faint = Line::new(line.name.clone(), behind.points.clone()).color(line.color.gamma_multiply(0.3));
+                    let faint = Line::new("", behind.points.clone()).color(line.color.gamma_multiply(0.3));
                     plot_ui.line(faint.id(egui::Id::new(("raw", &line.name))).allow_hover(false));
                 }
                 if mark_points {
