@@ -5,7 +5,6 @@
 //! Inspect shows both validation sets with the per-class table.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -15,39 +14,9 @@ use twinhead::gui::preview_panel::PreviewPanel;
 use twinhead::gui::session::NoticeLevel;
 use twinhead::gui::settings::Settings;
 use twinhead::gui::shared::Shared;
-use twinhead::train::{start, DeviceSpec, FinishReason, TrainConfig};
 
-/// The run's folder name under `<tmp>/runs`.
-const RUN: &str = "tiny";
-
-/// A temporary folder holding `synth/` (the datasets) and `runs/tiny` (a run
-/// trained for four steps, with its last checkpoint), made once for all tests.
-fn trained() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let synth = dir.path().join("synth");
-        let overrides = [
-            "steps=4".to_string(),
-            "data.image_size=64".into(),
-            "data.batch_size=2".into(),
-            "data.synthetic.det_images=16".into(),
-            "data.synthetic.seg_images=16".into(),
-            "data.synthetic.size=64".into(),
-            format!("data.voc={}", synth.join("voc").display()),
-            format!("data.ade={}", synth.join("ade").display()),
-            "eval.every=4".into(),
-            "eval.det_images=4".into(),
-            "eval.seg_images=4".into(),
-            "model.width=0.25".into(),
-        ];
-        let config = TrainConfig::load_preset("quick", &overrides).unwrap();
-        let handle = start(Some(config), &dir.path().join("runs").join(RUN), false, DeviceSpec::Cpu).unwrap();
-        assert_eq!(handle.join().unwrap(), FinishReason::Completed);
-        dir
-    })
-    .path()
-}
+mod common;
+use common::{trained, RUN};
 
 /// The shared state of a workbench over the trained run, with the run focused.
 fn shared(dir: &Path) -> Shared {

@@ -4,36 +4,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 use twinhead::data::voc::{VocClasses, VocDataset};
-use twinhead::train::{start, DeviceSpec, FinishReason, TrainConfig};
 
-/// A temporary folder with `synth/` (tiny datasets) and `run/` (trained a few steps).
-fn trained() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let synth = dir.path().join("synth");
-        let overrides = [
-            "steps=6".to_string(),
-            "data.image_size=64".into(),
-            "data.batch_size=4".into(),
-            "data.synthetic.det_images=30".into(),
-            "data.synthetic.seg_images=20".into(),
-            "data.synthetic.size=64".into(),
-            format!("data.voc={}", synth.join("voc").display()),
-            format!("data.ade={}", synth.join("ade").display()),
-            "eval.every=6".into(),
-            "model.width=0.25".into(),
-        ];
-        let config = TrainConfig::load_preset("quick", &overrides).unwrap();
-        let handle = start(Some(config), &dir.path().join("run"), false, DeviceSpec::Cpu).unwrap();
-        assert_eq!(handle.join().unwrap(), FinishReason::Completed);
-        dir
-    })
-    .path()
+mod common;
+use common::{trained, RUN};
+
+/// The trained run's folder.
+fn run_dir() -> std::path::PathBuf {
+    trained().join("runs").join(RUN)
 }
 
 fn twinhead(args: &[&str]) -> std::process::Output {
@@ -61,7 +41,7 @@ fn voc_val() -> VocDataset {
 
 #[test]
 fn eval_json_has_pr_curves_and_confusion_matrices_that_agree_with_the_metrics() {
-    let report = json_of(&["eval", "--run", s(&trained().join("run")), "--json"]);
+    let report = json_of(&["eval", "--run", s(&run_dir()), "--json"]);
     let names: Vec<String> = voc_val().classes.names().to_vec();
     for name in &names {
         let ap = &report["det"]["per_class"][name];
@@ -126,7 +106,7 @@ fn predictions_in_every_format_score_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let val = voc_val();
-    let run = trained().join("run");
+    let run = run_dir();
     let images: Vec<PathBuf> = val.records.iter().map(|r| r.image_path.clone()).collect();
     let mut args = vec!["predict", "--run", s(&run), "--out", s(&out)];
     args.extend(["--format", "twinhead,coco,voc,png", "--voc-split", "val", "--score-threshold", "0.01"]);
@@ -174,7 +154,8 @@ fn export_coco_writes_the_ground_truth_in_coco_form() {
     let [x0, y0, x1, y1] = object.bbox.map(f64::from);
     let annotation = &gt["annotations"][0];
     assert_eq!(annotation["image_id"], record.id.parse::<u64>().unwrap());
-    assert_eq!(numbers(&annotation["bbox"]), [x0 - 1.0, y0 - 1.0, x1 - x0 + 1.0, y1 - y0 + 1.0]);
+    // The corners as Twinhead's COCO metric reads VOC boxes: [xmin, ymin, xmax − xmin, ymax − ymin].
+    assert_eq!(numbers(&annotation["bbox"]), [x0, y0, x1 - x0, y1 - y0]);
     assert_eq!(annotation["category_id"], object.class + 1);
     assert_eq!(annotation["iscrowd"], u8::from(object.difficult));
     assert_eq!(gt["categories"][0]["name"], val.classes.names()[0].as_str());
@@ -183,7 +164,7 @@ fn export_coco_writes_the_ground_truth_in_coco_form() {
 #[test]
 fn bad_formats_and_unwritable_outputs_exit_2() {
     let image = voc_val().records[0].image_path.clone();
-    let run = trained().join("run");
+    let run = run_dir();
     let out = twinhead(&["predict", "--run", s(&run), "--out", "x", "--format", "yolo", s(&image)]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("yolo"));

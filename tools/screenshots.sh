@@ -13,23 +13,11 @@ out=${1:-docs/screenshots}
 bin=${TWINHEAD_BIN:-target/release/twinhead}
 [ -x "$bin" ] || cargo build --release --locked
 mkdir -p "$out"
-home=$(mktemp -d)
-display=:77
-Xvfb $display -screen 0 1600x1000x24 -nolisten tcp & xvfb=$!
-app=
-cleanup() { [ -n "$app" ] && kill "$app" 2>/dev/null; kill "$xvfb" 2>/dev/null; rm -rf "$home"; }
-trap cleanup EXIT
-export DISPLAY=$display
-sleep 1
-HOME=$home LIBGL_ALWAYS_SOFTWARE=1 "$bin" > "$out/workbench.log" 2>&1 & app=$!
-for _ in $(seq 60); do xdotool search --name '^Twinhead$' > /dev/null 2>&1 && break; sleep 1; done
-win=$(xdotool search --name '^Twinhead$' | head -1)
-xdotool windowmove "$win" 0 0 windowsize "$win" 1600 1000
-shot() { sleep "${2:-2}"; import -window root "$out/$1.png"; echo "saved $out/$1.png"; }
+window_log="$out/workbench.log"
+source tools/window.sh :77
 # No window manager under Xvfb: give the window the keyboard focus first.
 key() { xdotool windowfocus --sync "$win" key --clearmodifiers "$1"; }
 # Positions in the 1600×1000 window (see the first screenshot).
-click() { xdotool mousemove --sync "$1" "$2" click 1; }
 
 shot 1-first-launch 6
 tab() { case $1 in setup) click 127 12;; curves) click 180 12;; compare) click 242 12;; inspect) click 305 12;; preview) click 365 12;; esac; }

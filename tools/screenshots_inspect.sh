@@ -14,21 +14,8 @@ out=${1:-assets/screenshots}
 bin=${TWINHEAD_BIN:-target/release/twinhead}
 [ -x "$bin" ] || cargo build --release --locked
 mkdir -p "$out"
-home=$(mktemp -d)
-display=:78
-Xvfb $display -screen 0 1600x1000x24 -nolisten tcp & xvfb=$!
-app=
-cleanup() { [ -n "$app" ] && kill "$app" 2>/dev/null; kill "$xvfb" 2>/dev/null; rm -rf "$home"; }
-trap cleanup EXIT
-export DISPLAY=$display
-sleep 1
-HOME=$home LIBGL_ALWAYS_SOFTWARE=1 "$bin" > /dev/null 2>&1 & app=$!
-for _ in $(seq 60); do xdotool search --name '^Twinhead$' > /dev/null 2>&1 && break; sleep 1; done
-win=$(xdotool search --name '^Twinhead$' | head -1)
-xdotool windowmove "$win" 0 0 windowsize "$win" 1600 1000
+source tools/window.sh :78
 sleep 4
-shot() { sleep "${2:-2}"; import -window root "$out/$1.png"; echo "saved $out/$1.png"; }
-click() { xdotool mousemove --sync "$1" "$2" click 1; }
 
 click 892 115; sleep 4; click 395 155                 # Check VOC, open its statistics
 shot dataset-stats 2

@@ -49,8 +49,9 @@ struct JsonDetection {
     score: f64,
 }
 
-/// One entry of a COCO results list: `bbox` is `[x, y, w, h]` (0-based),
-/// `category_id` a 1-based position in the class list.
+/// One entry of a COCO results list: `bbox` is `[x, y, w, h]` made from VOC
+/// corners as `[xmin, ymin, xmax − xmin, ymax − ymin]` (what `predict --format
+/// coco` writes), `category_id` a 1-based position in the class list.
 #[derive(serde::Deserialize)]
 struct CocoDetection {
     image_id: serde_json::Value,
@@ -94,8 +95,7 @@ fn read_json(path: &Path, target: &DetTarget) -> Result<Vec<Detection>> {
                     .ok_or_else(|| anyhow!("unknown image_id {} (not in split {:?})", entry.image_id, target.split))
                     .with_context(where_)?;
                 let [x, y, w, h] = entry.bbox;
-                ensure!(w >= 0.0 && h >= 0.0, "{}: box {:?} has a negative width or height", where_(), entry.bbox);
-                let (bbox, score) = check_box([x + 1.0, y + 1.0, x + w, y + h], entry.score).with_context(where_)?;
+                let (bbox, score) = check_box([x, y, x + w, y + h], entry.score).with_context(where_)?;
                 Ok(Detection { image, class, bbox, score })
             } else {
                 let entry: JsonDetection = serde_json::from_value(value).with_context(where_)?;
@@ -274,13 +274,13 @@ mod tests {
     fn coco_results_and_predict_output_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("coco.json");
-        // COCO [x, y, w, h] 0-based: VOC [x + 1, y + 1, x + w, y + h]; "000007" is image_id 7.
-        std::fs::write(&path, r#"[{"image_id": 7, "category_id": 2, "bbox": [0, 1, 30.5, 39], "score": 0.5}]"#).unwrap();
+        // COCO [x, y, w, h]: VOC [x, y, x + w, y + h]; "000007" is image_id 7.
+        std::fs::write(&path, r#"[{"image_id": 7, "category_id": 2, "bbox": [1, 2, 29.5, 38], "score": 0.5}]"#).unwrap();
         assert_eq!(read(&path).unwrap(), vec![Detection { image: 1, class: 1, bbox: [1.0, 2.0, 30.5, 40.0], score: 0.5 }]);
         for (text, expected) in [
             (r#"[{"image_id": 8, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}]"#, "unknown image_id 8"),
             (r#"[{"image_id": 7, "category_id": 0, "bbox": [0, 0, 1, 1], "score": 1}]"#, "category_id 0 is not in 1..=2"),
-            (r#"[{"image_id": 7, "category_id": 1, "bbox": [0, 0, -3, 1], "score": 1}]"#, "negative width"),
+            (r#"[{"image_id": 7, "category_id": 1, "bbox": [5, 0, -3, 1], "score": 1}]"#, "is not [xmin, ymin, xmax, ymax]"),
         ] {
             std::fs::write(&path, text).unwrap();
             let err = error(&path);

@@ -1,21 +1,23 @@
 //! COCO JSON: results (what `predict --format coco` writes) and the ground truth
 //! of a VOC split (what `data export-coco` writes), so pycocotools scores our
-//! predictions. Boxes are `[x, y, w, h]` in 0-based continuous pixels: a VOC box
-//! (1-based, inclusive) `[xmin, ymin, xmax, ymax]` is `[xmin − 1, ymin − 1,
-//! xmax − xmin + 1, ymax − ymin + 1]`. Category ids are 1-based positions in the
-//! class list; image ids follow [`coco_image_id`].
+//! predictions exactly as `eval det --metric coco` does. Boxes are `[x, y, w, h]`
+//! made from VOC corners the way Twinhead's COCO metric (and its pycocotools
+//! fixtures) read VOC data: `[xmin, ymin, xmax − xmin, ymax − ymin]`; ground truth
+//! and predictions alike, so the IoUs are pycocotools' own. Category ids are
+//! 1-based positions in the class list; image ids follow [`coco_image_id`].
 
 use serde_json::{json, Value};
 
 use super::ImagePrediction;
+use crate::data::augment::xyxy_to_voc;
 use crate::data::voc::{VocBox, VocRecord};
 use crate::data::ClassList;
 use crate::eval::predictions::coco_image_id;
 
-/// A VOC box as COCO's `[x, y, w, h]`.
+/// A VOC box as COCO's `[x, y, w, h]` (see the module's note).
 pub fn voc_to_coco_box(b: VocBox) -> [f64; 4] {
     let [x0, y0, x1, y1] = b.map(f64::from);
-    [x0 - 1.0, y0 - 1.0, x1 - x0 + 1.0, y1 - y0 + 1.0]
+    [x0, y0, x1 - x0, y1 - y0]
 }
 
 /// The COCO results list of `images`.
@@ -24,11 +26,10 @@ pub fn results(images: &[ImagePrediction]) -> Vec<Value> {
         .iter()
         .flat_map(|image| {
             image.detections().iter().map(move |d| {
-                let [x0, y0, x1, y1] = d.bbox.map(f64::from);
                 json!({
                     "image_id": coco_image_id(image.id),
                     "category_id": d.class + 1,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "bbox": voc_to_coco_box(xyxy_to_voc(d.bbox)),
                     "score": d.score,
                 })
             })
@@ -73,8 +74,8 @@ mod tests {
 
     #[test]
     fn boxes_convert_between_voc_and_coco() {
-        // A 10×20-pixel VOC box starting at pixel 1: COCO [0, 0, 10, 20].
-        assert_eq!(voc_to_coco_box([1.0, 1.0, 10.0, 20.0]), [0.0, 0.0, 10.0, 20.0]);
-        assert_eq!(voc_to_coco_box([5.5, 3.0, 7.0, 3.0]), [4.5, 2.0, 2.5, 1.0]);
+        // Corners kept, sizes as differences (what the COCO metric computes IoUs on).
+        assert_eq!(voc_to_coco_box([1.0, 1.0, 10.0, 20.0]), [1.0, 1.0, 9.0, 19.0]);
+        assert_eq!(voc_to_coco_box([5.5, 3.0, 7.0, 3.0]), [5.5, 3.0, 1.5, 0.0]);
     }
 }

@@ -1,0 +1,39 @@
+//! What several test files share: a tiny run trained once per test binary.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use twinhead::train::{start, DeviceSpec, FinishReason, TrainConfig};
+
+/// The run's folder name under `<tmp>/runs`.
+pub const RUN: &str = "tiny";
+
+/// A temporary folder holding `synth/` (tiny synthetic datasets) and
+/// `runs/tiny` (a run trained for four steps, evaluated once at step 4, with
+/// its last checkpoint and timeline), made once for all the binary's tests.
+pub fn trained() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let synth = dir.path().join("synth");
+        let overrides = [
+            "steps=4".to_string(),
+            "data.image_size=64".into(),
+            "data.batch_size=2".into(),
+            "data.synthetic.det_images=16".into(),
+            "data.synthetic.seg_images=16".into(),
+            "data.synthetic.size=64".into(),
+            format!("data.voc={}", synth.join("voc").display()),
+            format!("data.ade={}", synth.join("ade").display()),
+            "eval.every=4".into(),
+            "eval.det_images=4".into(),
+            "eval.seg_images=4".into(),
+            "model.width=0.25".into(),
+        ];
+        let config = TrainConfig::load_preset("quick", &overrides).unwrap();
+        let handle = start(Some(config), &dir.path().join("runs").join(RUN), false, DeviceSpec::Cpu).unwrap();
+        assert_eq!(handle.join().unwrap(), FinishReason::Completed);
+        dir
+    })
+    .path()
+}
