@@ -295,7 +295,6 @@ fn rescale_switch_step(strategy: &mut StrategyConfig, from_steps: usize, to_step
     }
 }
 
-/// A click on `column`: sorts by it ascending, or reverses it if it is already the sort.
 /// The configuration keys that differ between the listed runs, one column per run.
 fn config_differences(ui: &mut egui::Ui, shared: &Shared, rows: &[Row]) {
     let configs: Vec<&TrainConfig> = rows
@@ -325,6 +324,7 @@ fn config_differences(ui: &mut egui::Ui, shared: &Shared, rows: &[Row]) {
     });
 }
 
+/// A click on `column`: sorts by it ascending, or reverses it if it is already the sort.
 fn next_sort(current: Option<(Column, bool)>, column: Column) -> (Column, bool) {
     match current {
         Some((sorted, descending)) if sorted == column => (column, !descending),
