@@ -94,8 +94,11 @@ fn sequential_forgets_the_first_task_while_alternate_and_joint_keep_both() {
     // the segmentation head was fitted to.
     let sequential = format!("kind = \"sequential\"\nfirst = \"seg\"\nswitch_step = {phase}\nlr_factor = 1.0");
     // Same images per task for all three: `phase` batches of each.
+    // Replay: the same, rehearsing 10 % of the segmentation images one step in four.
+    let replay = format!("kind = \"replay\"\nfirst = \"seg\"\nswitch_step = {phase}\nlr_factor = 1.0\nbuffer = 0.1\nevery = 4");
     let plans = [
         ("sequential", config(data, 2 * phase, &sequential)),
+        ("replay", config(data, 2 * phase, &replay)),
         ("alternate", config(data, 2 * phase, "kind = \"alternate\"")),
         ("joint", config(data, phase, "kind = \"joint\"")),
     ];
@@ -141,6 +144,13 @@ fn sequential_forgets_the_first_task_while_alternate_and_joint_keep_both() {
         let best = get(name).iter().map(|e| e.map50).fold(0.0, f64::max);
         assert!(det_forgetting <= 0.3 * best, "{name} forgot detection: best {best}, forgetting {det_forgetting}");
     }
+
+    // Replay rehearses what sequential forgets: it keeps more of segmentation,
+    // and lists its buffer (10 % of the 128 training images) in the run folder.
+    let (_, replay_forgetting) = final_forgetting(get("replay"));
+    assert!(replay_forgetting < 0.5 * seq_forgetting, "replay forgot {replay_forgetting}, sequential {seq_forgetting}");
+    let buffer = std::fs::read_to_string(runs.path().join("replay").join("replay_buffer.txt")).unwrap();
+    assert_eq!(buffer.lines().count(), 13, "{buffer}");
 
     // The timeline stored every evaluation's predictions for the first images of each set.
     let seq_dir = runs.path().join("sequential");
@@ -237,26 +247,24 @@ fn step_losses(run_dir: &Path) -> Vec<(usize, Option<f32>, Option<f32>)> {
         .collect()
 }
 
-#[test]
-fn a_stopped_run_resumes_exactly() {
-    let runs = tempfile::tempdir().unwrap();
-    let mut cfg = config(shared_data(), 24, "kind = \"alternate\"");
-    // With a weight EMA, which must carry over too (the final evaluation uses it).
-    cfg.optim.ema_decay = 0.9;
-    let whole = runs.path().join("whole");
+/// Trains `cfg` whole in `runs/whole`, and in `runs/parted` stopped after step
+/// `stop_after` then resumed; asserts both logged the same losses at every step.
+fn assert_resumes_exactly(cfg: TrainConfig, stop_after: usize, runs: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let steps = cfg.steps;
+    let whole = runs.join("whole");
     train(cfg.clone(), &whole);
 
     // Stop part-way (checkpoint at the stop), then resume to the end.
-    let parted = runs.path().join("parted");
+    let parted = runs.join("parted");
     let handle = start(Some(cfg), &parted, false, DeviceSpec::Cpu).unwrap();
     for event in handle.events.iter() {
-        if matches!(event, Event::Step { step: 9, .. }) {
+        if matches!(event, Event::Step { step, .. } if step == stop_after) {
             handle.control.send(Control::Stop).unwrap();
         }
     }
     assert_eq!(handle.join().unwrap(), FinishReason::Stopped);
     let stopped_at = step_losses(&parted).last().unwrap().0;
-    assert!((9..24).contains(&stopped_at));
+    assert!((stop_after..steps).contains(&stopped_at));
     let resumed = start(None, &parted, true, DeviceSpec::Cpu).unwrap();
     let resumed_events: Vec<Event> = resumed.events.iter().collect();
     assert_eq!(resumed.join().unwrap(), FinishReason::Completed);
@@ -264,8 +272,8 @@ fn a_stopped_run_resumes_exactly() {
 
     // Same steps, same losses: weights, optimiser state, schedule and data order all carried over.
     let (a, b) = (step_losses(&whole), step_losses(&parted));
-    assert_eq!(a.len(), 24);
-    assert_eq!(b.len(), 24, "the log holds each step once");
+    assert_eq!(a.len(), steps);
+    assert_eq!(b.len(), steps, "the log holds each step once");
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.0, y.0);
         let close = |p: Option<f32>, q: Option<f32>| match (p, q) {
@@ -275,6 +283,16 @@ fn a_stopped_run_resumes_exactly() {
         };
         assert!(close(x.1, y.1) && close(x.2, y.2), "step {}: {:?} vs {:?}", x.0, x, y);
     }
+    (whole, parted)
+}
+
+#[test]
+fn a_stopped_run_resumes_exactly() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut cfg = config(shared_data(), 24, "kind = \"alternate\"");
+    // With a weight EMA, which must carry over too (the final evaluation uses it).
+    cfg.optim.ema_decay = 0.9;
+    let (whole, parted) = assert_resumes_exactly(cfg, 9, runs.path());
     let final_eval = |dir: &Path| {
         let (events, _) = twinhead::train::run_dir::read_events(dir).unwrap();
         events.into_iter().rev().find_map(|e| match e {
@@ -286,6 +304,15 @@ fn a_stopped_run_resumes_exactly() {
     assert_eq!(a.0, 24);
     assert!((a.1 - b.1).abs() < 1e-4 && (a.2 - b.2).abs() < 1e-4, "final evaluation (of the EMA): {a:?} vs {b:?}");
     assert!(whole.join("checkpoints/last/ema.mpk").is_file(), "the EMA is checkpointed");
+}
+
+/// Replay's buffer loader carries over too: stopped between two replay steps,
+/// the resumed run rehearses the same batches.
+#[test]
+fn a_stopped_replay_run_resumes_exactly() {
+    let runs = tempfile::tempdir().unwrap();
+    let cfg = config(shared_data(), 20, "kind = \"replay\"\nswitch_step = 6\nevery = 2\nbuffer = 12");
+    assert_resumes_exactly(cfg, 11, runs.path());
 }
 
 #[test]

@@ -16,7 +16,7 @@ use crate::train::presets::preset_names;
 use crate::train::strategy::StrategyConfig;
 
 /// The presets the sweep takes its strategies from, in the order they are queued.
-const SWEEP_STRATEGIES: [&str; 7] = ["alternate", "joint", "joint-uncertainty", "sequential", "freeze", "lwf", "ewc"];
+const SWEEP_STRATEGIES: [&str; 8] = ["alternate", "joint", "joint-uncertainty", "sequential", "freeze", "lwf", "ewc", "replay"];
 
 const FORGETTING_HELP: &str =
     "The largest best-minus-current drop seen at any evaluation: how much the task lost at its worst, even if it recovered later";
@@ -285,7 +285,8 @@ fn rescale_switch_step(strategy: &mut StrategyConfig, from_steps: usize, to_step
         StrategyConfig::Sequential { switch_step, .. }
         | StrategyConfig::Freeze { switch_step, .. }
         | StrategyConfig::Lwf { switch_step, .. }
-        | StrategyConfig::Ewc { switch_step, .. } => {
+        | StrategyConfig::Ewc { switch_step, .. }
+        | StrategyConfig::Replay { switch_step, .. } => {
             if from_steps > 0 && to_steps > 1 {
                 let scaled = (*switch_step as f64 * to_steps as f64 / from_steps as f64).round() as usize;
                 *switch_step = scaled.clamp(1, to_steps - 1);
@@ -427,10 +428,10 @@ mod tests {
         let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
-            ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc"]
+            ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc", "quick-replay"]
         );
         let kinds: Vec<&str> = configs.iter().map(|c| c.strategy.name()).collect();
-        assert_eq!(kinds, ["alternate", "joint", "joint", "sequential", "freeze", "lwf", "ewc"]);
+        assert_eq!(kinds, ["alternate", "joint", "joint", "sequential", "freeze", "lwf", "ewc", "replay"]);
         // Everything but the strategy and the name is the base's.
         for config in &configs {
             assert_eq!(TrainConfig { name: base.name.clone(), strategy: base.strategy.clone(), ..config.clone() }, base);
@@ -465,7 +466,7 @@ mod tests {
         harness.step();
         let shared = &harness.state().1;
         let queued: Vec<&str> = shared.session.records.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(queued, ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc"]);
+        assert_eq!(queued, ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc", "quick-replay"]);
         assert!(queued.iter().all(|name| shared.selection.checked.contains(*name)));
         assert!(shared.notifications.items.iter().any(|(n, _)| n.text.starts_with("strategy sweep: queued quick-alternate")));
         // The table lists them; the configuration differences have them as columns, and as `name`.

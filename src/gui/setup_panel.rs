@@ -18,10 +18,10 @@ use crate::train::config::TrainConfig;
 use crate::train::presets::preset_names;
 use crate::train::events::Control;
 use crate::train::run::DeviceSpec;
-use crate::train::strategy::{FreezeScope, StrategyConfig, Task, Weighting, EWC_LAMBDA, FISHER_BATCHES};
+use crate::train::strategy::{FreezeScope, StrategyConfig, Task, Weighting, EWC_LAMBDA, FISHER_BATCHES, REPLAY_BUFFER, REPLAY_EVERY};
 
 /// The strategy kinds, in the order the selector lists them.
-const STRATEGIES: [&str; 6] = ["alternate", "joint", "sequential", "freeze", "lwf", "ewc"];
+const STRATEGIES: [&str; 7] = ["alternate", "joint", "sequential", "freeze", "lwf", "ewc", "replay"];
 
 pub struct SetupPanel {
     preset: String,
@@ -531,6 +531,18 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                 field_error(ui, error, "strategy.fisher_batches");
                 ui.end_row();
             }
+            StrategyConfig::Replay { first, switch_step, lr_factor, buffer, every } => {
+                sequence_rows(ui, first, switch_step, lr_factor, error);
+                ui.label("Replay buffer");
+                ui.add(egui::DragValue::new(buffer).speed(0.01).range(0.0..=1e6))
+                    .on_hover_text("Below 1: a fraction of the first task's training images; 1 or more: a count");
+                field_error(ui, error, "strategy.buffer");
+                ui.end_row();
+                ui.label("Replay 1 step in");
+                ui.add(egui::DragValue::new(every).range(0..=10_000).suffix(" steps"));
+                field_error(ui, error, "strategy.every");
+                ui.end_row();
+            }
         }
     });
 }
@@ -592,6 +604,7 @@ fn default_strategy(kind: &str, current: &StrategyConfig, steps: usize) -> Strat
         "freeze" => StrategyConfig::Freeze { first, switch_step, lr_factor, freeze: FreezeScope::Backbone },
         "lwf" => StrategyConfig::Lwf { first, switch_step, lr_factor, weight: 1.0, temperature: 2.0 },
         "ewc" => StrategyConfig::Ewc { first, switch_step, lr_factor, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES },
+        "replay" => StrategyConfig::Replay { first, switch_step, lr_factor, buffer: REPLAY_BUFFER, every: REPLAY_EVERY },
         _ => StrategyConfig::Sequential { first, switch_step, lr_factor },
     }
 }

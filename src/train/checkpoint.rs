@@ -55,6 +55,9 @@ pub struct TrainerState {
     pub step: usize,
     pub det_position: Position,
     pub seg_position: Position,
+    /// Where replay's buffer loader is (replay's second phase).
+    #[serde(default)]
+    pub replay_position: Position,
     pub best_map50: f64,
     pub best_miou: f64,
     /// Factor the user applied to the scheduled learning rate (set-learning-rate).

@@ -12,6 +12,7 @@ pub mod loss;
 pub mod optim;
 pub mod penalty;
 pub mod presets;
+pub mod replay;
 pub mod run;
 pub mod run_dir;
 pub mod schedule;

@@ -17,6 +17,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("joint-uncertainty", include_str!("../../presets/joint-uncertainty.toml")),
     ("lwf", include_str!("../../presets/lwf.toml")),
     ("quick", include_str!("../../presets/quick.toml")),
+    ("replay", include_str!("../../presets/replay.toml")),
     ("sequential", include_str!("../../presets/sequential.toml")),
     ("voc-ade", include_str!("../../presets/voc-ade.toml")),
 ];

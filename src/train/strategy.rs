@@ -157,6 +157,20 @@ pub enum StrategyConfig {
         #[serde(default = "fisher_batches")]
         fisher_batches: usize,
     },
+    /// `sequential`; in the second phase every `every`-th step trains the first
+    /// task again on a fixed buffer of its training images (rehearsal).
+    Replay {
+        #[serde(default = "det")]
+        first: Task,
+        switch_step: usize,
+        #[serde(default = "tenth")]
+        lr_factor: f64,
+        /// The buffer: a count of images (≥ 1) or a fraction of the first task's training split (< 1).
+        #[serde(default = "replay_buffer")]
+        buffer: f64,
+        #[serde(default = "replay_every")]
+        every: usize,
+    },
 }
 
 fn two() -> f32 {
@@ -168,6 +182,17 @@ pub const EWC_LAMBDA: f32 = 10.0;
 /// How many first-task batches EWC's Fisher estimate averages by default.
 pub const FISHER_BATCHES: usize = 8;
 
+/// Replay's default buffer: 5 % of the first task's training images.
+pub const REPLAY_BUFFER: f64 = 0.05;
+/// Replay's default period: one first-task batch in every 4 second-phase steps.
+pub const REPLAY_EVERY: usize = 4;
+
+fn replay_buffer() -> f64 {
+    REPLAY_BUFFER
+}
+fn replay_every() -> usize {
+    REPLAY_EVERY
+}
 fn ewc_lambda() -> f32 {
     EWC_LAMBDA
 }
@@ -206,6 +231,8 @@ pub struct StepPlan {
     /// 0 before a sequential switch (and always for alternate/joint), 1 after.
     pub phase: usize,
     pub lr_factor: f64,
+    /// The batch comes from the replay buffer (a first-task batch in replay's second phase).
+    pub replay: bool,
 }
 
 /// The parts shared by the sequential family.
@@ -225,6 +252,7 @@ impl StrategyConfig {
             Self::Freeze { .. } => "freeze",
             Self::Lwf { .. } => "lwf",
             Self::Ewc { .. } => "ewc",
+            Self::Replay { .. } => "replay",
         }
     }
 
@@ -234,7 +262,8 @@ impl StrategyConfig {
             Self::Sequential { first, switch_step, lr_factor }
             | Self::Freeze { first, switch_step, lr_factor, .. }
             | Self::Lwf { first, switch_step, lr_factor, .. }
-            | Self::Ewc { first, switch_step, lr_factor, .. } => Some(Sequence { first, switch_step, lr_factor }),
+            | Self::Ewc { first, switch_step, lr_factor, .. }
+            | Self::Replay { first, switch_step, lr_factor, .. } => Some(Sequence { first, switch_step, lr_factor }),
             Self::Alternate { .. } | Self::Joint { .. } => None,
         }
     }
@@ -250,26 +279,35 @@ impl StrategyConfig {
 
     pub fn plan(&self, step: usize) -> StepPlan {
         if let Some(seq) = self.sequence() {
-            return if step < seq.switch_step {
-                StepPlan { tasks: seq.first.into(), phase: 0, lr_factor: 1.0 }
-            } else {
-                StepPlan { tasks: seq.first.other().into(), phase: 1, lr_factor: seq.lr_factor }
-            };
-        }
-        match *self {
-            Self::Alternate { period, .. } => {
-                let task = if (step / period) % 2 == 0 { Task::Det } else { Task::Seg };
-                StepPlan { tasks: task.into(), phase: 0, lr_factor: 1.0 }
+            if step < seq.switch_step {
+                return StepPlan { tasks: seq.first.into(), phase: 0, lr_factor: 1.0, replay: false };
             }
-            _ => StepPlan { tasks: StepTasks::Both, phase: 0, lr_factor: 1.0 },
+            let replay = matches!(*self, Self::Replay { every, .. } if (step - seq.switch_step) % every == every - 1);
+            let task = if replay { seq.first } else { seq.first.other() };
+            return StepPlan { tasks: task.into(), phase: 1, lr_factor: seq.lr_factor, replay };
         }
+        let tasks = match *self {
+            Self::Alternate { period, .. } => (if (step / period) % 2 == 0 { Task::Det } else { Task::Seg }).into(),
+            _ => StepTasks::Both,
+        };
+        StepPlan { tasks, phase: 0, lr_factor: 1.0, replay: false }
     }
 
     /// A one-line description of a phase, for events and curve markers.
     pub fn describe_phase(&self, phase: usize) -> String {
         match self.sequence() {
             Some(seq) if phase == 0 => format!("{} {}", self.name(), seq.first),
-            Some(seq) => format!("{} {} (lr ×{})", self.name(), seq.first.other(), seq.lr_factor),
+            Some(seq) => match self {
+                Self::Replay { buffer, every, .. } => format!(
+                    "{} {} (lr ×{}; 1 step in {every} replays {} from a buffer of {})",
+                    self.name(),
+                    seq.first.other(),
+                    seq.lr_factor,
+                    seq.first,
+                    if *buffer >= 1.0 { format!("{buffer} images") } else { format!("{}%", buffer * 100.0) }
+                ),
+                _ => format!("{} {} (lr ×{})", self.name(), seq.first.other(), seq.lr_factor),
+            },
             None => self.name().to_string(),
         }
     }
@@ -284,6 +322,12 @@ impl StrategyConfig {
             }
             Self::Lwf { temperature, .. } if temperature <= 0.0 => bail!("strategy.temperature: must be > 0"),
             Self::Ewc { fisher_batches: 0, .. } => bail!("strategy.fisher_batches: must be at least 1"),
+            Self::Replay { every, .. } if every < 2 => {
+                bail!("strategy.every: must be at least 2 (every second-phase step replaying leaves none for the new task)")
+            }
+            Self::Replay { buffer, .. } if !(buffer > 0.0 && (buffer < 1.0 || buffer.fract() == 0.0)) => {
+                bail!("strategy.buffer: a fraction in (0, 1) of the first task's images, or a whole count ≥ 1; got {buffer}")
+            }
             _ => {}
         }
         if let Some(seq) = self.sequence() {
@@ -319,12 +363,29 @@ mod tests {
     #[test]
     fn sequential_family_switches_task_and_lowers_the_rate() {
         let s = parse("kind = \"freeze\"\nfirst = \"seg\"\nswitch_step = 10\nlr_factor = 0.2\nfreeze = \"stages:2\"").unwrap();
-        assert_eq!(s.plan(9), StepPlan { tasks: StepTasks::Seg, phase: 0, lr_factor: 1.0 });
-        assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.2 });
+        assert_eq!(s.plan(9), StepPlan { tasks: StepTasks::Seg, phase: 0, lr_factor: 1.0, replay: false });
+        assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.2, replay: false });
         assert!(matches!(s, StrategyConfig::Freeze { freeze: FreezeScope::Stages(2), .. }));
         assert_eq!(s.describe_phase(1), "freeze detection (lr ×0.2)");
         assert!(s.validate(20).is_ok());
         assert!(s.validate(10).unwrap_err().to_string().contains("switch_step"));
+    }
+
+    #[test]
+    fn replay_trains_the_first_task_from_its_buffer_every_kth_second_phase_step() {
+        let s = parse("kind = \"replay\"\nswitch_step = 10\nevery = 3").unwrap();
+        let plans: Vec<(StepTasks, bool)> = (8..17).map(|i| (s.plan(i).tasks, s.plan(i).replay)).collect();
+        use StepTasks::*;
+        assert_eq!(
+            plans,
+            [(Det, false), (Det, false), (Seg, false), (Seg, false), (Det, true), (Seg, false), (Seg, false), (Det, true), (Seg, false)]
+        );
+        assert_eq!(s.describe_phase(1), "replay segmentation (lr ×0.1; 1 step in 3 replays detection from a buffer of 5%)");
+        assert!(s.validate(20).is_ok());
+        for (bad, field) in [("every = 1", "strategy.every"), ("buffer = 0", "strategy.buffer"), ("buffer = 2.5", "strategy.buffer")] {
+            let s = parse(&format!("kind = \"replay\"\nswitch_step = 10\n{bad}")).unwrap();
+            assert!(s.validate(20).unwrap_err().to_string().contains(field), "{bad}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::loss::det::{det_loss, DetLossConfig, ImageTargets};
 use super::loss::distill::{kd_det_loss, kd_seg_loss};
 use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig};
 use super::penalty::Ewc;
+use super::replay::{make_buffer, BufferSource};
 use super::run_dir::EventLog;
 use super::timeline;
 use super::schedule::learning_rate;
@@ -156,6 +157,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 step: 0,
                 det_position: Position::default(),
                 seg_position: Position::default(),
+                replay_position: Position::default(),
                 best_map50: 0.0,
                 best_miou: 0.0,
                 lr_scale: 1.0,
@@ -233,6 +235,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let mut det_loader = Loader::starting_at(self.data.det_train.clone(), train_loader(self.config.seed), self.state.det_position)?;
         let mut seg_loader =
             Loader::starting_at(self.data.seg_train.clone(), train_loader(self.config.seed.wrapping_add(1)), self.state.seg_position)?;
+        // Replay's buffer loaders, made when first needed (the buffer depends on the strategy in force).
+        let (mut replay_det, mut replay_seg) = (None, None);
         let mut paused = false;
         let mut images_per_sec = 0.0f32;
         let reason = loop {
@@ -261,6 +265,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                         strategy.validate(self.config.steps)?;
                         self.state.strategy = strategy.clone();
                         self.state.strategy_since = self.state.step;
+                        self.state.replay_position = Position::default();
+                        (replay_det, replay_seg) = (None, None);
                         self.phase = None;
                         self.emit(Event::StrategyChanged { step: self.state.step, strategy })?;
                     }
@@ -293,8 +299,16 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             }
             let lr = learning_rate(&self.config.optim, self.state.step, self.config.steps) * plan.lr_factor * self.state.lr_scale;
             let step_start = Instant::now();
-            let det_batch = if plan.tasks.includes(Task::Det) { Some(next_batch(&mut det_loader, "detection")?) } else { None };
-            let seg_batch = if plan.tasks.includes(Task::Seg) { Some(next_batch(&mut seg_loader, "segmentation")?) } else { None };
+            let det_batch = match (plan.tasks.includes(Task::Det), plan.replay) {
+                (false, _) => None,
+                (true, false) => Some(next_batch(&mut det_loader, "detection")?),
+                (true, true) => Some(next_batch(self.replay_loader(&mut replay_det, &self.data.det_train)?, "replay")?),
+            };
+            let seg_batch = match (plan.tasks.includes(Task::Seg), plan.replay) {
+                (false, _) => None,
+                (true, false) => Some(next_batch(&mut seg_loader, "segmentation")?),
+                (true, true) => Some(next_batch(self.replay_loader(&mut replay_seg, &self.data.seg_train)?, "replay")?),
+            };
             for problem in det_batch.iter().flat_map(|b| &b.skipped).chain(seg_batch.iter().flat_map(|b| &b.skipped)) {
                 self.emit(Event::Warning { step: self.state.step, message: format!("skipped {problem}") })?;
             }
@@ -302,6 +316,12 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             let losses = self.train_step(plan.tasks, det_batch.as_ref(), seg_batch.as_ref(), lr)?;
             self.state.det_position = det_loader.position();
             self.state.seg_position = seg_loader.position();
+            if let Some(loader) = replay_det.as_ref().filter(|_| plan.replay) {
+                self.state.replay_position = loader.position();
+            }
+            if let Some(loader) = replay_seg.as_ref().filter(|_| plan.replay) {
+                self.state.replay_position = loader.position();
+            }
             self.state.step += 1;
             let rate = images as f32 / step_start.elapsed().as_secs_f32().max(1e-6);
             images_per_sec = if images_per_sec == 0.0 { rate } else { 0.9 * images_per_sec + 0.1 * rate };
@@ -354,6 +374,23 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         self.phase = Some(phase);
         let description = strategy.describe_phase(phase);
         self.emit(Event::Phase { step: self.state.step, phase, description })
+    }
+
+    /// Replay's buffer loader in `slot`, made on first use from the strategy's
+    /// buffer of `source` (listed in the run folder), at the saved position.
+    fn replay_loader<'a, S: BufferSource>(&self, slot: &'a mut Option<Loader<S>>, source: &S) -> Result<&'a mut Loader<S>> {
+        if slot.is_none() {
+            let StrategyConfig::Replay { buffer, .. } = self.state.strategy else {
+                bail!("a replay step without the replay strategy");
+            };
+            let seed = self.config.seed.wrapping_add(2);
+            let subset = make_buffer(source, buffer, seed, &self.run_dir)?;
+            let (size, batch) = (self.config.data.image_size, self.config.data.batch_size);
+            // A buffer smaller than a batch still gives (short) batches.
+            let config = LoaderConfig { threads: 1, drop_last: false, ..LoaderConfig::train(size, batch, seed) };
+            *slot = Some(Loader::starting_at(subset, config, self.state.replay_position)?);
+        }
+        Ok(slot.as_mut().expect("made above"))
     }
 
     /// The network as it was at the task switch: saved when the switch happens,
