@@ -152,6 +152,13 @@ fn sequential_forgets_the_first_task_while_alternate_and_joint_keep_both() {
     let buffer = std::fs::read_to_string(runs.path().join("replay").join("replay_buffer.txt")).unwrap();
     assert_eq!(buffer.lines().count(), 13, "{buffer}");
 
+    // Every evaluation carries the task-conflict meter, a cosine.
+    for (name, evals) in &results {
+        let cosines: Vec<f64> = evals.iter().map(|e| e.conflict.expect("the conflict meter").shared).collect();
+        eprintln!("{name}: task conflict {cosines:.3?}");
+        assert!(cosines.iter().all(|c| c.abs() <= 1.0 + 1e-9), "{name}: {cosines:?}");
+    }
+
     // The timeline stored every evaluation's predictions for the first images of each set.
     let seq_dir = runs.path().join("sequential");
     let steps = timeline::stored_steps(&seq_dir);

@@ -18,6 +18,8 @@ use crate::train::strategy::StrategyConfig;
 /// The presets the sweep takes its strategies from, in the order they are queued.
 const SWEEP_STRATEGIES: [&str; 8] = ["alternate", "joint", "joint-uncertainty", "sequential", "freeze", "lwf", "ewc", "replay"];
 
+const CONFLICT_HELP: &str = "Mean over the evaluations of the cosine between the detection and segmentation gradients on the shared backbone and neck (1: the tasks agree, below 0: they pull the shared weights apart); the lowest value in brackets";
+
 const FORGETTING_HELP: &str =
     "The largest best-minus-current drop seen at any evaluation: how much the task lost at its worst, even if it recovered later";
 
@@ -41,11 +43,12 @@ enum Column {
     BestMiou,
     DetForgetting,
     SegForgetting,
+    Conflict,
     WallTime,
 }
 
 impl Column {
-    const ALL: [Column; 11] = [
+    const ALL: [Column; 12] = [
         Column::Run,
         Column::Strategy,
         Column::Status,
@@ -56,6 +59,7 @@ impl Column {
         Column::BestMiou,
         Column::DetForgetting,
         Column::SegForgetting,
+        Column::Conflict,
         Column::WallTime,
     ];
 
@@ -71,6 +75,7 @@ impl Column {
             Column::BestMiou => "best mIoU",
             Column::DetForgetting => "detection forgetting",
             Column::SegForgetting => "segmentation forgetting",
+            Column::Conflict => "task conflict",
             Column::WallTime => "wall time",
         }
     }
@@ -80,6 +85,7 @@ impl Column {
             Column::Step => Some("Steps done / steps planned"),
             Column::FinalMap50 | Column::FinalMiou => Some("At the last evaluation"),
             Column::DetForgetting | Column::SegForgetting => Some(FORGETTING_HELP),
+            Column::Conflict => Some(CONFLICT_HELP),
             Column::WallTime => Some("Known once the run has finished"),
             _ => None,
         }
@@ -102,6 +108,8 @@ struct Row {
     best_miou: Option<f64>,
     det_forgetting: Option<f64>,
     seg_forgetting: Option<f64>,
+    /// Mean and lowest task-conflict cosine over the evaluations.
+    conflict: Option<(f64, f64)>,
     wall_seconds: Option<f64>,
 }
 
@@ -126,6 +134,7 @@ impl Row {
             // Without an evaluation there is nothing forgotten yet, rather than 0.
             det_forgetting: evaluated.then_some(det_forgetting),
             seg_forgetting: evaluated.then_some(seg_forgetting),
+            conflict: conflict_summary(run),
             // Only a finished run's log carries its wall time.
             wall_seconds: (run.wall_seconds > 0.0).then_some(run.wall_seconds),
         }
@@ -144,6 +153,7 @@ impl Row {
             Column::BestMiou => number(self.best_miou),
             Column::DetForgetting => number(self.det_forgetting),
             Column::SegForgetting => number(self.seg_forgetting),
+            Column::Conflict => self.conflict.map_or_else(|| "—".to_string(), |(mean, low)| format!("{mean:.3} ({low:.3})")),
             Column::WallTime => self.wall_seconds.map_or_else(|| "—".to_string(), format_duration),
         }
     }
@@ -156,6 +166,7 @@ impl Row {
             Column::BestMiou => self.best_miou,
             Column::DetForgetting => self.det_forgetting,
             Column::SegForgetting => self.seg_forgetting,
+            Column::Conflict => self.conflict.map(|(mean, _)| mean),
             Column::WallTime => self.wall_seconds,
             Column::Step => Some(self.step as f64),
             Column::Run | Column::Strategy | Column::Status => None,
@@ -296,6 +307,13 @@ fn rescale_switch_step(strategy: &mut StrategyConfig, from_steps: usize, to_step
     }
 }
 
+/// The mean and the lowest task-conflict cosine of a run's evaluations.
+fn conflict_summary(run: &RunRecord) -> Option<(f64, f64)> {
+    let values: Vec<f64> = run.evals.iter().filter_map(|e| e.conflict.map(|c| c.shared)).collect();
+    let low = values.iter().copied().reduce(f64::min)?;
+    Some((values.iter().sum::<f64>() / values.len() as f64, low))
+}
+
 /// The configuration keys that differ between the listed runs, one column per run.
 fn config_differences(ui: &mut egui::Ui, shared: &Shared, rows: &[Row]) {
     let configs: Vec<&TrainConfig> = rows
@@ -381,6 +399,7 @@ mod tests {
             best_miou: None,
             det_forgetting: None,
             seg_forgetting: None,
+            conflict: None,
             wall_seconds: None,
         }
     }
@@ -417,6 +436,9 @@ mod tests {
         assert_eq!(r.cell(Column::BestMiou), "—");
         assert_eq!(r.cell(Column::Step), "10/10");
         assert_eq!(r.cell(Column::WallTime), "1h 02m");
+        assert_eq!(r.cell(Column::Conflict), "—");
+        r.conflict = Some((0.1234, -0.25));
+        assert_eq!(r.cell(Column::Conflict), "0.123 (-0.250)");
         assert_eq!(format_duration(42.4), "42s");
         assert_eq!(format_duration(185.0), "3m 05s");
     }

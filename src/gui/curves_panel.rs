@@ -59,11 +59,13 @@ enum Metric {
     Miou,
     Lr,
     ImagesPerSec,
+    Conflict,
 }
 
 impl Metric {
     /// In grid order: two per row.
-    const ALL: [Metric; 6] = [Metric::DetLoss, Metric::SegLoss, Metric::Map50, Metric::Miou, Metric::Lr, Metric::ImagesPerSec];
+    const ALL: [Metric; 7] =
+        [Metric::DetLoss, Metric::SegLoss, Metric::Map50, Metric::Miou, Metric::Conflict, Metric::Lr, Metric::ImagesPerSec];
 
     /// The name in the CSV export.
     fn key(self) -> &'static str {
@@ -74,6 +76,7 @@ impl Metric {
             Metric::Miou => "miou",
             Metric::Lr => "lr",
             Metric::ImagesPerSec => "images_per_sec",
+            Metric::Conflict => "task_conflict",
         }
     }
 
@@ -85,6 +88,7 @@ impl Metric {
             Metric::Miou => "mIoU",
             Metric::Lr => "learning rate",
             Metric::ImagesPerSec => "images/s",
+            Metric::Conflict => "task conflict: cosine of the detection and segmentation gradients on the shared weights",
         }
     }
 
@@ -96,6 +100,7 @@ impl Metric {
             Metric::Miou => &series.miou,
             Metric::Lr => &series.lr,
             Metric::ImagesPerSec => &series.images_per_sec,
+            Metric::Conflict => &series.conflict,
         }
     }
 
@@ -107,9 +112,14 @@ impl Metric {
         matches!(self, Metric::DetLoss | Metric::SegLoss | Metric::ImagesPerSec)
     }
 
-    /// A score in [0, 1]: drawn on a fixed 0–1 axis unless zoomed.
-    fn is_fraction(self) -> bool {
-        matches!(self, Metric::Map50 | Metric::Miou)
+    /// The fixed axis of a bounded measure (scores in 0–1, the cosine in −1…1),
+    /// drawn unless the user zooms to the data.
+    fn fixed_range(self) -> Option<(f64, f64)> {
+        match self {
+            Metric::Map50 | Metric::Miou => Some((0.0, 1.0)),
+            Metric::Conflict => Some((-1.0, 1.0)),
+            _ => None,
+        }
     }
 
     fn format_value(self, value: f64) -> String {
@@ -135,8 +145,9 @@ impl CurvesPanel {
                 .on_hover_text("Exponential moving average of the losses and images/s (debiased, as TensorBoard does); evaluations and the learning rate are drawn raw");
             ui.checkbox(&mut self.envelope, "min/max band")
                 .on_hover_text("Behind each smoothed curve, the range of the raw values it averages");
-            ui.checkbox(&mut self.zoom_metrics, "zoom mAP50/mIoU to data")
-                .on_hover_text("Off: mAP50 and mIoU share a fixed 0–1 axis, so runs and early evaluations compare at a glance");
+            ui.checkbox(&mut self.zoom_metrics, "zoom metrics to data").on_hover_text(
+                "Off: mAP50 and mIoU share a fixed 0–1 axis and the task conflict −1…1, so runs and early evaluations compare at a glance",
+            );
             ui.separator();
             let any = !runs.is_empty();
             if ui.add_enabled(any, egui::Button::new("Export PNG")).on_hover_text("A picture of the plots").clicked() {
@@ -162,20 +173,22 @@ impl CurvesPanel {
         }
     }
 
-    /// Two plots a row, three rows.
+    /// In [`PLOT_ROWS`]: pairs, and the conflict meter across the whole width.
     fn plots(&mut self, ui: &mut egui::Ui, runs: &[&RunRecord], size: egui::Vec2) {
         self.lines.forget_all_but(runs);
         let mut curves = Metric::ALL.map(|m| self.lines.lines(runs, m, self.smoothing.0));
         let marks = grouped_markers(runs);
         let style = PlotStyle { envelope: self.envelope, unit_axis: !self.zoom_metrics };
-        for row in 0..3 {
+        let spacing = ui.spacing().item_spacing.x;
+        for row in PLOT_ROWS {
+            let width = size.x * 2.0 / row.len() as f32 + spacing * (2 - row.len()) as f32;
             ui.horizontal(|ui| {
-                for column in 0..2 {
-                    let index = row * 2 + column;
+                for metric in row {
+                    let index = Metric::ALL.iter().position(|m| m == metric).expect("every metric is in ALL");
                     let lines = std::mem::take(&mut curves[index]);
                     ui.vertical(|ui| {
-                        ui.strong(Metric::ALL[index].title());
-                        metric_plot(ui, Metric::ALL[index], lines, &marks, size, style);
+                        ui.strong(metric.title());
+                        metric_plot(ui, *metric, lines, &marks, egui::vec2(width, size.y), style);
                     });
                 }
             });
@@ -336,14 +349,23 @@ fn grouped_markers(runs: &[&RunRecord]) -> Vec<MarkGroup> {
     groups
 }
 
-/// The size of one plot: half the width, a third of the height the footer leaves.
+/// The plots' layout, row by row.
+const PLOT_ROWS: [&[Metric]; 4] = [
+    &[Metric::DetLoss, Metric::SegLoss],
+    &[Metric::Map50, Metric::Miou],
+    &[Metric::Conflict],
+    &[Metric::Lr, Metric::ImagesPerSec],
+];
+
+/// The size of one plot of a pair: half the width, a quarter of the height the footer leaves.
 fn plot_size(ui: &egui::Ui, footer_height: f32) -> egui::Vec2 {
     let available = ui.available_size();
     let spacing = ui.spacing().item_spacing;
     let title = ui.text_style_height(&egui::TextStyle::Body) + spacing.y;
     let width = ((available.x - spacing.x) / 2.0).max(MIN_PLOT_HEIGHT);
     // Inside an unbounded parent there is no height to share out.
-    let height = if available.y.is_finite() { (available.y - footer_height) / 3.0 - title - spacing.y } else { 2.0 * MIN_PLOT_HEIGHT };
+    let rows = PLOT_ROWS.len() as f32;
+    let height = if available.y.is_finite() { (available.y - footer_height) / rows - title - spacing.y } else { 2.0 * MIN_PLOT_HEIGHT };
     egui::vec2(width, height.max(MIN_PLOT_HEIGHT))
 }
 
@@ -356,12 +378,12 @@ fn metric_plot(
     size: egui::Vec2,
     style: PlotStyle,
 ) -> PlotBounds {
-    let unit_axis = style.unit_axis && metric.is_fraction();
-    let y_range = if unit_axis { Some((0.0, 1.0)) } else { y_range(&lines) };
+    let fixed = metric.fixed_range().filter(|_| style.unit_axis);
+    let y_range = fixed.or_else(|| y_range(&lines));
     let marks = marks.to_vec();
-    let mut plot = Plot::new(("curves", metric.key(), unit_axis));
-    if unit_axis {
-        plot = plot.include_y(0.0).include_y(1.0);
+    let mut plot = Plot::new(("curves", metric.key(), fixed.is_some()));
+    if let Some((low, high)) = fixed {
+        plot = plot.include_y(low).include_y(high);
     }
     plot
         .width(size.x)
@@ -374,7 +396,7 @@ fn metric_plot(
         .label_formatter(move |pos: &HoverPosition<'_>| Some(hover_text(metric, pos)))
         .show(ui, move |plot_ui| {
             // Evaluations are sparse: mark each one, so a single evaluation shows too.
-            let mark_points = matches!(metric, Metric::Map50 | Metric::Miou);
+            let mark_points = matches!(metric, Metric::Map50 | Metric::Miou | Metric::Conflict);
             for line in lines {
                 if let Some(behind) = &line.behind {
                     // Unnamed, so the legend keeps the smoothed line's colour.

@@ -65,6 +65,8 @@ pub struct Series {
     pub miou: Vec<[f64; 2]>,
     pub lr: Vec<[f64; 2]>,
     pub images_per_sec: Vec<[f64; 2]>,
+    /// The task-conflict meter (gradient cosine on the shared weights) at each evaluation.
+    pub conflict: Vec<[f64; 2]>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +160,9 @@ impl RunRecord {
                 let x = eval.step as f64;
                 self.series.map50.push([x, eval.map50]);
                 self.series.miou.push([x, eval.miou]);
+                if let Some(conflict) = eval.conflict {
+                    self.series.conflict.push([x, conflict.shared]);
+                }
                 self.evals.push(eval.clone());
             }
             Event::Phase { step, description, .. } => {
@@ -271,6 +276,7 @@ mod tests {
             seg_per_class: Default::default(),
             det_forgetting,
             seg_forgetting: 0.0,
+            conflict: None,
         })
     }
 
@@ -303,6 +309,12 @@ mod tests {
         assert!(record.status.is_resumable());
         assert_eq!(record.wall_seconds, 12.0);
         assert_eq!(record.progress(), 0.4);
+        // The conflict meter, where an evaluation carries it, is a series of its own.
+        assert!(record.series.conflict.is_empty());
+        let Event::Eval(mut with_meter) = eval(5, 0.2, 0.5, 0.1) else { unreachable!() };
+        with_meter.conflict = Some(crate::train::conflict::TaskConflict { shared: -0.2, backbone: -0.1, neck: -0.4 });
+        record.apply(&Event::Eval(with_meter));
+        assert_eq!(record.series.conflict, vec![[5.0, -0.2]]);
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::conflict::TaskConflict;
+
 use super::strategy::{StepTasks, StrategyConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +58,9 @@ pub struct EvalRecord {
     /// Best value so far minus the current one (0 when at the best).
     pub det_forgetting: f64,
     pub seg_forgetting: f64,
+    /// The task-conflict meter at this evaluation (absent in logs written before it existed).
+    #[serde(default)]
+    pub conflict: Option<TaskConflict>,
 }
 
 impl Event {

@@ -5,6 +5,7 @@ pub mod assigner;
 pub mod checkpoint;
 pub mod config;
 pub mod config_diff;
+pub mod conflict;
 pub mod ema;
 pub mod evaluate;
 pub mod events;

@@ -118,6 +118,18 @@ pub fn shared_gradients<B: AutodiffBackend>(net: &TwinNet<B>, grads: &B::Gradien
     collect.tensors
 }
 
+/// [`shared_gradients`] split into the backbone's and the neck's.
+pub fn shared_gradient_parts<B: AutodiffBackend>(
+    net: &TwinNet<B>,
+    grads: &B::Gradients,
+) -> (Vec<Tensor<B::InnerBackend, 1>>, Vec<Tensor<B::InnerBackend, 1>>) {
+    let mut backbone = FlattenGradients { grads, tensors: Vec::new() };
+    net.backbone.visit(&mut backbone);
+    let mut neck = FlattenGradients { grads, tensors: Vec::new() };
+    net.neck.visit(&mut neck);
+    (backbone.tensors, neck.tensors)
+}
+
 struct FlattenGradients<'a, B: AutodiffBackend> {
     grads: &'a B::Gradients,
     tensors: Vec<Tensor<B::InnerBackend, 1>>,

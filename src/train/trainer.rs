@@ -13,6 +13,7 @@ use crossbeam_channel::Receiver;
 
 use super::checkpoint::{self, CheckpointKind, TrainerState};
 use super::config::TrainConfig;
+use super::conflict::{self, TaskConflict};
 use super::ema::WeightEma;
 use super::evaluate::{validate, ValidationSets, ValidationSettings};
 use super::events::{Control, EvalRecord, Event, FinishReason};
@@ -117,6 +118,8 @@ pub struct Trainer<B: TwinAutodiffBackend> {
     mitigation: Mitigation<B>,
     /// The weight EMA, when `optim.ema_decay > 0`.
     ema: Option<WeightEma<B::InnerBackend>>,
+    /// The fixed batches the task-conflict meter uses, read at the first evaluation.
+    conflict_batches: Option<(DetBatch, SegBatch)>,
 }
 
 impl<B: TwinAutodiffBackend> Trainer<B> {
@@ -201,6 +204,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             phase: None,
             mitigation: Mitigation::None,
             ema,
+            conflict_batches: None,
         };
         for message in messages {
             trainer.emit(Event::Warning { step: trainer.state.step, message })?;
@@ -541,6 +545,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             seg_per_class: names(&self.state.seg_classes, result.seg.per_class_iou()),
             det_forgetting: self.state.best_map50 - map50,
             seg_forgetting: self.state.best_miou - miou,
+            conflict: Some(self.measure_conflict()?),
         };
         self.emit(Event::Eval(record))?;
         for (improved, kind) in [(improved_det, CheckpointKind::BestDet), (improved_seg, CheckpointKind::BestSeg)] {
@@ -551,6 +556,20 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             }
         }
         Ok(())
+    }
+
+    /// The task-conflict meter on the network as it trains (not the EMA), on one
+    /// fixed batch of each task's training images (the first, unaugmented).
+    fn measure_conflict(&mut self) -> Result<TaskConflict> {
+        if self.conflict_batches.is_none() {
+            let config = LoaderConfig { threads: 1, ..LoaderConfig::eval(self.config.data.image_size, self.config.data.batch_size) };
+            let det = Loader::new(self.data.det_train.clone(), config.clone())?.next().context("no detection batch for the conflict meter")?;
+            let seg = Loader::new(self.data.seg_train.clone(), config)?.next().context("no segmentation batch for the conflict meter")?;
+            self.conflict_batches = Some((det, seg));
+        }
+        let (det, seg) = self.conflict_batches.as_ref().expect("loaded above");
+        let net = &self.trainee.net;
+        Ok(conflict::measure(net, || self.det_loss_of(net, det), || self.seg_loss_of(net, seg)))
     }
 
     fn save_last(&mut self) -> Result<()> {

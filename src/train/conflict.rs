@@ -1,0 +1,102 @@
+//! The task-conflict meter: how far the detection and segmentation gradients
+//! on the shared weights point the same way, as the cosine of the angle between
+//! them (1: the tasks agree, 0: unrelated, < 0: each step for one undoes the
+//! other). Measured at every evaluation on one fixed batch of each task, with
+//! no optimiser step, over the backbone and the neck apart and together.
+
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::trainee::shared_gradient_parts;
+use crate::model::TwinNet;
+
+/// Gradient cosines between the two tasks on the shared weights.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TaskConflict {
+    /// Over the backbone and the neck together.
+    pub shared: f64,
+    pub backbone: f64,
+    pub neck: f64,
+}
+
+/// The cosines between the gradients of the two losses (each computed with
+/// `net`, one after the other: a backward pass frees its graph) on the shared weights.
+pub fn measure<B: AutodiffBackend>(
+    net: &TwinNet<B>,
+    det_loss: impl FnOnce() -> Tensor<B, 1>,
+    seg_loss: impl FnOnce() -> Tensor<B, 1>,
+) -> TaskConflict {
+    let det = shared_gradient_parts(net, &det_loss().backward());
+    let seg = shared_gradient_parts(net, &seg_loss().backward());
+    let sums = |a: &[Tensor<B::InnerBackend, 1>], b: &[Tensor<B::InnerBackend, 1>]| -> [f64; 3] {
+        let mut sums = [0.0; 3];
+        for (x, y) in a.iter().zip(b) {
+            let total = |t: Tensor<B::InnerBackend, 1>| t.sum().into_scalar().elem::<f64>();
+            sums[0] += total(x.clone() * y.clone());
+            sums[1] += total(x.clone().powi_scalar(2));
+            sums[2] += total(y.clone().powi_scalar(2));
+        }
+        sums
+    };
+    let backbone = sums(&det.0, &seg.0);
+    let neck = sums(&det.1, &seg.1);
+    let shared = [backbone[0] + neck[0], backbone[1] + neck[1], backbone[2] + neck[2]];
+    TaskConflict { shared: cosine(shared), backbone: cosine(backbone), neck: cosine(neck) }
+}
+
+/// `a·b / (|a| |b|)` from `[a·b, |a|², |b|²]`; 0 when either gradient is zero.
+fn cosine([dot, aa, bb]: [f64; 3]) -> f64 {
+    let norms = (aa * bb).sqrt();
+    if norms > 0.0 { dot / norms } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ModelConfig, ModelSize};
+    use crate::train::trainee::{shared_gradients, Trainee};
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::Distribution;
+
+    type B = Autodiff<Flex>;
+
+    /// Two losses of a tiny model that use the shared weights differently.
+    fn det_loss(net: &TwinNet<B>, images: &Tensor<B, 4>) -> Tensor<B, 1> {
+        let det = net.forward_det(images.clone());
+        det.cls_logits.powi_scalar(2).mean() + det.box_raw.mean()
+    }
+
+    fn seg_loss(net: &TwinNet<B>, images: &Tensor<B, 4>) -> Tensor<B, 1> {
+        net.forward_seg(images.clone()).slice([0..2, 0..1]).mean().neg()
+    }
+
+    fn flat(grads: Vec<Tensor<<B as AutodiffBackend>::InnerBackend, 1>>) -> Vec<f64> {
+        grads.into_iter().flat_map(|g| g.into_data().to_vec::<f32>().unwrap()).map(f64::from).collect()
+    }
+
+    #[test]
+    fn the_meter_is_the_cosine_of_the_two_gradients() {
+        let mut config = ModelConfig::new(ModelSize::N, 3, 4);
+        config.width = Some(0.25);
+        let trainee = Trainee::<B>::seeded(&config, 5, &Default::default());
+        let net = &trainee.net;
+        let images = Tensor::<B, 4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &Default::default());
+        let meter = measure(net, || det_loss(net, &images), || seg_loss(net, &images));
+
+        // By hand: both gradients as plain vectors, their cosine in f64.
+        let a = flat(shared_gradients(net, &det_loss(net, &images).backward()));
+        let b = flat(shared_gradients(net, &seg_loss(net, &images).backward()));
+        let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let by_hand = dot / (norm(&a) * norm(&b));
+        assert!((meter.shared - by_hand).abs() < 1e-6, "meter {}, by hand {by_hand}", meter.shared);
+        assert!(meter.shared.abs() < 0.99, "two different losses do not point the same way: {meter:?}");
+        assert!([meter.backbone, meter.neck].iter().all(|c| c.abs() <= 1.0 + 1e-9));
+
+        // A loss against itself agrees fully; against its negative, fully opposes.
+        let same = measure(net, || det_loss(net, &images), || det_loss(net, &images));
+        let opposite = measure(net, || det_loss(net, &images), || det_loss(net, &images).neg());
+        assert!((same.shared - 1.0).abs() < 1e-6 && (opposite.shared + 1.0).abs() < 1e-6, "{same:?} {opposite:?}");
+    }
+}
