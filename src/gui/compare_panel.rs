@@ -42,13 +42,15 @@ enum Column {
     FinalMiou,
     BestMiou,
     DetForgetting,
+    DetForgettingEnd,
     SegForgetting,
+    SegForgettingEnd,
     Conflict,
     WallTime,
 }
 
 impl Column {
-    const ALL: [Column; 12] = [
+    const ALL: [Column; 14] = [
         Column::Run,
         Column::Strategy,
         Column::Status,
@@ -58,7 +60,9 @@ impl Column {
         Column::FinalMiou,
         Column::BestMiou,
         Column::DetForgetting,
+        Column::DetForgettingEnd,
         Column::SegForgetting,
+        Column::SegForgettingEnd,
         Column::Conflict,
         Column::WallTime,
     ];
@@ -74,7 +78,9 @@ impl Column {
             Column::FinalMiou => "final mIoU",
             Column::BestMiou => "best mIoU",
             Column::DetForgetting => "detection forgetting",
+            Column::DetForgettingEnd => "at end",
             Column::SegForgetting => "segmentation forgetting",
+            Column::SegForgettingEnd => "at end",
             Column::Conflict => "task conflict",
             Column::WallTime => "wall time",
         }
@@ -86,6 +92,7 @@ impl Column {
             Column::FinalMap50 | Column::FinalMiou => Some("At the last evaluation"),
             Column::DetForgetting | Column::SegForgetting => Some(FORGETTING_HELP),
             Column::Conflict => Some(CONFLICT_HELP),
+            Column::DetForgettingEnd | Column::SegForgettingEnd => Some("Best so far minus the value at the last evaluation: what the task has lost and not won back"),
             Column::WallTime => Some("Known once the run has finished"),
             _ => None,
         }
@@ -108,6 +115,9 @@ struct Row {
     best_miou: Option<f64>,
     det_forgetting: Option<f64>,
     seg_forgetting: Option<f64>,
+    /// At the last evaluation (the largest is the two above).
+    det_forgetting_end: Option<f64>,
+    seg_forgetting_end: Option<f64>,
     /// Mean and lowest task-conflict cosine over the evaluations.
     conflict: Option<(f64, f64)>,
     wall_seconds: Option<f64>,
@@ -134,6 +144,8 @@ impl Row {
             // Without an evaluation there is nothing forgotten yet, rather than 0.
             det_forgetting: evaluated.then_some(det_forgetting),
             seg_forgetting: evaluated.then_some(seg_forgetting),
+            det_forgetting_end: run.last_eval().map(|e| e.det_forgetting),
+            seg_forgetting_end: run.last_eval().map(|e| e.seg_forgetting),
             conflict: conflict_summary(run),
             // Only a finished run's log carries its wall time.
             wall_seconds: (run.wall_seconds > 0.0).then_some(run.wall_seconds),
@@ -153,6 +165,8 @@ impl Row {
             Column::BestMiou => number(self.best_miou),
             Column::DetForgetting => number(self.det_forgetting),
             Column::SegForgetting => number(self.seg_forgetting),
+            Column::DetForgettingEnd => number(self.det_forgetting_end),
+            Column::SegForgettingEnd => number(self.seg_forgetting_end),
             Column::Conflict => self.conflict.map_or_else(|| "—".to_string(), |(mean, low)| format!("{mean:.3} ({low:.3})")),
             Column::WallTime => self.wall_seconds.map_or_else(|| "—".to_string(), format_duration),
         }
@@ -166,6 +180,8 @@ impl Row {
             Column::BestMiou => self.best_miou,
             Column::DetForgetting => self.det_forgetting,
             Column::SegForgetting => self.seg_forgetting,
+            Column::DetForgettingEnd => self.det_forgetting_end,
+            Column::SegForgettingEnd => self.seg_forgetting_end,
             Column::Conflict => self.conflict.map(|(mean, _)| mean),
             Column::WallTime => self.wall_seconds,
             Column::Step => Some(self.step as f64),
@@ -186,6 +202,11 @@ impl ComparePanel {
             ui.label("No runs yet: start one on Setup, or a strategy sweep below.");
         } else {
             self.table(ui, &rows);
+        }
+        if rows.iter().any(|r| r.final_map50.is_some()) {
+            egui::CollapsingHeader::new("Final metrics and forgetting").id_salt("compare-chart").default_open(true).show(ui, |ui| {
+                outcome_chart(ui, &rows);
+            });
         }
         if rows.len() >= 2 {
             ui.separator();
@@ -307,6 +328,44 @@ fn rescale_switch_step(strategy: &mut StrategyConfig, from_steps: usize, to_step
     }
 }
 
+/// Per run, grouped bars: final mAP50 and mIoU, and the forgetting at the end
+/// of each task (drawn below zero, as losses).
+fn outcome_chart(ui: &mut egui::Ui, rows: &[Row]) {
+    let series: [(&str, egui::Color32, fn(&Row) -> Option<f64>); 4] = [
+        ("final mAP50", egui::Color32::from_rgb(78, 121, 167), |r| r.final_map50),
+        ("final mIoU", egui::Color32::from_rgb(89, 161, 79), |r| r.final_miou),
+        ("detection forgetting at end", egui::Color32::from_rgb(242, 142, 43), |r| r.det_forgetting_end.map(|f| -f)),
+        ("segmentation forgetting at end", egui::Color32::from_rgb(225, 87, 89), |r| r.seg_forgetting_end.map(|f| -f)),
+    ];
+    let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+    let width = 0.8 / series.len() as f64;
+    let charts: Vec<egui_plot::BarChart> = series
+        .iter()
+        .enumerate()
+        .map(|(k, (name, color, value))| {
+            let bars = rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, row)| value(row).map(|v| (i, v)))
+                .map(|(i, v)| egui_plot::Bar::new(i as f64 + (k as f64 - 1.5) * width, v).width(width * 0.9).name(&names[i]))
+                .collect();
+            egui_plot::BarChart::new(*name, bars).color(*color)
+        })
+        .collect();
+    egui_plot::Plot::new("compare-outcomes")
+        .height(220.0)
+        .allow_scroll(false)
+        .include_y(-0.2)
+        .include_y(1.0)
+        .legend(egui_plot::Legend::default())
+        .x_axis_formatter(super::category_axis(names))
+        .show(ui, |plot_ui| {
+            for chart in charts {
+                plot_ui.bar_chart(chart);
+            }
+        });
+}
+
 /// The mean and the lowest task-conflict cosine of a run's evaluations.
 fn conflict_summary(run: &RunRecord) -> Option<(f64, f64)> {
     let values: Vec<f64> = run.evals.iter().filter_map(|e| e.conflict.map(|c| c.shared)).collect();
@@ -399,6 +458,8 @@ mod tests {
             best_miou: None,
             det_forgetting: None,
             seg_forgetting: None,
+            det_forgetting_end: None,
+            seg_forgetting_end: None,
             conflict: None,
             wall_seconds: None,
         }
@@ -472,6 +533,41 @@ mod tests {
         base.steps = 1;
         let error = sweep_configs(&base).unwrap_err();
         assert!(format!("{error:#}").contains("sequential"), "{error:#}");
+    }
+
+    #[test]
+    fn evaluated_runs_get_forgetting_at_end_and_the_outcome_chart() {
+        use crate::gui::run_record::RunStatus;
+        use crate::train::events::{EvalRecord, Event};
+        use egui_kittest::kittest::Queryable;
+        let dir = tempfile::tempdir().unwrap();
+        let mut shared = Shared::new(crate::gui::settings::Settings { runs_dir: dir.path().into(), ..Default::default() });
+        let mut record = RunRecord::new(&dir.path().join("a"), TrainConfig::load_preset("quick", &[]).unwrap(), RunStatus::Completed);
+        for (step, map50, det_forgetting) in [(100, 0.5, 0.0), (200, 0.2, 0.3), (300, 0.4, 0.1)] {
+            let eval = EvalRecord {
+                step,
+                map50,
+                miou: 0.6,
+                pixel_acc: 0.8,
+                det_per_class: Default::default(),
+                seg_per_class: Default::default(),
+                det_forgetting,
+                seg_forgetting: 0.0,
+                conflict: None,
+            };
+            record.apply(&Event::Eval(eval));
+        }
+        let row = Row::new(&record);
+        // The largest drop (0.3 at step 200) and what is still lost at the end (0.1).
+        assert_eq!((row.det_forgetting, row.det_forgetting_end), (Some(0.3), Some(0.1)));
+        shared.session.records.push(record);
+        let mut harness = egui_kittest::Harness::builder()
+            .with_size([1400.0, 900.0])
+            .build_ui_state(|ui, (panel, shared): &mut (ComparePanel, Shared)| panel.ui(ui, shared), (ComparePanel::default(), shared));
+        harness.step();
+        harness.get_by_label("Final metrics and forgetting");
+        assert_eq!(harness.query_all_by_label("at end").count(), 2);
+        harness.get_by_label("0.100");
     }
 
     #[test]

@@ -67,10 +67,7 @@ fn class_axis_plot(id: &'static str, names: Vec<String>) -> Plot<'static> {
         .height(PLOT_HEIGHT)
         .allow_scroll(false)
         .include_y(0.0)
-        .x_axis_formatter(move |mark, _| {
-            let i = mark.value.round();
-            if (mark.value - i).abs() < 1e-6 && i >= 0.0 { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
-        })
+        .x_axis_formatter(super::category_axis(names))
 }
 
 fn image_sizes(ui: &mut egui::Ui, id: &'static str, sizes: &SizeSummary) {

@@ -55,3 +55,11 @@ pub(crate) fn csv_field(field: &str) -> String {
     }
 }
 
+/// An x-axis formatter naming categories at the integer positions 0, 1, 2, …
+/// (bar charts over classes or runs) and nothing between them.
+pub(crate) fn category_axis(names: Vec<String>) -> impl Fn(egui_plot::GridMark, &std::ops::RangeInclusive<f64>) -> String {
+    move |mark, _| {
+        let i = mark.value.round();
+        if (mark.value - i).abs() < 1e-6 && i >= 0.0 { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+    }
+}
