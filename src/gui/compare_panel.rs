@@ -201,7 +201,8 @@ impl ComparePanel {
         if rows.is_empty() {
             ui.label("No runs yet: start one on Setup, or a strategy sweep below.");
         } else {
-            self.table(ui, &rows);
+            // The table scrolls sideways rather than widening the panel past the window.
+            egui::ScrollArea::horizontal().id_salt("compare-table-scroll").show(ui, |ui| self.table(ui, &rows));
         }
         if rows.iter().any(|r| r.final_map50.is_some()) {
             egui::CollapsingHeader::new("Final metrics and forgetting").id_salt("compare-chart").default_open(true).show(ui, |ui| {
