@@ -13,10 +13,11 @@ use super::shared::Shared;
 use crate::train::config::TrainConfig;
 use crate::train::config_diff::config_diff;
 use crate::train::presets::preset_names;
-use crate::train::strategy::StrategyConfig;
+use crate::train::strategy::{StrategyConfig, Task};
 
 /// The presets the sweep takes its strategies from, in the order they are queued.
-const SWEEP_STRATEGIES: [&str; 8] = ["alternate", "joint", "joint-uncertainty", "sequential", "freeze", "lwf", "ewc", "replay"];
+const SWEEP_STRATEGIES: [&str; 9] =
+    ["alternate", "joint", "joint-uncertainty", "naive", "sequential", "freeze", "lwf", "ewc", "replay"];
 
 const CONFLICT_HELP: &str = "Mean over the evaluations of the cosine between the detection and segmentation gradients on the shared backbone and neck (1: the tasks agree, below 0: they pull the shared weights apart); the lowest value in brackets";
 
@@ -29,6 +30,8 @@ pub struct ComparePanel {
     sort: Option<(Column, bool)>,
     /// The sweep's base preset; `None` until the user picks one (then the Setup preset).
     sweep_base: Option<String>,
+    /// The sweep runs the sequential family segmentation-first too.
+    sweep_both_orders: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,9 +269,11 @@ impl ComparePanel {
                     ui.selectable_value(base, name.clone(), name);
                 }
             });
+            ui.checkbox(&mut self.sweep_both_orders, "sequential family in both orders")
+                .on_hover_text("Also run naive, sequential, freeze, lwf, ewc and replay with segmentation first (named …-seg-first)");
             let hint = format!("Queue the base preset once per strategy on {}", shared.device);
             if ui.button("Start strategy sweep").on_hover_text(hint).clicked() {
-                let notice = start_sweep(base, shared);
+                let notice = start_sweep(base, self.sweep_both_orders, shared);
                 shared.notifications.push(notice);
             }
         });
@@ -276,8 +281,8 @@ impl ComparePanel {
 }
 
 /// Queues the sweep of `base` and checks its runs so Curves overlays them.
-fn start_sweep(base: &str, shared: &mut Shared) -> Notice {
-    let configs = match TrainConfig::load_preset(base, &[]).and_then(|config| sweep_configs(&config)) {
+fn start_sweep(base: &str, both_orders: bool, shared: &mut Shared) -> Notice {
+    let configs = match TrainConfig::load_preset(base, &[]).and_then(|config| sweep_configs(&config, both_orders)) {
         Ok(configs) => configs,
         Err(error) => return Notice::error(format!("strategy sweep: {error:#}")),
     };
@@ -297,20 +302,30 @@ fn start_sweep(base: &str, shared: &mut Shared) -> Notice {
 
 /// `base` once per sweep strategy, named `<base>-<strategy preset>`. Each takes
 /// the strategy of its preset; a switch step is moved to the same fraction of
-/// `base`'s steps as in its preset, so the phases split a longer or shorter run alike.
-pub fn sweep_configs(base: &TrainConfig) -> Result<Vec<TrainConfig>> {
-    SWEEP_STRATEGIES
-        .iter()
-        .map(|&preset| {
-            let source = TrainConfig::load_preset(preset, &[])?;
-            let mut config = base.clone();
-            config.strategy = source.strategy;
-            rescale_switch_step(&mut config.strategy, source.steps, base.steps);
-            config.name = format!("{}-{preset}", base.name);
-            config.validate().with_context(|| format!("strategy sweep with {preset} on {}", base.name))?;
-            Ok(config)
-        })
-        .collect()
+/// `base`'s steps as in its preset, so the phases split a longer or shorter run
+/// alike. With `both_orders`, each sequential-family run is followed by its
+/// segmentation-first twin, named `…-seg-first`.
+pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainConfig>> {
+    let mut configs = Vec::new();
+    for &preset in &SWEEP_STRATEGIES {
+        let source = TrainConfig::load_preset(preset, &[])?;
+        let mut config = base.clone();
+        config.strategy = source.strategy;
+        rescale_switch_step(&mut config.strategy, source.steps, base.steps);
+        config.name = format!("{}-{preset}", base.name);
+        config.validate().with_context(|| format!("strategy sweep with {preset} on {}", base.name))?;
+        let twin = (both_orders && config.strategy.sequence().is_some()).then(|| {
+            let first = config.strategy.sequence().map_or(Task::Det, |s| s.first);
+            TrainConfig {
+                name: format!("{}-{}-first", config.name, if first == Task::Det { "seg" } else { "det" }),
+                strategy: config.strategy.clone().with_first(first.other()),
+                ..config.clone()
+            }
+        });
+        configs.push(config);
+        configs.extend(twin);
+    }
+    Ok(configs)
 }
 
 fn rescale_switch_step(strategy: &mut StrategyConfig, from_steps: usize, to_steps: usize) {
@@ -508,14 +523,25 @@ mod tests {
     #[test]
     fn the_sweep_gives_the_base_each_strategy() {
         let base = TrainConfig::load_preset("quick", &[]).unwrap();
-        let configs = sweep_configs(&base).unwrap();
+        let configs = sweep_configs(&base, false).unwrap();
         let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
-            ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc", "quick-replay"]
+            [
+                "quick-alternate",
+                "quick-joint",
+                "quick-joint-uncertainty",
+                "quick-naive",
+                "quick-sequential",
+                "quick-freeze",
+                "quick-lwf",
+                "quick-ewc",
+                "quick-replay"
+            ]
         );
         let kinds: Vec<&str> = configs.iter().map(|c| c.strategy.name()).collect();
-        assert_eq!(kinds, ["alternate", "joint", "joint", "sequential", "freeze", "lwf", "ewc", "replay"]);
+        assert_eq!(kinds, ["alternate", "joint", "joint", "sequential", "sequential", "freeze", "lwf", "ewc", "replay"]);
+        assert_eq!(configs[3].strategy.sequence().unwrap().lr_factor, 1.0, "naive keeps the full rate");
         // Everything but the strategy and the name is the base's.
         for config in &configs {
             assert_eq!(TrainConfig { name: base.name.clone(), strategy: base.strategy.clone(), ..config.clone() }, base);
@@ -529,11 +555,22 @@ mod tests {
     fn the_switch_step_keeps_its_fraction_of_the_run() {
         let mut base = TrainConfig::load_preset("quick", &[]).unwrap();
         base.steps = 1000;
-        let configs = sweep_configs(&base).unwrap();
+        let configs = sweep_configs(&base, false).unwrap();
         assert!(configs[3..].iter().all(|c| c.strategy.sequence().unwrap().switch_step == 500));
         base.steps = 1;
-        let error = sweep_configs(&base).unwrap_err();
-        assert!(format!("{error:#}").contains("sequential"), "{error:#}");
+        let error = sweep_configs(&base, false).unwrap_err();
+        assert!(format!("{error:#}").contains("strategy sweep with naive"), "{error:#}");
+    }
+
+    #[test]
+    fn both_orders_add_a_segmentation_first_twin_to_the_sequential_family() {
+        let base = TrainConfig::load_preset("quick", &[]).unwrap();
+        let configs = sweep_configs(&base, true).unwrap();
+        assert_eq!(configs.len(), 9 + 6);
+        let naive: Vec<(&str, Task)> =
+            configs[3..5].iter().map(|c| (c.name.as_str(), c.strategy.sequence().unwrap().first)).collect();
+        assert_eq!(naive, [("quick-naive", Task::Det), ("quick-naive-seg-first", Task::Seg)]);
+        assert!(configs.iter().filter(|c| c.strategy.sequence().is_none()).all(|c| !c.name.ends_with("-first")));
     }
 
     #[test]
@@ -585,7 +622,7 @@ mod tests {
         harness.step();
         let shared = &harness.state().1;
         let queued: Vec<&str> = shared.session.records.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(queued, ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc", "quick-replay"]);
+        assert_eq!(queued, ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-naive", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc", "quick-replay"]);
         assert!(queued.iter().all(|name| shared.selection.checked.contains(*name)));
         assert!(shared.notifications.items.iter().any(|(n, _)| n.text.starts_with("strategy sweep: queued quick-alternate")));
         // The table lists them; the configuration differences have them as columns, and as `name`.

@@ -16,6 +16,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("joint", include_str!("../../presets/joint.toml")),
     ("joint-uncertainty", include_str!("../../presets/joint-uncertainty.toml")),
     ("lwf", include_str!("../../presets/lwf.toml")),
+    ("naive", include_str!("../../presets/naive.toml")),
     ("quick", include_str!("../../presets/quick.toml")),
     ("replay", include_str!("../../presets/replay.toml")),
     ("sequential", include_str!("../../presets/sequential.toml")),

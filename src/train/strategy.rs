@@ -268,6 +268,19 @@ impl StrategyConfig {
         }
     }
 
+    /// The same strategy with `task` first (the sequential family; others are unchanged).
+    pub fn with_first(mut self, task: Task) -> Self {
+        match &mut self {
+            Self::Sequential { first, .. }
+            | Self::Freeze { first, .. }
+            | Self::Lwf { first, .. }
+            | Self::Ewc { first, .. }
+            | Self::Replay { first, .. } => *first = task,
+            Self::Alternate { .. } | Self::Joint { .. } => {}
+        }
+        self
+    }
+
     /// Loss weights and weighting mode for the strategies that combine tasks.
     pub fn weighting(&self) -> (Weighting, f32, f32) {
         match *self {
