@@ -42,10 +42,8 @@ pub fn judge_image(gts: &[GroundTruth], dets: &[Detection]) -> ImageErrors {
     for d in order {
         let det = Detection { image: 0, ..dets[d] };
         let candidates = groups.get(&(det.class, 0)).map_or(&[][..], Vec::as_slice);
-        let before = taken.clone();
         outcomes[d] = match match_detection(&det, candidates, &gts, &mut taken) {
-            Outcome::TruePositive => {
-                let object = (0..gts.len()).find(|&g| taken[g] && !before[g]).expect("a match takes an object");
+            Outcome::TruePositive(object) => {
                 found_by[object] = Some(det.score);
                 BoxOutcome::TruePositive
             }

@@ -26,7 +26,8 @@ pub const VOC_IOU_THRESHOLD: f64 = 0.5;
 /// What one detection turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    TruePositive,
+    /// Found the object with this index (now taken).
+    TruePositive(usize),
     FalsePositive,
     /// Matched a difficult object: left out of the curve entirely.
     Ignored,
@@ -106,7 +107,7 @@ pub fn pr_curves(gts: &[GroundTruth], dets: &[Detection], num_classes: usize) ->
             let det = &dets[d];
             let candidates = groups.get(&(class, det.image)).map_or(&[][..], Vec::as_slice);
             match match_detection(det, candidates, gts, &mut taken) {
-                Outcome::TruePositive => tp += 1,
+                Outcome::TruePositive(_) => tp += 1,
                 Outcome::FalsePositive => fp += 1,
                 // The devkit keeps the entry with tp = fp = 0, which repeats the previous
                 // point of the curve (or adds (0, 0) at its start): neither AP changes.
@@ -141,7 +142,7 @@ pub(crate) fn match_detection(det: &Detection, candidates: &[usize], gts: &[Grou
                 Outcome::FalsePositive
             } else {
                 taken[g] = true;
-                Outcome::TruePositive
+                Outcome::TruePositive(g)
             }
         }
         _ => Outcome::FalsePositive,
