@@ -90,16 +90,7 @@ impl Predictor {
             .map(|d| d.map(|_| (images.next().expect("one per decoded"), predictions.next().expect("one per image"))))
             .collect()
     }
-}
 
-/// Both tasks scored on their full validation splits.
-pub struct FullValidation {
-    pub validation: Validation,
-    pub det_images: usize,
-    pub seg_images: usize,
-}
-
-impl Predictor {
     /// Scores this checkpoint on the whole validation splits `config` names, with
     /// the post-processing the run's evaluations use (what `eval --run` prints).
     pub fn validate_full(&self, config: &TrainConfig, on_batch: OnValidationBatch) -> Result<FullValidation> {
@@ -115,6 +106,13 @@ impl Predictor {
         let validation = validate(&self.net, &sets, &settings, &Default::default(), on_batch)?;
         Ok(FullValidation { validation, det_images: det.records.len(), seg_images: seg.records.len() })
     }
+}
+
+/// Both tasks scored on their full validation splits.
+pub struct FullValidation {
+    pub validation: Validation,
+    pub det_images: usize,
+    pub seg_images: usize,
 }
 
 /// The normalised letterboxed input of one image and its letterbox.

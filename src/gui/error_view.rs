@@ -8,6 +8,7 @@ use image::GrayImage;
 
 use crate::data::augment::{voc_to_xyxy, xyxy_to_voc};
 use crate::data::truth::ImageTruth;
+use crate::data::voc::VocAnnotation;
 use crate::eval::box_errors::{judge_image, BoxOutcome, ImageErrors};
 use crate::eval::{Detection as EvalDetection, GroundTruth};
 use crate::model::postprocess::Detection;
@@ -78,16 +79,15 @@ impl ErrorLayer {
 /// corners, with their difficult flag) or a mask.
 pub fn truth_parts(truth: ImageTruth) -> (Option<Vec<(Detection, bool)>>, Option<GrayImage>) {
     match truth {
-        ImageTruth::Boxes(annotation) => {
-            let boxes = annotation
-                .objects
-                .iter()
-                .map(|o| (Detection { bbox: voc_to_xyxy(o.bbox), class: o.class, score: 1.0 }, o.difficult))
-                .collect();
-            (Some(boxes), None)
-        }
+        ImageTruth::Boxes(annotation) => (Some(annotation_boxes(&annotation)), None),
         ImageTruth::Mask(mask) => (None, Some(mask)),
     }
+}
+
+/// An annotation's objects as boxes in the predictions' coordinates (0-based,
+/// continuous), each with its difficult flag.
+pub fn annotation_boxes(annotation: &VocAnnotation) -> Vec<(Detection, bool)> {
+    annotation.objects.iter().map(|o| (Detection { bbox: voc_to_xyxy(o.bbox), class: o.class, score: 1.0 }, o.difficult)).collect()
 }
 
 /// Right (green), wrong (red) and ignored (grey, unlabelled in the ground truth) pixels.

@@ -15,8 +15,7 @@ use image::imageops::FilterType;
 use image::{GrayImage, ImageBuffer, Luma, Pixel, RgbImage};
 
 use super::error_view::{pixel_error_image, ErrorLayer, FALSE_POSITIVE, IGNORED, MISSED, TRUE_POSITIVE};
-use super::inference::SCORE_FLOOR;
-use crate::model::postprocess::{Detection, PostprocessConfig};
+use crate::model::postprocess::{Detection, PostprocessConfig, DISPLAY_SCORE_FLOOR};
 use crate::overlay::{self, class_color};
 use crate::predictor::Prediction;
 
@@ -55,7 +54,7 @@ impl Default for OverlayOptions {
 impl OverlayOptions {
     /// The sliders and the class filters (with each class's colour as a legend).
     pub fn controls(&mut self, ui: &mut egui::Ui, det_classes: &[String], seg_classes: &[String]) {
-        ui.add(egui::Slider::new(&mut self.score_threshold, SCORE_FLOOR..=1.0).text("Score threshold"));
+        ui.add(egui::Slider::new(&mut self.score_threshold, DISPLAY_SCORE_FLOOR..=1.0).text("Score threshold"));
         ui.add(egui::Slider::new(&mut self.opacity, 0.0..=1.0).text("Mask opacity"));
         ui.horizontal(|ui| {
             ui.checkbox(&mut self.show_errors, "Show errors").on_hover_text(

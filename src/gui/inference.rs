@@ -17,19 +17,16 @@ use crate::data::batch::decode_rgb;
 use crate::data::truth::truth_beside;
 use crate::data::ClassList;
 use crate::data::Problem;
-use crate::model::postprocess::PostprocessConfig;
+use crate::model::postprocess::{PostprocessConfig, DISPLAY_SCORE_FLOOR};
 use crate::predictor::{Prediction, Predictor};
 use crate::train::checkpoint::{self, CheckpointKind};
-
-/// The lowest detection score kept, and the low end of the score slider.
-pub const SCORE_FLOOR: f32 = 0.05;
 
 /// Images per forward pass between progress reports and cancellation checks.
 const CHUNK: usize = 8;
 
-/// Display post-processing (one class per anchor, display NMS) down to [`SCORE_FLOOR`].
+/// Display post-processing (one class per anchor, display NMS) down to [`DISPLAY_SCORE_FLOOR`].
 pub fn display_postprocess() -> PostprocessConfig {
-    PostprocessConfig { score_threshold: SCORE_FLOOR, ..PostprocessConfig::display() }
+    PostprocessConfig { score_threshold: DISPLAY_SCORE_FLOOR, ..PostprocessConfig::display() }
 }
 
 /// Which checkpoint made a prediction, and the class names its indices refer to.

@@ -10,7 +10,7 @@ use eframe::egui::{self, Vec2};
 use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
 
-use super::error_view::ErrorLayer;
+use super::error_view::{annotation_boxes, ErrorLayer};
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
 use super::inference::{predict, ModelInfo, PredictorCache};
 use super::inspect_export::{ExportRequest, ExportRow};
@@ -19,7 +19,6 @@ use super::inspect_timeline::TimelineView;
 use super::job::{Job, Progress};
 use super::shared::Shared;
 use crate::data::ade::{read_mask, AdeRecord};
-use crate::data::augment::voc_to_xyxy;
 use crate::data::batch::decode_rgb;
 use crate::data::voc::VocRecord;
 use crate::data::Problem;
@@ -436,8 +435,8 @@ fn inspect(
         .zip(det_images)
         .zip(det_predictions)
         .map(|((record, image), prediction)| {
-            let difficult = record.annotation.objects.iter().map(|o| o.difficult).collect();
-            Sample::new(record.id.clone(), image, Truth::Boxes(truth_boxes(record)), difficult, prediction)
+            let (boxes, difficult) = annotation_boxes(&record.annotation).into_iter().unzip();
+            Sample::new(record.id.clone(), image, Truth::Boxes(boxes), difficult, prediction)
         })
         .collect();
     let seg = seg_records
@@ -495,10 +494,6 @@ fn keep_readable<T>(items: Vec<Result<T, Problem>>, skipped: &mut Vec<Problem>) 
         .collect()
 }
 
-/// A record's objects as boxes in the predictions' coordinates (0-based, continuous).
-fn truth_boxes(record: &VocRecord) -> Vec<Detection> {
-    record.annotation.objects.iter().map(|o| Detection { bbox: voc_to_xyxy(o.bbox), class: o.class, score: 1.0 }).collect()
-}
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use super::run_record::RunRecord;
 use crate::data::batch::decode_rgb;
 use crate::data::truth::truth_beside;
 use crate::data::ClassList;
-use crate::model::postprocess::Detection;
+use crate::model::postprocess::{Detection, DISPLAY_SCORE_FLOOR};
 use crate::train::timeline::{self, TimelinePrediction, TimelineStep};
 
 const VIEW_HEIGHT: f32 = 380.0;
@@ -169,7 +169,7 @@ impl TimelineView {
             ui.selectable_value(&mut self.task, Task::Detection, format!("Detection images ({})", loaded.det.len()));
             ui.selectable_value(&mut self.task, Task::Segmentation, format!("Segmentation images ({})", loaded.seg.len()));
             ui.separator();
-            ui.add(egui::Slider::new(&mut self.options.score_threshold, super::inference::SCORE_FLOOR..=1.0).text("Score threshold"));
+            ui.add(egui::Slider::new(&mut self.options.score_threshold, DISPLAY_SCORE_FLOOR..=1.0).text("Score threshold"));
             ui.checkbox(&mut self.options.show_errors, "Show errors");
         });
     }

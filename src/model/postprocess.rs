@@ -33,6 +33,10 @@ impl Default for PostprocessConfig {
     }
 }
 
+/// The lowest detection score any view keeps: the low end of the workbench's
+/// score slider, and the floor of the boxes a run's timeline stores.
+pub const DISPLAY_SCORE_FLOOR: f32 = 0.05;
+
 impl PostprocessConfig {
     /// Settings for showing detections.
     pub fn display() -> Self {

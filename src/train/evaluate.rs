@@ -18,7 +18,7 @@ use crate::eval::{
     CONFUSION_SCORE_THRESHOLD,
 };
 use crate::model::TwinNet;
-use crate::model::postprocess::{Detection, PostprocessConfig};
+use crate::model::postprocess::{Detection, PostprocessConfig, DISPLAY_SCORE_FLOOR};
 use crate::model::predict::{detect_batch, segment_batch};
 use crate::train::config::DataConfig;
 
@@ -89,7 +89,7 @@ pub struct Validation {
 }
 
 /// Predictions kept for the run's timeline: by image index, boxes for the
-/// detection images (down to the display floor) and masks for the segmentation images.
+/// detection images (down to [`DISPLAY_SCORE_FLOOR`]: no view draws lower) and masks for the segmentation images.
 #[derive(Default)]
 pub struct KeptPredictions {
     pub det: Vec<(usize, Vec<Detection>)>,
@@ -104,9 +104,6 @@ pub struct ValidationSettings {
     /// How many images of each set keep their predictions (0: none).
     pub keep_predictions: usize,
 }
-
-/// Kept boxes scoring below this are dropped (a display would not draw them).
-const KEPT_SCORE_FLOOR: f32 = 0.05;
 
 /// Says how far validation is (`images done, images in all`) and whether to go on.
 pub type OnValidationBatch<'a> = &'a mut dyn FnMut(usize, usize) -> ControlFlow<()>;
@@ -136,7 +133,7 @@ pub fn validate<B: TwinBackend>(
         for (index, image_detections) in batch.indices.iter().zip(&found) {
             detections.extend(image_detections.iter().map(|d| d.to_eval(*index)));
             if *index < settings.keep_predictions {
-                kept.det.push((*index, image_detections.iter().filter(|d| d.score >= KEPT_SCORE_FLOOR).copied().collect()));
+                kept.det.push((*index, image_detections.iter().filter(|d| d.score >= DISPLAY_SCORE_FLOOR).copied().collect()));
             }
         }
         report(found.len())?;
