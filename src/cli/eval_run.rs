@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::json;
 
+use crate::data::classes::mask_label_name;
 use crate::eval::voc_ap::VOC_IOU_THRESHOLD;
 use crate::eval::CONFUSION_SCORE_THRESHOLD;
 use super::progress_bar;
@@ -49,7 +50,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     let map50 = result.det.mean().unwrap_or(0.0);
     let miou = result.seg.miou().unwrap_or(0.0);
     let pixel_acc = result.seg.pixel_accuracy().unwrap_or(0.0);
-    let seg_label = |label: usize| if label == 0 { "unlabelled".to_string() } else { state.seg_classes[label - 1].clone() };
+    let seg_label = |label: usize| mask_label_name(&state.seg_classes, label);
     let top_confusions = result.seg.top_confusions(TOP_CONFUSIONS);
     if args.json {
         let pr: serde_json::Map<String, serde_json::Value> = state

@@ -12,6 +12,15 @@ const VOC_LIST: &str = include_str!("../../assets/classes/voc20.txt");
 /// label 0 is "other" (ignored).
 const ADE_LIST: &str = include_str!("../../assets/classes/ade150.txt");
 
+/// The name of mask label `label` (ADE encoding) over the class `names`:
+/// 0 is "unlabelled", `i + 1` is `names[i]`, a label past the list is named by its class number.
+pub fn mask_label_name(names: &[String], label: usize) -> String {
+    match label.checked_sub(1) {
+        None => "unlabelled".into(),
+        Some(class) => names.get(class).cloned().unwrap_or_else(|| format!("class {class}")),
+    }
+}
+
 /// An ordered list of class names; a class's index is its id.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClassList {

@@ -15,6 +15,7 @@ use image::imageops::FilterType;
 use image::{GrayImage, ImageBuffer, Luma, Pixel, RgbImage};
 
 use super::error_view::{pixel_error_image, ErrorLayer, FALSE_POSITIVE, IGNORED, MISSED, TRUE_POSITIVE};
+use crate::data::classes::mask_label_name;
 use crate::model::postprocess::{Detection, PostprocessConfig, DISPLAY_SCORE_FLOOR};
 use crate::overlay::{self, class_color};
 use crate::predictor::Prediction;
@@ -143,10 +144,7 @@ impl ClassNames<'_> {
 
     /// A mask label's name (ADE encoding).
     fn label(&self, label: u8) -> String {
-        match label.checked_sub(1) {
-            None => "unlabelled".into(),
-            Some(class) => self.seg.get(class as usize).cloned().unwrap_or_else(|| format!("class {class}")),
-        }
+        mask_label_name(self.seg, label.into())
     }
 }
 

@@ -16,6 +16,7 @@ use super::confusion_view::{CellText, Matrix};
 use super::inference::PredictorCache;
 use super::job::Job;
 use super::session::Notice;
+use crate::data::classes::mask_label_name;
 use crate::eval::{PrCurve, VocMetric};
 use crate::predictor::FullValidation;
 use crate::train::checkpoint::CheckpointKind;
@@ -43,11 +44,6 @@ impl Scores {
         let det_counts = full.validation.det_confusion.rows();
         let seg_counts = full.validation.seg.rows().into_iter().skip(1).map(|row| row[1..].to_vec()).collect();
         Self { det_classes, seg_classes, full, det_labels, det_counts, seg_counts }
-    }
-
-    /// A pixel label's name (0 = unlabelled).
-    fn seg_label(&self, label: usize) -> &str {
-        label.checked_sub(1).and_then(|c| self.seg_classes.get(c)).map_or("unlabelled", String::as_str)
     }
 }
 
@@ -137,7 +133,7 @@ impl MetricsView {
         egui::CollapsingHeader::new("Pixel confusion matrix").id_salt("seg-confusion").show(ui, |ui| {
             ui.strong("Most confused (share of the true class's pixels)");
             for (gt, pred, share) in v.seg.top_confusions(TOP_CONFUSIONS) {
-                ui.label(format!("{} predicted as {}: {:.1}%", scores.seg_label(gt), scores.seg_label(pred), 100.0 * share));
+                ui.label(format!("{} predicted as {}: {:.1}%", mask_label_name(&scores.seg_classes, gt), mask_label_name(&scores.seg_classes, pred), 100.0 * share));
             }
             ui.label("Unlabelled ground-truth pixels are left out, as in the mIoU; cells give the row's share in %.");
             let text = if scores.seg_classes.len() <= 24 { CellText::RowPercent } else { CellText::None };
