@@ -565,19 +565,12 @@ fn csv_text(runs: &[&RunRecord]) -> String {
 }
 
 fn export_csv(exports: &Path, runs: &[&RunRecord]) -> Notice {
-    let path = export_path(exports, "csv");
-    let written = std::fs::create_dir_all(exports)
-        .and_then(|()| std::fs::write(&path, csv_text(runs)))
-        .with_context(|| format!("cannot write {}", path.display()));
-    match written {
-        Ok(()) => Notice::info(format!("curves data saved to {}", path.display())),
-        Err(error) => Notice::error(format!("Export CSV: {error:#}")),
-    }
+    super::save_csv(&export_path(exports, "csv"), &csv_text(runs), "curves data")
 }
 
 /// `<exports>/curves-<unix seconds>.<extension>`.
 fn export_path(exports: &Path, extension: &str) -> PathBuf {
-    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let seconds = super::unix_seconds();
     exports.join(format!("curves-{seconds}.{extension}"))
 }
 

@@ -69,7 +69,7 @@ impl ExportRow {
             if button.on_hover_text("The predictions of the images inspected here, in the chosen format").clicked() {
                 let request = request();
                 let format = self.format;
-                let out = exports.join(format!("{}-{}-{}", request.label, format_name(format), unix_seconds()));
+                let out = exports.join(format!("{}-{}-{}", request.label, format_name(format), super::unix_seconds()));
                 self.job = Some(Job::spawn("export predictions", repaint, move |_| export(&request, format, &out)));
             }
         });
@@ -88,8 +88,4 @@ fn export(request: &ExportRequest, format: ExportFormat, out: &Path) -> anyhow::
 /// The format's name as `predict --format` takes it.
 fn format_name(format: ExportFormat) -> String {
     clap::ValueEnum::to_possible_value(&format).map_or_else(String::new, |v| v.get_name().to_string())
-}
-
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

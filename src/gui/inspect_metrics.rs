@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use eframe::egui;
 use egui_plot::{FilledArea, Legend, Line, Plot};
 
@@ -248,7 +247,7 @@ fn class_table(ui: &mut egui::Ui, metric: &str, rows: &[(String, f64)], sort: &m
 }
 
 fn export_path(exports: &Path, run: &str, metric: &str) -> PathBuf {
-    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let seconds = super::unix_seconds();
     exports.join(format!("{run}-{metric}-{seconds}.csv"))
 }
 
@@ -261,15 +260,7 @@ pub fn csv_text(metric: &str, rows: &[(String, f64)]) -> String {
 }
 
 fn export_csv(path: &Path, metric: &str, rows: &[(String, f64)]) -> Notice {
-    let written: Result<()> = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(path, csv_text(metric, rows)))
-        .with_context(|| format!("cannot write {}", path.display()));
-    match written {
-        Ok(()) => Notice::info(format!("per-class {metric} saved to {}", path.display())),
-        Err(error) => Notice::error(format!("Export CSV: {error:#}")),
-    }
+    super::save_csv(path, &csv_text(metric, rows), &format!("per-class {metric}"))
 }
 
 #[cfg(test)]

@@ -63,3 +63,22 @@ pub(crate) fn category_axis(names: Vec<String>) -> impl Fn(egui_plot::GridMark, 
         if (mark.value - i).abs() < 1e-6 && i >= 0.0 { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
     }
 }
+
+/// Seconds since the Unix epoch: what names the files exported to `runs/exports/`.
+pub(crate) fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Writes an exported CSV (creating its folder) and says where in a notice,
+/// `"{what} saved to {path}"`, or why not.
+pub(crate) fn save_csv(path: &std::path::Path, text: &str, what: &str) -> session::Notice {
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(path, text))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()));
+    match written {
+        Ok(()) => session::Notice::info(format!("{what} saved to {}", path.display())),
+        Err(error) => session::Notice::error(format!("Export CSV: {error:#}")),
+    }
+}
