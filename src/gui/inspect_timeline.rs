@@ -45,7 +45,7 @@ enum Task {
 
 #[derive(Default)]
 pub struct TimelineView {
-    /// The run and how many steps were stored when loading started.
+    /// The run and how many evaluations it had when loading started.
     loaded_for: Option<(PathBuf, usize)>,
     job: Option<Job<Loaded>>,
     loaded: Option<Loaded>,
@@ -57,13 +57,35 @@ pub struct TimelineView {
     image_index: usize,
     options: OverlayOptions,
     textures: TextureCache,
-    /// The step and image the textures show.
-    textures_for: Option<(usize, Task, usize)>,
+    /// The step and image on show, with what drawing them needs.
+    shown: Option<Shown>,
+}
+
+/// What the image on show needs drawn, made when the step or the image changes
+/// rather than every frame: the truth boxes and the prediction judged against them.
+struct Shown {
+    key: (usize, Task, usize),
+    truth_boxes: Vec<Detection>,
+    errors: ErrorLayer,
+}
+
+impl Shown {
+    fn new(key: (usize, Task, usize), subject: &TimelineSubject, prediction: &TimelinePrediction) -> Self {
+        let truth_boxes = subject.truth_boxes.iter().flatten().map(|(d, _)| *d).collect();
+        let errors = match prediction {
+            TimelinePrediction::Boxes(boxes) => {
+                let no_mask = GrayImage::new(subject.image.width(), subject.image.height());
+                ErrorLayer::new(subject.truth_boxes.clone(), None, boxes, &no_mask)
+            }
+            TimelinePrediction::Mask(mask) => ErrorLayer::new(None, subject.truth_mask.clone(), &[], mask),
+        };
+        Self { key, truth_boxes, errors }
+    }
 }
 
 impl TimelineView {
     pub fn ui(&mut self, ui: &mut egui::Ui, record: &RunRecord, names: ClassNames, repaint: impl Fn() + Send + Sync + 'static) {
-        self.reload_if_grown(&record.dir, names, repaint);
+        self.reload_if_grown(record, names, repaint);
         if let Some(result) = self.job.as_mut().and_then(Job::poll) {
             self.job = None;
             match result {
@@ -73,7 +95,7 @@ impl TimelineView {
                         self.follow_newest = true;
                     }
                     self.loaded = Some(loaded);
-                    self.textures_for = None;
+                    self.shown = None;
                 }
                 Err(error) => self.error = Some(format!("{error:#}")),
             }
@@ -107,25 +129,28 @@ impl TimelineView {
             return;
         }
         self.image_index = self.image_index.min(subjects.len() - 1);
-        let shown = (step.step, self.task, self.image_index);
-        if self.textures_for != Some(shown) {
-            // Only this step's textures are kept: scrubbing a long run would fill the GPU.
-            self.textures.clear();
-            self.textures_for = Some(shown);
-        }
-        thumbnails(ui, &mut self.textures, self.task, &mut self.image_index, subjects);
         let subject = &subjects[self.image_index];
         let Some(prediction) = predictions.iter().find(|p| p.id == subject.id) else {
             ui.label(format!("{}: not stored at step {}", subject.id, step.step));
             return;
         };
-        side_by_side(ui, &mut self.textures, &self.options, subject, &prediction.prediction, names, step.step);
+        let key = (step.step, self.task, self.image_index);
+        if self.shown.as_ref().map(|s| s.key) != Some(key) {
+            // Only this step's textures are kept: scrubbing a long run would fill the GPU.
+            self.textures.clear();
+            self.shown = Some(Shown::new(key, subject, &prediction.prediction));
+        }
+        thumbnails(ui, &mut self.textures, self.task, &mut self.image_index, subjects);
+        let shown = self.shown.as_ref().expect("made above");
+        side_by_side(ui, &mut self.textures, &self.options, subject, &prediction.prediction, shown, names, step.step);
     }
 
-    /// Starts (re)loading when the run changed or stored more steps.
-    fn reload_if_grown(&mut self, run_dir: &Path, names: ClassNames, repaint: impl Fn() + Send + Sync + 'static) {
-        let stored = timeline::stored_steps(run_dir);
-        let wanted = (run_dir.to_path_buf(), stored.len());
+    /// Starts (re)loading when the run changed or has evaluated again (the trainer
+    /// writes a step's predictions before its evaluation event), without touching
+    /// the disk otherwise.
+    fn reload_if_grown(&mut self, record: &RunRecord, names: ClassNames, repaint: impl Fn() + Send + Sync + 'static) {
+        let run_dir = record.dir.as_path();
+        let wanted = (run_dir.to_path_buf(), record.evals.len());
         if self.loaded_for.as_ref() == Some(&wanted) || self.job.is_some() {
             return;
         }
@@ -136,7 +161,9 @@ impl TimelineView {
         self.loaded_for = Some(wanted);
         self.error = None;
         let (run_dir, det_classes, seg_classes) = (run_dir.to_path_buf(), ClassList::new(names.det.to_vec()), names.seg.len());
-        self.job = Some(Job::spawn("read timeline", repaint, move |progress| load(&run_dir, &stored, &det_classes, seg_classes, progress)));
+        self.job = Some(Job::spawn("read timeline", repaint, move |progress| {
+            load(&run_dir, &timeline::stored_steps(&run_dir), &det_classes, seg_classes, progress)
+        }));
     }
 
     fn controls(&mut self, ui: &mut egui::Ui, record: &RunRecord, count: usize) {
@@ -187,24 +214,23 @@ fn thumbnails(ui: &mut egui::Ui, textures: &mut TextureCache, task: Task, index:
     });
 }
 
+#[allow(clippy::too_many_arguments)]
 fn side_by_side(
     ui: &mut egui::Ui,
     textures: &mut TextureCache,
     options: &OverlayOptions,
     subject: &TimelineSubject,
     prediction: &TimelinePrediction,
+    shown: &Shown,
     names: ClassNames,
     step: usize,
 ) {
-    let truth_boxes: Vec<Detection> = subject.truth_boxes.iter().flatten().map(|(d, _)| *d).collect();
     let (boxes, mask) = match prediction {
         TimelinePrediction::Boxes(boxes) => (boxes.as_slice(), None),
         TimelinePrediction::Mask(mask) => (&[][..], Some(mask)),
     };
-    let empty_mask = GrayImage::new(subject.image.width(), subject.image.height());
-    let errors = ErrorLayer::new(subject.truth_boxes.clone(), subject.truth_mask.clone(), boxes, mask.unwrap_or(&empty_mask));
-    let truth = Layers { name: "truth", mask: subject.truth_mask.as_ref(), boxes: &truth_boxes, scored: false, errors: None };
-    let predicted = Layers { name: "prediction", mask, boxes, scored: true, errors: Some(&errors) };
+    let truth = Layers { name: "truth", mask: subject.truth_mask.as_ref(), boxes: &shown.truth_boxes, scored: false, errors: None };
+    let predicted = Layers { name: "prediction", mask, boxes, scored: true, errors: Some(&shown.errors) };
     let key = format!("timeline/{}", subject.id);
     ui.columns(2, |columns| {
         let max = Vec2::new(columns[0].available_width(), VIEW_HEIGHT);
@@ -213,8 +239,8 @@ fn side_by_side(
         columns[1].label(format!("Prediction at step {step}"));
         textures.show(&mut columns[1], &key, &subject.image, &predicted, options, names, max);
     });
-    let shown: Vec<&Detection> = options.visible(&truth_boxes, false).chain(options.visible(boxes, true)).collect();
-    textures.legend(ui, &key, &["truth", "prediction"], &shown, names);
+    let drawn: Vec<&Detection> = options.visible(&shown.truth_boxes, false).chain(options.visible(boxes, true)).collect();
+    textures.legend(ui, &key, &["truth", "prediction"], &drawn, names);
 }
 
 /// Reads every stored step, and each image with its ground truth once.
