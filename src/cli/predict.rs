@@ -119,13 +119,11 @@ fn write_twinhead(args: &Args, predictor: &Predictor, predicted: &[(&PathBuf, &s
             })
             .collect();
         let json_path = args.out.join(format!("{id}.json"));
-        std::fs::write(&json_path, serde_json::to_string_pretty(&boxes)?)
-            .with_context(|| format!("{}: cannot write", json_path.display()))?;
+        export::write_file(&json_path, serde_json::to_string_pretty(&boxes)?.as_bytes())?;
         println!("{}: {} boxes -> {}", path.display(), boxes.len(), overlay_path.display());
         det.extend(boxes);
         seg.insert(id.to_string(), mask_path);
     }
     let combined = args.out.join("predictions.json");
-    std::fs::write(&combined, serde_json::to_string_pretty(&json!({"det": det, "seg": seg}))?)
-        .with_context(|| format!("{}: cannot write", combined.display()))
+    export::write_file(&combined, serde_json::to_string_pretty(&json!({"det": det, "seg": seg}))?.as_bytes())
 }

@@ -207,11 +207,11 @@ impl InspectPanel {
             ui.selectable_value(&mut self.view, View::Timeline, "Timeline");
         });
         ui.separator();
+        let exports = shared.session.runs_root().join("exports");
         match self.view {
             View::Images => {
                 self.status(ui);
                 if let Some(inspection) = &self.inspection {
-                    let exports = shared.session.runs_root().join("exports");
                     let request = || ExportRequest {
                         det: inspection.det.iter().map(|s| (s.id.clone(), s.prediction.clone())).collect(),
                         seg: inspection.seg.iter().map(|s| (s.id.clone(), s.prediction.clone())).collect(),
@@ -229,7 +229,6 @@ impl InspectPanel {
                 if self.metrics.is_idle() {
                     self.metrics.start(&self.predictors, &record.dir, &record.config, self.kind, shared.repaint.callback());
                 }
-                let exports = shared.session.runs_root().join("exports");
                 let run = record.name.clone();
                 let notice = egui::ScrollArea::vertical().id_salt("inspect metrics").show(ui, |ui| self.metrics.ui(ui, &exports, &run)).inner;
                 if let Some(notice) = notice {
