@@ -86,19 +86,23 @@ fn final_forgetting(evals: &[EvalRecord]) -> (f64, f64) {
 }
 
 #[test]
-fn sequential_forgets_the_first_task_while_alternate_and_joint_keep_both() {
+fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
     let data = shared_data();
     let runs = tempfile::tempdir().unwrap();
     let phase = 150;
-    // Segmentation first: detection training then reshapes the shared features
-    // the segmentation head was fitted to.
+    // Naive sequential (the full rate in phase 2), segmentation first: detection
+    // training then reshapes the shared features the segmentation head was fitted to.
     let sequential = format!("kind = \"sequential\"\nfirst = \"seg\"\nswitch_step = {phase}\nlr_factor = 1.0");
-    // Same images per task for all three: `phase` batches of each.
+    // Same images per task for all: `phase` batches of each.
     // Replay: the same, rehearsing 10 % of the segmentation images one step in four.
     let replay = format!("kind = \"replay\"\nfirst = \"seg\"\nswitch_step = {phase}\nlr_factor = 1.0\nbuffer = 0.1\nevery = 4");
+    // Pseudo: the same, the switch snapshot's confident pixels labelling the detection images.
+    let pseudo = format!("kind = \"pseudo\"\nfirst = \"seg\"\nswitch_step = {phase}\nlr_factor = 1.0");
     let plans = [
         ("sequential", config(data, 2 * phase, &sequential)),
+        ("sequential-det-first", config(data, 2 * phase, &sequential.replace("\"seg\"", "\"det\""))),
         ("replay", config(data, 2 * phase, &replay)),
+        ("pseudo", config(data, 2 * phase, &pseudo)),
         ("alternate", config(data, 2 * phase, "kind = \"alternate\"")),
         ("joint", config(data, phase, "kind = \"joint\"")),
     ];
@@ -145,10 +149,17 @@ fn sequential_forgets_the_first_task_while_alternate_and_joint_keep_both() {
         assert!(det_forgetting <= 0.3 * best, "{name} forgot detection: best {best}, forgetting {det_forgetting}");
     }
 
-    // Replay rehearses what sequential forgets: it keeps more of segmentation,
-    // and lists its buffer (10 % of the 128 training images) in the run folder.
-    let (_, replay_forgetting) = final_forgetting(get("replay"));
-    assert!(replay_forgetting < 0.5 * seq_forgetting, "replay forgot {replay_forgetting}, sequential {seq_forgetting}");
+    // Detection first, naive sequential forgets detection in turn.
+    let (det_first_forgetting, _) = final_forgetting(get("sequential-det-first"));
+    assert!(det_first_forgetting > 0.04, "sequential detection first kept detection: forgot {det_first_forgetting}");
+
+    // Replay rehearses what sequential forgets, pseudo-labels keep supervising
+    // it: each keeps more of segmentation. Replay lists its buffer (10 % of the
+    // 128 training images) in the run folder.
+    for name in ["replay", "pseudo"] {
+        let (_, forgetting) = final_forgetting(get(name));
+        assert!(forgetting < 0.5 * seq_forgetting, "{name} forgot {forgetting}, sequential {seq_forgetting}");
+    }
     let buffer = std::fs::read_to_string(runs.path().join("replay").join("replay_buffer.txt")).unwrap();
     assert_eq!(buffer.lines().count(), 13, "{buffer}");
 
@@ -322,6 +333,34 @@ fn a_stopped_replay_run_resumes_exactly() {
     assert_resumes_exactly(cfg, 11, runs.path());
 }
 
+/// Pseudo-labels are made again on the fly after a resume, from the same
+/// teachers: the switch snapshot (sequential family) and the teacher EMA,
+/// checkpointed with `last` (alternate). Low thresholds, so the early teachers
+/// label something; the pseudo-label loss (the step's penalty) must match too.
+#[test]
+fn stopped_pseudo_label_runs_resume_exactly() {
+    let thresholds = "pseudo_box_score = 0.05\npseudo_pixel_confidence = 0.3";
+    for (name, strategy, stop_after) in [
+        ("pseudo", format!("kind = \"pseudo\"\nfirst = \"seg\"\nswitch_step = 6\nlr_factor = 1.0\n{thresholds}"), 11),
+        ("alternate", format!("kind = \"alternate\"\npseudo_labels = true\n{thresholds}"), 7),
+    ] {
+        let runs = tempfile::tempdir().unwrap();
+        let (whole, parted) = assert_resumes_exactly(config(shared_data(), 16, &strategy), stop_after, runs.path());
+        let (a, b) = (step_penalties(&whole), step_penalties(&parted));
+        assert_eq!(a.len(), 16);
+        if name == "pseudo" {
+            assert!(a[..6].iter().all(|p| p.1 == 0.0), "no pseudo-labels before the switch: {a:?}");
+        }
+        for (x, y) in a.iter().zip(&b) {
+            assert!(x.0 == y.0 && (x.1 - y.1).abs() <= 1e-4 * x.1.abs().max(1.0), "{name}: {x:?} vs {y:?}");
+        }
+        assert!(a.iter().any(|p| p.1 > 0.0), "{name}: the pseudo-labels gave a loss: {a:?}");
+        if name == "alternate" {
+            assert!(whole.join("checkpoints/last/teacher.mpk").is_file(), "the teacher EMA is checkpointed");
+        }
+    }
+}
+
 #[test]
 fn control_changes_become_events_at_their_step() {
     let runs = tempfile::tempdir().unwrap();
@@ -408,7 +447,7 @@ fn bad_configs_and_missing_data_are_clear_errors() {
 #[test]
 fn every_bundled_preset_parses() {
     let names = twinhead::train::presets::preset_names();
-    for expected in ["quick", "voc-ade", "alternate", "joint", "sequential", "freeze", "lwf", "ewc"] {
+    for expected in ["quick", "voc-ade", "alternate", "joint", "sequential", "freeze", "lwf", "ewc", "naive", "replay", "pseudo", "alternate-pseudo"] {
         assert!(names.iter().any(|n| n == expected), "missing preset {expected}");
     }
     for name in names {

@@ -302,9 +302,14 @@ impl std::ops::Deref for SegBatch {
 impl SegBatch {
     /// The masks as a `[N, size, size]` int tensor of class indices, 255 = ignore.
     pub fn masks<B: Backend>(&self, device: &B::Device) -> Tensor<B, 3, Int> {
-        let data: Vec<i64> = self.masks.iter().map(|&m| m as i64).collect();
-        Tensor::from_data(TensorData::new(data, [self.len(), self.size, self.size]), device)
+        mask_tensor(&self.masks, self.len(), self.size, device)
     }
+}
+
+/// `n` square masks of `size`² class indices (255 = ignore) as a `[n, size, size]` int tensor.
+pub fn mask_tensor<B: Backend>(masks: &[u8], n: usize, size: usize, device: &B::Device) -> Tensor<B, 3, Int> {
+    let data: Vec<i64> = masks.iter().map(|&m| m as i64).collect();
+    Tensor::from_data(TensorData::new(data, [n, size, size]), device)
 }
 
 impl SampleSource for SegSource {

@@ -14,6 +14,14 @@
 //! green glass with neck, cap and label, dog = furry four-legged body (sometimes
 //! spotted) with head and tail, bicycle = two wheels + thin frame.
 //!
+//! The two sets differ the way VOC and ADE20K do: a detection image is an
+//! object-centred photograph (one or two large things near the centre, the
+//! background out of focus and muted, a warm colour cast), a segmentation image
+//! a full scene (up to four smaller things standing in it, everything sharp).
+//! The classes are partly shared: person, car and chair are in both sets,
+//! bottle, dog and bicycle only in detection, the six kinds of stuff only in
+//! segmentation.
+//!
 //! Detection images get boxes computed from the pixels each object shows (VOC
 //! 1-based inclusive coordinates, inside the image); objects that are tiny or
 //! mostly hidden are marked `difficult`, ones cut by the border `truncated`.
@@ -44,7 +52,7 @@ pub const DET_CLASSES: [&str; 6] = ["person", "car", "chair", "bottle", "dog", "
 pub const SEG_CLASSES: [&str; 9] =
     ["wall", "sky", "floor", "grass", "road", "water", "person", "car", "chair"];
 /// Bumped whenever the generator's output changes, so stale sets are regenerated.
-pub const SYNTH_VERSION: u32 = 1;
+pub const SYNTH_VERSION: u32 = 2;
 /// Written last into the output folder: the config and summary of a complete set.
 pub const MARKER_FILE: &str = "synth.json";
 /// Present while a set is being written (a cancelled or failed run leaves it behind).
@@ -1044,7 +1052,7 @@ struct Canvas {
 }
 
 /// How many things a scene gets, and which classes, for each task.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Task {
     Det,
     Seg,
@@ -1081,9 +1089,13 @@ fn render(size: u32, task: Task, rng: &mut ChaCha8Rng) -> Canvas {
             canvas.stuff[y * w + x] = stuff.label();
         }
     }
-    // Things, placed on the ground and drawn far to near.
+    if task == Task::Det {
+        defocus(&mut canvas.rgb, w, h, (w.max(h) / 16).max(1));
+    }
+    // Things, drawn far to near: one or two close-ups in a detection photograph,
+    // up to four smaller ones standing on the ground in a segmentation scene.
     let n = match task {
-        Task::Det => 1 + pick(rng, &[0.3, 0.3, 0.25, 0.15]),
+        Task::Det => 1 + pick(rng, &[0.6, 0.4]),
         Task::Seg => pick(rng, &[0.1, 0.3, 0.3, 0.2, 0.1]),
     };
     // Weights over THINGS (person, car, chair, bottle, dog, bicycle).
@@ -1095,20 +1107,32 @@ fn render(size: u32, task: Task, rng: &mut ChaCha8Rng) -> Canvas {
     };
     let mean_horizon = scene.horizon.iter().sum::<f32>() / w as f32;
     let mut placed: Vec<(f32, Obj)> = (0..n)
-        .map(|_| {
+        .map(|k| {
             let thing = THINGS[pick(rng, &weights)];
             let aspect = thing.aspect(rng);
-            let (lo, hi) = thing.height_range();
-            // Depth t: 0 at the horizon, 1 at the bottom edge; nearer things are larger.
-            let t = uniform(rng, 0.1, 1.08);
-            let tiny = unit(rng) < 0.12;
-            let mut oh = h as f32 * log_uniform(rng, lo, hi) * (0.55 + 0.6 * t);
-            if tiny {
-                oh *= 0.3;
-            }
+            let (oh, bottom, cx) = match task {
+                // A close-up near the centre, as large as the frame allows; a second one smaller.
+                Task::Det => {
+                    let fill = if k == 0 { uniform(rng, 0.5, 0.9) } else { uniform(rng, 0.3, 0.6) };
+                    let oh = (h as f32 * fill).min(0.95 * w as f32 / aspect);
+                    let bottom = h as f32 * uniform(rng, 0.8, 1.05);
+                    (oh, bottom, w as f32 * uniform(rng, 0.25, 0.75))
+                }
+                // Depth t: 0 at the horizon, 1 at the bottom edge; nearer things are larger.
+                Task::Seg => {
+                    let (lo, hi) = thing.height_range();
+                    let t = uniform(rng, 0.1, 1.08);
+                    let tiny = unit(rng) < 0.12;
+                    let mut oh = h as f32 * log_uniform(rng, lo, hi) * (0.45 + 0.5 * t);
+                    if tiny {
+                        oh *= 0.3;
+                    }
+                    let ow = oh * aspect;
+                    let bottom = mean_horizon + (h as f32 - mean_horizon) * t + 0.1 * oh;
+                    (oh, bottom, uniform(rng, -0.15 * ow, w as f32 + 0.15 * ow))
+                }
+            };
             let ow = oh * aspect;
-            let bottom = mean_horizon + (h as f32 - mean_horizon) * t + 0.1 * oh;
-            let cx = uniform(rng, -0.15 * ow, w as f32 + 0.15 * ow);
             let obj = Obj::new(thing, cx - ow / 2.0, bottom - oh, ow, oh, rng);
             (bottom, obj)
         })
@@ -1177,7 +1201,12 @@ fn render(size: u32, task: Task, rng: &mut ChaCha8Rng) -> Canvas {
             *c = scale(*c, 0.5);
         }
     }
-    // Lighting (overall gain and a left-right gradient) and sensor noise.
+    // Lighting (overall gain and a left-right gradient, a warm cast on the
+    // photographs) and sensor noise.
+    let cast = match task {
+        Task::Det => [1.08, 1.0, 0.86],
+        Task::Seg => [1.0; 3],
+    };
     let gain = uniform(rng, 0.8, 1.12);
     let tilt = uniform(rng, -0.15, 0.15);
     let sigma = uniform(rng, 2.0, 6.0);
@@ -1190,11 +1219,52 @@ fn render(size: u32, task: Task, rng: &mut ChaCha8Rng) -> Canvas {
                 let n = hash_unit(noise_seed ^ ch as u64, x as i64, y as i64)
                     + hash_unit(noise_seed ^ (ch as u64 + 8), x as i64, y as i64)
                     - 1.0;
-                *v = (*v * g + n * sigma * 2.45).clamp(0.0, 255.0);
+                *v = (*v * g * cast[ch] + n * sigma * 2.45).clamp(0.0, 255.0);
             }
         }
     }
     canvas
+}
+
+/// The background of a close-up photograph: out of focus (two passes of a box
+/// blur of `radius` in each direction) and muted halfway towards its mean.
+fn defocus(rgb: &mut [[f32; 3]], w: usize, h: usize, radius: usize) {
+    let blur_line = |line: &mut Vec<[f32; 3]>| {
+        let src = line.clone();
+        for (i, out) in line.iter_mut().enumerate() {
+            let (a, b) = (i.saturating_sub(radius), (i + radius).min(src.len() - 1));
+            let mut sum = [0.0f32; 3];
+            for c in &src[a..=b] {
+                for ch in 0..3 {
+                    sum[ch] += c[ch];
+                }
+            }
+            *out = sum.map(|v| v / (b - a + 1) as f32);
+        }
+    };
+    for _ in 0..2 {
+        for y in 0..h {
+            let mut row = rgb[y * w..(y + 1) * w].to_vec();
+            blur_line(&mut row);
+            rgb[y * w..(y + 1) * w].copy_from_slice(&row);
+        }
+        for x in 0..w {
+            let mut column: Vec<[f32; 3]> = (0..h).map(|y| rgb[y * w + x]).collect();
+            blur_line(&mut column);
+            for (y, c) in column.into_iter().enumerate() {
+                rgb[y * w + x] = c;
+            }
+        }
+    }
+    let mut mean = [0.0f32; 3];
+    for c in rgb.iter() {
+        for ch in 0..3 {
+            mean[ch] += c[ch] / rgb.len() as f32;
+        }
+    }
+    for c in rgb.iter_mut() {
+        *c = mixc(*c, mean, 0.5);
+    }
 }
 
 impl Canvas {

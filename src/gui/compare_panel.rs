@@ -16,8 +16,19 @@ use crate::train::presets::preset_names;
 use crate::train::strategy::{StrategyConfig, Task};
 
 /// The presets the sweep takes its strategies from, in the order they are queued.
-const SWEEP_STRATEGIES: [&str; 9] =
-    ["alternate", "joint", "joint-uncertainty", "naive", "sequential", "freeze", "lwf", "ewc", "replay"];
+const SWEEP_STRATEGIES: [&str; 11] = [
+    "alternate",
+    "alternate-pseudo",
+    "joint",
+    "joint-uncertainty",
+    "naive",
+    "sequential",
+    "freeze",
+    "lwf",
+    "ewc",
+    "replay",
+    "pseudo",
+];
 
 const CONFLICT_HELP: &str = "Mean over the evaluations of the cosine between the detection and segmentation gradients on the shared backbone and neck (1: the tasks agree, below 0: they pull the shared weights apart); the lowest value in brackets";
 
@@ -270,7 +281,7 @@ impl ComparePanel {
                 }
             });
             ui.checkbox(&mut self.sweep_both_orders, "sequential family in both orders")
-                .on_hover_text("Also run naive, sequential, freeze, lwf, ewc and replay with segmentation first (named …-seg-first)");
+                .on_hover_text("Also run naive, sequential, freeze, lwf, ewc, replay and pseudo with segmentation first (named …-seg-first)");
             let hint = format!("Queue the base preset once per strategy on {}", shared.device);
             if ui.button("Start strategy sweep").on_hover_text(hint).clicked() {
                 let notice = start_sweep(base, self.sweep_both_orders, shared);
@@ -334,7 +345,8 @@ fn rescale_switch_step(strategy: &mut StrategyConfig, from_steps: usize, to_step
         | StrategyConfig::Freeze { switch_step, .. }
         | StrategyConfig::Lwf { switch_step, .. }
         | StrategyConfig::Ewc { switch_step, .. }
-        | StrategyConfig::Replay { switch_step, .. } => {
+        | StrategyConfig::Replay { switch_step, .. }
+        | StrategyConfig::Pseudo { switch_step, .. } => {
             if from_steps > 0 && to_steps > 1 {
                 let scaled = (*switch_step as f64 * to_steps as f64 / from_steps as f64).round() as usize;
                 *switch_step = scaled.clamp(1, to_steps - 1);
@@ -529,6 +541,7 @@ mod tests {
             names,
             [
                 "quick-alternate",
+                "quick-alternate-pseudo",
                 "quick-joint",
                 "quick-joint-uncertainty",
                 "quick-naive",
@@ -536,19 +549,35 @@ mod tests {
                 "quick-freeze",
                 "quick-lwf",
                 "quick-ewc",
-                "quick-replay"
+                "quick-replay",
+                "quick-pseudo"
             ]
         );
-        let kinds: Vec<&str> = configs.iter().map(|c| c.strategy.name()).collect();
-        assert_eq!(kinds, ["alternate", "joint", "joint", "sequential", "sequential", "freeze", "lwf", "ewc", "replay"]);
-        assert_eq!(configs[3].strategy.sequence().unwrap().lr_factor, 1.0, "naive keeps the full rate");
+        let kinds: Vec<String> = configs.iter().map(|c| c.strategy.label()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "alternate",
+                "alternate + pseudo-labels",
+                "joint",
+                "joint",
+                "sequential",
+                "sequential",
+                "freeze",
+                "lwf",
+                "ewc",
+                "replay",
+                "pseudo"
+            ]
+        );
+        assert_eq!(configs[4].strategy.sequence().unwrap().lr_factor, 1.0, "naive keeps the full rate");
         // Everything but the strategy and the name is the base's.
         for config in &configs {
             assert_eq!(TrainConfig { name: base.name.clone(), strategy: base.strategy.clone(), ..config.clone() }, base);
         }
-        assert_eq!(configs[2].strategy.weighting().0, crate::train::strategy::Weighting::Uncertainty);
+        assert_eq!(configs[3].strategy.weighting().0, crate::train::strategy::Weighting::Uncertainty);
         // quick has 450 steps, the strategy presets 500 with the switch at 250.
-        assert_eq!(configs[3].strategy.sequence().unwrap().switch_step, 225);
+        assert_eq!(configs[4].strategy.sequence().unwrap().switch_step, 225);
     }
 
     #[test]
@@ -566,9 +595,9 @@ mod tests {
     fn both_orders_add_a_segmentation_first_twin_to_the_sequential_family() {
         let base = TrainConfig::load_preset("quick", &[]).unwrap();
         let configs = sweep_configs(&base, true).unwrap();
-        assert_eq!(configs.len(), 9 + 6);
+        assert_eq!(configs.len(), 11 + 7);
         let naive: Vec<(&str, Task)> =
-            configs[3..5].iter().map(|c| (c.name.as_str(), c.strategy.sequence().unwrap().first)).collect();
+            configs[4..6].iter().map(|c| (c.name.as_str(), c.strategy.sequence().unwrap().first)).collect();
         assert_eq!(naive, [("quick-naive", Task::Det), ("quick-naive-seg-first", Task::Seg)]);
         assert!(configs.iter().filter(|c| c.strategy.sequence().is_none()).all(|c| !c.name.ends_with("-first")));
     }
@@ -614,7 +643,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let shared = Shared::new(crate::gui::settings::Settings { runs_dir: dir.path().into(), ..Default::default() });
         let mut harness = egui_kittest::Harness::builder()
-            .with_size([1400.0, 800.0])
+            .with_size([1600.0, 1400.0])
             .build_ui_state(|ui, (panel, shared): &mut (ComparePanel, Shared)| panel.ui(ui, shared), (ComparePanel::default(), shared));
         harness.step();
         harness.get_by_label("Start strategy sweep").click();
@@ -622,9 +651,13 @@ mod tests {
         harness.step();
         let shared = &harness.state().1;
         let queued: Vec<&str> = shared.session.records.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(queued, ["quick-alternate", "quick-joint", "quick-joint-uncertainty", "quick-naive", "quick-sequential", "quick-freeze", "quick-lwf", "quick-ewc", "quick-replay"]);
+        let names: Vec<String> = SWEEP_STRATEGIES.iter().map(|preset| format!("quick-{preset}")).collect();
+        assert_eq!(queued, names);
         assert!(queued.iter().all(|name| shared.selection.checked.contains(*name)));
         assert!(shared.notifications.items.iter().any(|(n, _)| n.text.starts_with("strategy sweep: queued quick-alternate")));
+        // The first run trains meanwhile; stopped, the table's columns no longer change width under the clicks below.
+        harness.state_mut().1.session.shutdown();
+        harness.step();
         // The table lists them; the configuration differences have them as columns, and as `name`.
         assert_eq!(harness.query_all_by_label("quick-lwf").count(), 3);
         // Only the keys that differ: the name and the strategy's.

@@ -170,7 +170,7 @@ impl RunRecord {
             }
             Event::StrategyChanged { step, strategy } => {
                 self.strategy = strategy.clone();
-                self.markers.push(Marker { step: *step, label: format!("strategy: {}", strategy.name()) });
+                self.markers.push(Marker { step: *step, label: format!("strategy: {}", strategy.label()) });
             }
             Event::LearningRateChanged { step, lr } => {
                 self.markers.push(Marker { step: *step, label: format!("learning rate: {lr:.2e}") });
@@ -242,12 +242,13 @@ impl RunRecord {
 /// `alternate (period 1, fixed)`-style one-line description of a strategy.
 pub fn strategy_summary(strategy: &StrategyConfig) -> String {
     let value = toml::Value::try_from(strategy).ok();
-    let params: Vec<String> = value
-        .as_ref()
-        .and_then(|v| v.as_table())
+    let table = value.as_ref().and_then(|v| v.as_table());
+    // alternate/joint without pseudo-labels: their pseudo-label settings say nothing.
+    let pseudo_off = table.and_then(|t| t.get("pseudo_labels")) == Some(&toml::Value::Boolean(false));
+    let params: Vec<String> = table
         .into_iter()
         .flatten()
-        .filter(|(k, _)| k.as_str() != "kind")
+        .filter(|(k, _)| k.as_str() != "kind" && !(pseudo_off && k.starts_with("pseudo_")))
         .map(|(k, v)| format!("{k} {}", v.to_string().trim_matches('"')))
         .collect();
     format!("{} ({})", strategy.name(), params.join(", "))

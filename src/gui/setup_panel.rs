@@ -18,10 +18,13 @@ use crate::train::config::TrainConfig;
 use crate::train::presets::preset_names;
 use crate::train::events::Control;
 use crate::train::run::DeviceSpec;
-use crate::train::strategy::{FreezeScope, StrategyConfig, Task, Weighting, EWC_LAMBDA, FISHER_BATCHES, REPLAY_BUFFER, REPLAY_EVERY};
+use crate::train::strategy::{
+    FreezeScope, StrategyConfig, Task, Weighting, EWC_LAMBDA, FISHER_BATCHES, PSEUDO_BOX_SCORE, PSEUDO_PIXEL_CONFIDENCE, REPLAY_BUFFER,
+    REPLAY_EVERY,
+};
 
 /// The strategy kinds, in the order the selector lists them.
-const STRATEGIES: [&str; 7] = ["alternate", "joint", "sequential", "freeze", "lwf", "ewc", "replay"];
+const STRATEGIES: [&str; 8] = ["alternate", "joint", "sequential", "freeze", "lwf", "ewc", "replay", "pseudo"];
 
 pub struct SetupPanel {
     preset: String,
@@ -482,14 +485,35 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
     });
     egui::Grid::new("strategy parameters").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
         match strategy {
-            StrategyConfig::Alternate { period, weighting, det_weight, seg_weight } => {
+            StrategyConfig::Alternate {
+                period,
+                weighting,
+                det_weight,
+                seg_weight,
+                pseudo_labels,
+                pseudo_weight,
+                pseudo_box_score,
+                pseudo_pixel_confidence,
+            } => {
                 ui.label("Switch task every");
                 ui.add(egui::DragValue::new(period).range(0..=100_000).suffix(" steps"));
                 field_error(ui, error, "strategy.period");
                 ui.end_row();
                 weighting_rows(ui, weighting, det_weight, seg_weight, error);
+                pseudo_option_rows(ui, pseudo_labels, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, error);
             }
-            StrategyConfig::Joint { weighting, det_weight, seg_weight } => weighting_rows(ui, weighting, det_weight, seg_weight, error),
+            StrategyConfig::Joint {
+                weighting,
+                det_weight,
+                seg_weight,
+                pseudo_labels,
+                pseudo_weight,
+                pseudo_box_score,
+                pseudo_pixel_confidence,
+            } => {
+                weighting_rows(ui, weighting, det_weight, seg_weight, error);
+                pseudo_option_rows(ui, pseudo_labels, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, error);
+            }
             StrategyConfig::Sequential { first, switch_step, lr_factor } => sequence_rows(ui, first, switch_step, lr_factor, error),
             StrategyConfig::Freeze { first, switch_step, lr_factor, freeze } => {
                 sequence_rows(ui, first, switch_step, lr_factor, error);
@@ -543,8 +567,40 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                 field_error(ui, error, "strategy.every");
                 ui.end_row();
             }
+            StrategyConfig::Pseudo { first, switch_step, lr_factor, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence } => {
+                sequence_rows(ui, first, switch_step, lr_factor, error);
+                pseudo_rows(ui, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, error);
+            }
         }
     });
+}
+
+/// `alternate`/`joint`'s pseudo-label switch, and its settings when on.
+fn pseudo_option_rows(ui: &mut egui::Ui, on: &mut bool, weight: &mut f32, box_score: &mut f32, pixel_confidence: &mut f32, error: Option<&str>) {
+    ui.label("Pseudo-labels");
+    ui.checkbox(on, "label each batch for the other task (teacher: weight EMA)");
+    ui.label("");
+    ui.end_row();
+    if *on {
+        pseudo_rows(ui, weight, box_score, pixel_confidence, error);
+    }
+}
+
+fn pseudo_rows(ui: &mut egui::Ui, weight: &mut f32, box_score: &mut f32, pixel_confidence: &mut f32, error: Option<&str>) {
+    ui.label("Pseudo-label weight");
+    ui.add(egui::DragValue::new(weight).speed(0.05).range(0.0..=100.0));
+    field_error(ui, error, "strategy.pseudo_weight");
+    ui.end_row();
+    ui.label("Box score above");
+    ui.add(egui::DragValue::new(box_score).speed(0.01).range(0.0..=1.0))
+        .on_hover_text("The teacher's boxes scoring above this become detection targets");
+    field_error(ui, error, "strategy.pseudo_box_score");
+    ui.end_row();
+    ui.label("Pixel confidence from");
+    ui.add(egui::DragValue::new(pixel_confidence).speed(0.01).range(0.0..=1.0))
+        .on_hover_text("Pixels where the teacher's class probability reaches this become segmentation targets; the rest are ignored");
+    field_error(ui, error, "strategy.pseudo_pixel_confidence");
+    ui.end_row();
 }
 
 fn weighting_rows(ui: &mut egui::Ui, weighting: &mut Weighting, det_weight: &mut f32, seg_weight: &mut f32, error: Option<&str>) {
@@ -599,12 +655,37 @@ fn default_strategy(kind: &str, current: &StrategyConfig, steps: usize) -> Strat
     let switch_step = sequence.map_or(steps / 2, |s| s.switch_step);
     let lr_factor = sequence.map_or(0.1, |s| s.lr_factor);
     match kind {
-        "alternate" => StrategyConfig::Alternate { period: 1, weighting: Weighting::Fixed, det_weight: 1.0, seg_weight: 1.0 },
-        "joint" => StrategyConfig::Joint { weighting: Weighting::Fixed, det_weight: 1.0, seg_weight: 1.0 },
+        "alternate" => StrategyConfig::Alternate {
+            period: 1,
+            weighting: Weighting::Fixed,
+            det_weight: 1.0,
+            seg_weight: 1.0,
+            pseudo_labels: false,
+            pseudo_weight: 1.0,
+            pseudo_box_score: PSEUDO_BOX_SCORE,
+            pseudo_pixel_confidence: PSEUDO_PIXEL_CONFIDENCE,
+        },
+        "joint" => StrategyConfig::Joint {
+            weighting: Weighting::Fixed,
+            det_weight: 1.0,
+            seg_weight: 1.0,
+            pseudo_labels: false,
+            pseudo_weight: 1.0,
+            pseudo_box_score: PSEUDO_BOX_SCORE,
+            pseudo_pixel_confidence: PSEUDO_PIXEL_CONFIDENCE,
+        },
         "freeze" => StrategyConfig::Freeze { first, switch_step, lr_factor, freeze: FreezeScope::Backbone },
         "lwf" => StrategyConfig::Lwf { first, switch_step, lr_factor, weight: 1.0, temperature: 2.0 },
         "ewc" => StrategyConfig::Ewc { first, switch_step, lr_factor, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES },
         "replay" => StrategyConfig::Replay { first, switch_step, lr_factor, buffer: REPLAY_BUFFER, every: REPLAY_EVERY },
+        "pseudo" => StrategyConfig::Pseudo {
+            first,
+            switch_step,
+            lr_factor,
+            pseudo_weight: 1.0,
+            pseudo_box_score: PSEUDO_BOX_SCORE,
+            pseudo_pixel_confidence: PSEUDO_PIXEL_CONFIDENCE,
+        },
         _ => StrategyConfig::Sequential { first, switch_step, lr_factor },
     }
 }

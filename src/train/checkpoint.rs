@@ -136,23 +136,28 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
 
 /// The file (without extension) holding a checkpoint's weight EMA, when the run keeps one.
 pub const EMA_FILE: &str = "ema";
+/// The file (without extension) holding the pseudo-label teacher of
+/// `alternate`/`joint` with `pseudo_labels` (its own weight EMA), in `last`.
+pub const TEACHER_FILE: &str = "teacher";
 
-/// Writes the weight EMA into a checkpoint folder being written (see [`save`]'s `write_extra`).
-pub fn save_ema<B: Backend>(dir: &Path, net: &TwinNet<B>) -> Result<()> {
+/// Writes a network kept beside the weights (the weight EMA, the pseudo-label
+/// teacher) as `file` into a checkpoint folder being written (see [`save`]'s `write_extra`).
+pub fn save_net<B: Backend>(dir: &Path, file: &str, net: &TwinNet<B>) -> Result<()> {
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    net.clone().save_file(dir.join(EMA_FILE), &recorder).with_context(|| format!("{}: cannot write the weight EMA", dir.display()))
+    net.clone().save_file(dir.join(file), &recorder).with_context(|| format!("{}: cannot write {file}.mpk", dir.display()))
 }
 
-/// The weight EMA of a checkpoint folder, if it has one.
-pub fn load_ema<B: Backend>(dir: &Path, state: &TrainerState, device: &B::Device) -> Result<Option<TwinNet<B>>> {
-    if !dir.join(EMA_FILE).with_extension("mpk").is_file() {
+/// The network a checkpoint folder keeps as `file` beside the weights, if it has one.
+pub fn load_net<B: Backend>(dir: &Path, file: &str, state: &TrainerState, device: &B::Device) -> Result<Option<TwinNet<B>>> {
+    let path = dir.join(file).with_extension("mpk");
+    if !path.is_file() {
         return Ok(None);
     }
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let net = Trainee::<B>::new(&state.model, device)
         .net
-        .load_file(dir.join(EMA_FILE), &recorder, device)
-        .with_context(|| format!("{}: cannot read the weight EMA", dir.join(EMA_FILE).with_extension("mpk").display()))?;
+        .load_file(dir.join(file), &recorder, device)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     Ok(Some(net))
 }
 
@@ -160,7 +165,7 @@ pub fn load_ema<B: Backend>(dir: &Path, state: &TrainerState, device: &B::Device
 /// weights (read only when there is no EMA).
 pub fn load_inference_net<B: Backend>(dir: &Path, device: &B::Device) -> Result<(TwinNet<B>, TrainerState)> {
     let state = read_state(dir)?;
-    match load_ema::<B>(dir, &state, device)? {
+    match load_net::<B>(dir, EMA_FILE, &state, device)? {
         Some(net) => Ok((net, state)),
         None => load_trainee::<B>(dir, device).map(|(trainee, state)| (trainee.net, state)),
     }

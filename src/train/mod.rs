@@ -13,6 +13,7 @@ pub mod loss;
 pub mod optim;
 pub mod penalty;
 pub mod presets;
+pub mod pseudo;
 pub mod replay;
 pub mod run;
 pub mod run_dir;

@@ -11,12 +11,14 @@ use anyhow::{bail, Context, Result};
 /// (a test checks that none is missing).
 const BUILT_IN: &[(&str, &str)] = &[
     ("alternate", include_str!("../../presets/alternate.toml")),
+    ("alternate-pseudo", include_str!("../../presets/alternate-pseudo.toml")),
     ("ewc", include_str!("../../presets/ewc.toml")),
     ("freeze", include_str!("../../presets/freeze.toml")),
     ("joint", include_str!("../../presets/joint.toml")),
     ("joint-uncertainty", include_str!("../../presets/joint-uncertainty.toml")),
     ("lwf", include_str!("../../presets/lwf.toml")),
     ("naive", include_str!("../../presets/naive.toml")),
+    ("pseudo", include_str!("../../presets/pseudo.toml")),
     ("quick", include_str!("../../presets/quick.toml")),
     ("replay", include_str!("../../presets/replay.toml")),
     ("sequential", include_str!("../../presets/sequential.toml")),

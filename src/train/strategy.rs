@@ -6,6 +6,8 @@ use std::fmt;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+use super::pseudo::PseudoLabels;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
@@ -104,6 +106,15 @@ pub enum StrategyConfig {
         det_weight: f32,
         #[serde(default = "unit")]
         seg_weight: f32,
+        /// Pseudo-labels for the task each batch lacks, from the weight EMA (see `train::pseudo`).
+        #[serde(default)]
+        pseudo_labels: bool,
+        #[serde(default = "unit")]
+        pseudo_weight: f32,
+        #[serde(default = "pseudo_box_score")]
+        pseudo_box_score: f32,
+        #[serde(default = "pseudo_pixel_confidence")]
+        pseudo_pixel_confidence: f32,
     },
     /// Every step one detection and one segmentation batch, one weighted loss.
     Joint {
@@ -113,6 +124,15 @@ pub enum StrategyConfig {
         det_weight: f32,
         #[serde(default = "unit")]
         seg_weight: f32,
+        /// Pseudo-labels for the task each batch lacks, from the weight EMA (see `train::pseudo`).
+        #[serde(default)]
+        pseudo_labels: bool,
+        #[serde(default = "unit")]
+        pseudo_weight: f32,
+        #[serde(default = "pseudo_box_score")]
+        pseudo_box_score: f32,
+        #[serde(default = "pseudo_pixel_confidence")]
+        pseudo_pixel_confidence: f32,
     },
     /// `first` until `switch_step`, then the other task with the learning rate × `lr_factor`.
     Sequential {
@@ -171,6 +191,22 @@ pub enum StrategyConfig {
         #[serde(default = "replay_every")]
         every: usize,
     },
+    /// `sequential`; in the second phase the snapshot at the switch labels the
+    /// new task's images for the first task (pseudo-labels), and the network
+    /// trains on both labels of each image.
+    Pseudo {
+        #[serde(default = "det")]
+        first: Task,
+        switch_step: usize,
+        #[serde(default = "tenth")]
+        lr_factor: f64,
+        #[serde(default = "unit")]
+        pseudo_weight: f32,
+        #[serde(default = "pseudo_box_score")]
+        pseudo_box_score: f32,
+        #[serde(default = "pseudo_pixel_confidence")]
+        pseudo_pixel_confidence: f32,
+    },
 }
 
 fn two() -> f32 {
@@ -187,6 +223,17 @@ pub const REPLAY_BUFFER: f64 = 0.05;
 /// Replay's default period: one first-task batch in every 4 second-phase steps.
 pub const REPLAY_EVERY: usize = 4;
 
+/// The teacher's box score above which a box becomes a pseudo-label.
+pub const PSEUDO_BOX_SCORE: f32 = 0.4;
+/// The teacher's class probability from which a pixel becomes a pseudo-label.
+pub const PSEUDO_PIXEL_CONFIDENCE: f32 = 0.7;
+
+fn pseudo_box_score() -> f32 {
+    PSEUDO_BOX_SCORE
+}
+fn pseudo_pixel_confidence() -> f32 {
+    PSEUDO_PIXEL_CONFIDENCE
+}
 fn replay_buffer() -> f64 {
     REPLAY_BUFFER
 }
@@ -253,6 +300,7 @@ impl StrategyConfig {
             Self::Lwf { .. } => "lwf",
             Self::Ewc { .. } => "ewc",
             Self::Replay { .. } => "replay",
+            Self::Pseudo { .. } => "pseudo",
         }
     }
 
@@ -263,7 +311,8 @@ impl StrategyConfig {
             | Self::Freeze { first, switch_step, lr_factor, .. }
             | Self::Lwf { first, switch_step, lr_factor, .. }
             | Self::Ewc { first, switch_step, lr_factor, .. }
-            | Self::Replay { first, switch_step, lr_factor, .. } => Some(Sequence { first, switch_step, lr_factor }),
+            | Self::Replay { first, switch_step, lr_factor, .. }
+            | Self::Pseudo { first, switch_step, lr_factor, .. } => Some(Sequence { first, switch_step, lr_factor }),
             Self::Alternate { .. } | Self::Joint { .. } => None,
         }
     }
@@ -275,7 +324,8 @@ impl StrategyConfig {
             | Self::Freeze { first, .. }
             | Self::Lwf { first, .. }
             | Self::Ewc { first, .. }
-            | Self::Replay { first, .. } => *first = task,
+            | Self::Replay { first, .. }
+            | Self::Pseudo { first, .. } => *first = task,
             Self::Alternate { .. } | Self::Joint { .. } => {}
         }
         self
@@ -285,8 +335,31 @@ impl StrategyConfig {
     pub fn weighting(&self) -> (Weighting, f32, f32) {
         match *self {
             Self::Alternate { weighting, det_weight, seg_weight, .. }
-            | Self::Joint { weighting, det_weight, seg_weight } => (weighting, det_weight, seg_weight),
+            | Self::Joint { weighting, det_weight, seg_weight, .. } => (weighting, det_weight, seg_weight),
             _ => (Weighting::Fixed, 1.0, 1.0),
+        }
+    }
+
+    /// The pseudo-labels in force in `phase`: `pseudo`'s second phase, and
+    /// throughout for `alternate`/`joint` with `pseudo_labels`.
+    pub fn pseudo_labels(&self, phase: usize) -> Option<PseudoLabels> {
+        match *self {
+            Self::Pseudo { pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, .. } if phase == 1 => {
+                Some(PseudoLabels { weight: pseudo_weight, box_score: pseudo_box_score, pixel_confidence: pseudo_pixel_confidence })
+            }
+            Self::Alternate { pseudo_labels: true, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, .. }
+            | Self::Joint { pseudo_labels: true, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, .. } => {
+                Some(PseudoLabels { weight: pseudo_weight, box_score: pseudo_box_score, pixel_confidence: pseudo_pixel_confidence })
+            }
+            _ => None,
+        }
+    }
+
+    /// The strategy's name, with "+ pseudo-labels" where an option adds them.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Alternate { pseudo_labels: true, .. } | Self::Joint { pseudo_labels: true, .. } => format!("{} + pseudo-labels", self.name()),
+            _ => self.name().to_string(),
         }
     }
 
@@ -319,9 +392,16 @@ impl StrategyConfig {
                     seq.first,
                     if *buffer >= 1.0 { format!("{buffer} images") } else { format!("{}%", buffer * 100.0) }
                 ),
+                Self::Pseudo { pseudo_weight, .. } => format!(
+                    "{} {} (lr ×{}; the switch snapshot labels its images for {}, weight {pseudo_weight})",
+                    self.name(),
+                    seq.first.other(),
+                    seq.lr_factor,
+                    seq.first,
+                ),
                 _ => format!("{} {} (lr ×{})", self.name(), seq.first.other(), seq.lr_factor),
             },
-            None => self.name().to_string(),
+            None => self.label(),
         }
     }
 
@@ -342,6 +422,17 @@ impl StrategyConfig {
                 bail!("strategy.buffer: a fraction in (0, 1) of the first task's images, or a whole count ≥ 1; got {buffer}")
             }
             _ => {}
+        }
+        if let Some(PseudoLabels { weight, box_score, pixel_confidence }) = self.pseudo_labels(1) {
+            if !(weight >= 0.0 && weight.is_finite()) {
+                bail!("strategy.pseudo_weight: must be ≥ 0, got {weight}");
+            }
+            if !(box_score > 0.0 && box_score < 1.0) {
+                bail!("strategy.pseudo_box_score: a score in (0, 1), got {box_score}");
+            }
+            if !(pixel_confidence > 0.0 && pixel_confidence <= 1.0) {
+                bail!("strategy.pseudo_pixel_confidence: a probability in (0, 1], got {pixel_confidence}");
+            }
         }
         if let Some(seq) = self.sequence() {
             if seq.switch_step == 0 || seq.switch_step >= steps {
@@ -397,6 +488,28 @@ mod tests {
         assert!(s.validate(20).is_ok());
         for (bad, field) in [("every = 1", "strategy.every"), ("buffer = 0", "strategy.buffer"), ("buffer = 2.5", "strategy.buffer")] {
             let s = parse(&format!("kind = \"replay\"\nswitch_step = 10\n{bad}")).unwrap();
+            assert!(s.validate(20).unwrap_err().to_string().contains(field), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pseudo_labels_apply_in_pseudos_second_phase_and_throughout_alternate_with_the_option() {
+        let s = parse("kind = \"pseudo\"\nfirst = \"seg\"\nswitch_step = 10\npseudo_weight = 0.5").unwrap();
+        assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.1, replay: false });
+        assert_eq!(s.pseudo_labels(0), None);
+        let labels = PseudoLabels { weight: 0.5, box_score: PSEUDO_BOX_SCORE, pixel_confidence: PSEUDO_PIXEL_CONFIDENCE };
+        assert_eq!(s.pseudo_labels(1), Some(labels));
+        assert_eq!(s.describe_phase(1), "pseudo detection (lr ×0.1; the switch snapshot labels its images for segmentation, weight 0.5)");
+        let alternate = parse("kind = \"alternate\"\npseudo_labels = true\npseudo_box_score = 0.3").unwrap();
+        assert_eq!(alternate.pseudo_labels(0).map(|l| l.box_score), Some(0.3));
+        assert_eq!(alternate.label(), "alternate + pseudo-labels");
+        assert_eq!(parse("kind = \"joint\"").unwrap().pseudo_labels(0), None);
+        for (bad, field) in [
+            ("pseudo_weight = -1", "strategy.pseudo_weight"),
+            ("pseudo_box_score = 1.0", "strategy.pseudo_box_score"),
+            ("pseudo_pixel_confidence = 0", "strategy.pseudo_pixel_confidence"),
+        ] {
+            let s = parse(&format!("kind = \"joint\"\npseudo_labels = true\n{bad}")).unwrap();
             assert!(s.validate(20).unwrap_err().to_string().contains(field), "{bad}");
         }
     }

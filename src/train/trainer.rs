@@ -21,16 +21,17 @@ use super::loss::det::{det_loss, DetLossConfig, ImageTargets};
 use super::loss::distill::{kd_det_loss, kd_seg_loss};
 use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig};
 use super::penalty::Ewc;
+use super::pseudo::{pseudo_boxes, pseudo_masks, PseudoLabels, TEACHER_EMA_DECAY};
 use super::replay::{make_buffer, BufferSource};
 use super::run_dir::EventLog;
 use super::timeline;
 use super::schedule::learning_rate;
-use super::strategy::{StepTasks, StrategyConfig, Task, Weighting};
+use super::strategy::{StrategyConfig, Task, Weighting};
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
 use crate::backend::TwinAutodiffBackend;
 use crate::data::ade::AdeDataset;
-use crate::data::batch::{DetBatch, DetSource, SegBatch, SegSource};
+use crate::data::batch::{mask_tensor, DetBatch, DetSource, SegBatch, SegSource};
 use crate::data::loader::{Loader, LoaderConfig, Position};
 use crate::data::synth::ensure_generated;
 use crate::data::voc::{self, VocClasses, VocDataset};
@@ -100,6 +101,14 @@ enum Mitigation<B: AutodiffBackend> {
     None,
     Distill { teacher: TwinNet<B::InnerBackend>, weight: f32, temperature: f32 },
     Ewc(Ewc<B>),
+    /// `pseudo`'s second phase: the switch snapshot labels the images for the first task.
+    Pseudo { teacher: TwinNet<B::InnerBackend>, labels: PseudoLabels },
+}
+
+/// What supervises the head a batch has no labels for.
+enum CrossTask<'a, B: Backend> {
+    Distill { teacher: &'a TwinNet<B>, weight: f32, temperature: f32 },
+    Pseudo { teacher: &'a TwinNet<B>, labels: PseudoLabels },
 }
 
 pub struct Trainer<B: TwinAutodiffBackend> {
@@ -118,6 +127,8 @@ pub struct Trainer<B: TwinAutodiffBackend> {
     mitigation: Mitigation<B>,
     /// The weight EMA, when `optim.ema_decay > 0`.
     ema: Option<WeightEma<B::InnerBackend>>,
+    /// The pseudo-label teacher of `alternate`/`joint` with `pseudo_labels`: its own weight EMA.
+    teacher: Option<WeightEma<B::InnerBackend>>,
     /// The fixed batches the task-conflict meter uses, read at the first evaluation.
     conflict_batches: Option<(DetBatch, SegBatch)>,
 }
@@ -131,7 +142,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let seg_classes = data.validation.seg_classes().names().to_vec();
         let model = config.model_config(det_classes.len(), seg_classes.len());
         let mut optim = TwinOptimizer::new(&config.optim);
-        let mut ema_net = None;
+        let (mut ema_net, mut teacher_net) = (None, None);
         // A run killed before its first checkpoint has nothing to resume: it starts over.
         let resume_from = match resume {
             true => checkpoint::find(run_dir, CheckpointKind::Last).ok(),
@@ -151,7 +162,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 bail!("{}: the checkpoint's class lists differ from the datasets'", dir.display());
             }
             optim = optim.load(&dir, &device)?;
-            ema_net = checkpoint::load_ema(&dir, &state, &device)?;
+            ema_net = checkpoint::load_net(&dir, checkpoint::EMA_FILE, &state, &device)?;
+            teacher_net = checkpoint::load_net(&dir, checkpoint::TEACHER_FILE, &state, &device)?;
             // Events after the checkpoint belong to the killed run's lost steps.
             log.truncate_after(state.step)?;
             (trainee, state)
@@ -204,6 +216,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             phase: None,
             mitigation: Mitigation::None,
             ema,
+            teacher: teacher_net.map(|net| WeightEma::new(net, TEACHER_EMA_DECAY)),
             conflict_batches: None,
         };
         for message in messages {
@@ -317,7 +330,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 self.emit(Event::Warning { step: self.state.step, message: format!("skipped {problem}") })?;
             }
             let images = det_batch.as_ref().map_or(0, |b| b.len()) + seg_batch.as_ref().map_or(0, |b| b.len());
-            let losses = self.train_step(plan.tasks, det_batch.as_ref(), seg_batch.as_ref(), lr)?;
+            let losses = self.train_step(det_batch.as_ref(), seg_batch.as_ref(), lr)?;
             self.state.det_position = det_loader.position();
             self.state.seg_position = seg_loader.position();
             if let Some(loader) = replay_det.as_ref().filter(|_| plan.replay) {
@@ -356,11 +369,21 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     }
 
     /// Sets the network up for a phase of the strategy in force: freezing,
-    /// the switch snapshot, the distillation teacher or the EWC anchor.
+    /// the switch snapshot, the distillation or pseudo-label teacher, the EWC anchor.
     fn enter_phase(&mut self, phase: usize) -> Result<()> {
         self.trainee = self.trainee.clone().unfreeze();
         self.mitigation = Mitigation::None;
         let strategy = self.state.strategy.clone();
+        // `alternate`/`joint` with pseudo-labels: a teacher EMA from the current
+        // weights (kept when resuming, or when the strategy is only retuned).
+        match strategy.pseudo_labels(phase).filter(|_| strategy.sequence().is_none()) {
+            Some(_) => {
+                if self.teacher.is_none() {
+                    self.teacher = Some(WeightEma::new(self.trainee.net.valid(), TEACHER_EMA_DECAY));
+                }
+            }
+            None => self.teacher = None,
+        }
         if phase == 1 {
             let snapshot = self.switch_snapshot()?;
             match strategy {
@@ -371,6 +394,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 StrategyConfig::Ewc { first, lambda, fisher_batches, .. } => {
                     let ewc = self.estimate_fisher(&snapshot, first, lambda, fisher_batches)?;
                     self.mitigation = Mitigation::Ewc(ewc);
+                }
+                StrategyConfig::Pseudo { .. } => {
+                    let labels = strategy.pseudo_labels(phase).expect("pseudo's second phase has pseudo-labels");
+                    self.mitigation = Mitigation::Pseudo { teacher: snapshot.net.valid(), labels };
                 }
                 _ => {}
             }
@@ -443,7 +470,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         seg_loss(logits, batch.masks::<B>(&self.device), &self.seg_losses).total
     }
 
-    fn train_step(&mut self, tasks: StepTasks, det: Option<&DetBatch>, seg: Option<&SegBatch>, lr: f64) -> Result<StepLosses> {
+    fn train_step(&mut self, det: Option<&DetBatch>, seg: Option<&SegBatch>, lr: f64) -> Result<StepLosses> {
         let (weighting, det_weight, seg_weight) = self.state.strategy.weighting();
         let weigh = |trainee: &Trainee<B>, task: Task, loss: Tensor<B, 1>| match weighting {
             Weighting::Fixed => loss.mul_scalar(if task == Task::Det { det_weight } else { seg_weight }),
@@ -454,53 +481,82 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let mut add = |t: Tensor<B, 1>| total = Some(match total.take() { Some(s) => s + t, None => t });
         let mut out = StepLosses { det: None, seg: None, penalty: None };
         let mut penalty: Option<Tensor<B, 1>> = None;
+        let mut add_penalty = |t: Tensor<B, 1>| penalty = Some(match penalty.take() { Some(s) => s + t, None => t });
+        let cross = match (&self.mitigation, &self.teacher) {
+            (Mitigation::Distill { teacher, weight, temperature }, _) => {
+                Some(CrossTask::Distill { teacher, weight: *weight, temperature: *temperature })
+            }
+            (Mitigation::Pseudo { teacher, labels }, _) => Some(CrossTask::Pseudo { teacher, labels: *labels }),
+            (_, Some(ema)) => self
+                .state
+                .strategy
+                .pseudo_labels(0)
+                .map(|labels| CrossTask::Pseudo { teacher: &ema.net, labels }),
+            _ => None,
+        };
 
-        // With a distillation teacher, one shared pass gives the current task's
-        // outputs and the other head's outputs on the same images.
+        // With a teacher for the other head, one shared pass gives both heads'
+        // outputs on the same images.
         if let Some(batch) = det {
             let images = batch.images::<B>(&self.device);
             let anchors = Anchors::new(batch.size, &DET_STRIDES);
-            let (output, other) = match &self.mitigation {
-                Mitigation::Distill { .. } if tasks == StepTasks::Det => {
+            let (output, other) = match &cross {
+                Some(_) => {
                     let (d, s) = net.forward_both(images.clone());
                     (d, Some(s))
                 }
-                _ => (net.forward_det(images.clone()), None),
+                None => (net.forward_det(images.clone()), None),
             };
             let loss = det_loss(output.cls_logits, output.box_raw, &anchors, &training_targets(batch), &self.det_losses).total;
             out.det = Some(scalar(&loss)?);
             add(weigh(&self.trainee, Task::Det, loss));
-            if let (Some(student), Mitigation::Distill { teacher, weight, temperature }) = (other, &self.mitigation) {
-                let target = teacher.forward_seg(images.inner());
-                let kd = kd_seg_loss(student, Tensor::from_inner(target), *temperature).mul_scalar(*weight);
-                penalty = Some(kd);
+            match (other, &cross) {
+                (Some(student), Some(CrossTask::Distill { teacher, weight, temperature })) => {
+                    let target = teacher.forward_seg(images.inner());
+                    add_penalty(kd_seg_loss(student, Tensor::from_inner(target), *temperature).mul_scalar(*weight));
+                }
+                (Some(student), Some(CrossTask::Pseudo { teacher, labels })) => {
+                    let masks = pseudo_masks(teacher, images.inner(), &batch.letterboxes, labels.pixel_confidence);
+                    let targets = mask_tensor(&masks, batch.len(), batch.size, &self.device);
+                    add_penalty(seg_loss(student, targets, &self.seg_losses).total.mul_scalar(labels.weight));
+                }
+                _ => {}
             }
         }
         if let Some(batch) = seg {
             let images = batch.images::<B>(&self.device);
-            let (logits, other) = match &self.mitigation {
-                Mitigation::Distill { .. } if tasks == StepTasks::Seg => {
+            let (logits, other) = match &cross {
+                Some(_) => {
                     let (d, s) = net.forward_both(images.clone());
                     (s, Some(d))
                 }
-                _ => (net.forward_seg(images.clone()), None),
+                None => (net.forward_seg(images.clone()), None),
             };
             let loss = seg_loss(logits, batch.masks::<B>(&self.device), &self.seg_losses).total;
             out.seg = Some(scalar(&loss)?);
             add(weigh(&self.trainee, Task::Seg, loss));
-            if let (Some(student), Mitigation::Distill { teacher, weight, .. }) = (other, &self.mitigation) {
-                let target = teacher.forward_det(images.inner());
-                let kd = kd_det_loss(
-                    student.cls_logits,
-                    Tensor::from_inner(target.cls_logits),
-                    student.box_raw,
-                    Tensor::from_inner(target.box_raw),
-                );
-                penalty = Some((kd.cls + kd.boxes).mul_scalar(*weight));
+            match (other, &cross) {
+                (Some(student), Some(CrossTask::Distill { teacher, weight, .. })) => {
+                    let target = teacher.forward_det(images.inner());
+                    let kd = kd_det_loss(
+                        student.cls_logits,
+                        Tensor::from_inner(target.cls_logits),
+                        student.box_raw,
+                        Tensor::from_inner(target.box_raw),
+                    );
+                    add_penalty((kd.cls + kd.boxes).mul_scalar(*weight));
+                }
+                (Some(student), Some(CrossTask::Pseudo { teacher, labels })) => {
+                    let targets = pseudo_boxes(teacher, images.inner(), labels.box_score);
+                    let anchors = Anchors::new(batch.size, &DET_STRIDES);
+                    let loss = det_loss(student.cls_logits, student.box_raw, &anchors, &targets, &self.det_losses).total;
+                    add_penalty(loss.mul_scalar(labels.weight));
+                }
+                _ => {}
             }
         }
         if let Mitigation::Ewc(ewc) = &self.mitigation {
-            penalty = Some(ewc.penalty(net));
+            add_penalty(ewc.penalty(net));
         }
         if let Some(p) = penalty {
             out.penalty = Some(scalar(&p)?);
@@ -509,7 +565,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let total = total.context("a step with no task")?;
         let grads = total.backward();
         self.trainee = self.optim.step(lr, self.trainee.clone(), grads);
-        if let Some(ema) = &mut self.ema {
+        for ema in self.ema.iter_mut().chain(self.teacher.iter_mut()) {
             ema.update(&self.trainee.net.valid(), self.state.step + 1);
         }
         Ok(out)
@@ -551,7 +607,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         for (improved, kind) in [(improved_det, CheckpointKind::BestDet), (improved_seg, CheckpointKind::BestSeg)] {
             if improved {
                 let ema = &self.ema;
-                let path = checkpoint::save(&self.run_dir, kind, &self.trainee, &self.state, |dir| save_ema(dir, ema))?;
+                let path = checkpoint::save(&self.run_dir, kind, &self.trainee, &self.state, |dir| save_kept(dir, checkpoint::EMA_FILE, ema))?;
                 self.emit(Event::Checkpoint { step: self.state.step, kind: kind.name().into(), path })?;
             }
         }
@@ -573,18 +629,20 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     }
 
     fn save_last(&mut self) -> Result<()> {
-        let (optim, ema) = (&self.optim, &self.ema);
+        let (optim, ema, teacher) = (&self.optim, &self.ema, &self.teacher);
         let path = checkpoint::save(&self.run_dir, CheckpointKind::Last, &self.trainee, &self.state, |dir| {
             optim.save(dir)?;
-            save_ema(dir, ema)
+            save_kept(dir, checkpoint::EMA_FILE, ema)?;
+            save_kept(dir, checkpoint::TEACHER_FILE, teacher)
         })?;
         self.emit(Event::Checkpoint { step: self.state.step, kind: "last".into(), path })
     }
 }
 
-fn save_ema<B: Backend>(dir: &Path, ema: &Option<WeightEma<B>>) -> Result<()> {
+/// Writes a weight average the trainer keeps (if it keeps one) as `file`.
+fn save_kept<B: Backend>(dir: &Path, file: &str, ema: &Option<WeightEma<B>>) -> Result<()> {
     match ema {
-        Some(ema) => checkpoint::save_ema(dir, &ema.net),
+        Some(ema) => checkpoint::save_net(dir, file, &ema.net),
         None => Ok(()),
     }
 }
