@@ -138,9 +138,9 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
     let last = seq.last().unwrap();
     assert!(last.map50 > 0.05, "sequential mAP50 {}", last.map50);
     let (_, seq_forgetting) = final_forgetting(seq);
-    // Measured: mIoU 0.676 at the switch, 0.612 at the end (0.064 forgotten);
+    // Measured: mIoU 0.704 at the switch, 0.150 at the end (0.553 forgotten);
     // alternate and joint forget nothing.
-    assert!(seq_forgetting > 0.04, "sequential kept segmentation: {} -> {}", at_switch.miou, last.miou);
+    assert!(seq_forgetting > 0.2, "sequential kept segmentation: {} -> {}", at_switch.miou, last.miou);
     // Alternate and joint keep both: each ends with a fraction of sequential's forgetting.
     for name in ["alternate", "joint"] {
         let (det_forgetting, seg_forgetting) = final_forgetting(get(name));
@@ -149,16 +149,18 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
         assert!(det_forgetting <= 0.3 * best, "{name} forgot detection: best {best}, forgetting {det_forgetting}");
     }
 
-    // Detection first, naive sequential forgets detection in turn.
+    // Detection first, naive sequential forgets detection in turn (measured:
+    // mAP50 0.388 at best, 0.275 at the end).
     let (det_first_forgetting, _) = final_forgetting(get("sequential-det-first"));
-    assert!(det_first_forgetting > 0.04, "sequential detection first kept detection: forgot {det_first_forgetting}");
+    assert!(det_first_forgetting > 0.06, "sequential detection first kept detection: forgot {det_first_forgetting}");
 
     // Replay rehearses what sequential forgets, pseudo-labels keep supervising
-    // it: each keeps more of segmentation. Replay lists its buffer (10 % of the
-    // 128 training images) in the run folder.
+    // it: each cuts the forgetting of segmentation by more than two thirds
+    // (measured: 0.088 and 0.079 against 0.553). Replay lists its buffer (10 %
+    // of the 128 training images) in the run folder.
     for name in ["replay", "pseudo"] {
         let (_, forgetting) = final_forgetting(get(name));
-        assert!(forgetting < 0.5 * seq_forgetting, "{name} forgot {forgetting}, sequential {seq_forgetting}");
+        assert!(forgetting < seq_forgetting / 3.0, "{name} forgot {forgetting}, sequential {seq_forgetting}");
     }
     let buffer = std::fs::read_to_string(runs.path().join("replay").join("replay_buffer.txt")).unwrap();
     assert_eq!(buffer.lines().count(), 13, "{buffer}");

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The forgetting sweep of the README: every strategy preset on the embedded
+# default (synthetic twin datasets, 500 steps, switch at 250), the sequential
+# family in both orders, evaluated every 50 steps (so the switch is evaluated),
+# then the table of tools/forgetting_table.py.
+#
+#   tools/forgetting_sweep.sh [OUT]     (default runs/sweep; release build, ~1 hour on 2 cores)
+#
+# A run already complete in OUT is kept, so a stopped sweep continues.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-runs/sweep}"
+bin="${TWINHEAD:-target/release/twinhead}"
+[ -x "$bin" ] || cargo build --release --locked
+# The mitigations the issue measures first, then the rest.
+first_family=(naive replay pseudo)
+first_others=(alternate alternate-pseudo)
+then_family=(sequential freeze lwf ewc)
+then_others=(joint joint-uncertainty)
+train() { # name, preset, extra --set arguments
+    local name=$1 preset=$2
+    shift 2
+    if grep -q '"event":"finished".*"completed"' "$out/$name/metrics.jsonl" 2>/dev/null; then
+        echo "$name: done before"
+        return
+    fi
+    echo "$name: training ($(date +%H:%M:%S))"
+    "$bin" train --preset "$preset" --out "$out/$name" --set eval.every=50 "$@" > "$out/$name.log" 2>&1 \
+        || { echo "$name failed: see $out/$name.log"; exit 1; }
+}
+mkdir -p "$out"
+for group in first then; do
+    family="${group}_family[@]"
+    for preset in "${!family}"; do
+        train "$preset-det-first" "$preset" --set strategy.first=det
+        train "$preset-seg-first" "$preset" --set strategy.first=seg
+    done
+    others="${group}_others[@]"
+    for preset in "${!others}"; do
+        train "$preset" "$preset"
+    done
+done
+python3 tools/forgetting_table.py "$out"
