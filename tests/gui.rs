@@ -96,22 +96,28 @@ fn a_run_trains_plots_changes_strategy_and_stops() {
     harness.get_by_label_contains("1 runs ·");
     assert!(harness.query_by_label_contains("· 0 points").is_none());
 
-    // Switch to joint while it trains: a marker at the step it took effect.
+    // Switch to joint with pseudo-labels while it trains: a marker at the step it took effect.
     harness.get_by_label("Setup").click();
     harness.step();
     harness.get_by_label("Strategy").click();
     harness.step();
     harness.get_by_label("joint").click();
     harness.step();
+    assert!(harness.query_by_label("Pseudo-label weight").is_none(), "pseudo-label settings show only when switched on");
+    harness.get_by_label("label each batch for the other task (teacher: weight EMA)").click();
+    harness.step();
+    harness.get_by_label("Pseudo-label weight");
     harness.get_by_label("Apply strategy to the running run").click();
     step_until(&mut harness, Duration::from_secs(120), "the strategy change", |wb| {
         wb.shared.session.records[0].markers.iter().any(|m| m.label.contains("joint"))
     });
-    assert_eq!(harness.state().shared.session.records[0].strategy.name(), "joint");
+    let strategy = &harness.state().shared.session.records[0].strategy;
+    assert_eq!(strategy.label(), "joint + pseudo-labels");
+    assert!(strategy.pseudo_labels(0).is_some());
     harness.get_by_label("Curves").click();
     harness.step();
-    // The default font has no arrow glyph: markers read "strategy: joint".
-    harness.get_by_label_contains("strategy: joint");
+    // The default font has no arrow glyph: markers read "strategy: joint + pseudo-labels".
+    harness.get_by_label_contains("strategy: joint + pseudo-labels");
 
     // Stop: the run ends stopped, with its last checkpoint saved.
     harness.get_by_label("Stop").click();

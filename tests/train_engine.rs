@@ -341,10 +341,10 @@ fn a_stopped_replay_run_resumes_exactly() {
 /// label something; the pseudo-label loss (the step's penalty) must match too.
 #[test]
 fn stopped_pseudo_label_runs_resume_exactly() {
-    let thresholds = "pseudo_box_score = 0.05\npseudo_pixel_confidence = 0.3";
+    let thresholds = "pseudo_labels = { box_score = 0.05, pixel_confidence = 0.3 }";
     for (name, strategy, stop_after) in [
         ("pseudo", format!("kind = \"pseudo\"\nfirst = \"seg\"\nswitch_step = 6\nlr_factor = 1.0\n{thresholds}"), 11),
-        ("alternate", format!("kind = \"alternate\"\npseudo_labels = true\n{thresholds}"), 7),
+        ("alternate", format!("kind = \"alternate\"\n{thresholds}"), 7),
     ] {
         let runs = tempfile::tempdir().unwrap();
         let (whole, parted) = assert_resumes_exactly(config(shared_data(), 16, &strategy), stop_after, runs.path());

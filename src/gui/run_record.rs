@@ -242,13 +242,12 @@ impl RunRecord {
 /// `alternate (period 1, fixed)`-style one-line description of a strategy.
 pub fn strategy_summary(strategy: &StrategyConfig) -> String {
     let value = toml::Value::try_from(strategy).ok();
-    let table = value.as_ref().and_then(|v| v.as_table());
-    // alternate/joint without pseudo-labels: their pseudo-label settings say nothing.
-    let pseudo_off = table.and_then(|t| t.get("pseudo_labels")) == Some(&toml::Value::Boolean(false));
-    let params: Vec<String> = table
+    let params: Vec<String> = value
+        .as_ref()
+        .and_then(|v| v.as_table())
         .into_iter()
         .flatten()
-        .filter(|(k, _)| k.as_str() != "kind" && !(pseudo_off && k.starts_with("pseudo_")))
+        .filter(|(k, _)| k.as_str() != "kind")
         .map(|(k, v)| format!("{k} {}", v.to_string().trim_matches('"')))
         .collect();
     format!("{} ({})", strategy.name(), params.join(", "))

@@ -18,10 +18,8 @@ use crate::train::config::TrainConfig;
 use crate::train::presets::preset_names;
 use crate::train::events::Control;
 use crate::train::run::DeviceSpec;
-use crate::train::strategy::{
-    FreezeScope, StrategyConfig, Task, Weighting, EWC_LAMBDA, FISHER_BATCHES, PSEUDO_BOX_SCORE, PSEUDO_PIXEL_CONFIDENCE, REPLAY_BUFFER,
-    REPLAY_EVERY,
-};
+use crate::train::pseudo::PseudoLabels;
+use crate::train::strategy::{FreezeScope, StrategyConfig, Task, Weighting, EWC_LAMBDA, FISHER_BATCHES, REPLAY_BUFFER, REPLAY_EVERY};
 
 /// The strategy kinds, in the order the selector lists them.
 const STRATEGIES: [&str; 8] = ["alternate", "joint", "sequential", "freeze", "lwf", "ewc", "replay", "pseudo"];
@@ -485,34 +483,17 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
     });
     egui::Grid::new("strategy parameters").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
         match strategy {
-            StrategyConfig::Alternate {
-                period,
-                weighting,
-                det_weight,
-                seg_weight,
-                pseudo_labels,
-                pseudo_weight,
-                pseudo_box_score,
-                pseudo_pixel_confidence,
-            } => {
+            StrategyConfig::Alternate { period, weighting, det_weight, seg_weight, pseudo_labels } => {
                 ui.label("Switch task every");
                 ui.add(egui::DragValue::new(period).range(0..=100_000).suffix(" steps"));
                 field_error(ui, error, "strategy.period");
                 ui.end_row();
                 weighting_rows(ui, weighting, det_weight, seg_weight, error);
-                pseudo_option_rows(ui, pseudo_labels, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, error);
+                pseudo_option_rows(ui, pseudo_labels, error);
             }
-            StrategyConfig::Joint {
-                weighting,
-                det_weight,
-                seg_weight,
-                pseudo_labels,
-                pseudo_weight,
-                pseudo_box_score,
-                pseudo_pixel_confidence,
-            } => {
+            StrategyConfig::Joint { weighting, det_weight, seg_weight, pseudo_labels } => {
                 weighting_rows(ui, weighting, det_weight, seg_weight, error);
-                pseudo_option_rows(ui, pseudo_labels, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, error);
+                pseudo_option_rows(ui, pseudo_labels, error);
             }
             StrategyConfig::Sequential { first, switch_step, lr_factor } => sequence_rows(ui, first, switch_step, lr_factor, error),
             StrategyConfig::Freeze { first, switch_step, lr_factor, freeze } => {
@@ -567,39 +548,42 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                 field_error(ui, error, "strategy.every");
                 ui.end_row();
             }
-            StrategyConfig::Pseudo { first, switch_step, lr_factor, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence } => {
+            StrategyConfig::Pseudo { first, switch_step, lr_factor, pseudo_labels } => {
                 sequence_rows(ui, first, switch_step, lr_factor, error);
-                pseudo_rows(ui, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, error);
+                pseudo_rows(ui, pseudo_labels, error);
             }
         }
     });
 }
 
 /// `alternate`/`joint`'s pseudo-label switch, and its settings when on.
-fn pseudo_option_rows(ui: &mut egui::Ui, on: &mut bool, weight: &mut f32, box_score: &mut f32, pixel_confidence: &mut f32, error: Option<&str>) {
+fn pseudo_option_rows(ui: &mut egui::Ui, pseudo_labels: &mut Option<PseudoLabels>, error: Option<&str>) {
     ui.label("Pseudo-labels");
-    ui.checkbox(on, "label each batch for the other task (teacher: weight EMA)");
+    let mut on = pseudo_labels.is_some();
+    if ui.checkbox(&mut on, "label each batch for the other task (teacher: weight EMA)").changed() {
+        *pseudo_labels = on.then(PseudoLabels::default);
+    }
     ui.label("");
     ui.end_row();
-    if *on {
-        pseudo_rows(ui, weight, box_score, pixel_confidence, error);
+    if let Some(settings) = pseudo_labels {
+        pseudo_rows(ui, settings, error);
     }
 }
 
-fn pseudo_rows(ui: &mut egui::Ui, weight: &mut f32, box_score: &mut f32, pixel_confidence: &mut f32, error: Option<&str>) {
+fn pseudo_rows(ui: &mut egui::Ui, settings: &mut PseudoLabels, error: Option<&str>) {
     ui.label("Pseudo-label weight");
-    ui.add(egui::DragValue::new(weight).speed(0.05).range(0.0..=100.0));
-    field_error(ui, error, "strategy.pseudo_weight");
+    ui.add(egui::DragValue::new(&mut settings.weight).speed(0.05).range(0.0..=100.0));
+    field_error(ui, error, "strategy.pseudo_labels.weight");
     ui.end_row();
     ui.label("Box score above");
-    ui.add(egui::DragValue::new(box_score).speed(0.01).range(0.0..=1.0))
+    ui.add(egui::DragValue::new(&mut settings.box_score).speed(0.01).range(0.0..=1.0))
         .on_hover_text("The teacher's boxes scoring above this become detection targets");
-    field_error(ui, error, "strategy.pseudo_box_score");
+    field_error(ui, error, "strategy.pseudo_labels.box_score");
     ui.end_row();
     ui.label("Pixel confidence from");
-    ui.add(egui::DragValue::new(pixel_confidence).speed(0.01).range(0.0..=1.0))
+    ui.add(egui::DragValue::new(&mut settings.pixel_confidence).speed(0.01).range(0.0..=1.0))
         .on_hover_text("Pixels where the teacher's class probability reaches this become segmentation targets; the rest are ignored");
-    field_error(ui, error, "strategy.pseudo_pixel_confidence");
+    field_error(ui, error, "strategy.pseudo_labels.pixel_confidence");
     ui.end_row();
 }
 
@@ -655,37 +639,15 @@ fn default_strategy(kind: &str, current: &StrategyConfig, steps: usize) -> Strat
     let switch_step = sequence.map_or(steps / 2, |s| s.switch_step);
     let lr_factor = sequence.map_or(0.1, |s| s.lr_factor);
     match kind {
-        "alternate" => StrategyConfig::Alternate {
-            period: 1,
-            weighting: Weighting::Fixed,
-            det_weight: 1.0,
-            seg_weight: 1.0,
-            pseudo_labels: false,
-            pseudo_weight: 1.0,
-            pseudo_box_score: PSEUDO_BOX_SCORE,
-            pseudo_pixel_confidence: PSEUDO_PIXEL_CONFIDENCE,
-        },
-        "joint" => StrategyConfig::Joint {
-            weighting: Weighting::Fixed,
-            det_weight: 1.0,
-            seg_weight: 1.0,
-            pseudo_labels: false,
-            pseudo_weight: 1.0,
-            pseudo_box_score: PSEUDO_BOX_SCORE,
-            pseudo_pixel_confidence: PSEUDO_PIXEL_CONFIDENCE,
-        },
+        "alternate" => {
+            StrategyConfig::Alternate { period: 1, weighting: Weighting::Fixed, det_weight: 1.0, seg_weight: 1.0, pseudo_labels: None }
+        }
+        "joint" => StrategyConfig::Joint { weighting: Weighting::Fixed, det_weight: 1.0, seg_weight: 1.0, pseudo_labels: None },
         "freeze" => StrategyConfig::Freeze { first, switch_step, lr_factor, freeze: FreezeScope::Backbone },
         "lwf" => StrategyConfig::Lwf { first, switch_step, lr_factor, weight: 1.0, temperature: 2.0 },
         "ewc" => StrategyConfig::Ewc { first, switch_step, lr_factor, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES },
         "replay" => StrategyConfig::Replay { first, switch_step, lr_factor, buffer: REPLAY_BUFFER, every: REPLAY_EVERY },
-        "pseudo" => StrategyConfig::Pseudo {
-            first,
-            switch_step,
-            lr_factor,
-            pseudo_weight: 1.0,
-            pseudo_box_score: PSEUDO_BOX_SCORE,
-            pseudo_pixel_confidence: PSEUDO_PIXEL_CONFIDENCE,
-        },
+        "pseudo" => StrategyConfig::Pseudo { first, switch_step, lr_factor, pseudo_labels: PseudoLabels::default() },
         _ => StrategyConfig::Sequential { first, switch_step, lr_factor },
     }
 }

@@ -9,6 +9,7 @@
 
 use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
 
 use super::loss::det::ImageTargets;
 use crate::backend::TwinBackend;
@@ -21,8 +22,10 @@ use crate::model::{TwinNet, DET_STRIDES};
 /// follows the network within about a hundred steps, smoothing out single steps.
 pub const TEACHER_EMA_DECAY: f64 = 0.99;
 
-/// What makes a teacher's prediction a label, and how much the labels weigh.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What makes a teacher's prediction a label, and how much the labels weigh
+/// (a strategy's `pseudo_labels` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PseudoLabels {
     /// Factor of the pseudo-label losses (the true labels' losses weigh 1).
     pub weight: f32,
@@ -30,6 +33,12 @@ pub struct PseudoLabels {
     pub box_score: f32,
     /// A pixel becomes a target when the teacher's class probability there is at least this.
     pub pixel_confidence: f32,
+}
+
+impl Default for PseudoLabels {
+    fn default() -> Self {
+        Self { weight: 1.0, box_score: 0.4, pixel_confidence: 0.7 }
+    }
 }
 
 /// The teacher's boxes scoring above `box_score` on each image, as detection

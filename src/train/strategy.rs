@@ -106,15 +106,10 @@ pub enum StrategyConfig {
         det_weight: f32,
         #[serde(default = "unit")]
         seg_weight: f32,
-        /// Pseudo-labels for the task each batch lacks, from the weight EMA (see `train::pseudo`).
-        #[serde(default)]
-        pseudo_labels: bool,
-        #[serde(default = "unit")]
-        pseudo_weight: f32,
-        #[serde(default = "pseudo_box_score")]
-        pseudo_box_score: f32,
-        #[serde(default = "pseudo_pixel_confidence")]
-        pseudo_pixel_confidence: f32,
+        /// Pseudo-labels for the task each batch lacks, from a teacher EMA
+        /// (`pseudo_labels = true`, or a table of [`PseudoLabels`] settings).
+        #[serde(default, with = "pseudo_option", skip_serializing_if = "Option::is_none")]
+        pseudo_labels: Option<PseudoLabels>,
     },
     /// Every step one detection and one segmentation batch, one weighted loss.
     Joint {
@@ -124,15 +119,10 @@ pub enum StrategyConfig {
         det_weight: f32,
         #[serde(default = "unit")]
         seg_weight: f32,
-        /// Pseudo-labels for the task each batch lacks, from the weight EMA (see `train::pseudo`).
-        #[serde(default)]
-        pseudo_labels: bool,
-        #[serde(default = "unit")]
-        pseudo_weight: f32,
-        #[serde(default = "pseudo_box_score")]
-        pseudo_box_score: f32,
-        #[serde(default = "pseudo_pixel_confidence")]
-        pseudo_pixel_confidence: f32,
+        /// Pseudo-labels for the task each batch lacks, from a teacher EMA
+        /// (`pseudo_labels = true`, or a table of [`PseudoLabels`] settings).
+        #[serde(default, with = "pseudo_option", skip_serializing_if = "Option::is_none")]
+        pseudo_labels: Option<PseudoLabels>,
     },
     /// `first` until `switch_step`, then the other task with the learning rate × `lr_factor`.
     Sequential {
@@ -200,12 +190,8 @@ pub enum StrategyConfig {
         switch_step: usize,
         #[serde(default = "tenth")]
         lr_factor: f64,
-        #[serde(default = "unit")]
-        pseudo_weight: f32,
-        #[serde(default = "pseudo_box_score")]
-        pseudo_box_score: f32,
-        #[serde(default = "pseudo_pixel_confidence")]
-        pseudo_pixel_confidence: f32,
+        #[serde(default)]
+        pseudo_labels: PseudoLabels,
     },
 }
 
@@ -223,16 +209,34 @@ pub const REPLAY_BUFFER: f64 = 0.05;
 /// Replay's default period: one first-task batch in every 4 second-phase steps.
 pub const REPLAY_EVERY: usize = 4;
 
-/// The teacher's box score above which a box becomes a pseudo-label.
-pub const PSEUDO_BOX_SCORE: f32 = 0.4;
-/// The teacher's class probability from which a pixel becomes a pseudo-label.
-pub const PSEUDO_PIXEL_CONFIDENCE: f32 = 0.7;
+/// `pseudo_labels` of `alternate`/`joint`: `true` (the default settings),
+/// `false`, or a table of settings.
+mod pseudo_option {
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-fn pseudo_box_score() -> f32 {
-    PSEUDO_BOX_SCORE
-}
-fn pseudo_pixel_confidence() -> f32 {
-    PSEUDO_PIXEL_CONFIDENCE
+    use super::PseudoLabels;
+
+    pub fn serialize<S: Serializer>(value: &Option<PseudoLabels>, serializer: S) -> Result<S::Ok, S::Error> {
+        value.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PseudoLabels>, D::Error> {
+        struct Switch;
+        impl<'de> Visitor<'de> for Switch {
+            type Value = Option<PseudoLabels>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a table of pseudo-label settings (weight, box_score, pixel_confidence)")
+            }
+            fn visit_bool<E: de::Error>(self, on: bool) -> Result<Self::Value, E> {
+                Ok(on.then(PseudoLabels::default))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                PseudoLabels::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+            }
+        }
+        deserializer.deserialize_any(Switch)
+    }
 }
 fn replay_buffer() -> f64 {
     REPLAY_BUFFER
@@ -344,13 +348,8 @@ impl StrategyConfig {
     /// throughout for `alternate`/`joint` with `pseudo_labels`.
     pub fn pseudo_labels(&self, phase: usize) -> Option<PseudoLabels> {
         match *self {
-            Self::Pseudo { pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, .. } if phase == 1 => {
-                Some(PseudoLabels { weight: pseudo_weight, box_score: pseudo_box_score, pixel_confidence: pseudo_pixel_confidence })
-            }
-            Self::Alternate { pseudo_labels: true, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, .. }
-            | Self::Joint { pseudo_labels: true, pseudo_weight, pseudo_box_score, pseudo_pixel_confidence, .. } => {
-                Some(PseudoLabels { weight: pseudo_weight, box_score: pseudo_box_score, pixel_confidence: pseudo_pixel_confidence })
-            }
+            Self::Pseudo { pseudo_labels, .. } if phase == 1 => Some(pseudo_labels),
+            Self::Alternate { pseudo_labels, .. } | Self::Joint { pseudo_labels, .. } => pseudo_labels,
             _ => None,
         }
     }
@@ -358,7 +357,9 @@ impl StrategyConfig {
     /// The strategy's name, with "+ pseudo-labels" where an option adds them.
     pub fn label(&self) -> String {
         match self {
-            Self::Alternate { pseudo_labels: true, .. } | Self::Joint { pseudo_labels: true, .. } => format!("{} + pseudo-labels", self.name()),
+            Self::Alternate { pseudo_labels: Some(_), .. } | Self::Joint { pseudo_labels: Some(_), .. } => {
+                format!("{} + pseudo-labels", self.name())
+            }
             _ => self.name().to_string(),
         }
     }
@@ -392,12 +393,13 @@ impl StrategyConfig {
                     seq.first,
                     if *buffer >= 1.0 { format!("{buffer} images") } else { format!("{}%", buffer * 100.0) }
                 ),
-                Self::Pseudo { pseudo_weight, .. } => format!(
-                    "{} {} (lr ×{}; the switch snapshot labels its images for {}, weight {pseudo_weight})",
+                Self::Pseudo { pseudo_labels, .. } => format!(
+                    "{} {} (lr ×{}; the switch snapshot labels its images for {}, weight {})",
                     self.name(),
                     seq.first.other(),
                     seq.lr_factor,
                     seq.first,
+                    pseudo_labels.weight,
                 ),
                 _ => format!("{} {} (lr ×{})", self.name(), seq.first.other(), seq.lr_factor),
             },
@@ -425,13 +427,13 @@ impl StrategyConfig {
         }
         if let Some(PseudoLabels { weight, box_score, pixel_confidence }) = self.pseudo_labels(1) {
             if !(weight >= 0.0 && weight.is_finite()) {
-                bail!("strategy.pseudo_weight: must be ≥ 0, got {weight}");
+                bail!("strategy.pseudo_labels.weight: must be ≥ 0, got {weight}");
             }
             if !(box_score > 0.0 && box_score < 1.0) {
-                bail!("strategy.pseudo_box_score: a score in (0, 1), got {box_score}");
+                bail!("strategy.pseudo_labels.box_score: a score in (0, 1), got {box_score}");
             }
             if !(pixel_confidence > 0.0 && pixel_confidence <= 1.0) {
-                bail!("strategy.pseudo_pixel_confidence: a probability in (0, 1], got {pixel_confidence}");
+                bail!("strategy.pseudo_labels.pixel_confidence: a probability in (0, 1], got {pixel_confidence}");
             }
         }
         if let Some(seq) = self.sequence() {
@@ -494,24 +496,31 @@ mod tests {
 
     #[test]
     fn pseudo_labels_apply_in_pseudos_second_phase_and_throughout_alternate_with_the_option() {
-        let s = parse("kind = \"pseudo\"\nfirst = \"seg\"\nswitch_step = 10\npseudo_weight = 0.5").unwrap();
+        let s = parse("kind = \"pseudo\"\nfirst = \"seg\"\nswitch_step = 10\npseudo_labels = { weight = 0.5 }").unwrap();
         assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.1, replay: false });
         assert_eq!(s.pseudo_labels(0), None);
-        let labels = PseudoLabels { weight: 0.5, box_score: PSEUDO_BOX_SCORE, pixel_confidence: PSEUDO_PIXEL_CONFIDENCE };
+        let labels = PseudoLabels { weight: 0.5, ..PseudoLabels::default() };
         assert_eq!(s.pseudo_labels(1), Some(labels));
         assert_eq!(s.describe_phase(1), "pseudo detection (lr ×0.1; the switch snapshot labels its images for segmentation, weight 0.5)");
-        let alternate = parse("kind = \"alternate\"\npseudo_labels = true\npseudo_box_score = 0.3").unwrap();
-        assert_eq!(alternate.pseudo_labels(0).map(|l| l.box_score), Some(0.3));
+        let alternate = parse("kind = \"alternate\"\npseudo_labels = true").unwrap();
+        assert_eq!(alternate.pseudo_labels(0), Some(PseudoLabels::default()));
         assert_eq!(alternate.label(), "alternate + pseudo-labels");
-        assert_eq!(parse("kind = \"joint\"").unwrap().pseudo_labels(0), None);
+        let tuned = parse("kind = \"alternate\"\n[pseudo_labels]\nbox_score = 0.3").unwrap();
+        assert_eq!(tuned.pseudo_labels(0).map(|l| (l.weight, l.box_score)), Some((1.0, 0.3)));
+        // Written out and read back, the option keeps its settings; off, it is left out.
+        assert_eq!(parse(&toml::to_string(&tuned).unwrap()).unwrap(), tuned);
+        assert!(!toml::to_string(&parse("kind = \"joint\"").unwrap()).unwrap().contains("pseudo"));
+        assert_eq!(parse("kind = \"joint\"\npseudo_labels = false").unwrap().pseudo_labels(0), None);
         for (bad, field) in [
-            ("pseudo_weight = -1", "strategy.pseudo_weight"),
-            ("pseudo_box_score = 1.0", "strategy.pseudo_box_score"),
-            ("pseudo_pixel_confidence = 0", "strategy.pseudo_pixel_confidence"),
+            ("weight = -1", "strategy.pseudo_labels.weight"),
+            ("box_score = 1.0", "strategy.pseudo_labels.box_score"),
+            ("pixel_confidence = 0", "strategy.pseudo_labels.pixel_confidence"),
         ] {
-            let s = parse(&format!("kind = \"joint\"\npseudo_labels = true\n{bad}")).unwrap();
+            let s = parse(&format!("kind = \"joint\"\npseudo_labels = {{ {bad} }}")).unwrap();
             assert!(s.validate(20).unwrap_err().to_string().contains(field), "{bad}");
         }
+        let err = parse("kind = \"joint\"\npseudo_labels = { wieght = 1 }").unwrap_err().to_string();
+        assert!(err.contains("unknown field `wieght`"), "{err}");
     }
 
     #[test]
