@@ -543,7 +543,7 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                     .on_hover_text("Below 1: a fraction of the first task's training images; 1 or more: a count");
                 field_error(ui, error, "strategy.buffer");
                 ui.end_row();
-                ui.label("Replay 1 step in");
+                ui.label("Replay on 1 step in");
                 ui.add(egui::DragValue::new(every).range(0..=10_000).suffix(" steps"));
                 field_error(ui, error, "strategy.every");
                 ui.end_row();

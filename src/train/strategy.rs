@@ -167,8 +167,8 @@ pub enum StrategyConfig {
         #[serde(default = "fisher_batches")]
         fisher_batches: usize,
     },
-    /// `sequential`; in the second phase every `every`-th step trains the first
-    /// task again on a fixed buffer of its training images (rehearsal).
+    /// `sequential`; in the second phase every `every`-th step also trains the
+    /// first task again, on a batch from a fixed buffer of its training images (rehearsal).
     Replay {
         #[serde(default = "det")]
         first: Task,
@@ -206,7 +206,7 @@ pub const FISHER_BATCHES: usize = 8;
 
 /// Replay's default buffer: 5 % of the first task's training images.
 pub const REPLAY_BUFFER: f64 = 0.05;
-/// Replay's default period: one first-task batch in every 4 second-phase steps.
+/// Replay's default period: a first-task batch added to every 4th second-phase step.
 pub const REPLAY_EVERY: usize = 4;
 
 /// `pseudo_labels` of `alternate`/`joint`: `true` (the default settings),
@@ -282,8 +282,9 @@ pub struct StepPlan {
     /// 0 before a sequential switch (and always for alternate/joint), 1 after.
     pub phase: usize,
     pub lr_factor: f64,
-    /// The batch comes from the replay buffer (a first-task batch in replay's second phase).
-    pub replay: bool,
+    /// The task whose batch comes from the replay buffer (the first task, on
+    /// every `every`-th step of replay's second phase, besides the new task's batch).
+    pub replay: Option<Task>,
 }
 
 /// The parts shared by the sequential family.
@@ -367,17 +368,19 @@ impl StrategyConfig {
     pub fn plan(&self, step: usize) -> StepPlan {
         if let Some(seq) = self.sequence() {
             if step < seq.switch_step {
-                return StepPlan { tasks: seq.first.into(), phase: 0, lr_factor: 1.0, replay: false };
+                return StepPlan { tasks: seq.first.into(), phase: 0, lr_factor: 1.0, replay: None };
             }
-            let replay = matches!(*self, Self::Replay { every, .. } if (step - seq.switch_step) % every == every - 1);
-            let task = if replay { seq.first } else { seq.first.other() };
-            return StepPlan { tasks: task.into(), phase: 1, lr_factor: seq.lr_factor, replay };
+            // A replay step adds the buffer's batch: the new task keeps every step.
+            if matches!(*self, Self::Replay { every, .. } if (step - seq.switch_step) % every == every - 1) {
+                return StepPlan { tasks: StepTasks::Both, phase: 1, lr_factor: seq.lr_factor, replay: Some(seq.first) };
+            }
+            return StepPlan { tasks: seq.first.other().into(), phase: 1, lr_factor: seq.lr_factor, replay: None };
         }
         let tasks = match *self {
             Self::Alternate { period, .. } => (if (step / period) % 2 == 0 { Task::Det } else { Task::Seg }).into(),
             _ => StepTasks::Both,
         };
-        StepPlan { tasks, phase: 0, lr_factor: 1.0, replay: false }
+        StepPlan { tasks, phase: 0, lr_factor: 1.0, replay: None }
     }
 
     /// A one-line description of a phase, for events and curve markers.
@@ -386,7 +389,7 @@ impl StrategyConfig {
             Some(seq) if phase == 0 => format!("{} {}", self.name(), seq.first),
             Some(seq) => match self {
                 Self::Replay { buffer, every, .. } => format!(
-                    "{} {} (lr ×{}; 1 step in {every} replays {} from a buffer of {})",
+                    "{} {} (lr ×{}; 1 step in {every} also replays {} from a buffer of {})",
                     self.name(),
                     seq.first.other(),
                     seq.lr_factor,
@@ -417,9 +420,7 @@ impl StrategyConfig {
             }
             Self::Lwf { temperature, .. } if temperature <= 0.0 => bail!("strategy.temperature: must be > 0"),
             Self::Ewc { fisher_batches: 0, .. } => bail!("strategy.fisher_batches: must be at least 1"),
-            Self::Replay { every, .. } if every < 2 => {
-                bail!("strategy.every: must be at least 2 (every second-phase step replaying leaves none for the new task)")
-            }
+            Self::Replay { every: 0, .. } => bail!("strategy.every: must be at least 1 (1: every second-phase step replays)"),
             Self::Replay { buffer, .. } if !(buffer > 0.0 && (buffer < 1.0 || buffer.fract() == 0.0)) => {
                 bail!("strategy.buffer: a fraction in (0, 1) of the first task's images, or a whole count ≥ 1; got {buffer}")
             }
@@ -469,8 +470,8 @@ mod tests {
     #[test]
     fn sequential_family_switches_task_and_lowers_the_rate() {
         let s = parse("kind = \"freeze\"\nfirst = \"seg\"\nswitch_step = 10\nlr_factor = 0.2\nfreeze = \"stages:2\"").unwrap();
-        assert_eq!(s.plan(9), StepPlan { tasks: StepTasks::Seg, phase: 0, lr_factor: 1.0, replay: false });
-        assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.2, replay: false });
+        assert_eq!(s.plan(9), StepPlan { tasks: StepTasks::Seg, phase: 0, lr_factor: 1.0, replay: None });
+        assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.2, replay: None });
         assert!(matches!(s, StrategyConfig::Freeze { freeze: FreezeScope::Stages(2), .. }));
         assert_eq!(s.describe_phase(1), "freeze detection (lr ×0.2)");
         assert!(s.validate(20).is_ok());
@@ -478,17 +479,15 @@ mod tests {
     }
 
     #[test]
-    fn replay_trains_the_first_task_from_its_buffer_every_kth_second_phase_step() {
+    fn replay_adds_a_first_task_batch_from_its_buffer_every_kth_second_phase_step() {
         let s = parse("kind = \"replay\"\nswitch_step = 10\nevery = 3").unwrap();
-        let plans: Vec<(StepTasks, bool)> = (8..17).map(|i| (s.plan(i).tasks, s.plan(i).replay)).collect();
+        let plans: Vec<(StepTasks, Option<Task>)> = (8..17).map(|i| (s.plan(i).tasks, s.plan(i).replay)).collect();
         use StepTasks::*;
-        assert_eq!(
-            plans,
-            [(Det, false), (Det, false), (Seg, false), (Seg, false), (Det, true), (Seg, false), (Seg, false), (Det, true), (Seg, false)]
-        );
-        assert_eq!(s.describe_phase(1), "replay segmentation (lr ×0.1; 1 step in 3 replays detection from a buffer of 5%)");
+        let r = Some(Task::Det);
+        assert_eq!(plans, [(Det, None), (Det, None), (Seg, None), (Seg, None), (Both, r), (Seg, None), (Seg, None), (Both, r), (Seg, None)]);
+        assert_eq!(s.describe_phase(1), "replay segmentation (lr ×0.1; 1 step in 3 also replays detection from a buffer of 5%)");
         assert!(s.validate(20).is_ok());
-        for (bad, field) in [("every = 1", "strategy.every"), ("buffer = 0", "strategy.buffer"), ("buffer = 2.5", "strategy.buffer")] {
+        for (bad, field) in [("every = 0", "strategy.every"), ("buffer = 0", "strategy.buffer"), ("buffer = 2.5", "strategy.buffer")] {
             let s = parse(&format!("kind = \"replay\"\nswitch_step = 10\n{bad}")).unwrap();
             assert!(s.validate(20).unwrap_err().to_string().contains(field), "{bad}");
         }
@@ -497,7 +496,7 @@ mod tests {
     #[test]
     fn pseudo_labels_apply_in_pseudos_second_phase_and_throughout_alternate_with_the_option() {
         let s = parse("kind = \"pseudo\"\nfirst = \"seg\"\nswitch_step = 10\npseudo_labels = { weight = 0.5 }").unwrap();
-        assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.1, replay: false });
+        assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.1, replay: None });
         assert_eq!(s.pseudo_labels(0), None);
         let labels = PseudoLabels { weight: 0.5, ..PseudoLabels::default() };
         assert_eq!(s.pseudo_labels(1), Some(labels));

@@ -316,12 +316,12 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             }
             let lr = learning_rate(&self.config.optim, self.state.step, self.config.steps) * plan.lr_factor * self.state.lr_scale;
             let step_start = Instant::now();
-            let det_batch = match (plan.tasks.includes(Task::Det), plan.replay) {
+            let det_batch = match (plan.tasks.includes(Task::Det), plan.replay == Some(Task::Det)) {
                 (false, _) => None,
                 (true, false) => Some(next_batch(&mut det_loader, "detection")?),
                 (true, true) => Some(next_batch(self.replay_loader(&mut replay_det, &self.data.det_train)?, "replay")?),
             };
-            let seg_batch = match (plan.tasks.includes(Task::Seg), plan.replay) {
+            let seg_batch = match (plan.tasks.includes(Task::Seg), plan.replay == Some(Task::Seg)) {
                 (false, _) => None,
                 (true, false) => Some(next_batch(&mut seg_loader, "segmentation")?),
                 (true, true) => Some(next_batch(self.replay_loader(&mut replay_seg, &self.data.seg_train)?, "replay")?),
@@ -333,10 +333,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             let losses = self.train_step(det_batch.as_ref(), seg_batch.as_ref(), lr)?;
             self.state.det_position = det_loader.position();
             self.state.seg_position = seg_loader.position();
-            if let Some(loader) = replay_det.as_ref().filter(|_| plan.replay) {
+            if let Some(loader) = replay_det.as_ref().filter(|_| plan.replay == Some(Task::Det)) {
                 self.state.replay_position = loader.position();
             }
-            if let Some(loader) = replay_seg.as_ref().filter(|_| plan.replay) {
+            if let Some(loader) = replay_seg.as_ref().filter(|_| plan.replay == Some(Task::Seg)) {
                 self.state.replay_position = loader.position();
             }
             self.state.step += 1;
