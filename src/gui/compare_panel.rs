@@ -585,7 +585,8 @@ mod tests {
         let mut base = TrainConfig::load_preset("quick", &[]).unwrap();
         base.steps = 1000;
         let configs = sweep_configs(&base, false).unwrap();
-        assert!(configs[3..].iter().all(|c| c.strategy.sequence().unwrap().switch_step == 500));
+        let switches: Vec<usize> = configs.iter().filter_map(|c| c.strategy.sequence()).map(|s| s.switch_step).collect();
+        assert_eq!(switches, [500; 7]);
         base.steps = 1;
         let error = sweep_configs(&base, false).unwrap_err();
         assert!(format!("{error:#}").contains("strategy sweep with naive"), "{error:#}");
