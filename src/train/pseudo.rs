@@ -23,16 +23,16 @@ use crate::model::{TwinNet, DET_STRIDES};
 pub const TEACHER_EMA_DECAY: f64 = 0.99;
 
 /// What makes a teacher's prediction a label, and how much the labels weigh
-/// (a strategy's `pseudo_labels` settings).
+/// (a strategy's `pseudo_labels` settings; f64, so a config reads back as written).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PseudoLabels {
     /// Factor of the pseudo-label losses (the true labels' losses weigh 1).
-    pub weight: f32,
+    pub weight: f64,
     /// A box becomes a target when its score is above this (after NMS).
-    pub box_score: f32,
+    pub box_score: f64,
     /// A pixel becomes a target when the teacher's class probability there is at least this.
-    pub pixel_confidence: f32,
+    pub pixel_confidence: f64,
 }
 
 impl Default for PseudoLabels {

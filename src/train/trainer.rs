@@ -516,7 +516,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                     add_penalty(kd_seg_loss(student, Tensor::from_inner(target), *temperature).mul_scalar(*weight));
                 }
                 (Some(student), Some(CrossTask::Pseudo { teacher, labels })) => {
-                    let masks = pseudo_masks(teacher, images.inner(), &batch.letterboxes, labels.pixel_confidence);
+                    let masks = pseudo_masks(teacher, images.inner(), &batch.letterboxes, labels.pixel_confidence as f32);
                     let targets = mask_tensor(&masks, batch.len(), batch.size, &self.device);
                     add_penalty(seg_loss(student, targets, &self.seg_losses).total.mul_scalar(labels.weight));
                 }
@@ -547,7 +547,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                     add_penalty((kd.cls + kd.boxes).mul_scalar(*weight));
                 }
                 (Some(student), Some(CrossTask::Pseudo { teacher, labels })) => {
-                    let targets = pseudo_boxes(teacher, images.inner(), labels.box_score);
+                    let targets = pseudo_boxes(teacher, images.inner(), labels.box_score as f32);
                     let anchors = Anchors::new(batch.size, &DET_STRIDES);
                     let loss = det_loss(student.cls_logits, student.box_raw, &anchors, &targets, &self.det_losses).total;
                     add_penalty(loss.mul_scalar(labels.weight));
