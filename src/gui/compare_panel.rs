@@ -322,7 +322,7 @@ pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainC
         let source = TrainConfig::load_preset(preset, &[])?;
         let mut config = base.clone();
         config.strategy = source.strategy;
-        rescale_switch_step(&mut config.strategy, source.steps, base.steps);
+        rescale_to_steps(&mut config.strategy, source.steps, base.steps);
         config.name = format!("{}-{preset}", base.name);
         config.validate().with_context(|| format!("strategy sweep with {preset} on {}", base.name))?;
         let twin = (both_orders && config.strategy.sequence().is_some()).then(|| {
@@ -339,7 +339,7 @@ pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainC
     Ok(configs)
 }
 
-fn rescale_switch_step(strategy: &mut StrategyConfig, from_steps: usize, to_steps: usize) {
+fn rescale_to_steps(strategy: &mut StrategyConfig, from_steps: usize, to_steps: usize) {
     match strategy {
         StrategyConfig::Sequential { switch_step, .. }
         | StrategyConfig::Freeze { switch_step, .. }
@@ -352,7 +352,12 @@ fn rescale_switch_step(strategy: &mut StrategyConfig, from_steps: usize, to_step
                 *switch_step = scaled.clamp(1, to_steps - 1);
             }
         }
-        StrategyConfig::Alternate { .. } | StrategyConfig::Joint { .. } => {}
+        // A pseudo-label burn-in keeps its fraction of the run too.
+        StrategyConfig::Alternate { pseudo_labels, .. } | StrategyConfig::Joint { pseudo_labels, .. } => {
+            if let Some(labels) = pseudo_labels.as_mut().filter(|_| from_steps > 0) {
+                labels.start_step = (labels.start_step as f64 * to_steps as f64 / from_steps as f64).round() as usize;
+            }
+        }
     }
 }
 
@@ -578,6 +583,7 @@ mod tests {
         assert_eq!(configs[3].strategy.weighting().0, crate::train::strategy::Weighting::Uncertainty);
         // quick has 450 steps, the strategy presets 500 with the switch at 250.
         assert_eq!(configs[4].strategy.sequence().unwrap().switch_step, 225);
+        assert_eq!(configs[1].strategy.pseudo_labels(0).unwrap().start_step, 225, "the burn-in too");
     }
 
     #[test]

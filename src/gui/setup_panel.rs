@@ -585,6 +585,16 @@ fn pseudo_rows(ui: &mut egui::Ui, settings: &mut PseudoLabels, error: Option<&st
         .on_hover_text("Pixels where the teacher's class probability reaches this become segmentation targets; the rest are ignored");
     field_error(ui, error, "strategy.pseudo_labels.pixel_confidence");
     ui.end_row();
+    ui.label("Unsure boxes from");
+    ui.add(egui::DragValue::new(&mut settings.background_score).speed(0.01).range(0.0..=1.0))
+        .on_hover_text("Anchors the teacher scores between this and the box score are neither object nor background for the student");
+    field_error(ui, error, "strategy.pseudo_labels.background_score");
+    ui.end_row();
+    ui.label("Pseudo-labels from step");
+    ui.add(egui::DragValue::new(&mut settings.start_step).range(0..=10_000_000))
+        .on_hover_text("A burn-in: no pseudo-labels before this step, while the teacher is still learning");
+    ui.label("");
+    ui.end_row();
 }
 
 fn weighting_rows(ui: &mut egui::Ui, weighting: &mut Weighting, det_weight: &mut f32, seg_weight: &mut f32, error: Option<&str>) {

@@ -7,7 +7,7 @@
 //! sequential family, the weight EMA of `alternate`/`joint`), so the labels are
 //! a deterministic function of the images: a resumed run makes the same ones.
 
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -33,24 +33,43 @@ pub struct PseudoLabels {
     pub box_score: f64,
     /// A pixel becomes a target when the teacher's class probability there is at least this.
     pub pixel_confidence: f64,
+    /// Anchors whose best teacher score is from this up to `box_score` are
+    /// ignored by the pseudo-label detection loss (neither object nor
+    /// background), so objects the teacher half-sees are not taught as background.
+    pub background_score: f64,
+    /// No pseudo-labels before this step: a burn-in for a teacher that starts
+    /// untrained (the weight EMA of `alternate`/`joint`), as Unbiased Teacher does.
+    pub start_step: usize,
 }
 
 impl Default for PseudoLabels {
     fn default() -> Self {
-        Self { weight: 1.0, box_score: 0.4, pixel_confidence: 0.7 }
+        Self { weight: 1.0, box_score: 0.4, pixel_confidence: 0.7, background_score: 0.1, start_step: 0 }
     }
+}
+
+/// Detection pseudo-labels of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PseudoBoxes {
+    /// Per image, the teacher's boxes scoring above `box_score`.
+    pub targets: Vec<ImageTargets>,
+    /// Per image and anchor (`N·A`): the teacher's best score lies in
+    /// `[background_score, box_score]`, so the anchor is left out of the classification loss.
+    pub unsure: Vec<bool>,
 }
 
 /// The teacher's boxes scoring above `box_score` on each image, as detection
 /// targets (input pixels, clipped to the image; the same class-wise NMS as the
-/// workbench's display of detections).
-pub fn pseudo_boxes<B: TwinBackend>(teacher: &TwinNet<B>, images: Tensor<B, 4>, box_score: f32) -> Vec<ImageTargets> {
+/// workbench's display of detections), and the anchors it is unsure about.
+pub fn pseudo_boxes<B: TwinBackend>(teacher: &TwinNet<B>, images: Tensor<B, 4>, box_score: f32, background_score: f32) -> PseudoBoxes {
     let [_, _, _, size] = images.dims();
     let output = teacher.forward_det(images);
+    let best: Vec<f32> = sigmoid(output.cls_logits.clone()).max_dim(2).into_data().convert::<f32>().into_vec().expect("float tensor");
+    let unsure = best.iter().map(|&s| s >= background_score && s <= box_score).collect();
     let anchors = Anchors::new(size, &DET_STRIDES);
     let config = PostprocessConfig { score_threshold: box_score, ..PostprocessConfig::display() };
     let edge = size as f32;
-    postprocess_batch(output.cls_logits, output.box_raw, &anchors, &config)
+    let targets = postprocess_batch(output.cls_logits, output.box_raw, &anchors, &config)
         .into_iter()
         .map(|detections| {
             detections
@@ -60,7 +79,8 @@ pub fn pseudo_boxes<B: TwinBackend>(teacher: &TwinNet<B>, images: Tensor<B, 4>, 
                 .filter(|(b, _)| b[2] - b[0] >= 1.0 && b[3] - b[1] >= 1.0)
                 .unzip()
         })
-        .collect()
+        .collect();
+    PseudoBoxes { targets, unsure }
 }
 
 /// The teacher's class at every pixel where its probability reaches
@@ -122,15 +142,25 @@ mod tests {
         let mut scores: Vec<f32> = all.iter().flatten().map(|d| d.score).collect();
         scores.sort_by(f32::total_cmp);
         let threshold = scores[scores.len() / 2];
-        let labels = pseudo_boxes(&net, images(), threshold);
+        let labels = pseudo_boxes(&net, images(), threshold, 0.0);
         let expected: Vec<ImageTargets> = detect_batch(&net, images(), &[Letterbox::fit(64, 64, 64); 2], &PostprocessConfig { score_threshold: threshold, ..PostprocessConfig::display() })
             .into_iter()
             .map(|d| d.iter().map(|d| (d.bbox, d.class)).filter(|(b, _)| b[2] - b[0] >= 1.0 && b[3] - b[1] >= 1.0).unzip())
             .collect();
-        let kept: usize = labels.iter().map(|(b, _)| b.len()).sum();
+        let kept: usize = labels.targets.iter().map(|(b, _)| b.len()).sum();
         assert!(kept > 0 && kept < scores.len(), "{kept} of {} boxes kept", scores.len());
-        assert_eq!(labels, expected);
-        for (boxes, classes) in &labels {
+        assert_eq!(labels.targets, expected);
+        // Unsure: the anchors whose best class probability is at most the threshold (the floor is 0 here).
+        let output = net.forward_det(images());
+        let [n, a, c] = output.cls_logits.dims();
+        let logits: Vec<f32> = output.cls_logits.into_data().convert::<f32>().into_vec().unwrap();
+        let unsure: Vec<bool> = (0..n * a)
+            .map(|row| logits[row * c..(row + 1) * c].iter().map(|&x| 1.0 / (1.0 + (-x).exp())).fold(0.0, f32::max) <= threshold)
+            .collect();
+        let differing = unsure.iter().zip(&labels.unsure).filter(|(p, q)| p != q).count();
+        assert!(differing <= 2, "{differing} anchors judged differently (rounding at the threshold at most)");
+        assert!(unsure.iter().any(|&u| u) && unsure.iter().any(|&u| !u));
+        for (boxes, classes) in &labels.targets {
             assert!(boxes.iter().all(|b| b.iter().all(|&v| (0.0..=64.0).contains(&v))) && classes.iter().all(|&c| c < 3));
         }
     }

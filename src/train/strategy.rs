@@ -226,7 +226,7 @@ mod pseudo_option {
         impl<'de> Visitor<'de> for Switch {
             type Value = Option<PseudoLabels>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("true, false or a table of pseudo-label settings (weight, box_score, pixel_confidence)")
+                f.write_str("true, false or a table of pseudo-label settings (weight, box_score, pixel_confidence, background_score, start_step)")
             }
             fn visit_bool<E: de::Error>(self, on: bool) -> Result<Self::Value, E> {
                 Ok(on.then(PseudoLabels::default))
@@ -426,12 +426,15 @@ impl StrategyConfig {
             }
             _ => {}
         }
-        if let Some(PseudoLabels { weight, box_score, pixel_confidence }) = self.pseudo_labels(1) {
+        if let Some(PseudoLabels { weight, box_score, pixel_confidence, background_score, .. }) = self.pseudo_labels(1) {
             if !(weight >= 0.0 && weight.is_finite()) {
                 bail!("strategy.pseudo_labels.weight: must be ≥ 0, got {weight}");
             }
             if !(box_score > 0.0 && box_score < 1.0) {
                 bail!("strategy.pseudo_labels.box_score: a score in (0, 1), got {box_score}");
+            }
+            if !(0.0..=box_score).contains(&background_score) {
+                bail!("strategy.pseudo_labels.background_score: must be in [0, box_score = {box_score}], got {background_score}");
             }
             if !(pixel_confidence > 0.0 && pixel_confidence <= 1.0) {
                 bail!("strategy.pseudo_labels.pixel_confidence: a probability in (0, 1], got {pixel_confidence}");

@@ -17,7 +17,7 @@ use super::conflict::{self, TaskConflict};
 use super::ema::WeightEma;
 use super::evaluate::{validate, ValidationSets, ValidationSettings};
 use super::events::{Control, EvalRecord, Event, FinishReason};
-use super::loss::det::{det_loss, DetLossConfig, ImageTargets};
+use super::loss::det::{det_loss, det_loss_ignoring, DetLossConfig, ImageTargets};
 use super::loss::distill::{kd_det_loss, kd_seg_loss};
 use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig};
 use super::penalty::Ewc;
@@ -493,7 +493,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 .pseudo_labels(0)
                 .map(|labels| CrossTask::Pseudo { teacher: &ema.net, labels }),
             _ => None,
-        };
+        }
+        .filter(|cross| !matches!(cross, CrossTask::Pseudo { labels, .. } if self.state.step < labels.start_step));
 
         // With a teacher for the other head, one shared pass gives both heads'
         // outputs on the same images.
@@ -547,9 +548,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                     add_penalty((kd.cls + kd.boxes).mul_scalar(*weight));
                 }
                 (Some(student), Some(CrossTask::Pseudo { teacher, labels })) => {
-                    let targets = pseudo_boxes(teacher, images.inner(), labels.box_score as f32);
+                    let boxes = pseudo_boxes(teacher, images.inner(), labels.box_score as f32, labels.background_score as f32);
                     let anchors = Anchors::new(batch.size, &DET_STRIDES);
-                    let loss = det_loss(student.cls_logits, student.box_raw, &anchors, &targets, &self.det_losses).total;
+                    let (cls, raw) = (student.cls_logits, student.box_raw);
+                    let loss = det_loss_ignoring(cls, raw, &anchors, &boxes.targets, &boxes.unsure, &self.det_losses).total;
                     add_penalty(loss.mul_scalar(labels.weight));
                 }
                 _ => {}

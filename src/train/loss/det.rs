@@ -66,6 +66,21 @@ pub fn det_loss<B: Backend>(
     gts: &[ImageTargets],
     config: &DetLossConfig,
 ) -> DetLossOutput<B> {
+    det_loss_ignoring(cls_logits, box_raw, anchors, gts, &[], config)
+}
+
+/// [`det_loss`] with some anchors left out of the classification term:
+/// `ignored` (empty, or one flag per image and anchor, `N·A`) marks anchors
+/// that are neither object nor background unless the assigner makes them
+/// positive (pseudo-labels: where the teacher is unsure).
+pub fn det_loss_ignoring<B: Backend>(
+    cls_logits: Tensor<B, 3>,
+    box_raw: Tensor<B, 3>,
+    anchors: &Anchors,
+    gts: &[ImageTargets],
+    ignored: &[bool],
+    config: &DetLossConfig,
+) -> DetLossOutput<B> {
     let [n, a, c] = cls_logits.dims();
     assert_eq!(box_raw.dims(), [n, a, 4], "box_raw must be [N, A, 4] like cls_logits");
     assert_eq!(gts.len(), n, "one ground-truth entry per image");
@@ -90,7 +105,16 @@ pub fn det_loss<B: Backend>(
     let norm = target_score_sum.max(1.0);
 
     let targets = Tensor::<B, 3>::from_data(TensorData::new(target_scores, [n, a, c]), &device);
-    let cls = bce_with_logits(cls_logits, targets).sum().div_scalar(norm);
+    let mut cls = bce_with_logits(cls_logits, targets);
+    if !ignored.is_empty() {
+        assert_eq!(ignored.len(), n * a, "one ignore flag per image and anchor");
+        let mut keep: Vec<f32> = ignored.iter().map(|&i| if i { 0.0 } else { 1.0 }).collect();
+        for &row in &rows {
+            keep[row as usize] = 1.0;
+        }
+        cls = cls * Tensor::<B, 3>::from_data(TensorData::new(keep, [n, a, 1]), &device);
+    }
+    let cls = cls.sum().div_scalar(norm);
 
     let num_positives = rows.len();
     let boxes = if num_positives == 0 {
