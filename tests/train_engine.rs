@@ -341,7 +341,7 @@ fn a_stopped_replay_run_resumes_exactly() {
 /// label something; the pseudo-label loss (the step's penalty) must match too.
 #[test]
 fn stopped_pseudo_label_runs_resume_exactly() {
-    let thresholds = "pseudo_labels = { box_score = 0.05, pixel_confidence = 0.3 }";
+    let thresholds = "pseudo_labels = { box_score = 0.05, pixel_confidence = 0.3, background_score = 0.02 }";
     for (name, strategy, stop_after) in [
         ("pseudo", format!("kind = \"pseudo\"\nfirst = \"seg\"\nswitch_step = 6\nlr_factor = 1.0\n{thresholds}"), 11),
         ("alternate", format!("kind = \"alternate\"\n{thresholds}"), 7),
