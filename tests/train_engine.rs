@@ -156,7 +156,7 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
 
     // Replay rehearses what sequential forgets, pseudo-labels keep supervising
     // it: each cuts the forgetting of segmentation by more than two thirds
-    // (measured: 0.088 and 0.079 against 0.553). Replay lists its buffer (10 %
+    // (measured: 0.093 and 0.079 against 0.553). Replay lists its buffer (10 %
     // of the 128 training images) in the run folder.
     for name in ["replay", "pseudo"] {
         let (_, forgetting) = final_forgetting(get(name));

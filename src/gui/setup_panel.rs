@@ -585,9 +585,18 @@ fn pseudo_rows(ui: &mut egui::Ui, settings: &mut PseudoLabels, error: Option<&st
         .on_hover_text("Pixels where the teacher's class probability reaches this become segmentation targets; the rest are ignored");
     field_error(ui, error, "strategy.pseudo_labels.pixel_confidence");
     ui.end_row();
-    ui.label("Unsure boxes from");
-    ui.add(egui::DragValue::new(&mut settings.background_score).speed(0.01).range(0.0..=1.0))
-        .on_hover_text("Anchors the teacher scores between this and the box score are neither object nor background for the student");
+    ui.label("Ignore unsure boxes");
+    ui.horizontal(|ui| {
+        let mut on = settings.background_score.is_some();
+        if ui.checkbox(&mut on, "scoring from").changed() {
+            settings.background_score = on.then_some(0.1);
+        }
+        if let Some(floor) = &mut settings.background_score {
+            ui.add(egui::DragValue::new(floor).speed(0.01).range(0.0..=1.0));
+        }
+    })
+    .response
+    .on_hover_text("Anchors the teacher scores between this and the box score are neither object nor background for the student");
     field_error(ui, error, "strategy.pseudo_labels.background_score");
     ui.end_row();
     ui.label("Pseudo-labels from step");

@@ -33,10 +33,11 @@ pub struct PseudoLabels {
     pub box_score: f64,
     /// A pixel becomes a target when the teacher's class probability there is at least this.
     pub pixel_confidence: f64,
-    /// Anchors whose best teacher score is from this up to `box_score` are
-    /// ignored by the pseudo-label detection loss (neither object nor
-    /// background), so objects the teacher half-sees are not taught as background.
-    pub background_score: f64,
+    /// When set, anchors whose best teacher score is from this up to
+    /// `box_score` are ignored by the pseudo-label detection loss (neither
+    /// object nor background), so objects the teacher half-sees are not taught
+    /// as background. Off by default: on the synthetic default it did not help.
+    pub background_score: Option<f64>,
     /// No pseudo-labels before this step: a burn-in for a teacher that starts
     /// untrained (the weight EMA of `alternate`/`joint`), as Unbiased Teacher does.
     pub start_step: usize,
@@ -44,7 +45,7 @@ pub struct PseudoLabels {
 
 impl Default for PseudoLabels {
     fn default() -> Self {
-        Self { weight: 1.0, box_score: 0.4, pixel_confidence: 0.7, background_score: 0.1, start_step: 0 }
+        Self { weight: 1.0, box_score: 0.4, pixel_confidence: 0.7, background_score: None, start_step: 0 }
     }
 }
 
@@ -53,19 +54,25 @@ impl Default for PseudoLabels {
 pub struct PseudoBoxes {
     /// Per image, the teacher's boxes scoring above `box_score`.
     pub targets: Vec<ImageTargets>,
-    /// Per image and anchor (`N·A`): the teacher's best score lies in
-    /// `[background_score, box_score]`, so the anchor is left out of the classification loss.
+    /// Per image and anchor (`N·A`, or empty without a `background_score`):
+    /// the teacher's best score lies in `[background_score, box_score]`, so the
+    /// anchor is left out of the classification loss.
     pub unsure: Vec<bool>,
 }
 
 /// The teacher's boxes scoring above `box_score` on each image, as detection
 /// targets (input pixels, clipped to the image; the same class-wise NMS as the
 /// workbench's display of detections), and the anchors it is unsure about.
-pub fn pseudo_boxes<B: TwinBackend>(teacher: &TwinNet<B>, images: Tensor<B, 4>, box_score: f32, background_score: f32) -> PseudoBoxes {
+pub fn pseudo_boxes<B: TwinBackend>(teacher: &TwinNet<B>, images: Tensor<B, 4>, box_score: f32, background_score: Option<f32>) -> PseudoBoxes {
     let [_, _, _, size] = images.dims();
     let output = teacher.forward_det(images);
-    let best: Vec<f32> = sigmoid(output.cls_logits.clone()).max_dim(2).into_data().convert::<f32>().into_vec().expect("float tensor");
-    let unsure = best.iter().map(|&s| s >= background_score && s <= box_score).collect();
+    let unsure = match background_score {
+        Some(floor) => {
+            let best = sigmoid(output.cls_logits.clone()).max_dim(2).into_data().convert::<f32>().into_vec::<f32>().expect("float tensor");
+            best.iter().map(|&s| s >= floor && s <= box_score).collect()
+        }
+        None => Vec::new(),
+    };
     let anchors = Anchors::new(size, &DET_STRIDES);
     let config = PostprocessConfig { score_threshold: box_score, ..PostprocessConfig::display() };
     let edge = size as f32;
@@ -142,7 +149,8 @@ mod tests {
         let mut scores: Vec<f32> = all.iter().flatten().map(|d| d.score).collect();
         scores.sort_by(f32::total_cmp);
         let threshold = scores[scores.len() / 2];
-        let labels = pseudo_boxes(&net, images(), threshold, 0.0);
+        assert!(pseudo_boxes(&net, images(), threshold, None).unsure.is_empty());
+        let labels = pseudo_boxes(&net, images(), threshold, Some(0.0));
         let expected: Vec<ImageTargets> = detect_batch(&net, images(), &[Letterbox::fit(64, 64, 64); 2], &PostprocessConfig { score_threshold: threshold, ..PostprocessConfig::display() })
             .into_iter()
             .map(|d| d.iter().map(|d| (d.bbox, d.class)).filter(|(b, _)| b[2] - b[0] >= 1.0 && b[3] - b[1] >= 1.0).unzip())

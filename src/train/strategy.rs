@@ -433,8 +433,8 @@ impl StrategyConfig {
             if !(box_score > 0.0 && box_score < 1.0) {
                 bail!("strategy.pseudo_labels.box_score: a score in (0, 1), got {box_score}");
             }
-            if !(0.0..=box_score).contains(&background_score) {
-                bail!("strategy.pseudo_labels.background_score: must be in [0, box_score = {box_score}], got {background_score}");
+            if let Some(floor) = background_score.filter(|floor| !(0.0..=box_score).contains(floor)) {
+                bail!("strategy.pseudo_labels.background_score: must be in [0, box_score = {box_score}], got {floor}");
             }
             if !(pixel_confidence > 0.0 && pixel_confidence <= 1.0) {
                 bail!("strategy.pseudo_labels.pixel_confidence: a probability in (0, 1], got {pixel_confidence}");

@@ -548,7 +548,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                     add_penalty((kd.cls + kd.boxes).mul_scalar(*weight));
                 }
                 (Some(student), Some(CrossTask::Pseudo { teacher, labels })) => {
-                    let boxes = pseudo_boxes(teacher, images.inner(), labels.box_score as f32, labels.background_score as f32);
+                    let boxes = pseudo_boxes(teacher, images.inner(), labels.box_score as f32, labels.background_score.map(|b| b as f32));
                     let anchors = Anchors::new(batch.size, &DET_STRIDES);
                     let (cls, raw) = (student.cls_logits, student.box_raw);
                     let loss = det_loss_ignoring(cls, raw, &anchors, &boxes.targets, &boxes.unsure, &self.det_losses).total;
