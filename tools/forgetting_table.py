@@ -25,12 +25,25 @@ def read(run):
     return evals, switch, first
 
 
+# The sweep's order: the sequential family (each in both orders), then the rest.
+PRESETS = ["naive", "sequential", "freeze", "lwf", "ewc", "replay", "pseudo",
+           "alternate", "alternate-pseudo", "joint", "joint-uncertainty"]
+
+
+def order(run):
+    name = run.name
+    for suffix in ("-det-first", "-seg-first"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return (PRESETS.index(name) if name in PRESETS else len(PRESETS), run.name)
+
+
 def main():
     folder = Path(sys.argv[1])
     markdown = "--markdown" in sys.argv
     header = ["run", "mAP50", "mIoU", "first task", "at switch", "at end", "forgotten"]
     rows = []
-    for run in sorted(p for p in folder.iterdir() if (p / "metrics.jsonl").is_file()):
+    for run in sorted((p for p in folder.iterdir() if (p / "metrics.jsonl").is_file()), key=order):
         evals, switch, first = read(run)
         if not evals:
             continue
