@@ -339,7 +339,13 @@ pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainC
     Ok(configs)
 }
 
+/// The step settings of `strategy` (the switch, a pseudo-label burn-in) moved
+/// to the same fraction of a `to_steps` run as they had of `from_steps`.
 fn rescale_to_steps(strategy: &mut StrategyConfig, from_steps: usize, to_steps: usize) {
+    if from_steps == 0 {
+        return;
+    }
+    let scale = |step: usize| (step as f64 * to_steps as f64 / from_steps as f64).round() as usize;
     match strategy {
         StrategyConfig::Sequential { switch_step, .. }
         | StrategyConfig::Freeze { switch_step, .. }
@@ -347,15 +353,13 @@ fn rescale_to_steps(strategy: &mut StrategyConfig, from_steps: usize, to_steps: 
         | StrategyConfig::Ewc { switch_step, .. }
         | StrategyConfig::Replay { switch_step, .. }
         | StrategyConfig::Pseudo { switch_step, .. } => {
-            if from_steps > 0 && to_steps > 1 {
-                let scaled = (*switch_step as f64 * to_steps as f64 / from_steps as f64).round() as usize;
-                *switch_step = scaled.clamp(1, to_steps - 1);
+            if to_steps > 1 {
+                *switch_step = scale(*switch_step).clamp(1, to_steps - 1);
             }
         }
-        // A pseudo-label burn-in keeps its fraction of the run too.
         StrategyConfig::Alternate { pseudo_labels, .. } | StrategyConfig::Joint { pseudo_labels, .. } => {
-            if let Some(labels) = pseudo_labels.as_mut().filter(|_| from_steps > 0) {
-                labels.start_step = (labels.start_step as f64 * to_steps as f64 / from_steps as f64).round() as usize;
+            if let Some(labels) = pseudo_labels {
+                labels.start_step = scale(labels.start_step);
             }
         }
     }

@@ -478,10 +478,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         };
         let net = &self.trainee.net;
         let mut total: Option<Tensor<B, 1>> = None;
-        let mut add = |t: Tensor<B, 1>| total = Some(match total.take() { Some(s) => s + t, None => t });
         let mut out = StepLosses { det: None, seg: None, penalty: None };
         let mut penalty: Option<Tensor<B, 1>> = None;
-        let mut add_penalty = |t: Tensor<B, 1>| penalty = Some(match penalty.take() { Some(s) => s + t, None => t });
         let cross = match (&self.mitigation, &self.teacher) {
             (Mitigation::Distill { teacher, weight, temperature }, _) => {
                 Some(CrossTask::Distill { teacher, weight: *weight, temperature: *temperature })
@@ -510,16 +508,16 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             };
             let loss = det_loss(output.cls_logits, output.box_raw, &anchors, &training_targets(batch), &self.det_losses).total;
             out.det = Some(scalar(&loss)?);
-            add(weigh(&self.trainee, Task::Det, loss));
+            accumulate(&mut total, weigh(&self.trainee, Task::Det, loss));
             match (other, &cross) {
                 (Some(student), Some(CrossTask::Distill { teacher, weight, temperature })) => {
                     let target = teacher.forward_seg(images.inner());
-                    add_penalty(kd_seg_loss(student, Tensor::from_inner(target), *temperature).mul_scalar(*weight));
+                    accumulate(&mut penalty, kd_seg_loss(student, Tensor::from_inner(target), *temperature).mul_scalar(*weight));
                 }
                 (Some(student), Some(CrossTask::Pseudo { teacher, labels })) => {
                     let masks = pseudo_masks(teacher, images.inner(), &batch.letterboxes, labels.pixel_confidence as f32);
                     let targets = mask_tensor(&masks, batch.len(), batch.size, &self.device);
-                    add_penalty(seg_loss(student, targets, &self.seg_losses).total.mul_scalar(labels.weight));
+                    accumulate(&mut penalty, seg_loss(student, targets, &self.seg_losses).total.mul_scalar(labels.weight));
                 }
                 _ => {}
             }
@@ -535,7 +533,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             };
             let loss = seg_loss(logits, batch.masks::<B>(&self.device), &self.seg_losses).total;
             out.seg = Some(scalar(&loss)?);
-            add(weigh(&self.trainee, Task::Seg, loss));
+            accumulate(&mut total, weigh(&self.trainee, Task::Seg, loss));
             match (other, &cross) {
                 (Some(student), Some(CrossTask::Distill { teacher, weight, .. })) => {
                     let target = teacher.forward_det(images.inner());
@@ -545,24 +543,24 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                         student.box_raw,
                         Tensor::from_inner(target.box_raw),
                     );
-                    add_penalty((kd.cls + kd.boxes).mul_scalar(*weight));
+                    accumulate(&mut penalty, (kd.cls + kd.boxes).mul_scalar(*weight));
                 }
                 (Some(student), Some(CrossTask::Pseudo { teacher, labels })) => {
                     let boxes = pseudo_boxes(teacher, images.inner(), labels.box_score as f32, labels.background_score.map(|b| b as f32));
                     let anchors = Anchors::new(batch.size, &DET_STRIDES);
                     let (cls, raw) = (student.cls_logits, student.box_raw);
                     let loss = det_loss_ignoring(cls, raw, &anchors, &boxes.targets, &boxes.unsure, &self.det_losses).total;
-                    add_penalty(loss.mul_scalar(labels.weight));
+                    accumulate(&mut penalty, loss.mul_scalar(labels.weight));
                 }
                 _ => {}
             }
         }
         if let Mitigation::Ewc(ewc) = &self.mitigation {
-            add_penalty(ewc.penalty(net));
+            accumulate(&mut penalty, ewc.penalty(net));
         }
         if let Some(p) = penalty {
             out.penalty = Some(scalar(&p)?);
-            add(p);
+            accumulate(&mut total, p);
         }
         let total = total.context("a step with no task")?;
         let grads = total.backward();
@@ -658,6 +656,14 @@ fn training_targets(batch: &DetBatch) -> Vec<ImageTargets> {
             (keep.iter().map(|&j| batch.boxes[i][j]).collect(), keep.iter().map(|&j| batch.labels[i][j]).collect())
         })
         .collect()
+}
+
+/// Adds `term` to the sum in `slot` (the first term starts it).
+fn accumulate<B: Backend>(slot: &mut Option<Tensor<B, 1>>, term: Tensor<B, 1>) {
+    *slot = Some(match slot.take() {
+        Some(sum) => sum + term,
+        None => term,
+    });
 }
 
 fn next_batch<T>(loader: &mut impl Iterator<Item = T>, what: &str) -> Result<T> {
