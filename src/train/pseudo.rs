@@ -121,8 +121,6 @@ mod tests {
     use crate::model::{ModelConfig, ModelSize};
     use crate::train::trainee::Trainee;
     use burn::backend::Flex;
-    use burn::tensor::backend::Backend;
-    use burn::tensor::Distribution;
 
     fn teacher() -> TwinNet<Flex> {
         let mut config = ModelConfig::new(ModelSize::N, 3, 5);
@@ -130,9 +128,13 @@ mod tests {
         Trainee::<Flex>::seeded(&config, 4, &Default::default()).net
     }
 
+    /// Drawn from a local generator: the backend's global one is shared by
+    /// tests running in parallel, so a draw from it is not reproducible here.
     fn images() -> Tensor<Flex, 4> {
-        Flex::seed(&Default::default(), 9);
-        Tensor::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &Default::default())
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let values: Vec<f32> = (0..2 * 3 * 64 * 64).map(|_| rng.random_range(-2.0..2.0)).collect();
+        Tensor::from_data(burn::tensor::TensorData::new(values, [2, 3, 64, 64]), &Default::default())
     }
 
     /// The image fills the input except 8 padding rows at the top and bottom.
