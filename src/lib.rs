@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod compress;
 pub mod data;
 pub mod eval;
 pub mod export;

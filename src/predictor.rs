@@ -40,7 +40,7 @@ pub struct Predictor {
 const BATCH: usize = 8;
 
 impl Predictor {
-    pub fn load(run_dir: &Path, kind: CheckpointKind) -> Result<Self> {
+    pub fn load(run_dir: &Path, kind: &CheckpointKind) -> Result<Self> {
         let dir = checkpoint::find(run_dir, kind)?;
         let (net, state) = checkpoint::load_inference_net::<InferenceBackend>(&dir, &Default::default())?;
         Ok(Self { net, state, checkpoint: dir })

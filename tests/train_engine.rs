@@ -188,7 +188,7 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
 fn backbone_drift(run_dir: &Path, from: CheckpointKind, to: CheckpointKind) -> f64 {
     let device = Default::default();
     let load = |kind| checkpoint::load_trainee::<Flex>(&checkpoint::checkpoint_dir(run_dir, kind), &device).unwrap().0;
-    let (a, b) = (flat_parameters(&load(from).net.backbone), flat_parameters(&load(to).net.backbone));
+    let (a, b) = (flat_parameters(&load(&from).net.backbone), flat_parameters(&load(&to).net.backbone));
     let (mut sum, mut count) = (0.0, 0usize);
     for (a, b) in a.into_iter().zip(b) {
         let d = (a - b).into_data().to_vec::<f32>().unwrap();

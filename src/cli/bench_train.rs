@@ -61,7 +61,7 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     }
     let _ = handle.join();
     // The network the run trained, as its last checkpoint records it.
-    let model = checkpoint::find(&run_dir, CheckpointKind::Last).and_then(|dir| checkpoint::read_state(&dir)).map(|state| state.model);
+    let model = checkpoint::find(&run_dir, &CheckpointKind::Last).and_then(|dir| checkpoint::read_state(&dir)).map(|state| state.model);
     let _ = std::fs::remove_dir_all(&run_dir);
     if let Some(message) = error {
         bail!("{message}");

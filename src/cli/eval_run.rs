@@ -33,7 +33,7 @@ pub struct Args {
 
 pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     let config = run_dir::read_config(&run)?;
-    let predictor = Predictor::load(&run, CheckpointKind::parse(&args.checkpoint)?)?;
+    let predictor = Predictor::load(&run, &CheckpointKind::parse(&args.checkpoint)?)?;
     let (dir, state) = (&predictor.checkpoint, &predictor.state);
     let bar = progress_bar(Some(0), "evaluating");
     let full = predictor.validate_full(&config, &mut |done, total| {

@@ -55,7 +55,7 @@ fn fraction(value: &str) -> Result<f32, String> {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let ids = image_ids(&args.images)?;
-    let predictor = Predictor::load(&args.run, CheckpointKind::parse(&args.checkpoint)?)?;
+    let predictor = Predictor::load(&args.run, &CheckpointKind::parse(&args.checkpoint)?)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     let postprocess = PostprocessConfig { score_threshold: args.score_threshold, ..PostprocessConfig::display() };
     let results = predictor.predict_files(&args.images, &postprocess);

@@ -66,7 +66,7 @@ struct CacheKey {
 }
 
 impl CacheKey {
-    fn of(run_dir: &Path, kind: CheckpointKind) -> Result<Self> {
+    fn of(run_dir: &Path, kind: &CheckpointKind) -> Result<Self> {
         let dir = checkpoint::find(run_dir, kind)?;
         // The state file is written last in a checkpoint, so its time dates the whole.
         let modified = std::fs::metadata(dir.join("state.json")).and_then(|m| m.modified()).ok();
@@ -80,7 +80,7 @@ pub struct PredictorCache(Arc<Mutex<Option<(CacheKey, Arc<Predictor>)>>>);
 
 impl PredictorCache {
     /// The predictor of `run_dir`'s `kind` checkpoint, loaded unless it is the cached one.
-    pub fn load(&self, run_dir: &Path, kind: CheckpointKind) -> Result<Arc<Predictor>> {
+    pub fn load(&self, run_dir: &Path, kind: &CheckpointKind) -> Result<Arc<Predictor>> {
         let key = CacheKey::of(run_dir, kind)?;
         // Held while loading: a second job for the same checkpoint waits, then finds it cached.
         let mut slot = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -146,7 +146,7 @@ pub fn spawn_file_predictions(
     let cache = cache.clone();
     Job::spawn(format!("predict {} image(s) with {run}", paths.len()), repaint, move |progress| {
         progress.set(0, paths.len());
-        let predictor = cache.load(&run_dir, kind)?;
+        let predictor = cache.load(&run_dir, &kind)?;
         let model = Arc::new(ModelInfo::of(&run, kind, &predictor));
         let decoded: Vec<Result<RgbImage, Problem>> = paths.par_iter().map(|p| decode_rgb(p)).collect();
         let (mut failures, mut readable, mut images) = (Vec::new(), Vec::new(), Vec::new());
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn a_run_without_a_checkpoint_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let error = PredictorCache::default().load(dir.path(), CheckpointKind::Last).err().unwrap();
+        let error = PredictorCache::default().load(dir.path(), &CheckpointKind::Last).err().unwrap();
         assert!(format!("{error:#}").contains("no last checkpoint"), "{error:#}");
     }
 

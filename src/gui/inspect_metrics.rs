@@ -80,7 +80,7 @@ impl MetricsView {
         self.reset();
         let (predictors, run_dir, config) = (predictors.clone(), run_dir.to_path_buf(), config.clone());
         self.job = Some(Job::spawn("score validation splits", repaint, move |progress| {
-            let predictor = predictors.load(&run_dir, kind)?;
+            let predictor = predictors.load(&run_dir, &kind)?;
             let full = predictor.validate_full(&config, &mut |done, total| {
                 progress.set(done, total);
                 if progress.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }

@@ -25,7 +25,7 @@ use crate::data::Problem;
 use crate::eval::{evaluate_voc, ground_truth_from_voc, mean_of_defined, ConfusionMatrix, VocMetric};
 use crate::model::postprocess::Detection;
 use crate::predictor::Prediction;
-use crate::train::checkpoint::CheckpointKind;
+use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::config::TrainConfig;
 use crate::train::evaluate::open_validation_splits;
 
@@ -192,10 +192,10 @@ impl InspectPanel {
             ui.label(format!("{name}: no such run"));
             return;
         };
-        let reload = self.header(ui, &name);
-        let writes = record.checkpoint_writes.get(self.kind.name()).copied().unwrap_or(0);
+        let reload = self.header(ui, &name, &record.dir);
+        let writes = record.checkpoint_writes.get(&self.kind.name()).copied().unwrap_or(0);
         let rewritten = writes != self.writes_seen && self.job.is_none();
-        let wanted = (name, self.kind);
+        let wanted = (name, self.kind.clone());
         if reload || rewritten || self.target.as_ref() != Some(&wanted) {
             self.writes_seen = writes;
             self.metrics.reset();
@@ -227,7 +227,7 @@ impl InspectPanel {
             }
             View::Metrics => {
                 if self.metrics.is_idle() {
-                    self.metrics.start(&self.predictors, &record.dir, &record.config, self.kind, shared.repaint.callback());
+                    self.metrics.start(&self.predictors, &record.dir, &record.config, self.kind.clone(), shared.repaint.callback());
                 }
                 let run = record.name.clone();
                 let notice = egui::ScrollArea::vertical().id_salt("inspect metrics").show(ui, |ui| self.metrics.ui(ui, &exports, &run)).inner;
@@ -247,12 +247,13 @@ impl InspectPanel {
     }
 
     /// The title, the checkpoint combo and "Reload"; true when reloading was asked for.
-    fn header(&mut self, ui: &mut egui::Ui, name: &str) -> bool {
+    fn header(&mut self, ui: &mut egui::Ui, name: &str, run_dir: &Path) -> bool {
         ui.horizontal(|ui| {
             ui.heading(format!("Inspect {name}"));
             egui::ComboBox::from_label("Checkpoint").selected_text(self.kind.name()).show_ui(ui, |ui| {
-                for kind in CHECKPOINTS {
-                    ui.selectable_value(&mut self.kind, kind, kind.name());
+                for kind in CHECKPOINTS.into_iter().chain(checkpoint::compressed(run_dir)) {
+                    let label = kind.name();
+                    ui.selectable_value(&mut self.kind, kind, label);
                 }
             });
             ui.button("Reload").on_hover_text("Predict again with the checkpoint as it is on disk now").clicked()
@@ -402,7 +403,7 @@ fn inspect(
     kind: CheckpointKind,
     progress: &Progress,
 ) -> Result<Inspection> {
-    let predictor = predictors.load(run_dir, kind)?;
+    let predictor = predictors.load(run_dir, &kind)?;
     let model = ModelInfo::of(run, kind, &predictor);
     let (voc, ade) = open_validation_splits(&config.data)?;
     same_class_count("detection", voc.classes.len(), model.det_classes.len())?;

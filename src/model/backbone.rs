@@ -9,6 +9,8 @@ use super::config::ModelConfig;
 use super::resnet::{ResNet, ResNetConfig};
 use crate::backend::TwinBackend;
 
+use super::reshape::{join, Consumer, EditableLayers, PrunableLayer};
+
 /// Backbone features, finest first.
 pub struct Features<B: Backend> {
     pub c2: Tensor<B, 4>,
@@ -103,6 +105,40 @@ impl<B: Backend> CspBackbone<B> {
     }
 }
 
+impl<B: Backend> EditableLayers<B> for CspBackbone<B> {
+    fn visit_layers(&mut self, path: &str, visit: &mut dyn FnMut(&str, &mut ConvNormAct<B>)) {
+        visit(&join(path, "stem"), &mut self.stem);
+        visit(&join(path, "down2"), &mut self.down2);
+        self.stage2.visit_layers(&join(path, "stage2"), visit);
+        visit(&join(path, "down3"), &mut self.down3);
+        self.stage3.visit_layers(&join(path, "stage3"), visit);
+        visit(&join(path, "down4"), &mut self.down4);
+        self.stage4.visit_layers(&join(path, "stage4"), visit);
+        visit(&join(path, "down5"), &mut self.down5);
+        self.stage5.visit_layers(&join(path, "stage5"), visit);
+        self.sppf.visit_layers(&join(path, "sppf"), visit);
+    }
+
+    /// The stem and each downsampling convolution (read only by the next
+    /// layer), and the stages' inner channels.
+    fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
+        visit(&join(path, "stem"), PrunableLayer { producer: &mut self.stem, consumers: vec![Consumer::all(self.down2.input_conv())] });
+        let downs = [
+            ("down2", &mut self.down2, &mut self.stage2),
+            ("down3", &mut self.down3, &mut self.stage3),
+            ("down4", &mut self.down4, &mut self.stage4),
+            ("down5", &mut self.down5, &mut self.stage5),
+        ];
+        for (name, down, stage) in downs {
+            visit(&join(path, name), PrunableLayer { producer: down, consumers: vec![Consumer::all(stage.input_conv())] });
+        }
+        for (name, stage) in [("stage2", &mut self.stage2), ("stage3", &mut self.stage3), ("stage4", &mut self.stage4), ("stage5", &mut self.stage5)] {
+            stage.visit_prunable(&join(path, name), visit);
+        }
+        self.sppf.visit_prunable(&join(path, "sppf"), visit);
+    }
+}
+
 /// The network's backbone: the CSP backbone or a torchvision-compatible ResNet.
 #[derive(Module, Debug)]
 pub enum Backbone<B: Backend> {
@@ -140,6 +176,14 @@ impl<B: Backend> Backbone<B> {
         match self {
             Self::Csp(b) => Self::Csp(b.freeze_stages(stages)),
             Self::ResNet(b) => Self::ResNet(b.freeze_stages(stages)),
+        }
+    }
+
+    /// The CSP backbone's editable layers (a ResNet backbone has none).
+    pub fn editable(&mut self) -> Option<&mut CspBackbone<B>> {
+        match self {
+            Self::Csp(b) => Some(b),
+            Self::ResNet(_) => None,
         }
     }
 

@@ -4,14 +4,15 @@
 //! alone, so batches drawn from a single task (as `alternate` and `sequential`
 //! produce) cannot skew them the way they skew BatchNorm running statistics.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor, TensorData};
 
 use super::norm::GroupNorm;
+use super::reshape::{join, Consumer, EditableLayers, PrunableLayer};
 use crate::backend::{self, TwinBackend};
 
 /// The GroupNorm group count for `channels`: at most 32 groups of at least 4 channels.
@@ -32,6 +33,8 @@ pub fn conv_forward<B: TwinBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor
     };
     let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
     let y = backend::conv2d(x, conv.weight.val(), options);
+    let [_, per_output, kh, kw] = conv.weight.dims();
+    super::macs::add(y.shape().num_elements() * per_output * kh * kw);
     match &conv.bias {
         Some(bias) => {
             let channels = bias.dims()[0];
@@ -45,6 +48,9 @@ pub fn conv_forward<B: TwinBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor
 #[derive(Module, Debug)]
 pub struct ConvNormAct<B: Backend> {
     conv: Conv2d<B>,
+    /// After a low-rank factorization (`compress`), the 1×1 convolution from
+    /// `conv`'s rank-r output to the layer's channels; absent otherwise.
+    pointwise: Option<Conv2d<B>>,
     norm: GroupNorm<B>,
 }
 
@@ -57,15 +63,74 @@ impl<B: Backend> ConvNormAct<B> {
             .with_bias(false)
             .init(device);
         let norm = GroupNorm::new(norm_groups(channels_out), channels_out, device);
-        Self { conv, norm }
+        Self { conv, pointwise: None, norm }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
     where
         B: TwinBackend,
     {
-        self.norm.forward_silu(conv_forward(&self.conv, x))
+        let y = conv_forward(&self.conv, x);
+        let y = match &self.pointwise {
+            Some(pointwise) => conv_forward(pointwise, y),
+            None => y,
+        };
+        self.norm.forward_silu(y)
     }
+
+    /// The convolution that reads the layer's input.
+    pub fn input_conv(&mut self) -> &mut Conv2d<B> {
+        &mut self.conv
+    }
+
+    /// The convolution that writes the layer's output channels.
+    pub fn output_conv(&mut self) -> &mut Conv2d<B> {
+        self.pointwise.as_mut().unwrap_or(&mut self.conv)
+    }
+
+    /// The layer's convolutions: one, or the two halves of a factorization.
+    pub fn convs_mut(&mut self) -> Vec<&mut Conv2d<B>> {
+        std::iter::once(&mut self.conv).chain(self.pointwise.as_mut()).collect()
+    }
+
+    pub fn norm(&self) -> &GroupNorm<B> {
+        &self.norm
+    }
+
+    pub fn set_norm(&mut self, norm: GroupNorm<B>) {
+        assert_eq!(norm.num_channels, self.norm.num_channels, "a layer's GroupNorm keeps its width");
+        self.norm = norm;
+    }
+
+    pub fn is_factorized(&self) -> bool {
+        self.pointwise.is_some()
+    }
+
+    /// Keeps only the output channels `keep` (whole GroupNorm groups, ascending).
+    pub fn keep_outputs(&mut self, keep: &[usize]) {
+        let conv = self.output_conv();
+        conv.weight = select(&conv.weight, 0, keep);
+        conv.bias = conv.bias.as_ref().map(|b| select(b, 0, keep));
+        self.norm.keep_channels(keep);
+    }
+
+    /// Replaces the convolution by `first` (the k×k convolution to `r` channels)
+    /// followed by the 1×1 `second` [C_out, r, 1, 1].
+    pub fn factorize(&mut self, first: Tensor<B, 4>, second: Tensor<B, 4>) {
+        assert!(self.pointwise.is_none(), "a layer is factorized once");
+        let [channels_out, rank, _, _] = second.dims();
+        let mut pointwise = Conv2dConfig::new([rank, channels_out], [1, 1]).with_bias(false).init(&second.device());
+        pointwise.weight = Param::from_tensor(second);
+        self.conv.weight = Param::from_tensor(first);
+        self.pointwise = Some(pointwise);
+    }
+}
+
+/// `param` with only the entries `keep` along `dim`.
+pub fn select<B: Backend, const D: usize>(param: &Param<Tensor<B, D>>, dim: usize, keep: &[usize]) -> Param<Tensor<B, D>> {
+    let value = param.val();
+    let indices = Tensor::<B, 1, Int>::from_data(TensorData::new(keep.iter().map(|&i| i as i64).collect(), [keep.len()]), &value.device());
+    Param::from_tensor(value.select(dim, indices))
 }
 
 /// Two 3×3 convolutions with an optional residual connection.
@@ -158,6 +223,51 @@ impl<B: Backend> Sppf<B> {
         let y2 = pool(y1.clone());
         let y3 = pool(y2.clone());
         self.cv2.forward(Tensor::cat(vec![x, y1, y2, y3], 1))
+    }
+}
+
+impl<B: Backend> EditableLayers<B> for Bottleneck<B> {
+    fn visit_layers(&mut self, path: &str, visit: &mut dyn FnMut(&str, &mut ConvNormAct<B>)) {
+        visit(&join(path, "cv1"), &mut self.cv1);
+        visit(&join(path, "cv2"), &mut self.cv2);
+    }
+
+    /// The hidden channels between the two convolutions (the second's output
+    /// joins the residual sum and the C2f concatenation: not pruned).
+    fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
+        visit(&join(path, "cv1"), PrunableLayer { producer: &mut self.cv1, consumers: vec![Consumer::all(self.cv2.input_conv())] });
+    }
+}
+
+impl<B: Backend> C2f<B> {
+    /// The convolution that reads the block's input.
+    pub fn input_conv(&mut self) -> &mut Conv2d<B> {
+        self.cv1.input_conv()
+    }
+}
+
+impl<B: Backend> EditableLayers<B> for C2f<B> {
+    fn visit_layers(&mut self, path: &str, visit: &mut dyn FnMut(&str, &mut ConvNormAct<B>)) {
+        visit(&join(path, "cv1"), &mut self.cv1);
+        self.blocks.visit_layers(&join(path, "blocks"), visit);
+        visit(&join(path, "cv2"), &mut self.cv2);
+    }
+
+    fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
+        self.blocks.visit_prunable(&join(path, "blocks"), visit);
+    }
+}
+
+impl<B: Backend> EditableLayers<B> for Sppf<B> {
+    fn visit_layers(&mut self, path: &str, visit: &mut dyn FnMut(&str, &mut ConvNormAct<B>)) {
+        visit(&join(path, "cv1"), &mut self.cv1);
+        visit(&join(path, "cv2"), &mut self.cv2);
+    }
+
+    /// The first convolution's output and its three pooled copies, all read by the second.
+    fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
+        let consumer = Consumer { conv: self.cv2.input_conv(), offset: 0, copies: 4 };
+        visit(&join(path, "cv1"), PrunableLayer { producer: &mut self.cv1, consumers: vec![consumer] });
     }
 }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::reshape::Reshape;
 use super::resnet::ResNetDepth;
 
 /// Size preset of the CSP backbone and its neck (YOLOv8's n/s/m scaling).
@@ -63,11 +64,14 @@ pub struct ModelConfig {
     pub depth: Option<f32>,
     pub det_classes: usize,
     pub seg_classes: usize,
+    /// Structural edits made by `compress` (pruned channels, factorized layers), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reshape: Vec<Reshape>,
 }
 
 impl ModelConfig {
     pub fn new(size: ModelSize, det_classes: usize, seg_classes: usize) -> Self {
-        Self { backbone: BackboneKind::Csp, size, width: None, depth: None, det_classes, seg_classes }
+        Self { backbone: BackboneKind::Csp, size, width: None, depth: None, det_classes, seg_classes, reshape: Vec::new() }
     }
 
     /// Channels for a YOLOv8 base width (64, 128, …, 1024), rounded to a multiple of 8.

@@ -9,6 +9,7 @@ use burn::tensor::Tensor;
 
 use super::blocks::{conv_forward, ConvNormAct};
 use super::neck::{Pyramid, PyramidChannels};
+use super::reshape::{join, Consumer, EditableLayers, PrunableLayer};
 use crate::backend::TwinBackend;
 
 /// Strides of the levels the head reads, in the order its outputs are concatenated.
@@ -79,6 +80,33 @@ impl<B: Backend> DetHead<B> {
             boxes.push(flatten_cells(b));
         }
         DetOutput { cls_logits: Tensor::cat(cls, 1), box_raw: Tensor::cat(boxes, 1) }
+    }
+}
+
+impl<B: Backend> EditableLayers<B> for LevelHead<B> {
+    fn visit_layers(&mut self, path: &str, visit: &mut dyn FnMut(&str, &mut ConvNormAct<B>)) {
+        visit(&join(path, "cls1"), &mut self.cls1);
+        visit(&join(path, "cls2"), &mut self.cls2);
+        visit(&join(path, "box1"), &mut self.box1);
+        visit(&join(path, "box2"), &mut self.box2);
+    }
+
+    /// Every hidden layer of both branches.
+    fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
+        visit(&join(path, "cls1"), PrunableLayer { producer: &mut self.cls1, consumers: vec![Consumer::all(self.cls2.input_conv())] });
+        visit(&join(path, "cls2"), PrunableLayer { producer: &mut self.cls2, consumers: vec![Consumer::all(&mut self.cls_out)] });
+        visit(&join(path, "box1"), PrunableLayer { producer: &mut self.box1, consumers: vec![Consumer::all(self.box2.input_conv())] });
+        visit(&join(path, "box2"), PrunableLayer { producer: &mut self.box2, consumers: vec![Consumer::all(&mut self.box_out)] });
+    }
+}
+
+impl<B: Backend> EditableLayers<B> for DetHead<B> {
+    fn visit_layers(&mut self, path: &str, visit: &mut dyn FnMut(&str, &mut ConvNormAct<B>)) {
+        self.levels.visit_layers(&join(path, "levels"), visit);
+    }
+
+    fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
+        self.levels.visit_prunable(&join(path, "levels"), visit);
     }
 }
 

@@ -6,11 +6,13 @@ pub mod backbone;
 pub mod blocks;
 pub mod config;
 pub mod det_head;
+pub mod macs;
 pub mod neck;
 pub mod norm;
 pub mod resnet;
 pub mod predict;
 pub mod postprocess;
+pub mod reshape;
 pub mod seg_head;
 
 use burn::module::Module;
@@ -19,6 +21,7 @@ use burn::tensor::Tensor;
 
 pub use config::{BackboneKind, ModelConfig, ModelSize};
 pub use det_head::{DetOutput, DET_STRIDES};
+pub use reshape::{EditableLayers, PrunableLayer, Reshape};
 
 use backbone::Backbone;
 use det_head::DetHead;
@@ -36,15 +39,23 @@ pub struct TwinNet<B: Backend> {
 }
 
 impl<B: Backend> TwinNet<B> {
+    /// The network `config` describes, its structural edits ([`Reshape`]) included.
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
         let features = Backbone::<B>::channels(config);
         let pyramid = PanFpn::<B>::channels(config);
-        Self {
+        let mut net = Self {
             backbone: Backbone::new(config, device),
             neck: PanFpn::new(config, features, device),
             det_head: DetHead::new(pyramid, config.det_classes, device),
             seg_head: SegHead::new(pyramid, config.channels(256), config.seg_classes, device),
+        };
+        for edit in &config.reshape {
+            let unmatched = edit.apply_shapes(&mut net);
+            if unmatched > 0 {
+                tracing::error!("{unmatched} layer name(s) of a recorded {edit:?} match no layer of this network");
+            }
         }
+        net
     }
 
     /// Detection outputs only (skips the stride-4 level and the segmentation head).
@@ -72,6 +83,26 @@ impl<B: Backend> TwinNet<B> {
     {
         let pyramid = self.neck.forward(self.backbone.forward(images), true);
         (self.det_head.forward(&pyramid), self.seg_head.forward(&pyramid))
+    }
+}
+
+impl<B: Backend> EditableLayers<B> for TwinNet<B> {
+    fn visit_layers(&mut self, path: &str, visit: &mut dyn FnMut(&str, &mut blocks::ConvNormAct<B>)) {
+        if let Some(backbone) = self.backbone.editable() {
+            backbone.visit_layers(&reshape::join(path, "backbone"), visit);
+        }
+        self.neck.visit_layers(&reshape::join(path, "neck"), visit);
+        self.det_head.visit_layers(&reshape::join(path, "det_head"), visit);
+        self.seg_head.visit_layers(&reshape::join(path, "seg_head"), visit);
+    }
+
+    fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
+        if let Some(backbone) = self.backbone.editable() {
+            backbone.visit_prunable(&reshape::join(path, "backbone"), visit);
+        }
+        self.neck.visit_prunable(&reshape::join(path, "neck"), visit);
+        self.det_head.visit_prunable(&reshape::join(path, "det_head"), visit);
+        self.seg_head.visit_prunable(&reshape::join(path, "seg_head"), visit);
     }
 }
 

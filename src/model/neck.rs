@@ -9,6 +9,7 @@ use burn::tensor::Tensor;
 use super::backbone::{FeatureChannels, Features};
 use super::blocks::{upsample2x, ConvNormAct, C2f};
 use super::config::ModelConfig;
+use super::reshape::{join, Consumer, EditableLayers, PrunableLayer};
 use crate::backend::TwinBackend;
 
 /// Neck outputs: `p2` (stride 4, only computed for segmentation) and `p3..p5`.
@@ -25,6 +26,34 @@ pub struct PyramidChannels {
     pub p3: usize,
     pub p4: usize,
     pub p5: usize,
+}
+
+impl<B: Backend> EditableLayers<B> for PanFpn<B> {
+    fn visit_layers(&mut self, path: &str, visit: &mut dyn FnMut(&str, &mut ConvNormAct<B>)) {
+        self.top_down4.visit_layers(&join(path, "top_down4"), visit);
+        self.top_down3.visit_layers(&join(path, "top_down3"), visit);
+        self.top_down2.visit_layers(&join(path, "top_down2"), visit);
+        visit(&join(path, "down3"), &mut self.down3);
+        self.bottom_up4.visit_layers(&join(path, "bottom_up4"), visit);
+        visit(&join(path, "down4"), &mut self.down4);
+        self.bottom_up5.visit_layers(&join(path, "bottom_up5"), visit);
+    }
+
+    /// The two downsampling convolutions (the first part of the next block's
+    /// concatenated input) and the blocks' inner channels.
+    fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
+        visit(&join(path, "down3"), PrunableLayer { producer: &mut self.down3, consumers: vec![Consumer::all(self.bottom_up4.input_conv())] });
+        visit(&join(path, "down4"), PrunableLayer { producer: &mut self.down4, consumers: vec![Consumer::all(self.bottom_up5.input_conv())] });
+        for (name, block) in [
+            ("top_down4", &mut self.top_down4),
+            ("top_down3", &mut self.top_down3),
+            ("top_down2", &mut self.top_down2),
+            ("bottom_up4", &mut self.bottom_up4),
+            ("bottom_up5", &mut self.bottom_up5),
+        ] {
+            block.visit_prunable(&join(path, name), visit);
+        }
+    }
 }
 
 #[derive(Module, Debug)]

@@ -36,6 +36,16 @@ impl<B: Backend> GroupNorm<B> {
         }
     }
 
+    /// Keeps only the channels `keep`: whole groups, so the group size stays.
+    pub fn keep_channels(&mut self, keep: &[usize]) {
+        let group_size = self.num_channels / self.num_groups;
+        assert_eq!(keep.len() % group_size, 0, "pruning keeps whole groups of {group_size} channels");
+        self.gamma = self.gamma.as_ref().map(|g| super::blocks::select(g, 0, keep));
+        self.beta = self.beta.as_ref().map(|b| super::blocks::select(b, 0, keep));
+        self.num_channels = keep.len();
+        self.num_groups = keep.len() / group_size;
+    }
+
     /// `silu(GroupNorm(x))`.
     pub fn forward_silu(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
     where

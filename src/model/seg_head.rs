@@ -13,6 +13,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::blocks::{conv_forward, upsample2x, ConvNormAct};
 use crate::backend::TwinBackend;
 use super::neck::{Pyramid, PyramidChannels};
+use super::reshape::{join, Consumer, EditableLayers, PrunableLayer};
 
 /// Upsampling factor from the head's stride-4 logits to the input.
 const OUTPUT_STRIDE: usize = 4;
@@ -66,6 +67,31 @@ impl<B: Backend> SegHead<B> {
         }
         let logits = conv_forward(&self.classifier, fused.expect("four levels"));
         bilinear_upsample(logits, OUTPUT_STRIDE)
+    }
+}
+
+impl<B: Backend> EditableLayers<B> for LevelBranch<B> {
+    fn visit_layers(&mut self, path: &str, visit: &mut dyn FnMut(&str, &mut ConvNormAct<B>)) {
+        self.steps.visit_layers(&join(path, "steps"), visit);
+    }
+
+    /// Every step but the last (whose output joins the sum over levels).
+    fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
+        for i in 1..self.steps.len() {
+            let (before, after) = self.steps.split_at_mut(i);
+            let layer = PrunableLayer { producer: &mut before[i - 1], consumers: vec![Consumer::all(after[0].input_conv())] };
+            visit(&join(path, &format!("steps.{}", i - 1)), layer);
+        }
+    }
+}
+
+impl<B: Backend> EditableLayers<B> for SegHead<B> {
+    fn visit_layers(&mut self, path: &str, visit: &mut dyn FnMut(&str, &mut ConvNormAct<B>)) {
+        self.branches.visit_layers(&join(path, "branches"), visit);
+    }
+
+    fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
+        self.branches.visit_prunable(&join(path, "branches"), visit);
     }
 }
 

@@ -17,23 +17,30 @@ use super::trainee::Trainee;
 use crate::data::loader::Position;
 use crate::model::{ModelConfig, TwinNet};
 
-/// Which checkpoint: the latest, the best per task, or the snapshot taken at a
-/// sequential strategy's task switch (the LwF teacher, the EWC anchor).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which checkpoint: the latest, the best per task, the snapshot taken at a
+/// sequential strategy's task switch (the LwF teacher, the EWC anchor), or a
+/// compressed model (`compressed/<method>`, written by `twinhead compress`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CheckpointKind {
     Last,
     BestDet,
     BestSeg,
     Switch,
+    /// The folder name under `compressed/` (the method, `:` written `-`).
+    Compressed(String),
 }
 
+/// The run's sub-folder holding compressed models.
+pub const COMPRESSED_DIR: &str = "compressed";
+
 impl CheckpointKind {
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            Self::Last => "last",
-            Self::BestDet => "best-det",
-            Self::BestSeg => "best-seg",
-            Self::Switch => "switch",
+            Self::Last => "last".into(),
+            Self::BestDet => "best-det".into(),
+            Self::BestSeg => "best-seg".into(),
+            Self::Switch => "switch".into(),
+            Self::Compressed(folder) => format!("{COMPRESSED_DIR}/{folder}"),
         }
     }
 
@@ -43,7 +50,12 @@ impl CheckpointKind {
             "best-det" => Self::BestDet,
             "best-seg" => Self::BestSeg,
             "switch" => Self::Switch,
-            other => bail!("unknown checkpoint {other:?} (last, best-det, best-seg)"),
+            other => match other.strip_prefix("compressed/") {
+                Some(method) if !method.is_empty() && !method.contains(['/', '\\']) && method != ".." => {
+                    Self::Compressed(method.replace(':', "-"))
+                }
+                _ => bail!("unknown checkpoint {other:?} (last, best-det, best-seg, compressed/<method>)"),
+            },
         })
     }
 }
@@ -73,22 +85,36 @@ pub struct TrainerState {
     pub image_size: u32,
 }
 
-pub fn checkpoint_dir(run_dir: &Path, kind: CheckpointKind) -> PathBuf {
-    run_dir.join("checkpoints").join(kind.name())
+pub fn checkpoint_dir(run_dir: &Path, kind: &CheckpointKind) -> PathBuf {
+    match kind {
+        CheckpointKind::Compressed(folder) => run_dir.join(COMPRESSED_DIR).join(folder),
+        _ => run_dir.join("checkpoints").join(kind.name()),
+    }
 }
 
 /// Writes a checkpoint atomically; `write_extra` adds files (the optimiser state).
 pub fn save<B: Backend>(
     run_dir: &Path,
-    kind: CheckpointKind,
+    kind: &CheckpointKind,
     trainee: &Trainee<B>,
     state: &TrainerState,
     write_extra: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<PathBuf> {
-    let target = checkpoint_dir(run_dir, kind);
+    save_to(&checkpoint_dir(run_dir, kind), trainee, state, write_extra)
+}
+
+/// Writes a checkpoint folder `target` atomically: into `<target>.tmp`, then
+/// renamed into place (the previous one kept as `<target>.old` in between).
+pub fn save_to<B: Backend>(
+    target: &Path,
+    trainee: &Trainee<B>,
+    state: &TrainerState,
+    write_extra: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let name = target.file_name().expect("checkpoint dir has a name").to_string_lossy().into_owned();
     let parent = target.parent().expect("checkpoint dir has a parent");
-    let tmp = parent.join(format!("{}.tmp", kind.name()));
-    let old = parent.join(format!("{}.old", kind.name()));
+    let tmp = parent.join(format!("{name}.tmp"));
+    let old = parent.join(format!("{name}.old"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot clear", tmp.display()))?;
     }
@@ -105,23 +131,41 @@ pub fn save<B: Backend>(
         std::fs::remove_dir_all(&old)?;
     }
     if target.exists() {
-        std::fs::rename(&target, &old)?;
+        std::fs::rename(target, &old)?;
     }
-    std::fs::rename(&tmp, &target).with_context(|| format!("{}: cannot move into place", target.display()))?;
+    std::fs::rename(&tmp, target).with_context(|| format!("{}: cannot move into place", target.display()))?;
     if old.exists() {
         std::fs::remove_dir_all(&old)?;
     }
-    Ok(target)
+    Ok(target.to_path_buf())
+}
+
+/// The compressed models of a run (`compressed/<method>/` folders holding a
+/// checkpoint), by name.
+pub fn compressed(run_dir: &Path) -> Vec<CheckpointKind> {
+    let Ok(entries) = std::fs::read_dir(run_dir.join(COMPRESSED_DIR)) else {
+        return Vec::new();
+    };
+    let mut kinds: Vec<CheckpointKind> = entries
+        .flatten()
+        .filter(|e| e.path().join("state.json").is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| !name.ends_with(".tmp") && !name.ends_with(".old"))
+        .map(CheckpointKind::Compressed)
+        .collect();
+    kinds.sort_by_key(CheckpointKind::name);
+    kinds
 }
 
 /// The folder of a complete checkpoint: `<kind>/`, or `<kind>.old/` when a run was
 /// killed between the two renames of [`save`].
-pub fn find(run_dir: &Path, kind: CheckpointKind) -> Result<PathBuf> {
+pub fn find(run_dir: &Path, kind: &CheckpointKind) -> Result<PathBuf> {
     let dir = checkpoint_dir(run_dir, kind);
     if dir.join("state.json").is_file() {
         return Ok(dir);
     }
-    let old = dir.with_file_name(format!("{}.old", kind.name()));
+    let name = dir.file_name().expect("checkpoint dir has a name").to_string_lossy().into_owned();
+    let old = dir.with_file_name(format!("{name}.old"));
     if old.join("state.json").is_file() {
         return Ok(old);
     }

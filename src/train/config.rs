@@ -113,6 +113,11 @@ pub struct ModelSection {
     /// torchvision ImageNet weights (`.pth` or `.safetensors`) for a ResNet backbone.
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
+    /// Starts from the weights of this checkpoint folder, its architecture
+    /// included (e.g. a compressed model being fine-tuned), instead of a fresh
+    /// initialisation; `backbone`, `size`, `width` and `depth` then come from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     pub size: ModelSize,
     #[serde(default)]
     pub width: Option<f32>,
@@ -270,6 +275,9 @@ impl TrainConfig {
         check((0.0..=1.0).contains(&self.loss.seg_ohem_fraction), "loss.seg_ohem_fraction", "must be in [0, 1]")?;
         check(self.eval.every > 0, "eval.every", "must be at least 1")?;
         check(self.checkpoint.every > 0, "checkpoint.every", "must be at least 1")?;
+        if self.model.init.is_some() && self.model.pretrained.is_some() {
+            bail!("model.init and model.pretrained: give one (init already holds a whole network's weights)");
+        }
         if let Some(w) = self.model.width {
             check(w > 0.0 && w <= 2.0, "model.width", "must be in (0, 2]")?;
         }
@@ -284,6 +292,7 @@ impl TrainConfig {
             depth: self.model.depth,
             det_classes,
             seg_classes,
+            reshape: Vec::new(),
         }
     }
 }

@@ -20,6 +20,11 @@ impl<B: Backend> Trainee<B> {
         Self { net: TwinNet::new(config, device), log_vars: Param::from_tensor(Tensor::zeros([2], device)) }
     }
 
+    /// A trainee starting from `net`'s weights (task weighting at its start).
+    pub fn from_net(net: TwinNet<B>, device: &B::Device) -> Self {
+        Self { net, log_vars: Param::from_tensor(Tensor::zeros([2], device)) }
+    }
+
     /// A freshly initialised trainee whose weights depend only on `seed`. The
     /// backend's random generator is global and parameters initialise lazily, so
     /// seeding and drawing every weight happen together under one lock.

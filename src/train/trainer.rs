@@ -140,12 +140,12 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let data = open_datasets(&config, &mut |m| messages.push(m))?;
         let det_classes = data.validation.det_classes().names().to_vec();
         let seg_classes = data.validation.seg_classes().names().to_vec();
-        let model = config.model_config(det_classes.len(), seg_classes.len());
+        let mut model = config.model_config(det_classes.len(), seg_classes.len());
         let mut optim = TwinOptimizer::new(&config.optim);
         let (mut ema_net, mut teacher_net) = (None, None);
         // A run killed before its first checkpoint has nothing to resume: it starts over.
         let resume_from = match resume {
-            true => checkpoint::find(run_dir, CheckpointKind::Last).ok(),
+            true => checkpoint::find(run_dir, &CheckpointKind::Last).ok(),
             false => None,
         };
         if resume && resume_from.is_none() {
@@ -184,11 +184,25 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 seg_classes,
                 image_size: config.data.image_size,
             };
-            let mut trainee = Trainee::seeded(&model, config.seed, &device);
-            if let Some(path) = &config.model.pretrained {
-                trainee.net.backbone = trainee.net.backbone.load_torchvision(path)?;
-            }
-            (trainee, state)
+            let trainee = match &config.model.init {
+                Some(dir) => {
+                    let (net, init) = checkpoint::load_inference_net::<B>(dir, &device)
+                        .with_context(|| format!("model.init: {} is not a readable checkpoint folder", dir.display()))?;
+                    if init.det_classes != state.det_classes || init.seg_classes != state.seg_classes {
+                        bail!("model.init: {}: its class lists differ from the datasets'", dir.display());
+                    }
+                    model = init.model;
+                    Trainee::from_net(net, &device)
+                }
+                None => {
+                    let mut trainee = Trainee::seeded(&model, config.seed, &device);
+                    if let Some(path) = &config.model.pretrained {
+                        trainee.net.backbone = trainee.net.backbone.load_torchvision(path)?;
+                    }
+                    trainee
+                }
+            };
+            (trainee, TrainerState { model: model.clone(), ..state })
         };
         let det_losses = DetLossConfig {
             cls_weight: config.loss.det_cls_weight,
@@ -427,13 +441,13 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     /// The network as it was at the task switch: saved when the switch happens,
     /// read back when a run resumes after it.
     fn switch_snapshot(&mut self) -> Result<Trainee<B>> {
-        let switch = checkpoint::checkpoint_dir(&self.run_dir, CheckpointKind::Switch);
+        let switch = checkpoint::checkpoint_dir(&self.run_dir, &CheckpointKind::Switch);
         if let Ok(state) = checkpoint::read_state(&switch) {
             if state.strategy == self.state.strategy && state.strategy_since == self.state.strategy_since && state.step <= self.state.step {
                 return Ok(checkpoint::load_trainee::<B>(&switch, &self.device)?.0);
             }
         }
-        let path = checkpoint::save(&self.run_dir, CheckpointKind::Switch, &self.trainee, &self.state, |_| Ok(()))?;
+        let path = checkpoint::save(&self.run_dir, &CheckpointKind::Switch, &self.trainee, &self.state, |_| Ok(()))?;
         self.emit(Event::Checkpoint { step: self.state.step, kind: "switch".into(), path })?;
         Ok(self.trainee.clone())
     }
@@ -607,7 +621,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         for (improved, kind) in [(improved_det, CheckpointKind::BestDet), (improved_seg, CheckpointKind::BestSeg)] {
             if improved {
                 let ema = &self.ema;
-                let path = checkpoint::save(&self.run_dir, kind, &self.trainee, &self.state, |dir| save_kept(dir, checkpoint::EMA_FILE, ema))?;
+                let path = checkpoint::save(&self.run_dir, &kind, &self.trainee, &self.state, |dir| save_kept(dir, checkpoint::EMA_FILE, ema))?;
                 self.emit(Event::Checkpoint { step: self.state.step, kind: kind.name().into(), path })?;
             }
         }
@@ -630,7 +644,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
 
     fn save_last(&mut self) -> Result<()> {
         let (optim, ema, teacher) = (&self.optim, &self.ema, &self.teacher);
-        let path = checkpoint::save(&self.run_dir, CheckpointKind::Last, &self.trainee, &self.state, |dir| {
+        let path = checkpoint::save(&self.run_dir, &CheckpointKind::Last, &self.trainee, &self.state, |dir| {
             optim.save(dir)?;
             save_kept(dir, checkpoint::EMA_FILE, ema)?;
             save_kept(dir, checkpoint::TEACHER_FILE, teacher)

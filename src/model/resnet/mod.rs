@@ -21,6 +21,8 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::backbone::{FeatureChannels, Features};
+use super::blocks::conv_forward;
+use crate::backend::TwinBackend;
 
 /// The torchvision depths this backbone reproduces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,13 +158,16 @@ impl<B: Backend> Block<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut out = self.bn2.forward(self.conv2.forward(relu(self.bn1.forward(self.conv1.forward(x.clone())))));
+    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
+    where
+        B: TwinBackend,
+    {
+        let mut out = self.bn2.forward(conv_forward(&self.conv2, relu(self.bn1.forward(conv_forward(&self.conv1, x.clone())))));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = bn3.forward(conv3.forward(relu(out)));
+            out = bn3.forward(conv_forward(conv3, relu(out)));
         }
         let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward(conv.forward(x)),
+            Some((conv, bn)) => bn.forward(conv_forward(conv, x)),
             None => x,
         };
         relu(out + identity)
@@ -212,8 +217,11 @@ impl<B: Backend> ResNet<B> {
         }
     }
 
-    pub fn forward(&self, images: Tensor<B, 4>) -> Features<B> {
-        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+    pub fn forward(&self, images: Tensor<B, 4>) -> Features<B>
+    where
+        B: TwinBackend,
+    {
+        let x = relu(self.bn1.forward(conv_forward(&self.conv1, images)));
         // Inputs to the pool are ≥ 0 after the ReLU, so zero padding acts like torch's -inf padding.
         let x = max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
         let run = |blocks: &[Block<B>], x: Tensor<B, 4>| blocks.iter().fold(x, |x, block| block.forward(x));
