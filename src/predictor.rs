@@ -46,6 +46,10 @@ impl Predictor {
         Ok(Self { net, state, checkpoint: dir })
     }
 
+    pub fn net(&self) -> &TwinNet<InferenceBackend> {
+        &self.net
+    }
+
     pub fn det_classes(&self) -> &[String] {
         &self.state.det_classes
     }

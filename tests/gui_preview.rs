@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
+use twinhead::gui::compress_panel::CompressPanel;
 use twinhead::gui::inspect_panel::InspectPanel;
 use twinhead::gui::preview_panel::PreviewPanel;
 use twinhead::gui::session::NoticeLevel;
@@ -185,4 +186,47 @@ fn inspect_timeline_scrubs_the_stored_predictions() {
     harness.step();
     harness.get_by_label_contains("Prediction at step 4");
     harness.get_by_label_contains("Legend:");
+}
+
+struct CompressState {
+    panel: CompressPanel,
+    shared: Shared,
+}
+
+#[test]
+fn compress_runs_as_a_job_and_shows_the_measured_table_again_after_a_restart() {
+    // A copy of the trained run: compressing writes into its folder.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("runs")).unwrap();
+    let status = std::process::Command::new("cp").arg("-r").arg(trained().join("runs").join(RUN)).arg(dir.path().join("runs")).status().unwrap();
+    assert!(status.success());
+    let build = |shared: Shared| {
+        let state = CompressState { panel: CompressPanel::default(), shared };
+        Harness::builder().with_size([1400.0, 1000.0]).build_ui_state(|ui, state: &mut CompressState| state.panel.ui(ui, &mut state.shared), state)
+    };
+    let mut harness = build(shared(dir.path()));
+    harness.step();
+    harness.get_by_label_contains("No compressed models of this run yet.");
+    harness.get_by_label("suggestions").click();
+    harness.step();
+    harness.get_by_label("lowrank:0.9").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("300 (default)");
+    harness.get_by_label("suggestions").click();
+    harness.step();
+    harness.get_by_label("int8").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("0 (default)");
+    harness.get_by_label("Compress").click();
+    step_until(&mut harness, Duration::from_secs(600), "the measured table", |h| h.query_by_label_contains("baseline (last)").is_some());
+    harness.get_by_label("speed ×");
+    let notices = &harness.state().shared.notifications.items;
+    assert!(notices.iter().any(|(n, _)| n.text.contains("compressed/int8 written")), "{:?}", notices.iter().map(|(n, _)| &n.text).collect::<Vec<_>>());
+    // A new window reads the table back from the run folder.
+    let mut harness = build(shared(dir.path()));
+    harness.step();
+    harness.get_by_label_contains("baseline (last)");
+    harness.get_by_label("size ÷");
 }

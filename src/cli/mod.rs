@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_train;
+mod compress;
 mod data_check;
 mod data_export;
 mod data_synth;
@@ -40,6 +41,8 @@ enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Compress a trained run (int8, prune:R, lowrank:E, chained with +) and measure it; `compress report` prints the table.
+    Compress(CompressArgs),
     /// Look at run folders.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -68,6 +71,21 @@ struct EvalArgs {
     command: Option<EvalCommand>,
     #[command(flatten)]
     run: eval_run::Args,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct CompressArgs {
+    #[command(subcommand)]
+    command: Option<CompressCommand>,
+    #[command(flatten)]
+    compress: compress::Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum CompressCommand {
+    /// The table of the run's compressed models against their baseline (compressed/report.json).
+    Report(compress::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +134,8 @@ pub fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Bench(BenchCommand::Train(args))) => bench_train::run_train(args),
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
+        Some(Command::Compress(CompressArgs { command: Some(CompressCommand::Report(args)), .. })) => compress::run_report(args),
+        Some(Command::Compress(CompressArgs { command: None, compress: args })) => compress::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -7,6 +7,7 @@ use std::time::Instant;
 use eframe::egui;
 
 use super::compare_panel::ComparePanel;
+use super::compress_panel::CompressPanel;
 use super::curves_panel::CurvesPanel;
 use super::inspect_panel::InspectPanel;
 use super::job::Job;
@@ -27,6 +28,7 @@ pub struct Workbench {
     pub compare: ComparePanel,
     pub inspect: InspectPanel,
     pub preview: PreviewPanel,
+    pub compress: CompressPanel,
     /// Generating the synthetic datasets on first launch.
     first_launch: Option<Job<SynthSummary>>,
     /// Layout-and-draw time of our own code per frame.
@@ -49,6 +51,7 @@ impl Workbench {
             compare: ComparePanel::default(),
             inspect: InspectPanel::default(),
             preview: PreviewPanel::default(),
+            compress: CompressPanel::default(),
             first_launch: None,
             frame_times: FrameTimes::default(),
             frame_cpu: FrameTimes::default(),
@@ -83,6 +86,7 @@ impl Workbench {
                 Tab::Compare => self.compare.ui(ui, &mut self.shared),
                 Tab::Inspect => self.inspect.ui(ui, &mut self.shared),
                 Tab::Preview => self.preview.ui(ui, &mut self.shared),
+                Tab::Compress => self.compress.ui(ui, &mut self.shared),
             });
         });
         self.toasts(ui.ctx());
@@ -125,8 +129,8 @@ impl Workbench {
     }
 
     fn tab_bar(&mut self, ui: &mut egui::Ui) {
-        // Ctrl+1 … Ctrl+5 switch tabs; Ctrl+Q closes the window (stopping runs cleanly).
-        const KEYS: [egui::Key; 5] = [egui::Key::Num1, egui::Key::Num2, egui::Key::Num3, egui::Key::Num4, egui::Key::Num5];
+        // Ctrl+1 … Ctrl+6 switch tabs; Ctrl+Q closes the window (stopping runs cleanly).
+        const KEYS: [egui::Key; 6] = [egui::Key::Num1, egui::Key::Num2, egui::Key::Num3, egui::Key::Num4, egui::Key::Num5, egui::Key::Num6];
         for (tab, key) in Tab::ALL.into_iter().zip(KEYS) {
             if ui.ctx().input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, key)) {
                 self.shared.settings.tab = tab;

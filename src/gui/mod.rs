@@ -8,6 +8,7 @@
 
 mod app;
 mod compare_panel;
+pub mod compress_panel;
 mod confusion_view;
 mod curves_panel;
 mod error_view;

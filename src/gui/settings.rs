@@ -36,10 +36,11 @@ pub enum Tab {
     Compare,
     Inspect,
     Preview,
+    Compress,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [Tab::Setup, Tab::Curves, Tab::Compare, Tab::Inspect, Tab::Preview];
+    pub const ALL: [Tab; 6] = [Tab::Setup, Tab::Curves, Tab::Compare, Tab::Inspect, Tab::Preview, Tab::Compress];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -48,6 +49,7 @@ impl Tab {
             Tab::Compare => "Compare",
             Tab::Inspect => "Inspect",
             Tab::Preview => "Preview",
+            Tab::Compress => "Compress",
         }
     }
 }

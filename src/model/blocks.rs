@@ -130,7 +130,8 @@ impl<B: Backend> ConvNormAct<B> {
 pub fn select<B: Backend, const D: usize>(param: &Param<Tensor<B, D>>, dim: usize, keep: &[usize]) -> Param<Tensor<B, D>> {
     let value = param.val();
     let indices = Tensor::<B, 1, Int>::from_data(TensorData::new(keep.iter().map(|&i| i as i64).collect(), [keep.len()]), &value.device());
-    Param::from_tensor(value.select(dim, indices))
+    // Detached: a parameter must be a leaf of the autodiff graph.
+    Param::from_tensor(value.select(dim, indices).detach())
 }
 
 /// Two 3×3 convolutions with an optional residual connection.

@@ -205,6 +205,16 @@ pub fn load_net<B: Backend>(dir: &Path, file: &str, state: &TrainerState, device
     Ok(Some(net))
 }
 
+/// The file [`load_inference_net`] reads in a checkpoint folder.
+pub fn inference_weights_file(dir: &Path) -> PathBuf {
+    let ema = dir.join(EMA_FILE).with_extension("mpk");
+    if ema.is_file() {
+        ema
+    } else {
+        dir.join("trainee.mpk")
+    }
+}
+
 /// The network to predict with: the weight EMA when the run kept one, else the
 /// weights (read only when there is no EMA).
 pub fn load_inference_net<B: Backend>(dir: &Path, device: &B::Device) -> Result<(TwinNet<B>, TrainerState)> {

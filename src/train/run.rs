@@ -77,6 +77,11 @@ impl DeviceSpec {
     }
 }
 
+/// Stack size of the threads that load checkpoints: burn deserializes a whole
+/// network's record within one stack frame of a few MiB, more than a spawned
+/// thread's default 2 MiB (only touched memory is committed).
+pub const ENGINE_THREAD_STACK: usize = 64 << 20;
+
 /// A run training on its own thread.
 pub struct RunHandle {
     pub events: Receiver<Event>,
@@ -118,6 +123,7 @@ pub fn start(config: Option<TrainConfig>, run_dir: &Path, resume: bool, device: 
     let dir = run_dir.to_path_buf();
     let thread = std::thread::Builder::new()
         .name("trainer".into())
+        .stack_size(ENGINE_THREAD_STACK)
         .spawn(move || match device {
             DeviceSpec::Cpu => train_on::<CpuBackend>(config, &dir, resume, Default::default(), "cpu", event_tx, control_rx),
             #[cfg(feature = "cuda")]

@@ -1,0 +1,123 @@
+//! What a model costs and scores, measured the same way for the baseline and
+//! every compressed variant: parameters, weight file size, convolution MACs
+//! per image, CPU latency at batch 1 and throughput at batch 16 (the network's
+//! forward pass, both heads), and both tasks on the full validation splits.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{macs, TwinNet};
+use crate::predictor::{InferenceBackend, Predictor};
+use crate::train::checkpoint;
+use crate::train::config::TrainConfig;
+
+/// Timed batch-1 passes after [`WARM_UP`] untimed ones.
+pub const LATENCY_RUNS: usize = 30;
+const WARM_UP: usize = 3;
+/// The batch of the throughput figure, and how many timed batches.
+pub const THROUGHPUT_BATCH: usize = 16;
+const THROUGHPUT_RUNS: usize = 3;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub params: usize,
+    /// The weight file predictions load (bytes).
+    pub file_bytes: u64,
+    /// Convolution multiply-accumulates for one image at the run's size.
+    pub macs: usize,
+    pub latency_ms_median: f64,
+    pub latency_ms_p90: f64,
+    /// Images per second at batch [`THROUGHPUT_BATCH`].
+    pub images_per_sec: f64,
+    /// VOC-area AP50 over the detection validation split.
+    pub map50: f64,
+    pub miou: f64,
+}
+
+/// Reports (stage, done, total); `Break` cancels.
+pub type OnProgress<'a> = &'a mut dyn FnMut(&str, usize, usize) -> ControlFlow<()>;
+
+/// Measures the checkpoint `predictor` loaded (its folder gives the file size).
+pub fn measure(predictor: &Predictor, config: &TrainConfig, label: &str, progress: OnProgress) -> Result<Measurement> {
+    let net = predictor.net();
+    let size = predictor.state.image_size as usize;
+    let input = |batch: usize| {
+        let values: Vec<f32> = (0..batch * 3 * size * size).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        Tensor::<InferenceBackend, 4>::from_data(TensorData::new(values, [batch, 3, size, size]), &Default::default())
+    };
+    let ((), macs) = macs::count(|| {
+        net.forward_both(input(1));
+    });
+    let stage = format!("{label}: timing");
+    let mut latencies = Vec::with_capacity(LATENCY_RUNS);
+    for run in 0..WARM_UP + LATENCY_RUNS {
+        if progress(&stage, run, WARM_UP + LATENCY_RUNS + THROUGHPUT_RUNS).is_break() {
+            bail!("cancelled");
+        }
+        let seconds = time_pass(net, input(1));
+        if run >= WARM_UP {
+            latencies.push(seconds * 1e3);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let batch = input(THROUGHPUT_BATCH);
+    time_pass(net, batch.clone());
+    let mut seconds = 0.0;
+    for run in 0..THROUGHPUT_RUNS {
+        if progress(&stage, WARM_UP + LATENCY_RUNS + run, WARM_UP + LATENCY_RUNS + THROUGHPUT_RUNS).is_break() {
+            bail!("cancelled");
+        }
+        seconds += time_pass(net, batch.clone());
+    }
+    let stage = format!("{label}: validating");
+    let full = predictor.validate_full(config, &mut |done, total| progress(&stage, done, total))?;
+    Ok(Measurement {
+        params: net.num_params(),
+        file_bytes: weight_file_bytes(&predictor.checkpoint),
+        macs,
+        latency_ms_median: percentile(&latencies, 0.5),
+        latency_ms_p90: percentile(&latencies, 0.9),
+        images_per_sec: (THROUGHPUT_RUNS * THROUGHPUT_BATCH) as f64 / seconds,
+        map50: full.validation.det.mean().unwrap_or(0.0),
+        miou: full.validation.seg.miou().unwrap_or(0.0),
+    })
+}
+
+/// Seconds for one forward pass of both heads, outputs read back.
+fn time_pass(net: &TwinNet<InferenceBackend>, images: Tensor<InferenceBackend, 4>) -> f64 {
+    let start = Instant::now();
+    let (det, seg) = net.forward_both(images);
+    let _ = (det.cls_logits.into_data(), det.box_raw.into_data(), seg.into_data());
+    start.elapsed().as_secs_f64()
+}
+
+/// The nearest-rank percentile `q` of ascending `values`.
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}
+
+/// Size of the weight file a checkpoint folder's predictions load.
+fn weight_file_bytes(dir: &Path) -> u64 {
+    let file = checkpoint::inference_weights_file(dir);
+    std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=30).map(f64::from).collect();
+        assert_eq!(percentile(&values, 0.5), 15.0);
+        assert_eq!(percentile(&values, 0.9), 27.0);
+        assert_eq!(percentile(&[4.0], 0.9), 4.0);
+    }
+}

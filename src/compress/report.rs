@@ -1,0 +1,122 @@
+//! The table of a run's compressed models: `compressed/report.json`, one row
+//! per variant, each with the baseline measured beside it in the same process
+//! (latency ratios are only meaningful side by side on a noisy machine).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::measure::{Measurement, LATENCY_RUNS, THROUGHPUT_BATCH};
+use crate::train::checkpoint::COMPRESSED_DIR;
+use crate::train::run_dir::write_atomic;
+
+pub const REPORT_FILE: &str = "report.json";
+
+/// One compressed variant and the baseline it was measured against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// The method chain, e.g. `prune:0.3+lowrank:0.9+int8`.
+    pub method: String,
+    /// `compressed/<folder>`: what `--checkpoint` takes.
+    pub checkpoint: String,
+    /// The checkpoint it was made from (`last`, `best-det`, …).
+    pub source: String,
+    pub finetune_steps: usize,
+    pub measured: Measurement,
+    pub baseline: Measurement,
+    /// CPU threads the timings used.
+    pub threads: usize,
+    pub image_size: u32,
+}
+
+impl Variant {
+    /// Baseline latency ÷ this latency (batch-1 medians).
+    pub fn speedup(&self) -> f64 {
+        self.baseline.latency_ms_median / self.measured.latency_ms_median
+    }
+
+    /// Baseline file size ÷ this file size.
+    pub fn size_ratio(&self) -> f64 {
+        self.baseline.file_bytes as f64 / self.measured.file_bytes.max(1) as f64
+    }
+
+    pub fn map50_change(&self) -> f64 {
+        self.measured.map50 - self.baseline.map50
+    }
+
+    pub fn miou_change(&self) -> f64 {
+        self.measured.miou - self.baseline.miou
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub variants: Vec<Variant>,
+}
+
+pub fn report_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(COMPRESSED_DIR).join(REPORT_FILE)
+}
+
+impl Report {
+    /// The run's report; empty when nothing was compressed yet.
+    pub fn read(run_dir: &Path) -> Result<Self> {
+        let path = report_path(run_dir);
+        if !path.is_file() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not a compression report", path.display()))
+    }
+
+    /// Adds `variant`, replacing an earlier row of the same checkpoint, and writes the file atomically.
+    pub fn record(run_dir: &Path, variant: Variant) -> Result<Self> {
+        let mut report = Self::read(run_dir)?;
+        report.variants.retain(|v| v.checkpoint != variant.checkpoint);
+        report.variants.push(variant);
+        let path = report_path(run_dir);
+        write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        Ok(report)
+    }
+
+    /// The plain-text table: the latest baseline, then every variant with its ratios.
+    pub fn table(&self) -> String {
+        let Some(latest) = self.variants.last() else {
+            return "no compressed models yet (twinhead compress --run RUN --method M)".into();
+        };
+        let mut out = format!(
+            "CPU, {} threads, {} px; latency: median and p90 of {LATENCY_RUNS} batch-1 passes; throughput at batch {THROUGHPUT_BATCH}; \
+             ratios against the baseline measured beside each variant\n",
+            latest.threads, latest.image_size
+        );
+        out += &format!(
+            "{:<28} {:>6} {:>9} {:>9} {:>8} {:>14} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}\n",
+            "model", "tuned", "params", "file MB", "GMACs", "latency ms", "img/s", "mAP50", "mIoU", "speed×", "size÷", "ΔmAP50", "ΔmIoU"
+        );
+        let row = |name: &str, tuned: String, m: &Measurement, ratios: Option<&Variant>| {
+            let ratio = |f: fn(&Variant) -> f64, digits: usize| ratios.map_or("-".to_string(), |v| format!("{:+.*}", digits, f(v)));
+            format!(
+                "{:<28} {:>6} {:>9} {:>9.3} {:>8.3} {:>14} {:>8.1} {:>7.4} {:>7.4} {:>7} {:>7} {:>8} {:>8}\n",
+                name,
+                tuned,
+                m.params,
+                m.file_bytes as f64 / 1e6,
+                m.macs as f64 / 1e9,
+                format!("{:.1} / {:.1}", m.latency_ms_median, m.latency_ms_p90),
+                m.images_per_sec,
+                m.map50,
+                m.miou,
+                ratios.map_or("-".into(), |v| format!("{:.2}", v.speedup())),
+                ratios.map_or("-".into(), |v| format!("{:.2}", v.size_ratio())),
+                ratio(Variant::map50_change, 4),
+                ratio(Variant::miou_change, 4),
+            )
+        };
+        out += &row(&format!("baseline ({})", latest.source), "-".into(), &latest.baseline, None);
+        for v in &self.variants {
+            out += &row(&v.method, v.finetune_steps.to_string(), &v.measured, Some(v));
+        }
+        out
+    }
+}
