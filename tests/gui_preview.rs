@@ -58,6 +58,12 @@ fn a_dropped_image_is_predicted_and_a_broken_one_named_in_an_error() {
         .build_ui_state(|ui, state: &mut PreviewState| state.panel.ui(ui, &mut state.shared), state);
     harness.step();
     harness.get_by_label_contains("Drop image files on the window");
+    // The checkpoint picker lists the run's checkpoints (compressed ones too, tested in the Compress test).
+    harness.get_by_label("Checkpoint").click();
+    harness.step();
+    harness.get_by_label("best-seg");
+    harness.get_by_label("last").click();
+    harness.step();
     harness.state_mut().shared.dropped_files.push(image);
     let shown = format!("{name}: ");
     step_until(&mut harness, Duration::from_secs(120), "the preview", |h| h.query_by_label_contains(&shown).is_some());
@@ -224,6 +230,20 @@ fn compress_runs_as_a_job_and_shows_the_measured_table_again_after_a_restart() {
     harness.get_by_label("speed ×");
     let notices = &harness.state().shared.notifications.items;
     assert!(notices.iter().any(|(n, _)| n.text.contains("compressed/int8 written")), "{:?}", notices.iter().map(|(n, _)| &n.text).collect::<Vec<_>>());
+    // Preview predicts with the compressed model when it is picked.
+    let image = std::fs::read_dir(trained().join("synth/voc/JPEGImages")).unwrap().flatten().next().unwrap().path();
+    let preview = PreviewState { panel: PreviewPanel::default(), shared: shared(dir.path()) };
+    let mut preview = Harness::builder()
+        .with_size([1200.0, 1000.0])
+        .build_ui_state(|ui, state: &mut PreviewState| state.panel.ui(ui, &mut state.shared), preview);
+    preview.step();
+    preview.get_by_label("Checkpoint").click();
+    preview.step();
+    preview.get_by_label("compressed/int8").click();
+    preview.step();
+    preview.state_mut().shared.dropped_files.push(image);
+    step_until(&mut preview, Duration::from_secs(120), "the preview", |h| h.query_by_label_contains(" boxes").is_some());
+    assert!(preview.state().shared.notifications.items.is_empty());
     // A new window reads the table back from the run folder.
     let mut harness = build(shared(dir.path()));
     harness.step();

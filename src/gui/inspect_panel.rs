@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::error_view::{annotation_boxes, ErrorLayer};
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
-use super::inference::{predict, ModelInfo, PredictorCache};
+use super::inference::{checkpoint_combo, predict, ModelInfo, PredictorCache};
 use super::inspect_export::{ExportRequest, ExportRow};
 use super::inspect_metrics::MetricsView;
 use super::inspect_timeline::TimelineView;
@@ -25,7 +25,7 @@ use crate::data::Problem;
 use crate::eval::{evaluate_voc, ground_truth_from_voc, mean_of_defined, ConfusionMatrix, VocMetric};
 use crate::model::postprocess::Detection;
 use crate::predictor::Prediction;
-use crate::train::checkpoint::{self, CheckpointKind};
+use crate::train::checkpoint::CheckpointKind;
 use crate::train::config::TrainConfig;
 use crate::train::evaluate::open_validation_splits;
 
@@ -33,7 +33,6 @@ use crate::train::evaluate::open_validation_splits;
 const SAMPLES: usize = 24;
 
 /// The checkpoints offered, in the combo's order.
-const CHECKPOINTS: [CheckpointKind; 3] = [CheckpointKind::Last, CheckpointKind::BestDet, CheckpointKind::BestSeg];
 
 /// Tallest the side-by-side images are drawn.
 const VIEW_HEIGHT: f32 = 420.0;
@@ -250,12 +249,7 @@ impl InspectPanel {
     fn header(&mut self, ui: &mut egui::Ui, name: &str, run_dir: &Path) -> bool {
         ui.horizontal(|ui| {
             ui.heading(format!("Inspect {name}"));
-            egui::ComboBox::from_label("Checkpoint").selected_text(self.kind.name()).show_ui(ui, |ui| {
-                for kind in CHECKPOINTS.into_iter().chain(checkpoint::compressed(run_dir)) {
-                    let label = kind.name();
-                    ui.selectable_value(&mut self.kind, kind, label);
-                }
-            });
+            checkpoint_combo(ui, &mut self.kind, run_dir);
             ui.button("Reload").on_hover_text("Predict again with the checkpoint as it is on disk now").clicked()
         })
         .inner

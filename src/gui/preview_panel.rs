@@ -10,7 +10,7 @@ use anyhow::Context;
 use eframe::egui::{self, Vec2};
 
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
-use super::inference::{spawn_file_predictions, FilePredictions, PredictedFile, PredictorCache};
+use super::inference::{checkpoint_combo, spawn_file_predictions, FilePredictions, PredictedFile, PredictorCache};
 use super::job::Job;
 use super::session::Notice;
 use super::shared::Shared;
@@ -35,11 +35,14 @@ pub struct PreviewPanel {
     save: Option<Job<PathBuf>>,
     files: Vec<PredictedFile>,
     selected: usize,
-    /// The run the files were last sent to: focusing another predicts them again.
-    predicted_with: Option<String>,
-    /// A run whose last attempt failed or was cancelled (no checkpoint yet, say):
+    /// The checkpoint predicted with (the last one unless picked).
+    kind: CheckpointKind,
+    /// The run and checkpoint the files were last sent to: focusing another
+    /// run or picking another checkpoint predicts them again.
+    predicted_with: Option<(String, CheckpointKind)>,
+    /// One whose last attempt failed or was cancelled (no checkpoint yet, say):
     /// not retried on its own, so an error is not repeated every frame.
-    failed_with: Option<String>,
+    failed_with: Option<(String, CheckpointKind)>,
     options: OverlayOptions,
     textures: TextureCache,
 }
@@ -51,10 +54,17 @@ impl PreviewPanel {
         self.schedule(shared);
 
         ui.heading("Preview");
-        match &shared.selection.focused {
-            Some(run) => ui.label(format!("Predicting with {run} (last checkpoint)")),
-            None => ui.label("No run selected: pick a run in the list to predict with."),
-        };
+        match shared.selection.focused.as_ref().and_then(|run| shared.session.record(run)) {
+            Some(record) => {
+                ui.horizontal(|ui| {
+                    ui.label(format!("Predicting with {}", record.name));
+                    checkpoint_combo(ui, &mut self.kind, &record.dir);
+                });
+            }
+            None => {
+                ui.label("No run selected: pick a run in the list to predict with.");
+            }
+        }
         self.buttons(ui, shared);
         self.status(ui);
         if self.files.is_empty() {
@@ -116,21 +126,22 @@ impl PreviewPanel {
     /// Starts predicting the waiting files when a run can take them; when the
     /// focus moved to another run, the files shown are predicted again with it.
     fn schedule(&mut self, shared: &Shared) {
-        let Some(run) = shared.selection.focused.clone() else {
+        let Some(name) = shared.selection.focused.clone() else {
             return;
         };
+        let run = (name.clone(), self.kind.clone());
         if self.predicted_with.as_ref() != Some(&run) {
             enqueue(&mut self.waiting, self.files.iter().map(|f| f.path.clone()));
         }
         if self.predict.is_some() || self.waiting.is_empty() || self.failed_with.as_ref() == Some(&run) {
             return;
         }
-        let Some(record) = shared.session.record(&run) else {
+        let Some(record) = shared.session.record(&name) else {
             return;
         };
         self.in_flight = std::mem::take(&mut self.waiting);
         let (dir, paths) = (record.dir.clone(), self.in_flight.clone());
-        self.predict = Some(spawn_file_predictions(&self.predictors, run.clone(), dir, CheckpointKind::Last, paths, shared.repaint.callback()));
+        self.predict = Some(spawn_file_predictions(&self.predictors, name, dir, self.kind.clone(), paths, shared.repaint.callback()));
         self.predicted_with = Some(run);
         self.failed_with = None;
     }

@@ -20,8 +20,9 @@ use crate::model::{ModelConfig, TwinNet};
 /// Which checkpoint: the latest, the best per task, the snapshot taken at a
 /// sequential strategy's task switch (the LwF teacher, the EWC anchor), or a
 /// compressed model (`compressed/<method>`, written by `twinhead compress`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum CheckpointKind {
+    #[default]
     Last,
     BestDet,
     BestSeg,
