@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use eframe::egui;
-use egui_plot::{Legend, MarkerShape, Plot, PlotPoint, Points, Text};
+use egui_plot::{Corner, Legend, MarkerShape, Plot, PlotPoint, Points, Text};
 
 use super::job::Job;
 use super::session::Notice;
@@ -231,16 +231,17 @@ fn plots(ui: &mut egui::Ui, report: &Report) {
         [("latency ms (batch 1, median)", |m| m.latency_ms_median), ("file MB", |m| m.file_bytes as f64 / 1e6)];
     ui.horizontal(|ui| {
         for (axis, x) in axes {
+            // Room right of the farthest point for its label.
+            let farthest = report.variants.iter().map(|v| x(&v.measured)).chain([x(&latest.baseline)]).fold(0.0, f64::max);
             Plot::new(("compress-plot", axis))
                 .width(width)
-                .height(260.0)
+                .height(300.0)
                 .allow_scroll(false)
-                .include_y(0.0)
-                .include_y(1.0)
                 .include_x(0.0)
+                .include_x(farthest * 1.3)
                 .x_axis_label(axis)
                 .y_axis_label("mAP50 / mIoU")
-                .legend(Legend::default())
+                .legend(Legend::default().position(Corner::LeftBottom))
                 .show(ui, |plot_ui| {
                     for (task, color, metric) in [("mAP50", DET_COLOR, (|m: &Measurement| m.map50) as fn(&Measurement) -> f64), ("mIoU", SEG_COLOR, |m| m.miou)] {
                         let variants: Vec<[f64; 2]> = report.variants.iter().map(|v| [x(&v.measured), metric(&v.measured)]).collect();
