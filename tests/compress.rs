@@ -153,3 +153,26 @@ fn bad_input_exits_2_naming_the_problem_and_leaves_the_run_folder_unchanged() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no last checkpoint"));
     assert!(snapshot(run.path()) == before, "the run folder changed");
 }
+
+#[test]
+fn a_cancelled_compression_leaves_nothing_behind() {
+    use twinhead::compress::job::{compress, CompressRequest};
+    use twinhead::compress::Recipe;
+    let run = run_copy();
+    let before = snapshot(run.path());
+    let request = CompressRequest {
+        run_dir: run.path().to_path_buf(),
+        source: CheckpointKind::Last,
+        recipe: Recipe::parse("prune:0.3").unwrap(),
+        finetune_steps: Some(50),
+    };
+    let mut stages = Vec::new();
+    let error = compress(&request, &mut |stage, done, _| {
+        stages.push(stage.to_string());
+        if stage == "fine-tuning" && done >= 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })
+    .unwrap_err();
+    assert_eq!(error.to_string(), "cancelled");
+    assert!(stages.iter().any(|s| s == "applying prune:0.3"), "{stages:?}");
+    assert!(snapshot(run.path()) == before, "the run folder changed");
+}

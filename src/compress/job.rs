@@ -3,7 +3,6 @@
 //! a checkpoint folder `compressed/<method>/`, then measure it and its source
 //! side by side and add the row to `compressed/report.json`.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -75,7 +74,12 @@ pub fn compress(request: &CompressRequest, progress: OnProgress) -> Result<Varia
         }
     }
     if steps > 0 {
-        net = finetune(net, &state, &config, &work, steps, progress)?;
+        let tuned = finetune(net, &state, &config, &work, steps, progress);
+        if tuned.is_err() {
+            // Cancelled or failed: nothing of it is kept (the next attempt starts over anyway).
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        net = tuned?;
     }
     if request.recipe.quantizes() {
         int8::quantize(&mut net);
@@ -128,31 +132,40 @@ fn finetune(
     tune.checkpoint.every = steps;
     let run = work.join("finetune");
     let handle = start(Some(tune), &run, false, DeviceSpec::Cpu)?;
-    let stopped = follow(&handle.events, &handle.control, steps, progress);
+    let followed = follow(&handle.events, &handle.control, steps, progress);
     let finish = handle.join()?;
-    if stopped {
+    if followed.stopped {
         bail!("cancelled");
     }
     if finish != FinishReason::Completed {
-        bail!("fine-tuning did not complete ({finish:?}); its run folder is {}", run.display());
+        bail!("fine-tuning did not complete ({finish:?}): {}", followed.error.unwrap_or_default());
     }
     let dir = checkpoint::find(&run, &CheckpointKind::Last)?;
     Ok(checkpoint::load_inference_net::<InferenceBackend>(&dir, &Default::default())?.0)
 }
 
-/// Relays the fine-tuning run's steps as progress; true when it was cancelled.
-fn follow(events: &Receiver<Event>, control: &crossbeam_channel::Sender<Control>, steps: usize, progress: OnProgress) -> bool {
-    let mut stopped = false;
+/// How following the fine-tuning run ended.
+struct Followed {
+    stopped: bool,
+    /// The run's error message, if it failed.
+    error: Option<String>,
+}
+
+/// Relays the fine-tuning run's steps as progress, stopping it when cancelled.
+fn follow(events: &Receiver<Event>, control: &crossbeam_channel::Sender<Control>, steps: usize, progress: OnProgress) -> Followed {
+    let mut followed = Followed { stopped: false, error: None };
     for event in events.iter() {
-        let step = match &event {
-            Event::Step { step, .. } => *step,
+        match event {
+            Event::Step { step, .. } => {
+                if !followed.stopped && progress("fine-tuning", step, steps).is_break() {
+                    followed.stopped = true;
+                    let _ = control.send(Control::Stop);
+                }
+            }
+            Event::Error { message, .. } => followed.error = Some(message),
             Event::Finished { .. } => break,
-            _ => continue,
-        };
-        if !stopped && progress("fine-tuning", step, steps) == ControlFlow::Break(()) {
-            stopped = true;
-            let _ = control.send(Control::Stop);
+            _ => {}
         }
     }
-    stopped
+    followed
 }
