@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::Receiver;
 
-use super::measure::{measure, OnProgress};
+use super::measure::{measure_pair, OnProgress};
 use super::method::{Method, Recipe};
 use super::report::{Report, Variant};
 use super::{int8, lowrank, prune};
@@ -90,9 +90,8 @@ pub fn compress(request: &CompressRequest, progress: OnProgress) -> Result<Varia
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("{}: cannot remove", work.display()))?;
     }
-    let baseline = measure(&Predictor::load(run_dir, &request.source)?, &config, "baseline", progress)?;
     let predictor = Predictor::load(run_dir, &request.target())?;
-    let measured = measure(&predictor, &config, &request.recipe.to_string(), progress)?;
+    let [baseline, measured] = measure_pair(&Predictor::load(run_dir, &request.source)?, &predictor, &config, progress)?;
     let variant = Variant {
         method: request.recipe.to_string(),
         checkpoint: request.target().name(),

@@ -1,5 +1,5 @@
 //! What a model costs and scores, measured the same way for the baseline and
-//! every compressed variant: parameters, weight file size, convolution MACs
+//! a compressed variant, their timings interleaved: parameters, weight file size, convolution MACs
 //! per image, CPU latency at batch 1 and throughput at batch 16 (the network's
 //! forward pass, both heads), and both tasks on the full validation splits.
 
@@ -22,7 +22,7 @@ pub const LATENCY_RUNS: usize = 30;
 const WARM_UP: usize = 3;
 /// The batch of the throughput figure, and how many timed batches.
 pub const THROUGHPUT_BATCH: usize = 16;
-const THROUGHPUT_RUNS: usize = 3;
+const THROUGHPUT_RUNS: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
@@ -43,50 +43,64 @@ pub struct Measurement {
 /// Reports (stage, done, total); `Break` cancels.
 pub type OnProgress<'a> = &'a mut dyn FnMut(&str, usize, usize) -> ControlFlow<()>;
 
-/// Measures the checkpoint `predictor` loaded (its folder gives the file size).
-pub fn measure(predictor: &Predictor, config: &TrainConfig, label: &str, progress: OnProgress) -> Result<Measurement> {
-    let net = predictor.net();
-    let size = predictor.state.image_size as usize;
+/// Measures the baseline and a variant (each as loaded from its checkpoint
+/// folder, which gives the file size). Their passes are timed interleaved, in
+/// alternating order, so both see the same machine: on a shared, noisy CPU a
+/// ratio of separately timed medians swings by ±20 %.
+pub fn measure_pair(baseline: &Predictor, variant: &Predictor, config: &TrainConfig, progress: OnProgress) -> Result<[Measurement; 2]> {
+    let size = baseline.state.image_size as usize;
     let input = |batch: usize| {
         let values: Vec<f32> = (0..batch * 3 * size * size).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
         Tensor::<InferenceBackend, 4>::from_data(TensorData::new(values, [batch, 3, size, size]), &Default::default())
     };
-    let ((), macs) = macs::count(|| {
-        net.forward_both(input(1));
-    });
-    let stage = format!("{label}: timing");
-    let mut latencies = Vec::with_capacity(LATENCY_RUNS);
-    for run in 0..WARM_UP + LATENCY_RUNS {
-        if progress(&stage, run, WARM_UP + LATENCY_RUNS + THROUGHPUT_RUNS).is_break() {
+    let nets = [baseline.net(), variant.net()];
+    let total = WARM_UP + LATENCY_RUNS + 1 + THROUGHPUT_RUNS;
+    let mut latencies = [Vec::with_capacity(LATENCY_RUNS), Vec::with_capacity(LATENCY_RUNS)];
+    let (one, batch) = (input(1), input(THROUGHPUT_BATCH));
+    let mut batch_seconds = [0.0; 2];
+    for run in 0..total {
+        if progress("timing (baseline and variant, interleaved)", run, total).is_break() {
             bail!("cancelled");
         }
-        let seconds = time_pass(net, input(1));
-        if run >= WARM_UP {
-            latencies.push(seconds * 1e3);
+        for which in if run % 2 == 0 { [0, 1] } else { [1, 0] } {
+            if run < WARM_UP + LATENCY_RUNS {
+                let seconds = time_pass(nets[which], one.clone());
+                if run >= WARM_UP {
+                    latencies[which].push(seconds * 1e3);
+                }
+            } else {
+                let seconds = time_pass(nets[which], batch.clone());
+                // The first batch-16 pass warms up.
+                if run > WARM_UP + LATENCY_RUNS {
+                    batch_seconds[which] += seconds;
+                }
+            }
         }
     }
-    latencies.sort_by(f64::total_cmp);
-    let batch = input(THROUGHPUT_BATCH);
-    time_pass(net, batch.clone());
-    let mut seconds = 0.0;
-    for run in 0..THROUGHPUT_RUNS {
-        if progress(&stage, WARM_UP + LATENCY_RUNS + run, WARM_UP + LATENCY_RUNS + THROUGHPUT_RUNS).is_break() {
-            bail!("cancelled");
-        }
-        seconds += time_pass(net, batch.clone());
+    let mut measured = Vec::new();
+    for (which, (predictor, label)) in [(baseline, "baseline"), (variant, "variant")].into_iter().enumerate() {
+        let net = predictor.net();
+        let ((), macs) = macs::count(|| {
+            net.forward_both(input(1));
+        });
+        let stage = format!("{label}: validating");
+        let full = predictor.validate_full(config, &mut |done, total| progress(&stage, done, total))?;
+        let latencies = &mut latencies[which];
+        latencies.sort_by(f64::total_cmp);
+        measured.push(Measurement {
+            params: net.num_params(),
+            file_bytes: weight_file_bytes(&predictor.checkpoint),
+            macs,
+            latency_ms_median: percentile(latencies, 0.5),
+            latency_ms_p90: percentile(latencies, 0.9),
+            images_per_sec: (THROUGHPUT_RUNS * THROUGHPUT_BATCH) as f64 / batch_seconds[which],
+            map50: full.validation.det.mean().unwrap_or(0.0),
+            miou: full.validation.seg.miou().unwrap_or(0.0),
+        });
     }
-    let stage = format!("{label}: validating");
-    let full = predictor.validate_full(config, &mut |done, total| progress(&stage, done, total))?;
-    Ok(Measurement {
-        params: net.num_params(),
-        file_bytes: weight_file_bytes(&predictor.checkpoint),
-        macs,
-        latency_ms_median: percentile(&latencies, 0.5),
-        latency_ms_p90: percentile(&latencies, 0.9),
-        images_per_sec: (THROUGHPUT_RUNS * THROUGHPUT_BATCH) as f64 / seconds,
-        map50: full.validation.det.mean().unwrap_or(0.0),
-        miou: full.validation.seg.miou().unwrap_or(0.0),
-    })
+    let variant = measured.pop().expect("two");
+    let baseline = measured.pop().expect("two");
+    Ok([baseline, variant])
 }
 
 /// Seconds for one forward pass of both heads, outputs read back.

@@ -87,7 +87,7 @@ impl Report {
         };
         let mut out = format!(
             "CPU, {} threads, {} px; latency: median and p90 of {LATENCY_RUNS} batch-1 passes; throughput at batch {THROUGHPUT_BATCH}; \
-             ratios against the baseline measured beside each variant\n",
+             each variant timed interleaved with the baseline, its ratios against that baseline\n",
             latest.threads, latest.image_size
         );
         out += &format!(
