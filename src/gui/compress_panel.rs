@@ -186,7 +186,7 @@ impl CompressPanel {
 fn table(ui: &mut egui::Ui, report: &Report) {
     let latest = report.variants.last().expect("a variant");
     ui.label(format!(
-        "CPU, {} threads, {} px. Latency: median / p90 of batch-1 passes; ratios against the baseline measured beside each variant.",
+        "CPU, {} threads, {} px. Latency: median / p90 of batch-1 passes; each variant timed interleaved with the baseline, its ratios against that baseline.",
         latest.threads, latest.image_size
     ));
     egui::Grid::new("compress-table").striped(true).spacing([14.0, 4.0]).show(ui, |ui| {
