@@ -10,9 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/screenshots}
-bin=${TWINHEAD_BIN:-target/release/twinhead}
-[ -x "$bin" ] || cargo build --release --locked
-mkdir -p "$out"
 window_log="$out/workbench.log"
 source tools/window.sh :77
 # No window manager under Xvfb: give the window the keyboard focus first.

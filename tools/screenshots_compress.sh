@@ -9,9 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-assets/screenshots}
-bin=${TWINHEAD_BIN:-target/release/twinhead}
-[ -x "$bin" ] || cargo build --release --locked
-mkdir -p "$out"
 source tools/window.sh :78
 sleep 5
 click 72 76; click 433 12                             # focus the first run, Compress

@@ -11,9 +11,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-assets/screenshots}
-bin=${TWINHEAD_BIN:-target/release/twinhead}
-[ -x "$bin" ] || cargo build --release --locked
-mkdir -p "$out"
 source tools/window.sh :78
 sleep 4
 

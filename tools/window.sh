@@ -1,8 +1,12 @@
-# Sourced by the screenshot scripts: starts Xvfb on display $1 and the
-# workbench ($bin, a fresh HOME so it starts as on a first launch) in a
-# 1600×1000 window, and defines `shot NAME [SECONDS]` (saves $out/NAME.png
-# after waiting) and `click X Y`. Needs Debian's xvfb, xdotool, imagemagick,
+# Sourced by the screenshot scripts, after they set $out: builds the release
+# binary unless $TWINHEAD_BIN names one, starts Xvfb on display $1 and the
+# workbench (a fresh HOME so it starts as on a first launch) in a 1600×1000
+# window, and defines `shot NAME [SECONDS]` (saves $out/NAME.png after
+# waiting) and `click X Y`. Needs Debian's xvfb, xdotool, imagemagick,
 # libgl1-mesa-dri; cleans up on exit.
+bin=${TWINHEAD_BIN:-target/release/twinhead}
+[ -x "$bin" ] || cargo build --release --locked
+mkdir -p "$out"
 home=$(mktemp -d)
 Xvfb "$1" -screen 0 1600x1000x24 -nolisten tcp & xvfb=$!
 app=
