@@ -49,12 +49,13 @@ impl CompressRequest {
 pub fn compress(request: &CompressRequest, progress: OnProgress) -> Result<Variant> {
     let run_dir = &request.run_dir;
     let config = run_dir::read_config(run_dir)?;
-    let source_dir = checkpoint::find(run_dir, &request.source)?;
-    let (mut net, mut state) = checkpoint::load_inference_net::<InferenceBackend>(&source_dir, &Default::default())?;
+    // Loaded once: compressed from a copy, measured as it is.
+    let source = Predictor::load(run_dir, &request.source)?;
+    let (mut net, mut state) = (source.net().clone(), source.state.clone());
     if int8::any_quantized(&mut net) {
         bail!(
             "{}: this model's weights are already int8; compress a float checkpoint (last, best-det, best-seg or a variant without int8)",
-            source_dir.display()
+            source.checkpoint.display()
         );
     }
     let steps = request.finetune_steps();
@@ -91,7 +92,7 @@ pub fn compress(request: &CompressRequest, progress: OnProgress) -> Result<Varia
         std::fs::remove_dir_all(&work).with_context(|| format!("{}: cannot remove", work.display()))?;
     }
     let predictor = Predictor::load(run_dir, &request.target())?;
-    let [baseline, measured] = measure_pair(&Predictor::load(run_dir, &request.source)?, &predictor, &config, progress)?;
+    let [baseline, measured] = measure_pair(&source, &predictor, &config, progress)?;
     let variant = Variant {
         method: request.recipe.to_string(),
         checkpoint: request.target().name(),
