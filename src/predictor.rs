@@ -1,13 +1,18 @@
 //! Inference from a trained run: load a checkpoint, letterbox arbitrary images,
 //! and return detections and semantic masks in each image's own coordinates.
-//! Used by `twinhead predict` and the workbench's Inspect and Preview panels.
+//! Used by `twinhead predict` and the workbench's Inspect and Preview panels,
+//! on the device the user picked (the CPU by default).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData};
 use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
 
+use crate::backend::device::{DeviceSpec, OnBackend};
+use crate::backend::TwinBackend;
 use crate::data::augment::{apply_geometry, normalize_into, AugmentConfig, Letterbox, Sample};
 use crate::data::batch::decode_rgb;
 use crate::data::Problem;
@@ -18,8 +23,8 @@ use crate::train::checkpoint::{self, CheckpointKind, TrainerState};
 use crate::train::config::TrainConfig;
 use crate::train::evaluate::{open_validation_splits, validate, OnValidationBatch, Validation, ValidationSets, ValidationSettings};
 
-/// Inference runs on the CPU backend.
-pub type InferenceBackend = burn::backend::Flex;
+/// The CPU inference backend (compression measures and edits networks on it).
+pub type InferenceBackend = Flex;
 
 /// Both outputs for one image, in its original coordinates.
 #[derive(Debug, Clone)]
@@ -31,23 +36,33 @@ pub struct Prediction {
 }
 
 pub struct Predictor {
-    net: TwinNet<InferenceBackend>,
+    net: Box<dyn DeviceNet>,
     pub state: TrainerState,
     pub checkpoint: PathBuf,
+    pub device: DeviceSpec,
 }
 
 /// Images per forward pass.
 const BATCH: usize = 8;
 
 impl Predictor {
+    /// Loads a checkpoint for inference on the CPU.
     pub fn load(run_dir: &Path, kind: &CheckpointKind) -> Result<Self> {
-        let dir = checkpoint::find(run_dir, kind)?;
-        let (net, state) = checkpoint::load_inference_net::<InferenceBackend>(&dir, &Default::default())?;
-        Ok(Self { net, state, checkpoint: dir })
+        Self::load_on(run_dir, kind, DeviceSpec::Cpu)
     }
 
-    pub fn net(&self) -> &TwinNet<InferenceBackend> {
-        &self.net
+    /// Loads a checkpoint for inference on `device`.
+    pub fn load_on(run_dir: &Path, kind: &CheckpointKind, device: DeviceSpec) -> Result<Self> {
+        let dir = checkpoint::find(run_dir, kind)?;
+        device.probe()?;
+        let (net, state) = device.with_backend(LoadNet { dir: &dir })??;
+        Ok(Self { net, state, checkpoint: dir, device })
+    }
+
+    /// The network, when it was loaded on the CPU.
+    pub fn cpu_net(&self) -> Result<&TwinNet<InferenceBackend>> {
+        let net = self.net.as_any().downcast_ref::<NetOn<InferenceBackend>>();
+        net.map(|n| &n.net).with_context(|| format!("{}: loaded on {}, not the CPU", self.checkpoint.display(), self.device))
     }
 
     pub fn det_classes(&self) -> &[String] {
@@ -60,7 +75,6 @@ impl Predictor {
 
     pub fn predict_images(&self, images: &[RgbImage], postprocess: &PostprocessConfig) -> Vec<Prediction> {
         let size = self.state.image_size;
-        let device = Default::default();
         let mut predictions = Vec::with_capacity(images.len());
         for chunk in images.chunks(BATCH) {
             let prepared: Vec<(Vec<f32>, Letterbox)> = chunk.par_iter().map(|image| letterbox(image, size)).collect();
@@ -70,12 +84,10 @@ impl Predictor {
                 pixels.extend(p);
                 letterboxes.push(l);
             }
-            let tensor = burn::tensor::Tensor::<InferenceBackend, 4>::from_data(
-                burn::tensor::TensorData::new(pixels, [chunk.len(), 3, size as usize, size as usize]),
-                &device,
-            );
+            let pixels = TensorData::new(pixels, [chunk.len(), 3, size as usize, size as usize]);
             predictions.extend(
-                predict_batch(&self.net, tensor, &letterboxes, postprocess)
+                self.net
+                    .predict(pixels, &letterboxes, postprocess)
                     .into_iter()
                     .map(|(detections, mask)| Prediction { detections, mask }),
             );
@@ -107,7 +119,7 @@ impl Predictor {
             postprocess: PostprocessConfig::default(),
             keep_predictions: 0,
         };
-        let validation = validate(&self.net, &sets, &settings, &Default::default(), on_batch)?;
+        let validation = self.net.validate(&sets, &settings, on_batch)?;
         Ok(FullValidation { validation, det_images: det.records.len(), seg_images: seg.records.len() })
     }
 }
@@ -117,6 +129,45 @@ pub struct FullValidation {
     pub validation: Validation,
     pub det_images: usize,
     pub seg_images: usize,
+}
+
+/// A network on the device of its backend, behind one interface for every device.
+trait DeviceNet: Send + Sync {
+    fn predict(&self, pixels: TensorData, letterboxes: &[Letterbox], postprocess: &PostprocessConfig) -> Vec<(Vec<Detection>, GrayImage)>;
+    fn validate(&self, sets: &ValidationSets, settings: &ValidationSettings, on_batch: OnValidationBatch) -> Result<Validation>;
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+struct NetOn<B: TwinBackend> {
+    net: TwinNet<B>,
+    device: B::Device,
+}
+
+impl<B: TwinBackend> DeviceNet for NetOn<B> {
+    fn predict(&self, pixels: TensorData, letterboxes: &[Letterbox], postprocess: &PostprocessConfig) -> Vec<(Vec<Detection>, GrayImage)> {
+        predict_batch(&self.net, Tensor::<B, 4>::from_data(pixels, &self.device), letterboxes, postprocess)
+    }
+
+    fn validate(&self, sets: &ValidationSets, settings: &ValidationSettings, on_batch: OnValidationBatch) -> Result<Validation> {
+        validate(&self.net, sets, settings, &self.device, on_batch)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Loads a checkpoint's inference weights onto the device's backend.
+struct LoadNet<'a> {
+    dir: &'a Path,
+}
+
+impl OnBackend for LoadNet<'_> {
+    type Output = Result<(Box<dyn DeviceNet>, TrainerState)>;
+    fn run<B: TwinBackend>(self, device: B::Device) -> Self::Output {
+        let (net, state) = checkpoint::load_inference_net::<B>(self.dir, &device)?;
+        Ok((Box::new(NetOn { net, device }), state))
+    }
 }
 
 /// The normalised letterboxed input of one image and its letterbox.

@@ -11,7 +11,8 @@ use twinhead::train::checkpoint::{self, CheckpointKind};
 use twinhead::train::events::{Control, EvalRecord, Event, FinishReason};
 use twinhead::train::timeline;
 use twinhead::train::trainee::flat_parameters;
-use twinhead::train::{start, DeviceSpec, TrainConfig};
+use twinhead::backend::device::DeviceSpec;
+use twinhead::train::{start, TrainConfig};
 
 /// A tiny run over synthetic data generated (once per data folder) in `data`.
 fn config(data: &Path, steps: usize, strategy: &str) -> TrainConfig {

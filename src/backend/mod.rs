@@ -17,6 +17,7 @@
 mod autodiff;
 mod cpu_conv;
 mod cpu_group_norm;
+pub mod device;
 pub mod group_norm;
 
 use burn::backend::Flex;
@@ -142,6 +143,9 @@ impl TwinBackend for Flex {
 
 #[cfg(feature = "cuda")]
 impl TwinBackend for burn::backend::Cuda {}
+
+#[cfg(feature = "wgpu")]
+impl TwinBackend for burn::backend::Wgpu {}
 
 /// GroupNorm then SiLU through [`TwinBackend::twin_group_norm_silu`].
 pub fn group_norm_silu<B: TwinBackend>(

@@ -10,7 +10,8 @@ use burn::module::Module;
 use crate::model::{ModelConfig, TwinNet};
 use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::events::Event;
-use crate::train::{start, DeviceSpec, TrainConfig};
+use crate::backend::device::DeviceSpec;
+use crate::train::{start, TrainConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -20,9 +21,9 @@ pub struct TrainArgs {
     /// Override a configuration key (as for `train`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda[:N], wgpu[:N] or wgpu:cpu (`twinhead devices` lists this machine's).
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: DeviceSpec,
     /// Steps run before timing starts.
     #[arg(long, default_value_t = 5)]
     warmup: usize,
@@ -32,7 +33,7 @@ pub struct TrainArgs {
 }
 
 pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
-    let device: DeviceSpec = args.device.parse()?;
+    let device = args.device;
     let total = args.warmup + args.steps;
     let mut overrides = args.overrides.clone();
     // Only training is timed: evaluation and checkpoints fall after the last step.

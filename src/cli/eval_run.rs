@@ -11,6 +11,7 @@ use crate::data::classes::mask_label_name;
 use crate::eval::voc_ap::VOC_IOU_THRESHOLD;
 use crate::eval::CONFUSION_SCORE_THRESHOLD;
 use super::progress_bar;
+use crate::backend::device::DeviceSpec;
 use crate::predictor::Predictor;
 use crate::train::checkpoint::CheckpointKind;
 use crate::train::run_dir;
@@ -26,6 +27,9 @@ pub struct Args {
     /// last, best-det or best-seg.
     #[arg(long, default_value = "last")]
     pub checkpoint: String,
+    /// Device to run on: cpu, cuda[:N], wgpu[:N] or wgpu:cpu (`twinhead devices`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -33,7 +37,7 @@ pub struct Args {
 
 pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     let config = run_dir::read_config(&run)?;
-    let predictor = Predictor::load(&run, &CheckpointKind::parse(&args.checkpoint)?)?;
+    let predictor = Predictor::load_on(&run, &CheckpointKind::parse(&args.checkpoint)?, args.device)?;
     let (dir, state) = (&predictor.checkpoint, &predictor.state);
     let bar = progress_bar(Some(0), "evaluating");
     let full = predictor.validate_full(&config, &mut |done, total| {

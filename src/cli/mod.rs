@@ -43,6 +43,8 @@ enum Command {
     Bench(BenchCommand),
     /// Compress a trained run (int8, prune:R, lowrank:E, chained with +) and measure it; `compress report` prints the table.
     Compress(CompressArgs),
+    /// List the devices this build can compute on here (for --device).
+    Devices,
     /// Look at run folders.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -134,6 +136,7 @@ pub fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Bench(BenchCommand::Train(args))) => bench_train::run_train(args),
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
+        Some(Command::Devices) => list_devices(),
         Some(Command::Compress(CompressArgs { command: Some(CompressCommand::Report(args)), .. })) => compress::run_report(args),
         Some(Command::Compress(CompressArgs { command: None, compress: args })) => compress::run(args),
     };
@@ -141,6 +144,13 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         ExitCode::from(EXIT_BAD_INPUT)
     })
+}
+
+fn list_devices() -> anyhow::Result<ExitCode> {
+    for (_, description) in crate::backend::device::DeviceSpec::available() {
+        println!("{description}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal); `len` None = spinner.
@@ -161,6 +171,7 @@ pub(crate) fn progress_bar(len: Option<u64>, message: &'static str) -> indicatif
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TWINHEAD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The GPU runtimes log every adapter, autotune and cache step at info.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cubecl_wgpu=warn,cubecl_runtime=warn,wgpu_core=warn,wgpu_hal=warn,naga=warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

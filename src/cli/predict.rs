@@ -12,6 +12,7 @@ use crate::data::augment::xyxy_to_voc;
 use crate::model::postprocess::PostprocessConfig;
 use crate::overlay;
 use crate::export::{self, ExportFormat, ImagePrediction};
+use crate::backend::device::DeviceSpec;
 use crate::predictor::{Prediction, Predictor};
 use crate::train::checkpoint::CheckpointKind;
 
@@ -23,6 +24,9 @@ pub struct Args {
     /// last, best-det or best-seg.
     #[arg(long, default_value = "last")]
     checkpoint: String,
+    /// Device to run on: cpu, cuda[:N], wgpu[:N] or wgpu:cpu (`twinhead devices`).
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
     /// Images to predict.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -55,7 +59,7 @@ fn fraction(value: &str) -> Result<f32, String> {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let ids = image_ids(&args.images)?;
-    let predictor = Predictor::load(&args.run, &CheckpointKind::parse(&args.checkpoint)?)?;
+    let predictor = Predictor::load_on(&args.run, &CheckpointKind::parse(&args.checkpoint)?, args.device)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     let postprocess = PostprocessConfig { score_threshold: args.score_threshold, ..PostprocessConfig::display() };
     let results = predictor.predict_files(&args.images, &postprocess);

@@ -7,7 +7,8 @@ use anyhow::Result;
 
 use super::progress_bar;
 use crate::train::events::{Event, FinishReason};
-use crate::train::{start, DeviceSpec, TrainConfig};
+use crate::backend::device::DeviceSpec;
+use crate::train::{start, TrainConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,13 +24,13 @@ pub struct Args {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda[:N], wgpu[:N] or wgpu:cpu (`twinhead devices` lists this machine's).
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: DeviceSpec,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let device: DeviceSpec = args.device.parse()?;
+    let device = args.device;
     let (config, run_dir) = if args.resume {
         let dir = args.out.clone().ok_or_else(|| anyhow::anyhow!("--resume needs --out RUN_DIR"))?;
         (None, dir)

@@ -18,7 +18,8 @@ use crate::train::events::{Control, Event, FinishReason};
 use crate::train::run_dir;
 use crate::train::strategy::{StrategyConfig, Weighting};
 use crate::train::trainee::Trainee;
-use crate::train::{start, DeviceSpec, TrainConfig};
+use crate::backend::device::DeviceSpec;
+use crate::train::{start, TrainConfig};
 
 /// Fine-tuning steps when none are given: structural methods need some to
 /// recover, int8 alone none.
@@ -51,7 +52,7 @@ pub fn compress(request: &CompressRequest, progress: OnProgress) -> Result<Varia
     let config = run_dir::read_config(run_dir)?;
     // Loaded once: compressed from a copy, measured as it is.
     let source = Predictor::load(run_dir, &request.source)?;
-    let (mut net, mut state) = (source.net().clone(), source.state.clone());
+    let (mut net, mut state) = (source.cpu_net()?.clone(), source.state.clone());
     if int8::any_quantized(&mut net) {
         bail!(
             "{}: this model's weights are already int8; compress a float checkpoint (last, best-det, best-seg or a variant without int8)",

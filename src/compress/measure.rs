@@ -53,7 +53,7 @@ pub fn measure_pair(baseline: &Predictor, variant: &Predictor, config: &TrainCon
         let values: Vec<f32> = (0..batch * 3 * size * size).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
         Tensor::<InferenceBackend, 4>::from_data(TensorData::new(values, [batch, 3, size, size]), &Default::default())
     };
-    let nets = [baseline.net(), variant.net()];
+    let nets = [baseline.cpu_net()?, variant.cpu_net()?];
     let total = WARM_UP + LATENCY_RUNS + 1 + THROUGHPUT_RUNS;
     let mut latencies = [Vec::with_capacity(LATENCY_RUNS), Vec::with_capacity(LATENCY_RUNS)];
     let (one, batch) = (input(1), input(THROUGHPUT_BATCH));
@@ -79,7 +79,7 @@ pub fn measure_pair(baseline: &Predictor, variant: &Predictor, config: &TrainCon
     }
     let mut measured = Vec::new();
     for (which, (predictor, label)) in [(baseline, "baseline"), (variant, "variant")].into_iter().enumerate() {
-        let net = predictor.net();
+        let net = predictor.cpu_net()?;
         let ((), macs) = macs::count(|| {
             net.forward_both(input(1));
         });

@@ -18,6 +18,7 @@ use crate::data::truth::truth_beside;
 use crate::data::ClassList;
 use crate::data::Problem;
 use crate::model::postprocess::{PostprocessConfig, DISPLAY_SCORE_FLOOR};
+use crate::backend::device::DeviceSpec;
 use crate::predictor::{Prediction, Predictor};
 use crate::train::checkpoint::{self, CheckpointKind};
 
@@ -75,14 +76,15 @@ pub fn checkpoint_combo(ui: &mut eframe::egui::Ui, kind: &mut CheckpointKind, ru
 struct CacheKey {
     dir: PathBuf,
     modified: Option<SystemTime>,
+    device: DeviceSpec,
 }
 
 impl CacheKey {
-    fn of(run_dir: &Path, kind: &CheckpointKind) -> Result<Self> {
+    fn of(run_dir: &Path, kind: &CheckpointKind, device: DeviceSpec) -> Result<Self> {
         let dir = checkpoint::find(run_dir, kind)?;
         // The state file is written last in a checkpoint, so its time dates the whole.
         let modified = std::fs::metadata(dir.join("state.json")).and_then(|m| m.modified()).ok();
-        Ok(Self { dir, modified })
+        Ok(Self { dir, modified, device })
     }
 }
 
@@ -91,9 +93,9 @@ impl CacheKey {
 pub struct PredictorCache(Arc<Mutex<Option<(CacheKey, Arc<Predictor>)>>>);
 
 impl PredictorCache {
-    /// The predictor of `run_dir`'s `kind` checkpoint, loaded unless it is the cached one.
-    pub fn load(&self, run_dir: &Path, kind: &CheckpointKind) -> Result<Arc<Predictor>> {
-        let key = CacheKey::of(run_dir, kind)?;
+    /// The predictor of `run_dir`'s `kind` checkpoint on `device`, loaded unless it is the cached one.
+    pub fn load(&self, run_dir: &Path, kind: &CheckpointKind, device: DeviceSpec) -> Result<Arc<Predictor>> {
+        let key = CacheKey::of(run_dir, kind, device)?;
         // Held while loading: a second job for the same checkpoint waits, then finds it cached.
         let mut slot = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((cached, predictor)) = slot.as_ref() {
@@ -101,7 +103,7 @@ impl PredictorCache {
                 return Ok(predictor.clone());
             }
         }
-        let predictor = Arc::new(Predictor::load(run_dir, kind)?);
+        let predictor = Arc::new(Predictor::load_on(run_dir, kind, device)?);
         *slot = Some((key, predictor.clone()));
         Ok(predictor)
     }
@@ -146,19 +148,20 @@ pub struct FilePredictions {
     pub failures: Vec<Problem>,
 }
 
-/// A job predicting image files with run `run` (folder `run_dir`)'s `kind` checkpoint.
+/// A job predicting image files with run `run` (folder `run_dir`)'s `kind` checkpoint on `device`.
 pub fn spawn_file_predictions(
     cache: &PredictorCache,
     run: String,
     run_dir: PathBuf,
     kind: CheckpointKind,
+    device: DeviceSpec,
     paths: Vec<PathBuf>,
     repaint: impl Fn() + Send + Sync + 'static,
 ) -> Job<FilePredictions> {
     let cache = cache.clone();
     Job::spawn(format!("predict {} image(s) with {run}", paths.len()), repaint, move |progress| {
         progress.set(0, paths.len());
-        let predictor = cache.load(&run_dir, &kind)?;
+        let predictor = cache.load(&run_dir, &kind, device)?;
         let model = Arc::new(ModelInfo::of(&run, kind, &predictor));
         let decoded: Vec<Result<RgbImage, Problem>> = paths.par_iter().map(|p| decode_rgb(p)).collect();
         let (mut failures, mut readable, mut images) = (Vec::new(), Vec::new(), Vec::new());
@@ -205,7 +208,7 @@ mod tests {
     #[test]
     fn a_run_without_a_checkpoint_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let error = PredictorCache::default().load(dir.path(), &CheckpointKind::Last).err().unwrap();
+        let error = PredictorCache::default().load(dir.path(), &CheckpointKind::Last, DeviceSpec::Cpu).err().unwrap();
         assert!(format!("{error:#}").contains("no last checkpoint"), "{error:#}");
     }
 
@@ -217,6 +220,7 @@ mod tests {
             "x".into(),
             dir.path().to_path_buf(),
             CheckpointKind::BestDet,
+            DeviceSpec::Cpu,
             vec![dir.path().join("a.png")],
             || {},
         );

@@ -13,6 +13,7 @@ use egui_plot::{FilledArea, Legend, Line, Plot};
 
 use super::confusion_view::{CellText, Matrix};
 use super::inference::PredictorCache;
+use crate::backend::device::DeviceSpec;
 use super::job::Job;
 use super::session::Notice;
 use crate::data::classes::mask_label_name;
@@ -76,11 +77,18 @@ impl MetricsView {
         self.error = None;
     }
 
-    pub fn start(&mut self, predictors: &PredictorCache, run_dir: &Path, config: &TrainConfig, kind: CheckpointKind, repaint: impl Fn() + Send + Sync + 'static) {
+    pub fn start(
+        &mut self,
+        predictors: &PredictorCache,
+        run_dir: &Path,
+        config: &TrainConfig,
+        (kind, device): (CheckpointKind, DeviceSpec),
+        repaint: impl Fn() + Send + Sync + 'static,
+    ) {
         self.reset();
         let (predictors, run_dir, config) = (predictors.clone(), run_dir.to_path_buf(), config.clone());
         self.job = Some(Job::spawn("score validation splits", repaint, move |progress| {
-            let predictor = predictors.load(&run_dir, &kind)?;
+            let predictor = predictors.load(&run_dir, &kind, device)?;
             let full = predictor.validate_full(&config, &mut |done, total| {
                 progress.set(done, total);
                 if progress.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }

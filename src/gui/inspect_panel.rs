@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::error_view::{annotation_boxes, ErrorLayer};
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
+use crate::backend::device::DeviceSpec;
 use super::inference::{checkpoint_combo, predict, ModelInfo, PredictorCache};
 use super::inspect_export::{ExportRequest, ExportRow};
 use super::inspect_metrics::MetricsView;
@@ -198,7 +199,7 @@ impl InspectPanel {
         if reload || rewritten || self.target.as_ref() != Some(&wanted) {
             self.writes_seen = writes;
             self.metrics.reset();
-            self.start(wanted, &record.dir, &record.config, shared.repaint.callback());
+            self.start(wanted, &record.dir, &record.config, shared.device, shared.repaint.callback());
         }
         ui.horizontal(|ui| {
             ui.selectable_value(&mut self.view, View::Images, "Images");
@@ -226,7 +227,7 @@ impl InspectPanel {
             }
             View::Metrics => {
                 if self.metrics.is_idle() {
-                    self.metrics.start(&self.predictors, &record.dir, &record.config, self.kind.clone(), shared.repaint.callback());
+                    self.metrics.start(&self.predictors, &record.dir, &record.config, (self.kind.clone(), shared.device), shared.repaint.callback());
                 }
                 let run = record.name.clone();
                 let notice = egui::ScrollArea::vertical().id_salt("inspect metrics").show(ui, |ui| self.metrics.ui(ui, &exports, &run)).inner;
@@ -255,7 +256,14 @@ impl InspectPanel {
         .inner
     }
 
-    fn start(&mut self, target: (String, CheckpointKind), run_dir: &Path, config: &TrainConfig, repaint: impl Fn() + Send + Sync + 'static) {
+    fn start(
+        &mut self,
+        target: (String, CheckpointKind),
+        run_dir: &Path,
+        config: &TrainConfig,
+        device: DeviceSpec,
+        repaint: impl Fn() + Send + Sync + 'static,
+    ) {
         if let Some(old) = self.job.take() {
             old.cancel();
         }
@@ -268,7 +276,7 @@ impl InspectPanel {
         self.error = None;
         let (predictors, run_dir, config, (run, kind)) = (self.predictors.clone(), run_dir.to_path_buf(), config.clone(), target.clone());
         self.job = Some(Job::spawn(format!("inspect {run}"), repaint, move |progress| {
-            inspect(&predictors, &run, &run_dir, &config, kind, progress)
+            inspect(&predictors, &run, (&run_dir, kind, device), &config, progress)
         }));
         self.target = Some(target);
     }
@@ -392,12 +400,11 @@ fn table_ui(ui: &mut egui::Ui, table: &Table, id: &str) {
 fn inspect(
     predictors: &PredictorCache,
     run: &str,
-    run_dir: &Path,
+    (run_dir, kind, device): (&Path, CheckpointKind, DeviceSpec),
     config: &TrainConfig,
-    kind: CheckpointKind,
     progress: &Progress,
 ) -> Result<Inspection> {
-    let predictor = predictors.load(run_dir, &kind)?;
+    let predictor = predictors.load(run_dir, &kind, device)?;
     let model = ModelInfo::of(run, kind, &predictor);
     let (voc, ade) = open_validation_splits(&config.data)?;
     same_class_count("detection", voc.classes.len(), model.det_classes.len())?;

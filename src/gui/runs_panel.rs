@@ -8,7 +8,7 @@ use super::run_record::{RunRecord, RunStatus};
 use super::session::Notice;
 use super::shared::Shared;
 use crate::train::events::Control;
-use crate::train::run::DeviceSpec;
+use crate::backend::device::DeviceSpec;
 
 #[derive(Default)]
 pub struct RunsPanel {

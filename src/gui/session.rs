@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use super::run_record::{RunRecord, RunStatus};
 use crate::train::config::TrainConfig;
 use crate::train::events::{Control, Event};
-use crate::train::run::{self, DeviceSpec, RunHandle};
+use crate::backend::device::DeviceSpec;
+use crate::train::run::{self, RunHandle};
 use crate::train::run_dir;
 
 /// Something the user should see (a toast in the window).

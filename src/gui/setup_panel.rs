@@ -17,7 +17,7 @@ use crate::model::{BackboneKind, ModelSize};
 use crate::train::config::TrainConfig;
 use crate::train::presets::preset_names;
 use crate::train::events::Control;
-use crate::train::run::DeviceSpec;
+use crate::backend::device::DeviceSpec;
 use crate::train::pseudo::PseudoLabels;
 use crate::train::strategy::{FreezeScope, StrategyConfig, Task, Weighting, EWC_LAMBDA, FISHER_BATCHES, REPLAY_BUFFER, REPLAY_EVERY};
 
@@ -29,8 +29,9 @@ pub struct SetupPanel {
     /// The configuration the next Start launches.
     pub draft: TrainConfig,
     preset_error: Option<String>,
-    devices: Vec<DeviceSpec>,
-    cuda_probe: Option<Job<Vec<DeviceSpec>>>,
+    /// The devices that answered a probe, with their descriptions.
+    devices: Vec<(DeviceSpec, String)>,
+    device_probe: Option<Job<Vec<(DeviceSpec, String)>>>,
     voc: FolderField,
     ade: FolderField,
     /// The learning rate to send to the focused live run.
@@ -78,8 +79,8 @@ impl SetupPanel {
         let mut panel = Self {
             preset,
             live_lr: draft.optim.lr,
-            devices: vec![DeviceSpec::Cpu],
-            cuda_probe: cfg!(feature = "cuda").then(|| Job::spawn("cuda probe", shared.repaint.callback(), |_| Ok(probe_cuda()))),
+            devices: vec![(DeviceSpec::Cpu, "cpu: the CPU".into())],
+            device_probe: Some(Job::spawn("device probe", shared.repaint.callback(), |_| Ok(DeviceSpec::available()))),
             voc: FolderField::new(&draft.data.voc),
             ade: FolderField::new(&draft.data.ade),
             draft,
@@ -140,10 +141,12 @@ impl SetupPanel {
     }
 
     fn poll_jobs(&mut self, shared: &mut Shared) {
-        if let Some(job) = &mut self.cuda_probe {
+        if let Some(job) = &mut self.device_probe {
             if let Some(result) = job.poll() {
-                self.devices.extend(result.unwrap_or_default());
-                self.cuda_probe = None;
+                if let Ok(devices) = result {
+                    self.devices = devices;
+                }
+                self.device_probe = None;
             }
         }
         for which in [Dataset::Voc, Dataset::Ade] {
@@ -324,16 +327,21 @@ impl SetupPanel {
             ui.end_row();
             ui.label("Device");
             egui::ComboBox::from_id_salt("device").selected_text(device.to_string()).show_ui(ui, |ui| {
-                for choice in &self.devices {
-                    ui.selectable_value(device, *choice, choice.to_string());
+                for (choice, description) in &self.devices {
+                    ui.selectable_value(device, *choice, description);
                 }
             });
-            ui.label(match (cfg!(feature = "cuda"), self.cuda_probe.is_some()) {
-                (false, _) => "CUDA: this build has none (build with --features cuda)",
-                (true, true) => "looking for CUDA devices…",
-                (true, false) if self.devices.len() == 1 => "no usable CUDA device found",
-                _ => "",
-            });
+            let built = match (cfg!(feature = "cuda"), cfg!(feature = "wgpu")) {
+                (true, true) => "this build: CUDA and wgpu",
+                (true, false) => "this build: CUDA (no wgpu)",
+                (false, true) => "this build: wgpu (no CUDA; --features cuda)",
+                (false, false) => "this build: CPU only (--features cuda, wgpu)",
+            };
+            match (self.device_probe.is_some(), self.devices.len()) {
+                (true, _) => ui.label("looking for GPUs…"),
+                (false, 1) => ui.label(format!("no GPU answered ({built})")),
+                (false, _) => ui.label(built),
+            };
             ui.end_row();
         });
     }
@@ -678,11 +686,6 @@ fn backbone_label(kind: BackboneKind) -> &'static str {
         BackboneKind::Resnet34 => "ResNet-34",
         BackboneKind::Resnet50 => "ResNet-50",
     }
-}
-
-/// The CUDA devices that answer (the first few indices).
-fn probe_cuda() -> Vec<DeviceSpec> {
-    (0..4).map(DeviceSpec::Cuda).take_while(|d| d.probe().is_ok()).collect()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::session::{Notice, NoticeLevel, Session};
 use super::settings::Settings;
 use crate::train::config::TrainConfig;
-use crate::train::run::DeviceSpec;
+use crate::backend::device::DeviceSpec;
 
 pub struct Shared {
     pub settings: Settings,

@@ -14,6 +14,7 @@ pub mod predict;
 pub mod postprocess;
 pub mod reshape;
 pub mod seg_head;
+pub mod transfer;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;

@@ -25,5 +25,5 @@ pub mod trainer;
 
 pub use config::TrainConfig;
 pub use events::{Control, Event, FinishReason};
-pub use run::{start, DeviceSpec, RunHandle};
+pub use run::{start, RunHandle};
 pub use strategy::{StrategyConfig, Task};

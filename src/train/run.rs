@@ -1,8 +1,7 @@
-//! Starting a run on a background thread, on the CPU or a CUDA device: the
-//! engine behind both `twinhead train` and the workbench.
+//! Starting a run on a background thread, on any device (the CPU, CUDA, wgpu):
+//! the engine behind both `twinhead train` and the workbench.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
@@ -12,70 +11,8 @@ use super::config::TrainConfig;
 use super::events::{Control, Event, FinishReason};
 use super::run_dir::{self, EventLog};
 use super::trainer::Trainer;
-use crate::backend::TwinAutodiffBackend;
-
-/// The CPU training backend.
-pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
-/// The CUDA training backend.
-#[cfg(feature = "cuda")]
-pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceSpec {
-    Cpu,
-    Cuda(usize),
-}
-
-impl FromStr for DeviceSpec {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda(0)),
-            other => match other.strip_prefix("cuda:").map(str::parse) {
-                Some(Ok(index)) => Ok(Self::Cuda(index)),
-                _ => bail!("device {other:?}: expected cpu, cuda or cuda:N"),
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for DeviceSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Cpu => f.write_str("cpu"),
-            Self::Cuda(i) => write!(f, "cuda:{i}"),
-        }
-    }
-}
-
-impl DeviceSpec {
-    /// Checks the device can be used, with a clear message when it cannot
-    /// (burn-cuda only panics later, deep inside, when no GPU exists).
-    pub fn probe(self) -> Result<()> {
-        match self {
-            Self::Cpu => Ok(()),
-            #[cfg(feature = "cuda")]
-            Self::Cuda(index) => {
-                use burn::tensor::Tensor;
-                let device = burn::backend::cuda::CudaDevice::new(index);
-                // The failure surfaces as a panic inside burn-cuda: catch it quietly.
-                let previous_hook = std::panic::take_hook();
-                std::panic::set_hook(Box::new(|_| {}));
-                let attempt = std::panic::catch_unwind(|| {
-                    Tensor::<burn::backend::Cuda, 1>::ones([4], &device).sum().into_scalar()
-                });
-                std::panic::set_hook(previous_hook);
-                match attempt {
-                    Ok(_) => Ok(()),
-                    Err(_) => bail!("cuda:{index}: no usable CUDA device (is a GPU and its driver present?)"),
-                }
-            }
-            #[cfg(not(feature = "cuda"))]
-            Self::Cuda(_) => bail!("this build has no CUDA support: rebuild with `--features cuda`"),
-        }
-    }
-}
+use crate::backend::device::{DeviceSpec, OnBackend};
+use crate::backend::{TwinAutodiffBackend, TwinBackend};
 
 /// Stack size of the threads that load checkpoints: burn deserializes a whole
 /// network's record within one stack frame of a few MiB, more than a spawned
@@ -107,6 +44,7 @@ impl RunHandle {
 /// Starts a new run in `run_dir` (which must not hold one), or resumes the run
 /// there from its last checkpoint with the configuration it was started with.
 pub fn start(config: Option<TrainConfig>, run_dir: &Path, resume: bool, device: DeviceSpec) -> Result<RunHandle> {
+    device.probe()?;
     let config = if resume {
         run_dir::read_config(run_dir)?
     } else {
@@ -117,30 +55,33 @@ pub fn start(config: Option<TrainConfig>, run_dir: &Path, resume: bool, device: 
         run_dir::create(run_dir, &config)?;
         config
     };
-    device.probe()?;
     let (event_tx, events) = crossbeam_channel::unbounded();
     let (control, control_rx) = crossbeam_channel::unbounded();
     let dir = run_dir.to_path_buf();
     let thread = std::thread::Builder::new()
         .name("trainer".into())
         .stack_size(ENGINE_THREAD_STACK)
-        .spawn(move || match device {
-            DeviceSpec::Cpu => train_on::<CpuBackend>(config, &dir, resume, Default::default(), "cpu", event_tx, control_rx),
-            #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(index) => train_on::<CudaBackend>(
-                config,
-                &dir,
-                resume,
-                burn::backend::cuda::CudaDevice::new(index),
-                &format!("cuda:{index}"),
-                event_tx,
-                control_rx,
-            ),
-            #[cfg(not(feature = "cuda"))]
-            DeviceSpec::Cuda(_) => unreachable!("probe rejects CUDA without the feature"),
-        })
+        .spawn(move || device.with_backend(Training { config, run_dir: dir, resume, device, events: event_tx, control: control_rx })?)
         .context("cannot start the training thread")?;
     Ok(RunHandle { events, control, run_dir: run_dir.to_path_buf(), thread })
+}
+
+/// A run to train on the device's backend, differentiated by autodiff.
+struct Training {
+    config: TrainConfig,
+    run_dir: PathBuf,
+    resume: bool,
+    device: DeviceSpec,
+    events: Sender<Event>,
+    control: Receiver<Control>,
+}
+
+impl OnBackend for Training {
+    type Output = Result<FinishReason>;
+    fn run<B: TwinBackend>(self, device: B::Device) -> Result<FinishReason> {
+        let Training { config, run_dir, resume, device: name, events, control } = self;
+        train_on::<burn::backend::Autodiff<B>>(config, &run_dir, resume, device, &name.to_string(), events, control)
+    }
 }
 
 fn train_on<B: TwinAutodiffBackend>(

@@ -1,12 +1,13 @@
 //! What the optimiser updates: the network plus the learned task weights of
 //! uncertainty weighting, and the freezing/unfreezing of its parts.
 
+use burn::backend::Flex;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
 use super::strategy::{FreezeScope, Task};
-use crate::model::{ModelConfig, TwinNet};
+use crate::model::{transfer, ModelConfig, TwinNet};
 
 #[derive(Module, Debug)]
 pub struct Trainee<B: Backend> {
@@ -25,16 +26,22 @@ impl<B: Backend> Trainee<B> {
         Self { net, log_vars: Param::from_tensor(Tensor::zeros([2], device)) }
     }
 
-    /// A freshly initialised trainee whose weights depend only on `seed`. The
-    /// backend's random generator is global and parameters initialise lazily, so
-    /// seeding and drawing every weight happen together under one lock.
+    /// A freshly initialised trainee whose weights depend only on `seed`, the
+    /// same on every device: they are drawn on the CPU and moved to `device`.
+    /// The CPU backend's random generator is global and parameters initialise
+    /// lazily, so seeding and drawing every weight happen together under one lock.
     pub fn seeded(config: &ModelConfig, seed: u64, device: &B::Device) -> Self {
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-        B::seed(device, seed);
-        let trainee = Self::new(config, device);
-        trainee.visit(&mut Materialize);
-        trainee
+        let on_cpu = {
+            let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+            let cpu = Default::default();
+            Flex::seed(&cpu, seed);
+            let trainee = Trainee::<Flex>::new(config, &cpu);
+            trainee.visit(&mut Materialize);
+            trainee
+        };
+        // The same structure on both sides: the copy cannot fail.
+        transfer::from_cpu(on_cpu, Self::new(config, device), device).expect("a trainee's weights fit the same trainee")
     }
 
     /// `0.5·exp(−s)·L + 0.5·s` for the task's learned `s = log σ²` (Kendall et al.).

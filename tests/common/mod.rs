@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use twinhead::train::{start, DeviceSpec, FinishReason, TrainConfig};
+use twinhead::backend::device::DeviceSpec;
+use twinhead::train::{start, FinishReason, TrainConfig};
 
 /// The run's folder name under `<tmp>/runs`.
 pub const RUN: &str = "tiny";

@@ -1,0 +1,371 @@
+//! The GPU path on every machine: burn's wgpu backend (the CubeCL kernels it
+//! shares with burn-cuda) on the software Vulkan adapter, against the CPU
+//! backend. Every op the network and its losses use, forward and backward, is
+//! computed on both from the same inputs and weights; then whole training
+//! steps, a short run that must learn, and device memory over 100 steps.
+//!
+//! Without a Vulkan adapter the tests say why and pass, unless
+//! `TWINHEAD_REQUIRE_WGPU=1` (set by `tools/test.sh`, so CI cannot skip them).
+
+use std::path::Path;
+
+use burn::backend::wgpu::WgpuDevice;
+use burn::backend::{Autodiff, Flex, Wgpu};
+use burn_flex::FlexDevice;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use twinhead::backend::device::{DeviceSpec, WgpuChoice};
+use twinhead::backend::TwinAutodiffBackend;
+use twinhead::model::anchors::Anchors;
+use twinhead::model::blocks::{conv_forward, upsample2x, C2f, ConvNormAct, Sppf};
+use twinhead::model::seg_head::bilinear_upsample;
+use twinhead::model::{transfer, ModelConfig, ModelSize, DET_STRIDES};
+use twinhead::train::config::OptimConfig;
+use twinhead::train::events::{Event, FinishReason};
+use twinhead::train::loss::det::{det_loss, DetLossConfig};
+use twinhead::train::loss::seg::{seg_loss, SegLossConfig, IGNORE_INDEX};
+use twinhead::train::optim::TwinOptimizer;
+use twinhead::train::trainee::Trainee;
+use twinhead::train::{start, TrainConfig};
+
+type Cpu = Autodiff<Flex>;
+type Gpu = Autodiff<Wgpu>;
+
+const SOFTWARE: DeviceSpec = DeviceSpec::Wgpu(WgpuChoice::Software);
+
+/// The software adapter's device, or `None` (after saying why) where no
+/// Vulkan adapter exists and the environment does not require one.
+fn gpu() -> Option<WgpuDevice> {
+    let found = SOFTWARE.probe().and_then(|()| twinhead::backend::device::wgpu_device(WgpuChoice::Software));
+    match found {
+        Ok(device) => Some(device),
+        Err(error) if std::env::var("TWINHEAD_REQUIRE_WGPU").as_deref() != Ok("1") => {
+            eprintln!("skipped: {error:#}");
+            None
+        }
+        Err(error) => panic!("TWINHEAD_REQUIRE_WGPU=1 but {error:#}"),
+    }
+}
+
+/// Uniform values in [-1, 1) from a seed: the same inputs on both backends.
+fn values(seed: u64, shape: &[usize]) -> TensorData {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let count = shape.iter().product();
+    TensorData::new((0..count).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>(), shape.to_vec())
+}
+
+/// What one case computed: named outputs and gradients, as host data.
+type Outputs = Vec<(String, TensorData)>;
+
+/// The gradient of every float parameter of a module, in visiting order.
+struct ParamGrads<'a, B: AutodiffBackend> {
+    grads: &'a B::Gradients,
+    found: Outputs,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for ParamGrads<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(grad) = param.val().grad(self.grads) {
+            self.found.push((format!("parameter {} gradient", self.found.len()), grad.into_data()));
+        }
+    }
+}
+
+/// `y = f(x)` on `B`, then the gradients of `Σ y·dy` for x and every parameter of `module`.
+fn forward_backward<B: TwinAutodiffBackend, M: Module<B>>(
+    module: &M,
+    x: Tensor<B, 4>,
+    f: impl Fn(&M, Tensor<B, 4>) -> Tensor<B, 4>,
+) -> Outputs {
+    let x = x.require_grad();
+    let y = f(module, x.clone());
+    let dy = Tensor::<B, 4>::from_data(values(99, &y.dims()), &y.device());
+    let grads = (y.clone() * dy).sum().backward();
+    let mut outputs = vec![("output".to_string(), y.into_data()), ("input gradient".to_string(), x.grad(&grads).expect("x is used").into_data())];
+    let mut visitor = ParamGrads::<B> { grads: &grads, found: Vec::new() };
+    module.visit(&mut visitor);
+    outputs.extend(visitor.found);
+    outputs
+}
+
+/// The CPU's outputs against the GPU's: each tensor's largest difference,
+/// relative to the largest magnitude of the CPU's (errors of f32 sums scale
+/// with the values summed), at most `tolerance`.
+fn assert_parity(case: &str, cpu: Outputs, gpu: Outputs, tolerance: f32) {
+    assert_eq!(cpu.len(), gpu.len(), "{case}: the backends returned different sets of gradients");
+    for ((name, a), (_, b)) in cpu.into_iter().zip(gpu) {
+        assert_eq!(a.shape, b.shape, "{case} {name}: shapes differ");
+        let (a, b): (Vec<f32>, Vec<f32>) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(b.iter().all(|v| v.is_finite()), "{case} {name}: the GPU gave non-finite values");
+        eprintln!("{case} {name}: max |cpu - gpu| / max |cpu| = {:.2e}", worst / scale);
+        assert!(worst <= tolerance * scale, "{case} {name}: differs by {worst} (scale {scale}, tolerance {tolerance})");
+    }
+}
+
+/// `target` with the weights of `cpu_module` after [`Reseed`]: the same on every backend.
+fn on<B: TwinAutodiffBackend, M: Module<B>>(cpu_module: impl Module<Flex>, target: M, device: &B::Device) -> M {
+    let weights = cpu_module.map(&mut Reseed(ChaCha8Rng::seed_from_u64(17)));
+    transfer::from_cpu(weights, target, device).unwrap()
+}
+
+/// Every float parameter replaced by seeded values in [-1, 1), without ever
+/// drawing from the CPU backend's global generator (other tests seed it).
+struct Reseed(ChaCha8Rng);
+
+impl ModuleMapper<Flex> for Reseed {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<Flex, D>>) -> Param<Tensor<Flex, D>> {
+        let shape = param.lazy_shape();
+        let values: Vec<f32> = (0..shape.num_elements()).map(|_| self.0.random_range(-1.0f32..1.0)).collect();
+        Param::initialized(param.id, Tensor::from_data(TensorData::new(values, shape), &param.lazy_device()))
+    }
+}
+
+fn input<B: TwinAutodiffBackend>(seed: u64, shape: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
+    Tensor::from_data(values(seed, &shape), device)
+}
+
+/// Every convolution configuration the network uses, each with GroupNorm and
+/// SiLU after it (one fused op on the CPU, burn's tensor ops on the GPU): 3×3
+/// stride 1 and 2 (backbone, neck, heads), 1×1 (C2f/SPPF joins, low-rank's
+/// second half); and the heads' final 1×1 convolutions with bias.
+fn convolutions<B: TwinAutodiffBackend>(device: &B::Device) -> Outputs {
+    let mut outputs = Outputs::new();
+    for (i, (cin, cout, kernel, stride)) in [(8, 16, 3, 1), (8, 16, 3, 2), (16, 8, 1, 1), (3, 8, 3, 2)].into_iter().enumerate() {
+        let layer = on(ConvNormAct::<Flex>::new(cin, cout, kernel, stride, &Default::default()), ConvNormAct::<B>::new(cin, cout, kernel, stride, device), device);
+        let x = input::<B>(i as u64, [2, cin, 10, 10], device);
+        outputs.extend(forward_backward(&layer, x, |m, x| m.forward(x)).into_iter().map(|(n, d)| (format!("{cin}->{cout} k{kernel} s{stride} {n}"), d)));
+    }
+    let head = burn::nn::conv::Conv2dConfig::new([16, 7], [1, 1]).with_bias(true);
+    let conv = on(head.init::<Flex>(&Default::default()), head.init::<B>(device), device);
+    outputs.extend(forward_backward(&conv, input::<B>(9, [2, 16, 6, 6], device), |m, x| conv_forward(m, x)));
+    outputs
+}
+
+/// The C2f block (split, bottlenecks with residual adds, concatenation) and
+/// SPPF (three chained 5×5 max-pools, concatenation).
+fn blocks<B: TwinAutodiffBackend>(device: &B::Device) -> Outputs {
+    let c2f = on(C2f::<Flex>::new(16, 16, 2, true, &Default::default()), C2f::<B>::new(16, 16, 2, true, device), device);
+    let mut outputs = forward_backward(&c2f, input::<B>(3, [2, 16, 8, 8], device), |m, x| m.forward(x));
+    let sppf = on(Sppf::<Flex>::new(16, &Default::default()), Sppf::<B>::new(16, device), device);
+    outputs.extend(forward_backward(&sppf, input::<B>(4, [2, 16, 8, 8], device), |m, x| m.forward(x)));
+    outputs
+}
+
+/// The neck's nearest 2× upsampling joined to a skip connection, and the
+/// segmentation head's bilinear ×4 upsampling (two matrix products).
+fn upsampling<B: TwinAutodiffBackend>(device: &B::Device) -> Outputs {
+    let skip = input::<B>(5, [2, 4, 12, 12], device);
+    let none = Vec::<Param<Tensor<B, 1>>>::new();
+    let mut outputs = forward_backward(&none, input::<B>(6, [2, 8, 6, 6], device), |_, x| Tensor::cat(vec![upsample2x(x), skip.clone()], 1));
+    outputs.extend(forward_backward(&none, input::<B>(7, [2, 5, 6, 7], device), |_, x| bilinear_upsample(x, 4)));
+    outputs
+}
+
+/// The detection loss (task-aligned assigner, BCE, CIoU) on random head
+/// outputs for two images with boxes, and the segmentation loss
+/// (cross-entropy with ignored pixels): the losses and their gradients.
+fn losses<B: TwinAutodiffBackend>(device: &B::Device) -> Outputs {
+    let size = 64;
+    let anchors = Anchors::new(size, &DET_STRIDES);
+    let count = anchors.len();
+    let cls = Tensor::<B, 3>::from_data(values(10, &[2, count, 5]), device).require_grad();
+    let boxes = Tensor::<B, 3>::from_data(values(11, &[2, count, 4]), device).mul_scalar(2.0).require_grad();
+    let gts = vec![(vec![[4.0, 6.0, 30.0, 40.0], [33.0, 10.0, 60.0, 28.0]], vec![1, 3]), (vec![[10.0, 12.0, 50.0, 58.0]], vec![0])];
+    let det = det_loss(cls.clone(), boxes.clone(), &anchors, &gts, &DetLossConfig::default()).total;
+    let grads = det.backward();
+    let mut outputs = vec![
+        ("detection loss".to_string(), det.into_data()),
+        ("detection class-logit gradient".to_string(), cls.grad(&grads).unwrap().into_data()),
+        ("detection box gradient".to_string(), boxes.grad(&grads).unwrap().into_data()),
+    ];
+    let logits = Tensor::<B, 4>::from_data(values(12, &[2, 6, 8, 8]), device).mul_scalar(3.0).require_grad();
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let labels: Vec<i64> = (0..2 * 8 * 8).map(|_| if rng.random_bool(0.2) { IGNORE_INDEX } else { rng.random_range(0..6) }).collect();
+    let targets = Tensor::<B, 3, Int>::from_data(TensorData::new(labels, [2, 8, 8]), device);
+    let seg = seg_loss(logits.clone(), targets, &SegLossConfig::default()).total;
+    let grads = seg.backward();
+    outputs.push(("segmentation loss".into(), seg.into_data()));
+    outputs.push(("segmentation logit gradient".into(), logits.grad(&grads).unwrap().into_data()));
+    outputs
+}
+
+fn tiny_model() -> ModelConfig {
+    ModelConfig { width: Some(0.125), ..ModelConfig::new(ModelSize::N, 5, 6) }
+}
+
+/// One AdamW step of the whole tiny network on both losses, with the
+/// per-parameter clipping the trainer uses made tight enough to act: the
+/// updated weights.
+fn adamw_step<B: TwinAutodiffBackend>(device: &B::Device) -> Outputs {
+    let trainee = Trainee::<B>::seeded(&tiny_model(), 21, device);
+    let images = input::<B>(22, [2, 3, 64, 64], device);
+    let (det, seg) = trainee.net.forward_both(images);
+    let loss = det.cls_logits.powi_scalar(2).mean() + det.box_raw.mean() + seg.powi_scalar(2).mean();
+    let grads = loss.backward();
+    let config = OptimConfig { grad_clip: 0.01, ..OptimConfig::default() };
+    let trainee = TwinOptimizer::<B>::new(&config).step(1e-2, trainee, grads);
+    let mut weights = Weights(Outputs::new());
+    trainee.visit(&mut weights);
+    weights.0
+}
+
+struct Weights(Outputs);
+
+impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Weights {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0.push((format!("weight {}", self.0.len()), param.val().into_data()));
+    }
+}
+
+/// Runs `case` on both backends and compares.
+fn check(name: &str, tolerance: f32, cpu: fn(&FlexDevice) -> Outputs, gpu_case: fn(&WgpuDevice) -> Outputs) {
+    let Some(device) = gpu() else { return };
+    assert_parity(name, cpu(&Default::default()), gpu_case(&device), tolerance);
+}
+
+// Tolerances are relative to each tensor's largest magnitude. The backends sum
+// in different orders (CPU: im2col + GEMM and two-pass group statistics; GPU:
+// tiled kernels and tree reductions), so f32 results differ by a few ulps per
+// sum of up to a few hundred terms: measured at most 1.1e-6 for the layers
+// and 2.6e-7 for the losses, so 1e-5 leaves a tenfold margin. A missing or
+// wrong backward is off by O(1), a wrong index or stride by O(0.1).
+
+#[test]
+fn convolutions_with_group_norm_and_silu_agree_forward_and_backward() {
+    check("convolution", 1e-5, convolutions::<Cpu>, convolutions::<Gpu>);
+}
+
+#[test]
+fn c2f_and_sppf_blocks_agree_forward_and_backward() {
+    check("block", 1e-5, blocks::<Cpu>, blocks::<Gpu>);
+}
+
+#[test]
+fn upsampling_and_concatenation_agree_forward_and_backward() {
+    // Copies, and sums of two terms with fixed weights: measured 1.3e-7.
+    check("upsampling", 1e-6, upsampling::<Cpu>, upsampling::<Gpu>);
+}
+
+#[test]
+fn detection_and_segmentation_losses_agree_with_their_gradients() {
+    check("loss", 1e-5, losses::<Cpu>, losses::<Gpu>);
+}
+
+#[test]
+fn an_adamw_step_with_clipping_updates_the_weights_alike() {
+    // Adam divides by √v: where a gradient is tiny its relative error grows,
+    // but a step moves a weight by at most lr, so the weights agree to ~lr·1e-3.
+    check("adamw step", 1e-4, adamw_step::<Cpu>, adamw_step::<Gpu>);
+}
+
+/// A tiny run's configuration on synthetic data in `data`.
+fn tiny_run(data: &Path, steps: usize) -> TrainConfig {
+    let overrides = [
+        format!("steps={steps}"),
+        "seed=5".into(),
+        "data.image_size=64".into(),
+        "data.batch_size=4".into(),
+        "data.threads=1".into(),
+        "data.synthetic.det_images=32".into(),
+        "data.synthetic.seg_images=32".into(),
+        "data.synthetic.size=64".into(),
+        format!("data.voc={}", data.join("voc").display()),
+        format!("data.ade={}", data.join("ade").display()),
+        "eval.every=0".into(),
+        format!("checkpoint.every={}", steps + 1),
+        "model.width=0.125".into(),
+        "optim.warmup_steps=5".into(),
+        "optim.lr=0.004".into(),
+    ];
+    TrainConfig::load_preset("quick", &overrides).unwrap()
+}
+
+/// The (detection, segmentation) losses of every step of a run.
+fn losses_of_run(config: TrainConfig, dir: &Path, device: DeviceSpec) -> Vec<(Option<f32>, Option<f32>)> {
+    let handle = start(Some(config), dir, false, device).unwrap();
+    let mut losses = Vec::new();
+    for event in handle.events.iter() {
+        if let Event::Step { det_loss, seg_loss, .. } = event {
+            losses.push((det_loss, seg_loss));
+        }
+    }
+    assert_eq!(handle.join().unwrap(), FinishReason::Completed);
+    losses
+}
+
+#[test]
+fn five_training_steps_follow_the_cpus_losses() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cpu = losses_of_run(tiny_run(&dir.path().join("data"), 5), &dir.path().join("cpu"), DeviceSpec::Cpu);
+    let gpu = losses_of_run(tiny_run(&dir.path().join("data"), 5), &dir.path().join("gpu"), SOFTWARE);
+    assert_eq!(cpu.len(), 5);
+    for (step, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+        eprintln!("step {}: cpu {c:?} gpu {g:?}", step + 1);
+        for (a, b) in [(c.0, g.0), (c.1, g.1)] {
+            // Same weights, same batches: only rounding differs, and it compounds
+            // through the updates; 1e-3 relative after five steps.
+            let (a, b) = (a.unwrap_or(0.0), b.unwrap_or(0.0));
+            assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "step {}: cpu {a} vs gpu {b}", step + 1);
+        }
+    }
+}
+
+#[test]
+fn a_sixty_step_run_on_the_gpu_learns_both_tasks() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let losses = losses_of_run(tiny_run(&dir.path().join("data"), 60), &dir.path().join("run"), SOFTWARE);
+    let mean = |task: fn(&(Option<f32>, Option<f32>)) -> Option<f32>, steps: &[(Option<f32>, Option<f32>)]| {
+        let values: Vec<f32> = steps.iter().filter_map(task).collect();
+        values.iter().sum::<f32>() / values.len() as f32
+    };
+    for (name, task) in [("detection", (|l: &(Option<f32>, Option<f32>)| l.0) as fn(&_) -> _), ("segmentation", |l| l.1)] {
+        let (first, last) = (mean(task, &losses[..10]), mean(task, &losses[50..]));
+        eprintln!("{name} loss: first 10 steps {first:.4}, last 10 steps {last:.4}");
+        assert!(last < 0.8 * first, "{name} loss did not fall: {first} -> {last}");
+    }
+}
+
+#[test]
+fn device_memory_reaches_a_plateau_over_a_hundred_steps() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(Some(tiny_run(&dir.path().join("data"), 100)), &dir.path().join("run"), false, SOFTWARE).unwrap();
+    // Pause every ten steps and read the pool between steps, where only the
+    // weights, optimiser state and cached buffers remain.
+    let mut samples = Vec::new();
+    for event in handle.events.iter() {
+        match event {
+            Event::Step { step, .. } if step % 10 == 0 && step < 100 => handle.control.send(twinhead::train::events::Control::Pause).unwrap(),
+            Event::Paused { step } => {
+                let memory = SOFTWARE.memory().unwrap().expect("wgpu reports memory");
+                eprintln!("step {step}: {} bytes in use, {} reserved", memory.in_use, memory.reserved);
+                samples.push(memory);
+                handle.control.send(twinhead::train::events::Control::Resume).unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(handle.join().unwrap(), FinishReason::Completed);
+    assert!(samples.len() >= 8, "{} samples", samples.len());
+    // After warm-up (the first 30 steps) neither figure grows.
+    let settled = &samples[3..];
+    let first = settled[0];
+    for later in &settled[1..] {
+        assert!(later.in_use <= first.in_use + first.in_use / 20, "memory in use grew: {first:?} -> {later:?}");
+        assert!(later.reserved <= first.reserved + first.reserved / 20, "reserved memory grew: {first:?} -> {later:?}");
+    }
+}
+
