@@ -1,7 +1,8 @@
 //! The workbench driven as a person would, through egui_kittest (widgets found
 //! by their labels, no display needed): start a run on tiny synthetic data and
 //! see the curves fill, switch the strategy mid-run and see the marker, stop
-//! the run; a broken dataset folder shows its problems.
+//! the run; a broken dataset folder shows its problems; a run trains on the
+//! wgpu device picked from Setup's list.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -206,4 +207,37 @@ fn a_run_that_cannot_start_is_marked_failed_with_its_message() {
     // (the status in the list, the focused run's message, the toast)
     assert!(harness.query_all_by_label_contains("failed").count() >= 2);
     assert!(harness.state().shared.notifications.items.iter().any(|(n, _)| n.text.contains("no-such-voc")));
+}
+
+#[test]
+fn a_run_trains_on_the_gpu_chosen_on_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = workbench(dir.path());
+    harness.state_mut().setup.draft.steps = 2;
+    // The device list fills once the start-up probe has answered.
+    let started = Instant::now();
+    while harness.query_by_label_contains("looking for GPUs").is_some() {
+        assert!(started.elapsed() < Duration::from_secs(120), "the device probe did not answer");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.get_by_label("Device").click();
+    harness.step();
+    let Some(adapter) = harness.query_by_label_contains("wgpu:0: ") else {
+        assert_ne!(std::env::var("TWINHEAD_REQUIRE_WGPU").as_deref(), Ok("1"), "no wgpu adapter listed on Setup");
+        eprintln!("skipped: no wgpu adapter on this machine");
+        return;
+    };
+    adapter.click();
+    harness.step();
+    assert_eq!(harness.state().shared.device.to_string(), "wgpu:0");
+    harness.get_by_label("Start").click();
+    step_until(&mut harness, Duration::from_secs(900), "the run on wgpu to finish", |wb| {
+        matches!(wb.shared.session.records.first().map(|r| &r.status), Some(RunStatus::Completed | RunStatus::Failed(_)))
+    });
+    let record = &harness.state().shared.session.records[0];
+    assert_eq!(record.status, RunStatus::Completed);
+    assert_eq!(record.device.as_deref(), Some("wgpu:0"));
+    assert!(record.device_memory.is_some_and(|m| m.in_use > 0), "the GPU's memory is reported");
+    harness.get_by_label_contains("· wgpu:0");
 }

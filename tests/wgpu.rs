@@ -200,9 +200,11 @@ fn tiny_model() -> ModelConfig {
 
 /// One AdamW step of the whole tiny network on both losses, with the
 /// per-parameter clipping the trainer uses made tight enough to act: the
-/// updated weights.
+/// updated weights. Every weight is drawn in [-1, 1) (none zero-initialised),
+/// so no gradient is a near-cancelled sum: Adam's first step, ±lr·g/(|g|+ε),
+/// amplifies the relative error of a gradient near ε.
 fn adamw_step<B: TwinAutodiffBackend>(device: &B::Device) -> Outputs {
-    let trainee = Trainee::<B>::seeded(&tiny_model(), 21, device);
+    let trainee = on(Trainee::<Flex>::new(&tiny_model(), &Default::default()), Trainee::<B>::new(&tiny_model(), device), device);
     let images = input::<B>(22, [2, 3, 64, 64], device);
     let (det, seg) = trainee.net.forward_both(images);
     let loss = det.cls_logits.powi_scalar(2).mean() + det.box_raw.mean() + seg.powi_scalar(2).mean();
@@ -258,9 +260,8 @@ fn detection_and_segmentation_losses_agree_with_their_gradients() {
 
 #[test]
 fn an_adamw_step_with_clipping_updates_the_weights_alike() {
-    // Adam divides by √v: where a gradient is tiny its relative error grows,
-    // but a step moves a weight by at most lr, so the weights agree to ~lr·1e-3.
-    check("adamw step", 1e-4, adamw_step::<Cpu>, adamw_step::<Gpu>);
+    // Measured 2.5e-6: the step carries the gradients' error through ~60 layers.
+    check("adamw step", 2e-5, adamw_step::<Cpu>, adamw_step::<Gpu>);
 }
 
 /// A tiny run's configuration on synthetic data in `data`.
@@ -276,7 +277,9 @@ fn tiny_run(data: &Path, steps: usize) -> TrainConfig {
         "data.synthetic.size=64".into(),
         format!("data.voc={}", data.join("voc").display()),
         format!("data.ade={}", data.join("ade").display()),
-        "eval.every=0".into(),
+        format!("eval.every={steps}"),
+        "eval.det_images=4".into(),
+        "eval.seg_images=4".into(),
         format!("checkpoint.every={}", steps + 1),
         "model.width=0.125".into(),
         "optim.warmup_steps=5".into(),
@@ -310,10 +313,10 @@ fn five_training_steps_follow_the_cpus_losses() {
     for (step, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
         eprintln!("step {}: cpu {c:?} gpu {g:?}", step + 1);
         for (a, b) in [(c.0, g.0), (c.1, g.1)] {
-            // Same weights, same batches: only rounding differs, and it compounds
-            // through the updates; 1e-3 relative after five steps.
+            // Same weights, same batches: only rounding differs, compounding
+            // through the updates (measured 5.6e-6 relative by step 5).
             let (a, b) = (a.unwrap_or(0.0), b.unwrap_or(0.0));
-            assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "step {}: cpu {a} vs gpu {b}", step + 1);
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "step {}: cpu {a} vs gpu {b}", step + 1);
         }
     }
 }
@@ -343,29 +346,30 @@ fn device_memory_reaches_a_plateau_over_a_hundred_steps() {
     }
     let dir = tempfile::tempdir().unwrap();
     let handle = start(Some(tiny_run(&dir.path().join("data"), 100)), &dir.path().join("run"), false, SOFTWARE).unwrap();
-    // Pause every ten steps and read the pool between steps, where only the
-    // weights, optimiser state and cached buffers remain.
+    // The trainer reads its pool after every step (CubeCL keeps one per thread).
     let mut samples = Vec::new();
     for event in handle.events.iter() {
-        match event {
-            Event::Step { step, .. } if step % 10 == 0 && step < 100 => handle.control.send(twinhead::train::events::Control::Pause).unwrap(),
-            Event::Paused { step } => {
-                let memory = SOFTWARE.memory().unwrap().expect("wgpu reports memory");
+        if let Event::Step { step, device_memory, .. } = event {
+            let memory = device_memory.expect("wgpu reports its memory");
+            if step % 10 == 0 {
                 eprintln!("step {step}: {} bytes in use, {} reserved", memory.in_use, memory.reserved);
-                samples.push(memory);
-                handle.control.send(twinhead::train::events::Control::Resume).unwrap();
             }
-            _ => {}
+            samples.push(memory);
         }
     }
     assert_eq!(handle.join().unwrap(), FinishReason::Completed);
-    assert!(samples.len() >= 8, "{} samples", samples.len());
-    // After warm-up (the first 30 steps) neither figure grows.
-    let settled = &samples[3..];
-    let first = settled[0];
-    for later in &settled[1..] {
-        assert!(later.in_use <= first.in_use + first.in_use / 20, "memory in use grew: {first:?} -> {later:?}");
-        assert!(later.reserved <= first.reserved + first.reserved / 20, "reserved memory grew: {first:?} -> {later:?}");
+    assert_eq!(samples.len(), 100);
+    // Alternate steps differ (detection, segmentation): compare like with like,
+    // the largest of each ten-step window after warm-up (the first 30 steps).
+    let window_peaks: Vec<(u64, u64)> = samples[30..]
+        .chunks(10)
+        .map(|w| (w.iter().map(|m| m.in_use).max().unwrap(), w.iter().map(|m| m.reserved).max().unwrap()))
+        .collect();
+    let (in_use, reserved) = window_peaks[0];
+    assert!(in_use > 0, "no memory in use reported");
+    for (later_in_use, later_reserved) in &window_peaks[1..] {
+        assert!(*later_in_use <= in_use + in_use / 20, "memory in use grew: {window_peaks:?}");
+        assert!(*later_reserved <= reserved + reserved / 20, "reserved memory grew: {window_peaks:?}");
     }
+    eprintln!("plateau: {in_use} bytes in use, {reserved} reserved (ten-step window peaks {window_peaks:?})");
 }
-

@@ -3,6 +3,27 @@
 # Builds in the dev profile (dependencies optimised, see Cargo.toml) and runs
 # every unit, integration and CLI test. Real-data tests read ../shared/realdata
 # when it is present and say so when it is not.
+#
+# The wgpu tests (tests/wgpu.rs) run burn's GPU kernels on Mesa's software
+# Vulkan adapter (lavapipe): installed here when missing and this runs as root
+# on Debian/Ubuntu (as CI does); with it present they must run, not skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+lavapipe() { compgen -G "/usr/share/vulkan/icd.d/lvp_icd.*.json" >/dev/null; }
+if ! lavapipe && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Mesa's software Vulkan driver for the wgpu tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1 \
+        || { apt-get update -qq && apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null; }
+fi
+if lavapipe; then
+    export TWINHEAD_REQUIRE_WGPU=1
+else
+    echo "no software Vulkan driver (mesa-vulkan-drivers): the wgpu tests will say they skipped"
+fi
+# wgpu wants a runtime folder; kernels are autotuned once, cheaply, in tests.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
+
 cargo test --locked "$@"

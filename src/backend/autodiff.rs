@@ -54,6 +54,10 @@ impl<B: TwinBackend> Backward<B, 3> for GroupNormSiluBackward {
 }
 
 impl<B: TwinBackend, C: CheckpointStrategy> TwinBackend for Autodiff<B, C> {
+    fn device_memory(device: &Self::Device) -> Option<super::device::DeviceMemory> {
+        B::device_memory(device)
+    }
+
     fn twin_group_norm_silu(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

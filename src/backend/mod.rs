@@ -63,6 +63,12 @@ pub trait TwinBackend: Backend {
         group_norm::forward_primitives::<Self>(x, gamma, beta, groups, epsilon)
     }
 
+    /// The device's memory pool (GPU runtimes); `None` where there is none (the CPU).
+    /// Read on the thread that computes: CubeCL keeps one pool per thread's stream.
+    fn device_memory(_device: &Self::Device) -> Option<device::DeviceMemory> {
+        None
+    }
+
     /// The gradients of [`Self::twin_group_norm_silu`] with respect to x, γ and β.
     fn twin_group_norm_silu_backward(
         x: FloatTensor<Self>,
@@ -142,10 +148,18 @@ impl TwinBackend for Flex {
 }
 
 #[cfg(feature = "cuda")]
-impl TwinBackend for burn::backend::Cuda {}
+impl TwinBackend for burn::backend::Cuda {
+    fn device_memory(device: &Self::Device) -> Option<device::DeviceMemory> {
+        device::pool_memory::<burn::cubecl::cuda::CudaRuntime>(device)
+    }
+}
 
 #[cfg(feature = "wgpu")]
-impl TwinBackend for burn::backend::Wgpu {}
+impl TwinBackend for burn::backend::Wgpu {
+    fn device_memory(device: &Self::Device) -> Option<device::DeviceMemory> {
+        device::pool_memory::<burn::backend::wgpu::WgpuRuntime>(device)
+    }
+}
 
 /// GroupNorm then SiLU through [`TwinBackend::twin_group_norm_silu`].
 pub fn group_norm_silu<B: TwinBackend>(

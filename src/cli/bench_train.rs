@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use burn::backend::Flex;
 use burn::module::Module;
 
+use super::mib;
 use crate::model::{ModelConfig, TwinNet};
 use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::events::Event;
@@ -45,9 +46,14 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let mut images = 0usize;
     let mut elapsed = 0.0;
     let mut error = None;
+    let (mut peak_device, mut reserved) = (0u64, 0u64);
     for event in handle.events.iter() {
         match event {
-            Event::Step { step, tasks, .. } => {
+            Event::Step { step, tasks, device_memory, .. } => {
+                if let Some(m) = device_memory {
+                    peak_device = peak_device.max(m.in_use);
+                    reserved = reserved.max(m.reserved);
+                }
                 if step == args.warmup {
                     timed_start = Some(Instant::now());
                 } else if step > args.warmup {
@@ -74,6 +80,9 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     match peak_memory_mib() {
         Some(mib) => println!("peak memory   {mib:.0} MiB (process resident set)"),
         None => println!("peak memory   unknown on this platform"),
+    }
+    if reserved > 0 {
+        println!("device memory {:.0} MiB in use at most after a step, {:.0} MiB reserved by the pool", mib(peak_device), mib(reserved));
     }
     Ok(ExitCode::SUCCESS)
 }

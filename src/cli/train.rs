@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::progress_bar;
+use super::{mib, progress_bar};
 use crate::train::events::{Event, FinishReason};
 use crate::backend::device::DeviceSpec;
 use crate::train::{start, TrainConfig};
@@ -51,10 +51,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 bar.set_length(*total_steps as u64);
                 bar.set_position(*step as u64);
             }
-            Event::Step { step, det_loss, seg_loss, images_per_sec, .. } => {
+            Event::Step { step, det_loss, seg_loss, images_per_sec, device_memory, .. } => {
                 bar.set_position(*step as u64);
                 let loss = |l: &Option<f32>| l.map_or("-".into(), |v| format!("{v:.3}"));
-                bar.set_message(format!("det {} seg {} {images_per_sec:.0} img/s", loss(det_loss), loss(seg_loss)));
+                let memory = device_memory.map_or(String::new(), |m| format!(" {:.0} MiB on device", mib(m.in_use)));
+                bar.set_message(format!("det {} seg {} {images_per_sec:.0} img/s{memory}", loss(det_loss), loss(seg_loss)));
             }
             Event::Eval(e) => bar.println(format!(
                 "step {:>6}  mAP50 {:.4}  mIoU {:.4}  forgetting det {:.4} seg {:.4}",

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::backend::device::DeviceMemory;
 use crate::train::config::TrainConfig;
 use crate::train::events::{EvalRecord, Event, FinishReason};
 use crate::train::run_dir;
@@ -81,6 +82,8 @@ pub struct RunRecord {
     /// The strategy in force now (changes with set-strategy).
     pub strategy: StrategyConfig,
     pub device: Option<String>,
+    /// The GPU's memory pool after the latest step (none on the CPU).
+    pub device_memory: Option<DeviceMemory>,
     pub series: Series,
     pub markers: Vec<Marker>,
     pub evals: Vec<EvalRecord>,
@@ -104,6 +107,7 @@ impl RunRecord {
             status,
             step: 0,
             device: None,
+            device_memory: None,
             series: Series::default(),
             markers: Vec::new(),
             evals: Vec::new(),
@@ -145,7 +149,8 @@ impl RunRecord {
                 self.truncate_after(*step);
                 self.step = *step;
             }
-            Event::Step { step, det_loss, seg_loss, lr, images_per_sec, .. } => {
+            Event::Step { step, det_loss, seg_loss, lr, images_per_sec, device_memory, .. } => {
+                self.device_memory = *device_memory;
                 let x = *step as f64;
                 if let Some(v) = det_loss {
                     self.series.det_loss.push([x, *v as f64]);
@@ -263,7 +268,16 @@ mod tests {
     }
 
     fn step(step: usize, det: Option<f32>, seg: Option<f32>) -> Event {
-        Event::Step { step, tasks: StepTasks::Both, det_loss: det, seg_loss: seg, penalty: None, lr: 1e-3, images_per_sec: 10.0 }
+        Event::Step {
+            step,
+            tasks: StepTasks::Both,
+            det_loss: det,
+            seg_loss: seg,
+            penalty: None,
+            lr: 1e-3,
+            images_per_sec: 10.0,
+            device_memory: None,
+        }
     }
 
     fn eval(step: usize, map50: f64, miou: f64, det_forgetting: f64) -> Event {

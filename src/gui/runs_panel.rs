@@ -157,7 +157,14 @@ fn run_row(ui: &mut egui::Ui, shared: &mut Shared, index: usize) {
 
 fn metrics_line(record: &RunRecord) -> String {
     let show = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
-    format!("best mAP50 {} · best mIoU {}", show(record.best_map50()), show(record.best_miou()))
+    let mut line = format!("best mAP50 {} · best mIoU {}", show(record.best_map50()), show(record.best_miou()));
+    if let Some(device) = &record.device {
+        line += &format!(" · {device}");
+    }
+    if let Some(memory) = record.device_memory {
+        line += &format!(" {:.0} MiB", memory.in_use as f64 / (1024.0 * 1024.0));
+    }
+    line
 }
 
 fn status_color(ui: &egui::Ui, status: &RunStatus) -> egui::Color32 {

@@ -325,12 +325,13 @@ impl SetupPanel {
             ui.add(egui::DragValue::new(&mut draft.eval.every).range(0..=1_000_000).suffix(" steps"));
             field_error(ui, error, "eval.every");
             ui.end_row();
-            ui.label("Device");
-            egui::ComboBox::from_id_salt("device").selected_text(device.to_string()).show_ui(ui, |ui| {
+            let label = ui.label("Device");
+            let combo = egui::ComboBox::from_id_salt("device").selected_text(device.to_string()).show_ui(ui, |ui| {
                 for (choice, description) in &self.devices {
                     ui.selectable_value(device, *choice, description);
                 }
             });
+            combo.response.labelled_by(label.id);
             let built = match (cfg!(feature = "cuda"), cfg!(feature = "wgpu")) {
                 (true, true) => "this build: CUDA and wgpu",
                 (true, false) => "this build: CUDA (no wgpu)",

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::conflict::TaskConflict;
+use crate::backend::device::DeviceMemory;
 
 use super::strategy::{StepTasks, StrategyConfig};
 
@@ -24,6 +25,9 @@ pub enum Event {
         penalty: Option<f32>,
         lr: f64,
         images_per_sec: f32,
+        /// The GPU's memory pool after the step (absent on the CPU).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_memory: Option<DeviceMemory>,
     },
     Eval(EvalRecord),
     Phase { step: usize, phase: usize, description: String },

@@ -365,6 +365,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 penalty: losses.penalty,
                 lr,
                 images_per_sec,
+                device_memory: B::device_memory(&self.device),
             })?;
             let last = self.state.step == self.config.steps;
             if self.state.step % self.config.eval.every == 0 || last {
