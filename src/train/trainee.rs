@@ -32,14 +32,11 @@ impl<B: Backend> Trainee<B> {
     /// lazily, so seeding and drawing every weight happen together under one lock.
     pub fn seeded(config: &ModelConfig, seed: u64, device: &B::Device) -> Self {
         static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let on_cpu = {
-            let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-            let cpu = Default::default();
-            Flex::seed(&cpu, seed);
-            let trainee = Trainee::<Flex>::new(config, &cpu);
-            trainee.visit(&mut Materialize);
-            trainee
-        };
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        let cpu = Default::default();
+        Flex::seed(&cpu, seed);
+        let on_cpu = Trainee::<Flex>::new(config, &cpu);
+        on_cpu.visit(&mut Materialize);
         // The same structure on both sides: the copy cannot fail.
         transfer::from_cpu(on_cpu, Self::new(config, device), device).expect("a trainee's weights fit the same trainee")
     }
