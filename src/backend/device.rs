@@ -217,6 +217,11 @@ pub struct DeviceMemory {
     pub reserved: u64,
 }
 
+/// Bytes in MiB, as device memory is shown.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// The calling thread's stream's pool on a CubeCL device.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub(super) fn pool_memory<R: burn::cubecl::Runtime>(device: &R::Device) -> Option<DeviceMemory> {

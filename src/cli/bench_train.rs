@@ -7,11 +7,10 @@ use anyhow::{bail, Result};
 use burn::backend::Flex;
 use burn::module::Module;
 
-use super::mib;
 use crate::model::{ModelConfig, TwinNet};
 use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::events::Event;
-use crate::backend::device::DeviceSpec;
+use crate::backend::device::{mib, DeviceSpec};
 use crate::train::{start, TrainConfig};
 
 #[derive(Debug, clap::Args)]

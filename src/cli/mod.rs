@@ -153,11 +153,6 @@ fn list_devices() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Bytes in MiB, for printing.
-pub(crate) fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
 /// A progress bar on stderr (hidden when stderr is not a terminal); `len` None = spinner.
 pub(crate) fn progress_bar(len: Option<u64>, message: &'static str) -> indicatif::ProgressBar {
     let bar = match len {

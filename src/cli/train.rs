@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{mib, progress_bar};
+use super::progress_bar;
 use crate::train::events::{Event, FinishReason};
-use crate::backend::device::DeviceSpec;
+use crate::backend::device::{mib, DeviceSpec};
 use crate::train::{start, TrainConfig};
 
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use super::run_record::{RunRecord, RunStatus};
 use super::session::Notice;
 use super::shared::Shared;
 use crate::train::events::Control;
-use crate::backend::device::DeviceSpec;
+use crate::backend::device::{mib, DeviceSpec};
 
 #[derive(Default)]
 pub struct RunsPanel {
@@ -162,7 +162,7 @@ fn metrics_line(record: &RunRecord) -> String {
         line += &format!(" · {device}");
     }
     if let Some(memory) = record.device_memory {
-        line += &format!(" {:.0} MiB", memory.in_use as f64 / (1024.0 * 1024.0));
+        line += &format!(" {:.0} MiB", mib(memory.in_use));
     }
     line
 }
