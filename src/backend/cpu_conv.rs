@@ -252,18 +252,28 @@ pub fn conv2d_x_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTen
     tensor(dx, [g.batch, g.channels_in, g.height, g.width])
 }
 
+/// How many runs the weight gradient splits the images into: a constant, so
+/// that the result does not depend on the machine's thread count.
+const WEIGHT_GRADIENT_RUNS: usize = 8;
+
 pub fn conv2d_weight_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
     let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
     let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
     let (x, dy) = (x.storage::<f32>(), output_grad.storage::<f32>());
     let (rows, pixels_out, image_len, out_len) = (g.patch_rows(), g.pixels_out(), g.image_len(), g.output_len());
     let weight_len = g.channels_out * rows;
-    // Each rayon worker sums its images' products into its own buffer; the buffers are added at the end.
-    let dw = (0..g.batch)
+    // The images are split into a fixed number of runs, each summed into its
+    // own buffer in parallel, the buffers then added in order: the sum's order,
+    // and so the rounding, is the same however rayon schedules the work
+    // (a work-stealing fold would make training runs differ).
+    let run_len = g.batch.div_ceil(WEIGHT_GRADIENT_RUNS).max(1);
+    let partials: Vec<Vec<f32>> = (0..g.batch)
+        .step_by(run_len)
+        .collect::<Vec<_>>()
         .into_par_iter()
-        .fold(
-            || (vec![0.0f32; weight_len], g.patch_buffer(), false),
-            |(mut dw, mut col, accumulate), n| {
+        .map(|start| {
+            let (mut dw, mut col) = (vec![0.0f32; weight_len], g.patch_buffer());
+            for n in start..(start + run_len).min(g.batch) {
                 let image = &x[n * image_len..(n + 1) * image_len];
                 let patches = if g.is_pointwise() {
                     image
@@ -271,18 +281,16 @@ pub fn conv2d_weight_backward(x: FlexTensor, weight: FlexTensor, output_grad: Fl
                     g.im2col(image, &mut col);
                     &col
                 };
-                gemm(&mut dw, &dy[n * out_len..(n + 1) * out_len], false, patches, true, g.channels_out, rows, pixels_out, accumulate);
-                (dw, col, true)
-            },
-        )
-        .map(|(dw, _, _)| dw)
-        .reduce(
-            || vec![0.0f32; weight_len],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
+                gemm(&mut dw, &dy[n * out_len..(n + 1) * out_len], false, patches, true, g.channels_out, rows, pixels_out, n > start);
+            }
+            dw
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0.0f32; weight_len]);
+    for partial in partials {
+        dw.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
+    }
     tensor(dw, [g.channels_out, g.channels_in, g.kernel[0], g.kernel[1]])
 }
 
