@@ -101,7 +101,12 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
     let pseudo = format!("kind = \"pseudo\"\nfirst = \"seg\"\nswitch_step = {phase}\nlr_factor = 1.0");
     let plans = [
         ("sequential", config(data, 2 * phase, &sequential)),
-        ("sequential-det-first", config(data, 2 * phase, &sequential.replace("\"seg\"", "\"det\""))),
+        // Detection first needs a longer second phase: with the cosine schedule
+        // ending at 2·phase the rate has halved by the switch, and detection
+        // forgot between 0.01 and 0.11 (rounding alone moved it). Over 4·phase
+        // (measured: mAP50 0.383 before the switch, 0.167 at the end) it
+        // forgets for good.
+        ("sequential-det-first", config(data, 4 * phase, &sequential.replace("\"seg\"", "\"det\""))),
         ("replay", config(data, 2 * phase, &replay)),
         ("pseudo", config(data, 2 * phase, &pseudo)),
         ("alternate", config(data, 2 * phase, "kind = \"alternate\"")),
@@ -150,10 +155,9 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
         assert!(det_forgetting <= 0.3 * best, "{name} forgot detection: best {best}, forgetting {det_forgetting}");
     }
 
-    // Detection first, naive sequential forgets detection in turn (measured:
-    // mAP50 0.388 at best, 0.275 at the end).
+    // Detection first, naive sequential forgets detection in turn.
     let (det_first_forgetting, _) = final_forgetting(get("sequential-det-first"));
-    assert!(det_first_forgetting > 0.06, "sequential detection first kept detection: forgot {det_first_forgetting}");
+    assert!(det_first_forgetting > 0.1, "sequential detection first kept detection: forgot {det_first_forgetting}");
 
     // Replay rehearses what sequential forgets, pseudo-labels keep supervising
     // it: each cuts the forgetting of segmentation by more than two thirds

@@ -343,4 +343,22 @@ mod tests {
             assert!(max_diff(dw, dw_expected) < 1e-5 * (xs[0] * xs[2] * xs[3]) as f32, "case {i}: weight gradient");
         }
     }
+
+    /// The weight gradient is the same to the bit whatever the number of
+    /// threads: its images are summed in a fixed order.
+    #[test]
+    fn weight_gradient_does_not_depend_on_the_thread_count() {
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let (x, w, dy) = (random([16, 8, 12, 12], 7), random([8, 8, 3, 3], 8), random([16, 8, 12, 12], 9));
+        let with_threads = |threads: usize| -> Vec<u32> {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let dw = pool.install(|| conv2d_weight_backward(x.clone(), w.clone(), dy.clone(), &options));
+            let dw = Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(dw));
+            dw.into_data().to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+        };
+        let one = with_threads(1);
+        for threads in [2, 3, 5] {
+            assert!(with_threads(threads) == one, "{threads} threads summed the weight gradient differently from one");
+        }
+    }
 }
