@@ -267,11 +267,10 @@ pub fn conv2d_weight_backward(x: FlexTensor, weight: FlexTensor, output_grad: Fl
     // and so the rounding, is the same however rayon schedules the work
     // (a work-stealing fold would make training runs differ).
     let run_len = g.batch.div_ceil(WEIGHT_GRADIENT_RUNS).max(1);
-    let partials: Vec<Vec<f32>> = (0..g.batch)
-        .step_by(run_len)
-        .collect::<Vec<_>>()
+    let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(run_len))
         .into_par_iter()
-        .map(|start| {
+        .map(|run| {
+            let start = run * run_len;
             let (mut dw, mut col) = (vec![0.0f32; weight_len], g.patch_buffer());
             for n in start..(start + run_len).min(g.batch) {
                 let image = &x[n * image_len..(n + 1) * image_len];
