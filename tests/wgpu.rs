@@ -228,10 +228,11 @@ fn adamw_step<B: TwinAutodiffBackend>(device: &B::Device) -> Outputs {
 /// The AdamW test's learning rate.
 const LR: f32 = 1e-2;
 
-/// Gradients below this fraction of their tensor's largest are within ten
-/// times the backends' measured gradient differences (about 1e-6): their
-/// sign is not meaningful.
-const NOISE: f32 = 1e-5;
+/// Where the backends' gradients differ by more than this fraction of the
+/// CPU's, the direction of Adam's first step is not decided by the network
+/// but by rounding (see [`assert_adamw_parity`]). Below it the two steps differ
+/// by at most `lr·ε·Δg/(|g|+ε)² ≤ lr·0.001/4`, well inside the tolerance.
+const DECIDED: f32 = 1e-3;
 
 struct Weights(Outputs);
 
@@ -241,39 +242,44 @@ impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Weights {
     }
 }
 
-/// Adam's first step moves a weight by `lr·g/(|g|+ε)`, about `±lr`: where a
-/// gradient is within rounding noise of zero ([`NOISE`]), its sign may differ
-/// between the backends and so may the direction of the step. So the updated
-/// weights must agree to `tolerance` wherever the CPU's gradient is above that
-/// noise, and elsewhere differ by at most two opposite steps, on under 1 % of
-/// the weights.
-fn assert_adamw_parity(cpu: Outputs, gpu: Outputs, tolerance: f32) {
+/// Adam's first step moves a weight by `lr·g/(|g|+ε)`, about `±lr` whatever
+/// `|g|`: where a gradient is near zero, rounding decides its sign, and the
+/// backends round differently (and lavapipe's compiled kernels may differ with
+/// the CPU it runs on).
+/// So the updated weights must agree to `tolerance` wherever the two gradients
+/// agree to [`DECIDED`]; elsewhere they may differ by at most two opposite
+/// steps, on under 1 % of the weights. The gradients themselves must agree to
+/// `grad_tolerance` of their largest: a wrong backward is off by O(1).
+fn assert_adamw_parity(cpu: Outputs, gpu: Outputs, tolerance: f32, grad_tolerance: f32) {
     assert_eq!(cpu.len(), gpu.len(), "adamw step: the backends returned different sets of parameters");
-    let (mut noisy, mut total) = (0usize, 0usize);
+    let (mut undecided, mut total) = (0usize, 0usize);
+    let (mut cpu_grads, mut gpu_grads) = (Outputs::new(), Outputs::new());
     let (mut cpu_weights, mut gpu_weights) = (Outputs::new(), Outputs::new());
     for (pair_cpu, pair_gpu) in cpu.chunks(2).zip(gpu.chunks(2)) {
-        let [(_, grad), (name, a)] = pair_cpu else { unreachable!() };
-        let (_, b) = &pair_gpu[1];
-        assert_eq!(grad.shape, a.shape, "adamw step {name}: paired with another parameter's gradient");
+        let [(grad_name, grad_a), (name, a)] = pair_cpu else { unreachable!() };
+        let [(_, grad_b), (_, b)] = pair_gpu else { unreachable!() };
+        assert_eq!(grad_a.shape, a.shape, "adamw step {name}: paired with another parameter's gradient");
         assert_eq!(a.shape, b.shape, "adamw step {name}: shapes differ");
-        let grad: Vec<f32> = grad.to_vec().unwrap();
-        let grad_scale = grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        // Where the gradient is noise: bounded here, then left out of the
-        // comparison below (the GPU's weight replaced by the CPU's).
+        let (g_a, g_b): (Vec<f32>, Vec<f32>) = (grad_a.to_vec().unwrap(), grad_b.to_vec().unwrap());
+        // Undecided steps: bounded here, then left out of the comparison
+        // below (the GPU's weight replaced by the CPU's).
         let (a_values, mut b_values): (Vec<f32>, Vec<f32>) = (a.to_vec().unwrap(), b.to_vec().unwrap());
-        for ((g, x), y) in grad.iter().zip(&a_values).zip(&mut b_values) {
-            if g.abs() <= NOISE * grad_scale {
-                noisy += 1;
+        for (((ga, gb), x), y) in g_a.iter().zip(&g_b).zip(&a_values).zip(&mut b_values) {
+            if (ga - gb).abs() > DECIDED * ga.abs() {
+                undecided += 1;
                 assert!((*x - *y).abs() <= 2.0 * LR * 1.01, "adamw step {name}: {x} vs {y} moved more than two steps apart");
                 *y = *x;
             }
         }
         total += a_values.len();
+        cpu_grads.push((grad_name.clone(), grad_a.clone()));
+        gpu_grads.push((grad_name.clone(), grad_b.clone()));
         cpu_weights.push((name.clone(), a.clone()));
         gpu_weights.push((name.clone(), TensorData::new(b_values, b.shape.clone())));
     }
-    eprintln!("adamw step: {noisy} of {total} weights had a gradient within the noise");
-    assert!(noisy * 100 < total, "{noisy} of {total} gradients within the noise: the test network is degenerate");
+    eprintln!("adamw step: {undecided} of {total} weights had gradients differing by more than {DECIDED:e} of the CPU's");
+    assert_parity("adamw step", cpu_grads, gpu_grads, grad_tolerance);
+    assert!(undecided * 100 < total, "{undecided} of {total} gradients undecided: the test network is degenerate");
     assert_parity("adamw step", cpu_weights, gpu_weights, tolerance);
 }
 
@@ -313,10 +319,12 @@ fn detection_and_segmentation_losses_agree_with_their_gradients() {
 
 #[test]
 fn an_adamw_step_with_clipping_updates_the_weights_alike() {
-    // Measured 3.5e-6: the step carries the gradients' error through ~60
-    // layers; 1,023 of 853,001 weights had a gradient within the noise.
+    // Measured here: gradients 7.4e-6 (the error of ~60 layers' backward;
+    // 1e-3 still catches a wrong backward, off by O(0.1) or more: burn's
+    // autotuned double-buffered matmul was 0.57 off, README "Devices"),
+    // weights 1.8e-6 where decided; 1,102 of 853,001 weights undecided.
     let Some((device, _turn)) = gpu() else { return };
-    assert_adamw_parity(adamw_step::<Cpu>(&Default::default()), adamw_step::<Gpu>(&device), 2e-5);
+    assert_adamw_parity(adamw_step::<Cpu>(&Default::default()), adamw_step::<Gpu>(&device), 2e-5, 1e-3);
 }
 
 /// A tiny run's configuration on synthetic data in `data`.
@@ -366,10 +374,13 @@ fn five_training_steps_follow_the_cpus_losses() {
     for (step, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
         eprintln!("step {}: cpu {c:?} gpu {g:?}", step + 1);
         for (a, b) in [(c.0, g.0), (c.1, g.1)] {
-            // Same weights, same batches: only rounding differs, compounding
-            // through the updates (measured 5.6e-6 relative by step 5).
+            // Same weights, same batches: only rounding differs, amplified by
+            // Adam's first steps (about ±lr wherever a gradient is rounding
+            // noise, see the AdamW test): measured 8.3e-5 relative at step 5.
+            // The CI run that most likely ran burn's faulty autotuned matmul
+            // was 7 % off at step 1.
             let (a, b) = (a.unwrap_or(0.0), b.unwrap_or(0.0));
-            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "step {}: cpu {a} vs gpu {b}", step + 1);
+            assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "step {}: cpu {a} vs gpu {b}", step + 1);
         }
     }
 }

@@ -22,8 +22,7 @@ if lavapipe; then
 else
     echo "no software Vulkan driver (mesa-vulkan-drivers): the wgpu tests will say they skipped"
 fi
-# wgpu wants a runtime folder; kernels are autotuned once, cheaply, in tests.
+# wgpu wants a runtime folder.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
-export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
 
 cargo test --locked "$@"
