@@ -53,6 +53,20 @@ impl<B: TwinBackend> Backward<B, 3> for GroupNormSiluBackward {
     }
 }
 
+#[derive(Debug)]
+struct Upsample2xBackward;
+
+impl<B: TwinBackend> Backward<B, 1> for Upsample2xBackward {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        if let [Some(node)] = ops.parents {
+            grads.register::<B>(node.id, B::twin_upsample2x_backward(output_grad));
+        }
+    }
+}
+
 impl<B: TwinBackend, C: CheckpointStrategy> TwinBackend for Autodiff<B, C> {
     fn device_memory(device: &Self::Device) -> Option<super::device::DeviceMemory> {
         B::device_memory(device)
@@ -75,6 +89,10 @@ impl<B: TwinBackend, C: CheckpointStrategy> TwinBackend for Autodiff<B, C> {
                 prep.finish(B::twin_group_norm_silu(x.primitive, gamma.primitive, beta.primitive, groups, epsilon))
             }
         }
+    }
+
+    fn twin_upsample2x(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Upsample2xBackward.prepare::<C>([x.node.clone()]).compute_bound().stateless(B::twin_upsample2x(x.primitive))
     }
 
     fn twin_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {

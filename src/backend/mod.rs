@@ -12,13 +12,16 @@
 //! one such op too: burn-flex runs element-wise ops on one thread, a
 //! broadcast at a time; the fused kernel makes two passes over each group,
 //! all groups in parallel (`cpu_group_norm`; `group_norm` is the version in
-//! burn's tensor ops every other backend runs).
+//! burn's tensor ops every other backend runs). So is nearest 2× upsampling,
+//! which burn-flex copies through a strided iterator (`cpu_upsample`).
 
 mod autodiff;
 mod cpu_conv;
 mod cpu_group_norm;
+mod cpu_upsample;
 pub mod device;
 pub mod group_norm;
+mod upsample;
 
 use burn::backend::Flex;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -61,6 +64,16 @@ pub trait TwinBackend: Backend {
         epsilon: f64,
     ) -> FloatTensor<Self> {
         group_norm::forward_primitives::<Self>(x, gamma, beta, groups, epsilon)
+    }
+
+    /// Nearest-neighbour 2× upsampling of `[N, C, H, W]`.
+    fn twin_upsample2x(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        upsample::forward_primitive::<Self>(x)
+    }
+
+    /// The gradient of [`Self::twin_upsample2x`] with respect to its input.
+    fn twin_upsample2x_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        upsample::backward_primitive::<Self>(output_grad)
     }
 
     /// The device's memory pool (GPU runtimes); `None` where there is none (the CPU).
@@ -145,6 +158,20 @@ impl TwinBackend for Flex {
             false => group_norm::backward_primitives::<Self>(x, gamma, beta, groups, epsilon, output_grad),
         }
     }
+
+    fn twin_upsample2x(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match cpu_upsample::supported(&x) {
+            true => cpu_upsample::forward(x),
+            false => upsample::forward_primitive::<Self>(x),
+        }
+    }
+
+    fn twin_upsample2x_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        match cpu_upsample::supported(&output_grad) {
+            true => cpu_upsample::backward(output_grad),
+            false => upsample::backward_primitive::<Self>(output_grad),
+        }
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -171,6 +198,11 @@ pub fn group_norm_silu<B: TwinBackend>(
 ) -> Tensor<B, 4> {
     let [x, gamma, beta] = [x.into_primitive().tensor(), gamma.into_primitive().tensor(), beta.into_primitive().tensor()];
     Tensor::from_primitive(TensorPrimitive::Float(B::twin_group_norm_silu(x, gamma, beta, groups, epsilon)))
+}
+
+/// Nearest-neighbour 2× upsampling through [`TwinBackend::twin_upsample2x`].
+pub fn upsample2x<B: TwinBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::twin_upsample2x(x.into_primitive().tensor())))
 }
 
 /// 2-D convolution without bias through [`TwinBackend::twin_conv2d`].
@@ -208,6 +240,27 @@ mod tests {
         for ((a, b), what) in ours.into_iter().zip(burns).zip(["output", "input gradient", "weight gradient"]) {
             let diff: f32 = (a - b).abs().max().into_scalar();
             assert!(diff < 1e-4, "{what}: differs by {diff}");
+        }
+    }
+
+    /// Through autodiff, the CPU upsampling kernels give burn's broadcast
+    /// version's output and input gradient, exactly (copies and 4-term sums).
+    #[test]
+    fn autodiff_upsampling_equals_the_broadcast_version() {
+        let device = Default::default();
+        let x = Tensor::<Flex, 4>::random([2, 3, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let dy = Tensor::<A, 4>::random([2, 3, 10, 8], Distribution::Normal(0.0, 1.0), &device);
+        let run = |upsample: &dyn Fn(Tensor<A, 4>) -> Tensor<A, 4>| {
+            let x = Tensor::<A, 4>::from_inner(x.clone()).require_grad();
+            let y = upsample(x.clone());
+            let grads = (y.clone() * dy.clone()).sum().backward();
+            [y.inner(), x.grad(&grads).unwrap()]
+        };
+        let ours = run(&|x| upsample2x(x));
+        let broadcast = run(&|x| Tensor::from_primitive(TensorPrimitive::Float(upsample::forward_primitive::<A>(x.into_primitive().tensor()))));
+        for ((a, b), what) in ours.into_iter().zip(broadcast).zip(["output", "input gradient"]) {
+            let diff: f32 = (a - b).abs().max().into_scalar();
+            assert_eq!(diff, 0.0, "{what}: differs by {diff}");
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 2 usage error or bad input, 3 problems found in a dataset.
 
 mod bench;
+mod bench_infer;
 mod bench_train;
 mod compress;
 mod data_check;
@@ -104,6 +105,8 @@ enum BenchCommand {
     Data(bench::DataArgs),
     /// Training images/s, step time after warm-up, and peak memory.
     Train(bench_train::TrainArgs),
+    /// Forward-pass latency of a run's checkpoint on the CPU.
+    Infer(bench_infer::InferArgs),
 }
 
 /// Exit code for a usage error or bad input.
@@ -135,6 +138,7 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Data(args))) => bench::run_data(args),
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Bench(BenchCommand::Train(args))) => bench_train::run_train(args),
+        Some(Command::Bench(BenchCommand::Infer(args))) => bench_infer::run_infer(args),
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
         Some(Command::Devices) => list_devices(),
         Some(Command::Compress(CompressArgs { command: Some(CompressCommand::Report(args)), .. })) => compress::run_report(args),

@@ -49,10 +49,7 @@ pub type OnProgress<'a> = &'a mut dyn FnMut(&str, usize, usize) -> ControlFlow<(
 /// ratio of separately timed medians swings by ±20 %.
 pub fn measure_pair(baseline: &Predictor, variant: &Predictor, config: &TrainConfig, progress: OnProgress) -> Result<[Measurement; 2]> {
     let size = baseline.state.image_size as usize;
-    let input = |batch: usize| {
-        let values: Vec<f32> = (0..batch * 3 * size * size).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-        Tensor::<InferenceBackend, 4>::from_data(TensorData::new(values, [batch, 3, size, size]), &Default::default())
-    };
+    let input = |batch: usize| probe_images(batch, size);
     let nets = [baseline.cpu_net()?, variant.cpu_net()?];
     let total = WARM_UP + LATENCY_RUNS + 1 + THROUGHPUT_RUNS;
     let mut latencies = [Vec::with_capacity(LATENCY_RUNS), Vec::with_capacity(LATENCY_RUNS)];
@@ -103,8 +100,15 @@ pub fn measure_pair(baseline: &Predictor, variant: &Predictor, config: &TrainCon
     Ok([baseline, variant])
 }
 
+/// A fixed batch of `batch` images of `size`² pixels, values in [-1, 1): the
+/// input of every timed pass (timing does not depend on what the images show).
+pub fn probe_images(batch: usize, size: usize) -> Tensor<InferenceBackend, 4> {
+    let values: Vec<f32> = (0..batch * 3 * size * size).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    Tensor::from_data(TensorData::new(values, [batch, 3, size, size]), &Default::default())
+}
+
 /// Seconds for one forward pass of both heads, outputs read back.
-fn time_pass(net: &TwinNet<InferenceBackend>, images: Tensor<InferenceBackend, 4>) -> f64 {
+pub fn time_pass(net: &TwinNet<InferenceBackend>, images: Tensor<InferenceBackend, 4>) -> f64 {
     let start = Instant::now();
     let (det, seg) = net.forward_both(images);
     let _ = (det.cls_logits.into_data(), det.box_raw.into_data(), seg.into_data());

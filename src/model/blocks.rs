@@ -272,12 +272,8 @@ impl<B: Backend> EditableLayers<B> for Sppf<B> {
     }
 }
 
-/// Nearest-neighbour 2× upsampling by broadcasting: differentiable on every
-/// backend (burn-cuda has no backward for bilinear `interpolate`).
-pub fn upsample2x<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [n, c, h, w] = x.dims();
-    x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2]).reshape([n, c, h * 2, w * 2])
-}
+/// Nearest-neighbour 2× upsampling (a kernel of [`TwinBackend`]).
+pub use crate::backend::upsample2x;
 
 #[cfg(test)]
 mod tests {

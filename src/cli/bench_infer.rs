@@ -1,0 +1,46 @@
+//! `twinhead bench infer`: forward-pass latency of a run's checkpoint on the
+//! CPU (both heads, outputs read back), timed as `compress` times its table,
+//! for profiling one model without the rest of a compression job.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{ensure, Result};
+use burn::module::Module;
+
+use crate::compress::measure::{percentile, probe_images, time_pass};
+use crate::predictor::Predictor;
+use crate::train::checkpoint::CheckpointKind;
+
+#[derive(Debug, clap::Args)]
+pub struct InferArgs {
+    /// Run folder (runs/NAME).
+    #[arg(long)]
+    run: PathBuf,
+    /// last, best-det, best-seg or compressed/<method>.
+    #[arg(long, default_value = "last")]
+    checkpoint: String,
+    /// Images per pass.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Timed passes (after 3 untimed ones).
+    #[arg(long, default_value_t = 100)]
+    passes: usize,
+}
+
+pub fn run_infer(args: InferArgs) -> Result<ExitCode> {
+    ensure!(args.batch >= 1 && args.passes >= 1, "--batch and --passes: at least 1");
+    let predictor = Predictor::load(&args.run, &CheckpointKind::parse(&args.checkpoint)?)?;
+    let net = predictor.cpu_net()?;
+    let images = probe_images(args.batch, predictor.state.image_size as usize);
+    for _ in 0..3 {
+        time_pass(net, images.clone());
+    }
+    let mut millis: Vec<f64> = (0..args.passes).map(|_| time_pass(net, images.clone()) * 1e3).collect();
+    millis.sort_by(f64::total_cmp);
+    let median = percentile(&millis, 0.5);
+    println!("{} ({} parameters), {} px, batch {}", predictor.checkpoint.display(), net.num_params(), predictor.state.image_size, args.batch);
+    println!("latency       {median:.2} ms median, {:.2} ms p90 over {} passes", percentile(&millis, 0.9), args.passes);
+    println!("images/s      {:.1}", args.batch as f64 * 1e3 / median);
+    Ok(ExitCode::SUCCESS)
+}
