@@ -91,6 +91,10 @@ impl<B: TwinBackend, C: CheckpointStrategy> TwinBackend for Autodiff<B, C> {
         }
     }
 
+    fn twin_run<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+        B::twin_run(work)
+    }
+
     fn twin_upsample2x(x: FloatTensor<Self>) -> FloatTensor<Self> {
         Upsample2xBackward.prepare::<C>([x.node.clone()]).compute_bound().stateless(B::twin_upsample2x(x.primitive))
     }

@@ -66,6 +66,12 @@ pub trait TwinBackend: Backend {
         group_norm::forward_primitives::<Self>(x, gamma, beta, groups, epsilon)
     }
 
+    /// Runs `work`, a sequence of ops, where this backend starts its kernels
+    /// fastest; by default on the calling thread.
+    fn twin_run<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+        work()
+    }
+
     /// Nearest-neighbour 2× upsampling of `[N, C, H, W]`.
     fn twin_upsample2x(x: FloatTensor<Self>) -> FloatTensor<Self> {
         upsample::forward_primitive::<Self>(x)
@@ -101,6 +107,14 @@ pub trait TwinAutodiffBackend: AutodiffBackend<InnerBackend: TwinBackend> + Twin
 impl<B> TwinAutodiffBackend for B where B: AutodiffBackend<InnerBackend: TwinBackend> + TwinBackend {}
 
 impl TwinBackend for Flex {
+    /// Inside the rayon pool: each kernel's parallel loop then starts on a
+    /// worker at once, where from any other thread rayon wakes a worker and
+    /// puts the caller to sleep until the loop is done, per op (a third of a
+    /// batch-1 forward pass).
+    fn twin_run<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+        rayon::scope(|_| work())
+    }
+
     fn twin_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
         match cpu_conv::supported(&x, &weight, &options) {
             true => cpu_conv::conv2d(x, weight, &options),

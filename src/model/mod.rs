@@ -64,8 +64,10 @@ impl<B: Backend> TwinNet<B> {
     where
         B: TwinBackend,
     {
-        let pyramid = self.neck.forward(self.backbone.forward(images), false);
-        self.det_head.forward(&pyramid)
+        B::twin_run(|| {
+            let pyramid = self.neck.forward(self.backbone.forward(images), false);
+            self.det_head.forward(&pyramid)
+        })
     }
 
     /// Segmentation logits [N, C, H, W] only.
@@ -73,8 +75,10 @@ impl<B: Backend> TwinNet<B> {
     where
         B: TwinBackend,
     {
-        let pyramid = self.neck.forward(self.backbone.forward(images), true);
-        self.seg_head.forward(&pyramid)
+        B::twin_run(|| {
+            let pyramid = self.neck.forward(self.backbone.forward(images), true);
+            self.seg_head.forward(&pyramid)
+        })
     }
 
     /// Both heads from one shared forward pass (inference, distillation).
@@ -82,8 +86,10 @@ impl<B: Backend> TwinNet<B> {
     where
         B: TwinBackend,
     {
-        let pyramid = self.neck.forward(self.backbone.forward(images), true);
-        (self.det_head.forward(&pyramid), self.seg_head.forward(&pyramid))
+        B::twin_run(|| {
+            let pyramid = self.neck.forward(self.backbone.forward(images), true);
+            (self.det_head.forward(&pyramid), self.seg_head.forward(&pyramid))
+        })
     }
 }
 
