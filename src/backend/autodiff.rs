@@ -67,6 +67,11 @@ impl<B: TwinBackend> Backward<B, 1> for Upsample2xBackward {
     }
 }
 
+/// `twin_run` stays the default (the calling thread), whatever the inner
+/// backend: burn-autodiff's backward holds a process-wide graph lock across
+/// parallel ops, and a rayon worker waiting inside one can steal another
+/// trainer's pass that then waits for the lock: a deadlock (two trainers in
+/// the test suite hung so when training ran inside the pool).
 impl<B: TwinBackend, C: CheckpointStrategy> TwinBackend for Autodiff<B, C> {
     fn device_memory(device: &Self::Device) -> Option<super::device::DeviceMemory> {
         B::device_memory(device)
@@ -89,10 +94,6 @@ impl<B: TwinBackend, C: CheckpointStrategy> TwinBackend for Autodiff<B, C> {
                 prep.finish(B::twin_group_norm_silu(x.primitive, gamma.primitive, beta.primitive, groups, epsilon))
             }
         }
-    }
-
-    fn twin_run<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-        B::twin_run(work)
     }
 
     fn twin_upsample2x(x: FloatTensor<Self>) -> FloatTensor<Self> {

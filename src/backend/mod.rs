@@ -110,7 +110,7 @@ impl TwinBackend for Flex {
     /// Inside the rayon pool: each kernel's parallel loop then starts on a
     /// worker at once, where from any other thread rayon wakes a worker and
     /// puts the caller to sleep until the loop is done, per op (a third of a
-    /// batch-1 forward pass).
+    /// batch-1 forward pass). Inference only: see the autodiff backend's.
     fn twin_run<R: Send>(work: impl FnOnce() -> R + Send) -> R {
         rayon::scope(|_| work())
     }

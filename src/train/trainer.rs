@@ -578,9 +578,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             accumulate(&mut total, p);
         }
         let total = total.context("a step with no task")?;
-        let grads = B::twin_run(|| total.backward());
-        let (optim, trainee) = (&mut self.optim, self.trainee.clone());
-        self.trainee = B::twin_run(|| optim.step(lr, trainee, grads));
+        let grads = total.backward();
+        self.trainee = self.optim.step(lr, self.trainee.clone(), grads);
         for ema in self.ema.iter_mut().chain(self.teacher.iter_mut()) {
             ema.update(&self.trainee.net.valid(), self.state.step + 1);
         }
