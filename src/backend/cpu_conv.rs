@@ -11,13 +11,15 @@
 //! kernels otherwise ([`supported`]).
 
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Shape, TensorData};
+use burn::tensor::Shape;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::{all_f32, f32_tensor};
+
 /// Whether these kernels handle the convolution.
 pub fn supported(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> bool {
-    options.groups == 1 && x.dtype() == DType::F32 && weight.dtype() == DType::F32
+    options.groups == 1 && all_f32(&[x, weight])
 }
 
 /// Sizes of one convolution, from its input and weight shapes.
@@ -205,10 +207,6 @@ fn gemm(dst: &mut [f32], lhs: &[f32], lhs_transposed: bool, rhs: &[f32], rhs_tra
     }
 }
 
-fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
 pub fn conv2d(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
     let g = Geometry::new(x.layout().shape(), weight.layout().shape(), options);
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
@@ -228,7 +226,7 @@ pub fn conv2d(x: FlexTensor, weight: FlexTensor, options: &ConvOptions<2>) -> Fl
             gemm(y, weight, false, patches, false, g.channels_out, pixels_out, rows, false);
         },
     );
-    tensor(out, [g.batch, g.channels_out, g.height_out, g.width_out])
+    f32_tensor(out, [g.batch, g.channels_out, g.height_out, g.width_out])
 }
 
 pub fn conv2d_x_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
@@ -249,7 +247,7 @@ pub fn conv2d_x_backward(x: FlexTensor, weight: FlexTensor, output_grad: FlexTen
             }
         },
     );
-    tensor(dx, [g.batch, g.channels_in, g.height, g.width])
+    f32_tensor(dx, [g.batch, g.channels_in, g.height, g.width])
 }
 
 /// How many runs the weight gradient splits the images into: a constant, so
@@ -290,7 +288,7 @@ pub fn conv2d_weight_backward(x: FlexTensor, weight: FlexTensor, output_grad: Fl
     for partial in partials {
         dw.iter_mut().zip(&partial).for_each(|(a, b)| *a += b);
     }
-    tensor(dw, [g.channels_out, g.channels_in, g.kernel[0], g.kernel[1]])
+    f32_tensor(dw, [g.channels_out, g.channels_in, g.kernel[0], g.kernel[1]])
 }
 
 #[cfg(test)]

@@ -3,14 +3,10 @@
 //! more pass accumulating the group sums. The rows are spread over the rayon
 //! pool. The maths is `group_norm.rs`'s.
 
-use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-/// Whether this kernel handles the tensors (f32 only).
-pub fn supported(tensors: &[&FlexTensor]) -> bool {
-    tensors.iter().all(|t| t.dtype() == DType::F32)
-}
+use super::f32_tensor;
 
 /// Sizes of one normalisation: rows are (sample, group) pairs of `channels/groups · pixels` values.
 struct Rows {
@@ -45,10 +41,6 @@ fn statistics(row: &[f32], epsilon: f64) -> (f32, f32) {
 
 fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
-}
-
-fn f32_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 pub fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, groups: usize, epsilon: f64) -> FlexTensor {

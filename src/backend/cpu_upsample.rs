@@ -4,14 +4,10 @@
 //! broadcast-and-reshape version (`upsample.rs`) copies element by element
 //! through a six-dimensional strided iterator: a tenth of a batch-1 pass.
 
-use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-/// Whether these kernels handle the tensor (f32 only).
-pub fn supported(x: &FlexTensor) -> bool {
-    x.dtype() == DType::F32
-}
+use super::f32_tensor;
 
 fn dims(x: &FlexTensor) -> [usize; 4] {
     let shape = x.layout().shape();
@@ -32,7 +28,7 @@ pub fn forward(x: FlexTensor) -> FlexTensor {
             bottom.copy_from_slice(top);
         }
     });
-    FlexTensor::from_data(TensorData::new(out, [n, c, 2 * h, 2 * w]))
+    f32_tensor(out, [n, c, 2 * h, 2 * w])
 }
 
 /// The input's gradient: each output 2×2 block's gradient summed, in the
@@ -51,5 +47,5 @@ pub fn backward(output_grad: FlexTensor) -> FlexTensor {
             }
         }
     });
-    FlexTensor::from_data(TensorData::new(dx, [n, c, h, w]))
+    f32_tensor(dx, [n, c, h, w])
 }

@@ -84,7 +84,7 @@ pub fn backward<B: Backend>(
     (dx.reshape([n, c, h, w]), d_gamma, d_beta)
 }
 
-fn tensor<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+pub(super) fn tensor<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 

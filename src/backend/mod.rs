@@ -24,6 +24,8 @@ pub mod group_norm;
 mod upsample;
 
 use burn::backend::Flex;
+use burn::tensor::{DType, TensorData};
+use burn_flex::FlexTensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
 use burn::tensor::{Tensor, TensorPrimitive};
@@ -153,7 +155,7 @@ impl TwinBackend for Flex {
         groups: usize,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        match cpu_group_norm::supported(&[&x, &gamma, &beta]) {
+        match all_f32(&[&x, &gamma, &beta]) {
             true => cpu_group_norm::forward(x, gamma, beta, groups, epsilon),
             false => group_norm::forward_primitives::<Self>(x, gamma, beta, groups, epsilon),
         }
@@ -167,25 +169,35 @@ impl TwinBackend for Flex {
         epsilon: f64,
         output_grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
-        match cpu_group_norm::supported(&[&x, &gamma, &beta, &output_grad]) {
+        match all_f32(&[&x, &gamma, &beta, &output_grad]) {
             true => cpu_group_norm::backward(x, gamma, beta, groups, epsilon, output_grad),
             false => group_norm::backward_primitives::<Self>(x, gamma, beta, groups, epsilon, output_grad),
         }
     }
 
     fn twin_upsample2x(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match cpu_upsample::supported(&x) {
+        match all_f32(&[&x]) {
             true => cpu_upsample::forward(x),
             false => upsample::forward_primitive::<Self>(x),
         }
     }
 
     fn twin_upsample2x_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        match cpu_upsample::supported(&output_grad) {
+        match all_f32(&[&output_grad]) {
             true => cpu_upsample::backward(output_grad),
             false => upsample::backward_primitive::<Self>(output_grad),
         }
     }
+}
+
+/// Whether the CPU kernels take these tensors (they compute in f32 only).
+fn all_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// A CPU kernel's output, as the CPU backend's tensor.
+fn f32_tensor(values: Vec<f32>, shape: impl Into<Vec<usize>>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.into()))
 }
 
 #[cfg(feature = "cuda")]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{ensure, Result};
 use burn::module::Module;
 
-use crate::compress::measure::{percentile, probe_images, time_pass};
+use crate::compress::measure::{percentile, probe_images, time_pass, WARM_UP};
 use crate::predictor::Predictor;
 use crate::train::checkpoint::CheckpointKind;
 
@@ -23,7 +23,7 @@ pub struct InferArgs {
     /// Images per pass.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Timed passes (after 3 untimed ones).
+    /// Timed passes (after a few untimed ones, as `compress` times).
     #[arg(long, default_value_t = 100)]
     passes: usize,
 }
@@ -33,7 +33,7 @@ pub fn run_infer(args: InferArgs) -> Result<ExitCode> {
     let predictor = Predictor::load(&args.run, &CheckpointKind::parse(&args.checkpoint)?)?;
     let net = predictor.cpu_net()?;
     let images = probe_images(args.batch, predictor.state.image_size as usize);
-    for _ in 0..3 {
+    for _ in 0..WARM_UP {
         time_pass(net, images.clone());
     }
     let mut millis: Vec<f64> = (0..args.passes).map(|_| time_pass(net, images.clone()) * 1e3).collect();

@@ -19,7 +19,7 @@ use crate::train::config::TrainConfig;
 
 /// Timed batch-1 passes after [`WARM_UP`] untimed ones.
 pub const LATENCY_RUNS: usize = 30;
-const WARM_UP: usize = 3;
+pub const WARM_UP: usize = 3;
 /// The batch of the throughput figure, and how many timed batches.
 pub const THROUGHPUT_BATCH: usize = 16;
 const THROUGHPUT_RUNS: usize = 5;
