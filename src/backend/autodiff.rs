@@ -68,10 +68,8 @@ impl<B: TwinBackend> Backward<B, 1> for Upsample2xBackward {
 }
 
 /// `twin_run` stays the default (the calling thread), whatever the inner
-/// backend: burn-autodiff's backward holds a process-wide graph lock across
-/// parallel ops, and a rayon worker waiting inside one can steal another
-/// trainer's pass that then waits for the lock: a deadlock (two trainers in
-/// the test suite hung so when training ran inside the pool).
+/// backend: a trainer runs inside its own pool already (the inner backend's
+/// `twin_run_training`); the shared pool would deadlock two trainers there.
 impl<B: TwinBackend, C: CheckpointStrategy> TwinBackend for Autodiff<B, C> {
     fn device_memory(device: &Self::Device) -> Option<super::device::DeviceMemory> {
         B::device_memory(device)

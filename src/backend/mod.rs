@@ -74,6 +74,14 @@ pub trait TwinBackend: Backend {
         work()
     }
 
+    /// Runs `work`, a whole training run, on threads of its own with stacks of
+    /// `stack_size` bytes where this backend's kernels want them; by default on
+    /// the calling thread.
+    fn twin_run_training<R: Send>(stack_size: usize, work: impl FnOnce() -> R + Send) -> R {
+        let _ = stack_size;
+        work()
+    }
+
     /// Nearest-neighbour 2× upsampling of `[N, C, H, W]`.
     fn twin_upsample2x(x: FloatTensor<Self>) -> FloatTensor<Self> {
         upsample::forward_primitive::<Self>(x)
@@ -115,6 +123,24 @@ impl TwinBackend for Flex {
     /// batch-1 forward pass). Inference only: see the autodiff backend's.
     fn twin_run<R: Send>(work: impl FnOnce() -> R + Send) -> R {
         rayon::scope(|_| work())
+    }
+
+    /// Inside a rayon pool of the run's own, for the same reason as
+    /// `twin_run`. Not the shared pool: burn-autodiff's backward holds a
+    /// process-wide graph lock across parallel ops, and a worker waiting inside
+    /// one could steal another trainer's pass that waits for that lock (two
+    /// trainers deadlocked so). Own workers only ever hold their own run's work.
+    fn twin_run_training<R: Send>(stack_size: usize, work: impl FnOnce() -> R + Send) -> R {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .stack_size(stack_size)
+            .thread_name(|i| format!("trainer-{i}"))
+            .build();
+        match pool {
+            Ok(pool) => pool.install(work),
+            // No threads to spare: the run still trains, only slower.
+            Err(_) => work(),
+        }
     }
 
     fn twin_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {

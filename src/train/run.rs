@@ -80,7 +80,9 @@ impl OnBackend for Training {
     type Output = Result<FinishReason>;
     fn run<B: TwinBackend>(self, device: B::Device) -> Result<FinishReason> {
         let Training { config, run_dir, resume, device: name, events, control } = self;
-        train_on::<burn::backend::Autodiff<B>>(config, &run_dir, resume, device, &name.to_string(), events, control)
+        B::twin_run_training(ENGINE_THREAD_STACK, || {
+            train_on::<burn::backend::Autodiff<B>>(config, &run_dir, resume, device, &name.to_string(), events, control)
+        })
     }
 }
 
