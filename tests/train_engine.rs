@@ -368,6 +368,35 @@ fn stopped_pseudo_label_runs_resume_exactly() {
     }
 }
 
+/// Specialists loaded from another run's checkpoint replace the teacher EMA.
+/// With the student and the EMA both starting from that checkpoint, the first
+/// step's pseudo-label loss is the same either way; later ones differ (the EMA
+/// follows the student, the specialists stay frozen). No EMA is kept beside
+/// two specialists, and a stopped run resumes exactly.
+#[test]
+fn specialist_teachers_replace_the_teacher_ema() {
+    let runs = tempfile::tempdir().unwrap();
+    let source = runs.path().join("source");
+    train(config(shared_data(), 20, "kind = \"alternate\""), &source);
+    let checkpoint = source.join("checkpoints/last");
+    let thresholds = "box_score = 0.05, pixel_confidence = 0.3";
+    let specialists = format!("det_teacher = '{0}', seg_teacher = '{0}'", checkpoint.display());
+    let from_checkpoint = |labels: &str| {
+        let mut cfg = config(shared_data(), 12, &format!("kind = \"alternate\"\npseudo_labels = {{ {labels} }}"));
+        cfg.model.init = Some(checkpoint.clone());
+        cfg
+    };
+    let ema_dir = runs.path().join("ema");
+    train(from_checkpoint(thresholds), &ema_dir);
+    let (whole, _) = assert_resumes_exactly(from_checkpoint(&format!("{thresholds}, {specialists}")), 7, &runs.path().join("specialists"));
+    let (ema, frozen) = (step_penalties(&ema_dir), step_penalties(&whole));
+    assert!(ema[0].1 > 0.0, "the pseudo-labels gave a loss: {ema:?}");
+    assert_eq!(ema[0], frozen[0], "the same teacher at the first step");
+    assert!(ema.iter().zip(&frozen).skip(2).any(|(a, b)| a.1 != b.1), "the specialists followed the student: {ema:?} vs {frozen:?}");
+    assert!(ema_dir.join("checkpoints/last/teacher.mpk").is_file());
+    assert!(!whole.join("checkpoints/last/teacher.mpk").exists(), "no teacher EMA beside two specialists");
+}
+
 #[test]
 fn control_changes_become_events_at_their_step() {
     let runs = tempfile::tempdir().unwrap();

@@ -102,9 +102,15 @@ mod tests {
         let pruned = prune(&mut net, 0.5);
         assert!(net.num_params() < params * 3 / 4, "{} of {params} parameters left", net.num_params());
         let (det2, seg2) = net.forward_both(images());
-        let diff = |a: Tensor<Flex, 3>, b: Tensor<Flex, 3>| (a - b).abs().max().into_scalar();
-        assert!(diff(det.cls_logits, det2.cls_logits) < 1e-5 && diff(det.box_raw, det2.box_raw) < 1e-5);
-        assert!((seg - seg2).abs().max().into_scalar() < 1e-5);
+        // Equal up to float rounding: the narrower convolutions sum in another order.
+        let assert_close = |a: Tensor<Flex, 3>, b: Tensor<Flex, 3>, what: &str| {
+            let (diff, scale) = ((a.clone() - b).abs().max().into_scalar(), a.abs().max().into_scalar());
+            assert!(diff <= 1e-5 * (1.0 + scale), "{what} moved by {diff} (largest {scale})");
+        };
+        assert_close(det.cls_logits, det2.cls_logits, "class logits");
+        assert_close(det.box_raw, det2.box_raw, "box outputs");
+        let [n, c, h, w] = seg.dims();
+        assert_close(seg.reshape([n, c, h * w]), seg2.reshape([n, c, h * w]), "segmentation logits");
         // Rebuilt from the recorded edit, the network has the same shapes.
         let mut config = tiny();
         config.reshape = vec![pruned.reshape.clone()];

@@ -613,6 +613,22 @@ fn pseudo_rows(ui: &mut egui::Ui, settings: &mut PseudoLabels, error: Option<&st
         .on_hover_text("A burn-in: no pseudo-labels before this step, while the teacher is still learning");
     ui.label("");
     ui.end_row();
+    for (label, key, teacher, example) in [
+        ("Detection teacher", "det_teacher", &mut settings.det_teacher, "best-det"),
+        ("Segmentation teacher", "seg_teacher", &mut settings.seg_teacher, "best-seg"),
+    ] {
+        let label = ui.label(label);
+        let mut text = teacher.as_ref().map(|dir| dir.display().to_string()).unwrap_or_default();
+        let edit = egui::TextEdit::singleline(&mut text).hint_text("the strategy's own teacher").desired_width(260.0);
+        let response = ui.add(edit).labelled_by(label.id).on_hover_text(format!(
+            "A checkpoint folder of another run (e.g. runs/NAME/checkpoints/{example}): its frozen network labels the other dataset's images, a specialist as in MuST"
+        ));
+        if response.changed() {
+            *teacher = (!text.is_empty()).then(|| PathBuf::from(text));
+        }
+        field_error(ui, error, &format!("strategy.pseudo_labels.{key}"));
+        ui.end_row();
+    }
 }
 
 fn weighting_rows(ui: &mut egui::Ui, weighting: &mut Weighting, det_weight: &mut f32, seg_weight: &mut f32, error: Option<&str>) {

@@ -4,8 +4,12 @@
 //! confident boxes become detection targets; on a detection image its confident
 //! pixels become segmentation targets (the others, and the letterbox padding,
 //! are ignored). The teacher is a fixed network (the switch snapshot of the
-//! sequential family, the weight EMA of `alternate`/`joint`), so the labels are
-//! a deterministic function of the images: a resumed run makes the same ones.
+//! sequential family, the weight EMA of `alternate`/`joint`, or specialists
+//! loaded from other runs' checkpoints: `det_teacher`, `seg_teacher`), so the
+//! labels are a deterministic function of the images: a resumed run makes the
+//! same ones.
+
+use std::path::PathBuf;
 
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::Tensor;
@@ -24,7 +28,7 @@ pub const TEACHER_EMA_DECAY: f64 = 0.99;
 
 /// What makes a teacher's prediction a label, and how much the labels weigh
 /// (a strategy's `pseudo_labels` settings; f64, so a config reads back as written).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PseudoLabels {
     /// Factor of the pseudo-label losses (the true labels' losses weigh 1).
@@ -41,11 +45,34 @@ pub struct PseudoLabels {
     /// No pseudo-labels before this step: a burn-in for a teacher that starts
     /// untrained (the weight EMA of `alternate`/`joint`), as Unbiased Teacher does.
     pub start_step: usize,
+    /// A checkpoint folder (another run's `checkpoints/<name>`) whose frozen
+    /// network makes the boxes on segmentation images, in place of the
+    /// strategy's own teacher: a detection specialist, as MuST's teachers are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub det_teacher: Option<PathBuf>,
+    /// The same for the masks on detection images: a segmentation specialist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seg_teacher: Option<PathBuf>,
 }
 
 impl Default for PseudoLabels {
     fn default() -> Self {
-        Self { weight: 1.0, box_score: 0.4, pixel_confidence: 0.7, background_score: None, start_step: 0 }
+        Self {
+            weight: 1.0,
+            box_score: 0.4,
+            pixel_confidence: 0.7,
+            background_score: None,
+            start_step: 0,
+            det_teacher: None,
+            seg_teacher: None,
+        }
+    }
+}
+
+impl PseudoLabels {
+    /// Whether a specialist from another run replaces the strategy's own teacher for either task.
+    pub fn has_specialist(&self) -> bool {
+        self.det_teacher.is_some() || self.seg_teacher.is_some()
     }
 }
 

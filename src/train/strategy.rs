@@ -348,9 +348,9 @@ impl StrategyConfig {
     /// The pseudo-labels in force in `phase`: `pseudo`'s second phase, and
     /// throughout for `alternate`/`joint` with `pseudo_labels`.
     pub fn pseudo_labels(&self, phase: usize) -> Option<PseudoLabels> {
-        match *self {
-            Self::Pseudo { pseudo_labels, .. } if phase == 1 => Some(pseudo_labels),
-            Self::Alternate { pseudo_labels, .. } | Self::Joint { pseudo_labels, .. } => pseudo_labels,
+        match self {
+            Self::Pseudo { pseudo_labels, .. } if phase == 1 => Some(pseudo_labels.clone()),
+            Self::Alternate { pseudo_labels, .. } | Self::Joint { pseudo_labels, .. } => pseudo_labels.clone(),
             _ => None,
         }
     }
@@ -358,8 +358,9 @@ impl StrategyConfig {
     /// The strategy's name, with "+ pseudo-labels" where an option adds them.
     pub fn label(&self) -> String {
         match self {
-            Self::Alternate { pseudo_labels: Some(_), .. } | Self::Joint { pseudo_labels: Some(_), .. } => {
-                format!("{} + pseudo-labels", self.name())
+            Self::Alternate { pseudo_labels: Some(labels), .. } | Self::Joint { pseudo_labels: Some(labels), .. } => {
+                let kind = if labels.has_specialist() { "specialists' pseudo-labels" } else { "pseudo-labels" };
+                format!("{} + {kind}", self.name())
             }
             _ => self.name().to_string(),
         }
@@ -397,10 +398,14 @@ impl StrategyConfig {
                     if *buffer >= 1.0 { format!("{buffer} images") } else { format!("{}%", buffer * 100.0) }
                 ),
                 Self::Pseudo { pseudo_labels, .. } => format!(
-                    "{} {} (lr ×{}; the switch snapshot labels its images for {}, weight {})",
+                    "{} {} (lr ×{}; {} labels its images for {}, weight {})",
                     self.name(),
                     seq.first.other(),
                     seq.lr_factor,
+                    match (seq.first, &pseudo_labels.det_teacher, &pseudo_labels.seg_teacher) {
+                        (Task::Det, Some(_), _) | (Task::Seg, _, Some(_)) => "a specialist",
+                        _ => "the switch snapshot",
+                    },
                     seq.first,
                     pseudo_labels.weight,
                 ),
@@ -426,7 +431,14 @@ impl StrategyConfig {
             }
             _ => {}
         }
-        if let Some(PseudoLabels { weight, box_score, pixel_confidence, background_score, .. }) = self.pseudo_labels(1) {
+        if let Some(PseudoLabels { weight, box_score, pixel_confidence, background_score, det_teacher, seg_teacher, .. }) =
+            self.pseudo_labels(1)
+        {
+            for (key, dir) in [("det_teacher", det_teacher), ("seg_teacher", seg_teacher)] {
+                if let Some(dir) = dir.filter(|dir| !dir.is_dir()) {
+                    bail!("strategy.pseudo_labels.{key}: {} is not a folder (a checkpoint folder, e.g. runs/NAME/checkpoints/best-det)", dir.display());
+                }
+            }
             if !(weight >= 0.0 && weight.is_finite()) {
                 bail!("strategy.pseudo_labels.weight: must be ≥ 0, got {weight}");
             }
@@ -517,10 +529,21 @@ mod tests {
             ("weight = -1", "strategy.pseudo_labels.weight"),
             ("box_score = 1.0", "strategy.pseudo_labels.box_score"),
             ("pixel_confidence = 0", "strategy.pseudo_labels.pixel_confidence"),
+            ("det_teacher = \"no/such/checkpoint\"", "strategy.pseudo_labels.det_teacher: no/such/checkpoint is not a folder"),
+            ("seg_teacher = \"no/such/checkpoint\"", "strategy.pseudo_labels.seg_teacher"),
         ] {
             let s = parse(&format!("kind = \"joint\"\npseudo_labels = {{ {bad} }}")).unwrap();
             assert!(s.validate(20).unwrap_err().to_string().contains(field), "{bad}");
         }
+        // Specialists are named in the label and the phase description, and written back out.
+        let folder = std::env::temp_dir();
+        let text = format!("kind = \"alternate\"\n[pseudo_labels]\ndet_teacher = '{}'", folder.display());
+        let specialist = parse(&text).unwrap();
+        assert_eq!(specialist.label(), "alternate + specialists' pseudo-labels");
+        assert!(specialist.validate(20).is_ok());
+        assert_eq!(parse(&toml::to_string(&specialist).unwrap()).unwrap(), specialist);
+        let pseudo = parse(&format!("kind = \"pseudo\"\nfirst = \"det\"\nswitch_step = 10\n[pseudo_labels]\ndet_teacher = '{}'", folder.display())).unwrap();
+        assert!(pseudo.describe_phase(1).contains("a specialist labels its images for detection"), "{}", pseudo.describe_phase(1));
         let err = parse("kind = \"joint\"\npseudo_labels = { wieght = 1 }").unwrap_err().to_string();
         assert!(err.contains("unknown field `wieght`"), "{err}");
     }

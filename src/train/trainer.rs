@@ -108,7 +108,20 @@ enum Mitigation<B: AutodiffBackend> {
 /// What supervises the head a batch has no labels for.
 enum CrossTask<'a, B: Backend> {
     Distill { teacher: &'a TwinNet<B>, weight: f32, temperature: f32 },
-    Pseudo { teacher: &'a TwinNet<B>, labels: PseudoLabels },
+    /// Boxes on segmentation images from `boxes_from`, masks on detection images from `masks_from`.
+    Pseudo { boxes_from: &'a TwinNet<B>, masks_from: &'a TwinNet<B>, labels: PseudoLabels },
+}
+
+/// A frozen pseudo-label teacher loaded from another run's checkpoint folder.
+struct Specialist<B: Backend> {
+    dir: PathBuf,
+    net: TwinNet<B>,
+}
+
+/// The specialists named by the pseudo-label settings in force, per task.
+struct Specialists<B: Backend> {
+    det: Option<Specialist<B>>,
+    seg: Option<Specialist<B>>,
 }
 
 pub struct Trainer<B: TwinAutodiffBackend> {
@@ -129,6 +142,7 @@ pub struct Trainer<B: TwinAutodiffBackend> {
     ema: Option<WeightEma<B::InnerBackend>>,
     /// The pseudo-label teacher of `alternate`/`joint` with `pseudo_labels`: its own weight EMA.
     teacher: Option<WeightEma<B::InnerBackend>>,
+    specialists: Specialists<B::InnerBackend>,
     /// The fixed batches the task-conflict meter uses, read at the first evaluation.
     conflict_batches: Option<(DetBatch, SegBatch)>,
 }
@@ -231,6 +245,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             mitigation: Mitigation::None,
             ema,
             teacher: teacher_net.map(|net| WeightEma::new(net, TEACHER_EMA_DECAY)),
+            specialists: Specialists { det: None, seg: None },
             conflict_batches: None,
         };
         for message in messages {
@@ -389,9 +404,13 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         self.trainee = self.trainee.clone().unfreeze();
         self.mitigation = Mitigation::None;
         let strategy = self.state.strategy.clone();
+        let labels = strategy.pseudo_labels(phase);
+        self.load_specialists(labels.as_ref())?;
         // `alternate`/`joint` with pseudo-labels: a teacher EMA from the current
-        // weights (kept when resuming, or when the strategy is only retuned).
-        match strategy.pseudo_labels(phase).filter(|_| strategy.sequence().is_none()) {
+        // weights (kept when resuming, or when the strategy is only retuned),
+        // unless specialists teach both tasks.
+        let specialists_only = self.specialists.det.is_some() && self.specialists.seg.is_some();
+        match labels.filter(|_| strategy.sequence().is_none() && !specialists_only) {
             Some(_) => {
                 if self.teacher.is_none() {
                     self.teacher = Some(WeightEma::new(self.trainee.net.valid(), TEACHER_EMA_DECAY));
@@ -420,6 +439,34 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         self.phase = Some(phase);
         let description = strategy.describe_phase(phase);
         self.emit(Event::Phase { step: self.state.step, phase, description })
+    }
+
+    /// Loads the specialists `labels` name (kept while the folder stays the
+    /// same), and drops those it no longer names.
+    fn load_specialists(&mut self, labels: Option<&PseudoLabels>) -> Result<()> {
+        let (det, seg) = labels.map_or((None, None), |l| (l.det_teacher.clone(), l.seg_teacher.clone()));
+        for (key, dir, slot) in [("det_teacher", det, &mut self.specialists.det), ("seg_teacher", seg, &mut self.specialists.seg)] {
+            *slot = match dir {
+                None => None,
+                Some(dir) if slot.as_ref().is_some_and(|s| s.dir == dir) => slot.take(),
+                Some(dir) => {
+                    let (net, teacher) = checkpoint::load_inference_net::<B::InnerBackend>(&dir, &self.device)
+                        .with_context(|| format!("strategy.pseudo_labels.{key}: {} is not a readable checkpoint folder", dir.display()))?;
+                    if teacher.det_classes != self.state.det_classes || teacher.seg_classes != self.state.seg_classes {
+                        bail!("strategy.pseudo_labels.{key}: {}: its class lists differ from the datasets'", dir.display());
+                    }
+                    Some(Specialist { dir, net })
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Pseudo-label teachers: the specialists where named, else `default`.
+    fn pseudo_teachers<'a>(&'a self, default: Option<&'a TwinNet<B::InnerBackend>>, labels: PseudoLabels) -> Option<CrossTask<'a, B::InnerBackend>> {
+        let boxes_from = self.specialists.det.as_ref().map(|s| &s.net).or(default)?;
+        let masks_from = self.specialists.seg.as_ref().map(|s| &s.net).or(default)?;
+        Some(CrossTask::Pseudo { boxes_from, masks_from, labels })
     }
 
     /// Replay's buffer loader in `slot`, made on first use from the strategy's
@@ -495,17 +542,16 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let mut total: Option<Tensor<B, 1>> = None;
         let mut out = StepLosses { det: None, seg: None, penalty: None };
         let mut penalty: Option<Tensor<B, 1>> = None;
-        let cross = match (&self.mitigation, &self.teacher) {
-            (Mitigation::Distill { teacher, weight, temperature }, _) => {
+        let cross = match &self.mitigation {
+            Mitigation::Distill { teacher, weight, temperature } => {
                 Some(CrossTask::Distill { teacher, weight: *weight, temperature: *temperature })
             }
-            (Mitigation::Pseudo { teacher, labels }, _) => Some(CrossTask::Pseudo { teacher, labels: *labels }),
-            (_, Some(ema)) => self
-                .state
-                .strategy
-                .pseudo_labels(0)
-                .map(|labels| CrossTask::Pseudo { teacher: &ema.net, labels }),
-            _ => None,
+            Mitigation::Pseudo { teacher, labels } => self.pseudo_teachers(Some(teacher), labels.clone()),
+            // `alternate`/`joint` (the sequential family has no pseudo-labels in phase 0).
+            _ => match self.state.strategy.pseudo_labels(0) {
+                Some(labels) => self.pseudo_teachers(self.teacher.as_ref().map(|ema| &ema.net), labels),
+                None => None,
+            },
         }
         .filter(|cross| !matches!(cross, CrossTask::Pseudo { labels, .. } if self.state.step < labels.start_step));
 
@@ -529,8 +575,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                     let target = teacher.forward_seg(images.inner());
                     accumulate(&mut penalty, kd_seg_loss(student, Tensor::from_inner(target), *temperature).mul_scalar(*weight));
                 }
-                (Some(student), Some(CrossTask::Pseudo { teacher, labels })) => {
-                    let masks = pseudo_masks(teacher, images.inner(), &batch.letterboxes, labels.pixel_confidence as f32);
+                (Some(student), Some(CrossTask::Pseudo { masks_from, labels, .. })) => {
+                    let masks = pseudo_masks(masks_from, images.inner(), &batch.letterboxes, labels.pixel_confidence as f32);
                     let targets = mask_tensor(&masks, batch.len(), batch.size, &self.device);
                     accumulate(&mut penalty, seg_loss(student, targets, &self.seg_losses).total.mul_scalar(labels.weight));
                 }
@@ -560,8 +606,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                     );
                     accumulate(&mut penalty, (kd.cls + kd.boxes).mul_scalar(*weight));
                 }
-                (Some(student), Some(CrossTask::Pseudo { teacher, labels })) => {
-                    let boxes = pseudo_boxes(teacher, images.inner(), labels.box_score as f32, labels.background_score.map(|b| b as f32));
+                (Some(student), Some(CrossTask::Pseudo { boxes_from, labels, .. })) => {
+                    let boxes = pseudo_boxes(boxes_from, images.inner(), labels.box_score as f32, labels.background_score.map(|b| b as f32));
                     let anchors = Anchors::new(batch.size, &DET_STRIDES);
                     let (cls, raw) = (student.cls_logits, student.box_raw);
                     let loss = det_loss_ignoring(cls, raw, &anchors, &boxes.targets, &boxes.unsure, &self.det_losses).total;
