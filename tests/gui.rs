@@ -108,6 +108,23 @@ fn a_run_trains_plots_changes_strategy_and_stops() {
     harness.get_by_label("label each batch for the other task (teacher: weight EMA)").click();
     harness.step();
     harness.get_by_label("Pseudo-label weight");
+    // A specialist teacher that is no folder is named as such; emptied, the EMA teaches again.
+    harness.get_by_label("Detection teacher").focus();
+    harness.step();
+    harness.get_by_label("Detection teacher").type_text("no/such/checkpoint");
+    // One frame takes the text, the next validates it.
+    harness.step();
+    harness.step();
+    // Beside the field, and where the strategy would be applied.
+    assert!(harness.query_all_by_label_contains("no/such/checkpoint is not a folder").count() >= 1);
+    let teacher = |wb: &Workbench| wb.setup.draft.strategy.pseudo_labels(0).and_then(|l| l.det_teacher);
+    assert_eq!(teacher(harness.state()), Some("no/such/checkpoint".into()));
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.key_press(egui::Key::Backspace);
+    harness.step();
+    harness.step();
+    assert_eq!(teacher(harness.state()), None);
+    assert!(harness.query_by_label_contains("is not a folder").is_none());
     harness.get_by_label("Apply strategy to the running run").click();
     step_until(&mut harness, Duration::from_secs(120), "the strategy change", |wb| {
         wb.shared.session.records[0].markers.iter().any(|m| m.label.contains("joint"))
