@@ -39,5 +39,14 @@ for group in first then; do
     for preset in "${!others}"; do
         train "$preset" "$preset"
     done
+    if [ "$group" = first ]; then
+        # alternate + specialists' pseudo-labels (MuST): the naive runs'
+        # switch checkpoints, 250 steps of one task each, label the other
+        # dataset's images from the first step.
+        train alternate-specialists alternate \
+            --set "strategy.pseudo_labels.det_teacher=$out/naive-det-first/checkpoints/switch" \
+            --set "strategy.pseudo_labels.seg_teacher=$out/naive-seg-first/checkpoints/switch" \
+            --set strategy.pseudo_labels.weight=0.3
+    fi
 done
 python3 tools/forgetting_table.py "$out"
