@@ -2,7 +2,7 @@
 //! kernel and records a backward step that runs its gradient kernels (the
 //! structure of burn-autodiff's own convolution op).
 
-use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn_autodiff::grads::Gradients;
@@ -67,6 +67,23 @@ impl<B: TwinBackend> Backward<B, 1> for Upsample2xBackward {
     }
 }
 
+#[derive(Debug)]
+struct ClassLogProbBackward;
+
+impl<B: TwinBackend> Backward<B, 1> for ClassLogProbBackward {
+    /// The logits, and the classes (not differentiated).
+    type State = (NodeId, IntTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        let (logits, classes) = ops.state;
+        let logits = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(logits);
+        if let [Some(node)] = ops.parents {
+            grads.register::<B>(node.id, B::twin_class_log_prob_backward(logits, classes, output_grad));
+        }
+    }
+}
+
 /// `twin_run` stays the default (the calling thread), whatever the inner
 /// backend: a trainer runs inside its own pool already (the inner backend's
 /// `twin_run_training`); the shared pool would deadlock two trainers there.
@@ -91,6 +108,16 @@ impl<B: TwinBackend, C: CheckpointStrategy> TwinBackend for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::twin_group_norm_silu(x.primitive, gamma.primitive, beta.primitive, groups, epsilon))
             }
+        }
+    }
+
+    fn twin_class_log_prob(logits: FloatTensor<Self>, classes: IntTensor<Self>) -> FloatTensor<Self> {
+        match ClassLogProbBackward.prepare::<C>([logits.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&logits), classes.clone());
+                prep.finish(state, B::twin_class_log_prob(logits.primitive, classes))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::twin_class_log_prob(logits.primitive, classes)),
         }
     }
 

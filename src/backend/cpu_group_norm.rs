@@ -4,7 +4,7 @@
 //! pool. The maths is `group_norm.rs`'s.
 //!
 //! The row loops keep [`LANES`] independent running sums and compute SiLU's
-//! exponential with arithmetic only ([`exp`]), so they vectorise; they run
+//! exponential with arithmetic only (`math::exp`), so they vectorise; they run
 //! with the widest SIMD the CPU has (pulp's runtime dispatch: AVX2 + FMA on
 //! most x86-64), where the default target is SSE2. Scalar sums and libm's
 //! `expf` had made this a sixth of a training step.
@@ -13,6 +13,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::f32_tensor;
+use super::math::exp;
 
 /// Sizes of one normalisation: rows are (sample, group) pairs of `channels/groups · pixels` values.
 struct Rows {
@@ -61,24 +62,6 @@ fn statistics(row: &[f32], epsilon: f64) -> (f32, f32) {
     let mean = sum_f64(row, |v| v) / count;
     let var = sum_f64(row, |v| (v - mean).powi(2)) / count;
     (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32)
-}
-
-/// eˣ in f32 arithmetic only (Cephes' `expf`: range reduction by ln 2, a
-/// degree-6 polynomial, the power of two built in the exponent bits), so that
-/// loops calling it vectorise where libm's `expf` is a call per element.
-/// Relative error ≈ 1e-7 over the clamped range; beyond it the result
-/// saturates at e^±87.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    // Adding then subtracting 1.5·2²³ rounds to the nearest integer (no libm call).
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.max(-87.0).min(87.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let r = x - n * 0.693_359_375 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r
-        + 5.000_000_1e-1;
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    (p * r * r + r + 1.0) * two_n
 }
 
 #[inline(always)]
@@ -245,23 +228,4 @@ pub fn backward(
         }
     }
     [f32_tensor(dx, shape), f32_tensor(d_gamma, vec![channels]), f32_tensor(d_beta, vec![channels])]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The vectorisable exponential agrees with libm's to a few f32 ulps over
-    /// the range SiLU meets, and saturates instead of overflowing beyond it.
-    #[test]
-    fn exp_agrees_with_libm() {
-        let mut worst = 0.0f32;
-        for i in -86_999..=86_999 {
-            let x = i as f32 * 1e-3;
-            worst = worst.max((exp(x) - x.exp()).abs() / x.exp());
-        }
-        assert!(worst < 3e-7, "relative error {worst}");
-        assert!(exp(200.0).is_finite() && exp(-200.0) > 0.0);
-        assert_eq!(sigmoid(0.0), 0.5);
-    }
 }

@@ -6,11 +6,12 @@
 //! nowhere. Every mean is over the non-ignored pixels only, and a batch with no
 //! such pixel gives 0 (not NaN).
 
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 
 use super::to_vec;
+use crate::backend::{class_log_prob, TwinBackend};
 
 /// Target value of pixels that are not scored.
 pub const IGNORE_INDEX: i64 = 255;
@@ -49,7 +50,7 @@ pub struct SegLossOutput<B: Backend> {
     pub dice: Tensor<B, 1>,
 }
 
-pub fn seg_loss<B: Backend>(
+pub fn seg_loss<B: TwinBackend>(
     logits: Tensor<B, 4>,
     targets: Tensor<B, 3, Int>,
     config: &SegLossConfig,
@@ -70,11 +71,11 @@ pub fn seg_loss<B: Backend>(
 
 /// Per-pixel cross-entropy `[N, H, W]` (0 at ignored pixels) and the 0/1 mask of
 /// the scored pixels.
-pub fn pixel_cross_entropy<B: Backend>(logits: Tensor<B, 4>, targets: Tensor<B, 3, Int>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+pub fn pixel_cross_entropy<B: TwinBackend>(logits: Tensor<B, 4>, targets: Tensor<B, 3, Int>) -> (Tensor<B, 3>, Tensor<B, 3>) {
     let [n, _, h, w] = logits.dims();
     assert_eq!(targets.dims(), [n, h, w], "targets must be [N, H, W] like the logits");
     let (index, valid) = split_ignored(targets);
-    let log_p = log_softmax(logits, 1).gather(1, index.reshape([n, 1, h, w])).reshape([n, h, w]);
+    let log_p = class_log_prob(logits, index);
     (log_p.neg() * valid.clone(), valid)
 }
 
