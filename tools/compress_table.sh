@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's compression table: the five variants of a finished
+# The compression table of docs/benchmarks.md: the five variants of a finished
 # `quick` run and prune:0.7 fine-tuned 900 steps, each measured beside its baseline, then `compress report`.
 # Usage: tools/compress_table.sh RUN_DIR [TWINHEAD_BINARY]
 # Run it on an otherwise idle machine: latencies are wall-clock.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The forgetting sweep of the README: every strategy preset on the embedded
+# The forgetting sweep of docs/benchmarks.md: every strategy preset on the embedded
 # default (synthetic twin datasets, 500 steps, switch at 250), the sequential
 # family in both orders, evaluated every 50 steps (so the switch is evaluated),
 # then the table of tools/forgetting_table.py.

@@ -1,35 +1,61 @@
 #!/usr/bin/env bash
-# Opens the real workbench window under Xvfb (Mesa's software OpenGL), clicks
-# through its panels with xdotool and saves a screenshot of each, plus the
-# window's log (which ends with the frame-time figures).
+# Retakes every screenshot the README and docs/ show, in the real workbench
+# window under Xvfb (Mesa's software OpenGL).
 #
 #   bash tools/screenshots.sh [OUT_DIR]      (default docs/screenshots)
 #
-# Needs Debian's xvfb, xdotool, imagemagick, libgl1-mesa-dri. Uses a fresh
-# HOME, so the window starts as on a first launch; runs go to ./runs as usual.
+# 1. Trains, headless, the runs the screenshots show (a short strategy sweep
+#    on the embedded data, and a compressed run) in a scratch folder
+#    (target/screenshots/, kept: a finished run is not trained again).
+# 2. Opens the window there with a fresh HOME (as on a first launch) and plays
+#    tools/screenshots.demo: widgets are found by their labels in the AccessKit
+#    tree, never by position, and each screenshot is the window's own frame.
+#    A step whose widget does not appear fails the script, naming its line.
+#
+# Needs Debian's xvfb and libgl1-mesa-dri. TWINHEAD_BIN picks the binary
+# (default: the release build, built when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-docs/screenshots}
-window_log="$out/workbench.log"
-source tools/window.sh :77
-# No window manager under Xvfb: give the window the keyboard focus first.
-key() { xdotool windowfocus --sync "$win" key --clearmodifiers "$1"; }
-# Positions in the 1600×1000 window (see the first screenshot).
+repo=$PWD
+out=$(realpath -m "${1:-docs/screenshots}")
+bin=${TWINHEAD_BIN:-target/release/twinhead}
+[ -x "$bin" ] || cargo build --release --locked
+bin=$(realpath "$bin")
+work=$repo/target/screenshots
+mkdir -p "$work" "$out"
+cd "$work"
 
-shot 1-first-launch 6
-tab() { case $1 in setup) click 127 12;; curves) click 180 12;; compare) click 242 12;; inspect) click 305 12;; preview) click 365 12;; esac; }
-tab setup; shot 2-setup 1
-click "${START_X:-325}" "${START_Y:-488}"            # Start (queues the quick run, shows Curves)
-shot 3-curves-training "${TRAIN_SECONDS:-150}"
-click 22 233; click 22 330                            # also check the next two runs in the list, to compare
-shot 3-curves-compared 2
-click 151 77                                          # Checkpoint now (the focused run), for Inspect
-tab compare; shot 4-compare 1
-tab inspect; shot 5-inspect 20
-tab preview; shot 6-preview 2
-tab curves; shot 7-curves 2
-# Ctrl+Q closes the window like its close button: the run stops cleanly, keeping its last checkpoint.
-key ctrl+q
-wait "$app" || true
-app=
-tail -3 "$out/workbench.log"
+# A run in the sweep: 300 steps, evaluated every 50, the sequential family switching at 150.
+train() {
+    local name=$1; shift
+    if grep -q '"reason":"completed"' "runs/$name/metrics.jsonl" 2>/dev/null; then return; fi
+    rm -rf "runs/$name"
+    echo "training runs/$name"
+    "$bin" train --out "runs/$name" --set steps=300 --set eval.every=50 --set checkpoint.every=50 "$@" 2>&1 | tail -1
+}
+for strategy in naive sequential replay pseudo; do
+    train "$strategy" --preset "$strategy" --set strategy.switch_step=150
+done
+for strategy in alternate joint; do
+    train "$strategy" --preset "$strategy"
+done
+# The compressed models of the alternate run, for the Compress tab.
+if [ ! -f runs/alternate/compressed/report.json ]; then
+    "$bin" compress --run runs/alternate --method int8
+    "$bin" compress --run runs/alternate --method prune:0.3 --finetune-steps 100
+    "$bin" compress --run runs/alternate --method prune:0.5+lowrank:0.9+int8 --finetune-steps 100
+fi
+
+# The window trains its own quick run (Start): a fresh one each time.
+rm -rf runs/quick runs/quick-*
+
+display=:77
+Xvfb "$display" -screen 0 1600x1000x24 -nolisten tcp & xvfb=$!
+home=$(mktemp -d)
+trap 'kill $xvfb 2>/dev/null; rm -rf "$home"' EXIT
+sleep 1
+echo "playing tools/screenshots.demo (log: $work/workbench.log)"
+HOME=$home DISPLAY=$display LIBGL_ALWAYS_SOFTWARE=1 \
+    "$bin" --demo-script "$repo/tools/screenshots.demo" --shots "$out" >"$work/workbench.log" 2>&1 \
+    || { tail -5 "$work/workbench.log"; exit 2; }
+grep -E "saved|UI layout time" "$work/workbench.log"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command (README "Set up and test"; .ci/run calls it).
+# The project's test command (README "Run it, test it"; .ci/run calls it).
 # Builds in the dev profile (dependencies optimised, see Cargo.toml) and runs
 # every unit, integration and CLI test. Real-data tests read ../shared/realdata
 # when it is present and say so when it is not.

@@ -16,6 +16,7 @@ mod predict;
 mod runs;
 mod train;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,12 @@ pub struct Cli {
     /// Without a command the workbench window opens.
     #[command(subcommand)]
     command: Option<Command>,
+    /// Open the window and play a script of actions in it (widgets found by their labels; see tools/screenshots.demo).
+    #[arg(long, value_name = "FILE")]
+    demo_script: Option<PathBuf>,
+    /// Where the script's `shot NAME` lines save NAME.png.
+    #[arg(long, value_name = "DIR", requires = "demo_script", default_value = ".")]
+    shots: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,7 +131,11 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        None => crate::gui::run().map(|()| ExitCode::SUCCESS),
+        None => {
+            let demo = cli.demo_script.map(|script| crate::gui::Demo { script, shots: cli.shots });
+            crate::gui::run(demo).map(|()| ExitCode::SUCCESS)
+        }
+        Some(_) if cli.demo_script.is_some() => Err(anyhow::anyhow!("--demo-script plays in the window: give it without a command")),
         Some(Command::Data(DataCommand::Check(args))) => data_check::run(args),
         Some(Command::Data(DataCommand::Synth(args))) => data_synth::run(args),
         Some(Command::Data(DataCommand::ExportCoco(args))) => data_export::run(args),

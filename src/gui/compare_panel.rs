@@ -35,6 +35,9 @@ const CONFLICT_HELP: &str = "Mean over the evaluations of the cosine between the
 const FORGETTING_HELP: &str =
     "The largest best-minus-current drop seen at any evaluation: how much the task lost at its worst, even if it recovered later";
 
+/// The widest the strategy column gets, in points; longer descriptions are cut (whole on hover).
+const STRATEGY_CELL_WIDTH: f32 = 360.0;
+
 #[derive(Default)]
 pub struct ComparePanel {
     /// The column sorted by and whether descending; unsorted, runs keep the list's order.
@@ -232,20 +235,32 @@ impl ComparePanel {
     }
 
     fn table(&mut self, ui: &mut egui::Ui, rows: &[Row]) {
-        egui::Grid::new("compare-table").striped(true).num_columns(Column::ALL.len()).show(ui, |ui| {
-            for column in Column::ALL {
-                self.header(ui, column);
-            }
-            ui.end_row();
-            for row in rows {
+        egui::ScrollArea::horizontal().id_salt("compare-table-scroll").show(ui, |ui| {
+            egui::Grid::new("compare-table").striped(true).num_columns(Column::ALL.len()).show(ui, |ui| {
                 for column in Column::ALL {
-                    let label = ui.label(row.cell(column));
-                    if let (Column::Status, Some(detail)) = (column, &row.status_detail) {
-                        label.on_hover_text(detail);
-                    }
+                    self.header(ui, column);
                 }
                 ui.end_row();
-            }
+                for row in rows {
+                    for column in Column::ALL {
+                        let text = row.cell(column);
+                        let label = if matches!(column, Column::Strategy) {
+                            // A long description (pseudo-labels' settings) would push the metrics off screen: cut, whole on hover.
+                            let cell = ui.scope(|ui| {
+                                ui.set_max_width(STRATEGY_CELL_WIDTH);
+                                ui.add(egui::Label::new(&text).truncate())
+                            });
+                            cell.inner.on_hover_text(&text)
+                        } else {
+                            ui.label(text)
+                        };
+                        if let (Column::Status, Some(detail)) = (column, &row.status_detail) {
+                            label.on_hover_text(detail);
+                        }
+                    }
+                    ui.end_row();
+                }
+            });
         });
     }
 

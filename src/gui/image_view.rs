@@ -239,6 +239,8 @@ impl TextureCache {
     ) -> egui::Response {
         let size = fit_size(Vec2::new(image.width() as f32, image.height() as f32), max_size);
         let (rect, response) = ui.allocate_exact_size(size, Sense::hover());
+        // Named for screen readers and demo scripts: "truth image", "prediction image".
+        response.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Image, true, format!("{} image", layers.name)));
         let painter = ui.painter_at(rect);
         let full = Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
         painter.image(self.image(ui.ctx(), key, image).id(), rect, full, Color32::WHITE);
@@ -300,11 +302,13 @@ impl TextureCache {
         });
     }
 
-    /// A small clickable copy of `image` (sharing its texture with [`Self::show`]).
-    pub fn thumbnail(&mut self, ui: &mut egui::Ui, key: &str, image: &RgbImage, height: f32, selected: bool) -> egui::Response {
+    /// A small clickable copy of `image` (sharing its texture with [`Self::show`]),
+    /// named `name` on hover and, as "thumbnail NAME", for screen readers and demo scripts.
+    pub fn thumbnail(&mut self, ui: &mut egui::Ui, key: &str, image: &RgbImage, height: f32, selected: bool, name: &str) -> egui::Response {
         let size = fit_size(Vec2::new(image.width() as f32, image.height() as f32), Vec2::new(height * 4.0, height));
         let texture = self.image(ui.ctx(), key, image);
-        let response = ui.add(egui::Image::new((texture.id(), size)).sense(Sense::click()));
+        let response = ui.add(egui::Image::new((texture.id(), size)).sense(Sense::click())).on_hover_text(name);
+        response.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Image, true, format!("thumbnail {name}")));
         if selected {
             let stroke = Stroke::new(2.0, ui.visuals().selection.stroke.color);
             ui.painter().rect_stroke(response.rect, 0.0, stroke, StrokeKind::Outside);

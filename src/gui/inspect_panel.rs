@@ -369,7 +369,7 @@ impl Browser {
             ui.horizontal(|ui| {
                 for (i, sample) in samples.iter().enumerate() {
                     let key = format!("{}/{i}", self.set.key());
-                    if self.textures.thumbnail(ui, &key, &sample.image, 56.0, i == self.index).on_hover_text(&sample.id).clicked() {
+                    if self.textures.thumbnail(ui, &key, &sample.image, 56.0, i == self.index, &sample.id).clicked() {
                         self.index = i;
                     }
                 }

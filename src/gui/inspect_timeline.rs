@@ -207,7 +207,7 @@ fn thumbnails(ui: &mut egui::Ui, textures: &mut TextureCache, task: Task, index:
     ui.horizontal(|ui| {
         for (i, subject) in subjects.iter().enumerate() {
             let key = format!("timeline-thumb/{task:?}/{i}");
-            if textures.thumbnail(ui, &key, &subject.image, 48.0, i == *index).on_hover_text(&subject.id).clicked() {
+            if textures.thumbnail(ui, &key, &subject.image, 48.0, i == *index, &subject.id).clicked() {
                 *index = i;
             }
         }

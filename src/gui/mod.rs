@@ -13,6 +13,7 @@ mod confusion_view;
 mod curves_panel;
 mod error_view;
 mod dataset_stats;
+pub mod demo_script;
 mod image_view;
 mod inference;
 mod inspect_export;
@@ -28,13 +29,33 @@ pub mod settings;
 mod setup_panel;
 pub mod shared;
 
-use anyhow::Result;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context as _, Result};
 use eframe::egui;
 
 pub use app::{App, Workbench};
 
-/// Opens the workbench window and returns when it is closed.
-pub fn run() -> Result<()> {
+/// A script for the window to play (`twinhead --demo-script FILE --shots DIR`).
+pub struct Demo {
+    pub script: PathBuf,
+    /// Where `shot NAME` saves `NAME.png`.
+    pub shots: PathBuf,
+}
+
+/// Opens the workbench window and returns when it is closed. With a demo
+/// script the window plays it ([`demo_script`]); a script that failed, or a
+/// window closed before the script's end, is an error.
+pub fn run(demo: Option<Demo>) -> Result<()> {
+    let script = match &demo {
+        Some(demo) => {
+            let text = std::fs::read_to_string(&demo.script).with_context(|| format!("cannot read {}", demo.script.display()))?;
+            Some((demo_script::parse(&text, &demo.script)?, demo.shots.clone()))
+        }
+        None => None,
+    };
+    let outcome = Arc::new(Mutex::new(demo_script::Outcome::default()));
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Twinhead")
@@ -43,8 +64,28 @@ pub fn run() -> Result<()> {
             .with_drag_and_drop(true),
         ..Default::default()
     };
-    eframe::run_native("twinhead", options, Box::new(|cc| Ok(Box::new(App::new(cc)))))
-        .map_err(|e| anyhow::anyhow!("cannot open the workbench window: {e} (no display? the CLI commands work without one: `twinhead --help`)"))
+    let played = outcome.clone();
+    eframe::run_native(
+        "twinhead",
+        options,
+        Box::new(move |cc| {
+            if let Some((lines, shots)) = script {
+                cc.egui_ctx.add_plugin(demo_script::DemoScript::new(lines, shots, played));
+            }
+            Ok(Box::new(App::new(cc)))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the workbench window: {e} (no display? the CLI commands work without one: `twinhead --help`)"))?;
+    if let Some(demo) = demo {
+        let outcome = outcome.lock().expect("outcome lock");
+        if let Some(failure) = &outcome.failure {
+            bail!("{failure}");
+        }
+        if !outcome.finished {
+            bail!("the window closed before {} ended", demo.script.display());
+        }
+    }
+    Ok(())
 }
 
 /// Quotes a field that holds a separator, a quote or a line break (RFC 4180).

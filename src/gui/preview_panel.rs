@@ -185,8 +185,8 @@ impl PreviewPanel {
         egui::ScrollArea::horizontal().id_salt("preview thumbnails").show(ui, |ui| {
             ui.horizontal(|ui| {
                 for (i, file) in self.files.iter().enumerate() {
-                    let response = self.textures.thumbnail(ui, &texture_key(&file.path), &file.image, 56.0, i == self.selected);
-                    if response.on_hover_text(file_name(&file.path)).clicked() {
+                    let response = self.textures.thumbnail(ui, &texture_key(&file.path), &file.image, 56.0, i == self.selected, &file_name(&file.path));
+                    if response.clicked() {
                         self.selected = i;
                     }
                 }

@@ -137,7 +137,10 @@ fn run_row(ui: &mut egui::Ui, shared: &mut Shared, index: usize) {
         ui.set_width(ui.available_width());
         ui.horizontal(|ui| {
             let mut checked = shared.selection.checked.contains(&name);
-            if ui.checkbox(&mut checked, "").on_hover_text("Overlay on Curves and list on Compare").changed() {
+            let checkbox = ui.checkbox(&mut checked, "").on_hover_text("Overlay on Curves and list on Compare");
+            // Its name for screen readers and scripts, which find widgets by label.
+            checkbox.widget_info(|| egui::WidgetInfo::selected(egui::WidgetType::Checkbox, true, checked, format!("compare {name}")));
+            if checkbox.changed() {
                 if checked {
                     shared.selection.checked.insert(name.clone());
                 } else {
