@@ -145,6 +145,7 @@ struct NetOn<B: TwinBackend> {
 
 impl<B: TwinBackend> DeviceNet for NetOn<B> {
     fn predict(&self, pixels: TensorData, letterboxes: &[Letterbox], postprocess: &PostprocessConfig) -> Vec<(Vec<Detection>, GrayImage)> {
+        let _turn = B::device_turn(&self.device);
         predict_batch(&self.net, Tensor::<B, 4>::from_data(pixels, &self.device), letterboxes, postprocess)
     }
 
@@ -165,7 +166,9 @@ struct LoadNet<'a> {
 impl OnBackend for LoadNet<'_> {
     type Output = Result<(Box<dyn DeviceNet>, TrainerState)>;
     fn run<B: TwinBackend>(self, device: B::Device) -> Self::Output {
+        let turn = B::device_turn(&device);
         let (net, state) = checkpoint::load_inference_net::<B>(self.dir, &device)?;
+        drop(turn);
         Ok((Box::new(NetOn { net, device }), state))
     }
 }

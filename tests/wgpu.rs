@@ -2,7 +2,8 @@
 //! shares with burn-cuda) on the software Vulkan adapter, against the CPU
 //! backend. Every op the network and its losses use, forward and backward, is
 //! computed on both from the same inputs and weights; then whole training
-//! steps, a short run that must learn, and device memory over 100 steps.
+//! steps, a short run that must learn, and device memory over 100 steps. The
+//! double-buffered matmul burn's autotuner may pick is checked on its own.
 //!
 //! Without a Vulkan adapter the tests say why and pass, unless
 //! `TWINHEAD_REQUIRE_WGPU=1` (set by `tools/test.sh`, so CI cannot skip them).
@@ -10,7 +11,14 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use burn::backend::wgpu::WgpuDevice;
+use burn::backend::wgpu::{WgpuDevice, WgpuRuntime};
+use burn::cubecl::prelude::{CubePrimitive, Runtime, TensorBinding};
+use burn::cubecl::zspace::{Shape, Strides};
+use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
+use cubek::matmul::launch::{launch_ref, Strategy};
+use cubek::matmul::routines::double_unit::DoubleUnitSelectionArgs;
+use cubek::matmul::routines::{BlueprintStrategy, TileSizeSelection};
+use cubek::std::InputBinding;
 use burn::backend::{Autodiff, Flex, Wgpu};
 use burn_flex::FlexDevice;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
@@ -30,7 +38,10 @@ use twinhead::train::loss::det::{det_loss, DetLossConfig};
 use twinhead::train::loss::seg::{seg_loss, SegLossConfig, IGNORE_INDEX};
 use twinhead::train::optim::TwinOptimizer;
 use twinhead::train::trainee::Trainee;
+use twinhead::train::checkpoint::CheckpointKind;
 use twinhead::train::{start, TrainConfig};
+use twinhead::model::postprocess::PostprocessConfig;
+use twinhead::predictor::{Prediction, Predictor};
 
 type Cpu = Autodiff<Flex>;
 type Gpu = Autodiff<Wgpu>;
@@ -327,6 +338,61 @@ fn an_adamw_step_with_clipping_updates_the_weights_alike() {
     assert_adamw_parity(adamw_step::<Cpu>(&Default::default()), adamw_step::<Gpu>(&device), 2e-5, 1e-3);
 }
 
+/// `lhs · rhs` of f32 matrices on the GPU by cubek's double-buffered unit matmul
+/// (what burn's autotuner may pick for a matrix product or a 1×1 convolution),
+/// launched directly: `lhs` is [m, k] row-major, `rhs` [k, n], stored transposed
+/// ([n, k] row-major) when `rhs_transposed`.
+fn double_unit_matmul(device: &WgpuDevice, tile: TileSizeSelection, lhs: &[f32], rhs: &[f32], [m, k, n]: [usize; 3], rhs_transposed: bool) -> Vec<f32> {
+    let client = WgpuRuntime::client(device);
+    let f32_type = f32::as_type_native_unchecked().storage_type();
+    let binding = |values: &[f32], shape: [usize; 3], strides: [usize; 3]| {
+        let handle = client.create_from_slice(bytemuck::cast_slice(values));
+        // SAFETY: the handle holds exactly shape's elements at these strides.
+        unsafe { TensorBinding::<WgpuRuntime>::from_raw_parts(handle, Strides::from(strides), Shape::from(shape)) }
+    };
+    let lhs = binding(lhs, [1, m, k], [m * k, k, 1]);
+    let rhs_strides = if rhs_transposed { [k * n, 1, k] } else { [k * n, n, 1] };
+    let rhs = binding(rhs, [1, k, n], rhs_strides);
+    let out_handle = client.empty(m * n * size_of::<f32>());
+    // SAFETY: as above, for the [m, n] output.
+    let out = unsafe { TensorBinding::<WgpuRuntime>::from_raw_parts(out_handle.clone(), Strides::from([m * n, n, 1]), Shape::from([1, m, n])) };
+    let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems { lhs: f32_type, rhs: f32_type, out: f32_type });
+    let strategy = Strategy::DoubleUnit(BlueprintStrategy::Inferred(DoubleUnitSelectionArgs { tile_size: tile }));
+    launch_ref(&strategy, &client, InputBinding::Normal(lhs, f32_type), InputBinding::Normal(rhs, f32_type), out, &mut dtypes)
+        .unwrap_or_else(|e| panic!("double-buffered matmul {m}×{k}×{n} ({tile}) cannot launch here: {e:?}"));
+    let bytes = client.read_one(out_handle).expect("read back the product");
+    bytemuck::cast_slice::<u8, f32>(&bytes).to_vec()
+}
+
+/// The same product on the CPU, summed in f64.
+fn cpu_matmul(lhs: &[f32], rhs: &[f32], [m, k, n]: [usize; 3], rhs_transposed: bool) -> Vec<f32> {
+    let rhs_at = |p: usize, j: usize| if rhs_transposed { rhs[j * k + p] } else { rhs[p * n + j] };
+    (0..m).flat_map(|i| (0..n).map(move |j| (i, j))).map(|(i, j)| (0..k).map(|p| lhs[i * k + p] as f64 * rhs_at(p, j) as f64).sum::<f64>() as f32).collect()
+}
+
+#[test]
+fn the_double_buffered_matmul_is_right_when_k_holds_an_odd_number_of_stages() {
+    // tracel-ai/burn#5626: cubek-matmul 0.2.0's double-buffered matmul ran an even
+    // number of k stages with k's bounds unchecked, so for k of an odd number
+    // of stages it read a stage past k (patches/cubek-matmul fixes it). The
+    // shapes: burn PR #5252's regression test (m 1024, k 8, n 64, rhs
+    // transposed) and the heads' 1×1 convolution that failed here (m 611, k 40,
+    // n 40). Unpatched, both were off by O(1); patched they agree to f32 rounding.
+    let Some((device, _turn)) = gpu() else { return };
+    for (shape, rhs_transposed) in [([1024, 8, 64], true), ([611, 40, 40], true), ([611, 40, 40], false)] {
+        let [m, k, n] = shape;
+        let lhs = values(11, &[m, k]).to_vec::<f32>().unwrap();
+        let rhs = values(12, &[k, n]).to_vec::<f32>().unwrap();
+        let expected = cpu_matmul(&lhs, &rhs, shape, rhs_transposed);
+        for tile in [TileSizeSelection::MinTileSize, TileSizeSelection::MaxTileSize] {
+            let got = double_unit_matmul(&device, tile, &lhs, &rhs, shape, rhs_transposed);
+            let worst = expected.iter().zip(&got).map(|(e, g)| (e - g).abs()).fold(0.0f32, f32::max);
+            // Each entry sums k products of values in [-1, 1): f32 rounding stays below 1e-5.
+            assert!(worst < 1e-4, "{m}×{k}×{n} (rhs transposed: {rhs_transposed}, {tile}): off by {worst} from the CPU");
+        }
+    }
+}
+
 /// A tiny run's configuration on synthetic data in `data`.
 fn tiny_run(data: &Path, steps: usize) -> TrainConfig {
     let overrides = [
@@ -362,6 +428,48 @@ fn losses_of_run(config: TrainConfig, dir: &Path, device: DeviceSpec) -> Vec<(Op
     }
     assert_eq!(handle.join().unwrap(), FinishReason::Completed);
     losses
+}
+
+#[test]
+fn a_trainer_and_a_predictor_sharing_the_gpu_see_what_they_see_taking_turns() {
+    // The workbench predicts (Inspect, Preview) on the device a run trains on.
+    // burn 0.21's fusion and CubeCL streams race when two threads drive one
+    // device (tracel-ai/burn#4328); the device turns serialise them, unit by unit.
+    let Some((_, _turn)) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A checkpoint to predict with (three CPU steps), and images to predict.
+    losses_of_run(tiny_run(&data, 3), &dir.path().join("checkpoint"), DeviceSpec::Cpu);
+    let predictor = Predictor::load_on(&dir.path().join("checkpoint"), &CheckpointKind::Last, SOFTWARE).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(data.join("voc/JPEGImages")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let images: Vec<_> = files.iter().take(4).map(|f| image::open(f).unwrap().to_rgb8()).collect();
+    let postprocess = PostprocessConfig::display();
+    let predict = || predictor.predict_images(&images, &postprocess);
+    let summary = |predictions: Vec<Prediction>| predictions.into_iter().map(|p| (p.detections, p.mask.into_raw())).collect::<Vec<_>>();
+
+    // Taking turns by hand: the run alone, then the predictions alone.
+    let alone_losses = losses_of_run(tiny_run(&data, 6), &dir.path().join("alone"), SOFTWARE);
+    let alone = summary(predict());
+    // At once: predicting over and over while the same run trains again.
+    let training = std::sync::atomic::AtomicBool::new(true);
+    let (together_losses, together) = std::thread::scope(|scope| {
+        let predicting = scope.spawn(|| {
+            let mut all = Vec::new();
+            while training.load(std::sync::atomic::Ordering::Relaxed) || all.is_empty() {
+                all.push(summary(predict()));
+            }
+            all
+        });
+        let losses = losses_of_run(tiny_run(&data, 6), &dir.path().join("together"), SOFTWARE);
+        training.store(false, std::sync::atomic::Ordering::Relaxed);
+        (losses, predicting.join().unwrap())
+    });
+    eprintln!("{} prediction rounds while the run trained", together.len());
+    assert_eq!(together_losses, alone_losses, "the run's losses changed with a predictor beside it");
+    for (round, predictions) in together.iter().enumerate() {
+        assert!(*predictions == alone, "prediction round {round} differs from the predictions made alone");
+    }
 }
 
 #[test]

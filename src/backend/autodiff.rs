@@ -92,6 +92,10 @@ impl<B: TwinBackend, C: CheckpointStrategy> TwinBackend for Autodiff<B, C> {
         B::device_memory(device)
     }
 
+    fn device_turn(device: &Self::Device) -> Option<super::device::DeviceTurn> {
+        B::device_turn(device)
+    }
+
     fn twin_group_norm_silu(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

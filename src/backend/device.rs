@@ -208,6 +208,51 @@ pub fn wgpu_device(choice: WgpuChoice) -> Result<burn::backend::wgpu::WgpuDevice
     wgpu_adapter::device(choice)
 }
 
+/// The right to compute on one GPU, held for a unit of work: a training step,
+/// an evaluation, a checkpoint, an inference batch. burn 0.21's fusion and
+/// CubeCL streams have open races when two threads drive one device at once
+/// (tracel-ai/burn#4328), so every unit of work on a GPU takes its device's
+/// turn first (see [`super::TwinBackend::device_turn`]): a trainer and the
+/// workbench's predictor on one GPU take turns, unit by unit, and each sees
+/// exactly what it would see alone. The turn is reentrant: work that holds it
+/// may call work that takes it again (an evaluation inside a trainer's turn).
+pub struct DeviceTurn {
+    /// Waits for the work queued in this turn, before the next holder's work can start.
+    finish: Box<dyn Fn()>,
+    _held: parking_lot::ReentrantMutexGuard<'static, ()>,
+}
+
+impl Drop for DeviceTurn {
+    fn drop(&mut self) {
+        // GPU work is queued (and fused) lazily: a turn ends when its work is done.
+        (self.finish)();
+    }
+}
+
+impl DeviceTurn {
+    /// Waits until no other thread holds `device` (named `key`), then holds it
+    /// until the turn is dropped, which waits for the work queued meanwhile.
+    pub fn take<B: burn::tensor::backend::Backend>(key: &str, device: &B::Device) -> Self {
+        static DEVICES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, &'static parking_lot::ReentrantMutex<()>>>> =
+            std::sync::OnceLock::new();
+        let lock = {
+            let mut devices = DEVICES.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // One lock per device for the life of the process: a handful at most.
+            *devices.entry(key.to_string()).or_insert_with(|| Box::leak(Box::new(parking_lot::ReentrantMutex::new(()))))
+        };
+        let held = lock.lock();
+        let device = device.clone();
+        Self {
+            finish: Box::new(move || {
+                if let Err(error) = B::sync(&device) {
+                    tracing::warn!("waiting for the device's work at the end of a turn: {error:?}");
+                }
+            }),
+            _held: held,
+        }
+    }
+}
+
 /// Device memory as the GPU runtime's pool reports it, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceMemory {
@@ -251,6 +296,26 @@ mod tests {
     fn cuda_without_the_feature_is_a_clear_error() {
         let error = DeviceSpec::Cuda(0).probe().unwrap_err().to_string();
         assert!(error.contains("cuda:0") && error.contains("--features cuda"), "{error}");
+    }
+
+    #[test]
+    fn a_device_turn_waits_for_the_holder_and_nests_on_its_thread() {
+        let take = |key: &str| DeviceTurn::take::<burn::backend::Flex>(key, &Default::default());
+        let turn = take("test-device");
+        let nested = take("test-device");
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+        let other = std::thread::spawn(move || {
+            let _turn = DeviceTurn::take::<burn::backend::Flex>("test-device", &Default::default());
+            taken_tx.send(()).unwrap();
+        });
+        // Another device is free meanwhile.
+        drop(take("another-device"));
+        assert!(taken_rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "the other thread took a held device");
+        drop(nested);
+        assert!(taken_rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "one of two nested turns still holds it");
+        drop(turn);
+        taken_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the other thread's turn once released");
+        other.join().unwrap();
     }
 
     #[cfg(feature = "wgpu")]

@@ -17,6 +17,7 @@
 //! segmentation loss's log-softmax at each pixel's class (`cpu_class_log_prob`).
 
 mod autodiff;
+pub mod autotune;
 mod class_log_prob;
 mod cpu_class_log_prob;
 mod cpu_conv;
@@ -105,6 +106,13 @@ pub trait TwinBackend: Backend {
     /// The gradient of [`Self::twin_class_log_prob`] with respect to the logits.
     fn twin_class_log_prob_backward(logits: FloatTensor<Self>, classes: IntTensor<Self>, output_grad: FloatTensor<Self>) -> FloatTensor<Self> {
         class_log_prob::backward_primitive::<Self>(logits, classes, output_grad)
+    }
+
+    /// This device's turn for one unit of work ([`device::DeviceTurn`]): every
+    /// GPU is driven by one thread at a time; `None` on the CPU, whose backend
+    /// is safe to share between threads.
+    fn device_turn(_device: &Self::Device) -> Option<device::DeviceTurn> {
+        None
     }
 
     /// The device's memory pool (GPU runtimes); `None` where there is none (the CPU).
@@ -260,12 +268,21 @@ impl TwinBackend for burn::backend::Cuda {
     fn device_memory(device: &Self::Device) -> Option<device::DeviceMemory> {
         device::pool_memory::<burn::cubecl::cuda::CudaRuntime>(device)
     }
+
+    fn device_turn(device: &Self::Device) -> Option<device::DeviceTurn> {
+        Some(device::DeviceTurn::take::<Self>(&format!("cuda {device:?}"), device))
+    }
 }
 
 #[cfg(feature = "wgpu")]
 impl TwinBackend for burn::backend::Wgpu {
     fn device_memory(device: &Self::Device) -> Option<device::DeviceMemory> {
         device::pool_memory::<burn::backend::wgpu::WgpuRuntime>(device)
+    }
+
+    fn device_turn(device: &Self::Device) -> Option<device::DeviceTurn> {
+        // wgpu:N and wgpu:cpu may name the same adapter: the key is the burn device they resolve to.
+        Some(device::DeviceTurn::take::<Self>(&format!("wgpu {device:?}"), device))
     }
 }
 

@@ -6,10 +6,12 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use burn::backend::Flex;
 use burn::module::Module;
+use burn::tensor::Tensor;
 
-use crate::model::{ModelConfig, TwinNet};
+use crate::model::{macs, ModelConfig, TwinNet};
 use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::events::Event;
+use crate::backend::autotune;
 use crate::backend::device::{mib, DeviceSpec};
 use crate::train::{start, TrainConfig};
 
@@ -30,6 +32,9 @@ pub struct TrainArgs {
     /// Steps timed.
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// Also list the kernel autotuning chose for each convolution and matrix product (GPU devices).
+    #[arg(long)]
+    kernels: bool,
 }
 
 pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
@@ -73,8 +78,12 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
         bail!("{message}");
     }
     println!("preset {} on {device}: {} px, batch {}, strategy {}", args.preset, config.data.image_size, config.data.batch_size, config.strategy.name());
-    print_parameters(&model?);
-    println!("images/s      {:.1}", images as f64 / elapsed.max(1e-9));
+    let macs = print_network(&model?, config.data.image_size);
+    let images_per_sec = images as f64 / elapsed.max(1e-9);
+    println!("images/s      {images_per_sec:.1}");
+    // A training step computes the forward pass and two products per weight backward: 3 × 2 FLOP per MAC.
+    let step_flop = 6.0 * macs as f64;
+    println!("compute       {:.2} GFLOP per image per step (forward MACs × 2 × 3), {:.3} TFLOP/s achieved", step_flop / 1e9, step_flop * images_per_sec / 1e12);
     println!("step time     {:.1} ms (mean of {} steps after {} warm-up)", 1000.0 * elapsed / args.steps as f64, args.steps, args.warmup);
     match peak_memory_mib() {
         Some(mib) => println!("peak memory   {mib:.0} MiB (process resident set)"),
@@ -83,12 +92,35 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     if reserved > 0 {
         println!("device memory {:.0} MiB in use at most after a step, {:.0} MiB reserved by the pool", mib(peak_device), mib(reserved));
     }
+    if args.kernels {
+        print_kernels(device);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The network's parameter count per part (what `tools/bench_train_torch.py` must match).
-fn print_parameters(model: &ModelConfig) {
+/// The kernels the GPU ran, as autotuning recorded its choices (convolutions first).
+fn print_kernels(device: DeviceSpec) {
+    if device == DeviceSpec::Cpu {
+        println!("kernels       the CPU runs Twinhead's own (src/backend/: im2col + GEMM convolution, GroupNorm + SiLU, …)");
+        return;
+    }
+    let Some(dir) = autotune::cache_dir() else { return };
+    let mut choices = autotune::kernel_choices(&dir);
+    choices.sort_by_key(|c| !c.is_convolution());
+    println!("kernels       {} operations tuned, recorded in {}", choices.len(), dir.display());
+    for choice in choices {
+        println!("  {:<40} fastest of {:>2}  {}", choice.fastest, choice.candidates, choice.operation);
+    }
+}
+
+/// The network's parameter count per part (what `tools/bench_train_torch.py`
+/// must match) and its convolutions' multiply-accumulates per image at `image_size`.
+fn print_network(model: &ModelConfig, image_size: u32) -> usize {
     let net = TwinNet::<Flex>::new(model, &Default::default());
+    let image = Tensor::<Flex, 4>::zeros([1, 3, image_size as usize, image_size as usize], &Default::default());
+    let ((), macs) = macs::count(|| {
+        net.forward_both(image);
+    });
     let parts = [
         ("backbone", net.backbone.num_params()),
         ("neck", net.neck.num_params()),
@@ -97,6 +129,8 @@ fn print_parameters(model: &ModelConfig) {
     ];
     let listed: Vec<String> = parts.iter().map(|(name, count)| format!("{name} {count}")).collect();
     println!("parameters    {} ({})", net.num_params(), listed.join(", "));
+    println!("forward       {:.3} GMACs per image (convolutions, at {image_size} px)", macs as f64 / 1e9);
+    macs
 }
 
 /// The process's peak resident set (`VmHWM`), Linux only.

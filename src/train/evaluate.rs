@@ -129,7 +129,9 @@ pub fn validate<B: TwinBackend>(
     let mut kept = KeptPredictions::default();
     let mut detections = Vec::new();
     for batch in Loader::new(sets.det.clone(), loader_config())? {
+        let turn = B::device_turn(device);
         let found = detect_batch(net, batch.images::<B>(device), &batch.letterboxes, &settings.postprocess);
+        drop(turn);
         for (index, image_detections) in batch.indices.iter().zip(&found) {
             detections.extend(image_detections.iter().map(|d| d.to_eval(*index)));
             if *index < settings.keep_predictions {
@@ -145,7 +147,9 @@ pub fn validate<B: TwinBackend>(
 
     let mut seg = ConfusionMatrix::new(sets.seg.classes.len());
     for batch in Loader::new(sets.seg.clone(), loader_config())? {
+        let turn = B::device_turn(device);
         let masks = segment_batch(net, batch.images::<B>(device), &batch.letterboxes);
+        drop(turn);
         for (index, mask) in batch.indices.iter().zip(&masks) {
             seg.accumulate(sets.seg_truth[*index].as_raw(), mask.as_raw());
             if *index < settings.keep_predictions {

@@ -95,9 +95,11 @@ fn train_on<B: TwinAutodiffBackend>(
     events: Sender<Event>,
     control: Receiver<Control>,
 ) -> Result<FinishReason> {
-    let result = EventLog::open(run_dir, Some(events.clone()))
-        .and_then(|log| Trainer::<B>::new(config, run_dir, resume, device, log))
-        .and_then(|mut trainer| trainer.run(&control, device_name));
+    // Building the network (or loading the checkpoint) onto the device is a turn of its own.
+    let turn = B::device_turn(&device);
+    let trainer = EventLog::open(run_dir, Some(events.clone())).and_then(|log| Trainer::<B>::new(config, run_dir, resume, device, log));
+    drop(turn);
+    let result = trainer.and_then(|mut trainer| trainer.run(&control, device_name));
     if let Err(error) = &result {
         // The failure is part of the run's record, and the listener sees it. The
         // log is opened now: resuming may have replaced the file since the start.

@@ -339,6 +339,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 break FinishReason::Completed;
             }
 
+            // The device is this trainer's for one step (with its evaluation and checkpoint), never while paused.
+            let _turn = B::device_turn(&self.device);
             let plan = self.state.strategy.plan(self.state.step);
             if self.phase != Some(plan.phase) {
                 self.enter_phase(plan.phase)?;
@@ -690,6 +692,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     }
 
     fn save_last(&mut self) -> Result<()> {
+        // Reads every weight back from the device (also between steps: Checkpoint now, Stop).
+        let _turn = B::device_turn(&self.device);
         let (optim, ema, teacher) = (&self.optim, &self.ema, &self.teacher);
         let path = checkpoint::save(&self.run_dir, &CheckpointKind::Last, &self.trainee, &self.state, |dir| {
             optim.save(dir)?;
