@@ -158,7 +158,7 @@ fn ade_reader_pairs_images_and_masks_and_validates_masks() {
     let reasons: Vec<String> = broken.problems.iter().map(|p| p.to_string()).collect();
     for (file, reason) in [
         ("ADE_train_1.png", "label 151"),
-        ("ADE_train_2.png", "single-channel 8-bit"),
+        ("ADE_train_2.png", "colour image"),
         ("ADE_train_3.png", "mask is 5x4 but its image is 4x4"),
         ("ADE_train_4.jpg", "no matching mask"),
         ("ADE_train_5.png", "no matching image"),

@@ -317,7 +317,7 @@ fn bad_masks_exit_2_naming_the_file() {
     save_mask(&pred.join("ADE_val_2.png"), 2, &[1, 1, 1, 1]);
     assert_bad_input(&seg(&ade, &pred, true), "ADE_val_2.png", "prediction is 2x2 but the annotation is 3x2");
     image::RgbImage::new(3, 2).save(pred.join("ADE_val_2.png")).unwrap();
-    assert_bad_input(&seg(&ade, &pred, true), "ADE_val_2.png", "single-channel 8-bit");
+    assert_bad_input(&seg(&ade, &pred, true), "ADE_val_2.png", "colour image");
     save_mask(&pred.join("ADE_val_2.png"), 3, &[1, 1, 4, 0, 2, 2]);
     assert_bad_input(&seg(&ade, &pred, true), "ADE_val_2.png", "label 4, above the 3 classes");
     // Both files bad: both listed.

@@ -162,11 +162,11 @@ fn a_broken_dataset_folder_shows_its_problems() {
 
     let mut harness = workbench(dir.path());
     harness.step();
-    let field = harness.get_by_label("Detection dataset (VOC)");
+    let field = harness.get_by_label("Detection dataset (VOC, COCO, YOLO)");
     field.focus();
     harness.step();
     harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness.get_by_label("Detection dataset (VOC)").type_text(&voc.display().to_string());
+    harness.get_by_label("Detection dataset (VOC, COCO, YOLO)").type_text(&voc.display().to_string());
     harness.step();
     harness.key_press(egui::Key::Enter);
     harness.step();
@@ -190,10 +190,10 @@ fn a_broken_dataset_folder_shows_its_problems() {
     harness.get_by_label_contains("Image sizes (");
 
     // A folder that is not a dataset at all is explained too.
-    harness.get_by_label("Segmentation dataset (ADE20K)").focus();
+    harness.get_by_label("Segmentation dataset (ADE20K, masks)").focus();
     harness.step();
     harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    harness.get_by_label("Segmentation dataset (ADE20K)").type_text("/nonexistent/ade");
+    harness.get_by_label("Segmentation dataset (ADE20K, masks)").type_text("/nonexistent/ade");
     harness.key_press(egui::Key::Enter);
     let started = Instant::now();
     while harness.query_by_label_contains("unusable:").is_none() {

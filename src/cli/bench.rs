@@ -11,7 +11,7 @@ use crate::data::augment::AugmentConfig;
 use crate::data::batch::DetSource;
 use crate::data::loader::{default_threads, Loader, LoaderConfig};
 use crate::data::synth::{self, SynthConfig};
-use crate::data::voc::{resolve_root, VocClasses, VocDataset};
+use crate::data::format::{DetFormat, DetSpec};
 
 /// Where the real VOC2007 sample lies in the workbench's checkout layout.
 /// (relative to the working folder, then to the crate that was built).
@@ -76,9 +76,9 @@ pub fn run_data(args: DataArgs) -> Result<ExitCode> {
             None => generated_set(args.seed)?,
         },
     };
-    // The output folder of `data synth` holds its VOC set in voc/.
-    let root = if resolve_root(&root).is_err() && root.join("voc").is_dir() { root.join("voc") } else { root };
-    let dataset = VocDataset::open_all(&root, VocClasses::for_root(&resolve_root(&root)?)?)?;
+    // The output folder of `data synth` holds its detection set in voc/.
+    let root = if DetFormat::detect(&root).is_err() && root.join("voc").is_dir() { root.join("voc") } else { root };
+    let dataset = DetSpec::new(&root, None).open_all(None)?;
     ensure!(!dataset.records.is_empty(), "{}: no usable images", root.display());
     let dataset_images = dataset.records.len();
     let config = LoaderConfig {

@@ -1,4 +1,4 @@
-//! `twinhead data export-coco`: a VOC split's ground truth as a COCO JSON file,
+//! `twinhead data export-coco`: a detection split's ground truth (any format) as a COCO JSON file,
 //! matching what `predict --format coco` writes, so pycocotools can score it.
 
 use std::path::PathBuf;
@@ -6,16 +6,18 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::data::voc::{resolve_root, VocClasses, VocDataset};
+use super::dataset_args::DetFormatArgs;
 use crate::export::coco;
 use crate::train::run_dir::write_atomic;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportCocoArgs {
-    /// VOC dataset: the VOC2007 folder, or one holding VOC2007/ or VOCdevkit/VOC2007/.
+    /// Detection dataset: VOC (the VOC2007 folder, or one holding VOC2007/ or VOCdevkit/VOC2007/), COCO or YOLO.
     #[arg(long)]
     voc: PathBuf,
-    /// Split list in ImageSets/Main (e.g. test).
+    #[command(flatten)]
+    format: DetFormatArgs,
+    /// Split (VOC: a list in ImageSets/Main, e.g. test).
     #[arg(long)]
     split: String,
     /// The COCO JSON file to write.
@@ -24,11 +26,10 @@ pub struct ExportCocoArgs {
 }
 
 pub fn run(args: ExportCocoArgs) -> Result<ExitCode> {
-    let root = resolve_root(&args.voc)?;
-    let dataset = VocDataset::open(&root, &args.split, VocClasses::for_root(&root)?)?;
+    let dataset = args.format.spec(args.voc.clone()).open(&args.split, None)?;
     if let Some(first) = dataset.problems.first() {
         // A left-out record would make the scores incomparable; see `data check`.
-        bail!("VOC {} split {}: {} record(s) with problems, first: {first}", root.display(), args.split, dataset.problems.len());
+        bail!("{} split {}: {} record(s) with problems, first: {first}", dataset.root.display(), args.split, dataset.problems.len());
     }
     let json = coco::ground_truth(&dataset.records, &dataset.classes);
     write_atomic(&args.out, serde_json::to_string(&json)?.as_bytes())?;

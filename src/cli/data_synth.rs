@@ -1,12 +1,15 @@
 //! `twinhead data synth`: write the synthetic twin datasets.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::progress_bar;
-use crate::data::synth::{self, SynthConfig, DET_CLASSES, SEG_CLASSES};
+use crate::data::format::{DetFormat, DetSpec, SegFormat, SegSpec};
+use crate::data::masks::MaskEncoding;
+use crate::data::synth::{self, SynthConfig, SynthSummary, DET_CLASSES, SEG_CLASSES};
+use crate::export::dataset::{write_coco, write_masks, write_yolo};
 
 /// Writes a detection set in the VOC layout (`OUT/voc/`) and a segmentation set
 /// in the ADE20K layout (`OUT/ade/`), drawn from one shared synthetic world.
@@ -31,6 +34,12 @@ pub struct Args {
     /// Fraction of each set put in the validation split.
     #[arg(long, default_value_t = 0.2)]
     val_fraction: f32,
+    /// Also write the detection set in this layout (OUT/coco/ or OUT/yolo/), from the same content.
+    #[arg(long, value_enum)]
+    det_format: Vec<DetFormat>,
+    /// Also write the segmentation set as mask folders (OUT/masks/, ignore255 encoding), from the same content.
+    #[arg(long, value_enum)]
+    seg_format: Vec<SegFormat>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -50,6 +59,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let summary = synth::generate(&args.out, &config, |done, _| bar.set_position(done as u64));
     bar.finish_and_clear();
     let summary = summary?;
+    write_other_formats(&args.out, &summary, &args.det_format, &args.seg_format)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(ExitCode::SUCCESS);
@@ -91,4 +101,32 @@ pub fn run(args: Args) -> Result<ExitCode> {
         config.seed
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The layouts asked for besides VOC and ADE, each in `out/<format>/` (replaced when there).
+fn write_other_formats(out: &Path, summary: &SynthSummary, det: &[DetFormat], seg: &[SegFormat]) -> Result<()> {
+    let fresh = |name: &str| -> Result<PathBuf> {
+        let dir = out.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
+        }
+        Ok(dir)
+    };
+    if det.iter().any(|&f| f != DetFormat::Voc) {
+        let spec = DetSpec::new(&summary.voc_root, Some(DetFormat::Voc));
+        let (train, val) = (spec.open("train", None)?, spec.open("val", None)?);
+        for format in det {
+            match format {
+                DetFormat::Voc => {}
+                DetFormat::Coco => write_coco(&[&train, &val], &fresh("coco")?)?,
+                DetFormat::Yolo => write_yolo(&[&train, &val], &fresh("yolo")?)?,
+            }
+        }
+    }
+    if seg.contains(&SegFormat::Masks) {
+        let spec = SegSpec::new(&summary.ade_root, Some(SegFormat::Ade), Default::default());
+        let (train, val) = (spec.open("training")?, spec.open("validation")?);
+        write_masks(&[&train, &val], &fresh("masks")?, MaskEncoding::Ignore255)?;
+    }
+    Ok(())
 }

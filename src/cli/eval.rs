@@ -14,8 +14,8 @@ use anyhow::{anyhow, bail, Result};
 use rayon::prelude::*;
 use serde::ser::{Serialize, Serializer};
 
-use crate::data::ade::{read_mask, AdeDataset};
-use crate::data::voc::{resolve_root, VocClasses, VocDataset};
+use super::dataset_args::{DetFormatArgs, SegFormatArgs};
+use crate::data::voc::VocClasses;
 use crate::data::{ClassList, Problem};
 use crate::eval::predictions::{read_detections, read_prediction_mask, DetTarget};
 use crate::eval::{evaluate_coco, evaluate_voc, ground_truth_from_voc, ClassAp, ConfusionMatrix, VocMetric};
@@ -32,10 +32,12 @@ pub enum Metric {
 
 #[derive(Debug, clap::Args)]
 pub struct DetArgs {
-    /// VOC dataset: the VOC2007 folder, or one holding VOC2007/ or VOCdevkit/VOC2007/.
+    /// Detection dataset: VOC (the VOC2007 folder, or one holding VOC2007/ or VOCdevkit/VOC2007/), COCO or YOLO.
     #[arg(long)]
     voc: PathBuf,
-    /// Split list in ImageSets/Main to score against (e.g. test).
+    #[command(flatten)]
+    format: DetFormatArgs,
+    /// Split to score against (VOC: a list in ImageSets/Main, e.g. test).
     #[arg(long)]
     split: String,
     /// Predictions: a JSON list of {"image_id", "category", "bbox": [xmin, ymin, xmax, ymax],
@@ -54,9 +56,11 @@ pub struct DetArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct SegArgs {
-    /// ADE20K dataset: ADEChallengeData2016 or the folder holding it.
+    /// Segmentation dataset: ADE20K (ADEChallengeData2016 or the folder holding it) or mask folders.
     #[arg(long)]
     ade: PathBuf,
+    #[command(flatten)]
+    format: SegFormatArgs,
     /// Split: training/validation (or train/val).
     #[arg(long)]
     split: String,
@@ -69,13 +73,13 @@ pub struct SegArgs {
 }
 
 pub fn run_det(args: DetArgs) -> Result<ExitCode> {
-    let root = resolve_root(&args.voc)?;
     let classes = match &args.classes {
-        Some(path) => VocClasses::List(ClassList::read_plain(path)?),
-        None => VocClasses::for_root(&root)?,
+        Some(path) => Some(VocClasses::List(ClassList::read_plain(path)?)),
+        None => None,
     };
-    let dataset = VocDataset::open(&root, &args.split, classes)?;
-    refuse_problems(&dataset.problems, &format!("VOC {} split {}", dataset.root.display(), dataset.split))?;
+    let dataset = args.format.spec(args.voc.clone()).open(&args.split, classes)?;
+    let root = dataset.root.clone();
+    refuse_problems(&dataset.problems, &format!("detection {} split {}", dataset.root.display(), dataset.split))?;
     let mut image_ids: HashMap<String, usize> = HashMap::with_capacity(dataset.records.len());
     for (i, record) in dataset.records.iter().enumerate() {
         // A repeated id would count its objects twice, with only one copy reachable.
@@ -129,8 +133,8 @@ pub fn run_det(args: DetArgs) -> Result<ExitCode> {
 }
 
 pub fn run_seg(args: SegArgs) -> Result<ExitCode> {
-    let dataset = AdeDataset::open(&args.ade, &args.split)?;
-    refuse_problems(&dataset.problems, &format!("ADE20K {} split {}", dataset.root.display(), dataset.split))?;
+    let dataset = args.format.spec(args.ade.clone()).open(&args.split)?;
+    refuse_problems(&dataset.problems, &format!("segmentation {} split {}", dataset.root.display(), dataset.split))?;
     if !args.pred.is_dir() {
         bail!("{}: prediction folder does not exist", args.pred.display());
     }
@@ -144,7 +148,7 @@ pub fn run_seg(args: SegArgs) -> Result<ExitCode> {
         .fold(
             || (ConfusionMatrix::new(n), Vec::new()),
             |(mut matrix, mut errors), (i, record)| {
-                let pair = read_mask(&record.mask_path, n).map_err(|p| anyhow!("{p}")).and_then(|gt| {
+                let pair = record.read_mask(n).map_err(|p| anyhow!("{p}")).and_then(|gt| {
                     let pred = read_prediction_mask(&args.pred, &record.mask_path, gt.dimensions(), n)?;
                     Ok((gt, pred))
                 });

@@ -8,6 +8,7 @@ mod bench_infer;
 mod bench_train;
 mod compress;
 mod data_check;
+mod dataset_args;
 mod data_export;
 mod data_synth;
 mod eval;

@@ -1,7 +1,9 @@
 //! ADE20K / SceneParse150 reader: the `ADEChallengeData2016` layout
 //! (`images/{training,validation}/*.jpg` + `annotations/{training,validation}/*.png`)
 //! or a flat `images/` + `annotations/` pair. Mask encoding: 0 = unlabelled
-//! (ignored), 1..=N = classes.
+//! (ignored), 1..=N = classes. [`AdeDataset`] holds the segmentation datasets of
+//! every format (the `masks` layout of `super::masks` too): each record says how
+//! its mask is encoded and reads it into this encoding.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use image::GrayImage;
 use rayon::prelude::*;
 
 use super::classes::ClassList;
+use super::masks::{self, MaskEncoding};
 use super::problem::{log_skipped, Problem};
 
 /// The split name a flat `images/` + `annotations/` pair is read as.
@@ -21,6 +24,22 @@ pub struct AdeRecord {
     pub id: String,
     pub image_path: PathBuf,
     pub mask_path: PathBuf,
+    pub encoding: MaskEncoding,
+}
+
+impl AdeRecord {
+    /// The mask in ADE's encoding (0 = unlabelled, `k` = class `k − 1`), values checked.
+    pub fn read_mask(&self, num_classes: usize) -> Result<GrayImage, Problem> {
+        masks::read_mask(&self.mask_path, num_classes, self.encoding)
+    }
+}
+
+/// Where a split's images and masks are: two folders, paired by file stem, or
+/// the listed `ids` in them.
+pub struct Pairing {
+    pub image_dir: PathBuf,
+    pub mask_dir: PathBuf,
+    pub ids: Option<Vec<String>>,
 }
 
 /// One split of an ADE-format dataset. Records with a problem are left out of
@@ -64,18 +83,24 @@ pub fn canonical_split(split: &str) -> &str {
 /// Splits present under `root`: the sub-folders of `images/`, or [`FLAT_SPLIT`]
 /// when the images lie directly in `images/`.
 pub fn available_splits(root: &Path) -> Vec<String> {
-    let mut splits: Vec<String> = std::fs::read_dir(root.join("images"))
+    let mut splits = sub_folders(&root.join("images"));
+    if splits.is_empty() {
+        splits.push(FLAT_SPLIT.to_string());
+    }
+    splits
+}
+
+/// The names of the folders in `dir`, sorted.
+pub fn sub_folders(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .collect();
-    splits.sort();
-    if splits.is_empty() {
-        splits.push(FLAT_SPLIT.to_string());
-    }
-    splits
+    names.sort();
+    names
 }
 
 /// The class list: `objectInfo150.txt` or `.csv` in the root when present, else the built-in 150.
@@ -116,13 +141,41 @@ impl AdeDataset {
             }
             (root.join("images").join(&split), root.join("annotations").join(&split))
         };
-        let images = files_by_stem(&image_dir, &["jpg", "jpeg", "png"])?;
-        let masks = files_by_stem(&mask_dir, &["png"])?;
-        let mut problems: Vec<Problem> = masks
-            .iter()
-            .filter(|(stem, _)| !images.contains_key(*stem))
-            .map(|(_, path)| Problem::new(path, "mask has no matching image"))
-            .collect();
+        Self::pair(root, &split, classes, MaskEncoding::Offset, Pairing { image_dir, mask_dir, ids: None })
+    }
+
+    /// Opens a split from its image and mask folders, checking (from the file
+    /// headers) that every image has a mask of its size.
+    pub fn pair(root: PathBuf, split: &str, classes: ClassList, encoding: MaskEncoding, pairing: Pairing) -> Result<Self> {
+        let Pairing { image_dir, mask_dir, ids } = pairing;
+        let mut problems = Vec::new();
+        let (images, masks) = match ids {
+            None => {
+                let images = files_by_stem(&image_dir, &["jpg", "jpeg", "png"])?;
+                let masks = files_by_stem(&mask_dir, &["png"])?;
+                problems.extend(
+                    masks
+                        .iter()
+                        .filter(|(stem, _)| !images.contains_key(*stem))
+                        .map(|(_, path)| Problem::new(path, "mask has no matching image")),
+                );
+                (images, masks)
+            }
+            Some(ids) => {
+                let mut images = BTreeMap::new();
+                for id in ids {
+                    let image = ["jpg", "jpeg", "png"].iter().map(|e| image_dir.join(format!("{id}.{e}"))).find(|p| p.is_file());
+                    match image {
+                        Some(path) => {
+                            images.insert(id, path);
+                        }
+                        None => problems.push(Problem::new(image_dir.join(format!("{id}.jpg")), "listed image is missing")),
+                    }
+                }
+                let masks = images.keys().map(|id| (id.clone(), mask_dir.join(format!("{id}.png")))).filter(|(_, p)| p.is_file()).collect();
+                (images, masks)
+            }
+        };
         let checked: Vec<Result<AdeRecord, Problem>> = images
             .into_par_iter()
             .map(|(id, image_path)| {
@@ -141,7 +194,7 @@ impl AdeDataset {
                         ),
                     ));
                 }
-                Ok(AdeRecord { id, image_path, mask_path })
+                Ok(AdeRecord { id, image_path, mask_path, encoding })
             })
             .collect();
         let mut records = Vec::new();
@@ -151,8 +204,8 @@ impl AdeDataset {
                 Err(p) => problems.push(p),
             }
         }
-        log_skipped(&format!("ADE20K {} split {split}", root.display()), &problems);
-        Ok(Self { root, split, classes, records, problems })
+        log_skipped(&format!("segmentation {} split {split}", root.display()), &problems);
+        Ok(Self { root, split: split.to_string(), classes, records, problems })
     }
 
     /// Decodes every image and mask, checks mask encoding and values, and returns
@@ -168,7 +221,7 @@ impl AdeDataset {
                 image::open(&r.image_path).map_err(|e| {
                     Problem::new(&r.image_path, format!("image does not decode: {e}"))
                 })?;
-                let mask = read_mask(&r.mask_path, num_classes)?;
+                let mask = r.read_mask(num_classes)?;
                 let mut counts = vec![0u64; num_classes + 1];
                 for &v in mask.as_raw() {
                     counts[v as usize] += 1;
@@ -192,24 +245,10 @@ impl AdeDataset {
     }
 }
 
-/// Reads a label mask: it must be a single-channel 8-bit PNG with values in `0..=num_classes`.
+/// Reads an ADE-encoded mask (what Twinhead writes too): single-channel 8-bit,
+/// values in `0..=num_classes`.
 pub fn read_mask(path: &Path, num_classes: usize) -> Result<GrayImage, Problem> {
-    let img = image::open(path).map_err(|e| Problem::new(path, format!("mask does not decode: {e}")))?;
-    let image::DynamicImage::ImageLuma8(mask) = img else {
-        return Err(Problem::new(
-            path,
-            format!("mask must be single-channel 8-bit, found {:?}", img.color()),
-        ));
-    };
-    if let Some(&max) = mask.as_raw().iter().max() {
-        if max as usize > num_classes {
-            return Err(Problem::new(
-                path,
-                format!("mask has label {max}, above the {num_classes} classes (0 = unlabelled)"),
-            ));
-        }
-    }
-    Ok(mask)
+    masks::read_mask(path, num_classes, MaskEncoding::Offset)
 }
 
 fn header_size(path: &Path) -> Result<(u32, u32), Problem> {

@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use image::RgbImage;
 
-use super::ade::{self, AdeDataset, AdeRecord};
+use super::ade::{AdeDataset, AdeRecord};
 use super::augment::{
     ade_to_class_mask, normalize_jittered_into, voc_to_xyxy, Augmented, Letterbox, Sample, Target,
 };
@@ -326,7 +326,7 @@ impl SampleSource for SegSource {
     fn load(&self, index: usize) -> Result<Sample, Problem> {
         let record = &self.records[index];
         let image = decode_rgb(&record.image_path)?;
-        let mut mask = ade::read_mask(&record.mask_path, self.classes.len())?;
+        let mut mask = record.read_mask(self.classes.len())?;
         if mask.dimensions() != image.dimensions() {
             return Err(Problem::new(
                 &record.mask_path,

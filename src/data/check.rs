@@ -9,9 +9,11 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::ade::{self, AdeDataset};
+use super::classify::{self, ClsDataset, ClsFormat};
+use super::format::{DetFormat, DetSpec, SegFormat, SegSpec};
+use super::masks::MaskEncoding;
 use super::problem::Problem;
-use super::voc::{self, VocClasses, VocDataset};
+use super::voc::{VocClasses, VocDataset};
 
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
@@ -19,6 +21,8 @@ pub struct CheckReport {
     pub voc: Option<VocSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ade: Option<AdeSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cls: Option<ClsSummary>,
     /// Groups of image files with identical content.
     pub duplicates: Vec<Vec<PathBuf>>,
     pub problems: Vec<Problem>,
@@ -27,7 +31,8 @@ pub struct CheckReport {
 #[derive(Debug, Serialize)]
 pub struct VocSummary {
     pub root: PathBuf,
-    /// Image count of every split list in `ImageSets/Main/`.
+    pub format: DetFormat,
+    /// Image count of every split (VOC: every list in `ImageSets/Main/`).
     pub splits: BTreeMap<String, usize>,
     /// The split that was checked (`all` = every listed image).
     pub checked_split: String,
@@ -51,6 +56,8 @@ pub struct ClassCount {
 #[derive(Debug, Serialize)]
 pub struct AdeSummary {
     pub root: PathBuf,
+    pub format: SegFormat,
+    pub encoding: MaskEncoding,
     /// Image count of every split folder.
     pub splits: BTreeMap<String, usize>,
     pub checked_split: String,
@@ -60,6 +67,20 @@ pub struct AdeSummary {
     pub class_pixel_fraction: Vec<(String, f64)>,
     /// Fraction of mask pixels labelled 0 (unlabelled, ignored).
     pub unlabelled_fraction: f64,
+    pub image_sizes: SizeSummary,
+}
+
+/// A classification dataset's summary.
+#[derive(Debug, Serialize)]
+pub struct ClsSummary {
+    pub root: PathBuf,
+    pub format: ClsFormat,
+    pub splits: BTreeMap<String, usize>,
+    pub checked_split: String,
+    /// Images listed in the checked split(s).
+    pub images: usize,
+    /// Images per class that passed the check, in class order.
+    pub per_class: Vec<(String, usize)>,
     pub image_sizes: SizeSummary,
 }
 
@@ -99,11 +120,15 @@ impl SizeSummary {
 /// What to check; a `None` split means every split.
 #[derive(Debug, Clone, Default)]
 pub struct CheckRequest {
-    pub voc: Option<PathBuf>,
-    pub voc_split: Option<String>,
-    pub voc_classes: Option<VocClasses>,
-    pub ade: Option<PathBuf>,
-    pub ade_split: Option<String>,
+    pub det: Option<DetSpec>,
+    pub det_split: Option<String>,
+    /// A class list for VOC-format data (COCO and YOLO name their own).
+    pub det_classes: Option<VocClasses>,
+    pub seg: Option<SegSpec>,
+    pub seg_split: Option<String>,
+    /// A classification dataset and its format (detected when `None`).
+    pub cls: Option<(PathBuf, Option<ClsFormat>)>,
+    pub cls_split: Option<String>,
 }
 
 impl CheckReport {
@@ -118,39 +143,34 @@ impl CheckReport {
 pub fn check(request: &CheckRequest, on_item: &(dyn Fn() + Sync)) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let mut images: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = &request.voc {
-        let root = voc::resolve_root(dir)?;
-        let classes = match &request.voc_classes {
-            Some(c) => c.clone(),
-            None => VocClasses::for_root(&root)?,
-        };
-        let mut dataset = match &request.voc_split {
-            Some(split) => VocDataset::open(&root, split, classes)?,
-            None => VocDataset::open_all(&root, classes)?,
+    if let Some(spec) = &request.det {
+        let mut dataset = match &request.det_split {
+            Some(split) => spec.open(split, request.det_classes.clone())?,
+            None => spec.open_all(request.det_classes.clone())?,
         };
         let listed = dataset.records.len() + dataset.problems.len();
         dataset.verify_images(on_item);
         images.extend(dataset.records.iter().map(|r| r.image_path.clone()));
-        report.voc = Some(summarise_voc(&dataset, listed)?);
+        report.voc = Some(summarise_voc(&dataset, spec.format()?, spec.splits()?, listed));
         report.problems.append(&mut dataset.problems);
     }
-    if let Some(dir) = &request.ade {
-        let root = ade::resolve_root(dir)?;
-        let splits = match &request.ade_split {
-            Some(split) => vec![ade::canonical_split(split).to_string()],
-            None => ade::available_splits(&root),
+    if let Some(spec) = &request.seg {
+        let root = spec.root()?;
+        let available = spec.available_splits()?;
+        let splits = match &request.seg_split {
+            Some(split) => vec![split.clone()],
+            None => available.clone(),
         };
         let mut split_counts = BTreeMap::new();
-        for split in ade::available_splits(&root) {
-            split_counts.insert(split.clone(), count_images(&root, &split));
-        }
         let mut label_pixels: Vec<u64> = Vec::new();
         let mut sizes = Vec::new();
         let mut checked = 0;
         let mut classes = None;
+        let mut encoding = MaskEncoding::Offset;
         for split in &splits {
-            let mut dataset = AdeDataset::open(&root, split)?;
+            let mut dataset = spec.open(split)?;
             checked += dataset.records.len() + dataset.problems.len();
+            split_counts.insert(split.clone(), dataset.records.len() + dataset.problems.len());
             let counts = dataset.verify(on_item);
             if label_pixels.is_empty() {
                 label_pixels = counts;
@@ -160,14 +180,22 @@ pub fn check(request: &CheckRequest, on_item: &(dyn Fn() + Sync)) -> Result<Chec
             sizes.extend(dataset.records.par_iter().filter_map(|r| header_size(&r.image_path)).collect::<Vec<_>>());
             images.extend(dataset.records.iter().map(|r| r.image_path.clone()));
             report.problems.append(&mut dataset.problems);
+            encoding = dataset.records.first().map_or(encoding, |r| r.encoding);
             classes = Some(dataset.classes);
+        }
+        let unchecked: Vec<&String> = available.iter().filter(|s| !split_counts.contains_key(*s)).collect();
+        for split in unchecked {
+            let other = spec.open(split)?;
+            split_counts.insert(split.clone(), other.records.len() + other.problems.len());
         }
         let classes = classes.unwrap_or_else(super::ClassList::ade);
         let total: u64 = label_pixels.iter().sum::<u64>().max(1);
         report.ade = Some(AdeSummary {
             root,
+            format: spec.format()?,
+            encoding,
             splits: split_counts,
-            checked_split: request.ade_split.clone().unwrap_or_else(|| "all".into()),
+            checked_split: request.seg_split.clone().unwrap_or_else(|| "all".into()),
             images: checked,
             class_pixel_fraction: label_pixels
                 .iter()
@@ -180,15 +208,55 @@ pub fn check(request: &CheckRequest, on_item: &(dyn Fn() + Sync)) -> Result<Chec
             image_sizes: SizeSummary::from_sizes(sizes),
         });
     }
+    if let Some((root, format)) = &request.cls {
+        let format = match format {
+            Some(f) => *f,
+            None => classify::detect(root)?,
+        };
+        let available = classify::available_splits(root, format);
+        let splits = match &request.cls_split {
+            Some(split) => vec![split.clone()],
+            None => available.clone(),
+        };
+        let mut per_class: Vec<(String, usize)> = Vec::new();
+        let (mut listed, mut sizes, mut split_counts) = (0, Vec::new(), BTreeMap::new());
+        for split in &available {
+            let mut dataset = ClsDataset::open(root, format, split)?;
+            split_counts.insert(split.clone(), dataset.records.len() + dataset.problems.len());
+            if !splits.contains(split) {
+                continue;
+            }
+            listed += dataset.records.len() + dataset.problems.len();
+            dataset.verify_images(on_item);
+            for (class, count) in dataset.per_class().into_iter().enumerate() {
+                let name = dataset.classes.name(class);
+                match per_class.iter_mut().find(|(n, _)| n == name) {
+                    Some(entry) => entry.1 += count,
+                    None => per_class.push((name.to_string(), count)),
+                }
+            }
+            sizes.extend(dataset.records.par_iter().filter_map(|r| header_size(&r.image_path)).collect::<Vec<_>>());
+            images.extend(dataset.records.iter().map(|r| r.image_path.clone()));
+            report.problems.append(&mut dataset.problems);
+        }
+        if let Some(split) = splits.iter().find(|s| !available.contains(s)) {
+            ClsDataset::open(root, format, split)?;
+        }
+        report.cls = Some(ClsSummary {
+            root: root.clone(),
+            format,
+            splits: split_counts,
+            checked_split: request.cls_split.clone().unwrap_or_else(|| "all".into()),
+            images: listed,
+            per_class,
+            image_sizes: SizeSummary::from_sizes(sizes),
+        });
+    }
     report.duplicates = find_duplicates(&images);
     Ok(report)
 }
 
-fn summarise_voc(dataset: &VocDataset, listed: usize) -> Result<VocSummary> {
-    let mut splits = BTreeMap::new();
-    for split in voc::available_splits(&dataset.root) {
-        splits.insert(split.clone(), voc::read_split(&dataset.root, &split)?.len());
-    }
+fn summarise_voc(dataset: &VocDataset, format: DetFormat, splits: BTreeMap<String, usize>, listed: usize) -> VocSummary {
     let mut per_class: BTreeMap<String, ClassCount> = BTreeMap::new();
     let (mut objects, mut difficult) = (0, 0);
     for object in dataset.records.iter().flat_map(|r| &r.annotation.objects) {
@@ -200,8 +268,9 @@ fn summarise_voc(dataset: &VocDataset, listed: usize) -> Result<VocSummary> {
             difficult += 1;
         }
     }
-    Ok(VocSummary {
+    VocSummary {
         root: dataset.root.clone(),
+        format,
         splits,
         checked_split: dataset.split.clone(),
         images: listed,
@@ -217,12 +286,7 @@ fn summarise_voc(dataset: &VocDataset, listed: usize) -> Result<VocSummary> {
         image_sizes: SizeSummary::from_sizes(
             dataset.records.iter().map(|r| (r.annotation.width, r.annotation.height)),
         ),
-    })
-}
-
-fn count_images(root: &Path, split: &str) -> usize {
-    let dir = if split == ade::FLAT_SPLIT { root.join("images") } else { root.join("images").join(split) };
-    std::fs::read_dir(dir).into_iter().flatten().flatten().filter(|e| e.path().is_file()).count()
+    }
 }
 
 fn header_size(path: &Path) -> Option<(u32, u32)> {

@@ -33,11 +33,16 @@ impl ClassList {
     }
 
     pub fn voc() -> Self {
-        Self::new(plain_names(VOC_LIST))
+        Self::from_text(VOC_LIST)
     }
 
     pub fn ade() -> Self {
-        Self::new(plain_names(ADE_LIST))
+        Self::from_text(ADE_LIST)
+    }
+
+    /// A built-in list in the plain format (one name per line, `#` comments).
+    pub(crate) fn from_text(text: &str) -> Self {
+        Self::new(plain_names(text))
     }
 
     pub fn len(&self) -> usize {

@@ -5,12 +5,17 @@ pub mod ade;
 pub mod augment;
 pub mod batch;
 pub mod check;
+pub mod classify;
 pub mod classes;
+pub mod coco;
+pub mod format;
 pub mod loader;
+pub mod masks;
 pub mod problem;
 pub mod synth;
 pub mod truth;
 pub mod voc;
+pub mod yolo;
 
 pub use classes::ClassList;
 pub use problem::Problem;

@@ -225,7 +225,7 @@ impl VocDataset {
     }
 }
 
-fn check_image_header(path: &Path, width: u32, height: u32) -> Result<(), Problem> {
+pub(crate) fn check_image_header(path: &Path, width: u32, height: u32) -> Result<(), Problem> {
     if !path.is_file() {
         return Err(Problem::new(path, "image file is missing"));
     }

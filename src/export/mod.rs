@@ -4,6 +4,7 @@
 //! the annotations. Used by `twinhead predict --format` and Inspect's export.
 
 pub mod coco;
+pub mod dataset;
 pub mod voc;
 
 use std::path::{Path, PathBuf};

@@ -19,7 +19,7 @@ use super::inspect_metrics::MetricsView;
 use super::inspect_timeline::TimelineView;
 use super::job::{Job, Progress};
 use super::shared::Shared;
-use crate::data::ade::{read_mask, AdeRecord};
+use crate::data::ade::AdeRecord;
 use crate::data::batch::decode_rgb;
 use crate::data::voc::VocRecord;
 use crate::data::Problem;
@@ -476,7 +476,7 @@ fn read_det(records: &[VocRecord], skipped: &mut Vec<Problem>) -> (Vec<VocRecord
 fn read_seg(records: &[AdeRecord], num_classes: usize, skipped: &mut Vec<Problem>) -> (Vec<AdeRecord>, Vec<RgbImage>, Vec<GrayImage>) {
     let decoded: Vec<Result<(AdeRecord, RgbImage, GrayImage), Problem>> = records
         .par_iter()
-        .map(|r| Ok((r.clone(), decode_rgb(&r.image_path)?, read_mask(&r.mask_path, num_classes)?)))
+        .map(|r| Ok((r.clone(), decode_rgb(&r.image_path)?, r.read_mask(num_classes)?)))
         .collect();
     let mut columns = (Vec::new(), Vec::new(), Vec::new());
     for (record, image, mask) in keep_readable(decoded, skipped) {

@@ -60,8 +60,8 @@ enum Dataset {
 impl Dataset {
     fn short_name(self) -> &'static str {
         match self {
-            Dataset::Voc => "VOC",
-            Dataset::Ade => "ADE20K",
+            Dataset::Voc => "detection",
+            Dataset::Ade => "segmentation",
         }
     }
 }
@@ -196,8 +196,8 @@ impl SetupPanel {
     fn start_check(&mut self, which: Dataset, shared: &Shared) {
         let data = &self.draft.data;
         let request = match which {
-            Dataset::Voc => CheckRequest { voc: Some(data.voc.clone()), voc_split: Some(data.voc_train_split.clone()), ..Default::default() },
-            Dataset::Ade => CheckRequest { ade: Some(data.ade.clone()), ade_split: Some(data.ade_train_split.clone()), ..Default::default() },
+            Dataset::Voc => CheckRequest { det: Some(data.det_spec()), det_split: Some(data.voc_train_split.clone()), ..Default::default() },
+            Dataset::Ade => CheckRequest { seg: Some(data.seg_spec()), seg_split: Some(data.ade_train_split.clone()), ..Default::default() },
         };
         let job = Job::spawn("dataset check", shared.repaint.callback(), move |progress| {
             let files = AtomicUsize::new(0);
@@ -236,8 +236,8 @@ impl SetupPanel {
 
     fn folder_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared, which: Dataset) {
         let label = match which {
-            Dataset::Voc => "Detection dataset (VOC)",
-            Dataset::Ade => "Segmentation dataset (ADE20K)",
+            Dataset::Voc => "Detection dataset (VOC, COCO, YOLO)",
+            Dataset::Ade => "Segmentation dataset (ADE20K, masks)",
         };
         let synthetic = self.draft.data.synthetic.is_some();
         let mut edited = false;
@@ -435,7 +435,8 @@ fn check_summary(ui: &mut egui::Ui, check: &FolderCheck) {
         FolderCheck::Done(Ok(report)) => {
             if let Some(voc) = &report.voc {
                 ui.label(format!(
-                    "{} images in {}, {} objects ({} difficult) of {} classes; splits: {}",
+                    "{} format: {} images in {}, {} objects ({} difficult) of {} classes; splits: {}",
+                    voc.format.name().to_uppercase(),
                     voc.images,
                     voc.checked_split,
                     voc.objects,
@@ -446,7 +447,9 @@ fn check_summary(ui: &mut egui::Ui, check: &FolderCheck) {
             }
             if let Some(ade) = &report.ade {
                 ui.label(format!(
-                    "{} images in {}, {:.1}% unlabelled pixels; splits: {}",
+                    "{} format ({} masks): {} images in {}, {:.1}% unlabelled pixels; splits: {}",
+                    ade.format.name().to_uppercase(),
+                    ade.encoding.name(),
                     ade.images,
                     ade.checked_split,
                     ade.unlabelled_fraction * 100.0,

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::presets::{find_preset, PresetSource};
 use super::strategy::StrategyConfig;
+use crate::data::format::{DetFormat, DetSpec, SegFormat, SegSpec};
+use crate::data::masks::{MaskEncoding, MaskPreset, MaskSpec};
 use crate::model::{BackboneKind, ModelSize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,14 +37,30 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// VOC-format detection dataset root.
+    /// The detection dataset's folder (VOC, COCO or YOLO layout).
     pub voc: PathBuf,
+    /// Its format; detected from the layout when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub det_format: Option<DetFormat>,
     #[serde(default = "default_voc_train")]
     pub voc_train_split: String,
     #[serde(default = "default_voc_val")]
     pub voc_val_split: String,
-    /// ADE20K-format segmentation dataset root.
+    /// The segmentation dataset's folder (ADE20K layout or mask folders).
     pub ade: PathBuf,
+    /// Its format; detected from the layout when unset (`masks` when any of
+    /// the three keys below is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seg_format: Option<SegFormat>,
+    /// A known mask dataset (ade20k, bdd100k, voc2012): its encoding and classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seg_preset: Option<MaskPreset>,
+    /// How mask values name classes: offset (ADE), ignore255 (train ids), palette (VOC2012).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seg_encoding: Option<MaskEncoding>,
+    /// The mask classes' list file (one name per line), else the dataset's classes.txt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seg_classes: Option<PathBuf>,
     #[serde(default = "default_ade_train")]
     pub ade_train_split: String,
     #[serde(default = "default_ade_val")]
@@ -72,6 +90,15 @@ pub struct SyntheticData {
 }
 
 impl DataConfig {
+    pub fn det_spec(&self) -> DetSpec {
+        DetSpec::new(&self.voc, self.det_format)
+    }
+
+    pub fn seg_spec(&self) -> SegSpec {
+        let masks = MaskSpec { preset: self.seg_preset, encoding: self.seg_encoding, classes: self.seg_classes.clone() };
+        SegSpec::new(&self.ade, self.seg_format, masks)
+    }
+
     /// Where and how the synthetic set is generated, when the data is synthetic:
     /// the common parent of `voc` and `ade`, and the generator's settings.
     pub fn synthetic_set(&self) -> Result<Option<(PathBuf, crate::data::synth::SynthConfig)>> {
@@ -91,6 +118,9 @@ impl DataConfig {
         Ok(Some((dir.to_path_buf(), config)))
     }
 }
+
+/// The largest input side accepted: a batch of 16 at 4096² is 3 GiB of input alone.
+pub const MAX_IMAGE_SIZE: u32 = 4096;
 
 fn default_voc_train() -> String {
     "train".into()
@@ -267,6 +297,7 @@ impl TrainConfig {
         let check = |ok: bool, key: &str, why: &str| if ok { Ok(()) } else { bail!("{key}: {why}") };
         check(self.steps > 0, "steps", "must be at least 1")?;
         check(self.data.image_size >= 32 && self.data.image_size % 32 == 0, "data.image_size", "must be a multiple of 32 (the coarsest stride)")?;
+        check(self.data.image_size <= MAX_IMAGE_SIZE, "data.image_size", &format!("must be at most {MAX_IMAGE_SIZE} pixels"))?;
         check(self.data.batch_size > 0, "data.batch_size", "must be at least 1")?;
         check(self.optim.lr > 0.0 && self.optim.lr.is_finite(), "optim.lr", "must be a positive number")?;
         check(self.optim.backbone_lr_factor >= 0.0, "optim.backbone_lr_factor", "must be ≥ 0")?;

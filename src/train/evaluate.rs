@@ -9,10 +9,10 @@ use image::GrayImage;
 
 use crate::backend::TwinBackend;
 use crate::data::ClassList;
-use crate::data::ade::{read_mask, AdeDataset};
+use crate::data::ade::AdeDataset;
 use crate::data::batch::{DetSource, SegSource};
 use crate::data::loader::{Loader, LoaderConfig};
-use crate::data::voc::{self, VocClasses, VocDataset};
+use crate::data::voc::VocDataset;
 use crate::eval::{
     curves_ap, ground_truth_from_voc, pr_curves, ClassAp, ConfusionMatrix, DetConfusion, GroundTruth, PrCurve, VocMetric,
     CONFUSION_SCORE_THRESHOLD,
@@ -25,10 +25,7 @@ use crate::train::config::DataConfig;
 /// The validation splits a run's configuration names, whole (what `twinhead eval
 /// --run` scores and the workbench's Inspect panel samples).
 pub fn open_validation_splits(data: &DataConfig) -> Result<(VocDataset, AdeDataset)> {
-    let voc_root = voc::resolve_root(&data.voc)?;
-    let det = VocDataset::open(&voc_root, &data.voc_val_split, VocClasses::for_root(&voc_root)?)?;
-    let seg = AdeDataset::open(&data.ade, &data.ade_val_split)?;
-    Ok((det, seg))
+    Ok((data.det_spec().open(&data.voc_val_split, None)?, data.seg_spec().open(&data.ade_val_split)?))
 }
 
 /// The fixed validation subsets and their ground truth (masks kept in memory).
@@ -50,7 +47,7 @@ impl ValidationSets {
         let seg_truth = seg
             .records
             .iter()
-            .map(|r| read_mask(&r.mask_path, seg.classes.len()).map_err(|p| anyhow::anyhow!("{p}")))
+            .map(|r| r.read_mask(seg.classes.len()).map_err(|p| anyhow::anyhow!("{p}")))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { det, det_truth, seg, seg_truth })
     }

@@ -30,11 +30,9 @@ use super::strategy::{StrategyConfig, Task, Weighting};
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
 use crate::backend::TwinAutodiffBackend;
-use crate::data::ade::AdeDataset;
 use crate::data::batch::{mask_tensor, DetBatch, DetSource, SegBatch, SegSource};
 use crate::data::loader::{Loader, LoaderConfig, Position};
 use crate::data::synth::ensure_generated;
-use crate::data::voc::{self, VocClasses, VocDataset};
 use crate::model::anchors::Anchors;
 use crate::model::{TwinNet, DET_STRIDES};
 
@@ -66,12 +64,11 @@ pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Resul
             bail!("{key}: dataset folder {} does not exist{}", path.display(), relative_to_cwd(path));
         }
     }
-    let voc_root = voc::resolve_root(&data.voc)?;
-    let classes = VocClasses::for_root(&voc_root)?;
-    let det_train = VocDataset::open(&voc_root, &data.voc_train_split, classes.clone())?;
-    let det_val = VocDataset::open(&voc_root, &data.voc_val_split, classes)?;
-    let seg_train = AdeDataset::open(&data.ade, &data.ade_train_split)?;
-    let seg_val = AdeDataset::open(&data.ade, &data.ade_val_split)?;
+    let (det, seg) = (data.det_spec(), data.seg_spec());
+    let det_train = det.open(&data.voc_train_split, None)?;
+    let det_val = det.open(&data.voc_val_split, None)?;
+    let seg_train = seg.open(&data.ade_train_split)?;
+    let seg_val = seg.open(&data.ade_val_split)?;
     for (name, problems) in [
         ("detection training", &det_train.problems),
         ("detection validation", &det_val.problems),
