@@ -455,6 +455,8 @@ fn bad_configs_and_missing_data_are_clear_errors() {
     assert!(err.contains("optim.lr"), "{err}");
     let err = TrainConfig::from_toml(&good, &["data.image_size=100".into()]).unwrap_err().to_string();
     assert!(err.contains("data.image_size"), "{err}");
+    let err = TrainConfig::from_toml(&good, &["data.image_size=100000".into()]).unwrap_err().to_string();
+    assert!(err.contains("data.image_size: must be at most 4096"), "{err}");
     let err = TrainConfig::from_toml(&good, &["strategy.kind=sequential".into(), "strategy.switch_step=50".into()])
         .unwrap_err()
         .to_string();

@@ -13,7 +13,7 @@ use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::events::Event;
 use crate::backend::autotune;
 use crate::backend::device::{mib, DeviceSpec};
-use crate::train::{start, TrainConfig};
+use crate::train::{memory, start, TrainConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -78,15 +78,17 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
         bail!("{message}");
     }
     println!("preset {} on {device}: {} px, batch {}, strategy {}", args.preset, config.data.image_size, config.data.batch_size, config.strategy.name());
-    let macs = print_network(&model?, config.data.image_size);
+    let model = model?;
+    let macs = print_network(&model, config.data.image_size);
     let images_per_sec = images as f64 / elapsed.max(1e-9);
     println!("images/s      {images_per_sec:.1}");
     // A training step computes the forward pass and two products per weight backward: 3 × 2 FLOP per MAC.
     let step_flop = 6.0 * macs as f64;
     println!("compute       {:.2} GFLOP per image per step (forward MACs × 2 × 3), {:.3} TFLOP/s achieved", step_flop / 1e9, step_flop * images_per_sec / 1e12);
     println!("step time     {:.1} ms (mean of {} steps after {} warm-up)", 1000.0 * elapsed / args.steps as f64, args.steps, args.warmup);
+    let estimate = memory::training_bytes(&model, &config.data) / (1u64 << 20) as f64;
     match peak_memory_mib() {
-        Some(mib) => println!("peak memory   {mib:.0} MiB (process resident set)"),
+        Some(mib) => println!("peak memory   {mib:.0} MiB (process resident set; a step estimated at {estimate:.0} MiB before the run)"),
         None => println!("peak memory   unknown on this platform"),
     }
     if reserved > 0 {
@@ -118,9 +120,10 @@ fn print_kernels(device: DeviceSpec) {
 fn print_network(model: &ModelConfig, image_size: u32) -> usize {
     let net = TwinNet::<Flex>::new(model, &Default::default());
     let image = Tensor::<Flex, 4>::zeros([1, 3, image_size as usize, image_size as usize], &Default::default());
-    let ((), macs) = macs::count(|| {
+    let ((), work) = macs::count(|| {
         net.forward_both(image);
     });
+    let macs = work.macs;
     let parts = [
         ("backbone", net.backbone.num_params()),
         ("neck", net.neck.num_params()),

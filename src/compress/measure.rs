@@ -77,9 +77,10 @@ pub fn measure_pair(baseline: &Predictor, variant: &Predictor, config: &TrainCon
     let mut measured = Vec::new();
     for (which, (predictor, label)) in [(baseline, "baseline"), (variant, "variant")].into_iter().enumerate() {
         let net = predictor.cpu_net()?;
-        let ((), macs) = macs::count(|| {
+        let ((), work) = macs::count(|| {
             net.forward_both(input(1));
         });
+        let macs = work.macs;
         let stage = format!("{label}: validating");
         let full = predictor.validate_full(config, &mut |done, total| progress(&stage, done, total))?;
         let latencies = &mut latencies[which];

@@ -34,7 +34,8 @@ pub fn conv_forward<B: TwinBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor
     let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
     let y = backend::conv2d(x, conv.weight.val(), options);
     let [_, per_output, kh, kw] = conv.weight.dims();
-    super::macs::add(y.shape().num_elements() * per_output * kh * kw);
+    let outputs = y.shape().num_elements();
+    super::macs::add(outputs * per_output * kh * kw, outputs);
     match &conv.bias {
         Some(bias) => {
             let channels = bias.dims()[0];

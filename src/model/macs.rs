@@ -1,32 +1,42 @@
-//! Multiply-accumulates counted as the convolutions run: every convolution of
-//! the network goes through `blocks::conv_forward`, which reports its output
-//! size × the taps per output. Only the thread running [`count`]'s closure
-//! counts: a rayon worker, where the CPU backend runs a forward pass too
-//! (`TwinBackend::twin_run`; from any other thread it would move there).
+//! Work counted as the convolutions run: every convolution of the network goes
+//! through `blocks::conv_forward`, which reports its multiply-accumulates
+//! (output size × the taps per output) and its output size. Only the thread
+//! running [`count`]'s closure counts: a rayon worker, where the CPU backend
+//! runs a forward pass too (`TwinBackend::twin_run`; from any other thread it
+//! would move there).
 
 use std::cell::Cell;
 
-thread_local! {
-    static COUNTER: Cell<Option<usize>> = const { Cell::new(None) };
+/// What a forward pass's convolutions did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    pub macs: usize,
+    /// Output values of every convolution (each is followed by a normalisation
+    /// and an activation, whose outputs are as many again).
+    pub outputs: usize,
 }
 
-/// Runs `f` and returns its result with the multiply-accumulates its
-/// convolutions performed (the rest of the network, element-wise work and
-/// the segmentation head's bilinear upsampling, is not counted).
-pub fn count<R: Send>(f: impl FnOnce() -> R + Send) -> (R, usize) {
+thread_local! {
+    static COUNTER: Cell<Option<Work>> = const { Cell::new(None) };
+}
+
+/// Runs `f` and returns its result with the work its convolutions performed
+/// (the rest of the network, element-wise work and the segmentation head's
+/// bilinear upsampling, is not counted).
+pub fn count<R: Send>(f: impl FnOnce() -> R + Send) -> (R, Work) {
     rayon::scope(|_| {
-        let outer = COUNTER.replace(Some(0));
+        let outer = COUNTER.replace(Some(Work::default()));
         let result = f();
-        let counted = COUNTER.replace(outer).unwrap_or(0);
+        let counted = COUNTER.replace(outer).unwrap_or_default();
         (result, counted)
     })
 }
 
-/// Adds `macs` to the count in progress on this thread, if any.
-pub fn add(macs: usize) {
+/// Adds one convolution's work to the count in progress on this thread, if any.
+pub fn add(macs: usize, outputs: usize) {
     COUNTER.with(|c| {
-        if let Some(total) = c.get() {
-            c.set(Some(total + macs));
+        if let Some(work) = c.get() {
+            c.set(Some(Work { macs: work.macs + macs, outputs: work.outputs + outputs }));
         }
     });
 }
@@ -49,9 +59,9 @@ mod tests {
         let device = Default::default();
         let conv = Conv2dConfig::new([2, 3], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init::<Flex>(&device);
         let x = Tensor::<Flex, 4>::ones([1, 2, 5, 5], &device);
-        let (y, macs) = count(|| Flex::twin_run(|| conv_forward(&conv, x)));
+        let (y, work) = count(|| Flex::twin_run(|| conv_forward(&conv, x)));
         assert_eq!(y.dims(), [1, 3, 5, 5]);
-        assert_eq!(macs, 75 * 18);
-        assert_eq!(count(|| ()).1, 0);
+        assert_eq!(work, super::Work { macs: 75 * 18, outputs: 75 });
+        assert_eq!(count(|| ()).1, super::Work::default());
     }
 }

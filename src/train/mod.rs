@@ -10,6 +10,7 @@ pub mod ema;
 pub mod evaluate;
 pub mod events;
 pub mod loss;
+pub mod memory;
 pub mod optim;
 pub mod penalty;
 pub mod presets;

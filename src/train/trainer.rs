@@ -20,6 +20,7 @@ use super::events::{Control, EvalRecord, Event, FinishReason};
 use super::loss::det::{det_loss, det_loss_ignoring, DetLossConfig, ImageTargets};
 use super::loss::distill::{kd_det_loss, kd_seg_loss};
 use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig};
+use super::memory;
 use super::penalty::Ewc;
 use super::pseudo::{pseudo_boxes, pseudo_masks, PseudoLabels, TEACHER_EMA_DECAY};
 use super::replay::{make_buffer, BufferSource};
@@ -152,6 +153,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let det_classes = data.validation.det_classes().names().to_vec();
         let seg_classes = data.validation.seg_classes().names().to_vec();
         let mut model = config.model_config(det_classes.len(), seg_classes.len());
+        if B::device_memory(&device).is_none() {
+            // On the CPU a step's activations live in this machine's memory.
+            memory::check_fits(&model, &config.data, memory::available_bytes())?;
+        }
         let mut optim = TwinOptimizer::new(&config.optim);
         let (mut ema_net, mut teacher_net) = (None, None);
         // A run killed before its first checkpoint has nothing to resume: it starts over.
