@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::classes::ClassList;
 use super::masks::{self, MaskEncoding};
-use super::problem::{log_skipped, Problem};
+use super::problem::{log_skipped, split_checked, Problem};
 
 /// The split name a flat `images/` + `annotations/` pair is read as.
 pub const FLAT_SPLIT: &str = "all";
@@ -197,13 +197,7 @@ impl AdeDataset {
                 Ok(AdeRecord { id, image_path, mask_path, encoding })
             })
             .collect();
-        let mut records = Vec::new();
-        for item in checked {
-            match item {
-                Ok(r) => records.push(r),
-                Err(p) => problems.push(p),
-            }
-        }
+        let records = split_checked(checked, &mut problems);
         log_skipped(&format!("segmentation {} split {split}", root.display()), &problems);
         Ok(Self { root, split: split.to_string(), classes, records, problems })
     }

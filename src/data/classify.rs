@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ade::{sub_folders, FLAT_SPLIT};
 use super::classes::ClassList;
-use super::problem::{log_skipped, Problem};
+use super::problem::{keep_passing, log_skipped, split_checked, Problem};
 
 /// How a classification dataset is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -174,13 +174,7 @@ impl ClsDataset {
                 Ok(ClsRecord { id: Path::new(&name).with_extension("").to_string_lossy().into_owned(), image_path, class })
             })
             .collect();
-        let mut records = Vec::new();
-        for item in checked {
-            match item {
-                Ok(record) => records.push(record),
-                Err(problem) => problems.push(problem),
-            }
-        }
+        let records = split_checked(checked, &mut problems);
         Ok(Self { root: root.to_path_buf(), split: split.to_string(), classes, records, problems })
     }
 
@@ -218,14 +212,7 @@ impl ClsDataset {
                 image::open(&r.image_path).err().map(|e| Problem::new(&r.image_path, format!("image does not decode: {e}")))
             })
             .collect();
-        let mut kept = Vec::with_capacity(self.records.len());
-        for (record, problem) in std::mem::take(&mut self.records).into_iter().zip(results) {
-            match problem {
-                Some(p) => self.problems.push(p),
-                None => kept.push(record),
-            }
-        }
-        self.records = kept;
+        self.records = keep_passing(std::mem::take(&mut self.records), results, &mut self.problems);
     }
 
     /// Images per class, in class order.

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::classes::ClassList;
-use super::problem::{log_skipped, Problem};
+use super::problem::{log_skipped, split_checked, Problem};
 use super::voc::{check_image_header, VocAnnotation, VocDataset, VocObject, VocRecord};
 
 /// COCO's ids are numbers; some converters write strings.
@@ -209,13 +209,7 @@ fn to_records(file: CocoFile, path: &Path, images_dir: &Path) -> Result<(ClassLi
             Ok(VocRecord { id, image_path, annotation_path: path.to_path_buf(), annotation })
         })
         .collect();
-    let mut records = Vec::with_capacity(checked.len());
-    for item in checked {
-        match item {
-            Ok(record) => records.push(record),
-            Err(problem) => problems.push(problem),
-        }
-    }
+    let records = split_checked(checked, &mut problems);
     Ok((classes, records, problems))
 }
 

@@ -21,6 +21,25 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Moves the records that passed a check to the first list and the problems
+/// of the others into `problems`, in order.
+pub fn split_checked<T>(checked: Vec<Result<T, Problem>>, problems: &mut Vec<Problem>) -> Vec<T> {
+    let mut kept = Vec::with_capacity(checked.len());
+    for item in checked {
+        match item {
+            Ok(record) => kept.push(record),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    kept
+}
+
+/// Keeps the `records` whose verdict is `None`; the others' problems go to `problems`.
+pub fn keep_passing<T>(records: Vec<T>, verdicts: Vec<Option<Problem>>, problems: &mut Vec<Problem>) -> Vec<T> {
+    let checked = records.into_iter().zip(verdicts).map(|(record, verdict)| verdict.map_or(Ok(record), Err)).collect();
+    split_checked(checked, problems)
+}
+
 /// Logs how many records a reader left out, so a skip is never silent.
 pub fn log_skipped(what: &str, problems: &[Problem]) {
     if !problems.is_empty() {

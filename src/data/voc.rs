@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
 use super::classes::ClassList;
-use super::problem::{log_skipped, Problem};
+use super::problem::{keep_passing, log_skipped, split_checked, Problem};
 
 /// A box in VOC pixel coordinates: 1-based and inclusive, `[xmin, ymin, xmax, ymax]`.
 pub type VocBox = [f32; 4];
@@ -184,13 +184,8 @@ impl VocDataset {
                 Ok(VocRecord { id, image_path, annotation_path, annotation })
             })
             .collect();
-        let (mut records, mut problems) = (Vec::new(), Vec::new());
-        for item in checked {
-            match item {
-                Ok(record) => records.push(record),
-                Err(problem) => problems.push(problem),
-            }
-        }
+        let mut problems = Vec::new();
+        let records = split_checked(checked, &mut problems);
         log_skipped(&format!("VOC {} split {split}", root.display()), &problems);
         Ok(Self { root, split: split.to_string(), classes, records, problems })
     }
@@ -214,14 +209,7 @@ impl VocDataset {
                 }
             })
             .collect();
-        let mut kept = Vec::with_capacity(self.records.len());
-        for (record, problem) in std::mem::take(&mut self.records).into_iter().zip(results) {
-            match problem {
-                Some(p) => self.problems.push(p),
-                None => kept.push(record),
-            }
-        }
-        self.records = kept;
+        self.records = keep_passing(std::mem::take(&mut self.records), results, &mut self.problems);
     }
 }
 

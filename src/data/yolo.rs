@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::ade::sub_folders;
 use super::augment::xyxy_to_voc;
 use super::classes::ClassList;
-use super::problem::{log_skipped, Problem};
+use super::problem::{log_skipped, split_checked, Problem};
 use super::voc::{VocAnnotation, VocBox, VocDataset, VocObject, VocRecord};
 
 /// Image extensions an Ultralytics dataset holds.
@@ -96,31 +96,14 @@ pub fn open(root: &Path, split: &str) -> Result<VocDataset> {
         .map(|image_path| {
             let id = image_path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
             let label_path = label_dir.join(format!("{id}.txt"));
-            let (width, height) = image::image_dimensions(image_path)
-                .map_err(|e| Problem::new(image_path, format!("image does not decode: {e}")))?;
             let labelled = label_path.is_file();
-            let objects = if labelled {
-                let text = std::fs::read_to_string(&label_path)
-                    .map_err(|e| Problem::new(&label_path, format!("cannot read labels: {e}")))?;
-                parse_labels(&text, &classes, width, height).map_err(|reason| Problem::new(&label_path, reason))?
-            } else {
-                Vec::new()
-            };
-            let filename = image_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let annotation = VocAnnotation { filename, width, height, depth: 3, objects };
+            let annotation = if labelled { read_label_file(&label_path, image_path, &classes)? } else { blank_annotation(image_path)? };
             Ok((VocRecord { id, image_path: image_path.clone(), annotation_path: label_path, annotation }, labelled))
         })
         .collect();
-    let (mut records, mut problems, mut background) = (Vec::new(), Vec::new(), 0);
-    for item in checked {
-        match item {
-            Ok((record, labelled)) => {
-                background += usize::from(!labelled);
-                records.push(record);
-            }
-            Err(problem) => problems.push(problem),
-        }
-    }
+    let mut problems = Vec::new();
+    let (records, labelled): (Vec<VocRecord>, Vec<bool>) = split_checked(checked, &mut problems).into_iter().unzip();
+    let background = labelled.iter().filter(|&&l| !l).count();
     if background > 0 {
         tracing::info!("YOLO {} split {split}: {background} image(s) without a label file, read as background", root.display());
     }
@@ -135,6 +118,21 @@ fn short_split(split: &str) -> &str {
         "validation" => "val",
         other => other,
     }
+}
+
+/// An annotation of `image` (read for its size) without boxes: a background image.
+fn blank_annotation(image: &Path) -> Result<VocAnnotation, Problem> {
+    let (width, height) = image::image_dimensions(image).map_err(|e| Problem::new(image, format!("image does not decode: {e}")))?;
+    let filename = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(VocAnnotation { filename, width, height, depth: 3, objects: Vec::new() })
+}
+
+/// The boxes of the label file at `path` for `image`.
+pub fn read_label_file(path: &Path, image: &Path, classes: &ClassList) -> Result<VocAnnotation, Problem> {
+    let mut annotation = blank_annotation(image)?;
+    let text = std::fs::read_to_string(path).map_err(|e| Problem::new(path, format!("cannot read labels: {e}")))?;
+    annotation.objects = parse_labels(&text, classes, annotation.width, annotation.height).map_err(|reason| Problem::new(path, reason))?;
+    Ok(annotation)
 }
 
 /// The boxes of one label file; the first bad line fails the file, named by its number.
