@@ -466,9 +466,31 @@ fn a_trainer_and_a_predictor_sharing_the_gpu_see_what_they_see_taking_turns() {
         (losses, predicting.join().unwrap())
     });
     eprintln!("{} prediction rounds while the run trained", together.len());
-    assert_eq!(together_losses, alone_losses, "the run's losses changed with a predictor beside it");
+    // Equal to the bit on most runs, not all: CI once saw 3.0084317 against
+    // 3.008432, one f32 step, so how the two threads' turns interleave can still
+    // change a reduction's order. A race on shared state is off by far more.
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1.0);
+    let same_loss = |a: Option<f32>, b: Option<f32>| match (a, b) {
+        (Some(a), Some(b)) => close(a, b),
+        (a, b) => a == b,
+    };
+    assert_eq!(together_losses.len(), alone_losses.len());
+    for (step, (together, alone)) in together_losses.iter().zip(&alone_losses).enumerate() {
+        assert!(
+            same_loss(together.0, alone.0) && same_loss(together.1, alone.1),
+            "step {step}'s losses changed with a predictor beside it: {together:?} against {alone:?}"
+        );
+    }
     for (round, predictions) in together.iter().enumerate() {
-        assert!(*predictions == alone, "prediction round {round} differs from the predictions made alone");
+        for (image, ((dets, mask), (alone_dets, alone_mask))) in predictions.iter().zip(&alone).enumerate() {
+            let same_dets = dets.len() == alone_dets.len()
+                && dets.iter().zip(alone_dets).all(|(d, a)| {
+                    d.class == a.class && close(d.score, a.score) && d.bbox.iter().zip(&a.bbox).all(|(x, y)| close(*x, *y))
+                });
+            assert!(same_dets, "round {round}, image {image}: boxes differ from those predicted alone");
+            let flipped = mask.iter().zip(alone_mask).filter(|(a, b)| a != b).count();
+            assert!(flipped * 1000 <= mask.len(), "round {round}, image {image}: {flipped} mask pixels differ");
+        }
     }
 }
 
