@@ -162,6 +162,72 @@ fn export_coco_writes_the_ground_truth_in_coco_form() {
 }
 
 #[test]
+fn coco_results_carry_the_coco_files_own_ids_and_score_against_it() {
+    // The validation split as a COCO dataset numbered as TT100K and converters
+    // do: categories from 0 in another order, images by text ids.
+    let dir = tempfile::tempdir().unwrap();
+    let coco = dir.path().join("coco");
+    let file = coco.join("annotations/instances_val.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let voc = trained().join("synth/voc");
+    let out = twinhead(&["data", "export-coco", "--voc", s(&voc), "--split", "val", "--out", s(&file)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut gt: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let count = gt["categories"].as_array().unwrap().len() as u64;
+    let category = |v: &Value| Value::from(count - v.as_u64().unwrap());
+    let image = |v: &Value| Value::from(format!("img-{v}"));
+    for c in gt["categories"].as_array_mut().unwrap() {
+        c["id"] = category(&c["id"]);
+    }
+    for a in gt["annotations"].as_array_mut().unwrap() {
+        (a["category_id"], a["image_id"]) = (category(&a["category_id"]), image(&a["image_id"]));
+    }
+    for i in gt["images"].as_array_mut().unwrap() {
+        i["id"] = image(&i["id"]);
+    }
+    std::fs::write(&file, serde_json::to_vec(&gt).unwrap()).unwrap();
+    let images_dir = coco.join("images/val");
+    std::fs::create_dir_all(&images_dir).unwrap();
+    let val = voc_val();
+    for record in &val.records {
+        std::fs::copy(&record.image_path, images_dir.join(record.image_path.file_name().unwrap())).unwrap();
+    }
+
+    let out = dir.path().join("out");
+    let run = run_dir();
+    let mut args = vec!["predict", "--run", s(&run), "--out", s(&out), "--format", "twinhead,coco"];
+    args.extend(["--score-threshold", "0.01", "--coco-ids", s(&file)]);
+    args.extend(val.records.iter().map(|r| s(&r.image_path)));
+    let predicted = twinhead(&args);
+    assert!(predicted.status.success(), "{}", String::from_utf8_lossy(&predicted.stderr));
+    let results: Value = serde_json::from_slice(&std::fs::read(out.join("predictions.coco.json")).unwrap()).unwrap();
+    let first = &results[0];
+    assert!(first["image_id"].as_str().unwrap().starts_with("img-"), "{first}");
+    assert!(first["category_id"].as_u64().unwrap() < count, "{first}");
+    // Scored against the COCO file, they score as Twinhead's own list against the VOC split.
+    for metric in ["voc", "coco"] {
+        let own = json_of(&["eval", "det", "--voc", s(&voc), "--split", "val", "--pred", s(&out.join("predictions.json")), "--metric", metric, "--json"]);
+        let coco_scored = json_of(&["eval", "det", "--voc", s(&coco), "--split", "val", "--pred", s(&out.join("predictions.coco.json")), "--metric", metric, "--json"]);
+        assert_eq!(coco_scored["map"], own["map"], "{metric}");
+    }
+    // The COCO dataset's ground truth goes back out with its own ids.
+    let again = dir.path().join("again.json");
+    let out = twinhead(&["data", "export-coco", "--voc", s(&coco), "--split", "val", "--out", s(&again)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again: Value = serde_json::from_slice(&std::fs::read(&again).unwrap()).unwrap();
+    for key in ["images", "categories"] {
+        let ids = |v: &Value| v[key].as_array().unwrap().iter().map(|x| x["id"].clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&again), ids(&gt), "{key}");
+    }
+    // An image the file does not list is refused before predicting.
+    let stray = dir.path().join("stray.png");
+    image::RgbImage::new(8, 8).save(&stray).unwrap();
+    let out = twinhead(&["predict", "--run", s(&run), "--out", s(&dir.path().join("x")), "--format", "coco", "--coco-ids", s(&file), s(&stray)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no image named \"stray\""), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn bad_formats_and_unwritable_outputs_exit_2() {
     let image = voc_val().records[0].image_path.clone();
     let run = run_dir();

@@ -31,7 +31,7 @@ pub fn run(args: ExportCocoArgs) -> Result<ExitCode> {
         // A left-out record would make the scores incomparable; see `data check`.
         bail!("{} split {}: {} record(s) with problems, first: {first}", dataset.root.display(), args.split, dataset.problems.len());
     }
-    let json = coco::ground_truth(&dataset.records, &dataset.classes);
+    let json = coco::ground_truth(&dataset.records, &dataset.classes, &dataset.coco_ids())?;
     write_atomic(&args.out, serde_json::to_string(&json)?.as_bytes())?;
     let objects: usize = dataset.records.iter().map(|r| r.annotation.objects.len()).sum();
     println!("{}: {} images, {} objects, {} categories", args.out.display(), dataset.records.len(), objects, dataset.classes.len());

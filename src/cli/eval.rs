@@ -87,7 +87,8 @@ pub fn run_det(args: DetArgs) -> Result<ExitCode> {
             bail!("{}: split {} lists image {:?} twice", dataset.root.display(), dataset.split, record.id);
         }
     }
-    let target = DetTarget { split: &dataset.split, image_ids: &image_ids, classes: &dataset.classes };
+    let coco_ids = dataset.coco_ids();
+    let target = DetTarget { split: &dataset.split, image_ids: &image_ids, classes: &dataset.classes, coco_ids: &coco_ids };
     let detections = read_detections(&args.pred, &target)?;
     let gts = ground_truth_from_voc(&dataset.records);
     let names = dataset.classes.names();

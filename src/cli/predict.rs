@@ -11,7 +11,8 @@ use serde_json::json;
 use crate::data::augment::xyxy_to_voc;
 use crate::model::postprocess::PostprocessConfig;
 use crate::overlay;
-use crate::export::{self, ExportFormat, ImagePrediction};
+use crate::data::coco::CocoIds;
+use crate::export::{self, ExportFormat, ImagePrediction, Naming};
 use crate::backend::device::DeviceSpec;
 use crate::predictor::{Prediction, Predictor};
 use crate::train::checkpoint::CheckpointKind;
@@ -46,6 +47,12 @@ pub struct Args {
     /// The split name in the VOC result files' names (`--format voc`).
     #[arg(long, default_value = "test")]
     voc_split: String,
+    /// A COCO file (e.g. instances_val2017.json) whose image ids (matched by file
+    /// stem) and category ids (by name) `--format coco` writes; without it images
+    /// are numbered from their stems and categories from 1, as `data export-coco`
+    /// numbers a VOC split.
+    #[arg(long)]
+    coco_ids: Option<PathBuf>,
 }
 
 /// A number in [0, 1] (clap names the option when this refuses a value).
@@ -60,6 +67,17 @@ fn fraction(value: &str) -> Result<f32, String> {
 pub fn run(args: Args) -> Result<ExitCode> {
     let ids = image_ids(&args.images)?;
     let predictor = Predictor::load_on(&args.run, &CheckpointKind::parse(&args.checkpoint)?, args.device)?;
+    let coco_ids = match &args.coco_ids {
+        Some(path) => {
+            let coco_ids = CocoIds::read(path, predictor.det_classes())?;
+            // Refused before predicting: results without an id could not be scored.
+            if let Some((image, id)) = args.images.iter().zip(&ids).find(|(_, id)| coco_ids.image(id).is_none()) {
+                bail!("{}: no image named {id:?} in {}", image.display(), path.display());
+            }
+            coco_ids
+        }
+        None => CocoIds::numbered(ids.iter().map(String::as_str), predictor.det_classes().len()),
+    };
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     let postprocess = PostprocessConfig { score_threshold: args.score_threshold, ..PostprocessConfig::display() };
     let results = predictor.predict_files(&args.images, &postprocess);
@@ -79,7 +97,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let images: Vec<ImagePrediction> =
         predicted.iter().map(|(_, id, _, prediction)| ImagePrediction { id, prediction }).collect();
-    let written = export::write_standard(&args.format, &args.out, &images, predictor.det_classes(), &args.voc_split)?;
+    let naming = Naming { det_classes: predictor.det_classes(), voc_split: &args.voc_split, coco_ids: &coco_ids };
+    let written = export::write_standard(&args.format, &args.out, &images, &naming)?;
     if !written.is_empty() {
         println!("{} result file(s) in {}", written.len(), args.out.display());
     }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::classes::ClassList;
 use super::masks::{self, MaskEncoding};
-use super::problem::{log_skipped, split_checked, Problem};
+use super::problem::{keep_passing, log_skipped, split_checked, Problem};
 
 /// The split name a flat `images/` + `annotations/` pair is read as.
 pub const FLAT_SPLIT: &str = "all";
@@ -40,6 +40,19 @@ pub struct Pairing {
     pub image_dir: PathBuf,
     pub mask_dir: PathBuf,
     pub ids: Option<Vec<String>>,
+}
+
+/// Image files are these; masks are PNGs.
+const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+
+impl Pairing {
+    /// How many images the split holds, without opening any.
+    pub fn image_count(&self) -> Result<usize> {
+        Ok(match &self.ids {
+            Some(ids) => ids.len(),
+            None => files_by_stem(&self.image_dir, &IMAGE_EXTENSIONS)?.len(),
+        })
+    }
 }
 
 /// One split of an ADE-format dataset. Records with a problem are left out of
@@ -114,35 +127,42 @@ pub fn read_classes(root: &Path) -> Result<ClassList> {
     Ok(ClassList::ade())
 }
 
+/// The canonical name and the folders of split `split` of the ADE root `root`.
+pub fn pairing(root: &Path, split: &str) -> Result<(String, Pairing)> {
+    let available = available_splits(root);
+    let split = canonical_split(split).to_string();
+    let (image_dir, mask_dir) = if available == [FLAT_SPLIT] {
+        if split != FLAT_SPLIT {
+            bail!(
+                "{}: flat layout (images/ and annotations/ without split folders) has only \
+                 the split \"{FLAT_SPLIT}\", not {split:?}",
+                root.display()
+            );
+        }
+        (root.join("images"), root.join("annotations"))
+    } else {
+        if !available.contains(&split) {
+            bail!(
+                "{}: split {split:?} not found (available splits: {})",
+                root.join("images").display(),
+                available.join(", ")
+            );
+        }
+        (root.join("images").join(&split), root.join("annotations").join(&split))
+    };
+    Ok((split, Pairing { image_dir, mask_dir, ids: None }))
+}
+
 impl AdeDataset {
     /// Opens one split: pairs images with masks by file stem and checks (from the
     /// file headers) that both exist and have the same size.
     pub fn open(dir: &Path, split: &str) -> Result<Self> {
         let root = resolve_root(dir)?;
         let classes = read_classes(&root)?;
-        let available = available_splits(&root);
-        let split = canonical_split(split).to_string();
-        let (image_dir, mask_dir) = if available == [FLAT_SPLIT] {
-            if split != FLAT_SPLIT {
-                bail!(
-                    "{}: flat layout (images/ and annotations/ without split folders) has only \
-                     the split \"{FLAT_SPLIT}\", not {split:?}",
-                    root.display()
-                );
-            }
-            (root.join("images"), root.join("annotations"))
-        } else {
-            if !available.contains(&split) {
-                bail!(
-                    "{}: split {split:?} not found (available splits: {})",
-                    root.join("images").display(),
-                    available.join(", ")
-                );
-            }
-            (root.join("images").join(&split), root.join("annotations").join(&split))
-        };
-        Self::pair(root, &split, classes, MaskEncoding::Offset, Pairing { image_dir, mask_dir, ids: None })
+        let (split, pairing) = pairing(&root, split)?;
+        Self::pair(root, &split, classes, MaskEncoding::Offset, pairing)
     }
+
 
     /// Opens a split from its image and mask folders, checking (from the file
     /// headers) that every image has a mask of its size.
@@ -151,7 +171,7 @@ impl AdeDataset {
         let mut problems = Vec::new();
         let (images, masks) = match ids {
             None => {
-                let images = files_by_stem(&image_dir, &["jpg", "jpeg", "png"])?;
+                let images = files_by_stem(&image_dir, &IMAGE_EXTENSIONS)?;
                 let masks = files_by_stem(&mask_dir, &["png"])?;
                 problems.extend(
                     masks
@@ -164,7 +184,7 @@ impl AdeDataset {
             Some(ids) => {
                 let mut images = BTreeMap::new();
                 for id in ids {
-                    let image = ["jpg", "jpeg", "png"].iter().map(|e| image_dir.join(format!("{id}.{e}"))).find(|p| p.is_file());
+                    let image = IMAGE_EXTENSIONS.iter().map(|e| image_dir.join(format!("{id}.{e}"))).find(|p| p.is_file());
                     match image {
                         Some(path) => {
                             images.insert(id, path);
@@ -224,17 +244,17 @@ impl AdeDataset {
             })
             .collect();
         let mut totals = vec![0u64; num_classes + 1];
-        let mut kept = Vec::with_capacity(self.records.len());
-        for (record, result) in std::mem::take(&mut self.records).into_iter().zip(results) {
-            match result {
+        let verdicts = results
+            .into_iter()
+            .map(|result| match result {
                 Ok(counts) => {
                     totals.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
-                    kept.push(record);
+                    None
                 }
-                Err(p) => self.problems.push(p),
-            }
-        }
-        self.records = kept;
+                Err(problem) => Some(problem),
+            })
+            .collect();
+        self.records = keep_passing(std::mem::take(&mut self.records), verdicts, &mut self.problems);
         totals
     }
 }

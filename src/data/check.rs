@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -144,17 +144,18 @@ pub fn check(request: &CheckRequest, on_item: &(dyn Fn() + Sync)) -> Result<Chec
     let mut report = CheckReport::default();
     let mut images: Vec<PathBuf> = Vec::new();
     if let Some(spec) = &request.det {
+        let spec = spec.resolved()?;
         let mut dataset = match &request.det_split {
             Some(split) => spec.open(split, request.det_classes.clone())?,
             None => spec.open_all(request.det_classes.clone())?,
         };
-        let listed = dataset.records.len() + dataset.problems.len();
         dataset.verify_images(on_item);
         images.extend(dataset.records.iter().map(|r| r.image_path.clone()));
-        report.voc = Some(summarise_voc(&dataset, spec.format()?, spec.splits()?, listed));
+        report.voc = Some(summarise_voc(&dataset, spec.format()?, spec.splits(&dataset)?));
         report.problems.append(&mut dataset.problems);
     }
     if let Some(spec) = &request.seg {
+        let spec = spec.resolved()?;
         let root = spec.root()?;
         let available = spec.available_splits()?;
         let splits = match &request.seg_split {
@@ -169,8 +170,9 @@ pub fn check(request: &CheckRequest, on_item: &(dyn Fn() + Sync)) -> Result<Chec
         let mut encoding = MaskEncoding::Offset;
         for split in &splits {
             let mut dataset = spec.open(split)?;
-            checked += dataset.records.len() + dataset.problems.len();
-            split_counts.insert(split.clone(), dataset.records.len() + dataset.problems.len());
+            let count = spec.image_count(split)?;
+            checked += count;
+            split_counts.insert(split.clone(), count);
             let counts = dataset.verify(on_item);
             if label_pixels.is_empty() {
                 label_pixels = counts;
@@ -183,10 +185,10 @@ pub fn check(request: &CheckRequest, on_item: &(dyn Fn() + Sync)) -> Result<Chec
             encoding = dataset.records.first().map_or(encoding, |r| r.encoding);
             classes = Some(dataset.classes);
         }
-        let unchecked: Vec<&String> = available.iter().filter(|s| !split_counts.contains_key(*s)).collect();
-        for split in unchecked {
-            let other = spec.open(split)?;
-            split_counts.insert(split.clone(), other.records.len() + other.problems.len());
+        for split in &available {
+            if !split_counts.contains_key(split) {
+                split_counts.insert(split.clone(), spec.image_count(split)?);
+            }
         }
         let classes = classes.unwrap_or_else(super::ClassList::ade);
         let total: u64 = label_pixels.iter().sum::<u64>().max(1);
@@ -215,6 +217,10 @@ pub fn check(request: &CheckRequest, on_item: &(dyn Fn() + Sync)) -> Result<Chec
         };
         let available = classify::available_splits(root, format);
         let splits = match &request.cls_split {
+            Some(split) if !available.contains(split) => {
+                ClsDataset::open(root, format, split)?;
+                bail!("{}: split {split:?} not found (available splits: {})", root.display(), available.join(", "))
+            }
             Some(split) => vec![split.clone()],
             None => available.clone(),
         };
@@ -239,9 +245,6 @@ pub fn check(request: &CheckRequest, on_item: &(dyn Fn() + Sync)) -> Result<Chec
             images.extend(dataset.records.iter().map(|r| r.image_path.clone()));
             report.problems.append(&mut dataset.problems);
         }
-        if let Some(split) = splits.iter().find(|s| !available.contains(s)) {
-            ClsDataset::open(root, format, split)?;
-        }
         report.cls = Some(ClsSummary {
             root: root.clone(),
             format,
@@ -256,7 +259,7 @@ pub fn check(request: &CheckRequest, on_item: &(dyn Fn() + Sync)) -> Result<Chec
     Ok(report)
 }
 
-fn summarise_voc(dataset: &VocDataset, format: DetFormat, splits: BTreeMap<String, usize>, listed: usize) -> VocSummary {
+fn summarise_voc(dataset: &VocDataset, format: DetFormat, splits: BTreeMap<String, usize>) -> VocSummary {
     let mut per_class: BTreeMap<String, ClassCount> = BTreeMap::new();
     let (mut objects, mut difficult) = (0, 0);
     for object in dataset.records.iter().flat_map(|r| &r.annotation.objects) {
@@ -273,7 +276,7 @@ fn summarise_voc(dataset: &VocDataset, format: DetFormat, splits: BTreeMap<Strin
         format,
         splits,
         checked_split: dataset.split.clone(),
-        images: listed,
+        images: dataset.listed,
         objects,
         difficult,
         per_class,

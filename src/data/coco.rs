@@ -25,11 +25,97 @@ use super::problem::{log_skipped, split_checked, Problem};
 use super::voc::{check_image_header, VocAnnotation, VocDataset, VocObject, VocRecord};
 
 /// COCO's ids are numbers; some converters write strings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum CocoId {
     Number(i64),
     Text(String),
+}
+
+impl CocoId {
+    /// The id a dataset of another format gives image `id` in COCO files: the
+    /// number when the id is all digits (VOC's "000005" is 5, as the usual
+    /// VOC-to-COCO converters do), else the id itself.
+    pub fn of_image(id: &str) -> Self {
+        match id.parse::<i64>() {
+            Ok(n) if id.bytes().all(|b| b.is_ascii_digit()) => Self::Number(n),
+            _ => Self::Text(id.to_string()),
+        }
+    }
+}
+
+/// The ids COCO files (results and ground truth) give a dataset's images and
+/// classes. A COCO dataset keeps its file's own, so pycocotools scores results
+/// against that very file; every other format is numbered by
+/// [`CocoIds::numbered`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CocoIds {
+    /// By record id.
+    images: HashMap<String, CocoId>,
+    /// By class index.
+    categories: Vec<CocoId>,
+}
+
+impl CocoIds {
+    /// Images by [`CocoId::of_image`], categories by 1-based position in the class list.
+    pub fn numbered<'a>(record_ids: impl IntoIterator<Item = &'a str>, classes: usize) -> Self {
+        Self {
+            images: record_ids.into_iter().map(|id| (id.to_string(), CocoId::of_image(id))).collect(),
+            categories: (1..=classes as i64).map(CocoId::Number).collect(),
+        }
+    }
+
+    /// The ids `path` (a COCO file) gives images named by file stem and the
+    /// classes `class_names`, matched by category name: what `predict --coco-ids` uses.
+    pub fn read(path: &Path, class_names: &[String]) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Listed {
+            images: Vec<ListedImage>,
+            categories: Vec<CocoCategory>,
+        }
+        #[derive(Deserialize)]
+        struct ListedImage {
+            id: CocoId,
+            file_name: String,
+        }
+        let listed: Listed = read_file(path)?;
+        let mut images = HashMap::with_capacity(listed.images.len());
+        for image in listed.images {
+            let stem = Path::new(&image.file_name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some(first) = images.insert(stem.clone(), image.id.clone()) {
+                bail!("{}: images {first} and {} are both named {stem:?} (predictions are named by file stem)", path.display(), image.id);
+            }
+        }
+        let categories = class_names
+            .iter()
+            .map(|name| {
+                let found = listed.categories.iter().find(|c| &c.name == name);
+                found.map(|c| c.id.clone()).ok_or_else(|| {
+                    let names: Vec<&str> = listed.categories.iter().map(|c| c.name.as_str()).collect();
+                    anyhow::anyhow!("{}: no category named {name:?} (categories: {})", path.display(), names.join(", "))
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { images, categories })
+    }
+
+    /// The id of the image whose record id is `id`.
+    pub fn image(&self, id: &str) -> Option<&CocoId> {
+        self.images.get(id)
+    }
+
+    pub fn category(&self, class: usize) -> &CocoId {
+        &self.categories[class]
+    }
+
+    /// The class a category id stands for.
+    pub fn class_of(&self, category: &CocoId) -> Option<usize> {
+        self.categories.iter().position(|c| c == category)
+    }
+
+    pub fn categories(&self) -> &[CocoId] {
+        &self.categories
+    }
 }
 
 impl std::fmt::Display for CocoId {
@@ -126,9 +212,10 @@ pub fn open(root: &Path, split: &str) -> Result<VocDataset> {
     let (split, path) = split_file(root, split)?;
     let file: CocoFile = read_file(&path)?;
     let images_dir = image_folder(root, &split);
-    let (classes, records, problems) = to_records(file, &path, &images_dir)?;
+    let listed = file.images.len();
+    let (classes, records, problems, file_ids) = to_records(file, &path, &images_dir)?;
     log_skipped(&format!("COCO {} split {split}", path.display()), &problems);
-    Ok(VocDataset { root: root.to_path_buf(), split, classes, records, problems })
+    Ok(VocDataset { root: root.to_path_buf(), split, classes, records, problems, listed, file_ids: Some(file_ids) })
 }
 
 fn read_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -150,10 +237,11 @@ pub fn count_images(path: &Path) -> Result<usize> {
 
 /// The records of `file`, each image checked and its boxes resolved; an image
 /// with a bad annotation is left out whole (its truth would be incomplete).
-fn to_records(file: CocoFile, path: &Path, images_dir: &Path) -> Result<(ClassList, Vec<VocRecord>, Vec<Problem>)> {
+fn to_records(file: CocoFile, path: &Path, images_dir: &Path) -> Result<(ClassList, Vec<VocRecord>, Vec<Problem>, CocoIds)> {
     let mut problems = Vec::new();
     let mut class_of: HashMap<CocoId, usize> = HashMap::new();
     let mut names = Vec::with_capacity(file.categories.len());
+    let categories: Vec<CocoId> = file.categories.iter().map(|c| c.id.clone()).collect();
     for category in file.categories {
         if class_of.contains_key(&category.id) {
             bail!("{}: category id {} is listed twice", path.display(), category.id);
@@ -196,7 +284,7 @@ fn to_records(file: CocoFile, path: &Path, images_dir: &Path) -> Result<(ClassLi
             Err(reason) => *bad = Some(format!("{name} of image {} ({}): {reason}", image.id, image.file_name)),
         }
     }
-    let checked: Vec<Result<VocRecord, Problem>> = images
+    let checked: Vec<Result<(VocRecord, CocoId), Problem>> = images
         .into_par_iter()
         .map(|(image, objects, bad)| {
             if let Some(reason) = bad {
@@ -206,11 +294,12 @@ fn to_records(file: CocoFile, path: &Path, images_dir: &Path) -> Result<(ClassLi
             check_image_header(&image_path, image.width, image.height)?;
             let id = Path::new(&image.file_name).with_extension("").to_string_lossy().into_owned();
             let annotation = VocAnnotation { filename: image.file_name, width: image.width, height: image.height, depth: 3, objects };
-            Ok(VocRecord { id, image_path, annotation_path: path.to_path_buf(), annotation })
+            Ok((VocRecord { id, image_path, annotation_path: path.to_path_buf(), annotation }, image.id))
         })
         .collect();
-    let records = split_checked(checked, &mut problems);
-    Ok((classes, records, problems))
+    let (records, image_ids): (Vec<VocRecord>, Vec<CocoId>) = split_checked(checked, &mut problems).into_iter().unzip();
+    let images = records.iter().map(|r| r.id.clone()).zip(image_ids).collect();
+    Ok((classes, records, problems, CocoIds { images, categories }))
 }
 
 /// Boxes may reach past the image by this much (rounding in converters), and are clipped to it.

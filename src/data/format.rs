@@ -151,6 +151,11 @@ impl DetSpec {
         self.format.map_or_else(|| DetFormat::detect(&self.dir), Ok)
     }
 
+    /// This spec with its format detected once, for the many calls that follow.
+    pub fn resolved(&self) -> Result<Self> {
+        Ok(Self { dir: self.dir.clone(), format: Some(self.format()?) })
+    }
+
     /// The dataset root: VOC's may sit below the folder given.
     pub fn root(&self) -> Result<PathBuf> {
         match self.format()? {
@@ -181,10 +186,13 @@ impl DetSpec {
         }
     }
 
-    /// Image count of every split.
-    pub fn splits(&self) -> Result<BTreeMap<String, usize>> {
+    /// Image count of every split; `opened`'s is taken from it, not counted again.
+    pub fn splits(&self, opened: &VocDataset) -> Result<BTreeMap<String, usize>> {
         let root = self.root()?;
         let mut counts = BTreeMap::new();
+        if opened.split != voc::ALL_SPLITS {
+            counts.insert(opened.split.clone(), opened.listed);
+        }
         match self.format()? {
             DetFormat::Voc => {
                 for split in voc::available_splits(&root) {
@@ -193,12 +201,14 @@ impl DetSpec {
             }
             DetFormat::Coco => {
                 for (split, path) in coco::annotation_files(&root) {
-                    counts.insert(split, coco::count_images(&path)?);
+                    if !counts.contains_key(&split) {
+                        counts.insert(split, coco::count_images(&path)?);
+                    }
                 }
             }
             DetFormat::Yolo => {
                 for split in yolo::available_splits(&root) {
-                    counts.insert(split.clone(), count_files(&root.join("images").join(&split)));
+                    counts.insert(split.clone(), yolo::image_files(&root.join("images").join(&split))?.len());
                 }
             }
         }
@@ -230,11 +240,14 @@ impl DetSpec {
                     }
                     all.records.append(&mut part.records);
                     all.problems.append(&mut part.problems);
+                    all.listed += part.listed;
                 }
             }
         }
         let mut all = all.ok_or_else(|| anyhow::anyhow!("{}: no splits found", root.display()))?;
         all.split = voc::ALL_SPLITS.to_string();
+        // Each file numbers its own images: ids from two files may collide.
+        all.file_ids = None;
         Ok(all)
     }
 }
@@ -262,6 +275,11 @@ impl SegSpec {
         }
     }
 
+    /// This spec with its format detected once, for the many calls that follow.
+    pub fn resolved(&self) -> Result<Self> {
+        Ok(Self { format: Some(self.format()?), ..self.clone() })
+    }
+
     pub fn root(&self) -> Result<PathBuf> {
         match self.format()? {
             SegFormat::Ade => ade::resolve_root(&self.dir),
@@ -281,6 +299,16 @@ impl SegSpec {
         }
     }
 
+    /// How many images split `split` holds, without opening it.
+    pub fn image_count(&self, split: &str) -> Result<usize> {
+        let root = self.root()?;
+        let (_, pairing) = match self.format()? {
+            SegFormat::Ade => ade::pairing(&root, split)?,
+            SegFormat::Masks => masks::pairing(&root, split)?,
+        };
+        pairing.image_count()
+    }
+
     pub fn available_splits(&self) -> Result<Vec<String>> {
         let root = self.root()?;
         Ok(match self.format()? {
@@ -288,10 +316,6 @@ impl SegSpec {
             SegFormat::Masks => masks::available_splits(&root),
         })
     }
-}
-
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir).into_iter().flatten().flatten().filter(|e| e.path().is_file()).count()
 }
 
 #[cfg(test)]

@@ -250,10 +250,16 @@ impl MaskSpec {
 
 /// Opens one split of a `masks` dataset.
 pub fn open(root: &Path, split: &str, spec: &MaskSpec) -> Result<AdeDataset> {
+    let (split, pairing) = pairing(root, split)?;
+    let (classes, encoding) = spec.resolve(root)?;
+    AdeDataset::pair(root.to_path_buf(), &split, classes, encoding, pairing)
+}
+
+/// The name and the folders (or list) of split `split` of the `masks` root `root`.
+pub fn pairing(root: &Path, split: &str) -> Result<(String, ade::Pairing)> {
     let Some((images, masks)) = folders(root) else {
         bail!("{}: not a masks dataset (expected {} and {} here)", root.display(), IMAGE_FOLDERS.join("/"), MASK_FOLDERS.join("/"));
     };
-    let (classes, encoding) = spec.resolve(root)?;
     let available = available_splits(root);
     let split = if available.contains(&split.to_string()) {
         split.to_string()
@@ -263,7 +269,7 @@ pub fn open(root: &Path, split: &str, spec: &MaskSpec) -> Result<AdeDataset> {
     if !available.contains(&split) {
         bail!("{}: split {split:?} not found (available splits: {})", root.display(), available.join(", "));
     }
-    let pairs = if let Some(list) = split_list(root, &split) {
+    let pairing = if let Some(list) = split_list(root, &split) {
         let text = std::fs::read_to_string(&list).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", list.display()))?;
         let ids: Vec<String> = text.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect();
         ade::Pairing { image_dir: images, mask_dir: masks, ids: Some(ids) }
@@ -272,7 +278,7 @@ pub fn open(root: &Path, split: &str, spec: &MaskSpec) -> Result<AdeDataset> {
     } else {
         ade::Pairing { image_dir: images.join(&split), mask_dir: masks.join(&split), ids: None }
     };
-    AdeDataset::pair(root.to_path_buf(), &split, classes, encoding, pairs)
+    Ok((split, pairing))
 }
 
 #[cfg(test)]

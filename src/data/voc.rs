@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
+use super::coco::CocoIds;
 use super::classes::ClassList;
 use super::problem::{keep_passing, log_skipped, split_checked, Problem};
 
@@ -60,6 +61,10 @@ pub struct VocDataset {
     pub classes: ClassList,
     pub records: Vec<VocRecord>,
     pub problems: Vec<Problem>,
+    /// Images the split lists, those left out for a problem included.
+    pub listed: usize,
+    /// The ids a COCO file gave the images and categories, when read from one.
+    pub file_ids: Option<CocoIds>,
 }
 
 /// The class list file a VOC-format dataset may carry in its root (the synthetic set does).
@@ -124,6 +129,14 @@ pub fn read_split(root: &Path, split: &str) -> Result<Vec<String>> {
 }
 
 impl VocDataset {
+    /// The ids COCO files written for this split use: its file's own, else numbered.
+    pub fn coco_ids(&self) -> CocoIds {
+        match &self.file_ids {
+            Some(ids) => ids.clone(),
+            None => CocoIds::numbered(self.records.iter().map(|r| r.id.as_str()), self.classes.len()),
+        }
+    }
+
     /// Opens one split: parses every listed annotation, checks its boxes and classes,
     /// and checks that the image exists with the size the XML states (header only;
     /// [`VocDataset::verify_images`] decodes fully).
@@ -157,6 +170,7 @@ impl VocDataset {
     }
 
     fn open_ids(root: PathBuf, split: &str, ids: Vec<String>, classes: VocClasses) -> Result<Self> {
+        let listed = ids.len();
         let parsed: Vec<(String, PathBuf, Result<RawAnnotation, String>)> = ids
             .par_iter()
             .map(|id| {
@@ -187,7 +201,7 @@ impl VocDataset {
         let mut problems = Vec::new();
         let records = split_checked(checked, &mut problems);
         log_skipped(&format!("VOC {} split {split}", root.display()), &problems);
-        Ok(Self { root, split: split.to_string(), classes, records, problems })
+        Ok(Self { root, split: split.to_string(), classes, records, problems, listed, file_ids: None })
     }
 
     /// Decodes every image; a record whose image does not decode or whose decoded

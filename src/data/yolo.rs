@@ -73,6 +73,18 @@ pub fn available_splits(root: &Path) -> Vec<String> {
 }
 
 /// Opens one split of a YOLO dataset rooted at `root`.
+/// The images of a split folder, sorted.
+pub fn image_files(image_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut images: Vec<PathBuf> = std::fs::read_dir(image_dir)
+        .with_context(|| format!("{}: cannot list", image_dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())))
+        .collect();
+    images.sort();
+    Ok(images)
+}
+
 pub fn open(root: &Path, split: &str) -> Result<VocDataset> {
     let classes = read_classes(root)?;
     let split = [split, super::ade::canonical_split(split), short_split(split)]
@@ -84,13 +96,7 @@ pub fn open(root: &Path, split: &str) -> Result<VocDataset> {
         .to_string();
     let image_dir = root.join("images").join(&split);
     let label_dir = root.join("labels").join(&split);
-    let mut images: Vec<PathBuf> = std::fs::read_dir(&image_dir)
-        .with_context(|| format!("{}: cannot list", image_dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())))
-        .collect();
-    images.sort();
+    let images = image_files(&image_dir)?;
     let checked: Vec<Result<(VocRecord, bool), Problem>> = images
         .par_iter()
         .map(|image_path| {
@@ -108,7 +114,7 @@ pub fn open(root: &Path, split: &str) -> Result<VocDataset> {
         tracing::info!("YOLO {} split {split}: {background} image(s) without a label file, read as background", root.display());
     }
     log_skipped(&format!("YOLO {} split {split}", root.display()), &problems);
-    Ok(VocDataset { root: root.to_path_buf(), split, classes, records, problems })
+    Ok(VocDataset { root: root.to_path_buf(), split, classes, records, problems, listed: images.len(), file_ids: None })
 }
 
 /// `training` → `train`, `validation` → `val` (Ultralytics' names).

@@ -10,15 +10,17 @@ use image::GrayImage;
 
 use super::det::Detection;
 use crate::data::ade::read_mask;
+use crate::data::coco::{CocoId, CocoIds};
 use crate::data::voc::VocBox;
 use crate::data::ClassList;
 
-/// What a detection must refer to: the split's images (id to `Detection::image`)
-/// and the dataset's classes.
+/// What a detection must refer to: the split's images (id to `Detection::image`),
+/// the dataset's classes, and the ids COCO results give both.
 pub struct DetTarget<'a> {
     pub split: &'a str,
     pub image_ids: &'a HashMap<String, usize>,
     pub classes: &'a ClassList,
+    pub coco_ids: &'a CocoIds,
 }
 
 /// Reads detections from `path`: a folder is read as VOC devkit result files,
@@ -28,15 +30,6 @@ pub fn read_detections(path: &Path, target: &DetTarget) -> Result<Vec<Detection>
         read_comp4_folder(path, target)
     } else {
         read_json(path, target)
-    }
-}
-
-/// The COCO `image_id` of a VOC image id: the number when the id is all digits
-/// (VOC's "000005" is 5, as the usual VOC-to-COCO converters do), else the id itself.
-pub fn coco_image_id(id: &str) -> serde_json::Value {
-    match id.parse::<u64>() {
-        Ok(n) if id.bytes().all(|b| b.is_ascii_digit()) => n.into(),
-        _ => id.into(),
     }
 }
 
@@ -51,11 +44,11 @@ struct JsonDetection {
 
 /// One entry of a COCO results list: `bbox` is `[x, y, w, h]` made from VOC
 /// corners as `[xmin, ymin, xmax − xmin, ymax − ymin]` (what `predict --format
-/// coco` writes), `category_id` a 1-based position in the class list.
+/// coco` writes), the ids those of [`DetTarget::coco_ids`].
 #[derive(serde::Deserialize)]
 struct CocoDetection {
-    image_id: serde_json::Value,
-    category_id: usize,
+    image_id: CocoId,
+    category_id: CocoId,
     bbox: [f64; 4],
     score: f64,
 }
@@ -76,8 +69,8 @@ fn read_json(path: &Path, target: &DetTarget) -> Result<Vec<Detection>> {
         _ => bail!("{}", not_a_list()),
     };
     let is_coco = entries.first().is_some_and(|e| e.get("category_id").is_some());
-    let coco_ids: HashMap<String, usize> = if is_coco {
-        target.image_ids.iter().map(|(id, &i)| (coco_image_id(id).to_string(), i)).collect()
+    let coco_images: HashMap<&CocoId, usize> = if is_coco {
+        target.image_ids.iter().filter_map(|(id, &i)| Some((target.coco_ids.image(id)?, i))).collect()
     } else {
         HashMap::new()
     };
@@ -88,9 +81,9 @@ fn read_json(path: &Path, target: &DetTarget) -> Result<Vec<Detection>> {
             let where_ = || format!("{}: entry {}", path.display(), i + 1);
             if is_coco {
                 let entry: CocoDetection = serde_json::from_value(value).with_context(where_)?;
-                let class = target.class_by_coco_id(entry.category_id).with_context(where_)?;
-                let image = coco_ids
-                    .get(&entry.image_id.to_string())
+                let class = target.class_by_coco_id(&entry.category_id).with_context(where_)?;
+                let image = coco_images
+                    .get(&entry.image_id)
                     .copied()
                     .ok_or_else(|| anyhow!("unknown image_id {} (not in split {:?})", entry.image_id, target.split))
                     .with_context(where_)?;
@@ -164,10 +157,11 @@ impl DetTarget<'_> {
             .ok_or_else(|| anyhow!("unknown class {name:?} (classes: {})", self.classes.names().join(", ")))
     }
 
-    fn class_by_coco_id(&self, id: usize) -> Result<usize> {
-        let count = self.classes.names().len();
-        ensure!((1..=count).contains(&id), "category_id {id} is not in 1..={count} (the class list's positions)");
-        Ok(id - 1)
+    fn class_by_coco_id(&self, id: &CocoId) -> Result<usize> {
+        self.coco_ids.class_of(id).ok_or_else(|| {
+            let known: Vec<String> = self.coco_ids.categories().iter().map(CocoId::to_string).collect();
+            anyhow!("unknown category_id {id} (the dataset's categories: {})", known.join(", "))
+        })
     }
 
     fn image(&self, id: &str) -> Result<usize> {
@@ -230,7 +224,8 @@ mod tests {
 
     fn read(path: &Path) -> Result<Vec<Detection>> {
         let (ids, classes) = target_parts();
-        read_detections(path, &DetTarget { split: "test", image_ids: &ids, classes: &classes })
+        let coco_ids = CocoIds::numbered(ids.keys().map(String::as_str), classes.len());
+        read_detections(path, &DetTarget { split: "test", image_ids: &ids, classes: &classes, coco_ids: &coco_ids })
     }
 
     fn error(path: &Path) -> String {
@@ -279,19 +274,41 @@ mod tests {
         assert_eq!(read(&path).unwrap(), vec![Detection { image: 1, class: 1, bbox: [1.0, 2.0, 30.5, 40.0], score: 0.5 }]);
         for (text, expected) in [
             (r#"[{"image_id": 8, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}]"#, "unknown image_id 8"),
-            (r#"[{"image_id": 7, "category_id": 0, "bbox": [0, 0, 1, 1], "score": 1}]"#, "category_id 0 is not in 1..=2"),
+            (r#"[{"image_id": 7, "category_id": 0, "bbox": [0, 0, 1, 1], "score": 1}]"#, "unknown category_id 0 (the dataset's categories: 1, 2)"),
             (r#"[{"image_id": 7, "category_id": 1, "bbox": [5, 0, -3, 1], "score": 1}]"#, "is not [xmin, ymin, xmax, ymax]"),
         ] {
             std::fs::write(&path, text).unwrap();
             let err = error(&path);
             assert!(err.contains("coco.json: entry 1") && err.contains(expected), "{text} -> {err}");
         }
-        assert_eq!(coco_image_id("000005"), serde_json::json!(5));
-        assert_eq!(coco_image_id("2008_000123"), serde_json::json!("2008_000123"));
+        assert_eq!(CocoId::of_image("000005"), CocoId::Number(5));
+        assert_eq!(CocoId::of_image("2008_000123"), CocoId::Text("2008_000123".into()));
         // `predict`'s predictions.json: its "det" list.
         let det = r#"{"det": [{"image_id": "000005", "category": "cat", "bbox": [1, 2, 3, 4], "score": 0.5}], "seg": {}}"#;
         std::fs::write(&path, det).unwrap();
         assert_eq!(read(&path).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn coco_results_are_read_with_the_dataset_files_own_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("instances_test.json");
+        let listed = r#"{"images": [{"id": 40, "file_name": "000005.jpg"}, {"id": "b7", "file_name": "sub/000007.png"}],
+            "categories": [{"id": 0, "name": "chair"}, {"id": 9, "name": "cat"}]}"#;
+        std::fs::write(&file, listed).unwrap();
+        let (ids, classes) = target_parts();
+        let coco_ids = CocoIds::read(&file, classes.names()).unwrap();
+        assert_eq!(coco_ids.categories(), [CocoId::Number(9), CocoId::Number(0)], "matched by name, in the class list's order");
+        let path = dir.path().join("coco.json");
+        std::fs::write(&path, r#"[{"image_id": "b7", "category_id": 0, "bbox": [1, 2, 29.5, 38], "score": 0.5}]"#).unwrap();
+        let target = DetTarget { split: "test", image_ids: &ids, classes: &classes, coco_ids: &coco_ids };
+        assert_eq!(read_detections(&path, &target).unwrap(), vec![Detection { image: 1, class: 1, bbox: [1.0, 2.0, 30.5, 40.0], score: 0.5 }]);
+        // The numbering of other formats is not this file's.
+        std::fs::write(&path, r#"[{"image_id": 7, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.5}]"#).unwrap();
+        let err = format!("{:#}", read_detections(&path, &target).unwrap_err());
+        assert!(err.contains("unknown category_id 2 (the dataset's categories: 9, 0)"), "{err}");
+        let err = CocoIds::read(&file, &["dog".to_string()]).unwrap_err().to_string();
+        assert!(err.contains("instances_test.json: no category named \"dog\" (categories: chair, cat)"), "{err}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn write_coco(splits: &[&VocDataset], out: &Path) -> Result<()> {
             let name = record.image_path.file_name().context("image without a file name")?;
             link_or_copy(&record.image_path, &images.join(name))?;
         }
-        let json = super::coco::ground_truth(&dataset.records, &dataset.classes);
+        let json = super::coco::ground_truth(&dataset.records, &dataset.classes, &dataset.coco_ids())?;
         let path = out.join("annotations").join(format!("instances_{}.json", dataset.split));
         write_atomic(&path, serde_json::to_string(&json)?.as_bytes())?;
     }

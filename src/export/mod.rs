@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::data::coco::CocoIds;
 use crate::model::postprocess::Detection;
 use crate::predictor::Prediction;
 
@@ -39,25 +40,28 @@ impl ImagePrediction<'_> {
     }
 }
 
+/// How the standard formats name what they hold.
+pub struct Naming<'a> {
+    pub det_classes: &'a [String],
+    /// The split in the VOC result files' names.
+    pub voc_split: &'a str,
+    /// The images' and classes' ids in COCO results.
+    pub coco_ids: &'a CocoIds,
+}
+
 /// Writes the standard formats among `formats` (not `Twinhead`, which needs
 /// the images for its overlays) into `out`; returns the paths written.
-pub fn write_standard(
-    formats: &[ExportFormat],
-    out: &Path,
-    images: &[ImagePrediction],
-    det_classes: &[String],
-    voc_split: &str,
-) -> Result<Vec<PathBuf>> {
+pub fn write_standard(formats: &[ExportFormat], out: &Path, images: &[ImagePrediction], naming: &Naming) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for format in formats {
         match format {
             ExportFormat::Twinhead => {}
             ExportFormat::Coco => {
                 let path = out.join("predictions.coco.json");
-                write_file(&path, serde_json::to_string(&coco::results(images))?.as_bytes())?;
+                write_file(&path, serde_json::to_string(&coco::results(images, naming.coco_ids)?)?.as_bytes())?;
                 written.push(path);
             }
-            ExportFormat::Voc => written.extend(voc::write_comp4(out, voc_split, det_classes, images)?),
+            ExportFormat::Voc => written.extend(voc::write_comp4(out, naming.voc_split, naming.det_classes, images)?),
             ExportFormat::Png => {
                 let dir = out.join("masks");
                 std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;

@@ -9,7 +9,8 @@ use eframe::egui;
 
 use super::job::Job;
 use super::session::Notice;
-use crate::export::{write_standard, ExportFormat, ImagePrediction};
+use crate::data::coco::CocoIds;
+use crate::export::{write_standard, ExportFormat, ImagePrediction, Naming};
 use crate::predictor::Prediction;
 
 /// The formats offered, with their names in the combo.
@@ -22,6 +23,7 @@ pub struct ExportRequest {
     pub seg: Vec<(String, Prediction)>,
     pub det_classes: Vec<String>,
     pub voc_split: String,
+    pub coco_ids: CocoIds,
     /// `<run>-<checkpoint>`, the start of the folder's name.
     pub label: String,
 }
@@ -82,7 +84,8 @@ fn export(request: &ExportRequest, format: ExportFormat, out: &Path) -> anyhow::
     // Boxes are scored on the detection images, masks on the segmentation images.
     let images = if format == ExportFormat::Png { &request.seg } else { &request.det };
     let images: Vec<ImagePrediction> = images.iter().map(|(id, prediction)| ImagePrediction { id, prediction }).collect();
-    write_standard(&[format], out, &images, &request.det_classes, &request.voc_split)
+    let naming = Naming { det_classes: &request.det_classes, voc_split: &request.voc_split, coco_ids: &request.coco_ids };
+    write_standard(&[format], out, &images, &naming)
 }
 
 /// The format's name as `predict --format` takes it.

@@ -21,6 +21,7 @@ use super::job::{Job, Progress};
 use super::shared::Shared;
 use crate::data::ade::AdeRecord;
 use crate::data::batch::decode_rgb;
+use crate::data::coco::CocoIds;
 use crate::data::voc::VocRecord;
 use crate::data::Problem;
 use crate::eval::{evaluate_voc, ground_truth_from_voc, mean_of_defined, ConfusionMatrix, VocMetric};
@@ -121,6 +122,8 @@ struct Inspection {
     seg_table: Table,
     /// Sampled images that could not be read, left out.
     skipped: Vec<Problem>,
+    /// The detection images' and classes' ids in exported COCO results.
+    coco_ids: CocoIds,
 }
 
 /// What the user browses: the set, the image, how it is drawn.
@@ -217,6 +220,7 @@ impl InspectPanel {
                         seg: inspection.seg.iter().map(|s| (s.id.clone(), s.prediction.clone())).collect(),
                         det_classes: inspection.model.det_classes.clone(),
                         voc_split: record.config.data.voc_val_split.clone(),
+                        coco_ids: inspection.coco_ids.clone(),
                         label: format!("{}-{}", inspection.model.run, inspection.model.kind.name()),
                     };
                     if let Some(notice) = self.export.ui(ui, &exports, request, shared.repaint.callback()) {
@@ -454,6 +458,7 @@ fn inspect(
         det,
         seg,
         skipped,
+        coco_ids: voc.coco_ids(),
     })
 }
 
