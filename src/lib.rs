@@ -11,4 +11,5 @@ pub mod gui;
 pub mod model;
 pub mod overlay;
 pub mod predictor;
+pub mod tensorboard;
 pub mod train;

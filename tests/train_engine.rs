@@ -272,6 +272,52 @@ fn step_losses(run_dir: &Path) -> Vec<(usize, Option<f32>, Option<f32>)> {
         .collect()
 }
 
+/// The run's TensorBoard file holds each logged step's losses and each
+/// evaluation's metrics once, equal to `metrics.jsonl`'s, and the timeline's images.
+fn assert_tensorboard_matches_log(run_dir: &Path) {
+    use twinhead::tensorboard::proto::{Kind, What};
+    let path = twinhead::train::tensorboard_log::events_path(run_dir);
+    let (events, torn) = twinhead::tensorboard::read_file(&path).unwrap();
+    assert!(!torn, "{}: torn at the end", path.display());
+    let mut scalars: std::collections::BTreeMap<String, Vec<(usize, f32)>> = Default::default();
+    let mut images = 0;
+    for event in &events {
+        let Some(What::Summary(summary)) = &event.what else { continue };
+        for value in &summary.value {
+            match &value.value {
+                Some(Kind::SimpleValue(v)) => scalars.entry(value.tag.clone()).or_default().push((event.step as usize, *v)),
+                Some(Kind::Image(_)) => images += 1,
+                None => {}
+            }
+        }
+    }
+    let (log, _) = twinhead::train::run_dir::read_events(run_dir).unwrap();
+    let mut expected: std::collections::BTreeMap<&str, Vec<(usize, f32)>> = Default::default();
+    let mut evaluations = 0;
+    for event in &log {
+        match event {
+            Event::Step { step, det_loss, seg_loss, lr, .. } => {
+                expected.entry("train/lr").or_default().push((*step, *lr as f32));
+                for (tag, loss) in [("loss/det", det_loss), ("loss/seg", seg_loss)] {
+                    if let Some(loss) = loss {
+                        expected.entry(tag).or_default().push((*step, *loss));
+                    }
+                }
+            }
+            Event::Eval(record) => {
+                evaluations += 1;
+                expected.entry("eval/map50").or_default().push((record.step, record.map50 as f32));
+                expected.entry("eval/miou").or_default().push((record.step, record.miou as f32));
+            }
+            _ => {}
+        }
+    }
+    for (tag, points) in expected {
+        assert_eq!(scalars.get(tag), Some(&points), "{tag}: TensorBoard against metrics.jsonl");
+    }
+    assert!(evaluations == 0 || images > 0, "{evaluations} evaluations but no timeline images");
+}
+
 /// Trains `cfg` whole in `runs/whole`, and in `runs/parted` stopped after step
 /// `stop_after` then resumed; asserts both logged the same losses at every step.
 fn assert_resumes_exactly(cfg: TrainConfig, stop_after: usize, runs: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -299,6 +345,8 @@ fn assert_resumes_exactly(cfg: TrainConfig, stop_after: usize, runs: &Path) -> (
     let (a, b) = (step_losses(&whole), step_losses(&parted));
     assert_eq!(a.len(), steps);
     assert_eq!(b.len(), steps, "the log holds each step once");
+    assert_tensorboard_matches_log(&whole);
+    assert_tensorboard_matches_log(&parted);
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.0, y.0);
         let close = |p: Option<f32>, q: Option<f32>| match (p, q) {
@@ -542,6 +590,7 @@ fn a_run_killed_before_its_first_checkpoint_starts_over_with_a_clean_log() {
     assert!(status.success(), "resume failed: {status}");
     assert_eq!(steps_in(&log), (1..=30).collect::<Vec<_>>(), "each step logged once");
     assert_eq!(steps_in(&run.join("metrics.before-restart.jsonl")), killed_steps);
+    assert_tensorboard_matches_log(&run);
     let (events, _) = twinhead::train::run_dir::read_events(&run).unwrap();
     assert!(
         events.iter().any(|e| matches!(e, Event::Warning { message, .. } if message.contains("starting over from step 0"))),

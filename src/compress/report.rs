@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::measure::{Measurement, LATENCY_RUNS, THROUGHPUT_BATCH};
 use crate::train::checkpoint::COMPRESSED_DIR;
-use crate::train::run_dir::write_atomic;
+use crate::tensorboard::EventWriter;
+use crate::train::run_dir::{read_config, write_atomic};
+use crate::train::tensorboard_log::{EVENTS_FILE, TENSORBOARD_DIR};
 
 pub const REPORT_FILE: &str = "report.json";
 
@@ -77,7 +79,39 @@ impl Report {
         report.variants.push(variant);
         let path = report_path(run_dir);
         write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        if read_config(run_dir).map_or(true, |config| config.log.tensorboard) {
+            report.write_tensorboard(run_dir)?;
+        }
         Ok(report)
+    }
+
+    /// The table as TensorBoard scalars in `tensorboard/compress/` (a run of its
+    /// own there, beside the training curves): one tag per figure and model (`baseline` or the method chain), at step 0.
+    fn write_tensorboard(&self, run_dir: &Path) -> Result<()> {
+        let dir = run_dir.join(TENSORBOARD_DIR).join("compress");
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let figures = |name: &str, m: &Measurement| {
+            [
+                ("params", m.params as f64),
+                ("file_mb", m.file_bytes as f64 / 1e6),
+                ("gmacs", m.macs as f64 / 1e9),
+                ("latency_ms", m.latency_ms_median),
+                ("images_per_sec", m.images_per_sec),
+                ("map50", m.map50),
+                ("miou", m.miou),
+            ]
+            .map(|(figure, value)| (format!("compress/{name}/{figure}"), value as f32))
+        };
+        let mut scalars = Vec::new();
+        if let Some(latest) = self.variants.last() {
+            scalars.extend(figures("baseline", &latest.baseline));
+        }
+        for variant in &self.variants {
+            scalars.extend(figures(&variant.method, &variant.measured));
+            scalars.push((format!("compress/{}/speedup", variant.method), variant.speedup() as f32));
+            scalars.push((format!("compress/{}/size_ratio", variant.method), variant.size_ratio() as f32));
+        }
+        EventWriter::replace(&dir.join(EVENTS_FILE), |writer| writer.scalars(0, &scalars))
     }
 
     /// The plain-text table: the latest baseline, then every variant with its ratios.

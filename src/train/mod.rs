@@ -20,6 +20,7 @@ pub mod run;
 pub mod run_dir;
 pub mod schedule;
 pub mod strategy;
+pub mod tensorboard_log;
 pub mod timeline;
 pub mod trainee;
 pub mod trainer;

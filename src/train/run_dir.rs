@@ -1,5 +1,5 @@
 //! The run folder `runs/<name>/`: `config.toml`, the append-only event log
-//! `metrics.jsonl`, and `checkpoints/`. Event lines are also sent to whoever
+//! `metrics.jsonl` (and its TensorBoard copy), and `checkpoints/`. Event lines are also sent to whoever
 //! listens (the CLI's progress bar, the workbench).
 
 use std::fs::{File, OpenOptions};
@@ -11,6 +11,7 @@ use crossbeam_channel::Sender;
 
 use super::config::TrainConfig;
 use super::events::Event;
+use super::tensorboard_log::TensorboardLog;
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -56,11 +57,13 @@ pub fn read_events(run_dir: &Path) -> Result<(Vec<Event>, usize)> {
     Ok((events, bad))
 }
 
-/// Appends events to `metrics.jsonl` and forwards them to a listener.
+/// Appends events to `metrics.jsonl` (and the TensorBoard file, once
+/// attached) and forwards them to a listener.
 pub struct EventLog {
     path: PathBuf,
     file: File,
     listener: Option<Sender<Event>>,
+    tensorboard: Option<TensorboardLog>,
 }
 
 impl EventLog {
@@ -71,13 +74,21 @@ impl EventLog {
             .append(true)
             .open(&path)
             .with_context(|| format!("{}: cannot open", path.display()))?;
-        Ok(Self { path, file, listener })
+        Ok(Self { path, file, listener, tensorboard: None })
+    }
+
+    /// Also writes every event to `tensorboard` from now on.
+    pub fn attach_tensorboard(&mut self, tensorboard: TensorboardLog) {
+        self.tensorboard = Some(tensorboard);
     }
 
     pub fn emit(&mut self, event: Event) -> Result<()> {
         let mut line = serde_json::to_string(&event)?;
         line.push('\n');
         self.file.write_all(line.as_bytes()).with_context(|| format!("{}: cannot append", self.path.display()))?;
+        if let Some(tensorboard) = &mut self.tensorboard {
+            tensorboard.record(&event)?;
+        }
         if let Some(listener) = &self.listener {
             // A listener that went away (a closed window) does not stop training.
             let _ = listener.send(event);
@@ -102,6 +113,7 @@ impl EventLog {
             .append(true)
             .open(&self.path)
             .with_context(|| format!("{}: cannot open", self.path.display()))?;
+        self.rebuild_tensorboard(&dir)?;
         Ok(Some(kept))
     }
 
@@ -116,6 +128,14 @@ impl EventLog {
         }
         write_atomic(&self.path, text.as_bytes())?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.rebuild_tensorboard(&dir)
+    }
+
+    /// Writes the attached TensorBoard file anew from what the log now holds.
+    fn rebuild_tensorboard(&mut self, dir: &Path) -> Result<()> {
+        if let Some(tensorboard) = self.tensorboard.take() {
+            self.tensorboard = Some(TensorboardLog::rebuild(dir, tensorboard.seg_classes())?);
+        }
         Ok(())
     }
 }

@@ -25,6 +25,7 @@ use super::penalty::Ewc;
 use super::pseudo::{pseudo_boxes, pseudo_masks, PseudoLabels, TEACHER_EMA_DECAY};
 use super::replay::{make_buffer, BufferSource};
 use super::run_dir::EventLog;
+use super::tensorboard_log::TensorboardLog;
 use super::timeline;
 use super::schedule::learning_rate;
 use super::strategy::{StrategyConfig, Task, Weighting};
@@ -220,6 +221,9 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             };
             (trainee, TrainerState { model: model.clone(), ..state })
         };
+        if config.log.tensorboard {
+            log.attach_tensorboard(TensorboardLog::rebuild(run_dir, state.seg_classes.len())?);
+        }
         let det_losses = DetLossConfig {
             cls_weight: config.loss.det_cls_weight,
             box_weight: config.loss.det_box_weight,
