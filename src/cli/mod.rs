@@ -63,6 +63,9 @@ enum Command {
 enum RunsCommand {
     /// The configuration keys that differ between two or more runs.
     Diff(runs::DiffArgs),
+    /// Writes runs' TensorBoard files anew from their metrics.jsonl and timeline
+    /// (runs trained before Twinhead wrote them, or with log.tensorboard = false).
+    Tensorboard(runs::TensorboardArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +155,7 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Train(args))) => bench_train::run_train(args),
         Some(Command::Bench(BenchCommand::Infer(args))) => bench_infer::run_infer(args),
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
+        Some(Command::Runs(RunsCommand::Tensorboard(args))) => runs::run_tensorboard(args),
         Some(Command::Devices) => list_devices(),
         Some(Command::Compress(CompressArgs { command: Some(CompressCommand::Report(args)), .. })) => compress::run_report(args),
         Some(Command::Compress(CompressArgs { command: None, compress: args })) => compress::run(args),

@@ -1,4 +1,5 @@
-//! `twinhead runs diff`: the configuration keys that differ between runs.
+//! `twinhead runs diff`: the configuration keys that differ between runs;
+//! `twinhead runs tensorboard`: their TensorBoard files written anew.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::json;
 
+use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::config_diff::config_diff;
 use crate::train::run_dir;
+use crate::train::tensorboard_log::{events_path, TensorboardLog};
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
@@ -42,6 +45,24 @@ pub fn run_diff(args: DiffArgs) -> Result<ExitCode> {
     for row in rows {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         println!("{}", cells.join("  ").trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TensorboardArgs {
+    /// Run folders (runs/NAME).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+}
+
+pub fn run_tensorboard(args: TensorboardArgs) -> Result<ExitCode> {
+    for run in &args.runs {
+        // The class count reads the timeline's masks; a run's checkpoint states it.
+        let last = checkpoint::find(run, &CheckpointKind::Last)?;
+        let state = checkpoint::read_state(&last)?;
+        TensorboardLog::rebuild(run, state.seg_classes.len())?;
+        println!("{}", events_path(run).display());
     }
     Ok(ExitCode::SUCCESS)
 }
