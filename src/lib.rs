@@ -9,6 +9,7 @@ pub mod eval;
 pub mod export;
 pub mod gui;
 pub mod model;
+pub mod onnx;
 pub mod overlay;
 pub mod predictor;
 pub mod tensorboard;

@@ -244,3 +244,58 @@ fn bad_formats_and_unwritable_outputs_exit_2() {
     assert!(stderr.contains("masks") && stderr.contains("cannot create"), "{stderr}");
     assert_eq!(std::fs::read_to_string(dir.path().join("masks")).unwrap(), "in the way");
 }
+
+/// `export onnx`: the file a reader gets back declares the documented input
+/// and outputs, `--reference` writes Twinhead's outputs with the same shapes,
+/// and a size the strides do not divide exits 2 without writing a file.
+#[test]
+fn export_onnx_writes_the_documented_graph_and_its_reference_outputs() {
+    use twinhead::onnx::proto::DimensionValue;
+    let run = run_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let (file, reference) = (dir.path().join("tiny.onnx"), dir.path().join("reference"));
+    let out = twinhead(&["export", "onnx", "--run", s(&run), "--out", s(&file), "--decode", "--batch", "dynamic", "--reference", s(&reference)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model = twinhead::onnx::read(&file).unwrap();
+    let graph = model.graph.unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(&format!("{} nodes", graph.node.len())), "{printed}");
+    let shapes: Vec<(String, Vec<String>)> = graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .map(|v| {
+            let dims = &v.r#type.as_ref().unwrap().tensor_type.as_ref().unwrap().shape.as_ref().unwrap().dim;
+            let dims = dims.iter().map(|d| match d.value.as_ref().unwrap() {
+                DimensionValue::DimValue(v) => v.to_string(),
+                DimensionValue::DimParam(p) => p.clone(),
+            });
+            (v.name.clone().unwrap(), dims.collect())
+        })
+        .collect();
+    let names: Vec<&str> = shapes.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["images", "det_cls_logits", "det_box_raw", "seg_logits", "det_boxes", "det_scores", "seg_classes"]);
+    assert_eq!(shapes[0].1, ["batch", "3", "64", "64"]);
+    let metadata: std::collections::HashMap<_, _> = model.metadata_props.iter().map(|e| (e.key.clone().unwrap(), e.value.clone().unwrap())).collect();
+    let state = twinhead::train::checkpoint::read_state(&run.join("checkpoints/last")).unwrap();
+    assert_eq!(serde_json::from_str::<Vec<String>>(&metadata["det_classes"]).unwrap(), state.det_classes);
+    assert_eq!(metadata["image_size"], "64");
+    // The reference: every output, its shape the graph's with the probe batch of 2.
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(reference.join("reference.json")).unwrap()).unwrap();
+    for (name, dims) in &shapes {
+        let entry = &manifest[name.as_str()];
+        let shape: Vec<String> = entry["shape"].as_array().unwrap().iter().map(|d| d.to_string()).collect();
+        let mut want = dims.clone();
+        want[0] = "2".into();
+        assert_eq!(shape, want, "{name}");
+        let bytes = std::fs::metadata(reference.join(entry["file"].as_str().unwrap())).unwrap().len();
+        let element = if entry["dtype"] == "int64" { 8 } else { 4 };
+        assert_eq!(bytes, want.iter().map(|d| d.parse::<u64>().unwrap()).product::<u64>() * element, "{name}");
+    }
+
+    let bad = dir.path().join("bad.onnx");
+    let out = twinhead(&["export", "onnx", "--run", s(&run), "--out", s(&bad), "--size", "100"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("multiple of 32"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!bad.exists());
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run it, test it"; .ci/run calls it).
 # Builds in the dev profile (dependencies optimised, see Cargo.toml) and runs
-# every unit, integration and CLI test. Real-data tests read ../shared/realdata
+# every unit, integration and CLI test, then tools/onnx_check.sh. Real-data tests read ../shared/realdata
 # when it is present and say so when it is not.
 #
 # The wgpu tests (tests/wgpu.rs) run burn's GPU kernels on Mesa's software
@@ -26,3 +26,9 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 cargo test --locked "$@"
+
+# The whole suite (no arguments) also checks the ONNX export in ONNX Runtime,
+# with the binary the tests just built (onnx and onnxruntime from PyPI).
+if [ $# -eq 0 ]; then
+    bash tools/onnx_check.sh "${CARGO_TARGET_DIR:-target}/debug/twinhead"
+fi

@@ -13,6 +13,7 @@ mod data_export;
 mod data_synth;
 mod eval;
 mod eval_run;
+mod export_onnx;
 mod predict;
 mod runs;
 mod train;
@@ -54,9 +55,18 @@ enum Command {
     Compress(CompressArgs),
     /// List the devices this build can compute on here (for --device).
     Devices,
+    /// Export a trained run's network for other runtimes.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Look at run folders.
     #[command(subcommand)]
     Runs(RunsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// The network as an ONNX graph (ONNX Runtime, TensorRT, OpenVINO); compressed models included.
+    Onnx(export_onnx::OnnxArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +164,7 @@ pub fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Bench(BenchCommand::Train(args))) => bench_train::run_train(args),
         Some(Command::Bench(BenchCommand::Infer(args))) => bench_infer::run_infer(args),
+        Some(Command::Export(ExportCommand::Onnx(args))) => export_onnx::run_onnx(args),
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
         Some(Command::Runs(RunsCommand::Tensorboard(args))) => runs::run_tensorboard(args),
         Some(Command::Devices) => list_devices(),

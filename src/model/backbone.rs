@@ -30,16 +30,16 @@ pub struct FeatureChannels {
 
 #[derive(Module, Debug)]
 pub struct CspBackbone<B: Backend> {
-    stem: ConvNormAct<B>,
-    down2: ConvNormAct<B>,
-    stage2: C2f<B>,
-    down3: ConvNormAct<B>,
-    stage3: C2f<B>,
-    down4: ConvNormAct<B>,
-    stage4: C2f<B>,
-    down5: ConvNormAct<B>,
-    stage5: C2f<B>,
-    sppf: Sppf<B>,
+    pub(crate) stem: ConvNormAct<B>,
+    pub(crate) down2: ConvNormAct<B>,
+    pub(crate) stage2: C2f<B>,
+    pub(crate) down3: ConvNormAct<B>,
+    pub(crate) stage3: C2f<B>,
+    pub(crate) down4: ConvNormAct<B>,
+    pub(crate) stage4: C2f<B>,
+    pub(crate) down5: ConvNormAct<B>,
+    pub(crate) stage5: C2f<B>,
+    pub(crate) sppf: Sppf<B>,
 }
 
 impl<B: Backend> CspBackbone<B> {

@@ -48,11 +48,11 @@ pub fn conv_forward<B: TwinBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor
 /// Convolution, GroupNorm, SiLU.
 #[derive(Module, Debug)]
 pub struct ConvNormAct<B: Backend> {
-    conv: Conv2d<B>,
+    pub(crate) conv: Conv2d<B>,
     /// After a low-rank factorization (`compress`), the 1×1 convolution from
     /// `conv`'s rank-r output to the layer's channels; absent otherwise.
-    pointwise: Option<Conv2d<B>>,
-    norm: GroupNorm<B>,
+    pub(crate) pointwise: Option<Conv2d<B>>,
+    pub(crate) norm: GroupNorm<B>,
 }
 
 impl<B: Backend> ConvNormAct<B> {
@@ -138,9 +138,9 @@ pub fn select<B: Backend, const D: usize>(param: &Param<Tensor<B, D>>, dim: usiz
 /// Two 3×3 convolutions with an optional residual connection.
 #[derive(Module, Debug)]
 pub struct Bottleneck<B: Backend> {
-    cv1: ConvNormAct<B>,
-    cv2: ConvNormAct<B>,
-    shortcut: bool,
+    pub(crate) cv1: ConvNormAct<B>,
+    pub(crate) cv2: ConvNormAct<B>,
+    pub(crate) shortcut: bool,
 }
 
 impl<B: Backend> Bottleneck<B> {
@@ -169,10 +169,10 @@ impl<B: Backend> Bottleneck<B> {
 /// intermediate output is concatenated (YOLOv8's C2f): cheap, with rich gradient flow.
 #[derive(Module, Debug)]
 pub struct C2f<B: Backend> {
-    cv1: ConvNormAct<B>,
-    cv2: ConvNormAct<B>,
-    blocks: Vec<Bottleneck<B>>,
-    hidden: usize,
+    pub(crate) cv1: ConvNormAct<B>,
+    pub(crate) cv2: ConvNormAct<B>,
+    pub(crate) blocks: Vec<Bottleneck<B>>,
+    pub(crate) hidden: usize,
 }
 
 impl<B: Backend> C2f<B> {
@@ -202,8 +202,8 @@ impl<B: Backend> C2f<B> {
 /// Spatial pyramid pooling, fast: three chained 5×5 max-pools widen the receptive field.
 #[derive(Module, Debug)]
 pub struct Sppf<B: Backend> {
-    cv1: ConvNormAct<B>,
-    cv2: ConvNormAct<B>,
+    pub(crate) cv1: ConvNormAct<B>,
+    pub(crate) cv2: ConvNormAct<B>,
 }
 
 impl<B: Backend> Sppf<B> {

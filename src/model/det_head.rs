@@ -26,18 +26,18 @@ pub struct DetOutput<B: Backend> {
 }
 
 #[derive(Module, Debug)]
-struct LevelHead<B: Backend> {
-    cls1: ConvNormAct<B>,
-    cls2: ConvNormAct<B>,
-    cls_out: Conv2d<B>,
-    box1: ConvNormAct<B>,
-    box2: ConvNormAct<B>,
-    box_out: Conv2d<B>,
+pub(crate) struct LevelHead<B: Backend> {
+    pub(crate) cls1: ConvNormAct<B>,
+    pub(crate) cls2: ConvNormAct<B>,
+    pub(crate) cls_out: Conv2d<B>,
+    pub(crate) box1: ConvNormAct<B>,
+    pub(crate) box2: ConvNormAct<B>,
+    pub(crate) box_out: Conv2d<B>,
 }
 
 #[derive(Module, Debug)]
 pub struct DetHead<B: Backend> {
-    levels: Vec<LevelHead<B>>,
+    pub(crate) levels: Vec<LevelHead<B>>,
 }
 
 /// Classification bias so that every class starts at probability 0.01: keeps the

@@ -58,13 +58,13 @@ impl<B: Backend> EditableLayers<B> for PanFpn<B> {
 
 #[derive(Module, Debug)]
 pub struct PanFpn<B: Backend> {
-    top_down4: C2f<B>,
-    top_down3: C2f<B>,
-    top_down2: C2f<B>,
-    down3: ConvNormAct<B>,
-    bottom_up4: C2f<B>,
-    down4: ConvNormAct<B>,
-    bottom_up5: C2f<B>,
+    pub(crate) top_down4: C2f<B>,
+    pub(crate) top_down3: C2f<B>,
+    pub(crate) top_down2: C2f<B>,
+    pub(crate) down3: ConvNormAct<B>,
+    pub(crate) bottom_up4: C2f<B>,
+    pub(crate) down4: ConvNormAct<B>,
+    pub(crate) bottom_up5: C2f<B>,
 }
 
 impl<B: Backend> PanFpn<B> {

@@ -16,18 +16,18 @@ use super::neck::{Pyramid, PyramidChannels};
 use super::reshape::{join, Consumer, EditableLayers, PrunableLayer};
 
 /// Upsampling factor from the head's stride-4 logits to the input.
-const OUTPUT_STRIDE: usize = 4;
+pub(crate) const OUTPUT_STRIDE: usize = 4;
 
 #[derive(Module, Debug)]
-struct LevelBranch<B: Backend> {
+pub(crate) struct LevelBranch<B: Backend> {
     /// One conv per 2× step (at least one).
-    steps: Vec<ConvNormAct<B>>,
+    pub(crate) steps: Vec<ConvNormAct<B>>,
 }
 
 #[derive(Module, Debug)]
 pub struct SegHead<B: Backend> {
-    branches: Vec<LevelBranch<B>>,
-    classifier: Conv2d<B>,
+    pub(crate) branches: Vec<LevelBranch<B>>,
+    pub(crate) classifier: Conv2d<B>,
 }
 
 impl<B: Backend> SegHead<B> {
@@ -112,11 +112,15 @@ pub fn bilinear_upsample<B: Backend>(x: Tensor<B, 4>, factor: usize) -> Tensor<B
 /// `[factor·len, len]`: output pixel `o` takes `1 − |(o + ½) − factor·(i + ½)| / factor`
 /// of input pixel `i` (clamped at 0), the bilinear kernel on half-pixel centres.
 fn interpolation_matrix<B: Backend>(len: usize, factor: usize, device: &B::Device) -> Tensor<B, 2> {
+    Tensor::from_data(TensorData::new(interpolation_weights(len, factor), [factor * len, len]), device)
+}
+
+/// The `[factor·len, len]` matrix of [`bilinear_upsample`] along one axis, row-major.
+pub fn interpolation_weights(len: usize, factor: usize) -> Vec<f32> {
     let f = factor as f32;
-    let weights = (0..factor * len)
+    (0..factor * len)
         .flat_map(|o| (0..len).map(move |i| (1.0 - ((o as f32 + 0.5) - f * (i as f32 + 0.5)).abs() / f).max(0.0)))
-        .collect();
-    Tensor::from_data(TensorData::new(weights, [factor * len, len]), device)
+        .collect()
 }
 
 #[cfg(test)]

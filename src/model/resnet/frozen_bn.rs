@@ -41,10 +41,16 @@ impl<B: Backend> FrozenBatchNorm2d<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        // Fold the four vectors into one scale and shift: two broadcast ops on x.
-        let scale = self.weight.val() * (self.running_var.val() + EPS).sqrt().recip();
-        let shift = self.bias.val() - self.running_mean.val() * scale.clone();
+        let (scale, shift) = self.scale_shift();
         let [channels] = scale.dims();
         x * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1])
+    }
+
+    /// The four vectors folded into one per-channel scale and shift (two
+    /// broadcast ops on x): the normalisation is `x · scale + shift`.
+    pub fn scale_shift(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let scale = self.weight.val() * (self.running_var.val() + EPS).sqrt().recip();
+        let shift = self.bias.val() - self.running_mean.val() * scale.clone();
+        (scale, shift)
     }
 }
