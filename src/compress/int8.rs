@@ -60,18 +60,14 @@ pub fn quantize<B: Backend>(net: &mut impl EditableLayers<B>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ModelConfig, ModelSize, TwinNet};
+    use crate::model::TwinNet;
     use burn::backend::Flex;
     use burn::module::Module;
     use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
     use burn::tensor::TensorData;
 
-    /// Materialised weights (burn initialises parameters lazily: clones of an
-    /// unmaterialised network would draw their own).
     fn net() -> TwinNet<Flex> {
-        let mut config = ModelConfig::new(ModelSize::N, 3, 5);
-        config.width = Some(0.25);
-        crate::train::trainee::Trainee::seeded(&config, 7, &Default::default()).net
+        crate::train::trainee::Trainee::tiny_test_net(&Default::default())
     }
 
     /// Every layer's weights, as float values, by path.

@@ -161,13 +161,11 @@ mod tests {
     use super::proto::{DimensionValue, GraphProto, ValueInfoProto};
     use super::*;
     use crate::compress::{int8, lowrank, prune};
-    use crate::model::{EditableLayers, ModelConfig, ModelSize};
+    use crate::model::EditableLayers;
     use burn::backend::Flex;
 
     fn net() -> TwinNet<Flex> {
-        let mut config = ModelConfig::new(ModelSize::N, 3, 5);
-        config.width = Some(0.25);
-        crate::train::trainee::Trainee::seeded(&config, 7, &Default::default()).net
+        crate::train::trainee::Trainee::tiny_test_net(&Default::default())
     }
 
     fn names(n: usize) -> Vec<String> {

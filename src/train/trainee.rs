@@ -41,6 +41,16 @@ impl<B: Backend> Trainee<B> {
         transfer::from_cpu(on_cpu, Self::new(config, device), device).expect("a trainee's weights fit the same trainee")
     }
 
+    /// A small network with materialised weights (3 detection, 5 segmentation
+    /// classes, width 0.25) for unit tests: clones of an unmaterialised network
+    /// would draw weights of their own.
+    #[cfg(test)]
+    pub(crate) fn tiny_test_net(device: &B::Device) -> crate::model::TwinNet<B> {
+        let mut config = ModelConfig::new(crate::model::ModelSize::N, 3, 5);
+        config.width = Some(0.25);
+        Self::seeded(&config, 7, device).net
+    }
+
     /// `0.5·exp(−s)·L + 0.5·s` for the task's learned `s = log σ²` (Kendall et al.).
     pub fn uncertainty_weighted(&self, task: Task, loss: Tensor<B, 1>) -> Tensor<B, 1> {
         let index = match task {
