@@ -96,13 +96,12 @@ pub fn run_onnx(args: OnnxArgs) -> Result<ExitCode> {
 fn shape_text(value: &onnx::proto::ValueInfoProto) -> String {
     use onnx::proto::DimensionValue;
     let dims = value.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref());
-    let dims: Vec<String> = dims
-        .map(|s| s.dim.iter().map(|d| match &d.value {
-            Some(DimensionValue::DimValue(v)) => v.to_string(),
-            Some(DimensionValue::DimParam(p)) => p.clone(),
-            None => "?".into(),
-        }).collect())
-        .unwrap_or_default();
+    let dim_text = |d: &onnx::proto::Dimension| match &d.value {
+        Some(DimensionValue::DimValue(v)) => v.to_string(),
+        Some(DimensionValue::DimParam(p)) => p.clone(),
+        None => "?".into(),
+    };
+    let dims: Vec<String> = dims.map(|s| s.dim.iter().map(dim_text).collect()).unwrap_or_default();
     format!("[{}]", dims.join(", "))
 }
 
