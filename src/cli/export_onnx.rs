@@ -80,7 +80,7 @@ pub fn run_onnx(args: OnnxArgs) -> Result<ExitCode> {
         std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) as f64 / 1e6
     );
     for value in graph.input.iter().chain(&graph.output) {
-        println!("  {}: {}", value.name.as_deref().unwrap_or(""), shape_text(value));
+        println!("  {}: [{}]", value.name.as_deref().unwrap_or(""), onnx::dims_text(value).join(", "));
     }
     if let Some(dir) = &args.reference {
         let batch = match options.batch {
@@ -93,17 +93,6 @@ pub fn run_onnx(args: OnnxArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn shape_text(value: &onnx::proto::ValueInfoProto) -> String {
-    use onnx::proto::DimensionValue;
-    let dims = value.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref());
-    let dim_text = |d: &onnx::proto::Dimension| match &d.value {
-        Some(DimensionValue::DimValue(v)) => v.to_string(),
-        Some(DimensionValue::DimParam(p)) => p.clone(),
-        None => "?".into(),
-    };
-    let dims: Vec<String> = dims.map(|s| s.dim.iter().map(dim_text).collect()).unwrap_or_default();
-    format!("[{}]", dims.join(", "))
-}
 
 /// Twinhead's outputs for [`probe_images`], each as a raw little-endian file
 /// named in `reference.json` with its shape and type.
@@ -111,7 +100,7 @@ fn write_reference(dir: &Path, net: &crate::model::TwinNet<InferenceBackend>, op
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let images = probe_images(batch, options.image_size);
     let (det, seg) = net.forward_both(images.clone());
-    let mut arrays = vec![(onnx::INPUT, floats(images.clone()))];
+    let mut arrays = vec![(onnx::INPUT, floats(images))];
     if options.decode {
         let anchors = Anchors::new(options.image_size, &DET_STRIDES);
         arrays.push((onnx::BOXES, floats(decode_boxes(det.box_raw.clone(), &anchors))));

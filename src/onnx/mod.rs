@@ -145,9 +145,18 @@ fn metadata(classes: &Classes, options: &ExportOptions) -> Vec<StringStringEntry
 
 /// Writes `model` to `path` through a temporary file, so a killed export leaves no half file.
 pub fn write(path: &Path, model: &ModelProto) -> Result<()> {
-    let tmp = path.with_extension("onnx.tmp");
-    std::fs::write(&tmp, model.encode_to_vec()).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+    crate::train::run_dir::write_atomic(path, &model.encode_to_vec())
+}
+
+/// A declared value's dimensions: sizes, or the name of a size chosen at run time.
+pub fn dims_text(value: &proto::ValueInfoProto) -> Vec<String> {
+    let shape = value.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref());
+    let text = |d: &proto::Dimension| match &d.value {
+        Some(proto::DimensionValue::DimValue(v)) => v.to_string(),
+        Some(proto::DimensionValue::DimParam(p)) => p.clone(),
+        None => "?".into(),
+    };
+    shape.map(|s| s.dim.iter().map(text).collect()).unwrap_or_default()
 }
 
 /// Reads an ONNX file.
@@ -158,7 +167,7 @@ pub fn read(path: &Path) -> Result<ModelProto> {
 
 #[cfg(test)]
 mod tests {
-    use super::proto::{DimensionValue, GraphProto, ValueInfoProto};
+    use super::proto::GraphProto;
     use super::*;
     use crate::compress::{int8, lowrank, prune};
     use crate::model::EditableLayers;
@@ -181,17 +190,6 @@ mod tests {
         read.graph.unwrap()
     }
 
-    fn shape(value: &ValueInfoProto) -> Vec<String> {
-        let shape = value.r#type.as_ref().unwrap().tensor_type.as_ref().unwrap().shape.as_ref().unwrap();
-        shape
-            .dim
-            .iter()
-            .map(|d| match d.value.as_ref().unwrap() {
-                DimensionValue::DimValue(v) => v.to_string(),
-                DimensionValue::DimParam(p) => p.clone(),
-            })
-            .collect()
-    }
 
     fn ops(graph: &GraphProto, op: &str) -> usize {
         graph.node.iter().filter(|n| n.op_type.as_deref() == Some(op)).count()
@@ -232,7 +230,7 @@ mod tests {
         let mut net = net();
         let graph = exported(&net, &ExportOptions { image_size: 64, batch: Batch::Dynamic, decode: true });
         let io: Vec<(&str, Vec<String>)> =
-            graph.input.iter().chain(&graph.output).map(|v| (v.name.as_deref().unwrap(), shape(v))).collect();
+            graph.input.iter().chain(&graph.output).map(|v| (v.name.as_deref().unwrap(), dims_text(v))).collect();
         let dims = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         // 64 px: 8² + 4² + 2² anchors.
         assert_eq!(
@@ -259,7 +257,7 @@ mod tests {
         assert_eq!(ops(&graph, "DequantizeLinear"), 0);
         let fixed = exported(&net, &ExportOptions { image_size: 96, batch: Batch::Fixed(4), decode: false });
         assert_eq!(fixed.output.len(), 3);
-        assert_eq!(shape(&fixed.output[2]), dims(&["4", "5", "96", "96"]));
+        assert_eq!(dims_text(&fixed.output[2]), dims(&["4", "5", "96", "96"]));
         assert_eq!(fixed.node.len() + 5, graph.node.len(), "decoding adds five nodes");
     }
 
