@@ -250,7 +250,6 @@ fn bad_formats_and_unwritable_outputs_exit_2() {
 /// and a size the strides do not divide exits 2 without writing a file.
 #[test]
 fn export_onnx_writes_the_documented_graph_and_its_reference_outputs() {
-    use twinhead::onnx::proto::DimensionValue;
     let run = run_dir();
     let dir = tempfile::tempdir().unwrap();
     let (file, reference) = (dir.path().join("tiny.onnx"), dir.path().join("reference"));
@@ -260,19 +259,8 @@ fn export_onnx_writes_the_documented_graph_and_its_reference_outputs() {
     let graph = model.graph.unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains(&format!("{} nodes", graph.node.len())), "{printed}");
-    let shapes: Vec<(String, Vec<String>)> = graph
-        .input
-        .iter()
-        .chain(&graph.output)
-        .map(|v| {
-            let dims = &v.r#type.as_ref().unwrap().tensor_type.as_ref().unwrap().shape.as_ref().unwrap().dim;
-            let dims = dims.iter().map(|d| match d.value.as_ref().unwrap() {
-                DimensionValue::DimValue(v) => v.to_string(),
-                DimensionValue::DimParam(p) => p.clone(),
-            });
-            (v.name.clone().unwrap(), dims.collect())
-        })
-        .collect();
+    let shapes: Vec<(String, Vec<String>)> =
+        graph.input.iter().chain(&graph.output).map(|v| (v.name.clone().unwrap(), twinhead::onnx::dims_text(v))).collect();
     let names: Vec<&str> = shapes.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["images", "det_cls_logits", "det_box_raw", "seg_logits", "det_boxes", "det_scores", "seg_classes"]);
     assert_eq!(shapes[0].1, ["batch", "3", "64", "64"]);
