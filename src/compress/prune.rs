@@ -4,7 +4,8 @@
 //!
 //! Criterion: a group's Σ|γ| (network slimming's scale factor, per group). A
 //! group whose γ is near zero contributes little more than a constant after
-//! its normalisation; fine-tuning recovers the rest.
+//! its normalisation; fine-tuning recovers the rest. Layers with a folded
+//! BatchNorm (imported weights) have no groups to rank and are left alone.
 
 use std::collections::BTreeMap;
 
@@ -26,13 +27,18 @@ pub struct Pruned {
     /// Output channels of the prunable layers before and after.
     pub channels_before: usize,
     pub channels_after: usize,
+    /// Prunable layers left alone: their BatchNorm is folded in, no GroupNorm.
+    pub left_alone: usize,
 }
 
 /// Removes `ratio` of every prunable layer's groups, those with the smallest Σ|γ|.
 pub fn prune<B: Backend>(net: &mut impl EditableLayers<B>, ratio: f64) -> Pruned {
-    let (mut channels, mut before, mut after) = (BTreeMap::new(), 0, 0);
+    let (mut channels, mut before, mut after, mut left_alone) = (BTreeMap::new(), 0, 0, 0);
     net.visit_prunable("", &mut |path, layer| {
-        let norm = layer.producer.norm();
+        let Some(norm) = layer.producer.norm() else {
+            left_alone += 1;
+            return;
+        };
         let (width, groups) = (norm.num_channels, norm.num_groups);
         let group_size = width / groups;
         let gamma: Vec<f32> = match &norm.gamma {
@@ -50,7 +56,10 @@ pub fn prune<B: Backend>(net: &mut impl EditableLayers<B>, ratio: f64) -> Pruned
         channels.insert(path.to_string(), keep.len());
         layer.keep(&keep);
     });
-    Pruned { reshape: Reshape::Prune { channels }, channels_before: before, channels_after: after }
+    if left_alone > 0 {
+        tracing::info!("prune: {left_alone} layer(s) with a folded BatchNorm left alone (no GroupNorm groups to rank)");
+    }
+    Pruned { reshape: Reshape::Prune { channels }, channels_before: before, channels_after: after, left_alone }
 }
 
 #[cfg(test)]
@@ -77,7 +86,8 @@ mod tests {
     /// groups with the highest index: those groups output silu(0) = 0.
     fn zero_groups(net: &mut TwinNet<Flex>, ratio: f64) {
         net.visit_prunable("", &mut |_, layer| {
-            let (width, groups) = (layer.producer.norm().num_channels, layer.producer.norm().num_groups);
+            let norm = layer.producer.norm().unwrap();
+            let (width, groups) = (norm.num_channels, norm.num_groups);
             let dead = groups_removed(groups, ratio) * (width / groups);
             let zero_rows = |t: Tensor<Flex, 4>| {
                 let [c, i, h, w] = t.dims();
@@ -85,7 +95,7 @@ mod tests {
             };
             let conv = layer.producer.output_conv();
             conv.weight = Param::from_tensor(zero_rows(conv.weight.val()));
-            let mut norm = layer.producer.norm().clone();
+            let mut norm = layer.producer.norm().unwrap().clone();
             let zero_tail = |p: &Param<Tensor<Flex, 1>>| Param::from_tensor(p.val().slice_assign([width - dead..width], Tensor::zeros([dead], &Default::default())));
             norm.gamma = norm.gamma.as_ref().map(zero_tail);
             norm.beta = norm.beta.as_ref().map(zero_tail);
@@ -119,6 +129,32 @@ mod tests {
         assert!(pruned.channels_after < pruned.channels_before);
     }
 
+    /// Layers with a folded BatchNorm (the whole backbone here) keep their
+    /// channels; the rest is pruned, and the network rebuilt from both edits
+    /// has the same shapes.
+    #[test]
+    fn pruning_leaves_layers_with_a_folded_batch_norm_alone() {
+        let mut config = tiny();
+        let mut backbone = std::collections::BTreeSet::new();
+        TwinNet::<Flex>::new(&config, &Default::default()).visit_layers("", &mut |path, _| {
+            if path.starts_with("backbone.") {
+                backbone.insert(path.to_string());
+            }
+        });
+        config.reshape = vec![Reshape::BatchNorm { layers: backbone }];
+        let mut net = TwinNet::<Flex>::new(&config, &Default::default());
+        let mut prunable_in_backbone = 0;
+        net.visit_prunable("", &mut |path, _| prunable_in_backbone += usize::from(path.starts_with("backbone.")));
+        let params = net.num_params();
+        let pruned = prune(&mut net, 0.5);
+        assert_eq!(pruned.left_alone, prunable_in_backbone);
+        let Reshape::Prune { channels } = &pruned.reshape else { panic!("a prune edit") };
+        assert!(!channels.is_empty() && channels.keys().all(|path| !path.starts_with("backbone.")), "{channels:?}");
+        assert!(net.num_params() < params);
+        config.reshape.push(pruned.reshape);
+        assert_eq!(TwinNet::<Flex>::new(&config, &Default::default()).num_params(), net.num_params());
+    }
+
     #[test]
     fn prune_removes_the_stated_channels_and_parameters_by_hand() {
         // One bottleneck of 16 channels: 4 groups of 4; removing half leaves 8 hidden channels.
@@ -138,14 +174,14 @@ mod tests {
     fn the_groups_with_the_smallest_gamma_go() {
         let mut block = Bottleneck::<Flex>::new(16, false, &Default::default());
         block.visit_prunable("", &mut |_, layer| {
-            let mut norm = layer.producer.norm().clone();
+            let mut norm = layer.producer.norm().unwrap().clone();
             let gamma: Vec<f32> = (0..16).map(|c| [3.0, 0.1, 2.0, 0.2][c / 4]).collect();
             norm.gamma = Some(Param::from_tensor(Tensor::from_data(TensorData::new(gamma, [16]), &Default::default())));
             layer.producer.set_norm(norm);
         });
         prune(&mut block, 0.5);
         block.visit_prunable("", &mut |_, layer| {
-            let gamma: Vec<f32> = layer.producer.norm().gamma.as_ref().unwrap().val().into_data().to_vec().unwrap();
+            let gamma: Vec<f32> = layer.producer.norm().unwrap().gamma.as_ref().unwrap().val().into_data().to_vec().unwrap();
             assert_eq!(gamma, [[3.0; 4], [2.0; 4]].concat());
         });
     }

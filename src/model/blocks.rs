@@ -45,14 +45,17 @@ pub fn conv_forward<B: TwinBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor
     }
 }
 
-/// Convolution, GroupNorm, SiLU.
+/// Convolution, GroupNorm, SiLU; or convolution with a BatchNorm folded in, SiLU.
 #[derive(Module, Debug)]
 pub struct ConvNormAct<B: Backend> {
     pub(crate) conv: Conv2d<B>,
     /// After a low-rank factorization (`compress`), the 1×1 convolution from
     /// `conv`'s rank-r output to the layer's channels; absent otherwise.
     pub(crate) pointwise: Option<Conv2d<B>>,
-    pub(crate) norm: GroupNorm<B>,
+    /// Absent once a BatchNorm is folded into the convolution
+    /// ([`Self::fold_batch_norm`]), which then carries a bias. (Records of
+    /// layers written when this was a plain `GroupNorm` read as `Some`.)
+    pub(crate) norm: Option<GroupNorm<B>>,
 }
 
 impl<B: Backend> ConvNormAct<B> {
@@ -64,7 +67,7 @@ impl<B: Backend> ConvNormAct<B> {
             .with_bias(false)
             .init(device);
         let norm = GroupNorm::new(norm_groups(channels_out), channels_out, device);
-        Self { conv, pointwise: None, norm }
+        Self { conv, pointwise: None, norm: Some(norm) }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4>
@@ -76,7 +79,10 @@ impl<B: Backend> ConvNormAct<B> {
             Some(pointwise) => conv_forward(pointwise, y),
             None => y,
         };
-        self.norm.forward_silu(y)
+        match &self.norm {
+            Some(norm) => norm.forward_silu(y),
+            None => burn::tensor::activation::silu(y),
+        }
     }
 
     /// The convolution that reads the layer's input.
@@ -94,13 +100,36 @@ impl<B: Backend> ConvNormAct<B> {
         std::iter::once(&mut self.conv).chain(self.pointwise.as_mut()).collect()
     }
 
-    pub fn norm(&self) -> &GroupNorm<B> {
-        &self.norm
+    /// The GroupNorm, absent where a BatchNorm was folded in.
+    pub fn norm(&self) -> Option<&GroupNorm<B>> {
+        self.norm.as_ref()
     }
 
     pub fn set_norm(&mut self, norm: GroupNorm<B>) {
-        assert_eq!(norm.num_channels, self.norm.num_channels, "a layer's GroupNorm keeps its width");
-        self.norm = norm;
+        assert_eq!(norm.num_channels, self.width(), "a layer's GroupNorm keeps its width");
+        self.norm = Some(norm);
+    }
+
+    /// Output channels.
+    pub fn width(&self) -> usize {
+        self.pointwise.as_ref().unwrap_or(&self.conv).weight.dims()[0]
+    }
+
+    /// Replaces the GroupNorm by an inference-mode BatchNorm folded into the
+    /// output convolution: per channel `y·scale + shift`, with
+    /// scale = γ/√(σ² + ε) and shift = β − μ·scale.
+    pub fn fold_batch_norm(&mut self, scale: Tensor<B, 1>, shift: Tensor<B, 1>) {
+        let conv = self.output_conv();
+        let channels = scale.dims()[0];
+        assert_eq!(channels, conv.weight.dims()[0], "a BatchNorm over the layer's channels");
+        let weight = conv.weight.val() * scale.clone().reshape([channels, 1, 1, 1]);
+        let bias = match &conv.bias {
+            Some(bias) => bias.val() * scale + shift,
+            None => shift,
+        };
+        conv.weight = Param::from_tensor(weight.detach());
+        conv.bias = Some(Param::from_tensor(bias.detach()));
+        self.norm = None;
     }
 
     pub fn is_factorized(&self) -> bool {
@@ -112,7 +141,9 @@ impl<B: Backend> ConvNormAct<B> {
         let conv = self.output_conv();
         conv.weight = select(&conv.weight, 0, keep);
         conv.bias = conv.bias.as_ref().map(|b| select(b, 0, keep));
-        self.norm.keep_channels(keep);
+        if let Some(norm) = &mut self.norm {
+            norm.keep_channels(keep);
+        }
     }
 
     /// Replaces the convolution by `first` (the k×k convolution to `r` channels)
@@ -122,6 +153,8 @@ impl<B: Backend> ConvNormAct<B> {
         let [channels_out, rank, _, _] = second.dims();
         let mut pointwise = Conv2dConfig::new([rank, channels_out], [1, 1]).with_bias(false).init(&second.device());
         pointwise.weight = Param::from_tensor(second);
+        // A folded BatchNorm's bias belongs to the layer's output.
+        pointwise.bias = self.conv.bias.take();
         self.conv.weight = Param::from_tensor(first);
         self.pointwise = Some(pointwise);
     }
@@ -298,6 +331,62 @@ mod tests {
         }
         assert_eq!(norm_groups(64), 16);
         assert_eq!(norm_groups(256), 32);
+    }
+
+    /// Folded, a BatchNorm computes what it computes after the convolution in
+    /// inference mode; factorized afterwards (exactly, at full rank), the layer
+    /// keeps the bias on its output.
+    #[test]
+    fn a_folded_batch_norm_equals_convolution_batch_norm_silu() {
+        use burn::tensor::activation::silu;
+        use burn::tensor::Distribution;
+        let device = Default::default();
+        let mut layer = ConvNormAct::<Flex>::new(3, 4, 3, 1, &device);
+        let x = Tensor::<Flex, 4>::random([2, 3, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+        let vector = |values: [f32; 4]| Tensor::<Flex, 1>::from_data(TensorData::new(values.to_vec(), [4]), &device);
+        let (gamma, beta, mean, var, eps) = (vector([0.5, 1.5, -1.0, 2.0]), vector([0.1, -0.2, 0.3, 0.0]), vector([0.2, -0.1, 0.0, 1.0]), vector([0.5, 2.0, 1.0, 0.1]), 1e-3);
+        let per_channel = |t: Tensor<Flex, 1>| t.reshape([1, 4, 1, 1]);
+        let expected = silu(
+            (conv_forward(&layer.conv, x.clone()) - per_channel(mean.clone())) / per_channel(var.clone().add_scalar(eps).sqrt()) * per_channel(gamma.clone())
+                + per_channel(beta.clone()),
+        );
+        let scale = gamma / var.add_scalar(eps).sqrt();
+        let shift = beta - mean * scale.clone();
+        layer.fold_batch_norm(scale, shift);
+        assert!(layer.norm().is_none());
+        let close = |a: Tensor<Flex, 4>, what: &str| {
+            let diff: f32 = (a - expected.clone()).abs().max().into_scalar();
+            assert!(diff < 1e-5, "{what}: differs by {diff}");
+        };
+        close(layer.forward(x.clone()), "folded");
+        let identity = Tensor::<Flex, 2>::eye(4, &device).reshape([4, 4, 1, 1]);
+        layer.factorize(layer.conv.weight.val(), identity);
+        close(layer.forward(x), "folded, then factorized");
+    }
+
+    /// A layer as checkpoints recorded it before the GroupNorm became optional.
+    #[derive(Module, Debug)]
+    struct GroupNormLayer<B: Backend> {
+        conv: Conv2d<B>,
+        pointwise: Option<Conv2d<B>>,
+        norm: GroupNorm<B>,
+    }
+
+    #[test]
+    fn records_of_layers_with_a_plain_group_norm_load() {
+        use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+        let device = Default::default();
+        let ConvNormAct { conv, norm, .. } = ConvNormAct::<Flex>::new(3, 8, 3, 1, &device);
+        let old = GroupNormLayer { conv, pointwise: None, norm: norm.unwrap() };
+        let x = Tensor::<Flex, 4>::ones([1, 3, 4, 4], &device);
+        let expected = old.norm.forward_silu(conv_forward(&old.conv, x.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        old.save_file(dir.path().join("layer"), &recorder).unwrap();
+        let loaded = ConvNormAct::<Flex>::new(3, 8, 3, 1, &device).load_file(dir.path().join("layer"), &recorder, &device).unwrap();
+        assert!(loaded.norm().is_some());
+        let diff: f32 = (loaded.forward(x) - expected).abs().max().into_scalar();
+        assert_eq!(diff, 0.0);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Structural edits of the network (channel pruning, low-rank factorization),
+//! Structural edits of the network (channel pruning, low-rank factorization,
+//! BatchNorm folded into imported layers),
 //! recorded in [`ModelConfig::reshape`](super::ModelConfig) so that every path
 //! that builds the network from its configuration (loading a checkpoint,
 //! resuming a fine-tuning run) builds the edited shapes, then loads the weights.
@@ -6,7 +7,7 @@
 //! Layers are named by their path in the module tree
 //! (`backbone.stage2.blocks.0.cv1`); [`EditableLayers`] walks them in a fixed order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use burn::nn::conv::Conv2d;
 use burn::tensor::backend::Backend;
@@ -23,6 +24,10 @@ pub enum Reshape {
     Prune { channels: BTreeMap<String, usize> },
     /// Rank of the factorization, per factorized layer.
     LowRank { ranks: BTreeMap<String, usize> },
+    /// Layers started from a BatchNorm network: the BatchNorm folded into the
+    /// convolution (which gains a bias), no GroupNorm.
+    #[serde(rename = "batchnorm")]
+    BatchNorm { layers: BTreeSet<String> },
 }
 
 /// A layer whose output channels can be removed, and the convolutions that read them.
@@ -91,7 +96,7 @@ impl<'a, B: Backend> PrunableLayer<'a, B> {
     /// Keeps the producer's output channels `keep` (ascending, whole groups)
     /// and the matching inputs of every consumer.
     pub fn keep(self, keep: &[usize]) {
-        let width = self.producer.norm().num_channels;
+        let width = self.producer.width();
         self.producer.keep_outputs(keep);
         for consumer in self.consumers {
             let inputs = consumer.conv.weight.dims()[1];
@@ -126,10 +131,18 @@ impl Reshape {
                     layer.factorize(Tensor::zeros([rank, channels_in, kh, kw], &device), Tensor::zeros([channels_out, rank, 1, 1], &device));
                 }
             }),
+            Self::BatchNorm { layers } => net.visit_layers("", &mut |path, layer| {
+                if layers.contains(path) {
+                    matched += 1;
+                    let (width, device) = (layer.width(), layer.input_conv().weight.device());
+                    layer.fold_batch_norm(Tensor::ones([width], &device), Tensor::zeros([width], &device));
+                }
+            }),
         }
         let named = match self {
             Self::Prune { channels } => channels.len(),
             Self::LowRank { ranks } => ranks.len(),
+            Self::BatchNorm { layers } => layers.len(),
         };
         named - matched
     }

@@ -230,7 +230,11 @@ fn conv_norm_act<B: Backend>(g: &mut Graph, path: &str, layer: &ConvNormAct<B>, 
         Some(pointwise) => conv(g, &format!("{path}.pointwise"), pointwise, &y)?,
         None => y,
     };
-    group_norm_silu(g, &format!("{path}.norm"), &layer.norm, &y)
+    match &layer.norm {
+        Some(norm) => group_norm_silu(g, &format!("{path}.norm"), norm, &y),
+        // A folded BatchNorm is already in the convolution's weight and bias.
+        None => Ok(silu(g, path, &y)),
+    }
 }
 
 /// `silu(GroupNorm(x))`, GroupNorm decomposed as ONNX exporters write it: the
