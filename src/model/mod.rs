@@ -15,6 +15,7 @@ pub mod postprocess;
 pub mod reshape;
 pub mod seg_head;
 pub mod transfer;
+pub mod yolov8;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;

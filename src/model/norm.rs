@@ -60,6 +60,20 @@ impl<B: Backend> GroupNorm<B> {
     }
 }
 
+/// An inference-mode BatchNorm as one per-channel scale and shift
+/// (`x · scale + shift`): scale = γ/√(σ² + ε), shift = β − μ·scale.
+pub fn batch_norm_scale_shift<B: Backend>(
+    weight: Tensor<B, 1>,
+    bias: Tensor<B, 1>,
+    running_mean: Tensor<B, 1>,
+    running_var: Tensor<B, 1>,
+    epsilon: f64,
+) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let scale = weight * (running_var + epsilon).sqrt().recip();
+    let shift = bias - running_mean * scale.clone();
+    (scale, shift)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,3 +152,4 @@ mod tests {
         assert_close(loaded.forward_silu(x.clone()).flatten(0, 3), silu(saved.forward(x)).flatten(0, 3), "output after loading");
     }
 }
+

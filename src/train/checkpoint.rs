@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::strategy::StrategyConfig;
 use super::trainee::Trainee;
 use crate::data::loader::Position;
+use crate::model::yolov8::ImportReport;
 use crate::model::{ModelConfig, TwinNet};
 
 /// Which checkpoint: the latest, the best per task, the snapshot taken at a
@@ -84,6 +85,9 @@ pub struct TrainerState {
     pub det_classes: Vec<String>,
     pub seg_classes: Vec<String>,
     pub image_size: u32,
+    /// What `model.pretrained` loaded from a YOLOv8 checkpoint, and what started fresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<ImportReport>,
 }
 
 pub fn checkpoint_dir(run_dir: &Path, kind: &CheckpointKind) -> PathBuf {

@@ -142,7 +142,10 @@ fn default_ade_val() -> String {
 pub struct ModelSection {
     #[serde(default)]
     pub backbone: BackboneKind,
-    /// torchvision ImageNet weights (`.pth` or `.safetensors`) for a ResNet backbone.
+    /// Weights to start from: an Ultralytics YOLOv8 detection checkpoint
+    /// (`yolov8s.pt`, or its state dict as `.pt`/`.safetensors`) for the CSP
+    /// backbone, neck and head; torchvision ImageNet weights (`.pth` or
+    /// `.safetensors`) for a ResNet backbone.
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
     /// Starts from the weights of this checkpoint folder, its architecture

@@ -36,7 +36,7 @@ use crate::data::batch::{mask_tensor, DetBatch, DetSource, SegBatch, SegSource};
 use crate::data::loader::{Loader, LoaderConfig, Position};
 use crate::data::synth::ensure_generated;
 use crate::model::anchors::Anchors;
-use crate::model::{TwinNet, DET_STRIDES};
+use crate::model::{yolov8, BackboneKind, Reshape, TwinNet, DET_STRIDES};
 
 /// The opened datasets of a run.
 pub struct Datasets {
@@ -173,6 +173,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 ));
             }
         }
+        let mut pretrained = None;
         let (trainee, state) = if let Some(dir) = resume_from {
             let (trainee, state) = checkpoint::load_trainee::<B>(&dir, &device)?;
             if state.det_classes != det_classes || state.seg_classes != seg_classes {
@@ -200,6 +201,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 det_classes,
                 seg_classes,
                 image_size: config.data.image_size,
+                pretrained: None,
             };
             let trainee = match &config.model.init {
                 Some(dir) => {
@@ -213,13 +215,21 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 }
                 None => {
                     let mut trainee = Trainee::seeded(&model, config.seed, &device);
-                    if let Some(path) = &config.model.pretrained {
-                        trainee.net.backbone = trainee.net.backbone.load_torchvision(path)?;
+                    match &config.model.pretrained {
+                        Some(path) if model.backbone == BackboneKind::Csp => {
+                            let report = yolov8::import(&mut trainee.net, path)?;
+                            messages.push(format!("model.pretrained: {}", report.summary()));
+                            // Checkpoints rebuild the imported layers without their GroupNorm.
+                            model.reshape.push(Reshape::BatchNorm { layers: report.loaded.iter().cloned().collect() });
+                            pretrained = Some(report);
+                        }
+                        Some(path) => trainee.net.backbone = trainee.net.backbone.load_torchvision(path)?,
+                        None => {}
                     }
                     trainee
                 }
             };
-            (trainee, TrainerState { model: model.clone(), ..state })
+            (trainee, TrainerState { model: model.clone(), pretrained, ..state })
         };
         if config.log.tensorboard {
             log.attach_tensorboard(TensorboardLog::rebuild(run_dir, state.seg_classes.len())?);

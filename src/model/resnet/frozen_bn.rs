@@ -4,6 +4,8 @@ use burn::module::{Module, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::model::norm::batch_norm_scale_shift;
+
 /// torchvision's BatchNorm2d epsilon.
 const EPS: f64 = 1e-5;
 
@@ -49,8 +51,6 @@ impl<B: Backend> FrozenBatchNorm2d<B> {
     /// The four vectors folded into one per-channel scale and shift (two
     /// broadcast ops on x): the normalisation is `x · scale + shift`.
     pub fn scale_shift(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
-        let scale = self.weight.val() * (self.running_var.val() + EPS).sqrt().recip();
-        let shift = self.bias.val() - self.running_mean.val() * scale.clone();
-        (scale, shift)
+        batch_norm_scale_shift(self.weight.val(), self.bias.val(), self.running_mean.val(), self.running_var.val(), EPS)
     }
 }
