@@ -204,6 +204,36 @@ fn a_broken_dataset_folder_shows_its_problems() {
     assert!(harness.get_by_label_contains("unusable:").value().unwrap_or_default().contains("/nonexistent/ade"));
 }
 
+/// The pretrained-weights field reads the file into the draft's network at
+/// once: the import report for an Ultralytics checkpoint that fits, the
+/// reason beside the field for one that does not.
+#[test]
+fn the_pretrained_weights_field_shows_what_a_checkpoint_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolov8");
+    let mut harness = workbench(dir.path());
+    // The fixture's width (channels 8–64).
+    harness.state_mut().setup.draft.model.width = Some(0.0625);
+    harness.step();
+    for (file, shown) in [("tiny_yolov8_seg.pt", "instance-segmentation"), ("tiny_yolov8.pt", "start fresh (no YOLOv8 counterpart)")] {
+        let path = fixtures.join(file);
+        harness.get_by_label("Pretrained weights").focus();
+        harness.step();
+        harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+        harness.get_by_label("Pretrained weights").type_text(&path.display().to_string());
+        harness.key_press(egui::Key::Enter);
+        step_until(&mut harness, Duration::from_secs(60), "the weights report", |_| true);
+        let started = Instant::now();
+        while harness.query_by_label_contains(shown).is_none() {
+            assert!(started.elapsed() < Duration::from_secs(60), "{file}: nothing says {shown:?}");
+            harness.step();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(harness.state().setup.draft.model.pretrained.as_deref(), Some(path.as_path()));
+    }
+    harness.get_by_label_contains("loaded ");
+}
+
 #[test]
 fn a_run_that_cannot_start_is_marked_failed_with_its_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -230,7 +260,13 @@ fn a_run_that_cannot_start_is_marked_failed_with_its_message() {
 fn a_run_trains_on_the_gpu_chosen_on_setup() {
     let dir = tempfile::tempdir().unwrap();
     let mut harness = workbench(dir.path());
-    harness.state_mut().setup.draft.steps = 2;
+    // The shapes of tests/wgpu.rs's runs (width 0.125, batch 4, 64 px): the
+    // software adapter autotunes them once, for whichever test file runs first
+    // (CubeCL keeps the results in target/autotune).
+    let draft = &mut harness.state_mut().setup.draft;
+    draft.steps = 2;
+    draft.model.width = Some(0.125);
+    draft.data.batch_size = 4;
     // The device list fills once the start-up probe has answered.
     let started = Instant::now();
     while harness.query_by_label_contains("looking for GPUs").is_some() {

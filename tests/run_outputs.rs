@@ -243,6 +243,28 @@ fn bad_formats_and_unwritable_outputs_exit_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("masks") && stderr.contains("cannot create"), "{stderr}");
     assert_eq!(std::fs::read_to_string(dir.path().join("masks")).unwrap(), "in the way");
+
+    // A run that cannot start from its `model.pretrained` file: exit 2, the file named.
+    let synth = trained().join("synth");
+    let seg_checkpoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolov8/tiny_yolov8_seg.pt");
+    let sets = [
+        "steps=2".to_string(),
+        "data.image_size=64".into(),
+        "data.synthetic.det_images=16".into(),
+        "data.synthetic.seg_images=16".into(),
+        "data.synthetic.size=64".into(),
+        format!("data.voc={}", synth.join("voc").display()),
+        format!("data.ade={}", synth.join("ade").display()),
+        format!("model.pretrained={}", seg_checkpoint.display()),
+    ];
+    let mut args = vec!["train", "--preset", "quick", "--out", s(dir.path())];
+    for set in &sets {
+        args.extend(["--set", set.as_str()]);
+    }
+    let out = twinhead(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tiny_yolov8_seg.pt") && stderr.contains("instance-segmentation"), "{stderr}");
 }
 
 /// `export onnx`: the file a reader gets back declares the documented input

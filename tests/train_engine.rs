@@ -7,6 +7,7 @@ use std::path::Path;
 
 use twinhead::data::synth::{ensure_generated, SynthConfig};
 use burn::backend::Flex;
+use burn::module::Module;
 use twinhead::train::checkpoint::{self, CheckpointKind};
 use twinhead::train::events::{Control, EvalRecord, Event, FinishReason};
 use twinhead::train::timeline;
@@ -503,6 +504,50 @@ fn control_changes_become_events_at_their_step() {
     }
 }
 
+/// A run started from an Ultralytics YOLOv8 checkpoint (the fixture of
+/// `tools/yolov8_reference.py`: channels 8–64, hence width 0.0625): the import
+/// is reported in the run's events and `state.json`, the run resumes exactly,
+/// and its checkpoints rebuild the imported layers (what `predict` and `eval`
+/// load). A file that is not a YOLOv8 detection checkpoint fails the run with
+/// its name.
+#[test]
+fn a_run_starts_from_a_yolov8_checkpoint_and_resumes_exactly() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolov8");
+    let runs = tempfile::tempdir().unwrap();
+    let mut cfg = config(shared_data(), 8, "kind = \"alternate\"");
+    cfg.model.width = Some(0.0625);
+    cfg.model.pretrained = Some(fixtures.join("tiny_yolov8.pt"));
+    cfg.checkpoint.every = 4;
+    let (whole, _) = assert_resumes_exactly(cfg.clone(), 4, runs.path());
+
+    let (events, _) = twinhead::train::run_dir::read_events(&whole).unwrap();
+    let report = events.iter().find_map(|e| match e {
+        Event::Warning { message, .. } if message.starts_with("model.pretrained: loaded ") => Some(message.clone()),
+        _ => None,
+    });
+    let report = report.expect("the import is reported in the run's events");
+    assert!(report.contains("tiny_yolov8.pt") && report.contains("seg_head"), "{report}");
+    let last = checkpoint::find(&whole, &CheckpointKind::Last).unwrap();
+    let (net, state) = checkpoint::load_inference_net::<Flex>(&last, &Default::default()).unwrap();
+    let imported = state.pretrained.expect("state.json records the import");
+    assert!(imported.loaded.iter().any(|l| l == "backbone.sppf.cv2"));
+    assert!(net.num_params() > 0);
+    let folded = state.model.reshape.iter().any(|edit| matches!(edit, twinhead::model::Reshape::BatchNorm { layers } if layers.len() == imported.loaded.len()));
+    assert!(folded, "the imported layers are recorded for rebuilding: {:?}", state.model.reshape);
+
+    for (file, expected) in [("tiny_yolov8_seg.pt", "instance-segmentation"), ("missing.pt", "no such file")] {
+        let mut bad = cfg.clone();
+        bad.model.pretrained = Some(fixtures.join(file));
+        let handle = start(Some(bad), &runs.path().join(file), false, DeviceSpec::Cpu).unwrap();
+        let messages: Vec<String> = handle.events.iter().filter_map(|e| match e {
+            Event::Error { message, .. } => Some(message),
+            _ => None,
+        }).collect();
+        assert!(handle.join().is_err());
+        assert!(messages.iter().any(|m| m.contains(file) && m.contains(expected)), "{file}: {messages:?}");
+    }
+}
+
 #[test]
 fn bad_configs_and_missing_data_are_clear_errors() {
     let data = tempfile::tempdir().unwrap();
@@ -543,7 +588,7 @@ fn bad_configs_and_missing_data_are_clear_errors() {
 #[test]
 fn every_bundled_preset_parses() {
     let names = twinhead::train::presets::preset_names();
-    for expected in ["quick", "voc-ade", "alternate", "joint", "sequential", "freeze", "lwf", "ewc", "naive", "replay", "pseudo", "alternate-pseudo"] {
+    for expected in ["quick", "voc-ade", "voc-ade-yolov8s", "alternate", "joint", "sequential", "freeze", "lwf", "ewc", "naive", "replay", "pseudo", "alternate-pseudo"] {
         assert!(names.iter().any(|n| n == expected), "missing preset {expected}");
     }
     for name in names {

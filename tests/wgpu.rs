@@ -221,7 +221,8 @@ fn tiny_model() -> ModelConfig {
 /// parameter's gradient, then its updated weight.
 fn adamw_step<B: TwinAutodiffBackend>(device: &B::Device) -> Outputs {
     let trainee = on(Trainee::<Flex>::new(&tiny_model(), &Default::default()), Trainee::<B>::new(&tiny_model(), device), device);
-    let images = input::<B>(22, [2, 3, 64, 64], device);
+    // The training runs' batch shape (4 × 64 × 64): their autotuned kernels serve here too.
+    let images = input::<B>(22, [4, 3, 64, 64], device);
     let (det, seg) = trainee.net.forward_both(images);
     let loss = det.cls_logits.powi_scalar(2).mean() + det.box_raw.mean() + seg.powi_scalar(2).mean();
     let grads = loss.backward();
@@ -515,40 +516,39 @@ fn five_training_steps_follow_the_cpus_losses() {
     }
 }
 
+/// One 100-step run (a run's kernels compile and autotune once on the
+/// software adapter, so one run checks both): both losses fall, and device
+/// memory reaches a plateau.
 #[test]
-fn a_sixty_step_run_on_the_gpu_learns_both_tasks() {
-    let Some((_, _turn)) = gpu() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let losses = losses_of_run(tiny_run(&dir.path().join("data"), 60), &dir.path().join("run"), SOFTWARE);
-    let mean = |task: fn(&(Option<f32>, Option<f32>)) -> Option<f32>, steps: &[(Option<f32>, Option<f32>)]| {
-        let values: Vec<f32> = steps.iter().filter_map(task).collect();
-        values.iter().sum::<f32>() / values.len() as f32
-    };
-    for (name, task) in [("detection", (|l: &(Option<f32>, Option<f32>)| l.0) as fn(&_) -> _), ("segmentation", |l| l.1)] {
-        let (first, last) = (mean(task, &losses[..10]), mean(task, &losses[50..]));
-        eprintln!("{name} loss: first 10 steps {first:.4}, last 10 steps {last:.4}");
-        assert!(last < 0.8 * first, "{name} loss did not fall: {first} -> {last}");
-    }
-}
-
-#[test]
-fn device_memory_reaches_a_plateau_over_a_hundred_steps() {
+fn a_hundred_step_run_on_the_gpu_learns_both_tasks_in_flat_memory() {
     let Some((_, _turn)) = gpu() else { return };
     let dir = tempfile::tempdir().unwrap();
     let handle = start(Some(tiny_run(&dir.path().join("data"), 100)), &dir.path().join("run"), false, SOFTWARE).unwrap();
     // The trainer reads its pool after every step (CubeCL keeps one per thread).
-    let mut samples = Vec::new();
+    let (mut losses, mut samples) = (Vec::new(), Vec::new());
     for event in handle.events.iter() {
-        if let Event::Step { step, device_memory, .. } = event {
+        if let Event::Step { step, det_loss, seg_loss, device_memory, .. } = event {
             let memory = device_memory.expect("wgpu reports its memory");
             if step % 10 == 0 {
                 eprintln!("step {step}: {} bytes in use, {} reserved", memory.in_use, memory.reserved);
             }
+            losses.push((det_loss, seg_loss));
             samples.push(memory);
         }
     }
     assert_eq!(handle.join().unwrap(), FinishReason::Completed);
     assert_eq!(samples.len(), 100);
+
+    let mean = |task: fn(&(Option<f32>, Option<f32>)) -> Option<f32>, steps: &[(Option<f32>, Option<f32>)]| {
+        let values: Vec<f32> = steps.iter().filter_map(task).collect();
+        values.iter().sum::<f32>() / values.len() as f32
+    };
+    for (name, task) in [("detection", (|l: &(Option<f32>, Option<f32>)| l.0) as fn(&_) -> _), ("segmentation", |l| l.1)] {
+        let (first, last) = (mean(task, &losses[..10]), mean(task, &losses[90..]));
+        eprintln!("{name} loss: first 10 steps {first:.4}, last 10 steps {last:.4}");
+        assert!(last < 0.8 * first, "{name} loss did not fall: {first} -> {last}");
+    }
+
     // Alternate steps differ (detection, segmentation): compare like with like,
     // the largest of each ten-step window after warm-up (the first 30 steps).
     let window_peaks: Vec<(u64, u64)> = samples[30..]

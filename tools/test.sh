@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run it, test it"; .ci/run calls it).
 # Builds in the dev profile (dependencies optimised, see Cargo.toml) and runs
-# every unit, integration and CLI test, then tools/onnx_check.sh. Real-data tests read ../shared/realdata
+# every unit, integration and CLI test (cargo-nextest, or cargo test), then
+# tools/onnx_check.sh. Real-data tests read ../shared/realdata
 # when it is present and say so when it is not.
 #
 # The wgpu tests (tests/wgpu.rs) run burn's GPU kernels on Mesa's software
@@ -25,7 +26,15 @@ fi
 # wgpu wants a runtime folder.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
-cargo test --locked "$@"
+# cargo-nextest runs each test in a process of its own, two at a time (one per
+# core): the training tests no longer share one process's allocator and
+# autodiff graph lock, which made train_engine 30 % slower under `cargo test`
+# (docs/tests.md). There are no doctests. `cargo test` where nextest is missing.
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --no-fail-fast "$@"
+else
+    cargo test --locked "$@"
+fi
 
 # The whole suite (no arguments) also checks the ONNX export in ONNX Runtime,
 # with the binary the tests just built (onnx and onnxruntime from PyPI).

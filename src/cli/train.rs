@@ -45,9 +45,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         _ => eprintln!("run folder {}", run_dir.display()),
     }
     let bar = progress_bar(Some(0), "training");
+    // A run that fails before it starts failed on its input (data, weights).
+    let mut started = false;
     for event in handle.events.iter() {
         match &event {
             Event::Started { step, total_steps, .. } => {
+                started = true;
                 bar.set_length(*total_steps as u64);
                 bar.set_position(*step as u64);
             }
@@ -76,7 +79,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Ok(FinishReason::Failed) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(if started { 1 } else { 2 })
         }
     })
 }

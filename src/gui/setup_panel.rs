@@ -13,7 +13,8 @@ use super::session::Notice;
 use super::settings::{Settings, Tab};
 use super::shared::Shared;
 use crate::data::check::{self, CheckReport, CheckRequest};
-use crate::model::{BackboneKind, ModelSize};
+use crate::model::backbone::Backbone;
+use crate::model::{yolov8, BackboneKind, ModelConfig, ModelSize, TwinNet};
 use crate::train::config::TrainConfig;
 use crate::train::presets::preset_names;
 use crate::train::events::Control;
@@ -34,8 +35,27 @@ pub struct SetupPanel {
     device_probe: Option<Job<Vec<(DeviceSpec, String)>>>,
     voc: FolderField,
     ade: FolderField,
+    weights: WeightsField,
     /// The learning rate to send to the focused live run.
     live_lr: f64,
+}
+
+/// The `model.pretrained` file: the text the user edits, and what reading it
+/// into the draft's network found (the import report, or why it does not fit).
+struct WeightsField {
+    text: String,
+    check: Option<Job<String>>,
+    result: Option<Result<String, String>>,
+    /// The network the result is for: a change of size or backbone reads the file again.
+    checked_for: Option<ModelConfig>,
+    dialog: Option<Job<Option<PathBuf>>>,
+}
+
+impl WeightsField {
+    fn new(path: Option<&Path>) -> Self {
+        let text = path.map(|p| p.display().to_string()).unwrap_or_default();
+        Self { text, check: None, result: None, checked_for: None, dialog: None }
+    }
 }
 
 /// A dataset folder: the text the user edits, and what checking it found.
@@ -83,6 +103,7 @@ impl SetupPanel {
             device_probe: Some(Job::spawn("device probe", shared.repaint.callback(), |_| Ok(DeviceSpec::available()))),
             voc: FolderField::new(&draft.data.voc),
             ade: FolderField::new(&draft.data.ade),
+            weights: WeightsField::new(draft.model.pretrained.as_deref()),
             draft,
             preset_error,
         };
@@ -112,6 +133,7 @@ impl SetupPanel {
         self.live_lr = config.optim.lr;
         self.voc = FolderField::new(&config.data.voc);
         self.ade = FolderField::new(&config.data.ade);
+        self.weights = WeightsField::new(config.model.pretrained.as_deref());
         self.draft = config;
         self.apply_saved_folders(&shared.settings);
     }
@@ -135,6 +157,7 @@ impl SetupPanel {
         ui.separator();
         ui.strong("Training");
         self.training_grid(ui, &mut shared.device, error.as_deref());
+        self.weights_row(ui, shared);
         ui.separator();
         self.start_row(ui, shared, error.as_deref(), preparing_data);
         self.live_control(ui, shared);
@@ -147,6 +170,21 @@ impl SetupPanel {
                     self.devices = devices;
                 }
                 self.device_probe = None;
+            }
+        }
+        if let Some(result) = self.weights.check.as_mut().and_then(Job::poll) {
+            self.weights.check = None;
+            self.weights.result = Some(result.map_err(|e| format!("{e:#}")));
+        }
+        if let Some(result) = self.weights.dialog.as_mut().and_then(Job::poll) {
+            self.weights.dialog = None;
+            match result {
+                Ok(Some(file)) => {
+                    self.weights.text = file.display().to_string();
+                    self.set_weights(shared);
+                }
+                Ok(None) => {}
+                Err(error) => shared.notifications.push(Notice::error(format!("file dialog: {error:#}"))),
             }
         }
         for which in [Dataset::Voc, Dataset::Ade] {
@@ -284,6 +322,69 @@ impl SetupPanel {
             }));
         }
         ui.indent(label, |ui| check_summary(ui, &self.field(which).check));
+    }
+
+    /// Pretrained weights: a YOLOv8 checkpoint for the CSP network, torchvision
+    /// weights for a ResNet; read into the draft's network as soon as chosen.
+    fn weights_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let label = "Pretrained weights";
+        let mut edited = false;
+        let mut browse = false;
+        ui.horizontal(|ui| {
+            let label_response = ui.label(label);
+            let edit = egui::TextEdit::singleline(&mut self.weights.text)
+                .hint_text("none: random initialisation")
+                .desired_width(320.0);
+            edited = ui.add(edit).labelled_by(label_response.id).lost_focus();
+            browse = ui.add_enabled(self.weights.dialog.is_none(), egui::Button::new("Choose file…")).clicked();
+        });
+        let stale = self.draft.model.pretrained.is_some()
+            && self.weights.check.is_none()
+            && self.weights.checked_for.as_ref() != Some(&self.weights_model());
+        if edited || stale {
+            self.set_weights(shared);
+        }
+        if browse {
+            self.weights.dialog = Some(Job::spawn("file dialog", shared.repaint.callback(), move |_| {
+                let dialog = rfd::FileDialog::new().set_title(label).add_filter("checkpoints", &["pt", "pth", "safetensors"]);
+                Ok(dialog.pick_file())
+            }));
+        }
+        ui.indent(label, |ui| match (&self.weights.check, &self.weights.result) {
+            (Some(_), _) => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("reading the weights…");
+                });
+            }
+            (None, Some(Ok(report))) => {
+                ui.weak(report);
+            }
+            (None, Some(Err(error))) => {
+                ui.colored_label(ui.visuals().error_fg_color, error);
+            }
+            (None, None) => {}
+        });
+    }
+
+    /// The draft's network; the class counts (VOC's, ADE20K's) only decide
+    /// whether the head's class branch fits.
+    fn weights_model(&self) -> ModelConfig {
+        self.draft.model_config(20, 150)
+    }
+
+    /// Points the draft at the weights file in the field, and reads it.
+    fn set_weights(&mut self, shared: &Shared) {
+        let text = self.weights.text.trim();
+        self.draft.model.pretrained = (!text.is_empty()).then(|| PathBuf::from(text));
+        self.weights.result = None;
+        let Some(path) = self.draft.model.pretrained.clone() else {
+            self.weights.check = None;
+            return;
+        };
+        let model = self.weights_model();
+        self.weights.checked_for = Some(model.clone());
+        self.weights.check = Some(Job::spawn("weights check", shared.repaint.callback(), move |_| pretrained_report(&model, &path)));
     }
 
     fn training_grid(&mut self, ui: &mut egui::Ui, device: &mut DeviceSpec, error: Option<&str>) {
@@ -725,6 +826,18 @@ mod tests {
             let strategy = default_strategy(kind, &alternate, 100);
             assert_eq!(strategy.name(), kind);
             strategy.validate(100).unwrap();
+        }
+    }
+}
+
+/// What starting `model` from the weights at `path` would load (read on the CPU).
+fn pretrained_report(model: &ModelConfig, path: &Path) -> anyhow::Result<String> {
+    let device = Default::default();
+    match model.backbone {
+        BackboneKind::Csp => Ok(yolov8::import(&mut TwinNet::<burn::backend::Flex>::new(model, &device), path)?.summary()),
+        _ => {
+            Backbone::<burn::backend::Flex>::new(model, &device).load_torchvision(path)?;
+            Ok(format!("{}: torchvision weights for the {} backbone", path.display(), backbone_label(model.backbone)))
         }
     }
 }

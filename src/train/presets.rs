@@ -23,6 +23,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("replay", include_str!("../../presets/replay.toml")),
     ("sequential", include_str!("../../presets/sequential.toml")),
     ("voc-ade", include_str!("../../presets/voc-ade.toml")),
+    ("voc-ade-yolov8s", include_str!("../../presets/voc-ade-yolov8s.toml")),
 ];
 
 /// The folder of user presets that override the built-in ones: `presets/` in the working directory.
