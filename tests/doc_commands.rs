@@ -214,7 +214,7 @@ fn set_option(args: &mut Vec<String>, flag: &str, value: &str) {
 }
 
 /// The example as it runs here: the same command on tiny data and a couple of steps.
-/// None for the window, which needs a display.
+/// None for the window, which needs a display, and for runs on the user's own data.
 fn cheap(args: &[String], sandbox: &Path) -> Option<Vec<String>> {
     let mut args = args.to_vec();
     let words: Vec<String> = args.iter().take_while(|a| !a.starts_with('-')).cloned().collect();
@@ -234,8 +234,11 @@ fn cheap(args: &[String], sandbox: &Path) -> Option<Vec<String>> {
         ["train"] if !args.iter().any(|a| a == "--resume") => {
             // The configuration as the page gives it must be valid (e.g. a switch step inside the run).
             let sets: Vec<String> = args.windows(2).filter(|w| w[0] == "--set").map(|w| w[1].clone()).collect();
-            if let Err(e) = TrainConfig::load_preset(option(&args, "--preset").unwrap_or("quick"), &sets) {
-                panic!("`twinhead {}`: its configuration is invalid: {e:#}", args.join(" "));
+            match TrainConfig::load_preset(option(&args, "--preset").unwrap_or("quick"), &sets) {
+                Err(e) => panic!("`twinhead {}`: its configuration is invalid: {e:#}", args.join(" ")),
+                // A preset on the user's own data (voc-ade…): valid, not run.
+                Ok(config) if config.data.synthetic.is_none() => return None,
+                Ok(_) => {}
             }
             // Each example is a fresh run: an earlier example's folder of the same name goes.
             let out = option(&args, "--out").map(PathBuf::from).unwrap_or_else(|| {

@@ -245,18 +245,9 @@ fn bad_formats_and_unwritable_outputs_exit_2() {
     assert_eq!(std::fs::read_to_string(dir.path().join("masks")).unwrap(), "in the way");
 
     // A run that cannot start from its `model.pretrained` file: exit 2, the file named.
-    let synth = trained().join("synth");
     let seg_checkpoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolov8/tiny_yolov8_seg.pt");
-    let sets = [
-        "steps=2".to_string(),
-        "data.image_size=64".into(),
-        "data.synthetic.det_images=16".into(),
-        "data.synthetic.seg_images=16".into(),
-        "data.synthetic.size=64".into(),
-        format!("data.voc={}", synth.join("voc").display()),
-        format!("data.ade={}", synth.join("ade").display()),
-        format!("model.pretrained={}", seg_checkpoint.display()),
-    ];
+    let mut sets = common::data_overrides(&trained().join("synth"));
+    sets.extend(["steps=2".to_string(), format!("model.pretrained={}", seg_checkpoint.display())]);
     let mut args = vec!["train", "--preset", "quick", "--out", s(dir.path())];
     for set in &sets {
         args.extend(["--set", set.as_str()]);

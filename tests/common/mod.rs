@@ -9,6 +9,19 @@ use twinhead::train::{start, FinishReason, TrainConfig};
 /// The run's folder name under `<tmp>/runs`.
 pub const RUN: &str = "tiny";
 
+/// `quick` preset overrides for the tiny synthetic datasets in `synth`.
+pub fn data_overrides(synth: &Path) -> Vec<String> {
+    vec![
+        "data.image_size=64".into(),
+        "data.batch_size=2".into(),
+        "data.synthetic.det_images=16".into(),
+        "data.synthetic.seg_images=16".into(),
+        "data.synthetic.size=64".into(),
+        format!("data.voc={}", synth.join("voc").display()),
+        format!("data.ade={}", synth.join("ade").display()),
+    ]
+}
+
 /// A temporary folder holding `synth/` (tiny synthetic datasets) and
 /// `runs/tiny` (a run trained for four steps, evaluated once at step 4, with
 /// its last checkpoint and timeline), made once for all the binary's tests.
@@ -16,21 +29,8 @@ pub fn trained() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let synth = dir.path().join("synth");
-        let overrides = [
-            "steps=4".to_string(),
-            "data.image_size=64".into(),
-            "data.batch_size=2".into(),
-            "data.synthetic.det_images=16".into(),
-            "data.synthetic.seg_images=16".into(),
-            "data.synthetic.size=64".into(),
-            format!("data.voc={}", synth.join("voc").display()),
-            format!("data.ade={}", synth.join("ade").display()),
-            "eval.every=4".into(),
-            "eval.det_images=4".into(),
-            "eval.seg_images=4".into(),
-            "model.width=0.25".into(),
-        ];
+        let mut overrides = data_overrides(&dir.path().join("synth"));
+        overrides.extend(["steps=4", "eval.every=4", "eval.det_images=4", "eval.seg_images=4", "model.width=0.25"].map(String::from));
         let config = TrainConfig::load_preset("quick", &overrides).unwrap();
         let handle = start(Some(config), &dir.path().join("runs").join(RUN), false, DeviceSpec::Cpu).unwrap();
         assert_eq!(handle.join().unwrap(), FinishReason::Completed);
