@@ -230,6 +230,9 @@ fn the_pretrained_weights_field_shows_what_a_checkpoint_loads() {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(harness.state().setup.draft.model.pretrained.as_deref(), Some(path.as_path()));
+        // Start waits for a file that fits.
+        let refused = harness.query_by_label_contains("the file does not fit this network").is_some();
+        assert_eq!(refused, file == "tiny_yolov8_seg.pt", "{file}");
     }
     harness.get_by_label_contains("loaded ");
 }

@@ -159,7 +159,10 @@ impl SetupPanel {
         self.training_grid(ui, &mut shared.device, error.as_deref());
         self.weights_row(ui, shared);
         ui.separator();
-        self.start_row(ui, shared, error.as_deref(), preparing_data);
+        // A weights file that does not fit would fail the run at once.
+        let weights_error = matches!(self.weights.result, Some(Err(_)))
+            .then_some("model.pretrained: the file does not fit this network (see the field)");
+        self.start_row(ui, shared, error.as_deref().or(weights_error), preparing_data);
         self.live_control(ui, shared);
     }
 
