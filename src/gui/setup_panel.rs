@@ -13,8 +13,7 @@ use super::session::Notice;
 use super::settings::{Settings, Tab};
 use super::shared::Shared;
 use crate::data::check::{self, CheckReport, CheckRequest};
-use crate::model::backbone::Backbone;
-use crate::model::{yolov8, BackboneKind, ModelConfig, ModelSize, TwinNet};
+use crate::model::{BackboneKind, ModelConfig, ModelSize, TwinNet};
 use crate::train::config::TrainConfig;
 use crate::train::presets::preset_names;
 use crate::train::events::Control;
@@ -835,12 +834,9 @@ mod tests {
 
 /// What starting `model` from the weights at `path` would load (read on the CPU).
 fn pretrained_report(model: &ModelConfig, path: &Path) -> anyhow::Result<String> {
-    let device = Default::default();
-    match model.backbone {
-        BackboneKind::Csp => Ok(yolov8::import(&mut TwinNet::<burn::backend::Flex>::new(model, &device), path)?.summary()),
-        _ => {
-            Backbone::<burn::backend::Flex>::new(model, &device).load_torchvision(path)?;
-            Ok(format!("{}: torchvision weights for the {} backbone", path.display(), backbone_label(model.backbone)))
-        }
-    }
+    let (_, report) = TwinNet::<burn::backend::Flex>::new(model, &Default::default()).load_pretrained(path)?;
+    Ok(match report {
+        Some(report) => report.summary(),
+        None => format!("{}: torchvision weights for the {} backbone", path.display(), backbone_label(model.backbone)),
+    })
 }

@@ -186,15 +186,4 @@ impl<B: Backend> Backbone<B> {
             Self::ResNet(_) => None,
         }
     }
-
-    /// Loads torchvision ImageNet weights (ResNet backbones only).
-    pub fn load_torchvision(self, path: &std::path::Path) -> anyhow::Result<Self> {
-        match self {
-            Self::ResNet(b) => Ok(Self::ResNet(b.load_torchvision(path)?)),
-            Self::Csp(_) => anyhow::bail!(
-                "{}: pretrained torchvision weights need a ResNet backbone (model.backbone = \"resnet18\", \"resnet34\" or \"resnet50\")",
-                path.display()
-            ),
-        }
-    }
 }

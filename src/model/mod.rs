@@ -60,6 +60,17 @@ impl<B: Backend> TwinNet<B> {
         net
     }
 
+    /// Starts from the weights at `path`: a YOLOv8 checkpoint for the CSP
+    /// network (its report returned), torchvision weights for a ResNet backbone.
+    pub fn load_pretrained(mut self, path: &std::path::Path) -> anyhow::Result<(Self, Option<yolov8::ImportReport>)> {
+        if let Backbone::ResNet(resnet) = self.backbone {
+            self.backbone = Backbone::ResNet(resnet.load_torchvision(path)?);
+            return Ok((self, None));
+        }
+        let report = yolov8::import(&mut self, path)?;
+        Ok((self, Some(report)))
+    }
+
     /// Detection outputs only (skips the stride-4 level and the segmentation head).
     pub fn forward_det(&self, images: Tensor<B, 4>) -> DetOutput<B>
     where

@@ -152,4 +152,3 @@ mod tests {
         assert_close(loaded.forward_silu(x.clone()).flatten(0, 3), silu(saved.forward(x)).flatten(0, 3), "output after loading");
     }
 }
-

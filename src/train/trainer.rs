@@ -36,7 +36,7 @@ use crate::data::batch::{mask_tensor, DetBatch, DetSource, SegBatch, SegSource};
 use crate::data::loader::{Loader, LoaderConfig, Position};
 use crate::data::synth::ensure_generated;
 use crate::model::anchors::Anchors;
-use crate::model::{yolov8, BackboneKind, Reshape, TwinNet, DET_STRIDES};
+use crate::model::{Reshape, TwinNet, DET_STRIDES};
 
 /// The opened datasets of a run.
 pub struct Datasets {
@@ -215,16 +215,15 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 }
                 None => {
                     let mut trainee = Trainee::seeded(&model, config.seed, &device);
-                    match &config.model.pretrained {
-                        Some(path) if model.backbone == BackboneKind::Csp => {
-                            let report = yolov8::import(&mut trainee.net, path)?;
+                    if let Some(path) = &config.model.pretrained {
+                        let (net, report) = trainee.net.load_pretrained(path)?;
+                        trainee.net = net;
+                        if let Some(report) = report {
                             messages.push(format!("model.pretrained: {}", report.summary()));
                             // Checkpoints rebuild the imported layers without their GroupNorm.
                             model.reshape.push(Reshape::BatchNorm { layers: report.loaded.iter().cloned().collect() });
                             pretrained = Some(report);
                         }
-                        Some(path) => trainee.net.backbone = trainee.net.backbone.load_torchvision(path)?,
-                        None => {}
                     }
                     trainee
                 }

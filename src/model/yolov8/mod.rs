@@ -50,20 +50,20 @@ pub struct FreshLayer {
 }
 
 impl ImportReport {
-    /// One line per reason: "loaded 57 layers from F; fresh: 12 (no YOLOv8
-    /// counterpart: neck.top_down2, seg_head), 6 (…)".
+    /// "loaded 57 layers from F; 16 start fresh (no YOLOv8 counterpart):
+    /// neck.top_down2, seg_head.lateral, …; 6 start fresh (…): …", one part per reason.
     pub fn summary(&self) -> String {
-        let mut by_reason: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut by_reason: BTreeMap<&str, (usize, Vec<String>)> = BTreeMap::new();
         for fresh in &self.fresh {
-            let parts = by_reason.entry(&fresh.reason).or_default();
+            let (count, parts) = by_reason.entry(&fresh.reason).or_default();
+            *count += 1;
             let part = component(&fresh.layer);
             if !parts.contains(&part) {
                 parts.push(part);
             }
         }
         let mut text = format!("loaded {} layers from {}", self.loaded.len(), self.file.display());
-        for (reason, parts) in by_reason {
-            let count = self.fresh.iter().filter(|f| f.reason == reason).count();
+        for (reason, (count, parts)) in by_reason {
             text += &format!("; {count} start fresh ({reason}): {}", parts.join(", "));
         }
         text
@@ -83,10 +83,9 @@ pub fn import<B: Backend>(net: &mut TwinNet<B>, path: &Path) -> anyhow::Result<I
     let fail = || format!("model.pretrained: {} is not a YOLOv8 detection checkpoint this network can start from", path.display());
     let read = file::read(path).with_context(fail)?;
     check_task(&read).with_context(fail)?;
-    if net.backbone.editable().is_none() {
-        bail!("model.pretrained: {}: a YOLOv8 checkpoint starts the CSP backbone (model.backbone = \"csp\")", path.display());
-    }
     let mut loaded = Vec::new();
+    // The `model.N.` modules of the file that went into the backbone and neck.
+    let mut used = Vec::new();
     let mut fresh = Vec::new();
     let mut failure = None;
     net.visit_layers("", &mut |layer_path, layer| {
@@ -105,8 +104,11 @@ pub fn import<B: Backend>(net: &mut TwinNet<B>, path: &Path) -> anyhow::Result<I
             Ok(weights) => {
                 weights.apply(layer);
                 loaded.push(layer_path.to_string());
+                if required {
+                    used.push(format!("{prefix}."));
+                }
             }
-            Err(problem) if required => failure = Some(format!("{problem} ({layer_path}){}", hint(&read.tensors, net_stem_width(&read.tensors), &prefix))),
+            Err(problem) if required => failure = Some(format!("{problem} ({layer_path}){}", hint(&read.tensors, &prefix))),
             Err(_) => {
                 let reason = match read.tensors.contains_key(&format!("{prefix}.conv.weight")) {
                     true => "the file's widths differ (they follow its class count)",
@@ -120,13 +122,9 @@ pub fn import<B: Backend>(net: &mut TwinNet<B>, path: &Path) -> anyhow::Result<I
         bail!("{}: {problem}", fail());
     }
     // What the file has in the backbone and neck beyond our layers (deeper blocks).
-    let used: Vec<String> = loaded.iter().filter_map(|l| match names::counterpart(l) {
-        Counterpart::Required(prefix) => Some(format!("{prefix}.")),
-        _ => None,
-    }).collect();
     let extra = read.tensors.keys().find(|name| layer_index(name).is_some_and(|i| i <= 21) && !used.iter().any(|p| name.starts_with(p.as_str())));
     if let Some(name) = extra {
-        bail!("{}: `{name}` has no place in this network{}", fail(), hint(&read.tensors, net_stem_width(&read.tensors), name));
+        bail!("{}: `{name}` has no place in this network{}", fail(), hint(&read.tensors, name));
     }
     for level in 0..net.det_head.levels.len() {
         for output in ["cls_out", "box_out"] {
@@ -134,9 +132,7 @@ pub fn import<B: Backend>(net: &mut TwinNet<B>, path: &Path) -> anyhow::Result<I
             fresh.push(FreshLayer { layer, reason: "the final predictions (our classes, our box encoding)".into() });
         }
     }
-    let report = ImportReport { file: path.to_path_buf(), loaded, fresh };
-    tracing::info!("model.pretrained: {}", report.summary());
-    Ok(report)
+    Ok(ImportReport { file: path.to_path_buf(), loaded, fresh })
 }
 
 /// Refuses checkpoints of the other Ultralytics tasks, by class or by head.
@@ -167,16 +163,13 @@ fn layer_index(name: &str) -> Option<usize> {
     name.strip_prefix("model.")?.split('.').next()?.parse().ok()
 }
 
-fn net_stem_width(tensors: &BTreeMap<String, TensorSnapshot>) -> Option<usize> {
-    tensors.get("model.0.conv.weight").map(|t| t.shape[0])
-}
-
-/// Why a checkpoint might not fit: another size, or another YOLO generation.
-fn hint(tensors: &BTreeMap<String, TensorSnapshot>, stem: Option<usize>, name: &str) -> String {
+/// Why a checkpoint might not fit at `name`: another size, or another YOLO generation.
+fn hint(tensors: &BTreeMap<String, TensorSnapshot>, name: &str) -> String {
     if tensors.keys().any(|k| layer_index(k) == Some(10)) {
         return "; the file has weights at layer 10, where YOLOv8 has none (a YOLO11 checkpoint? only YOLOv8's C2f blocks fit)".into();
     }
     if name.starts_with("model.0.") {
+        let stem = tensors.get("model.0.conv.weight").map(|t| t.shape[0]);
         if let Some(size) = stem.and_then(names::size_of_stem) {
             return format!("; its stem is YOLOv8{size}'s: set model.size = \"{size}\"");
         }
