@@ -74,17 +74,8 @@ impl Predictor {
     }
 
     pub fn predict_images(&self, images: &[RgbImage], postprocess: &PostprocessConfig) -> Vec<Prediction> {
-        let size = self.state.image_size;
         let mut predictions = Vec::with_capacity(images.len());
-        for chunk in images.chunks(BATCH) {
-            let prepared: Vec<(Vec<f32>, Letterbox)> = chunk.par_iter().map(|image| letterbox(image, size)).collect();
-            let mut pixels = Vec::with_capacity(chunk.len() * 3 * (size * size) as usize);
-            let mut letterboxes = Vec::with_capacity(chunk.len());
-            for (p, l) in prepared {
-                pixels.extend(p);
-                letterboxes.push(l);
-            }
-            let pixels = TensorData::new(pixels, [chunk.len(), 3, size as usize, size as usize]);
+        for (pixels, letterboxes) in self.input_batches(images) {
             predictions.extend(
                 self.net
                     .predict(pixels, &letterboxes, postprocess)
@@ -93,6 +84,24 @@ impl Predictor {
             );
         }
         predictions
+    }
+
+    /// `images` letterboxed to the network's input size and normalised, in
+    /// batches of at most [`BATCH`] `[N, 3, size, size]` made as they are
+    /// taken, with their letterboxes.
+    pub fn input_batches<'a>(&self, images: &'a [RgbImage]) -> impl Iterator<Item = (TensorData, Vec<Letterbox>)> + 'a {
+        let size = self.state.image_size;
+        let batch = move |chunk: &[RgbImage]| {
+            let prepared: Vec<(Vec<f32>, Letterbox)> = chunk.par_iter().map(|image| letterbox(image, size)).collect();
+            let mut pixels = Vec::with_capacity(chunk.len() * 3 * (size * size) as usize);
+            let mut letterboxes = Vec::with_capacity(chunk.len());
+            for (p, l) in prepared {
+                pixels.extend(p);
+                letterboxes.push(l);
+            }
+            (TensorData::new(pixels, [chunk.len(), 3, size as usize, size as usize]), letterboxes)
+        };
+        images.chunks(BATCH).map(batch)
     }
 
     /// Decodes and predicts image files; a file that does not decode is a [`Problem`].

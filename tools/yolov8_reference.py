@@ -22,6 +22,12 @@ the four tensors, or their eps of 1e-3, fails the comparison), and writes:
   tiny_yolov8_seg.pt        the same backbone under a YOLOv8 segmentation
                             head (must be refused)
   tiny_yolo11.pt            a YOLO11 checkpoint of the same scale (must be refused)
+  tiny_yolov8m.safetensors  scale m's depth 0.67 and channel cap 768 (applied
+                            before the width, as YOLOv8m's 576 channels come
+                            about) at the same width: the fp32 state_dict of
+                            layers 0-21, for `model.max_channels`
+  tiny_yolov8m.json         its layers 9 and 21 for the same kind of input,
+                            shape (1, 3, 64, 64)
 
 Nothing is downloaded: the models are built from the yaml files inside the
 ultralytics package.
@@ -46,13 +52,16 @@ from ultralytics.utils.torch_utils import strip_optimizer
 INPUT_SHAPE = (2, 3, 64, 96)
 LAYERS = [4, 6, 9, 15, 18, 21]
 SCALE = [0.33, 0.0625, 1024]  # depth, width, max channels
+SCALE_M = [0.67, 0.0625, 768]
+INPUT_SHAPE_M = (1, 3, 64, 64)
+LAYERS_M = [9, 21]
 CLASSES = 20
 
 
-def config(name):
+def config(name, scale=SCALE):
     """An Ultralytics model yaml with the reduced scale `t` added and chosen."""
     cfg = copy.deepcopy(yaml_model_load(name))
-    cfg["scales"]["t"] = SCALE
+    cfg["scales"]["t"] = scale
     cfg["scale"] = "t"
     return cfg
 
@@ -69,6 +78,22 @@ def randomise(model, seed):
                 module.bias.copy_(0.2 * torch.randn(n, generator=generator))
                 module.running_mean.copy_(0.2 * torch.randn(n, generator=generator))
                 module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+
+
+def layer_outputs(model, shape, layers):
+    """Eval-mode outputs of `layers` for x.flatten()[i] = sin(0.731 * i)."""
+    count = math.prod(shape)
+    x = torch.sin(0.731 * torch.arange(count, dtype=torch.float64)).float().reshape(shape)
+    outputs = {}
+    hooks = [
+        model.model[i].register_forward_hook(lambda _m, _i, y, i=i: outputs.__setitem__(i, y.detach()))
+        for i in layers
+    ]
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    return outputs
 
 
 def save_like_the_trainer(model, path):
@@ -109,17 +134,7 @@ def main():
     torch.save(state, out / "tiny_yolov8_state.pt")
     save_file(state, out / "tiny_yolov8.safetensors")
 
-    count = math.prod(INPUT_SHAPE)
-    x = torch.sin(0.731 * torch.arange(count, dtype=torch.float64)).float().reshape(INPUT_SHAPE)
-    outputs = {}
-    hooks = [
-        loaded.model[i].register_forward_hook(lambda _m, _i, y, i=i: outputs.__setitem__(i, y.detach()))
-        for i in LAYERS
-    ]
-    with torch.no_grad():
-        loaded(x)
-    for hook in hooks:
-        hook.remove()
+    outputs = layer_outputs(loaded, INPUT_SHAPE, LAYERS)
     reference = {
         "ultralytics": ultralytics.__version__,
         "torch": torch.__version__,
@@ -139,6 +154,26 @@ def main():
     yolo11 = DetectionModel(config("yolo11.yaml"), ch=3, nc=CLASSES, verbose=False)
     randomise(yolo11, 3)
     save_like_the_trainer(yolo11, out / "tiny_yolo11.pt")
+
+    capped = DetectionModel(config("yolov8.yaml", SCALE_M), ch=3, nc=CLASSES, verbose=False)
+    randomise(capped, 4)
+    capped = capped.float().eval()
+    state = {k: v.contiguous() for k, v in capped.state_dict().items() if int(k.split(".")[1]) <= 21}
+    save_file(state, out / "tiny_yolov8m.safetensors")
+    outputs = layer_outputs(capped, INPUT_SHAPE_M, LAYERS_M)
+    reference = {
+        "ultralytics": ultralytics.__version__,
+        "torch": torch.__version__,
+        "input_shape": list(INPUT_SHAPE_M),
+        "classes": CLASSES,
+        "depth": SCALE_M[0],
+        "width": SCALE_M[1],
+        "max_channels": SCALE_M[2],
+        "outputs": {
+            f"model.{i}": {"shape": list(outputs[i].shape), "values": outputs[i].flatten().tolist()} for i in LAYERS_M
+        },
+    }
+    (out / "tiny_yolov8m.json").write_text(json.dumps(reference))
 
     for path in sorted(out.iterdir()):
         print(f"{path}: {path.stat().st_size} bytes")

@@ -14,6 +14,7 @@ mod data_synth;
 mod eval;
 mod eval_run;
 mod export_onnx;
+mod export_ultralytics;
 mod predict;
 mod runs;
 mod train;
@@ -67,6 +68,9 @@ enum Command {
 enum ExportCommand {
     /// The network as an ONNX graph (ONNX Runtime, TensorRT, OpenVINO); compressed models included.
     Onnx(export_onnx::OnnxArgs),
+    /// The backbone, neck and detection head's hidden layers as an Ultralytics YOLOv8 state dict (.safetensors).
+    #[command(name = "ultralytics-state-dict")]
+    UltralyticsStateDict(export_ultralytics::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +169,7 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Train(args))) => bench_train::run_train(args),
         Some(Command::Bench(BenchCommand::Infer(args))) => bench_infer::run_infer(args),
         Some(Command::Export(ExportCommand::Onnx(args))) => export_onnx::run_onnx(args),
+        Some(Command::Export(ExportCommand::UltralyticsStateDict(args))) => export_ultralytics::run(args),
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
         Some(Command::Runs(RunsCommand::Tensorboard(args))) => runs::run_tensorboard(args),
         Some(Command::Devices) => list_devices(),

@@ -132,6 +132,25 @@ impl<B: Backend> ConvNormAct<B> {
         self.norm = None;
     }
 
+    /// The layer's convolution as one weight [C_out, C_in, k, k] and its bias:
+    /// a factorization multiplied back (both halves are linear).
+    pub fn merged_conv(&self) -> (Tensor<B, 4>, Option<Tensor<B, 1>>) {
+        let Some(pointwise) = &self.pointwise else {
+            return (self.conv.weight.val(), self.conv.bias.as_ref().map(Param::val));
+        };
+        let [rank, channels_in, kh, kw] = self.conv.weight.dims();
+        let channels_out = pointwise.weight.dims()[0];
+        let first = self.conv.weight.val().reshape([rank, channels_in * kh * kw]);
+        let second = pointwise.weight.val().reshape([channels_out, rank]);
+        let weight = second.clone().matmul(first).reshape([channels_out, channels_in, kh, kw]);
+        let first_bias = self.conv.bias.as_ref().map(|b| second.matmul(b.val().reshape([rank, 1])).reshape([channels_out]));
+        let bias = match (first_bias, pointwise.bias.as_ref().map(Param::val)) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        (weight, bias)
+    }
+
     pub fn is_factorized(&self) -> bool {
         self.pointwise.is_some()
     }

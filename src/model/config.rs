@@ -62,6 +62,10 @@ pub struct ModelConfig {
     /// Overrides the preset's depth multiplier.
     #[serde(default)]
     pub depth: Option<f32>,
+    /// Overrides the preset's channel cap (256, 512, 768): 576 gives size m
+    /// YOLOv8m's widths (its cap comes before the width multiplier, ours after).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_channels: Option<usize>,
     pub det_classes: usize,
     pub seg_classes: usize,
     /// Structural edits made by `compress` (pruned channels, factorized layers), in order.
@@ -71,7 +75,7 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     pub fn new(size: ModelSize, det_classes: usize, seg_classes: usize) -> Self {
-        Self { backbone: BackboneKind::Csp, size, width: None, depth: None, det_classes, seg_classes, reshape: Vec::new() }
+        Self { backbone: BackboneKind::Csp, size, width: None, depth: None, max_channels: None, det_classes, seg_classes, reshape: Vec::new() }
     }
 
     /// Channels for a YOLOv8 base width (64, 128, …, 1024), rounded to a multiple of 8.
@@ -79,7 +83,7 @@ impl ModelConfig {
         let (width, _, cap) = self.size.scaling();
         let width = self.width.unwrap_or(width);
         let scaled = ((base as f32 * width / 8.0).round() as usize * 8).max(8);
-        scaled.min(cap)
+        scaled.min(self.max_channels.unwrap_or(cap))
     }
 
     /// Bottleneck count for a YOLOv8 base depth (3 or 6).

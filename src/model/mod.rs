@@ -6,6 +6,7 @@ pub mod backbone;
 pub mod blocks;
 pub mod config;
 pub mod det_head;
+pub mod group_statistics;
 pub mod macs;
 pub mod neck;
 pub mod norm;
@@ -154,6 +155,9 @@ mod tests {
         assert_eq!([n.channels(64), n.channels(1024)], [16, 256]);
         assert_eq!([s.channels(64), s.channels(1024)], [32, 512]);
         assert_eq!([m.channels(64), m.channels(1024)], [48, 768]);
+        // YOLOv8m caps at 768 before its width multiplier: 576 after ours.
+        let yolov8m = ModelConfig { max_channels: Some(576), ..m.clone() };
+        assert_eq!([yolov8m.channels(256), yolov8m.channels(512), yolov8m.channels(1024)], [192, 384, 576]);
         assert_eq!([n.depth(3), n.depth(6), m.depth(3)], [1, 2, 2]);
         let device = Default::default();
         let params = |c: &ModelConfig| TwinNet::<Flex>::new(c, &device).num_params();

@@ -53,6 +53,7 @@ impl<B: Backend> GroupNorm<B> {
     {
         let channels = x.dims()[1];
         assert_eq!(channels, self.num_channels, "GroupNorm over {} channels got {channels}", self.num_channels);
+        super::group_statistics::observe(self, &x);
         let device = x.device();
         let gamma = self.gamma.as_ref().map_or_else(|| Tensor::ones([channels], &device), |g| g.val());
         let beta = self.beta.as_ref().map_or_else(|| Tensor::zeros([channels], &device), |b| b.val());

@@ -158,6 +158,10 @@ pub struct ModelSection {
     pub width: Option<f32>,
     #[serde(default)]
     pub depth: Option<f32>,
+    /// Caps the channels of every layer (after `width`): 576 with size `m`
+    /// builds YOLOv8m's widths, for its checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_channels: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,6 +334,9 @@ impl TrainConfig {
         if let Some(w) = self.model.width {
             check(w > 0.0 && w <= 2.0, "model.width", "must be in (0, 2]")?;
         }
+        if let Some(cap) = self.model.max_channels {
+            check(cap >= 8 && cap % 8 == 0, "model.max_channels", "must be a multiple of 8, at least 8")?;
+        }
         self.strategy.validate(self.steps)
     }
 
@@ -339,6 +346,7 @@ impl TrainConfig {
             size: self.model.size,
             width: self.model.width,
             depth: self.model.depth,
+            max_channels: self.model.max_channels,
             det_classes,
             seg_classes,
             reshape: Vec::new(),

@@ -11,6 +11,7 @@
 //! counterpart (the stride-4 path, the segmentation head, the final
 //! prediction convolutions) start fresh, and the [`ImportReport`] says why.
 
+pub mod export;
 mod file;
 pub mod names;
 
@@ -88,6 +89,13 @@ pub fn import<B: Backend>(net: &mut TwinNet<B>, path: &Path) -> anyhow::Result<I
     let mut used = Vec::new();
     let mut fresh = Vec::new();
     let mut failure = None;
+    let mut stride_32_width = 0;
+    net.visit_layers("", &mut |layer_path, layer| {
+        if layer_path == "backbone.sppf.cv2" {
+            stride_32_width = layer.width();
+        }
+    });
+    let hint = |name: &str| hint(&read.tensors, name, stride_32_width);
     net.visit_layers("", &mut |layer_path, layer| {
         if failure.is_some() {
             return;
@@ -108,7 +116,7 @@ pub fn import<B: Backend>(net: &mut TwinNet<B>, path: &Path) -> anyhow::Result<I
                     used.push(format!("{prefix}."));
                 }
             }
-            Err(problem) if required => failure = Some(format!("{problem} ({layer_path}){}", hint(&read.tensors, &prefix))),
+            Err(problem) if required => failure = Some(format!("{problem} ({layer_path}){}", hint(&prefix))),
             Err(_) => {
                 let reason = match read.tensors.contains_key(&format!("{prefix}.conv.weight")) {
                     true => "the file's widths differ (they follow its class count)",
@@ -124,7 +132,7 @@ pub fn import<B: Backend>(net: &mut TwinNet<B>, path: &Path) -> anyhow::Result<I
     // What the file has in the backbone and neck beyond our layers (deeper blocks).
     let extra = read.tensors.keys().find(|name| layer_index(name).is_some_and(|i| i <= 21) && !used.iter().any(|p| name.starts_with(p.as_str())));
     if let Some(name) = extra {
-        bail!("{}: `{name}` has no place in this network{}", fail(), hint(&read.tensors, name));
+        bail!("{}: `{name}` has no place in this network{}", fail(), hint(name));
     }
     for level in 0..net.det_head.levels.len() {
         for output in ["cls_out", "box_out"] {
@@ -163,8 +171,9 @@ fn layer_index(name: &str) -> Option<usize> {
     name.strip_prefix("model.")?.split('.').next()?.parse().ok()
 }
 
-/// Why a checkpoint might not fit at `name`: another size, or another YOLO generation.
-fn hint(tensors: &BTreeMap<String, TensorSnapshot>, name: &str) -> String {
+/// Why a checkpoint might not fit at `name`: another size, another channel
+/// cap (our `stride_32_width` is the SPPF's), or another YOLO generation.
+fn hint(tensors: &BTreeMap<String, TensorSnapshot>, name: &str, stride_32_width: usize) -> String {
     if tensors.keys().any(|k| layer_index(k) == Some(10)) {
         return "; the file has weights at layer 10, where YOLOv8 has none (a YOLO11 checkpoint? only YOLOv8's C2f blocks fit)".into();
     }
@@ -173,6 +182,10 @@ fn hint(tensors: &BTreeMap<String, TensorSnapshot>, name: &str) -> String {
         if let Some(size) = stem.and_then(names::size_of_stem) {
             return format!("; its stem is YOLOv8{size}'s: set model.size = \"{size}\"");
         }
+    }
+    let theirs = tensors.get("model.9.cv2.conv.weight").map(|t| t.shape[0]);
+    if let Some(width) = theirs.filter(|&w| w != stride_32_width && w % 8 == 0) {
+        return format!("; its stride-32 layers have {width} channels where ours have {stride_32_width}: set model.max_channels = {width}");
     }
     "; a checkpoint of another size or YOLO generation (YOLOv5's C3, YOLO11's C3k2 blocks differ from YOLOv8's C2f)".into()
 }

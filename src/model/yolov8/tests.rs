@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
-use burn::module::Module;
-use burn::tensor::{Tensor, TensorData};
+use burn::module::{Module, Param};
+use burn::tensor::{Distribution, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::*;
@@ -60,8 +60,10 @@ fn outputs(net: &TwinNet<B>, images: Tensor<B, 4>) -> Vec<(&'static str, Tensor<
     vec![("model.4", c3), ("model.6", c4), ("model.9", c5), ("model.15", pyramid.p3), ("model.18", pyramid.p4), ("model.21", pyramid.p5)]
 }
 
+/// Our outputs match each layer the reference has to 1e-4 of its largest value.
 fn assert_matches_ultralytics(net: &TwinNet<B>, reference: &Reference, file: &str) {
-    for (layer, tensor) in outputs(net, input(reference.input_shape)) {
+    let layers = outputs(net, input(reference.input_shape)).into_iter().filter(|(layer, _)| reference.outputs.contains_key(*layer));
+    for (layer, tensor) in layers {
         let want = &reference.outputs[layer];
         assert_eq!(tensor.dims().to_vec(), want.shape, "{file} {layer}");
         let values: Vec<f32> = tensor.into_data().to_vec().unwrap();
@@ -149,6 +151,11 @@ fn other_tasks_generations_sizes_and_broken_files_are_refused_by_name() {
     let error = import_error(&shallow, &fixture("tiny_yolov8.pt"));
     assert!(error.contains("model.4.") || error.contains("model.2."), "{error}");
 
+    // Stride-32 layers capped narrower than the file's (YOLOv8m against our m): the key is named.
+    let capped = ModelConfig { max_channels: Some(32), ..tiny.clone() };
+    let error = import_error(&capped, &fixture("tiny_yolov8.pt"));
+    assert!(error.contains("(backbone.down5)") && error.contains("set model.max_channels = 64"), "{error}");
+
     let error = import_error(&tiny, &dir.path().join("yolov8n-missing.pt"));
     assert!(error.contains("no such file"), "{error}");
     for name in ["junk.pt", "junk.safetensors"] {
@@ -158,4 +165,80 @@ fn other_tasks_generations_sizes_and_broken_files_are_refused_by_name() {
     }
     std::fs::write(dir.path().join("weights.bin"), "").unwrap();
     assert!(import_error(&tiny, &dir.path().join("weights.bin")).contains("expected an Ultralytics .pt"));
+}
+
+/// Writes `net` out as an Ultralytics state dict and imports it into a fresh
+/// network of `config`.
+fn written_and_read_back(net: &mut TwinNet<B>, config: &ModelConfig, calibration: &[Tensor<B, 4>]) -> (export::StateDict, TwinNet<B>) {
+    let state = export::state_dict(net, calibration.iter().cloned()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exported.safetensors");
+    std::fs::write(&path, state.to_safetensors().unwrap()).unwrap();
+    let mut back = TwinNet::<B>::new(config, &Default::default());
+    import(&mut back, &path).unwrap();
+    (state, back)
+}
+
+#[test]
+fn an_imported_network_written_out_reads_back_with_ultralytics_names_and_outputs() {
+    let reference = reference();
+    let config = config(&reference);
+    let mut net = TwinNet::<B>::new(&config, &Default::default());
+    import(&mut net, &fixture("tiny_yolov8.pt")).unwrap();
+    let images = input(reference.input_shape);
+    let (state, back) = written_and_read_back(&mut net, &config, std::slice::from_ref(&images));
+    // Layers 0–21 under exactly the names (and shapes) Ultralytics' state dict has.
+    let theirs = file::read(&fixture("tiny_yolov8.safetensors")).unwrap().tensors;
+    let ours: Vec<(&String, &[usize])> = state.tensors.iter().filter(|(n, _)| layer_index(n).is_some_and(|i| i <= 21)).map(|(n, t)| (n, t.shape.as_slice())).collect();
+    let expected: Vec<(&String, &[usize])> = theirs.iter().map(|(n, t)| (n, t.shape.as_slice())).collect();
+    assert_eq!(ours, expected);
+    // Folded layers are written exactly: the import of the export still computes what Ultralytics does.
+    assert_matches_ultralytics(&back, &reference, "the exported tiny_yolov8.pt");
+    assert!(export::neck_difference(&net, &back, images).unwrap().iter().all(|&d| d < 1e-5));
+}
+
+#[test]
+fn group_norm_layers_are_written_as_batch_norms_of_their_calibration_statistics() {
+    let reference = reference();
+    let config = config(&reference);
+    let device = Default::default();
+    let mut net = TwinNet::<B>::new(&config, &device);
+    // Non-trivial GroupNorm affines, and one factorized layer (multiplied back on export).
+    net.visit_layers("", &mut |path, layer| {
+        if let Some(norm) = layer.norm.as_mut() {
+            norm.gamma = Some(Param::from_tensor(Tensor::random([norm.num_channels], Distribution::Uniform(0.5, 1.5), &device)));
+            norm.beta = Some(Param::from_tensor(Tensor::random([norm.num_channels], Distribution::Normal(0.0, 0.5), &device)));
+        }
+        if path == "backbone.down3" {
+            let [out, inputs, k, _] = layer.input_conv().weight.dims();
+            let first = Tensor::random([4, inputs, k, k], Distribution::Normal(0.0, 0.2), &device);
+            layer.factorize(first, Tensor::random([out, 4, 1, 1], Distribution::Normal(0.0, 0.5), &device));
+        }
+    });
+    // Calibrated on one image, the BatchNorms normalise that image exactly as the GroupNorms do.
+    let image = input([1, 3, 64, 96]);
+    let (state, back) = written_and_read_back(&mut net, &config, std::slice::from_ref(&image));
+    assert_eq!(state.calibration_images, 1);
+    assert!(state.layers.contains(&"backbone.down3".to_string()) && !state.layers.iter().any(|l| l.starts_with("seg_head.")));
+    let difference = export::neck_difference(&net, &back, image.clone()).unwrap();
+    assert!(difference.iter().all(|&d| d < 1e-4), "{difference:?}");
+    // Another image is normalised by the first one's statistics, not its own
+    // (in a random network the difference grows layer by layer).
+    let other = image.clone().flip([3]).mul_scalar(0.8);
+    let difference = export::neck_difference(&net, &back, other).unwrap();
+    assert!(difference.iter().all(|&d| d > 1e-3), "{difference:?}");
+}
+
+/// YOLOv8m caps its channels before the width multiplier (768 → 576), ours
+/// after: `max_channels` builds its widths, and its weights compute what Ultralytics computes.
+#[test]
+fn a_capped_checkpoint_loads_with_max_channels() {
+    let reference: Reference = serde_json::from_str(&std::fs::read_to_string(fixture("tiny_yolov8m.json")).unwrap()).unwrap();
+    let config = ModelConfig { width: Some(reference.width), max_channels: Some(48), ..ModelConfig::new(ModelSize::M, reference.classes, 5) };
+    let mut net = TwinNet::<B>::new(&config, &Default::default());
+    import(&mut net, &fixture("tiny_yolov8m.safetensors")).unwrap();
+    assert_matches_ultralytics(&net, &reference, "tiny_yolov8m.safetensors");
+    // Without the cap the file is refused, the key named.
+    let uncapped = ModelConfig { max_channels: None, ..config };
+    assert!(import_error(&uncapped, &fixture("tiny_yolov8m.safetensors")).contains("set model.max_channels = 48"));
 }
