@@ -300,3 +300,23 @@ fn export_onnx_writes_the_documented_graph_and_its_reference_outputs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("multiple of 32"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!bad.exists());
 }
+
+#[test]
+fn export_ultralytics_state_dict_writes_a_file_a_run_can_start_from() {
+    let run = run_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.safetensors");
+    let out = twinhead(&["export", "ultralytics-state-dict", "--run", s(&run), "--out", s(&file), "--images", "4"]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains("BatchNorm statistics from 4 training images") && printed.contains("read back: neck outputs"), "{printed}");
+    // The file starts the network the run was built as, through model.pretrained's reader.
+    let state = twinhead::train::checkpoint::read_state(&run.join("checkpoints/last")).unwrap();
+    let mut net = twinhead::model::TwinNet::<burn::backend::Flex>::new(&state.model, &Default::default());
+    let report = twinhead::model::yolov8::import(&mut net, &file).unwrap();
+    assert!(report.loaded.iter().any(|l| l == "backbone.sppf.cv2") && report.loaded.iter().any(|l| l == "det_head.levels.0.box1"));
+
+    let out = twinhead(&["export", "ultralytics-state-dict", "--run", s(&dir.path().join("no-run")), "--out", s(&file)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-run"), "{}", String::from_utf8_lossy(&out.stderr));
+}
