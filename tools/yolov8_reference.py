@@ -96,6 +96,24 @@ def layer_outputs(model, shape, layers):
     return outputs
 
 
+def write_reference(model, shape, layers, scale, path):
+    """The outputs of `layers` as JSON, with what they were computed by."""
+    outputs = layer_outputs(model, shape, layers)
+    reference = {
+        "ultralytics": ultralytics.__version__,
+        "torch": torch.__version__,
+        "input_shape": list(shape),
+        "classes": CLASSES,
+        "depth": scale[0],
+        "width": scale[1],
+        "max_channels": scale[2],
+        "outputs": {
+            f"model.{i}": {"shape": list(outputs[i].shape), "values": outputs[i].flatten().tolist()} for i in layers
+        },
+    }
+    path.write_text(json.dumps(reference))
+
+
 def save_like_the_trainer(model, path):
     """What `BaseTrainer.save_model` writes, then `strip_optimizer` as after training."""
     checkpoint = {
@@ -134,19 +152,7 @@ def main():
     torch.save(state, out / "tiny_yolov8_state.pt")
     save_file(state, out / "tiny_yolov8.safetensors")
 
-    outputs = layer_outputs(loaded, INPUT_SHAPE, LAYERS)
-    reference = {
-        "ultralytics": ultralytics.__version__,
-        "torch": torch.__version__,
-        "input_shape": list(INPUT_SHAPE),
-        "classes": CLASSES,
-        "depth": SCALE[0],
-        "width": SCALE[1],
-        "outputs": {
-            f"model.{i}": {"shape": list(outputs[i].shape), "values": outputs[i].flatten().tolist()} for i in LAYERS
-        },
-    }
-    (out / "tiny_yolov8.json").write_text(json.dumps(reference))
+    write_reference(loaded, INPUT_SHAPE, LAYERS, SCALE, out / "tiny_yolov8.json")
 
     segmenter = SegmentationModel(config("yolov8-seg.yaml"), ch=3, nc=CLASSES, verbose=False)
     randomise(segmenter, 2)
@@ -160,20 +166,7 @@ def main():
     capped = capped.float().eval()
     state = {k: v.contiguous() for k, v in capped.state_dict().items() if int(k.split(".")[1]) <= 21}
     save_file(state, out / "tiny_yolov8m.safetensors")
-    outputs = layer_outputs(capped, INPUT_SHAPE_M, LAYERS_M)
-    reference = {
-        "ultralytics": ultralytics.__version__,
-        "torch": torch.__version__,
-        "input_shape": list(INPUT_SHAPE_M),
-        "classes": CLASSES,
-        "depth": SCALE_M[0],
-        "width": SCALE_M[1],
-        "max_channels": SCALE_M[2],
-        "outputs": {
-            f"model.{i}": {"shape": list(outputs[i].shape), "values": outputs[i].flatten().tolist()} for i in LAYERS_M
-        },
-    }
-    (out / "tiny_yolov8m.json").write_text(json.dumps(reference))
+    write_reference(capped, INPUT_SHAPE_M, LAYERS_M, SCALE_M, out / "tiny_yolov8m.json")
 
     for path in sorted(out.iterdir()):
         print(f"{path}: {path.stat().st_size} bytes")

@@ -7,8 +7,10 @@
 //! YOLOv8 normalises with BatchNorm, we with GroupNorm, whose statistics come
 //! from each image. A GroupNorm layer is written as a BatchNorm whose running
 //! statistics are its groups' mean and variance averaged over calibration
-//! images ([`group_statistics`]): it normalises an average image exactly as
-//! the GroupNorm does, other images nearly. A layer holding a folded BatchNorm
+//! images ([`group_statistics`]): it normalises an image with those average
+//! statistics exactly as the GroupNorm does, any other image by the average
+//! instead of its own (for a trained network a large difference: the export
+//! command measures it). A layer holding a folded BatchNorm
 //! (an imported one) is written exactly: unit statistics, its bias as the shift.
 
 use std::collections::{BTreeMap, HashMap};
