@@ -82,6 +82,11 @@ impl<T: Send + 'static> Job<T> {
         self.result.recv().unwrap_or_else(|_| Err(anyhow::anyhow!("{}: the job ended without a result", self.label)))
     }
 
+    /// Waits at most `limit` for the job to end; `false` when it is still running.
+    pub fn wait_within(&self, limit: std::time::Duration) -> bool {
+        self.result.recv_timeout(limit).is_ok()
+    }
+
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::Relaxed);
     }

@@ -509,6 +509,20 @@ impl SetupPanel {
     }
 }
 
+impl Drop for SetupPanel {
+    /// The device probe runs inside the GPU drivers: a process that exits under
+    /// it crashes in the driver's exit handlers (a SIGSEGV after a GUI test
+    /// that ended within a second, on Mesa's lavapipe). So the window waits for
+    /// the probe, which takes a second or two, before it lets the process end.
+    fn drop(&mut self) {
+        if let Some(probe) = &self.device_probe {
+            if !probe.wait_within(std::time::Duration::from_secs(30)) {
+                tracing::warn!("the device probe did not end within 30 s; closing without it");
+            }
+        }
+    }
+}
+
 impl FolderField {
     fn new(dir: &Path) -> Self {
         Self { text: dir.display().to_string(), check: FolderCheck::None, dialog: None }
