@@ -29,7 +29,9 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # cargo-nextest runs each test in a process of its own, two at a time (one per
 # core): the training tests no longer share one process's allocator and
 # autodiff graph lock, which made train_engine 30 % slower under `cargo test`
-# (docs/tests.md). There are no doctests. `cargo test` where nextest is missing.
+# (docs/tests.md). .config/nextest.toml runs the training runs on the software
+# adapter one at a time, so they compile and autotune their kernels once.
+# There are no doctests. `cargo test` where nextest is missing.
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --locked --no-fail-fast "$@"
 else
