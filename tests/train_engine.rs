@@ -271,13 +271,14 @@ fn mitigations_hold_the_first_task_in_the_second_phase() {
 }
 
 /// The step losses of a run's log, by step.
-fn step_losses(run_dir: &Path) -> Vec<(usize, Option<f32>, Option<f32>)> {
+/// Each step's detection, segmentation and classification loss.
+fn step_losses(run_dir: &Path) -> Vec<(usize, Option<f32>, Option<f32>, Option<f32>)> {
     let (events, bad) = twinhead::train::run_dir::read_events(run_dir).unwrap();
     assert_eq!(bad, 0);
     events
         .into_iter()
         .filter_map(|e| match e {
-            Event::Step { step, det_loss, seg_loss, .. } => Some((step, det_loss, seg_loss)),
+            Event::Step { step, det_loss, seg_loss, cls_loss, .. } => Some((step, det_loss, seg_loss, cls_loss)),
             _ => None,
         })
         .collect()
@@ -365,7 +366,7 @@ fn assert_resumes_exactly(cfg: TrainConfig, stop_after: usize, runs: &Path) -> (
             (None, None) => true,
             _ => false,
         };
-        assert!(close(x.1, y.1) && close(x.2, y.2), "step {}: {:?} vs {:?}", x.0, x, y);
+        assert!(close(x.1, y.1) && close(x.2, y.2) && close(x.3, y.3), "step {}: {:?} vs {:?}", x.0, x, y);
     }
     (whole, parted)
 }
@@ -492,7 +493,7 @@ fn control_changes_become_events_at_their_step() {
     for e in &seen {
         if let Event::Step { step: s, tasks, lr, det_loss, seg_loss, .. } = e {
             if *s > step {
-                assert_eq!(*tasks, twinhead::train::strategy::StepTasks::Both);
+                assert_eq!(*tasks, twinhead::train::strategy::TaskSet::DET_SEG);
                 assert!(det_loss.is_some() && seg_loss.is_some());
                 // The step right after the change runs at the set rate; the schedule falls from there.
                 assert!(*lr <= 0.001 * (1.0 + 1e-9), "lr {lr} at step {s}");
@@ -588,7 +589,7 @@ fn bad_configs_and_missing_data_are_clear_errors() {
 #[test]
 fn every_bundled_preset_parses() {
     let names = twinhead::train::presets::preset_names();
-    for expected in ["quick", "voc-ade", "voc-ade-yolov8s", "alternate", "joint", "sequential", "freeze", "lwf", "ewc", "naive", "replay", "pseudo", "alternate-pseudo"] {
+    for expected in ["quick", "allinone", "voc-ade", "voc-ade-yolov8s", "alternate", "joint", "sequential", "freeze", "lwf", "ewc", "naive", "replay", "pseudo", "alternate-pseudo"] {
         assert!(names.iter().any(|n| n == expected), "missing preset {expected}");
     }
     for name in names {
@@ -651,4 +652,130 @@ fn a_run_killed_before_its_first_checkpoint_starts_over_with_a_clean_log() {
         events.iter().any(|e| matches!(e, Event::Warning { message, .. } if message.contains("starting over from step 0"))),
         "no warning about the restart"
     );
+}
+
+/// The three synthetic sets (detection, segmentation, classification crops),
+/// generated once for the three-task tests.
+fn three_task_data() -> &'static Path {
+    static DATA: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let synth = SynthConfig { seed: 0, det_images: 48, seg_images: 48, cls_images: 240, size: 64, ..SynthConfig::default() };
+        ensure_generated(dir.path(), &synth, |_, _| {}).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// A tiny three-task run at 64 px on [`three_task_data`].
+fn three_task_config(steps: usize, strategy: &str) -> TrainConfig {
+    let data = three_task_data();
+    let mut cfg = config(data, steps, strategy);
+    cfg.data.image_size = 64;
+    cfg.data.cls = Some(data.join("cls"));
+    let synthetic = cfg.data.synthetic.as_mut().unwrap();
+    (synthetic.det_images, synthetic.seg_images, synthetic.cls_images, synthetic.size) = (48, 48, 240, 64);
+    (cfg.eval.det_images, cfg.eval.seg_images, cfg.eval.cls_images) = (8, 8, 48);
+    cfg.validate().unwrap();
+    cfg
+}
+
+/// A sequence over the three tasks, stopped in its second phase and resumed:
+/// every step's three losses as in one uninterrupted run, classification's
+/// loader position, best top-1 and best-cls checkpoint included.
+#[test]
+fn a_three_task_run_stopped_between_phases_resumes_exactly() {
+    let runs = tempfile::tempdir().unwrap();
+    let cfg = three_task_config(18, "kind = \"sequential\"\norder = [\"det\", \"cls\", \"seg\"]\nswitch_steps = [6, 12]");
+    let (whole, _) = assert_resumes_exactly(cfg, 8, runs.path());
+    let losses = step_losses(&whole);
+    let trained = |i: usize| (losses[i].1.is_some(), losses[i].3.is_some(), losses[i].2.is_some());
+    assert_eq!([trained(0), trained(6), trained(12)], [(true, false, false), (false, true, false), (false, false, true)]);
+    let state = checkpoint::read_state(&whole.join("checkpoints/last")).unwrap();
+    assert_eq!(state.cls_classes.len(), twinhead::data::synth::CLS_CLASSES.len());
+    assert!(state.best_top1 > 0.0 && whole.join("checkpoints/best-cls/trainee.mpk").is_file());
+}
+
+/// Classification learns beside the other two tasks: with `joint` (a batch of
+/// every task each step, the Track1 recipe) top-1 on held-out crops ends well
+/// above chance (1/12) and the loss falls.
+#[test]
+fn joint_training_over_three_tasks_learns_classification() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut cfg = three_task_config(CLS_LEARNING_STEPS, "kind = \"joint\"");
+    cfg.data.batch_size = 16;
+    cfg.optim.lr = 0.002;
+    cfg.eval.every = CLS_LEARNING_STEPS;
+    let evals = train(cfg, &runs.path().join("joint"));
+    let last = evals.last().unwrap();
+    let top1 = last.top1.unwrap();
+    assert!(top1 > 0.25, "top-1 {top1} after {CLS_LEARNING_STEPS} steps (chance 0.083)");
+    assert!(last.top5.unwrap() >= top1 && last.map50 > 0.0 && last.miou > 0.0, "{last:?}");
+    assert_eq!(last.cls_per_class.len(), 12);
+    let cls: Vec<f32> = step_losses(&runs.path().join("joint")).iter().map(|l| l.3.unwrap()).collect();
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    let (first, end) = (mean(&cls[..20]), mean(&cls[cls.len() - 20..]));
+    assert!(end < first - 0.2, "classification loss {first} over the first 20 steps, {end} over the last 20");
+}
+
+const CLS_LEARNING_STEPS: usize = 300;
+
+/// A run written before classification existed (tests/fixtures/two_task_run:
+/// two steps of `quick` on a tiny synthetic set) loads, resumes and trains on,
+/// and today's build trains its first steps to the same losses.
+#[test]
+fn a_two_task_run_from_before_classification_resumes_unchanged() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/two_task_run");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("synth");
+    let paths = |text: &str| {
+        text.replace("voc = \"synth/voc\"", &format!("voc = '{}'", data.join("voc").display()))
+            .replace("ade = \"synth/ade\"", &format!("ade = '{}'", data.join("ade").display()))
+    };
+    let old = dir.path().join("old");
+    copy_dir(&fixture, &old);
+    let text = paths(&std::fs::read_to_string(old.join("config.toml")).unwrap());
+    std::fs::write(old.join("config.toml"), &text).unwrap();
+    let old_state = std::fs::read_to_string(old.join("checkpoints/last/state.json")).unwrap();
+
+    // The same two steps with today's build: the same losses, to float rounding across machines.
+    let fresh = dir.path().join("fresh");
+    train(TrainConfig::from_toml(&text, &[]).unwrap(), &fresh);
+    let (before, now) = (step_losses(&old), step_losses(&fresh));
+    assert_eq!(before.len(), 2);
+    for (a, b) in before.iter().zip(&now) {
+        let close = |p: Option<f32>, q: Option<f32>| p.zip(q).map_or(p.is_none() && q.is_none(), |(p, q)| (p - q).abs() <= 1e-4 * p.abs().max(1.0));
+        assert!(close(a.1, b.1) && close(a.2, b.2), "step {}: {a:?} then, {b:?} now", a.0);
+    }
+
+    // Resumed for two more steps: its checkpoint loads (no classification head) and trains on.
+    std::fs::write(old.join("config.toml"), text.replace("steps = 2", "steps = 4")).unwrap();
+    let resumed = start(None, &old, true, DeviceSpec::Cpu).unwrap();
+    let events: Vec<Event> = resumed.events.iter().collect();
+    assert_eq!(resumed.join().unwrap(), FinishReason::Completed, "{events:?}");
+    let losses = step_losses(&old);
+    assert_eq!(losses.len(), 4);
+    assert!(losses[2..].iter().all(|l| l.1.or(l.2).is_some_and(f32::is_finite) && l.3.is_none()), "{losses:?}");
+    let (trainee, state) = checkpoint::load_trainee::<Flex>(&old.join("checkpoints/last"), &Default::default()).unwrap();
+    assert!(trainee.net.cls_head.is_none() && trainee.log_vars.val().dims() == [2]);
+    assert_eq!(state.step, 4);
+    // Its state keeps the two-task shape: the same keys as before.
+    let keys = |text: &str| {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        value.as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+    };
+    let new_state = std::fs::read_to_string(old.join("checkpoints/last/state.json")).unwrap();
+    assert_eq!(keys(&old_state), keys(&new_state));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

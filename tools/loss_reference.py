@@ -20,6 +20,8 @@ float precision):
   scored pixels with loss > threshold or >= the ceil(fraction * scored)-th
   highest loss; soft Dice 1 - mean_c (2 sum pg + 1) / (sum p + sum g + 1) over
   the batch's scored pixels.
+- Classification: cross-entropy with label smoothing eps, the target
+  (1 - eps) onehot + eps / C, mean over the batch (torch's label_smoothing).
 - KD: T^2 * mean_pixels KL(softmax(t/T) || softmax(s/T)); detection KD: binary
   KL(sigmoid(t) || sigmoid(s)) summed, and w-weighted SmoothL1(beta 1) of the raw
   boxes, w = max_c sigmoid(t), both over max(sum w, 1).
@@ -184,6 +186,25 @@ def seg_case():
 
 
 # ------------------------------------------------------------------ distillation
+
+def cls_cases():
+    rng = np.random.default_rng(11)
+    cases = []
+    for n, c, eps in [(4, 5, 0.1), (3, 12, 0.0), (6, 3, 0.3)]:
+        logits = f32(rng.normal(0.0, 2.0, (n, c)))
+        labels = rng.integers(0, c, n)
+        log_p = log_softmax(logits, 1)
+        target = np.full((n, c), eps / c)
+        target[np.arange(n), labels] += 1.0 - eps
+        loss = float(-(target * log_p).sum(1).mean())
+        if torch is not None:
+            want = torch.nn.functional.cross_entropy(
+                torch.tensor(logits), torch.tensor(labels), label_smoothing=eps
+            ).item()
+            assert abs(want - loss) < 1e-9, (want, loss)
+        cases.append({"logits": [flat(row) for row in logits], "labels": [int(v) for v in labels], "smoothing": eps, "loss": loss})
+    return cases
+
 
 def sigmoid(x):
     return 1 / (1 + np.exp(-x))
@@ -356,6 +377,7 @@ def main():
     write("bce.json", bce_case())
     write("seg.json", seg_case())
     write("distill.json", distill_case())
+    write("cls.json", cls_cases())
     write("det.json", det_cases())
 
 

@@ -62,7 +62,7 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
                     timed_start = Some(Instant::now());
                 } else if step > args.warmup {
                     let per_task = config.data.batch_size;
-                    images += if tasks == crate::train::strategy::StepTasks::Both { 2 * per_task } else { per_task };
+                    images += tasks.len() * per_task;
                     elapsed = timed_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
                 }
             }

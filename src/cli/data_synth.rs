@@ -11,13 +11,14 @@ use crate::data::masks::MaskEncoding;
 use crate::data::synth::{self, SynthConfig, SynthSummary, DET_CLASSES, SEG_CLASSES};
 use crate::export::dataset::{write_coco, write_masks, write_yolo};
 
-/// Writes a detection set in the VOC layout (`OUT/voc/`) and a segmentation set
-/// in the ADE20K layout (`OUT/ade/`), drawn from one shared synthetic world.
+/// Writes a detection set in the VOC layout (`OUT/voc/`), a segmentation set
+/// in the ADE20K layout (`OUT/ade/`) and, with `--cls-images`, a classification
+/// set in the image-list layout (`OUT/cls/`), drawn from one shared synthetic world.
 /// Deterministic by seed. Interrupting it (Ctrl-C) leaves a set marked
 /// incomplete, which the next run replaces.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Output folder; gets voc/, ade/ and synth.json.
+    /// Output folder; gets voc/, ade/ (and cls/) and synth.json.
     #[arg(long)]
     out: PathBuf,
     #[arg(long, default_value_t = 0)]
@@ -28,6 +29,9 @@ pub struct Args {
     /// Number of segmentation images (ADE20K layout).
     #[arg(long, default_value_t = 600)]
     seg_images: usize,
+    /// Number of classification crops (image-list layout, 12 fine-grained classes); 0: none.
+    #[arg(long, default_value_t = 0)]
+    cls_images: usize,
     /// Long side of the images, in pixels.
     #[arg(long, default_value_t = 96)]
     size: u32,
@@ -50,11 +54,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         seed: args.seed,
         det_images: args.det_images,
         seg_images: args.seg_images,
+        cls_images: args.cls_images,
         size: args.size,
         val_fraction: args.val_fraction,
         ..SynthConfig::default()
     };
-    let bar = progress_bar(Some((config.det_images + config.seg_images) as u64), "rendering");
+    let images = config.det_images + config.seg_images + config.cls_images;
+    let bar = progress_bar(Some(images as u64), "rendering");
     let start = std::time::Instant::now();
     let summary = synth::generate(&args.out, &config, |done, _| bar.set_position(done as u64));
     bar.finish_and_clear();
@@ -94,9 +100,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
             shares.join(", ")
         );
     }
+    if config.cls_images > 0 {
+        println!(
+            "classification: {} (image list): {} train + {} val crops of {} classes ({}, …)",
+            summary.cls_root.display(),
+            summary.cls_train,
+            summary.cls_val,
+            synth::CLS_CLASSES.len(),
+            synth::CLS_CLASSES[..4].join(", ")
+        );
+    }
     println!(
-        "{} images at {} px, seed {}, in {secs:.1} s",
-        config.det_images + config.seg_images,
+        "{images} images at {} px, seed {}, in {secs:.1} s",
         config.size,
         config.seed
     );

@@ -1,5 +1,5 @@
-//! What the loader reads and what it yields: sample sources (VOC detection
-//! records, ADE segmentation records) and the batches ready for Burn.
+//! What the loader reads and what it yields: sample sources (detection
+//! records, segmentation records, classification records) and the batches ready for Burn.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,7 @@ use super::augment::{
     ade_to_class_mask, normalize_jittered_into, voc_to_xyxy, Augmented, Letterbox, Sample, Target,
 };
 use super::classes::ClassList;
+use super::classify::{ClsDataset, ClsRecord};
 use super::loader::Position;
 use super::problem::Problem;
 use super::voc::{VocDataset, VocRecord};
@@ -355,5 +356,72 @@ impl SampleSource for SegSource {
             masks.extend_from_slice(item.mask.as_ref().expect("segmentation samples carry a mask").as_raw());
         }
         SegBatch { inputs: ImageBatch::collate(self, &self.pool, size, &items, position, skipped), masks }
+    }
+}
+
+/// Classification samples: an image and its class.
+#[derive(Debug, Clone)]
+pub struct ClsSource {
+    pub records: Vec<ClsRecord>,
+    pub classes: ClassList,
+    pool: BufferPool,
+}
+
+impl ClsSource {
+    pub fn new(dataset: &ClsDataset) -> Self {
+        Self::from_parts(dataset.records.clone(), dataset.classes.clone())
+    }
+
+    /// A source over some records (a subset, a merge of splits).
+    pub fn from_parts(records: Vec<ClsRecord>, classes: ClassList) -> Self {
+        Self { records, classes, pool: BufferPool::default() }
+    }
+}
+
+/// A batch of classification samples, `size`×`size`, ready for the network.
+#[derive(Debug, Clone)]
+pub struct ClsBatch {
+    pub inputs: ImageBatch,
+    /// Class index of each image.
+    pub labels: Vec<usize>,
+}
+
+/// The shared fields (`ids`, `letterboxes`, `images(device)` …) read through.
+impl std::ops::Deref for ClsBatch {
+    type Target = ImageBatch;
+    fn deref(&self) -> &ImageBatch {
+        &self.inputs
+    }
+}
+
+impl ClsBatch {
+    /// The labels as a `[N]` int tensor.
+    pub fn labels<B: Backend>(&self, device: &B::Device) -> Tensor<B, 1, Int> {
+        let data: Vec<i64> = self.labels.iter().map(|&c| c as i64).collect();
+        Tensor::from_data(TensorData::new(data, [self.labels.len()]), device)
+    }
+}
+
+impl SampleSource for ClsSource {
+    type Batch = ClsBatch;
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn id(&self, index: usize) -> &str {
+        &self.records[index].id
+    }
+
+    fn load(&self, index: usize) -> Result<Sample, Problem> {
+        let image = decode_rgb(&self.records[index].image_path)?;
+        Ok(Sample { image, targets: Vec::new(), mask: None })
+    }
+
+    fn collate(&self, size: u32, items: Vec<(usize, Augmented)>, position: Position, skipped: Vec<Problem>) -> ClsBatch {
+        ClsBatch {
+            labels: items.iter().map(|(index, _)| self.records[*index].class).collect(),
+            inputs: ImageBatch::collate(self, &self.pool, size, &items, position, skipped),
+        }
     }
 }

@@ -29,6 +29,13 @@
 //! one-pixel outline of each larger object and the few objects of classes the
 //! segmentation set does not label).
 //!
+//! A third set, for classification (written when `cls_images > 0`), holds
+//! close-up crops of one thing each in the image-list layout (`cls/images/`,
+//! `cls/train.txt` and `cls/val.txt` of `name.jpg class` lines, `cls/classes.txt`).
+//! Its twelve classes are fine-grained: two kinds of each thing, told apart by
+//! a colour detail (the shirt, the car body, the glass, the fur, the frame) or,
+//! for chairs, by the shape (front view or side view).
+//!
 //! Everything is deterministic by seed: image `i` of a task is drawn from a
 //! ChaCha8 generator seeded from `(seed, task, i)` and rendered independently
 //! (in parallel with rayon).
@@ -51,6 +58,21 @@ pub const DET_CLASSES: [&str; 6] = ["person", "car", "chair", "bottle", "dog", "
 /// Segmentation classes (ADE names): label `i + 1` is `SEG_CLASSES[i]`, 0 is unlabelled.
 pub const SEG_CLASSES: [&str; 9] =
     ["wall", "sky", "floor", "grass", "road", "water", "person", "car", "chair"];
+/// Classification classes: two kinds of each thing (class `2t` and `2t + 1` for `THINGS[t]`).
+pub const CLS_CLASSES: [&str; 12] = [
+    "person magenta",
+    "person green",
+    "car red",
+    "car green",
+    "chair front",
+    "chair side",
+    "bottle green",
+    "bottle violet",
+    "dog light",
+    "dog dark",
+    "bicycle cyan",
+    "bicycle pink",
+];
 /// Bumped whenever the generator's output changes, so stale sets are regenerated.
 pub const SYNTH_VERSION: u32 = 2;
 /// Written last into the output folder: the config and summary of a complete set.
@@ -63,6 +85,9 @@ pub struct SynthConfig {
     pub seed: u64,
     pub det_images: usize,
     pub seg_images: usize,
+    /// Classification crops (0: no classification set).
+    #[serde(default)]
+    pub cls_images: usize,
     /// Long side of every image, in pixels (the short side is 72–100% of it).
     pub size: u32,
     /// Fraction of each set that goes to the validation split (spread evenly).
@@ -72,7 +97,7 @@ pub struct SynthConfig {
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        Self { seed: 0, det_images: 600, seg_images: 600, size: 96, val_fraction: 0.2, jpeg_quality: 90 }
+        Self { seed: 0, det_images: 600, seg_images: 600, cls_images: 0, size: 96, val_fraction: 0.2, jpeg_quality: 90 }
     }
 }
 
@@ -92,6 +117,13 @@ pub struct SynthSummary {
     pub det_truncated: usize,
     /// Pixels per segmentation label over both splits (index 0 = unlabelled).
     pub seg_pixels: Vec<u64>,
+    /// `DIR/cls`: the classification crops in the list layout.
+    #[serde(default)]
+    pub cls_root: PathBuf,
+    #[serde(default)]
+    pub cls_train: usize,
+    #[serde(default)]
+    pub cls_val: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -125,6 +157,7 @@ pub fn ensure_generated(
             && !out.join(INCOMPLETE_FILE).exists()
             && (config.det_images == 0 || marker.summary.voc_root.is_dir())
             && (config.seg_images == 0 || marker.summary.ade_root.is_dir())
+            && (config.cls_images == 0 || marker.summary.cls_root.is_dir())
         {
             return Ok(marker.summary);
         }
@@ -158,19 +191,21 @@ pub fn generate_with_cancel(
     );
     ensure!((1..=100).contains(&config.jpeg_quality), "JPEG quality must be 1..=100");
     ensure!(
-        config.det_images + config.seg_images > 0,
-        "nothing to generate: 0 detection and 0 segmentation images"
+        config.det_images + config.seg_images + config.cls_images > 0,
+        "nothing to generate: 0 detection, 0 segmentation and 0 classification images"
     );
     let voc_root = out.join("voc");
     let ade_root = out.join("ade");
-    prepare_out(out, &voc_root, &ade_root)?;
+    let cls_root = out.join("cls");
+    prepare_out(out, &[&voc_root, &ade_root, &cls_root])?;
 
-    let total = config.det_images + config.seg_images;
+    let total = config.det_images + config.seg_images + config.cls_images;
     let done = AtomicUsize::new(0);
     let tick = || progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
 
     let det = if config.det_images > 0 { Some(write_voc(&voc_root, config, &tick, cancel)?) } else { None };
     let seg = if config.seg_images > 0 { Some(write_ade(&ade_root, config, &tick, cancel)?) } else { None };
+    let (cls_train, cls_val) = if config.cls_images > 0 { write_cls(&cls_root, config, &tick, cancel)? } else { (0, 0) };
 
     let det = det.unwrap_or_default();
     let seg = seg.unwrap_or_default();
@@ -185,6 +220,9 @@ pub fn generate_with_cancel(
         det_difficult: det.difficult,
         det_truncated: det.truncated,
         seg_pixels: seg.pixels.to_vec(),
+        cls_root,
+        cls_train,
+        cls_val,
     };
     let marker = Marker { version: SYNTH_VERSION, config: config.clone(), summary: summary.clone() };
     let path = out.join(MARKER_FILE);
@@ -195,11 +233,11 @@ pub fn generate_with_cancel(
     Ok(summary)
 }
 
-/// Creates `out`, and removes an earlier synthetic set there (only `voc/` and `ade/`,
-/// and only when a marker says this generator wrote them).
-fn prepare_out(out: &Path, voc_root: &Path, ade_root: &Path) -> Result<()> {
+/// Creates `out`, and removes an earlier synthetic set there (only `voc/`, `ade/`
+/// and `cls/`, and only when a marker says this generator wrote them).
+fn prepare_out(out: &Path, roots: &[&Path]) -> Result<()> {
     let ours = out.join(MARKER_FILE).is_file() || out.join(INCOMPLETE_FILE).is_file();
-    for root in [voc_root, ade_root] {
+    for &root in roots {
         if root.exists() {
             if !ours {
                 bail!(
@@ -375,6 +413,32 @@ fn write_ade(
     Ok(stats)
 }
 
+/// The classification set: `images/<id>.jpg`, `train.txt` / `val.txt` lists and
+/// `classes.txt`. Image `i` is of class `i mod 12`, so every class has its share
+/// of both splits. Returns the split sizes.
+fn write_cls(root: &Path, config: &SynthConfig, tick: &(dyn Fn() + Sync), cancel: &AtomicBool) -> Result<(usize, usize)> {
+    let images = root.join("images");
+    std::fs::create_dir_all(&images).with_context(|| format!("{}: cannot create", images.display()))?;
+    ClassList::new(CLS_CLASSES.iter().map(|s| s.to_string()).collect()).write_plain(&root.join("classes.txt"))?;
+    (0..config.cls_images).into_par_iter().try_for_each(|i| -> Result<()> {
+        check_cancel(cancel)?;
+        let (img, _) = render_cls(config, i);
+        write_jpeg(&images.join(format!("{}.jpg", voc_id(i))), &img, config.jpeg_quality)?;
+        tick();
+        Ok(())
+    })?;
+    let (mut train, mut val) = (String::new(), String::new());
+    for i in 0..config.cls_images {
+        let list = if is_val(i, config.val_fraction) { &mut val } else { &mut train };
+        list.push_str(&format!("{}.jpg {}\n", voc_id(i), i % CLS_CLASSES.len()));
+    }
+    for (name, text) in [("train", &train), ("val", &val)] {
+        let path = root.join(format!("{name}.txt"));
+        std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok((train.lines().count(), val.lines().count()))
+}
+
 fn write_jpeg(path: &Path, img: &RgbImage, quality: u8) -> Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
     let mut writer = std::io::BufWriter::new(file);
@@ -391,6 +455,7 @@ fn write_jpeg(path: &Path, img: &RgbImage, quality: u8) -> Result<()> {
 
 const TASK_DET: u64 = 0x0de7;
 const TASK_SEG: u64 = 0x05e6;
+const TASK_CLS: u64 = 0x0c15;
 
 fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -466,6 +531,15 @@ fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
 
 fn scale(c: [f32; 3], f: f32) -> [f32; 3] {
     c.map(|v| v * f)
+}
+
+/// `c` with its hue turned by `degrees` (a rotation about the grey axis).
+fn rotate_hue(c: [f32; 3], degrees: f32) -> [f32; 3] {
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let k = (1.0 - cos) / 3.0;
+    let r = 3f32.sqrt().recip() * sin;
+    let row = |a: f32, b: f32, d: f32| (a * c[0] + b * c[1] + d * c[2]).clamp(0.0, 255.0);
+    [row(cos + k, k - r, k + r), row(k + r, cos + k, k - r), row(k - r, k + r, cos + k)]
 }
 
 fn mixc(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
@@ -825,6 +899,24 @@ impl Obj {
         Self { thing, x0, y0, w, h, mirrored, variant, colours, textured, period, seed }
     }
 
+    /// Makes the thing the first (`second = false`) or second kind of its
+    /// classification classes: chairs differ in shape (front or side view),
+    /// the rest in the colour of one part (hue turned 150°; the dog's fur darkened).
+    fn set_kind(&mut self, second: bool) {
+        if self.thing == Thing::Chair {
+            self.variant = second as u8;
+            return;
+        }
+        if !second {
+            return;
+        }
+        let part = if self.thing == Thing::Person { P1 } else { P0 } as usize;
+        self.colours[part] = match self.thing {
+            Thing::Dog => scale(self.colours[part], 0.3),
+            _ => rotate_hue(self.colours[part], 150.0),
+        };
+    }
+
     /// The part at normalised shape coordinates `(u, v)` in `[0, 1)`, or `None` outside the shape.
     fn part(&self, u: f32, v: f32) -> Option<u8> {
         let u = if self.mirrored { 1.0 - u } else { u };
@@ -1056,6 +1148,8 @@ struct Canvas {
 enum Task {
     Det,
     Seg,
+    /// A close-up of one thing of this classification class.
+    Cls(usize),
 }
 
 fn image_size(size: u32, rng: &mut ChaCha8Rng) -> (usize, usize) {
@@ -1089,7 +1183,7 @@ fn render(size: u32, task: Task, rng: &mut ChaCha8Rng) -> Canvas {
             canvas.stuff[y * w + x] = stuff.label();
         }
     }
-    if task == Task::Det {
+    if task != Task::Seg {
         defocus(&mut canvas.rgb, w, h, (w.max(h) / 16).max(1));
     }
     // Things, drawn far to near: one or two close-ups in a detection photograph,
@@ -1097,18 +1191,22 @@ fn render(size: u32, task: Task, rng: &mut ChaCha8Rng) -> Canvas {
     let n = match task {
         Task::Det => 1 + pick(rng, &[0.6, 0.4]),
         Task::Seg => pick(rng, &[0.1, 0.3, 0.3, 0.2, 0.1]),
+        Task::Cls(_) => 1,
     };
     // Weights over THINGS (person, car, chair, bottle, dog, bicycle).
     let weights: [f32; 6] = match (task, scene.outdoor) {
         (Task::Det, false) => [3.0, 0.3, 3.0, 3.0, 2.0, 0.7],
         (Task::Det, true) => [3.0, 3.0, 0.5, 0.5, 2.0, 2.5],
         (Task::Seg, false) => [3.0, 0.2, 4.0, 0.3, 0.3, 0.3],
-        (Task::Seg, true) => [3.0, 3.0, 0.5, 0.3, 0.3, 0.3],
+        (Task::Seg, true) | (Task::Cls(_), _) => [3.0, 3.0, 0.5, 0.3, 0.3, 0.3],
     };
     let mean_horizon = scene.horizon.iter().sum::<f32>() / w as f32;
     let mut placed: Vec<(f32, Obj)> = (0..n)
         .map(|k| {
-            let thing = THINGS[pick(rng, &weights)];
+            let thing = match task {
+                Task::Cls(class) => THINGS[class / 2],
+                _ => THINGS[pick(rng, &weights)],
+            };
             let aspect = thing.aspect(rng);
             let (oh, bottom, cx) = match task {
                 // A close-up near the centre, as large as the frame allows; a second one smaller.
@@ -1131,9 +1229,18 @@ fn render(size: u32, task: Task, rng: &mut ChaCha8Rng) -> Canvas {
                     let bottom = mean_horizon + (h as f32 - mean_horizon) * t + 0.1 * oh;
                     (oh, bottom, uniform(rng, -0.15 * ow, w as f32 + 0.15 * ow))
                 }
+                // A crop around the thing: it fills most of the frame, whole.
+                Task::Cls(_) => {
+                    let oh = (h as f32 * uniform(rng, 0.6, 0.85)).min(0.9 * w as f32 / aspect);
+                    let bottom = h as f32 * uniform(rng, 0.88, 0.97);
+                    (oh, bottom, w as f32 * uniform(rng, 0.42, 0.58))
+                }
             };
             let ow = oh * aspect;
-            let obj = Obj::new(thing, cx - ow / 2.0, bottom - oh, ow, oh, rng);
+            let mut obj = Obj::new(thing, cx - ow / 2.0, bottom - oh, ow, oh, rng);
+            if let Task::Cls(class) = task {
+                obj.set_kind(class % 2 == 1);
+            }
             (bottom, obj)
         })
         .collect();
@@ -1204,7 +1311,7 @@ fn render(size: u32, task: Task, rng: &mut ChaCha8Rng) -> Canvas {
     // Lighting (overall gain and a left-right gradient, a warm cast on the
     // photographs) and sensor noise.
     let cast = match task {
-        Task::Det => [1.08, 1.0, 0.86],
+        Task::Det | Task::Cls(_) => [1.08, 1.0, 0.86],
         Task::Seg => [1.0; 3],
     };
     let gain = uniform(rng, 0.8, 1.12);
@@ -1355,6 +1462,13 @@ pub fn render_det(config: &SynthConfig, index: usize) -> (RgbImage, VocAnnotatio
     (canvas.rgb_image(), annotation)
 }
 
+/// Renders classification image `index`: the crop and its class (`index mod 12`).
+pub fn render_cls(config: &SynthConfig, index: usize) -> (RgbImage, usize) {
+    let class = index % CLS_CLASSES.len();
+    let canvas = render(config.size, Task::Cls(class), &mut image_rng(config.seed, TASK_CLS, index));
+    (canvas.rgb_image(), class)
+}
+
 /// Renders segmentation image `index`: the image and its ADE-encoded mask.
 pub fn render_seg(config: &SynthConfig, index: usize) -> (RgbImage, GrayImage) {
     let canvas = render(config.size, Task::Seg, &mut image_rng(config.seed, TASK_SEG, index));
@@ -1429,6 +1543,22 @@ mod tests {
         let other = SynthConfig { seed: 1, ..config.clone() };
         assert_ne!(render_det(&config, 3).0, render_det(&other, 3).0);
         assert_eq!(render_seg(&config, 2), render_seg(&config, 2));
+    }
+
+    #[test]
+    fn classification_crops_are_balanced_deterministic_and_the_kinds_differ() {
+        let config = SynthConfig { size: 48, ..Default::default() };
+        assert_eq!(render_cls(&config, 5), render_cls(&config, 5));
+        assert_eq!(render_cls(&config, 13).1, 1);
+        // The two kinds of a thing drawn from the same generator state differ
+        // only by their detail: the same crop, recoloured or reshaped.
+        for class in [2, 4] {
+            let a = render(48, Task::Cls(class), &mut image_rng(1, TASK_CLS, 0));
+            let b = render(48, Task::Cls(class + 1), &mut image_rng(1, TASK_CLS, 0));
+            let changed = a.rgb.iter().zip(&b.rgb).filter(|(x, y)| x != y).count();
+            assert!(changed > 20 && changed * 2 < a.rgb.len(), "class {class}: {changed} pixels differ");
+        }
+        assert!((rotate_hue([200.0, 40.0, 40.0], 360.0)[0] - 200.0).abs() < 1e-2);
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! Metrics, independent of any model: detection AP (VOC07, VOC, COCO) and
-//! segmentation mIoU.
+//! Metrics, independent of any model: detection AP (VOC07, VOC, COCO),
+//! segmentation mIoU and classification accuracy.
 //!
 //! The metric functions take plain in-memory data (no files), so the trainer can
 //! call them on its own predictions; `predictions` reads and checks the files the
 //! `twinhead eval` commands are given.
 
 pub mod box_errors;
+pub mod cls;
 pub mod coco;
 pub mod det;
 pub mod det_confusion;
@@ -16,6 +17,7 @@ pub mod voc_ap;
 #[cfg(test)]
 mod reference_tests;
 
+pub use cls::ClsMetrics;
 pub use coco::{evaluate_coco, CocoReport};
 pub use det_confusion::{DetConfusion, CONFUSION_SCORE_THRESHOLD};
 pub use det::{ground_truth_from_voc, ClassAp, Detection, GroundTruth};

@@ -599,7 +599,7 @@ mod tests {
         for config in &configs {
             assert_eq!(TrainConfig { name: base.name.clone(), strategy: base.strategy.clone(), ..config.clone() }, base);
         }
-        assert_eq!(configs[3].strategy.weighting().0, crate::train::strategy::Weighting::Uncertainty);
+        assert_eq!(configs[3].strategy.weighting(), crate::train::strategy::Weighting::Uncertainty);
         // quick has 450 steps, the strategy presets 500 with the switch at 250.
         assert_eq!(configs[4].strategy.sequence().unwrap().switch_step, 225);
         assert_eq!(configs[1].strategy.pseudo_labels(0).unwrap().start_step, 225, "the burn-in too");
@@ -646,7 +646,7 @@ mod tests {
                 seg_per_class: Default::default(),
                 det_forgetting,
                 seg_forgetting: 0.0,
-                conflict: None,
+                ..Default::default()
             };
             record.apply(&Event::Eval(eval));
         }

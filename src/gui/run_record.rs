@@ -261,7 +261,7 @@ pub fn strategy_summary(strategy: &StrategyConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::strategy::StepTasks;
+    use crate::train::strategy::TaskSet;
 
     fn config() -> TrainConfig {
         TrainConfig::load_preset("sequential", &[]).unwrap()
@@ -270,9 +270,10 @@ mod tests {
     fn step(step: usize, det: Option<f32>, seg: Option<f32>) -> Event {
         Event::Step {
             step,
-            tasks: StepTasks::Both,
+            tasks: TaskSet::DET_SEG,
             det_loss: det,
             seg_loss: seg,
+            cls_loss: None,
             penalty: None,
             lr: 1e-3,
             images_per_sec: 10.0,
@@ -290,7 +291,7 @@ mod tests {
             seg_per_class: Default::default(),
             det_forgetting,
             seg_forgetting: 0.0,
-            conflict: None,
+            ..Default::default()
         })
     }
 

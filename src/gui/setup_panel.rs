@@ -372,7 +372,7 @@ impl SetupPanel {
     /// The draft's network; the class counts (VOC's, ADE20K's) only decide
     /// whether the head's class branch fits.
     fn weights_model(&self) -> ModelConfig {
-        self.draft.model_config(20, 150)
+        self.draft.model_config(20, 150, 0)
     }
 
     /// Points the draft at the weights file in the field, and reads it.
@@ -487,7 +487,7 @@ impl SetupPanel {
         ui.strong(format!("Live control: {name}"));
         let mut outcome = Ok(());
         ui.horizontal(|ui| {
-            let valid = self.draft.strategy.validate(self.draft.steps).is_ok();
+            let valid = self.draft.strategy.validate(self.draft.run_shape()).is_ok();
             if ui
                 .add_enabled(valid, egui::Button::new("Apply strategy to the running run"))
                 .on_hover_text(format!("Switch {name} to {} now", self.draft.strategy.name()))
@@ -612,7 +612,7 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
     });
     egui::Grid::new("strategy parameters").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
         match strategy {
-            StrategyConfig::Alternate { period, weighting, det_weight, seg_weight, pseudo_labels } => {
+            StrategyConfig::Alternate { period, weighting, det_weight, seg_weight, pseudo_labels, .. } => {
                 ui.label("Switch task every");
                 ui.add(egui::DragValue::new(period).range(0..=100_000).suffix(" steps"));
                 field_error(ui, error, "strategy.period");
@@ -620,12 +620,12 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                 weighting_rows(ui, weighting, det_weight, seg_weight, error);
                 pseudo_option_rows(ui, pseudo_labels, error);
             }
-            StrategyConfig::Joint { weighting, det_weight, seg_weight, pseudo_labels } => {
+            StrategyConfig::Joint { weighting, det_weight, seg_weight, pseudo_labels, .. } => {
                 weighting_rows(ui, weighting, det_weight, seg_weight, error);
                 pseudo_option_rows(ui, pseudo_labels, error);
             }
-            StrategyConfig::Sequential { first, switch_step, lr_factor } => sequence_rows(ui, first, switch_step, lr_factor, error),
-            StrategyConfig::Freeze { first, switch_step, lr_factor, freeze } => {
+            StrategyConfig::Sequential { first, switch_step, lr_factor, .. } => sequence_rows(ui, first, switch_step, lr_factor, error),
+            StrategyConfig::Freeze { first, switch_step, lr_factor, freeze, .. } => {
                 sequence_rows(ui, first, switch_step, lr_factor, error);
                 ui.label("Freeze in phase 2");
                 egui::ComboBox::from_id_salt("freeze").selected_text(String::from(*freeze)).show_ui(ui, |ui| {
@@ -643,7 +643,7 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                 ui.label("");
                 ui.end_row();
             }
-            StrategyConfig::Lwf { first, switch_step, lr_factor, weight, temperature } => {
+            StrategyConfig::Lwf { first, switch_step, lr_factor, weight, temperature, .. } => {
                 sequence_rows(ui, first, switch_step, lr_factor, error);
                 ui.label("Distillation weight");
                 ui.add(egui::DragValue::new(weight).speed(0.05).range(0.0..=1000.0));
@@ -654,7 +654,7 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                 field_error(ui, error, "strategy.temperature");
                 ui.end_row();
             }
-            StrategyConfig::Ewc { first, switch_step, lr_factor, lambda, fisher_batches } => {
+            StrategyConfig::Ewc { first, switch_step, lr_factor, lambda, fisher_batches, .. } => {
                 sequence_rows(ui, first, switch_step, lr_factor, error);
                 ui.label("EWC λ");
                 ui.add(egui::DragValue::new(lambda).speed(0.5).range(0.0..=1e9));
@@ -665,7 +665,7 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                 field_error(ui, error, "strategy.fisher_batches");
                 ui.end_row();
             }
-            StrategyConfig::Replay { first, switch_step, lr_factor, buffer, every } => {
+            StrategyConfig::Replay { first, switch_step, lr_factor, buffer, every, .. } => {
                 sequence_rows(ui, first, switch_step, lr_factor, error);
                 ui.label("Replay buffer");
                 ui.add(egui::DragValue::new(buffer).speed(0.01).range(0.0..=1e6))
@@ -677,7 +677,7 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                 field_error(ui, error, "strategy.every");
                 ui.end_row();
             }
-            StrategyConfig::Pseudo { first, switch_step, lr_factor, pseudo_labels } => {
+            StrategyConfig::Pseudo { first, switch_step, lr_factor, pseudo_labels, .. } => {
                 sequence_rows(ui, first, switch_step, lr_factor, error);
                 pseudo_rows(ui, pseudo_labels, error);
             }
@@ -802,17 +802,27 @@ fn default_strategy(kind: &str, current: &StrategyConfig, steps: usize) -> Strat
     let first = sequence.map_or(Task::Det, |s| s.first);
     let switch_step = sequence.map_or(steps / 2, |s| s.switch_step);
     let lr_factor = sequence.map_or(0.1, |s| s.lr_factor);
+    let (order, switch_steps) = current.sequence_lists();
+    let (weighting, det_weight, seg_weight, cls_weight) = (Weighting::Fixed, 1.0, 1.0, 1.0);
     match kind {
-        "alternate" => {
-            StrategyConfig::Alternate { period: 1, weighting: Weighting::Fixed, det_weight: 1.0, seg_weight: 1.0, pseudo_labels: None }
+        "alternate" => StrategyConfig::Alternate { period: 1, weighting, det_weight, seg_weight, cls_weight, pseudo_labels: None },
+        "joint" => StrategyConfig::Joint { weighting, det_weight, seg_weight, cls_weight, pseudo_labels: None },
+        "freeze" => StrategyConfig::Freeze { first, switch_step, order, switch_steps, lr_factor, freeze: FreezeScope::Backbone },
+        "lwf" => StrategyConfig::Lwf { first, switch_step, order, switch_steps, lr_factor, weight: 1.0, temperature: 2.0 },
+        "ewc" => StrategyConfig::Ewc {
+            first,
+            switch_step,
+            order,
+            switch_steps,
+            lr_factor,
+            lambda: EWC_LAMBDA,
+            fisher_batches: FISHER_BATCHES,
+        },
+        "replay" => {
+            StrategyConfig::Replay { first, switch_step, order, switch_steps, lr_factor, buffer: REPLAY_BUFFER, every: REPLAY_EVERY }
         }
-        "joint" => StrategyConfig::Joint { weighting: Weighting::Fixed, det_weight: 1.0, seg_weight: 1.0, pseudo_labels: None },
-        "freeze" => StrategyConfig::Freeze { first, switch_step, lr_factor, freeze: FreezeScope::Backbone },
-        "lwf" => StrategyConfig::Lwf { first, switch_step, lr_factor, weight: 1.0, temperature: 2.0 },
-        "ewc" => StrategyConfig::Ewc { first, switch_step, lr_factor, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES },
-        "replay" => StrategyConfig::Replay { first, switch_step, lr_factor, buffer: REPLAY_BUFFER, every: REPLAY_EVERY },
-        "pseudo" => StrategyConfig::Pseudo { first, switch_step, lr_factor, pseudo_labels: PseudoLabels::default() },
-        _ => StrategyConfig::Sequential { first, switch_step, lr_factor },
+        "pseudo" => StrategyConfig::Pseudo { first, switch_step, order, switch_steps, lr_factor, pseudo_labels: PseudoLabels::default() },
+        _ => StrategyConfig::Sequential { first, switch_step, order, switch_steps, lr_factor },
     }
 }
 
@@ -831,17 +841,18 @@ mod tests {
 
     #[test]
     fn a_new_strategy_keeps_the_sequence_and_defaults_the_rest() {
-        let current = StrategyConfig::Sequential { first: Task::Seg, switch_step: 40, lr_factor: 0.5 };
+        let (order, switch_steps) = (Vec::new(), Vec::new());
+        let current = StrategyConfig::Sequential { first: Task::Seg, switch_step: 40, order: order.clone(), switch_steps: switch_steps.clone(), lr_factor: 0.5 };
         assert_eq!(
             default_strategy("ewc", &current, 100),
-            StrategyConfig::Ewc { first: Task::Seg, switch_step: 40, lr_factor: 0.5, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES }
+            StrategyConfig::Ewc { first: Task::Seg, switch_step: 40, order, switch_steps, lr_factor: 0.5, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES }
         );
         let alternate = default_strategy("alternate", &current, 100);
         assert_eq!(default_strategy("lwf", &alternate, 100).sequence().unwrap().switch_step, 50);
         for kind in STRATEGIES {
             let strategy = default_strategy(kind, &alternate, 100);
             assert_eq!(strategy.name(), kind);
-            strategy.validate(100).unwrap();
+            strategy.validate(crate::train::strategy::RunShape { tasks: crate::train::strategy::TaskSet::DET_SEG, steps: 100 }).unwrap();
         }
     }
 }

@@ -68,14 +68,21 @@ pub struct ModelConfig {
     pub max_channels: Option<usize>,
     pub det_classes: usize,
     pub seg_classes: usize,
+    /// Classes of the classification head; 0: no such head (every two-task network).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cls_classes: usize,
     /// Structural edits made by `compress` (pruned channels, factorized layers), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reshape: Vec<Reshape>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl ModelConfig {
     pub fn new(size: ModelSize, det_classes: usize, seg_classes: usize) -> Self {
-        Self { backbone: BackboneKind::Csp, size, width: None, depth: None, max_channels: None, det_classes, seg_classes, reshape: Vec::new() }
+        Self { backbone: BackboneKind::Csp, size, width: None, depth: None, max_channels: None, det_classes, seg_classes, cls_classes: 0, reshape: Vec::new() }
     }
 
     /// Channels for a YOLOv8 base width (64, 128, …, 1024), rounded to a multiple of 8.

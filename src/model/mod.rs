@@ -1,9 +1,11 @@
-//! The two-headed network: one CSP backbone and FPN+PAN neck shared by an
-//! anchor-free detection head and a semantic-FPN segmentation head.
+//! The multi-task network: one CSP backbone and FPN+PAN neck shared by an
+//! anchor-free detection head and a semantic-FPN segmentation head, plus a
+//! classification head on the backbone when the run has a classification task.
 
 pub mod anchors;
 pub mod backbone;
 pub mod blocks;
+pub mod cls_head;
 pub mod config;
 pub mod det_head;
 pub mod group_statistics;
@@ -27,6 +29,7 @@ pub use det_head::{DetOutput, DET_STRIDES};
 pub use reshape::{EditableLayers, PrunableLayer, Reshape};
 
 use backbone::Backbone;
+use cls_head::ClsHead;
 use det_head::DetHead;
 use neck::PanFpn;
 use seg_head::SegHead;
@@ -39,6 +42,8 @@ pub struct TwinNet<B: Backend> {
     pub neck: PanFpn<B>,
     pub det_head: DetHead<B>,
     pub seg_head: SegHead<B>,
+    /// Only in a network with classification classes (checkpoints without it load as `None`).
+    pub cls_head: Option<ClsHead<B>>,
 }
 
 impl<B: Backend> TwinNet<B> {
@@ -51,6 +56,7 @@ impl<B: Backend> TwinNet<B> {
             neck: PanFpn::new(config, features, device),
             det_head: DetHead::new(pyramid, config.det_classes, device),
             seg_head: SegHead::new(pyramid, config.channels(256), config.seg_classes, device),
+            cls_head: (config.cls_classes > 0).then(|| ClsHead::new(features.c5, config.cls_classes, device)),
         };
         for edit in &config.reshape {
             let unmatched = edit.apply_shapes(&mut net);
@@ -91,6 +97,29 @@ impl<B: Backend> TwinNet<B> {
         B::twin_run(|| {
             let pyramid = self.neck.forward(self.backbone.forward(images), true);
             self.seg_head.forward(&pyramid)
+        })
+    }
+
+    /// Classification logits [N, classes] (the backbone only). A network
+    /// without a classification head is a caller's error.
+    pub fn forward_cls(&self, images: Tensor<B, 4>) -> Tensor<B, 2>
+    where
+        B: TwinBackend,
+    {
+        let head = self.cls_head.as_ref().expect("forward_cls on a network without a classification head");
+        B::twin_run(|| head.forward(self.backbone.forward(images).c5))
+    }
+
+    /// Every head the network has from one shared forward pass (inference, distillation).
+    pub fn forward_all(&self, images: Tensor<B, 4>) -> (DetOutput<B>, Tensor<B, 4>, Option<Tensor<B, 2>>)
+    where
+        B: TwinBackend,
+    {
+        B::twin_run(|| {
+            let features = self.backbone.forward(images);
+            let cls = self.cls_head.as_ref().map(|head| head.forward(features.c5.clone()));
+            let pyramid = self.neck.forward(features, true);
+            (self.det_head.forward(&pyramid), self.seg_head.forward(&pyramid), cls)
         })
     }
 
@@ -136,8 +165,12 @@ mod tests {
         let device = Default::default();
         let mut config = ModelConfig::new(ModelSize::N, 6, 9);
         config.width = Some(0.125);
+        config.cls_classes = 5;
         let model = TwinNet::<Flex>::new(&config, &device);
         let images = Tensor::<Flex, 4>::zeros([2, 3, 64, 64], &device);
+        assert_eq!(model.forward_cls(images.clone()).dims(), [2, 5]);
+        let (_, _, cls) = model.forward_all(images.clone());
+        assert_eq!(cls.map(|c| c.dims()), Some([2, 5]));
         let (det, seg) = model.forward_both(images.clone());
         let anchors = 8 * 8 + 4 * 4 + 2 * 2;
         assert_eq!(det.cls_logits.dims(), [2, anchors, 6]);

@@ -34,6 +34,14 @@ pub fn segment_batch<B: TwinBackend>(net: &TwinNet<B>, images: Tensor<B, 4>, let
     masks_from_logits(net.forward_seg(images), letterboxes)
 }
 
+/// Class probabilities per image (softmax of the classification head's logits).
+pub fn classify_batch<B: TwinBackend>(net: &TwinNet<B>, images: Tensor<B, 4>) -> Vec<Vec<f32>> {
+    let probabilities = burn::tensor::activation::softmax(net.forward_cls(images), 1);
+    let [n, classes] = probabilities.dims();
+    let values = probabilities.into_data().convert::<f32>().into_vec::<f32>().expect("float tensor");
+    (0..n).map(|i| values[i * classes..(i + 1) * classes].to_vec()).collect()
+}
+
 /// Both tasks from one shared forward pass.
 pub fn predict_batch<B: TwinBackend>(
     net: &TwinNet<B>,

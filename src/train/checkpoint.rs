@@ -27,6 +27,7 @@ pub enum CheckpointKind {
     Last,
     BestDet,
     BestSeg,
+    BestCls,
     Switch,
     /// The folder name under `compressed/` (the method, `:` written `-`).
     Compressed(String),
@@ -41,6 +42,7 @@ impl CheckpointKind {
             Self::Last => "last".into(),
             Self::BestDet => "best-det".into(),
             Self::BestSeg => "best-seg".into(),
+            Self::BestCls => "best-cls".into(),
             Self::Switch => "switch".into(),
             Self::Compressed(folder) => format!("{COMPRESSED_DIR}/{folder}"),
         }
@@ -51,12 +53,13 @@ impl CheckpointKind {
             "last" => Self::Last,
             "best-det" => Self::BestDet,
             "best-seg" => Self::BestSeg,
+            "best-cls" => Self::BestCls,
             "switch" => Self::Switch,
             other => match other.strip_prefix("compressed/") {
                 Some(method) if !method.is_empty() && !method.contains(['/', '\\']) && method != ".." => {
                     Self::Compressed(method.replace(':', "-"))
                 }
-                _ => bail!("unknown checkpoint {other:?} (last, best-det, best-seg, compressed/<method>)"),
+                _ => bail!("unknown checkpoint {other:?} (last, best-det, best-seg, best-cls, compressed/<method>)"),
             },
         })
     }
@@ -69,11 +72,16 @@ pub struct TrainerState {
     pub step: usize,
     pub det_position: Position,
     pub seg_position: Position,
+    #[serde(default, skip_serializing_if = "is_start")]
+    pub cls_position: Position,
     /// Where replay's buffer loader is (replay's second phase).
     #[serde(default)]
     pub replay_position: Position,
     pub best_map50: f64,
     pub best_miou: f64,
+    /// Best classification top-1 (0 in a run without classification).
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub best_top1: f64,
     /// Factor the user applied to the scheduled learning rate (set-learning-rate).
     pub lr_scale: f64,
     /// The strategy in force (it may have been changed while running).
@@ -84,10 +92,21 @@ pub struct TrainerState {
     pub model: ModelConfig,
     pub det_classes: Vec<String>,
     pub seg_classes: Vec<String>,
+    /// The classification classes (empty: a run without classification).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cls_classes: Vec<String>,
     pub image_size: u32,
     /// What `model.pretrained` loaded from a YOLOv8 checkpoint, and what started fresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<ImportReport>,
+}
+
+fn is_start(position: &Position) -> bool {
+    *position == Position::default()
+}
+
+fn is_unset(value: &f64) -> bool {
+    *value == 0.0
 }
 
 pub fn checkpoint_dir(run_dir: &Path, kind: &CheckpointKind) -> PathBuf {

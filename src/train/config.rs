@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::presets::{find_preset, PresetSource};
-use super::strategy::StrategyConfig;
+use super::strategy::{RunShape, StrategyConfig, Task, TaskSet};
+use crate::data::classify::ClsFormat;
 use crate::data::format::{DetFormat, DetSpec, SegFormat, SegSpec};
 use crate::data::masks::{MaskEncoding, MaskPreset, MaskSpec};
 use crate::model::{BackboneKind, ModelSize};
@@ -67,8 +68,19 @@ pub struct DataConfig {
     pub ade_train_split: String,
     #[serde(default = "default_ade_val")]
     pub ade_val_split: String,
-    /// Generate the synthetic twin datasets on first use into the common parent
-    /// of `voc` and `ade` (which must be `<dir>/voc` and `<dir>/ade`).
+    /// The classification dataset's folder (image list or class folders): the
+    /// run's third task. Absent: a detection and segmentation run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cls: Option<PathBuf>,
+    /// Its format; detected from the layout when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cls_format: Option<ClsFormat>,
+    #[serde(default = "default_cls_train", skip_serializing_if = "is_default_cls_train")]
+    pub cls_train_split: String,
+    #[serde(default = "default_cls_val", skip_serializing_if = "is_default_cls_val")]
+    pub cls_val_split: String,
+    /// Generate the synthetic datasets on first use into the common parent
+    /// of `voc` and `ade` (which must be `<dir>/voc` and `<dir>/ade`, and `cls` `<dir>/cls`).
     #[serde(default)]
     pub synthetic: Option<SyntheticData>,
     /// Square training input size in pixels (a multiple of 32).
@@ -87,8 +99,15 @@ pub struct SyntheticData {
     pub seed: u64,
     pub det_images: usize,
     pub seg_images: usize,
+    /// Classification crops (needs `data.cls = "<dir>/cls"`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cls_images: usize,
     /// Long side of the generated images in pixels.
     pub size: u32,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl DataConfig {
@@ -110,10 +129,18 @@ impl DataConfig {
         let dir = self.voc.parent().filter(|p| Some(*p) == self.ade.parent()).with_context(|| {
             format!("data.synthetic: voc ({}) and ade ({}) must be <dir>/voc and <dir>/ade", self.voc.display(), self.ade.display())
         })?;
+        match &self.cls {
+            Some(cls) if synthetic.cls_images > 0 && *cls != dir.join("cls") => {
+                bail!("data.synthetic: cls ({}) must be {} (next to voc and ade)", cls.display(), dir.join("cls").display())
+            }
+            None if synthetic.cls_images > 0 => bail!("data.synthetic.cls_images: set data.cls = \"{}\" too", dir.join("cls").display()),
+            _ => {}
+        }
         let config = crate::data::synth::SynthConfig {
             seed: synthetic.seed,
             det_images: synthetic.det_images,
             seg_images: synthetic.seg_images,
+            cls_images: synthetic.cls_images,
             size: synthetic.size,
             ..Default::default()
         };
@@ -129,6 +156,18 @@ fn default_voc_train() -> String {
 }
 fn default_voc_val() -> String {
     "val".into()
+}
+fn default_cls_train() -> String {
+    "train".into()
+}
+fn default_cls_val() -> String {
+    "val".into()
+}
+fn is_default_cls_train(split: &String) -> bool {
+    *split == default_cls_train()
+}
+fn is_default_cls_val(split: &String) -> bool {
+    *split == default_cls_val()
 }
 fn default_ade_train() -> String {
     "training".into()
@@ -217,11 +256,26 @@ pub struct LossConfig {
     /// Keep only the hardest pixels' cross-entropy (fraction 0–1; 0 = off).
     pub seg_ohem_fraction: f32,
     pub seg_dice_weight: f32,
+    /// Label smoothing of the classification loss (Track1: 0.1).
+    #[serde(skip_serializing_if = "is_default_smoothing")]
+    pub cls_label_smoothing: f32,
+}
+
+const CLS_LABEL_SMOOTHING: f32 = 0.1;
+
+fn is_default_smoothing(v: &f32) -> bool {
+    *v == CLS_LABEL_SMOOTHING
 }
 
 impl Default for LossConfig {
     fn default() -> Self {
-        Self { det_cls_weight: 0.5, det_box_weight: 7.5, seg_ohem_fraction: 0.0, seg_dice_weight: 0.0 }
+        Self {
+            det_cls_weight: 0.5,
+            det_box_weight: 7.5,
+            seg_ohem_fraction: 0.0,
+            seg_dice_weight: 0.0,
+            cls_label_smoothing: CLS_LABEL_SMOOTHING,
+        }
     }
 }
 
@@ -233,6 +287,8 @@ pub struct EvalConfig {
     /// Size of the fixed validation subsets used during training.
     pub det_images: usize,
     pub seg_images: usize,
+    #[serde(skip_serializing_if = "is_default_cls_images")]
+    pub cls_images: usize,
     pub score_threshold: f32,
     pub nms_iou: f32,
     pub max_detections: usize,
@@ -240,8 +296,22 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { every: 100, det_images: 200, seg_images: 200, score_threshold: 0.001, nms_iou: 0.6, max_detections: 100 }
+        Self {
+            every: 100,
+            det_images: 200,
+            seg_images: 200,
+            cls_images: EVAL_CLS_IMAGES,
+            score_threshold: 0.001,
+            nms_iou: 0.6,
+            max_detections: 100,
+        }
     }
+}
+
+const EVAL_CLS_IMAGES: usize = 500;
+
+fn is_default_cls_images(n: &usize) -> bool {
+    *n == EVAL_CLS_IMAGES
 }
 
 impl EvalConfig {
@@ -326,6 +396,7 @@ impl TrainConfig {
         check((0.0..=1.0).contains(&self.optim.min_lr_factor), "optim.min_lr_factor", "must be in [0, 1]")?;
         check((0.0..1.0).contains(&self.optim.ema_decay), "optim.ema_decay", "must be in [0, 1) (0 = off)")?;
         check((0.0..=1.0).contains(&self.loss.seg_ohem_fraction), "loss.seg_ohem_fraction", "must be in [0, 1]")?;
+        check((0.0..1.0).contains(&self.loss.cls_label_smoothing), "loss.cls_label_smoothing", "must be in [0, 1)")?;
         check(self.eval.every > 0, "eval.every", "must be at least 1")?;
         check(self.checkpoint.every > 0, "checkpoint.every", "must be at least 1")?;
         if self.model.init.is_some() && self.model.pretrained.is_some() {
@@ -337,10 +408,21 @@ impl TrainConfig {
         if let Some(cap) = self.model.max_channels {
             check(cap >= 8 && cap % 8 == 0, "model.max_channels", "must be a multiple of 8, at least 8")?;
         }
-        self.strategy.validate(self.steps)
+        self.strategy.validate(self.run_shape())
     }
 
-    pub fn model_config(&self, det_classes: usize, seg_classes: usize) -> crate::model::ModelConfig {
+    /// The run's tasks (detection and segmentation, and classification with
+    /// `data.cls`) and its length, as the strategy schedules them.
+    pub fn run_shape(&self) -> RunShape {
+        let tasks = match self.data.cls {
+            Some(_) => TaskSet::DET_SEG.with(Task::Cls),
+            None => TaskSet::DET_SEG,
+        };
+        RunShape { tasks, steps: self.steps }
+    }
+
+    /// The network for the datasets' class counts (`cls_classes` 0: no classification head).
+    pub fn model_config(&self, det_classes: usize, seg_classes: usize, cls_classes: usize) -> crate::model::ModelConfig {
         crate::model::ModelConfig {
             backbone: self.model.backbone,
             size: self.model.size,
@@ -349,6 +431,7 @@ impl TrainConfig {
             max_channels: self.model.max_channels,
             det_classes,
             seg_classes,
+            cls_classes,
             reshape: Vec::new(),
         }
     }

@@ -1,5 +1,5 @@
-//! Validation during training: both tasks on fixed subsets of their validation
-//! splits, whichever task is training, with the eval module's metrics.
+//! Validation during training: every task of the run on fixed subsets of its
+//! validation split, whichever task is training, with the eval module's metrics.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -10,16 +10,16 @@ use image::GrayImage;
 use crate::backend::TwinBackend;
 use crate::data::ClassList;
 use crate::data::ade::AdeDataset;
-use crate::data::batch::{DetSource, SegSource};
+use crate::data::batch::{ClsSource, DetSource, SegSource};
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::voc::VocDataset;
 use crate::eval::{
-    curves_ap, ground_truth_from_voc, pr_curves, ClassAp, ConfusionMatrix, DetConfusion, GroundTruth, PrCurve, VocMetric,
+    curves_ap, ground_truth_from_voc, pr_curves, ClassAp, ClsMetrics, ConfusionMatrix, DetConfusion, GroundTruth, PrCurve, VocMetric,
     CONFUSION_SCORE_THRESHOLD,
 };
 use crate::model::TwinNet;
 use crate::model::postprocess::{Detection, PostprocessConfig, DISPLAY_SCORE_FLOOR};
-use crate::model::predict::{detect_batch, segment_batch};
+use crate::model::predict::{classify_batch, detect_batch, segment_batch};
 use crate::train::config::DataConfig;
 
 /// The validation splits a run's configuration names, whole (what `twinhead eval
@@ -34,6 +34,7 @@ pub struct ValidationSets {
     det_truth: Vec<GroundTruth>,
     seg: SegSource,
     seg_truth: Vec<GrayImage>,
+    cls: Option<ClsSource>,
 }
 
 impl ValidationSets {
@@ -49,7 +50,20 @@ impl ValidationSets {
             .iter()
             .map(|r| r.read_mask(seg.classes.len()).map_err(|p| anyhow::anyhow!("{p}")))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { det, det_truth, seg, seg_truth })
+        Ok(Self { det, det_truth, seg, seg_truth, cls: None })
+    }
+
+    /// With the first `images` records of a classification validation split.
+    pub fn with_cls(mut self, cls: &crate::data::classify::ClsDataset, images: usize) -> Self {
+        let mut source = ClsSource::new(cls);
+        source.records.truncate(images);
+        self.cls = Some(source);
+        self
+    }
+
+    /// The classification classes, in a run with classification.
+    pub fn cls_classes(&self) -> Option<&ClassList> {
+        self.cls.as_ref().map(|cls| &cls.classes)
     }
 
     pub fn det_classes(&self) -> &ClassList {
@@ -81,6 +95,8 @@ pub struct Validation {
     pub det_curves: Vec<Option<PrCurve>>,
     pub det_confusion: DetConfusion,
     pub seg: ConfusionMatrix,
+    /// In a run with classification.
+    pub cls: Option<ClsMetrics>,
     /// The predictions of the first [`ValidationSettings::keep_predictions`] images of each set.
     pub kept: KeptPredictions,
 }
@@ -113,7 +129,7 @@ pub fn validate<B: TwinBackend>(
     on_batch: OnValidationBatch,
 ) -> Result<Validation> {
     let loader_config = || LoaderConfig { threads: settings.threads, ..LoaderConfig::eval(settings.image_size, settings.batch_size) };
-    let total = sets.det.records.len() + sets.seg.records.len();
+    let total = sets.det.records.len() + sets.seg.records.len() + sets.cls.as_ref().map_or(0, |c| c.records.len());
     let mut done = 0;
     let mut report = |images: usize| {
         done += images;
@@ -155,7 +171,23 @@ pub fn validate<B: TwinBackend>(
         }
         report(masks.len())?;
     }
+    let cls = match &sets.cls {
+        Some(source) => {
+            let mut metrics = ClsMetrics::new(source.classes.len());
+            for batch in Loader::new(source.clone(), loader_config())? {
+                let turn = B::device_turn(device);
+                let scores = classify_batch(net, batch.images::<B>(device));
+                drop(turn);
+                for (label, row) in batch.labels.iter().zip(&scores) {
+                    metrics.add(*label, row);
+                }
+                report(scores.len())?;
+            }
+            Some(metrics)
+        }
+        None => None,
+    };
     kept.det.sort_by_key(|(index, _)| *index);
     kept.seg.sort_by_key(|(index, _)| *index);
-    Ok(Validation { det, det_curves, det_confusion, seg, kept })
+    Ok(Validation { det, det_curves, det_confusion, seg, cls, kept })
 }

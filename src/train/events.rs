@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::conflict::TaskConflict;
 use crate::backend::device::DeviceMemory;
 
-use super::strategy::{StepTasks, StrategyConfig};
+use super::strategy::{StrategyConfig, TaskSet};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -18,9 +18,11 @@ pub enum Event {
     Started { step: usize, total_steps: usize, run_dir: PathBuf, resumed: bool, device: String },
     Step {
         step: usize,
-        tasks: StepTasks,
+        tasks: TaskSet,
         det_loss: Option<f32>,
         seg_loss: Option<f32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cls_loss: Option<f32>,
         /// Extra penalty of the strategy (distillation, EWC), when active.
         penalty: Option<f32>,
         lr: f64,
@@ -49,8 +51,8 @@ pub enum FinishReason {
     Failed,
 }
 
-/// Both tasks evaluated on their fixed validation subsets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Every task evaluated on its fixed validation subset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
     pub step: usize,
     /// VOC-style AP at IoU 0.5 (area under the precision envelope), mean over classes.
@@ -62,6 +64,16 @@ pub struct EvalRecord {
     /// Best value so far minus the current one (0 when at the best).
     pub det_forgetting: f64,
     pub seg_forgetting: f64,
+    /// Classification top-1 and top-5 accuracy (runs with classification only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top5: Option<f64>,
+    /// Accuracy of each classification class.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cls_per_class: BTreeMap<String, Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cls_forgetting: Option<f64>,
     /// The task-conflict meter at this evaluation (absent in logs written before it existed).
     #[serde(default)]
     pub conflict: Option<TaskConflict>,

@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn a_step_that_cannot_fit_is_refused_naming_its_keys() {
         let config = TrainConfig::load_preset("quick", &[]).unwrap();
-        let model = config.model_config(6, 9);
+        let model = config.model_config(6, 9, 0);
         let small = training_bytes(&model, &config.data);
         let mut bigger = config.data.clone();
         bigger.image_size *= 2;

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 /// The built-in presets, the files of the source tree's `presets/` folder
 /// (a test checks that none is missing).
 const BUILT_IN: &[(&str, &str)] = &[
+    ("allinone", include_str!("../../presets/allinone.toml")),
     ("alternate", include_str!("../../presets/alternate.toml")),
     ("alternate-pseudo", include_str!("../../presets/alternate-pseudo.toml")),
     ("ewc", include_str!("../../presets/ewc.toml")),

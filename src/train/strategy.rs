@@ -8,18 +8,32 @@ use serde::{Deserialize, Serialize};
 
 use super::pseudo::PseudoLabels;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     Det,
     Seg,
+    Cls,
 }
 
 impl Task {
+    /// Every task, in the order runs list them.
+    pub const ALL: [Task; 3] = [Task::Det, Task::Seg, Task::Cls];
+
+    /// The short name configurations use (`det`, `seg`, `cls`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Task::Det => "det",
+            Task::Seg => "seg",
+            Task::Cls => "cls",
+        }
+    }
+
+    /// The other task of the detection–segmentation pair (two-task views).
     pub fn other(self) -> Task {
         match self {
             Task::Det => Task::Seg,
-            Task::Seg => Task::Det,
+            Task::Seg | Task::Cls => Task::Det,
         }
     }
 }
@@ -29,15 +43,80 @@ impl fmt::Display for Task {
         f.write_str(match self {
             Task::Det => "detection",
             Task::Seg => "segmentation",
+            Task::Cls => "classification",
         })
     }
 }
 
-/// How the two task losses are combined by `alternate` and `joint`.
+/// A set of tasks: a run's, or those one step trains. Written as one task's
+/// key, `both` (detection and segmentation, as two-task logs always had it),
+/// or keys joined by `+` (`det+seg+cls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TaskSet(u8);
+
+impl TaskSet {
+    pub const DET_SEG: TaskSet = TaskSet(0b011);
+
+    pub fn of(tasks: &[Task]) -> Self {
+        tasks.iter().fold(Self::default(), |set, &task| set.with(task))
+    }
+
+    pub fn with(self, task: Task) -> Self {
+        Self(self.0 | 1 << task as u8)
+    }
+
+    pub fn contains(self, task: Task) -> bool {
+        self.0 & 1 << task as u8 != 0
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The tasks in [`Task::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Task> {
+        Task::ALL.into_iter().filter(move |&task| self.contains(task))
+    }
+}
+
+impl From<Task> for TaskSet {
+    fn from(task: Task) -> Self {
+        Self::default().with(task)
+    }
+}
+
+impl TryFrom<String> for TaskSet {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        if text == "both" {
+            return Ok(Self::DET_SEG);
+        }
+        text.split('+').try_fold(Self::default(), |set, key| {
+            let task = Task::ALL.into_iter().find(|t| t.key() == key).ok_or_else(|| format!("{key:?} is not a task (det, seg, cls)"))?;
+            Ok(set.with(task))
+        })
+    }
+}
+
+impl From<TaskSet> for String {
+    fn from(set: TaskSet) -> String {
+        if set == TaskSet::DET_SEG {
+            return "both".into();
+        }
+        set.iter().map(Task::key).collect::<Vec<_>>().join("+")
+    }
+}
+
+/// How the task losses are combined by `alternate` and `joint`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Weighting {
-    /// `det_weight · L_det + seg_weight · L_seg`.
+    /// `det_weight · L_det + seg_weight · L_seg + cls_weight · L_cls`.
     #[default]
     Fixed,
     /// Kendall et al.: `Σ L_i / (2σ_i²) + log σ_i` with learned `log σ_i²`.
@@ -92,11 +171,14 @@ fn tenth() -> f64 {
 fn det() -> Task {
     Task::Det
 }
+fn is_one(w: &f32) -> bool {
+    *w == 1.0
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StrategyConfig {
-    /// Switch task every `period` steps, detection first.
+    /// Switch task every `period` steps, round-robin over the run's tasks, detection first.
     Alternate {
         #[serde(default = "one")]
         period: usize,
@@ -106,12 +188,15 @@ pub enum StrategyConfig {
         det_weight: f32,
         #[serde(default = "unit")]
         seg_weight: f32,
+        #[serde(default = "unit", skip_serializing_if = "is_one")]
+        cls_weight: f32,
         /// Pseudo-labels for the task each batch lacks, from a teacher EMA
         /// (`pseudo_labels = true`, or a table of [`PseudoLabels`] settings).
         #[serde(default, with = "pseudo_option", skip_serializing_if = "Option::is_none")]
         pseudo_labels: Option<PseudoLabels>,
     },
-    /// Every step one detection and one segmentation batch, one weighted loss.
+    /// Every step one batch of each of the run's tasks, one weighted loss, one
+    /// optimiser step (the CVPR23 Track1 recipe).
     Joint {
         #[serde(default)]
         weighting: Weighting,
@@ -119,16 +204,26 @@ pub enum StrategyConfig {
         det_weight: f32,
         #[serde(default = "unit")]
         seg_weight: f32,
+        #[serde(default = "unit", skip_serializing_if = "is_one")]
+        cls_weight: f32,
         /// Pseudo-labels for the task each batch lacks, from a teacher EMA
         /// (`pseudo_labels = true`, or a table of [`PseudoLabels`] settings).
         #[serde(default, with = "pseudo_option", skip_serializing_if = "Option::is_none")]
         pseudo_labels: Option<PseudoLabels>,
     },
-    /// `first` until `switch_step`, then the other task with the learning rate × `lr_factor`.
+    /// `first` until `switch_step`, then the other task with the learning rate × `lr_factor`;
+    /// with `order` and `switch_steps`, each task in turn.
     Sequential {
         #[serde(default = "det")]
         first: Task,
+        #[serde(default)]
         switch_step: usize,
+        /// Three or more phases: the tasks in training order (then `first` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        order: Vec<Task>,
+        /// The step each later phase of `order` starts at (then `switch_step` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        switch_steps: Vec<usize>,
         #[serde(default = "tenth")]
         lr_factor: f64,
     },
@@ -136,7 +231,14 @@ pub enum StrategyConfig {
     Freeze {
         #[serde(default = "det")]
         first: Task,
+        #[serde(default)]
         switch_step: usize,
+        /// Three or more phases: the tasks in training order (then `first` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        order: Vec<Task>,
+        /// The step each later phase of `order` starts at (then `switch_step` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        switch_steps: Vec<usize>,
         #[serde(default = "tenth")]
         lr_factor: f64,
         freeze: FreezeScope,
@@ -146,7 +248,14 @@ pub enum StrategyConfig {
     Lwf {
         #[serde(default = "det")]
         first: Task,
+        #[serde(default)]
         switch_step: usize,
+        /// Three or more phases: the tasks in training order (then `first` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        order: Vec<Task>,
+        /// The step each later phase of `order` starts at (then `switch_step` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        switch_steps: Vec<usize>,
         #[serde(default = "tenth")]
         lr_factor: f64,
         #[serde(default = "unit")]
@@ -159,7 +268,14 @@ pub enum StrategyConfig {
     Ewc {
         #[serde(default = "det")]
         first: Task,
+        #[serde(default)]
         switch_step: usize,
+        /// Three or more phases: the tasks in training order (then `first` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        order: Vec<Task>,
+        /// The step each later phase of `order` starts at (then `switch_step` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        switch_steps: Vec<usize>,
         #[serde(default = "tenth")]
         lr_factor: f64,
         #[serde(default = "ewc_lambda")]
@@ -172,7 +288,14 @@ pub enum StrategyConfig {
     Replay {
         #[serde(default = "det")]
         first: Task,
+        #[serde(default)]
         switch_step: usize,
+        /// Three or more phases: the tasks in training order (then `first` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        order: Vec<Task>,
+        /// The step each later phase of `order` starts at (then `switch_step` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        switch_steps: Vec<usize>,
         #[serde(default = "tenth")]
         lr_factor: f64,
         /// The buffer: a count of images (≥ 1) or a fraction of the first task's training split (< 1).
@@ -187,7 +310,14 @@ pub enum StrategyConfig {
     Pseudo {
         #[serde(default = "det")]
         first: Task,
+        #[serde(default)]
         switch_step: usize,
+        /// Three or more phases: the tasks in training order (then `first` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        order: Vec<Task>,
+        /// The step each later phase of `order` starts at (then `switch_step` is unused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        switch_steps: Vec<usize>,
         #[serde(default = "tenth")]
         lr_factor: f64,
         #[serde(default)]
@@ -251,35 +381,13 @@ fn fisher_batches() -> usize {
     FISHER_BATCHES
 }
 
-/// Which losses one step computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StepTasks {
-    Det,
-    Seg,
-    Both,
-}
-
-impl StepTasks {
-    pub fn includes(self, task: Task) -> bool {
-        matches!((self, task), (StepTasks::Both, _) | (StepTasks::Det, Task::Det) | (StepTasks::Seg, Task::Seg))
-    }
-}
-
-impl From<Task> for StepTasks {
-    fn from(task: Task) -> Self {
-        match task {
-            Task::Det => StepTasks::Det,
-            Task::Seg => StepTasks::Seg,
-        }
-    }
-}
-
-/// What the trainer does at one step.
+/// What one step trains, at which phase and rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepPlan {
-    pub tasks: StepTasks,
-    /// 0 before a sequential switch (and always for alternate/joint), 1 after.
+    /// The tasks whose losses the step computes.
+    pub tasks: TaskSet,
+    /// The index of the phase in the sequence (0 before the first switch, and
+    /// always for alternate/joint).
     pub phase: usize,
     pub lr_factor: f64,
     /// The task whose batch comes from the replay buffer (the first task, on
@@ -287,12 +395,40 @@ pub struct StepPlan {
     pub replay: Option<Task>,
 }
 
-/// The parts shared by the sequential family.
+/// The sequential family's settings as written (`first`, the first switch).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sequence {
     pub first: Task,
     pub switch_step: usize,
     pub lr_factor: f64,
+}
+
+/// A sequential schedule resolved for a run: the tasks in training order and
+/// the step each later phase starts at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub order: Vec<Task>,
+    /// `switches[k]` starts phase `k + 1`.
+    pub switches: Vec<usize>,
+    pub lr_factor: f64,
+}
+
+impl Schedule {
+    pub fn phase_at(&self, step: usize) -> usize {
+        self.switches.iter().filter(|&&switch| step >= switch).count()
+    }
+
+    /// The tasks trained before `phase`.
+    pub fn earlier(&self, phase: usize) -> TaskSet {
+        TaskSet::of(&self.order[..phase.min(self.order.len())])
+    }
+}
+
+/// What a strategy needs to know of its run: the tasks it has and its length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunShape {
+    pub tasks: TaskSet,
+    pub steps: usize,
 }
 
 impl StrategyConfig {
@@ -309,17 +445,55 @@ impl StrategyConfig {
         }
     }
 
-    /// The sequential schedule, for the strategies that have one.
+    /// The sequential settings as written, for the strategies that have them
+    /// (`first` is the first task of `order` when one is given).
     pub fn sequence(&self) -> Option<Sequence> {
-        match *self {
-            Self::Sequential { first, switch_step, lr_factor }
-            | Self::Freeze { first, switch_step, lr_factor, .. }
-            | Self::Lwf { first, switch_step, lr_factor, .. }
-            | Self::Ewc { first, switch_step, lr_factor, .. }
-            | Self::Replay { first, switch_step, lr_factor, .. }
-            | Self::Pseudo { first, switch_step, lr_factor, .. } => Some(Sequence { first, switch_step, lr_factor }),
+        let (first, switch_step, lr_factor, order, switch_steps) = self.sequence_fields()?;
+        Some(Sequence {
+            first: order.first().copied().unwrap_or(first),
+            switch_step: switch_steps.first().copied().unwrap_or(switch_step),
+            lr_factor,
+        })
+    }
+
+    fn sequence_fields(&self) -> Option<(Task, usize, f64, &[Task], &[usize])> {
+        match self {
+            Self::Sequential { first, switch_step, lr_factor, order, switch_steps }
+            | Self::Freeze { first, switch_step, lr_factor, order, switch_steps, .. }
+            | Self::Lwf { first, switch_step, lr_factor, order, switch_steps, .. }
+            | Self::Ewc { first, switch_step, lr_factor, order, switch_steps, .. }
+            | Self::Replay { first, switch_step, lr_factor, order, switch_steps, .. }
+            | Self::Pseudo { first, switch_step, lr_factor, order, switch_steps, .. } => {
+                Some((*first, *switch_step, *lr_factor, order, switch_steps))
+            }
             Self::Alternate { .. } | Self::Joint { .. } => None,
         }
+    }
+
+    /// `order` and `switch_steps` as written (empty for a two-phase sequence and
+    /// for the strategies without one).
+    pub fn sequence_lists(&self) -> (Vec<Task>, Vec<usize>) {
+        self.sequence_fields().map_or_else(Default::default, |(_, _, _, order, switches)| (order.to_vec(), switches.to_vec()))
+    }
+
+    /// The sequential schedule over `run`'s tasks: `order`, else `first` and
+    /// then the run's other tasks; `switch_steps`, else `switch_step` and the
+    /// rest of the run split evenly between the later phases.
+    pub fn schedule(&self, run: RunShape) -> Option<Schedule> {
+        let (first, switch_step, lr_factor, order, switch_steps) = self.sequence_fields()?;
+        let order: Vec<Task> = match order {
+            [] => std::iter::once(first).chain(run.tasks.iter().filter(|&t| t != first)).collect(),
+            given => given.to_vec(),
+        };
+        let switches = match switch_steps {
+            [] => {
+                let later = order.len().saturating_sub(1).max(1);
+                let span = run.steps.saturating_sub(switch_step) / later;
+                (0..later).map(|k| switch_step + k * span).collect()
+            }
+            given => given.to_vec(),
+        };
+        Some(Schedule { order, switches, lr_factor })
     }
 
     /// The same strategy with `task` first (the sequential family; others are unchanged).
@@ -336,20 +510,33 @@ impl StrategyConfig {
         self
     }
 
-    /// Loss weights and weighting mode for the strategies that combine tasks.
-    pub fn weighting(&self) -> (Weighting, f32, f32) {
+    /// The weighting mode of the strategies that combine tasks (fixed otherwise).
+    pub fn weighting(&self) -> Weighting {
         match *self {
-            Self::Alternate { weighting, det_weight, seg_weight, .. }
-            | Self::Joint { weighting, det_weight, seg_weight, .. } => (weighting, det_weight, seg_weight),
-            _ => (Weighting::Fixed, 1.0, 1.0),
+            Self::Alternate { weighting, .. } | Self::Joint { weighting, .. } => weighting,
+            _ => Weighting::Fixed,
         }
     }
 
-    /// The pseudo-labels in force in `phase`: `pseudo`'s second phase, and
+    /// The fixed loss weight of `task` (1 for the strategies that train one task at a time).
+    pub fn weight(&self, task: Task) -> f32 {
+        match *self {
+            Self::Alternate { det_weight, seg_weight, cls_weight, .. } | Self::Joint { det_weight, seg_weight, cls_weight, .. } => {
+                match task {
+                    Task::Det => det_weight,
+                    Task::Seg => seg_weight,
+                    Task::Cls => cls_weight,
+                }
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// The pseudo-labels in force in `phase`: `pseudo`'s later phases, and
     /// throughout for `alternate`/`joint` with `pseudo_labels`.
     pub fn pseudo_labels(&self, phase: usize) -> Option<PseudoLabels> {
         match self {
-            Self::Pseudo { pseudo_labels, .. } if phase == 1 => Some(pseudo_labels.clone()),
+            Self::Pseudo { pseudo_labels, .. } if phase >= 1 => Some(pseudo_labels.clone()),
             Self::Alternate { pseudo_labels, .. } | Self::Joint { pseudo_labels, .. } => pseudo_labels.clone(),
             _ => None,
         }
@@ -366,62 +553,72 @@ impl StrategyConfig {
         }
     }
 
-    pub fn plan(&self, step: usize) -> StepPlan {
-        if let Some(seq) = self.sequence() {
-            if step < seq.switch_step {
-                return StepPlan { tasks: seq.first.into(), phase: 0, lr_factor: 1.0, replay: None };
+    pub fn plan(&self, step: usize, run: RunShape) -> StepPlan {
+        if let Some(schedule) = self.schedule(run) {
+            let phase = schedule.phase_at(step);
+            let task = schedule.order[phase.min(schedule.order.len() - 1)];
+            if phase == 0 {
+                return StepPlan { tasks: task.into(), phase, lr_factor: 1.0, replay: None };
             }
             // A replay step adds the buffer's batch: the new task keeps every step.
-            if matches!(*self, Self::Replay { every, .. } if (step - seq.switch_step) % every == every - 1) {
-                return StepPlan { tasks: StepTasks::Both, phase: 1, lr_factor: seq.lr_factor, replay: Some(seq.first) };
+            let since = step - schedule.switches[phase - 1];
+            if let Self::Replay { every, .. } = *self {
+                if since % every == every - 1 {
+                    let first = schedule.order[0];
+                    return StepPlan { tasks: TaskSet::from(task).with(first), phase, lr_factor: schedule.lr_factor, replay: Some(first) };
+                }
             }
-            return StepPlan { tasks: seq.first.other().into(), phase: 1, lr_factor: seq.lr_factor, replay: None };
+            return StepPlan { tasks: task.into(), phase, lr_factor: schedule.lr_factor, replay: None };
         }
         let tasks = match *self {
-            Self::Alternate { period, .. } => (if (step / period) % 2 == 0 { Task::Det } else { Task::Seg }).into(),
-            _ => StepTasks::Both,
+            Self::Alternate { period, .. } => {
+                let tasks: Vec<Task> = run.tasks.iter().collect();
+                tasks[(step / period) % tasks.len()].into()
+            }
+            _ => run.tasks,
         };
         StepPlan { tasks, phase: 0, lr_factor: 1.0, replay: None }
     }
 
     /// A one-line description of a phase, for events and curve markers.
-    pub fn describe_phase(&self, phase: usize) -> String {
-        match self.sequence() {
-            Some(seq) if phase == 0 => format!("{} {}", self.name(), seq.first),
-            Some(seq) => match self {
-                Self::Replay { buffer, every, .. } => format!(
-                    "{} {} (lr ×{}; 1 step in {every} also replays {} from a buffer of {})",
-                    self.name(),
-                    seq.first.other(),
-                    seq.lr_factor,
-                    seq.first,
-                    if *buffer >= 1.0 { format!("{buffer} images") } else { format!("{}%", buffer * 100.0) }
-                ),
-                Self::Pseudo { pseudo_labels, .. } => format!(
-                    "{} {} (lr ×{}; {} labels its images for {}, weight {})",
-                    self.name(),
-                    seq.first.other(),
-                    seq.lr_factor,
-                    match (seq.first, &pseudo_labels.det_teacher, &pseudo_labels.seg_teacher) {
-                        (Task::Det, Some(_), _) | (Task::Seg, _, Some(_)) => "a specialist",
-                        _ => "the switch snapshot",
-                    },
-                    seq.first,
-                    pseudo_labels.weight,
-                ),
-                _ => format!("{} {} (lr ×{})", self.name(), seq.first.other(), seq.lr_factor),
-            },
-            None => self.label(),
+    pub fn describe_phase(&self, phase: usize, run: RunShape) -> String {
+        let Some(schedule) = self.schedule(run) else {
+            return self.label();
+        };
+        let task = schedule.order[phase.min(schedule.order.len() - 1)];
+        if phase == 0 {
+            return format!("{} {task}", self.name());
+        }
+        let first = schedule.order[0];
+        match self {
+            Self::Replay { buffer, every, .. } => format!(
+                "{} {task} (lr ×{}; 1 step in {every} also replays {first} from a buffer of {})",
+                self.name(),
+                schedule.lr_factor,
+                if *buffer >= 1.0 { format!("{buffer} images") } else { format!("{}%", buffer * 100.0) }
+            ),
+            Self::Pseudo { pseudo_labels, .. } => format!(
+                "{} {task} (lr ×{}; {} labels its images for {first}, weight {})",
+                self.name(),
+                schedule.lr_factor,
+                match (first, &pseudo_labels.det_teacher, &pseudo_labels.seg_teacher) {
+                    (Task::Det, Some(_), _) | (Task::Seg, _, Some(_)) => "a specialist",
+                    _ => "the switch snapshot",
+                },
+                pseudo_labels.weight,
+            ),
+            _ => format!("{} {task} (lr ×{})", self.name(), schedule.lr_factor),
         }
     }
 
-    pub fn validate(&self, steps: usize) -> Result<()> {
+    pub fn validate(&self, run: RunShape) -> Result<()> {
+        let steps = run.steps;
         match *self {
             Self::Alternate { period: 0, .. } => bail!("strategy.period: must be at least 1"),
-            Self::Alternate { det_weight, seg_weight, .. } | Self::Joint { det_weight, seg_weight, .. }
-                if det_weight < 0.0 || seg_weight < 0.0 =>
+            Self::Alternate { det_weight, seg_weight, cls_weight, .. } | Self::Joint { det_weight, seg_weight, cls_weight, .. }
+                if det_weight < 0.0 || seg_weight < 0.0 || cls_weight < 0.0 =>
             {
-                bail!("strategy.det_weight/seg_weight: must be ≥ 0")
+                bail!("strategy.det_weight/seg_weight/cls_weight: must be ≥ 0")
             }
             Self::Lwf { temperature, .. } if temperature <= 0.0 => bail!("strategy.temperature: must be > 0"),
             Self::Ewc { fisher_batches: 0, .. } => bail!("strategy.fisher_batches: must be at least 1"),
@@ -452,12 +649,33 @@ impl StrategyConfig {
                 bail!("strategy.pseudo_labels.pixel_confidence: a probability in (0, 1], got {pixel_confidence}");
             }
         }
-        if let Some(seq) = self.sequence() {
-            if seq.switch_step == 0 || seq.switch_step >= steps {
-                bail!("strategy.switch_step: must be between 1 and steps - 1 ({}), got {}", steps.saturating_sub(1), seq.switch_step);
+        if let Some(schedule) = self.schedule(run) {
+            let (_, switch_step, _, order, switch_steps) = self.sequence_fields().expect("a schedule has sequence fields");
+            if switch_steps.is_empty() && (switch_step == 0 || switch_step >= steps) {
+                bail!("strategy.switch_step: must be between 1 and steps - 1 ({}), got {switch_step}", steps.saturating_sub(1));
             }
-            if !(seq.lr_factor > 0.0 && seq.lr_factor <= 10.0) {
-                bail!("strategy.lr_factor: must be in (0, 10], got {}", seq.lr_factor);
+            if let Some(task) = schedule.order.iter().find(|&&t| !run.tasks.contains(t)) {
+                bail!("strategy.order: the run has no {task} dataset (its tasks: {})", String::from(run.tasks));
+            }
+            if TaskSet::of(&schedule.order).len() != schedule.order.len() || schedule.order.len() < 2 {
+                bail!("strategy.order: at least two tasks, each once; got {:?}", schedule.order.iter().map(|t| t.key()).collect::<Vec<_>>());
+            }
+            if !order.is_empty() && !switch_steps.is_empty() && switch_steps.len() + 1 != order.len() {
+                bail!("strategy.switch_steps: one step per switch ({} for {} tasks), got {}", order.len() - 1, order.len(), switch_steps.len());
+            }
+            if !schedule.switches.windows(2).all(|w| w[0] < w[1]) || schedule.switches.iter().any(|&s| s == 0 || s >= steps) {
+                bail!("strategy.switch_steps: increasing steps between 1 and steps - 1 ({}), got {:?}", steps.saturating_sub(1), schedule.switches);
+            }
+            if !(schedule.lr_factor > 0.0 && schedule.lr_factor <= 10.0) {
+                bail!("strategy.lr_factor: must be in (0, 10], got {}", schedule.lr_factor);
+            }
+            // The mitigations protect one earlier task of the detection–segmentation pair.
+            let protects = !matches!(self, Self::Sequential { .. } | Self::Freeze { .. });
+            if protects && (schedule.order.len() > 2 || schedule.order.contains(&Task::Cls)) {
+                bail!(
+                    "strategy.kind = {:?} protects detection or segmentation in a two-phase order; over classification or three phases use sequential, freeze, alternate or joint",
+                    self.name()
+                );
             }
         }
         Ok(())
@@ -472,50 +690,63 @@ mod tests {
         toml::from_str(text)
     }
 
+    const TWO: RunShape = RunShape { tasks: TaskSet::DET_SEG, steps: 20 };
+
+    fn two(steps: usize) -> RunShape {
+        RunShape { steps, ..TWO }
+    }
+
+    const DET: TaskSet = TaskSet(0b001);
+    const SEG: TaskSet = TaskSet(0b010);
+    const CLS: TaskSet = TaskSet(0b100);
+
     #[test]
     fn alternate_switches_every_period_steps() {
         let s = parse("kind = \"alternate\"\nperiod = 2").unwrap();
-        let tasks: Vec<StepTasks> = (0..6).map(|i| s.plan(i).tasks).collect();
-        use StepTasks::*;
-        assert_eq!(tasks, [Det, Det, Seg, Seg, Det, Det]);
-        assert_eq!(parse("kind = \"alternate\"").unwrap().plan(1).tasks, Seg);
-        assert_eq!(parse("kind = \"joint\"").unwrap().plan(7).tasks, Both);
+        let tasks: Vec<TaskSet> = (0..6).map(|i| s.plan(i, TWO).tasks).collect();
+        assert_eq!(tasks, [DET, DET, SEG, SEG, DET, DET]);
+        assert_eq!(parse("kind = \"alternate\"").unwrap().plan(1, TWO).tasks, SEG);
+        assert_eq!(parse("kind = \"joint\"").unwrap().plan(7, TWO).tasks, TaskSet::DET_SEG);
+        // Three tasks: round-robin, and joint trains all three every step.
+        let three = RunShape { tasks: TaskSet::of(&Task::ALL), steps: 20 };
+        let tasks: Vec<TaskSet> = (0..6).map(|i| s.plan(i, three).tasks).collect();
+        assert_eq!(tasks, [DET, DET, SEG, SEG, CLS, CLS]);
+        assert_eq!(parse("kind = \"joint\"").unwrap().plan(0, three).tasks.len(), 3);
     }
 
     #[test]
     fn sequential_family_switches_task_and_lowers_the_rate() {
         let s = parse("kind = \"freeze\"\nfirst = \"seg\"\nswitch_step = 10\nlr_factor = 0.2\nfreeze = \"stages:2\"").unwrap();
-        assert_eq!(s.plan(9), StepPlan { tasks: StepTasks::Seg, phase: 0, lr_factor: 1.0, replay: None });
-        assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.2, replay: None });
+        assert_eq!(s.plan(9, TWO), StepPlan { tasks: SEG, phase: 0, lr_factor: 1.0, replay: None });
+        assert_eq!(s.plan(10, TWO), StepPlan { tasks: DET, phase: 1, lr_factor: 0.2, replay: None });
         assert!(matches!(s, StrategyConfig::Freeze { freeze: FreezeScope::Stages(2), .. }));
-        assert_eq!(s.describe_phase(1), "freeze detection (lr ×0.2)");
-        assert!(s.validate(20).is_ok());
-        assert!(s.validate(10).unwrap_err().to_string().contains("switch_step"));
+        assert_eq!(s.describe_phase(1, TWO), "freeze detection (lr ×0.2)");
+        assert!(s.validate(two(20)).is_ok());
+        assert!(s.validate(two(10)).unwrap_err().to_string().contains("switch_step"));
     }
 
     #[test]
     fn replay_adds_a_first_task_batch_from_its_buffer_every_kth_second_phase_step() {
         let s = parse("kind = \"replay\"\nswitch_step = 10\nevery = 3").unwrap();
-        let plans: Vec<(StepTasks, Option<Task>)> = (8..17).map(|i| (s.plan(i).tasks, s.plan(i).replay)).collect();
-        use StepTasks::*;
-        let r = Some(Task::Det);
-        assert_eq!(plans, [(Det, None), (Det, None), (Seg, None), (Seg, None), (Both, r), (Seg, None), (Seg, None), (Both, r), (Seg, None)]);
-        assert_eq!(s.describe_phase(1), "replay segmentation (lr ×0.1; 1 step in 3 also replays detection from a buffer of 5%)");
-        assert!(s.validate(20).is_ok());
+        let plans: Vec<(TaskSet, Option<Task>)> = (8..17).map(|i| (s.plan(i, TWO).tasks, s.plan(i, TWO).replay)).collect();
+        let (r, both) = (Some(Task::Det), TaskSet::DET_SEG);
+        assert_eq!(plans, [(DET, None), (DET, None), (SEG, None), (SEG, None), (both, r), (SEG, None), (SEG, None), (both, r), (SEG, None)]);
+        assert_eq!(s.describe_phase(1, TWO), "replay segmentation (lr ×0.1; 1 step in 3 also replays detection from a buffer of 5%)");
+        assert!(s.validate(two(20)).is_ok());
         for (bad, field) in [("every = 0", "strategy.every"), ("buffer = 0", "strategy.buffer"), ("buffer = 2.5", "strategy.buffer")] {
             let s = parse(&format!("kind = \"replay\"\nswitch_step = 10\n{bad}")).unwrap();
-            assert!(s.validate(20).unwrap_err().to_string().contains(field), "{bad}");
+            assert!(s.validate(two(20)).unwrap_err().to_string().contains(field), "{bad}");
         }
     }
 
     #[test]
     fn pseudo_labels_apply_in_pseudos_second_phase_and_throughout_alternate_with_the_option() {
         let s = parse("kind = \"pseudo\"\nfirst = \"seg\"\nswitch_step = 10\npseudo_labels = { weight = 0.5 }").unwrap();
-        assert_eq!(s.plan(10), StepPlan { tasks: StepTasks::Det, phase: 1, lr_factor: 0.1, replay: None });
+        assert_eq!(s.plan(10, TWO), StepPlan { tasks: DET, phase: 1, lr_factor: 0.1, replay: None });
         assert_eq!(s.pseudo_labels(0), None);
         let labels = PseudoLabels { weight: 0.5, ..PseudoLabels::default() };
         assert_eq!(s.pseudo_labels(1), Some(labels));
-        assert_eq!(s.describe_phase(1), "pseudo detection (lr ×0.1; the switch snapshot labels its images for segmentation, weight 0.5)");
+        assert_eq!(s.describe_phase(1, TWO), "pseudo detection (lr ×0.1; the switch snapshot labels its images for segmentation, weight 0.5)");
         let alternate = parse("kind = \"alternate\"\npseudo_labels = true").unwrap();
         assert_eq!(alternate.pseudo_labels(0), Some(PseudoLabels::default()));
         assert_eq!(alternate.label(), "alternate + pseudo-labels");
@@ -533,19 +764,59 @@ mod tests {
             ("seg_teacher = \"no/such/checkpoint\"", "strategy.pseudo_labels.seg_teacher"),
         ] {
             let s = parse(&format!("kind = \"joint\"\npseudo_labels = {{ {bad} }}")).unwrap();
-            assert!(s.validate(20).unwrap_err().to_string().contains(field), "{bad}");
+            assert!(s.validate(two(20)).unwrap_err().to_string().contains(field), "{bad}");
         }
         // Specialists are named in the label and the phase description, and written back out.
         let folder = std::env::temp_dir();
         let text = format!("kind = \"alternate\"\n[pseudo_labels]\ndet_teacher = '{}'", folder.display());
         let specialist = parse(&text).unwrap();
         assert_eq!(specialist.label(), "alternate + specialists' pseudo-labels");
-        assert!(specialist.validate(20).is_ok());
+        assert!(specialist.validate(two(20)).is_ok());
         assert_eq!(parse(&toml::to_string(&specialist).unwrap()).unwrap(), specialist);
         let pseudo = parse(&format!("kind = \"pseudo\"\nfirst = \"det\"\nswitch_step = 10\n[pseudo_labels]\ndet_teacher = '{}'", folder.display())).unwrap();
-        assert!(pseudo.describe_phase(1).contains("a specialist labels its images for detection"), "{}", pseudo.describe_phase(1));
+        assert!(pseudo.describe_phase(1, TWO).contains("a specialist labels its images for detection"), "{}", pseudo.describe_phase(1, TWO));
         let err = parse("kind = \"joint\"\npseudo_labels = { wieght = 1 }").unwrap_err().to_string();
         assert!(err.contains("unknown field `wieght`"), "{err}");
+    }
+
+    #[test]
+    fn a_sequence_over_three_tasks_follows_its_order_and_switch_steps() {
+        let three = RunShape { tasks: TaskSet::of(&Task::ALL), steps: 30 };
+        let s = parse("kind = \"sequential\"\norder = [\"cls\", \"det\", \"seg\"]\nswitch_steps = [5, 12]").unwrap();
+        let tasks: Vec<TaskSet> = [0, 4, 5, 11, 12, 29].iter().map(|&i| s.plan(i, three).tasks).collect();
+        assert_eq!(tasks, [CLS, CLS, DET, DET, SEG, SEG]);
+        assert_eq!(s.plan(12, three).phase, 2);
+        assert_eq!(s.sequence().unwrap().first, Task::Cls);
+        assert_eq!(s.describe_phase(2, three), "sequential segmentation (lr ×0.1)");
+        assert!(s.validate(three).is_ok());
+        // Without an order: `first`, then the run's other tasks, the rest of the run split evenly.
+        let s = parse("kind = \"freeze\"\nfirst = \"seg\"\nswitch_step = 10\nfreeze = \"backbone\"").unwrap();
+        assert_eq!(s.schedule(three).unwrap(), Schedule { order: vec![Task::Seg, Task::Det, Task::Cls], switches: vec![10, 20], lr_factor: 0.1 });
+        // Written back, the two-task form stays as it was.
+        let text = toml::to_string(&parse("kind = \"sequential\"\nswitch_step = 10").unwrap()).unwrap();
+        assert!(!text.contains("order") && !text.contains("switch_steps"), "{text}");
+        for (bad, field) in [
+            ("order = [\"det\", \"seg\", \"cls\"]\nswitch_steps = [5]", "one step per switch"),
+            ("order = [\"det\", \"det\"]\nswitch_steps = [5]", "each once"),
+            ("order = [\"det\", \"seg\", \"cls\"]\nswitch_steps = [9, 5]", "increasing steps"),
+        ] {
+            let err = parse(&format!("kind = \"sequential\"\n{bad}")).unwrap().validate(three).unwrap_err().to_string();
+            assert!(err.contains(field), "{bad}: {err}");
+        }
+        let err = parse("kind = \"sequential\"\norder = [\"cls\", \"det\"]\nswitch_steps = [5]").unwrap().validate(two(30)).unwrap_err();
+        assert!(err.to_string().contains("the run has no classification dataset"), "{err}");
+        let err = parse("kind = \"lwf\"\nswitch_step = 10").unwrap().validate(three).unwrap_err();
+        assert!(err.to_string().contains("over classification or three phases"), "{err}");
+    }
+
+    #[test]
+    fn task_sets_read_and_write_as_keys() {
+        let all = TaskSet::of(&Task::ALL);
+        assert_eq!(String::from(all), "det+seg+cls");
+        assert_eq!(String::from(TaskSet::DET_SEG), "both");
+        assert_eq!(TaskSet::try_from("seg".to_string()), Ok(SEG));
+        assert_eq!(TaskSet::try_from("cls+det".to_string()).map(String::from), Ok("det+cls".to_string()));
+        assert!(TaskSet::try_from("det+box".to_string()).unwrap_err().contains("\"box\" is not a task"));
     }
 
     #[test]
@@ -556,6 +827,6 @@ mod tests {
         assert!(err.contains("\"head\" is not one of"), "{err}");
         let err = parse("kind = \"magic\"").unwrap_err().to_string();
         assert!(err.contains("unknown variant `magic`"), "{err}");
-        assert!(parse("kind = \"alternate\"\nperiod = 0").unwrap().validate(10).is_err());
+        assert!(parse("kind = \"alternate\"\nperiod = 0").unwrap().validate(two(10)).is_err());
     }
 }

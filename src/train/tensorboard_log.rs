@@ -169,7 +169,7 @@ mod tests {
     use super::*;
     use crate::tensorboard::proto::{Kind, What};
     use crate::train::run_dir::EventLog;
-    use crate::train::strategy::StepTasks;
+    use crate::train::strategy::{Task, TaskSet};
 
     fn det_losses(run_dir: &Path) -> Vec<(i64, f32)> {
         let (events, _) = crate::tensorboard::read_file(&events_path(run_dir)).unwrap();
@@ -195,9 +195,10 @@ mod tests {
         for step in 1..=5 {
             let step_event = Event::Step {
                 step,
-                tasks: StepTasks::Det,
+                tasks: TaskSet::from(Task::Det),
                 det_loss: Some(step as f32 / 2.0),
                 seg_loss: None,
+                cls_loss: None,
                 penalty: None,
                 lr: 0.01,
                 images_per_sec: 10.0,

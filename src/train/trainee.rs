@@ -12,18 +12,25 @@ use crate::model::{transfer, ModelConfig, TwinNet};
 #[derive(Module, Debug)]
 pub struct Trainee<B: Backend> {
     pub net: TwinNet<B>,
-    /// `log σ²` per task (detection, segmentation) for uncertainty weighting.
+    /// `log σ²` per task (detection, segmentation, then classification when
+    /// the network has its head) for uncertainty weighting.
     pub log_vars: Param<Tensor<B, 1>>,
+}
+
+/// One learned task weight per head of `net`.
+fn task_log_vars<B: Backend>(net: &TwinNet<B>, device: &B::Device) -> Param<Tensor<B, 1>> {
+    Param::from_tensor(Tensor::zeros([2 + net.cls_head.is_some() as usize], device))
 }
 
 impl<B: Backend> Trainee<B> {
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
-        Self { net: TwinNet::new(config, device), log_vars: Param::from_tensor(Tensor::zeros([2], device)) }
+        Self::from_net(TwinNet::new(config, device), device)
     }
 
     /// A trainee starting from `net`'s weights (task weighting at its start).
     pub fn from_net(net: TwinNet<B>, device: &B::Device) -> Self {
-        Self { net, log_vars: Param::from_tensor(Tensor::zeros([2], device)) }
+        let log_vars = task_log_vars(&net, device);
+        Self { net, log_vars }
     }
 
     /// A freshly initialised trainee whose weights depend only on `seed`, the
@@ -53,10 +60,7 @@ impl<B: Backend> Trainee<B> {
 
     /// `0.5·exp(−s)·L + 0.5·s` for the task's learned `s = log σ²` (Kendall et al.).
     pub fn uncertainty_weighted(&self, task: Task, loss: Tensor<B, 1>) -> Tensor<B, 1> {
-        let index = match task {
-            Task::Det => 0,
-            Task::Seg => 1,
-        };
+        let index = task as usize;
         let s = self.log_vars.val().slice([index..index + 1]);
         (s.clone().neg().exp() * loss + s).mul_scalar(0.5)
     }

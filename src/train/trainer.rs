@@ -1,6 +1,7 @@
-//! The training loop: one network, two datasets, a strategy that decides which
-//! task trains at each step, validation of both tasks every few steps, typed
-//! events out and control messages in.
+//! The training loop: one network, a dataset per task (detection and
+//! segmentation, and classification when configured), a strategy that decides
+//! which tasks train at each step, validation of every task every few steps,
+//! typed events out and control messages in.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,6 +18,7 @@ use super::conflict::{self, TaskConflict};
 use super::ema::WeightEma;
 use super::evaluate::{validate, ValidationSets, ValidationSettings};
 use super::events::{Control, EvalRecord, Event, FinishReason};
+use super::loss::cls::cls_loss;
 use super::loss::det::{det_loss, det_loss_ignoring, DetLossConfig, ImageTargets};
 use super::loss::distill::{kd_det_loss, kd_seg_loss};
 use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig};
@@ -28,11 +30,12 @@ use super::run_dir::EventLog;
 use super::tensorboard_log::TensorboardLog;
 use super::timeline;
 use super::schedule::learning_rate;
-use super::strategy::{StrategyConfig, Task, Weighting};
+use super::strategy::{RunShape, StrategyConfig, Task, Weighting};
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
 use crate::backend::TwinAutodiffBackend;
-use crate::data::batch::{mask_tensor, DetBatch, DetSource, SegBatch, SegSource};
+use crate::data::batch::{mask_tensor, ClsBatch, ClsSource, DetBatch, DetSource, SegBatch, SegSource};
+use crate::data::classify::{self, ClsDataset};
 use crate::data::loader::{Loader, LoaderConfig, Position};
 use crate::data::synth::ensure_generated;
 use crate::model::anchors::Anchors;
@@ -42,6 +45,8 @@ use crate::model::{Reshape, TwinNet, DET_STRIDES};
 pub struct Datasets {
     pub det_train: DetSource,
     pub seg_train: SegSource,
+    /// In a run with classification.
+    pub cls_train: Option<ClsSource>,
     pub validation: ValidationSets,
 }
 
@@ -61,7 +66,7 @@ pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Resul
         tracing::info!("synthetic datasets in {}", std::path::absolute(&dir).unwrap_or_else(|_| dir.clone()).display());
         ensure_generated(&dir, &synth, |_, _| {})?;
     }
-    for (key, path) in [("data.voc", &data.voc), ("data.ade", &data.ade)] {
+    for (key, path) in [("data.voc", &data.voc), ("data.ade", &data.ade)].into_iter().chain(data.cls.iter().map(|p| ("data.cls", p))) {
         if !path.exists() {
             bail!("{key}: dataset folder {} does not exist{}", path.display(), relative_to_cwd(path));
         }
@@ -84,14 +89,44 @@ pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Resul
     if det_train.records.is_empty() || seg_train.records.is_empty() {
         bail!("a training split is empty ({} detection, {} segmentation images)", det_train.records.len(), seg_train.records.len());
     }
-    let validation = ValidationSets::new(&det_val, config.eval.det_images, &seg_val, config.eval.seg_images)?;
-    Ok(Datasets { det_train: DetSource::new(&det_train), seg_train: SegSource::new(&seg_train), validation })
+    let mut validation = ValidationSets::new(&det_val, config.eval.det_images, &seg_val, config.eval.seg_images)?;
+    let cls_train = match open_cls(data, log)? {
+        Some((train, val)) => {
+            validation = validation.with_cls(&val, config.eval.cls_images);
+            Some(ClsSource::new(&train))
+        }
+        None => None,
+    };
+    Ok(Datasets { det_train: DetSource::new(&det_train), seg_train: SegSource::new(&seg_train), cls_train, validation })
+}
+
+/// The classification splits of a run with `data.cls` (training and validation).
+fn open_cls(data: &crate::train::config::DataConfig, log: &mut dyn FnMut(String)) -> Result<Option<(ClsDataset, ClsDataset)>> {
+    let Some(root) = &data.cls else {
+        return Ok(None);
+    };
+    let format = match data.cls_format {
+        Some(format) => format,
+        None => classify::detect(root).with_context(|| format!("data.cls: {}", root.display()))?,
+    };
+    let train = ClsDataset::open(root, format, &data.cls_train_split)?;
+    let val = ClsDataset::open(root, format, &data.cls_val_split)?;
+    for (name, problems) in [("classification training", &train.problems), ("classification validation", &val.problems)] {
+        if !problems.is_empty() {
+            log(format!("{name} split: {} record(s) left out, first: {}", problems.len(), problems[0]));
+        }
+    }
+    if train.records.is_empty() || val.records.is_empty() {
+        bail!("data.cls: {}: a classification split is empty ({} training, {} validation images)", root.display(), train.records.len(), val.records.len());
+    }
+    Ok(Some((train, val)))
 }
 
 /// What one step computed, for the step event.
 struct StepLosses {
     det: Option<f32>,
     seg: Option<f32>,
+    cls: Option<f32>,
     penalty: Option<f32>,
 }
 
@@ -153,7 +188,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let data = open_datasets(&config, &mut |m| messages.push(m))?;
         let det_classes = data.validation.det_classes().names().to_vec();
         let seg_classes = data.validation.seg_classes().names().to_vec();
-        let mut model = config.model_config(det_classes.len(), seg_classes.len());
+        let cls_classes = data.validation.cls_classes().map_or_else(Vec::new, |c| c.names().to_vec());
+        let mut model = config.model_config(det_classes.len(), seg_classes.len(), cls_classes.len());
         if B::device_memory(&device).is_none() {
             // On the CPU a step's activations live in this machine's memory.
             memory::check_fits(&model, &config.data, memory::available_bytes())?;
@@ -176,7 +212,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let mut pretrained = None;
         let (trainee, state) = if let Some(dir) = resume_from {
             let (trainee, state) = checkpoint::load_trainee::<B>(&dir, &device)?;
-            if state.det_classes != det_classes || state.seg_classes != seg_classes {
+            if state.det_classes != det_classes || state.seg_classes != seg_classes || state.cls_classes != cls_classes {
                 bail!("{}: the checkpoint's class lists differ from the datasets'", dir.display());
             }
             optim = optim.load(&dir, &device)?;
@@ -190,9 +226,11 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 step: 0,
                 det_position: Position::default(),
                 seg_position: Position::default(),
+                cls_position: Position::default(),
                 replay_position: Position::default(),
                 best_map50: 0.0,
                 best_miou: 0.0,
+                best_top1: 0.0,
                 lr_scale: 1.0,
                 strategy: config.strategy.clone(),
                 strategy_since: 0,
@@ -200,6 +238,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 model: model.clone(),
                 det_classes,
                 seg_classes,
+                cls_classes,
                 image_size: config.data.image_size,
                 pretrained: None,
             };
@@ -207,7 +246,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 Some(dir) => {
                     let (net, init) = checkpoint::load_inference_net::<B>(dir, &device)
                         .with_context(|| format!("model.init: {} is not a readable checkpoint folder", dir.display()))?;
-                    if init.det_classes != state.det_classes || init.seg_classes != state.seg_classes {
+                    if init.det_classes != state.det_classes || init.seg_classes != state.seg_classes || init.cls_classes != state.cls_classes {
                         bail!("model.init: {}: its class lists differ from the datasets'", dir.display());
                     }
                     model = init.model;
@@ -296,6 +335,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let mut det_loader = Loader::starting_at(self.data.det_train.clone(), train_loader(self.config.seed), self.state.det_position)?;
         let mut seg_loader =
             Loader::starting_at(self.data.seg_train.clone(), train_loader(self.config.seed.wrapping_add(1)), self.state.seg_position)?;
+        let mut cls_loader = match &self.data.cls_train {
+            Some(source) => Some(Loader::starting_at(source.clone(), train_loader(self.config.seed.wrapping_add(3)), self.state.cls_position)?),
+            None => None,
+        };
         // Replay's buffer loaders, made when first needed (the buffer depends on the strategy in force).
         let (mut replay_det, mut replay_seg) = (None, None);
         let mut paused = false;
@@ -323,7 +366,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                     Control::Stop => stop = true,
                     Control::CheckpointNow => self.save_last()?,
                     Control::SetStrategy(strategy) => {
-                        strategy.validate(self.config.steps)?;
+                        strategy.validate(self.run_shape())?;
                         self.state.strategy = strategy.clone();
                         self.state.strategy_since = self.state.step;
                         self.state.replay_position = Position::default();
@@ -337,7 +380,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                             continue;
                         }
                         // The schedule's shape (and the phase's factor) continue from the new rate.
-                        let factor = self.state.strategy.plan(self.state.step).lr_factor;
+                        let factor = self.state.strategy.plan(self.state.step, self.run_shape()).lr_factor;
                         let scheduled = learning_rate(&self.config.optim, self.state.step, self.config.steps) * factor;
                         self.state.lr_scale = lr / scheduled;
                         self.emit(Event::LearningRateChanged { step: self.state.step, lr })?;
@@ -356,29 +399,40 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
 
             // The device is this trainer's for one step (with its evaluation and checkpoint), never while paused.
             let _turn = B::device_turn(&self.device);
-            let plan = self.state.strategy.plan(self.state.step);
+            let plan = self.state.strategy.plan(self.state.step, self.run_shape());
             if self.phase != Some(plan.phase) {
                 self.enter_phase(plan.phase)?;
             }
             let lr = learning_rate(&self.config.optim, self.state.step, self.config.steps) * plan.lr_factor * self.state.lr_scale;
             let step_start = Instant::now();
-            let det_batch = match (plan.tasks.includes(Task::Det), plan.replay == Some(Task::Det)) {
+            let det_batch = match (plan.tasks.contains(Task::Det), plan.replay == Some(Task::Det)) {
                 (false, _) => None,
                 (true, false) => Some(next_batch(&mut det_loader, "detection")?),
                 (true, true) => Some(next_batch(self.replay_loader(&mut replay_det, &self.data.det_train)?, "replay")?),
             };
-            let seg_batch = match (plan.tasks.includes(Task::Seg), plan.replay == Some(Task::Seg)) {
+            let seg_batch = match (plan.tasks.contains(Task::Seg), plan.replay == Some(Task::Seg)) {
                 (false, _) => None,
                 (true, false) => Some(next_batch(&mut seg_loader, "segmentation")?),
                 (true, true) => Some(next_batch(self.replay_loader(&mut replay_seg, &self.data.seg_train)?, "replay")?),
             };
-            for problem in det_batch.iter().flat_map(|b| &b.skipped).chain(seg_batch.iter().flat_map(|b| &b.skipped)) {
+            let cls_batch = match (plan.tasks.contains(Task::Cls), cls_loader.as_mut()) {
+                (false, _) => None,
+                (true, Some(loader)) => Some(next_batch(loader, "classification")?),
+                (true, None) => bail!("a classification step in a run without a classification dataset (data.cls)"),
+            };
+            let skipped = det_batch.iter().flat_map(|b| &b.skipped).chain(seg_batch.iter().flat_map(|b| &b.skipped));
+            for problem in skipped.chain(cls_batch.iter().flat_map(|b| &b.skipped)) {
                 self.emit(Event::Warning { step: self.state.step, message: format!("skipped {problem}") })?;
             }
-            let images = det_batch.as_ref().map_or(0, |b| b.len()) + seg_batch.as_ref().map_or(0, |b| b.len());
-            let losses = self.train_step(det_batch.as_ref(), seg_batch.as_ref(), lr)?;
+            let images = det_batch.as_ref().map_or(0, |b| b.len())
+                + seg_batch.as_ref().map_or(0, |b| b.len())
+                + cls_batch.as_ref().map_or(0, |b| b.len());
+            let losses = self.train_step(det_batch.as_ref(), seg_batch.as_ref(), cls_batch.as_ref(), lr)?;
             self.state.det_position = det_loader.position();
             self.state.seg_position = seg_loader.position();
+            if let Some(loader) = &cls_loader {
+                self.state.cls_position = loader.position();
+            }
             if let Some(loader) = replay_det.as_ref().filter(|_| plan.replay == Some(Task::Det)) {
                 self.state.replay_position = loader.position();
             }
@@ -394,6 +448,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 tasks: plan.tasks,
                 det_loss: losses.det,
                 seg_loss: losses.seg,
+                cls_loss: losses.cls,
                 penalty: losses.penalty,
                 lr,
                 images_per_sec,
@@ -454,7 +509,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             }
         }
         self.phase = Some(phase);
-        let description = strategy.describe_phase(phase);
+        let description = strategy.describe_phase(phase, self.run_shape());
         self.emit(Event::Phase { step: self.state.step, phase, description })
     }
 
@@ -534,6 +589,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                     losses.push(self.seg_loss_of(&snapshot.net, &batch));
                 }
             }
+            Task::Cls => bail!("ewc protects detection or segmentation (see StrategyConfig::validate)"),
         }
         Ewc::estimate(&snapshot.net, losses, lambda)
     }
@@ -549,15 +605,25 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         seg_loss(logits, batch.masks::<B>(&self.device), &self.seg_losses).total
     }
 
-    fn train_step(&mut self, det: Option<&DetBatch>, seg: Option<&SegBatch>, lr: f64) -> Result<StepLosses> {
-        let (weighting, det_weight, seg_weight) = self.state.strategy.weighting();
-        let weigh = |trainee: &Trainee<B>, task: Task, loss: Tensor<B, 1>| match weighting {
-            Weighting::Fixed => loss.mul_scalar(if task == Task::Det { det_weight } else { seg_weight }),
+    fn cls_loss_of(&self, net: &TwinNet<B>, batch: &ClsBatch) -> Tensor<B, 1> {
+        let logits = net.forward_cls(batch.images::<B>(&self.device));
+        cls_loss(logits, batch.labels::<B>(&self.device), self.config.loss.cls_label_smoothing)
+    }
+
+    /// The run's tasks and length, as the strategy schedules them.
+    fn run_shape(&self) -> RunShape {
+        self.config.run_shape()
+    }
+
+    fn train_step(&mut self, det: Option<&DetBatch>, seg: Option<&SegBatch>, cls: Option<&ClsBatch>, lr: f64) -> Result<StepLosses> {
+        let strategy = &self.state.strategy;
+        let weigh = |trainee: &Trainee<B>, task: Task, loss: Tensor<B, 1>| match strategy.weighting() {
+            Weighting::Fixed => loss.mul_scalar(strategy.weight(task)),
             Weighting::Uncertainty => trainee.uncertainty_weighted(task, loss),
         };
         let net = &self.trainee.net;
         let mut total: Option<Tensor<B, 1>> = None;
-        let mut out = StepLosses { det: None, seg: None, penalty: None };
+        let mut out = StepLosses { det: None, seg: None, cls: None, penalty: None };
         let mut penalty: Option<Tensor<B, 1>> = None;
         let cross = match &self.mitigation {
             Mitigation::Distill { teacher, weight, temperature } => {
@@ -633,6 +699,11 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 _ => {}
             }
         }
+        if let Some(batch) = cls {
+            let loss = self.cls_loss_of(net, batch);
+            out.cls = Some(scalar(&loss)?);
+            accumulate(&mut total, weigh(&self.trainee, Task::Cls, loss));
+        }
         if let Mitigation::Ewc(ewc) = &self.mitigation {
             accumulate(&mut penalty, ewc.penalty(net));
         }
@@ -665,10 +736,13 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         timeline::write_step(&self.run_dir, self.state.step, &self.data.validation, &result.kept)?;
         let map50 = result.det.mean().unwrap_or(0.0);
         let miou = result.seg.miou().unwrap_or(0.0);
+        let top1 = result.cls.as_ref().map(|cls| cls.top1().unwrap_or(0.0));
         let improved_det = map50 > self.state.best_map50;
         let improved_seg = miou > self.state.best_miou;
+        let improved_cls = top1.is_some_and(|top1| top1 > self.state.best_top1);
         self.state.best_map50 = self.state.best_map50.max(map50);
         self.state.best_miou = self.state.best_miou.max(miou);
+        self.state.best_top1 = self.state.best_top1.max(top1.unwrap_or(0.0));
         let names = |classes: &[String], values: Vec<Option<f64>>| classes.iter().cloned().zip(values).collect();
         let record = EvalRecord {
             step: self.state.step,
@@ -679,10 +753,18 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             seg_per_class: names(&self.state.seg_classes, result.seg.per_class_iou()),
             det_forgetting: self.state.best_map50 - map50,
             seg_forgetting: self.state.best_miou - miou,
+            top1,
+            top5: result.cls.as_ref().and_then(|cls| cls.top5()),
+            cls_per_class: match &result.cls {
+                Some(cls) => names(&self.state.cls_classes, cls.per_class_accuracy()),
+                None => Default::default(),
+            },
+            cls_forgetting: top1.map(|top1| self.state.best_top1 - top1),
             conflict: Some(self.measure_conflict()?),
         };
         self.emit(Event::Eval(record))?;
-        for (improved, kind) in [(improved_det, CheckpointKind::BestDet), (improved_seg, CheckpointKind::BestSeg)] {
+        let best = [(improved_det, CheckpointKind::BestDet), (improved_seg, CheckpointKind::BestSeg), (improved_cls, CheckpointKind::BestCls)];
+        for (improved, kind) in best {
             if improved {
                 let ema = &self.ema;
                 let path = checkpoint::save(&self.run_dir, &kind, &self.trainee, &self.state, |dir| save_kept(dir, checkpoint::EMA_FILE, ema))?;

@@ -1,10 +1,12 @@
-//! Training losses: detection (`det`), segmentation (`seg`), distillation for
+//! Training losses: detection (`det`), segmentation (`seg`), classification
+//! (`cls`), distillation for
 //! Learning-without-Forgetting (`distill`), and the box overlaps they use (`iou`).
 //!
 //! All are generic over the backend and differentiable in the network outputs;
 //! targets are built on the CPU and carry no gradient. Each is checked against
 //! the values `tools/loss_reference.py` writes to `tests/fixtures/loss/`.
 
+pub mod cls;
 pub mod det;
 pub mod distill;
 pub mod iou;
@@ -14,6 +16,7 @@ use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+pub use cls::cls_loss;
 pub use det::{det_loss, DetLossConfig, DetLossOutput};
 pub use distill::{kd_det_loss, kd_seg_loss, KdDetOutput};
 pub use iou::{box_iou, iou_f32, pairwise_iou, IouKind};
