@@ -17,7 +17,7 @@ use crate::data::augment::{apply_geometry, normalize_into, AugmentConfig, Letter
 use crate::data::batch::decode_rgb;
 use crate::data::Problem;
 use crate::model::postprocess::{Detection, PostprocessConfig};
-use crate::model::predict::predict_batch;
+use crate::model::predict::{classify_batch, predict_batch};
 use crate::model::TwinNet;
 use crate::train::checkpoint::{self, CheckpointKind, TrainerState};
 use crate::train::config::TrainConfig;
@@ -73,6 +73,19 @@ impl Predictor {
         &self.state.seg_classes
     }
 
+    /// Empty for a network without a classification head.
+    pub fn cls_classes(&self) -> &[String] {
+        &self.state.cls_classes
+    }
+
+    /// Class probabilities of each image, from the classification head.
+    pub fn classify_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        if self.state.cls_classes.is_empty() {
+            anyhow::bail!("{}: the network has no classification head (its run had no data.cls)", self.checkpoint.display());
+        }
+        Ok(self.input_batches(images).flat_map(|(pixels, _)| self.net.classify(pixels)).collect())
+    }
+
     pub fn predict_images(&self, images: &[RgbImage], postprocess: &PostprocessConfig) -> Vec<Prediction> {
         let mut predictions = Vec::with_capacity(images.len());
         for (pixels, letterboxes) in self.input_batches(images) {
@@ -120,7 +133,11 @@ impl Predictor {
     /// the post-processing the run's evaluations use (what `eval --run` prints).
     pub fn validate_full(&self, config: &TrainConfig, on_batch: OnValidationBatch) -> Result<FullValidation> {
         let (det, seg) = open_validation_splits(&config.data)?;
-        let sets = ValidationSets::new(&det, usize::MAX, &seg, usize::MAX)?;
+        let mut sets = ValidationSets::new(&det, usize::MAX, &seg, usize::MAX)?;
+        let cls = config.data.open_cls(&config.data.cls_val_split)?;
+        if let Some(cls) = &cls {
+            sets = sets.with_cls(cls, usize::MAX);
+        }
         let settings = ValidationSettings {
             image_size: self.state.image_size,
             batch_size: config.data.batch_size,
@@ -129,21 +146,25 @@ impl Predictor {
             keep_predictions: 0,
         };
         let validation = self.net.validate(&sets, &settings, on_batch)?;
-        Ok(FullValidation { validation, det_images: det.records.len(), seg_images: seg.records.len() })
+        let cls_images = cls.map_or(0, |cls| cls.records.len());
+        Ok(FullValidation { validation, det_images: det.records.len(), seg_images: seg.records.len(), cls_images })
     }
 }
 
-/// Both tasks scored on their full validation splits.
+/// Every task scored on its full validation split.
 pub struct FullValidation {
     pub validation: Validation,
     pub det_images: usize,
     pub seg_images: usize,
+    /// 0 in a run without classification.
+    pub cls_images: usize,
 }
 
 /// A network on the device of its backend, behind one interface for every device.
 trait DeviceNet: Send + Sync {
     fn predict(&self, pixels: TensorData, letterboxes: &[Letterbox], postprocess: &PostprocessConfig) -> Vec<(Vec<Detection>, GrayImage)>;
     fn validate(&self, sets: &ValidationSets, settings: &ValidationSettings, on_batch: OnValidationBatch) -> Result<Validation>;
+    fn classify(&self, pixels: TensorData) -> Vec<Vec<f32>>;
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
@@ -160,6 +181,11 @@ impl<B: TwinBackend> DeviceNet for NetOn<B> {
 
     fn validate(&self, sets: &ValidationSets, settings: &ValidationSettings, on_batch: OnValidationBatch) -> Result<Validation> {
         validate(&self.net, sets, settings, &self.device, on_batch)
+    }
+
+    fn classify(&self, pixels: TensorData) -> Vec<Vec<f32>> {
+        let _turn = B::device_turn(&self.device);
+        classify_batch(&self.net, Tensor::<B, 4>::from_data(pixels, &self.device))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

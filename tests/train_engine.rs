@@ -670,7 +670,8 @@ fn three_task_data() -> &'static Path {
 /// A tiny three-task run at 64 px on [`three_task_data`].
 fn three_task_config(steps: usize, strategy: &str) -> TrainConfig {
     let data = three_task_data();
-    let mut cfg = config(data, steps, strategy);
+    let mut cfg = config(data, steps, "kind = \"joint\"");
+    cfg.strategy = toml::from_str(strategy).unwrap();
     cfg.data.image_size = 64;
     cfg.data.cls = Some(data.join("cls"));
     let synthetic = cfg.data.synthetic.as_mut().unwrap();

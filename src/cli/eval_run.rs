@@ -1,4 +1,4 @@
-//! `twinhead eval --run`: both tasks of a trained run on their full validation splits.
+//! `twinhead eval --run`: every task of a trained run on its full validation split.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ pub struct Args {
     /// Run folder (runs/NAME).
     #[arg(long)]
     pub run: Option<PathBuf>,
-    /// last, best-det or best-seg.
+    /// last, best-det, best-seg or best-cls.
     #[arg(long, default_value = "last")]
     pub checkpoint: String,
     /// Device to run on: cpu, cuda[:N], wgpu[:N] or wgpu:cpu (`twinhead devices`).
@@ -56,6 +56,10 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     let pixel_acc = result.seg.pixel_accuracy().unwrap_or(0.0);
     let seg_label = |label: usize| mask_label_name(&state.seg_classes, label);
     let top_confusions = result.seg.top_confusions(TOP_CONFUSIONS);
+    let cls_per_class: serde_json::Map<String, serde_json::Value> = match &result.cls {
+        Some(cls) => state.cls_classes.iter().cloned().zip(cls.per_class_accuracy().into_iter().map(|v| json!(v))).collect(),
+        None => Default::default(),
+    };
     if args.json {
         let pr: serde_json::Map<String, serde_json::Value> = state
             .det_classes
@@ -68,7 +72,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
             .collect();
         let det_labels: Vec<String> = state.det_classes.iter().cloned().chain(["background".to_string()]).collect();
         let seg_labels: Vec<String> = (0..=state.seg_classes.len()).map(seg_label).collect();
-        let report = json!({
+        let mut report = json!({
             "checkpoint": dir, "step": state.step,
             "det": {"map50": map50, "images": full.det_images, "per_class": det_per_class},
             "seg": {"miou": miou, "pixel_acc": pixel_acc, "images": full.seg_images, "per_class": seg_per_class},
@@ -81,6 +85,12 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
                 "seg": {"rows_are": "ground truth", "labels": seg_labels, "counts": result.seg.rows()},
             },
         });
+        if let Some(cls) = &result.cls {
+            report["cls"] = json!({
+                "top1": cls.top1(), "top5": cls.top5(), "images": full.cls_images, "per_class": cls_per_class,
+                "confusion": {"rows_are": "true class", "labels": state.cls_classes, "counts": cls.rows()},
+            });
+        }
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{} (step {})", dir.display(), state.step);
@@ -95,6 +105,13 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         println!("most confused pixels (share of the true class's pixels):");
         for (gt, pred, share) in top_confusions {
             println!("  {:<20} -> {:<20} {share:.4}", seg_label(gt), seg_label(pred));
+        }
+        if let Some(cls) = &result.cls {
+            let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+            println!("classification {} images  top-1 {}  top-5 {}", full.cls_images, rate(cls.top1()), rate(cls.top5()));
+            for (class, accuracy) in &cls_per_class {
+                println!("  {class:<20} {}", rate(accuracy.as_f64()));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -17,6 +17,7 @@ mod export_onnx;
 mod export_ultralytics;
 mod predict;
 mod runs;
+mod submit;
 mod train;
 
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ enum Command {
     /// Look at run folders.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Write a challenge submission of a trained run.
+    #[command(subcommand)]
+    Submit(SubmitCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +84,12 @@ enum RunsCommand {
     /// Writes runs' TensorBoard files anew from their metrics.jsonl and timeline
     /// (runs trained before Twinhead wrote them, or with log.tensorboard = false).
     Tensorboard(runs::TensorboardArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SubmitCommand {
+    /// The CVPR23 Track1 (AllInOne) JSON: classification, detection and segmentation of its test images.
+    Track1(submit::Track1Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +182,7 @@ pub fn main() -> ExitCode {
         Some(Command::Export(ExportCommand::UltralyticsStateDict(args))) => export_ultralytics::run(args),
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
         Some(Command::Runs(RunsCommand::Tensorboard(args))) => runs::run_tensorboard(args),
+        Some(Command::Submit(SubmitCommand::Track1(args))) => submit::run_track1(args),
         Some(Command::Devices) => list_devices(),
         Some(Command::Compress(CompressArgs { command: Some(CompressCommand::Report(args)), .. })) => compress::run_report(args),
         Some(Command::Compress(CompressArgs { command: None, compress: args })) => compress::run(args),

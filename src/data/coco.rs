@@ -65,6 +65,15 @@ impl CocoIds {
         }
     }
 
+    /// Images by record id and categories by class index, as given.
+    pub fn from_parts(images: HashMap<String, CocoId>, categories: Vec<CocoId>) -> Self {
+        Self { images, categories }
+    }
+
+    pub fn image_count(&self) -> usize {
+        self.images.len()
+    }
+
     /// The ids `path` (a COCO file) gives images named by file stem and the
     /// classes `class_names`, matched by category name: what `predict --coco-ids` uses.
     pub fn read(path: &Path, class_names: &[String]) -> Result<Self> {

@@ -2,9 +2,11 @@
 //! matching ground truth from `data export-coco`), the VOC devkit's
 //! `comp4_det_<split>_<class>.txt` files, and ADE-encoded mask PNGs named like
 //! the annotations. Used by `twinhead predict --format` and Inspect's export.
+//! `track1` writes the CVPR23 Track1 submission of a three-task run.
 
 pub mod coco;
 pub mod dataset;
+pub mod track1;
 pub mod voc;
 
 use std::path::{Path, PathBuf};

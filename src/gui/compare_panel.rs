@@ -62,12 +62,16 @@ enum Column {
     DetForgettingEnd,
     SegForgetting,
     SegForgettingEnd,
+    FinalTop1,
+    BestTop1,
+    ClsForgetting,
+    ClsForgettingEnd,
     Conflict,
     WallTime,
 }
 
 impl Column {
-    const ALL: [Column; 14] = [
+    const ALL: [Column; 18] = [
         Column::Run,
         Column::Strategy,
         Column::Status,
@@ -80,9 +84,23 @@ impl Column {
         Column::DetForgettingEnd,
         Column::SegForgetting,
         Column::SegForgettingEnd,
+        Column::FinalTop1,
+        Column::BestTop1,
+        Column::ClsForgetting,
+        Column::ClsForgettingEnd,
         Column::Conflict,
         Column::WallTime,
     ];
+
+    /// The columns of a table of `rows`: classification's only when a run has it.
+    fn shown(rows: &[Row]) -> Vec<Column> {
+        let classification = rows.iter().any(|r| r.best_top1.is_some());
+        Self::ALL.into_iter().filter(|c| classification || !c.is_classification()).collect()
+    }
+
+    fn is_classification(self) -> bool {
+        matches!(self, Column::FinalTop1 | Column::BestTop1 | Column::ClsForgetting | Column::ClsForgettingEnd)
+    }
 
     fn header(self) -> &'static str {
         match self {
@@ -98,6 +116,10 @@ impl Column {
             Column::DetForgettingEnd => "at end",
             Column::SegForgetting => "segmentation forgetting",
             Column::SegForgettingEnd => "at end",
+            Column::FinalTop1 => "final top-1",
+            Column::BestTop1 => "best top-1",
+            Column::ClsForgetting => "classification forgetting",
+            Column::ClsForgettingEnd => "at end",
             Column::Conflict => "task conflict",
             Column::WallTime => "wall time",
         }
@@ -106,10 +128,10 @@ impl Column {
     fn help(self) -> Option<&'static str> {
         match self {
             Column::Step => Some("Steps done / steps planned"),
-            Column::FinalMap50 | Column::FinalMiou => Some("At the last evaluation"),
-            Column::DetForgetting | Column::SegForgetting => Some(FORGETTING_HELP),
+            Column::FinalMap50 | Column::FinalMiou | Column::FinalTop1 => Some("At the last evaluation"),
+            Column::DetForgetting | Column::SegForgetting | Column::ClsForgetting => Some(FORGETTING_HELP),
             Column::Conflict => Some(CONFLICT_HELP),
-            Column::DetForgettingEnd | Column::SegForgettingEnd => Some("Best so far minus the value at the last evaluation: what the task has lost and not won back"),
+            Column::DetForgettingEnd | Column::SegForgettingEnd | Column::ClsForgettingEnd => Some("Best so far minus the value at the last evaluation: what the task has lost and not won back"),
             Column::WallTime => Some("Known once the run has finished"),
             _ => None,
         }
@@ -135,6 +157,11 @@ struct Row {
     /// At the last evaluation (the largest is the two above).
     det_forgetting_end: Option<f64>,
     seg_forgetting_end: Option<f64>,
+    /// Classification (runs with that task only).
+    final_top1: Option<f64>,
+    best_top1: Option<f64>,
+    cls_forgetting: Option<f64>,
+    cls_forgetting_end: Option<f64>,
     /// Mean and lowest task-conflict cosine over the evaluations.
     conflict: Option<(f64, f64)>,
     wall_seconds: Option<f64>,
@@ -163,6 +190,10 @@ impl Row {
             seg_forgetting: evaluated.then_some(seg_forgetting),
             det_forgetting_end: run.last_eval().map(|e| e.det_forgetting),
             seg_forgetting_end: run.last_eval().map(|e| e.seg_forgetting),
+            final_top1: run.last_eval().and_then(|e| e.top1),
+            best_top1: run.evals.iter().filter_map(|e| e.top1).reduce(f64::max),
+            cls_forgetting: run.evals.iter().filter_map(|e| e.cls_forgetting).reduce(f64::max),
+            cls_forgetting_end: run.last_eval().and_then(|e| e.cls_forgetting),
             conflict: conflict_summary(run),
             // Only a finished run's log carries its wall time.
             wall_seconds: (run.wall_seconds > 0.0).then_some(run.wall_seconds),
@@ -184,6 +215,10 @@ impl Row {
             Column::SegForgetting => number(self.seg_forgetting),
             Column::DetForgettingEnd => number(self.det_forgetting_end),
             Column::SegForgettingEnd => number(self.seg_forgetting_end),
+            Column::FinalTop1 => number(self.final_top1),
+            Column::BestTop1 => number(self.best_top1),
+            Column::ClsForgetting => number(self.cls_forgetting),
+            Column::ClsForgettingEnd => number(self.cls_forgetting_end),
             Column::Conflict => self.conflict.map_or_else(|| "—".to_string(), |(mean, low)| format!("{mean:.3} ({low:.3})")),
             Column::WallTime => self.wall_seconds.map_or_else(|| "—".to_string(), format_duration),
         }
@@ -199,6 +234,10 @@ impl Row {
             Column::SegForgetting => self.seg_forgetting,
             Column::DetForgettingEnd => self.det_forgetting_end,
             Column::SegForgettingEnd => self.seg_forgetting_end,
+            Column::FinalTop1 => self.final_top1,
+            Column::BestTop1 => self.best_top1,
+            Column::ClsForgetting => self.cls_forgetting,
+            Column::ClsForgettingEnd => self.cls_forgetting_end,
             Column::Conflict => self.conflict.map(|(mean, _)| mean),
             Column::WallTime => self.wall_seconds,
             Column::Step => Some(self.step as f64),
@@ -236,13 +275,14 @@ impl ComparePanel {
 
     fn table(&mut self, ui: &mut egui::Ui, rows: &[Row]) {
         egui::ScrollArea::horizontal().id_salt("compare-table-scroll").show(ui, |ui| {
-            egui::Grid::new("compare-table").striped(true).num_columns(Column::ALL.len()).show(ui, |ui| {
-                for column in Column::ALL {
+            let columns = Column::shown(rows);
+            egui::Grid::new("compare-table").striped(true).num_columns(columns.len()).show(ui, |ui| {
+                for &column in &columns {
                     self.header(ui, column);
                 }
                 ui.end_row();
                 for row in rows {
-                    for column in Column::ALL {
+                    for &column in &columns {
                         let text = row.cell(column);
                         let label = if matches!(column, Column::Strategy) {
                             // A long description (pseudo-labels' settings) would push the metrics off screen: cut, whole on hover.
@@ -512,9 +552,23 @@ mod tests {
             seg_forgetting: None,
             det_forgetting_end: None,
             seg_forgetting_end: None,
+            final_top1: None,
+            best_top1: None,
+            cls_forgetting: None,
+            cls_forgetting_end: None,
             conflict: None,
             wall_seconds: None,
         }
+    }
+
+    #[test]
+    fn classification_columns_show_only_when_a_run_has_classification() {
+        let two_task = vec![row("a", Some(0.5))];
+        assert_eq!(Column::shown(&two_task).len(), Column::ALL.len() - 4);
+        let mixed = vec![row("a", Some(0.5)), Row { final_top1: Some(0.3), best_top1: Some(0.4), ..row("b", None) }];
+        let shown = Column::shown(&mixed);
+        assert!(shown.contains(&Column::BestTop1) && shown.contains(&Column::ClsForgettingEnd), "{shown:?}");
+        assert_eq!((mixed[1].cell(Column::FinalTop1), mixed[0].cell(Column::BestTop1)), ("0.300".to_string(), "—".to_string()));
     }
 
     fn names(rows: &[Row]) -> Vec<&str> {

@@ -55,8 +55,10 @@ struct CurvesScreenshot;
 enum Metric {
     DetLoss,
     SegLoss,
+    ClsLoss,
     Map50,
     Miou,
+    Top1,
     Lr,
     ImagesPerSec,
     Conflict,
@@ -64,16 +66,27 @@ enum Metric {
 
 impl Metric {
     /// In grid order: two per row.
-    const ALL: [Metric; 7] =
-        [Metric::DetLoss, Metric::SegLoss, Metric::Map50, Metric::Miou, Metric::Conflict, Metric::Lr, Metric::ImagesPerSec];
+    const ALL: [Metric; 9] = [
+        Metric::DetLoss,
+        Metric::SegLoss,
+        Metric::ClsLoss,
+        Metric::Map50,
+        Metric::Miou,
+        Metric::Top1,
+        Metric::Conflict,
+        Metric::Lr,
+        Metric::ImagesPerSec,
+    ];
 
     /// The name in the CSV export.
     fn key(self) -> &'static str {
         match self {
             Metric::DetLoss => "det_loss",
             Metric::SegLoss => "seg_loss",
+            Metric::ClsLoss => "cls_loss",
             Metric::Map50 => "map50",
             Metric::Miou => "miou",
+            Metric::Top1 => "top1",
             Metric::Lr => "lr",
             Metric::ImagesPerSec => "images_per_sec",
             Metric::Conflict => "task_conflict",
@@ -84,8 +97,10 @@ impl Metric {
         match self {
             Metric::DetLoss => "detection loss",
             Metric::SegLoss => "segmentation loss",
+            Metric::ClsLoss => "classification loss",
             Metric::Map50 => "mAP50",
             Metric::Miou => "mIoU",
+            Metric::Top1 => "classification top-1",
             Metric::Lr => "learning rate",
             Metric::ImagesPerSec => "images/s",
             Metric::Conflict => "task conflict: cosine of the detection and segmentation gradients on the shared weights",
@@ -96,8 +111,10 @@ impl Metric {
         match self {
             Metric::DetLoss => &series.det_loss,
             Metric::SegLoss => &series.seg_loss,
+            Metric::ClsLoss => &series.cls_loss,
             Metric::Map50 => &series.map50,
             Metric::Miou => &series.miou,
+            Metric::Top1 => &series.top1,
             Metric::Lr => &series.lr,
             Metric::ImagesPerSec => &series.images_per_sec,
             Metric::Conflict => &series.conflict,
@@ -109,14 +126,14 @@ impl Metric {
     /// fixed validation subset, and smoothing would blur the very drop (forgetting)
     /// this panel is for. The learning rate is a schedule, not a noisy measure.
     fn smoothed(self) -> bool {
-        matches!(self, Metric::DetLoss | Metric::SegLoss | Metric::ImagesPerSec)
+        matches!(self, Metric::DetLoss | Metric::SegLoss | Metric::ClsLoss | Metric::ImagesPerSec)
     }
 
     /// The fixed axis of a bounded measure (scores in 0–1, the cosine in −1…1),
     /// drawn unless the user zooms to the data.
     fn fixed_range(self) -> Option<(f64, f64)> {
         match self {
-            Metric::Map50 | Metric::Miou => Some((0.0, 1.0)),
+            Metric::Map50 | Metric::Miou | Metric::Top1 => Some((0.0, 1.0)),
             Metric::Conflict => Some((-1.0, 1.0)),
             _ => None,
         }
@@ -163,7 +180,7 @@ impl CurvesPanel {
         let markers = marker_lines(&runs);
         let footer_lines = 1 + markers.len();
         let row_height = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
-        let plot_size = plot_size(ui, footer_lines as f32 * row_height);
+        let plot_size = plot_size(ui, footer_lines as f32 * row_height, plot_rows(&runs).len());
         let rect = ui.scope(|ui| self.plots(ui, &runs, plot_size)).response.rect;
         // Only what is on screen is in the screenshot.
         self.plots_rect = Some(rect.intersect(ui.clip_rect()));
@@ -173,14 +190,14 @@ impl CurvesPanel {
         }
     }
 
-    /// In [`PLOT_ROWS`]: pairs, and the conflict meter across the whole width.
+    /// In [`plot_rows`]: pairs, and the conflict meter across the whole width.
     fn plots(&mut self, ui: &mut egui::Ui, runs: &[&RunRecord], size: egui::Vec2) {
         self.lines.forget_all_but(runs);
         let mut curves = Metric::ALL.map(|m| self.lines.lines(runs, m, self.smoothing.0));
         let marks = grouped_markers(runs);
         let style = PlotStyle { envelope: self.envelope, unit_axis: !self.zoom_metrics };
         let spacing = ui.spacing().item_spacing.x;
-        for row in PLOT_ROWS {
+        for row in plot_rows(runs) {
             let width = size.x * 2.0 / row.len() as f32 + spacing * (2 - row.len()) as f32;
             ui.horizontal(|ui| {
                 for metric in row {
@@ -349,22 +366,25 @@ fn grouped_markers(runs: &[&RunRecord]) -> Vec<MarkGroup> {
     groups
 }
 
-/// The plots' layout, row by row.
-const PLOT_ROWS: [&[Metric]; 4] = [
-    &[Metric::DetLoss, Metric::SegLoss],
-    &[Metric::Map50, Metric::Miou],
-    &[Metric::Conflict],
-    &[Metric::Lr, Metric::ImagesPerSec],
-];
+/// The plots' layout, row by row: classification's row only when a run shown has it.
+fn plot_rows(runs: &[&RunRecord]) -> Vec<&'static [Metric]> {
+    let classification = runs.iter().any(|r| !r.series.cls_loss.is_empty() || !r.series.top1.is_empty());
+    let mut rows: Vec<&'static [Metric]> = vec![&[Metric::DetLoss, Metric::SegLoss], &[Metric::Map50, Metric::Miou]];
+    if classification {
+        rows.push(&[Metric::ClsLoss, Metric::Top1]);
+    }
+    rows.extend([&[Metric::Conflict][..], &[Metric::Lr, Metric::ImagesPerSec]]);
+    rows
+}
 
-/// The size of one plot of a pair: half the width, a quarter of the height the footer leaves.
-fn plot_size(ui: &egui::Ui, footer_height: f32) -> egui::Vec2 {
+/// The size of one plot of a pair: half the width, a share of the height the footer leaves.
+fn plot_size(ui: &egui::Ui, footer_height: f32, rows: usize) -> egui::Vec2 {
     let available = ui.available_size();
     let spacing = ui.spacing().item_spacing;
     let title = ui.text_style_height(&egui::TextStyle::Body) + spacing.y;
     let width = ((available.x - spacing.x) / 2.0).max(MIN_PLOT_HEIGHT);
     // Inside an unbounded parent there is no height to share out.
-    let rows = PLOT_ROWS.len() as f32;
+    let rows = rows as f32;
     let height = if available.y.is_finite() { (available.y - footer_height) / rows - title - spacing.y } else { 2.0 * MIN_PLOT_HEIGHT };
     egui::vec2(width, height.max(MIN_PLOT_HEIGHT))
 }
@@ -396,7 +416,7 @@ fn metric_plot(
         .label_formatter(move |pos: &HoverPosition<'_>| Some(hover_text(metric, pos)))
         .show(ui, move |plot_ui| {
             // Evaluations are sparse: mark each one, so a single evaluation shows too.
-            let mark_points = matches!(metric, Metric::Map50 | Metric::Miou | Metric::Conflict);
+            let mark_points = matches!(metric, Metric::Map50 | Metric::Miou | Metric::Top1 | Metric::Conflict);
             for line in lines {
                 if let Some(behind) = &line.behind {
                     // Unnamed, so the legend keeps the smoothed line's colour.

@@ -1,11 +1,11 @@
 //! Dataset statistics as charts, under a folder's check summary on Setup:
-//! objects per class, pixel share per class, box sizes and image sizes (the
-//! numbers `data check --json` prints).
+//! objects per class, pixel share per class, images per class, box sizes and
+//! image sizes (the numbers `data check --json` prints).
 
 use eframe::egui;
 use egui_plot::{Bar, BarChart, Legend, Plot, Points};
 
-use crate::data::check::{AdeSummary, SizeSummary, VocSummary};
+use crate::data::check::{AdeSummary, ClsSummary, SizeSummary, VocSummary};
 
 /// The most classes a pixel-share chart shows (ADE20K has 150).
 const MAX_PIXEL_BARS: usize = 40;
@@ -58,6 +58,19 @@ pub fn ade_charts(ui: &mut egui::Ui, ade: &AdeSummary) {
             plot_ui.bar_chart(BarChart::new("% of pixels", bars).color(egui::Color32::from_rgb(90, 180, 120)));
         });
         image_sizes(ui, "ade-image-sizes", &ade.image_sizes);
+    });
+}
+
+pub fn cls_charts(ui: &mut egui::Ui, cls: &ClsSummary) {
+    egui::CollapsingHeader::new("Classification statistics").id_salt("cls-stats").show(ui, |ui| {
+        ui.label(format!("Images per class ({} classes)", cls.per_class.len()));
+        let names: Vec<String> = cls.per_class.iter().map(|(name, _)| name.clone()).collect();
+        let bars: Vec<Bar> =
+            cls.per_class.iter().enumerate().map(|(i, (name, n))| Bar::new(i as f64, *n as f64).name(name).width(0.7)).collect();
+        class_axis_plot("cls-per-class", names).show(ui, |plot_ui| {
+            plot_ui.bar_chart(BarChart::new("images", bars).color(egui::Color32::from_rgb(200, 140, 70)));
+        });
+        image_sizes(ui, "cls-image-sizes", &cls.image_sizes);
     });
 }
 

@@ -62,8 +62,11 @@ pub struct Marker {
 pub struct Series {
     pub det_loss: Vec<[f64; 2]>,
     pub seg_loss: Vec<[f64; 2]>,
+    /// Runs with classification only (like `top1`).
+    pub cls_loss: Vec<[f64; 2]>,
     pub map50: Vec<[f64; 2]>,
     pub miou: Vec<[f64; 2]>,
+    pub top1: Vec<[f64; 2]>,
     pub lr: Vec<[f64; 2]>,
     pub images_per_sec: Vec<[f64; 2]>,
     /// The task-conflict meter (gradient cosine on the shared weights) at each evaluation.
@@ -149,7 +152,7 @@ impl RunRecord {
                 self.truncate_after(*step);
                 self.step = *step;
             }
-            Event::Step { step, det_loss, seg_loss, lr, images_per_sec, device_memory, .. } => {
+            Event::Step { step, det_loss, seg_loss, cls_loss, lr, images_per_sec, device_memory, .. } => {
                 self.device_memory = *device_memory;
                 let x = *step as f64;
                 if let Some(v) = det_loss {
@@ -158,6 +161,9 @@ impl RunRecord {
                 if let Some(v) = seg_loss {
                     self.series.seg_loss.push([x, *v as f64]);
                 }
+                if let Some(v) = cls_loss {
+                    self.series.cls_loss.push([x, *v as f64]);
+                }
                 self.series.lr.push([x, *lr]);
                 self.series.images_per_sec.push([x, *images_per_sec as f64]);
             }
@@ -165,6 +171,9 @@ impl RunRecord {
                 let x = eval.step as f64;
                 self.series.map50.push([x, eval.map50]);
                 self.series.miou.push([x, eval.miou]);
+                if let Some(top1) = eval.top1 {
+                    self.series.top1.push([x, top1]);
+                }
                 if let Some(conflict) = eval.conflict {
                     self.series.conflict.push([x, conflict.shared]);
                 }
@@ -204,7 +213,8 @@ impl RunRecord {
     fn truncate_after(&mut self, step: usize) {
         let keep = |points: &mut Vec<[f64; 2]>| points.retain(|p| p[0] <= step as f64);
         let s = &mut self.series;
-        for points in [&mut s.det_loss, &mut s.seg_loss, &mut s.map50, &mut s.miou, &mut s.lr, &mut s.images_per_sec] {
+        let all = [&mut s.det_loss, &mut s.seg_loss, &mut s.cls_loss, &mut s.map50, &mut s.miou, &mut s.top1, &mut s.lr, &mut s.images_per_sec];
+        for points in all {
             keep(points);
         }
         self.markers.retain(|m| m.step <= step);

@@ -15,6 +15,8 @@ pub struct Settings {
     pub voc_dir: Option<PathBuf>,
     /// The user's ADE20K-format segmentation dataset, once chosen.
     pub ade_dir: Option<PathBuf>,
+    /// The user's classification dataset, once chosen.
+    pub cls_dir: Option<PathBuf>,
     /// The preset the Setup panel had last.
     pub preset: String,
     /// Where runs are written.
@@ -25,7 +27,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { voc_dir: None, ade_dir: None, preset: "quick".into(), runs_dir: "runs".into(), tab: Tab::Setup }
+        Self { voc_dir: None, ade_dir: None, cls_dir: None, preset: "quick".into(), runs_dir: "runs".into(), tab: Tab::Setup }
     }
 }
 
@@ -84,6 +86,7 @@ mod tests {
         let settings = Settings {
             voc_dir: Some("/data/VOCdevkit".into()),
             ade_dir: Some("/data/ADEChallengeData2016".into()),
+            cls_dir: Some("/data/cars".into()),
             preset: "voc-ade".into(),
             runs_dir: "/data/runs".into(),
             tab: Tab::Compare,

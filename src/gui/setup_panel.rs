@@ -34,6 +34,8 @@ pub struct SetupPanel {
     device_probe: Option<Job<Vec<(DeviceSpec, String)>>>,
     voc: FolderField,
     ade: FolderField,
+    /// Optional: empty for a detection and segmentation run.
+    cls: FolderField,
     weights: WeightsField,
     /// The learning rate to send to the focused live run.
     live_lr: f64,
@@ -74,13 +76,17 @@ enum FolderCheck {
 enum Dataset {
     Voc,
     Ade,
+    Cls,
 }
 
 impl Dataset {
+    const ALL: [Dataset; 3] = [Dataset::Voc, Dataset::Ade, Dataset::Cls];
+
     fn short_name(self) -> &'static str {
         match self {
             Dataset::Voc => "detection",
             Dataset::Ade => "segmentation",
+            Dataset::Cls => "classification",
         }
     }
 }
@@ -102,6 +108,7 @@ impl SetupPanel {
             device_probe: Some(Job::spawn("device probe", shared.repaint.callback(), |_| Ok(DeviceSpec::available()))),
             voc: FolderField::new(&draft.data.voc),
             ade: FolderField::new(&draft.data.ade),
+            cls: FolderField::optional(draft.data.cls.as_deref()),
             weights: WeightsField::new(draft.model.pretrained.as_deref()),
             draft,
             preset_error,
@@ -126,12 +133,16 @@ impl SetupPanel {
         if let Some(dir) = settings.ade_dir.clone() {
             self.set_folder(Dataset::Ade, dir);
         }
+        if let Some(dir) = settings.cls_dir.clone() {
+            self.set_folder(Dataset::Cls, dir);
+        }
     }
 
     fn load(&mut self, config: TrainConfig, shared: &Shared) {
         self.live_lr = config.optim.lr;
         self.voc = FolderField::new(&config.data.voc);
         self.ade = FolderField::new(&config.data.ade);
+        self.cls = FolderField::optional(config.data.cls.as_deref());
         self.weights = WeightsField::new(config.model.pretrained.as_deref());
         self.draft = config;
         self.apply_saved_folders(&shared.settings);
@@ -149,6 +160,7 @@ impl SetupPanel {
         ui.strong("Data");
         self.folder_row(ui, shared, Dataset::Voc);
         self.folder_row(ui, shared, Dataset::Ade);
+        self.folder_row(ui, shared, Dataset::Cls);
         ui.separator();
         ui.strong("Forgetting mitigation");
         let error = self.draft.validate().err().map(|e| format!("{e:#}"));
@@ -189,7 +201,7 @@ impl SetupPanel {
                 Err(error) => shared.notifications.push(Notice::error(format!("file dialog: {error:#}"))),
             }
         }
-        for which in [Dataset::Voc, Dataset::Ade] {
+        for which in Dataset::ALL {
             let field = self.field(which);
             if let FolderCheck::Running(job) = &mut field.check {
                 if let Some(result) = job.poll() {
@@ -216,6 +228,7 @@ impl SetupPanel {
         match which {
             Dataset::Voc => &mut self.voc,
             Dataset::Ade => &mut self.ade,
+            Dataset::Cls => &mut self.cls,
         }
     }
 
@@ -223,13 +236,23 @@ impl SetupPanel {
     fn set_folder(&mut self, which: Dataset, dir: PathBuf) {
         self.field(which).text = dir.display().to_string();
         let data = &mut self.draft.data;
-        let target = match which {
-            Dataset::Voc => &mut data.voc,
-            Dataset::Ade => &mut data.ade,
+        let changed = match which {
+            Dataset::Voc => std::mem::replace(&mut data.voc, dir.clone()) != dir,
+            Dataset::Ade => std::mem::replace(&mut data.ade, dir.clone()) != dir,
+            Dataset::Cls => data.cls.replace(dir.clone()) != Some(dir),
         };
-        if *target != dir {
-            *target = dir;
+        if changed {
             data.synthetic = None;
+        }
+    }
+
+    /// Drops the classification dataset: the run has detection and segmentation only.
+    fn clear_cls(&mut self) {
+        self.cls = FolderField::optional(None);
+        let data = &mut self.draft.data;
+        data.cls = None;
+        if let Some(synthetic) = &mut data.synthetic {
+            synthetic.cls_images = 0;
         }
     }
 
@@ -238,6 +261,11 @@ impl SetupPanel {
         let request = match which {
             Dataset::Voc => CheckRequest { det: Some(data.det_spec()), det_split: Some(data.voc_train_split.clone()), ..Default::default() },
             Dataset::Ade => CheckRequest { seg: Some(data.seg_spec()), seg_split: Some(data.ade_train_split.clone()), ..Default::default() },
+            Dataset::Cls => CheckRequest {
+                cls: data.cls.clone().map(|dir| (dir, data.cls_format)),
+                cls_split: Some(data.cls_train_split.clone()),
+                ..Default::default()
+            },
         };
         let job = Job::spawn("dataset check", shared.repaint.callback(), move |progress| {
             let files = AtomicUsize::new(0);
@@ -278,6 +306,7 @@ impl SetupPanel {
         let label = match which {
             Dataset::Voc => "Detection dataset (VOC, COCO, YOLO)",
             Dataset::Ade => "Segmentation dataset (ADE20K, masks)",
+            Dataset::Cls => "Classification dataset (image list, class folders; optional)",
         };
         let synthetic = self.draft.data.synthetic.is_some();
         let mut edited = false;
@@ -287,22 +316,26 @@ impl SetupPanel {
             let label_response = ui.label(label);
             let field = self.field(which);
             let response = ui.add(egui::TextEdit::singleline(&mut field.text).desired_width(320.0)).labelled_by(label_response.id);
-            edited = response.lost_focus() && !field.text.trim().is_empty();
+            edited = response.lost_focus();
             browse = ui.add_enabled(field.dialog.is_none(), egui::Button::new("Choose…")).clicked();
             let running = matches!(field.check, FolderCheck::Running(_));
             check = ui
-                .add_enabled(!running, egui::Button::new(format!("Check {}", which.short_name())))
+                .add_enabled(!running && !field.text.trim().is_empty(), egui::Button::new(format!("Check {}", which.short_name())))
                 .on_hover_text("Validate every record and show the dataset's statistics")
                 .clicked();
-            if synthetic {
+            if synthetic && !field.text.trim().is_empty() {
                 ui.weak("(synthetic, generated on first use)");
             }
         });
-        if edited {
-            let dir = PathBuf::from(self.field(which).text.trim());
+        let text = self.field(which).text.trim().to_string();
+        if edited && text.is_empty() && which == Dataset::Cls && self.draft.data.cls.is_some() {
+            self.clear_cls();
+        } else if edited && !text.is_empty() {
+            let dir = PathBuf::from(text);
             let changed = match which {
                 Dataset::Voc => self.draft.data.voc != dir,
                 Dataset::Ade => self.draft.data.ade != dir,
+                Dataset::Cls => self.draft.data.cls.as_ref() != Some(&dir),
             };
             if changed || matches!(self.field(which).check, FolderCheck::None) {
                 self.set_folder(which, dir.clone());
@@ -527,12 +560,18 @@ impl FolderField {
     fn new(dir: &Path) -> Self {
         Self { text: dir.display().to_string(), check: FolderCheck::None, dialog: None }
     }
+
+    /// The field of an optional dataset: empty when there is none.
+    fn optional(dir: Option<&Path>) -> Self {
+        Self::new(dir.unwrap_or(Path::new("")))
+    }
 }
 
 fn remember_folder(settings: &mut Settings, which: Dataset, dir: PathBuf) {
     match which {
         Dataset::Voc => settings.voc_dir = Some(dir),
         Dataset::Ade => settings.ade_dir = Some(dir),
+        Dataset::Cls => settings.cls_dir = Some(dir),
     }
 }
 
@@ -573,8 +612,21 @@ fn check_summary(ui: &mut egui::Ui, check: &FolderCheck) {
                     splits_text(&ade.splits)
                 ));
             }
+            if let Some(cls) = &report.cls {
+                ui.label(format!(
+                    "{} format: {} images in {} of {} classes; splits: {}",
+                    cls.format.name(),
+                    cls.images,
+                    cls.checked_split,
+                    cls.per_class.len(),
+                    splits_text(&cls.splits)
+                ));
+            }
             if let Some(voc) = &report.voc {
                 dataset_stats::voc_charts(ui, voc);
+            }
+            if let Some(cls) = &report.cls {
+                dataset_stats::cls_charts(ui, cls);
             }
             if let Some(ade) = &report.ade {
                 dataset_stats::ade_charts(ui, ade);

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::presets::{find_preset, PresetSource};
 use super::strategy::{RunShape, StrategyConfig, Task, TaskSet};
-use crate::data::classify::ClsFormat;
+use crate::data::classify::{self, ClsDataset, ClsFormat};
 use crate::data::format::{DetFormat, DetSpec, SegFormat, SegSpec};
 use crate::data::masks::{MaskEncoding, MaskPreset, MaskSpec};
 use crate::model::{BackboneKind, ModelSize};
@@ -118,6 +118,19 @@ impl DataConfig {
     pub fn seg_spec(&self) -> SegSpec {
         let masks = MaskSpec { preset: self.seg_preset, encoding: self.seg_encoding, classes: self.seg_classes.clone() };
         SegSpec::new(&self.ade, self.seg_format, masks)
+    }
+
+    /// Split `split` of the classification dataset, in a run with `data.cls`
+    /// (its format detected from the layout when `cls_format` is unset).
+    pub fn open_cls(&self, split: &str) -> Result<Option<ClsDataset>> {
+        let Some(root) = &self.cls else {
+            return Ok(None);
+        };
+        let format = match self.cls_format {
+            Some(format) => format,
+            None => classify::detect(root).with_context(|| format!("data.cls: {}", root.display()))?,
+        };
+        ClsDataset::open(root, format, split).map(Some)
     }
 
     /// Where and how the synthetic set is generated, when the data is synthetic:

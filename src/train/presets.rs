@@ -23,6 +23,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("quick", include_str!("../../presets/quick.toml")),
     ("replay", include_str!("../../presets/replay.toml")),
     ("sequential", include_str!("../../presets/sequential.toml")),
+    ("track1", include_str!("../../presets/track1.toml")),
     ("voc-ade", include_str!("../../presets/voc-ade.toml")),
     ("voc-ade-yolov8s", include_str!("../../presets/voc-ade-yolov8s.toml")),
 ];

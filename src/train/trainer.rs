@@ -35,7 +35,7 @@ use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
 use crate::backend::TwinAutodiffBackend;
 use crate::data::batch::{mask_tensor, ClsBatch, ClsSource, DetBatch, DetSource, SegBatch, SegSource};
-use crate::data::classify::{self, ClsDataset};
+use crate::data::classify::ClsDataset;
 use crate::data::loader::{Loader, LoaderConfig, Position};
 use crate::data::synth::ensure_generated;
 use crate::model::anchors::Anchors;
@@ -102,15 +102,10 @@ pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Resul
 
 /// The classification splits of a run with `data.cls` (training and validation).
 fn open_cls(data: &crate::train::config::DataConfig, log: &mut dyn FnMut(String)) -> Result<Option<(ClsDataset, ClsDataset)>> {
-    let Some(root) = &data.cls else {
+    let (Some(train), Some(val)) = (data.open_cls(&data.cls_train_split)?, data.open_cls(&data.cls_val_split)?) else {
         return Ok(None);
     };
-    let format = match data.cls_format {
-        Some(format) => format,
-        None => classify::detect(root).with_context(|| format!("data.cls: {}", root.display()))?,
-    };
-    let train = ClsDataset::open(root, format, &data.cls_train_split)?;
-    let val = ClsDataset::open(root, format, &data.cls_val_split)?;
+    let root = &train.root;
     for (name, problems) in [("classification training", &train.problems), ("classification validation", &val.problems)] {
         if !problems.is_empty() {
             log(format!("{name} split: {} record(s) left out, first: {}", problems.len(), problems[0]));

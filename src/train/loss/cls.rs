@@ -33,7 +33,7 @@ mod tests {
     }
 
     #[test]
-    fn label_smoothed_cross_entropy_agrees_with_torch() {
+    fn label_smoothed_cross_entropy_agrees_with_the_python_reference() {
         let cases: Vec<ClsCase> = serde_json::from_str(&fixture("cls.json")).unwrap();
         let device = Default::default();
         for case in cases {
