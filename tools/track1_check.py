@@ -19,8 +19,9 @@ dec/, seg/, each with a test.txt), writes the submission, and then:
     python3 -m venv /tmp/t1 && /tmp/t1/bin/pip install opencv-python-headless pycocotools numpy
     /tmp/t1/bin/python tools/track1_check.py --bin target/debug/twinhead --run RUN --synth DIR
 
-DIR is the run's synthetic folder (voc/, ade/, cls/). Exit 0 when every check
-passes; prints each figure.
+DIR is the run's synthetic folder (voc/, ade/, cls/). Run it from the folder
+the run was trained in (its configuration's relative paths resolve there).
+Exit 0 when every check passes; prints each figure.
 """
 
 import argparse
@@ -158,6 +159,7 @@ def main():
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--synth", type=Path, required=True)
     args = parser.parse_args()
+    args.bin, args.run, args.synth = args.bin.resolve(), args.run.resolve(), args.synth.resolve()
     state = json.loads((args.run / "checkpoints" / "last" / "state.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

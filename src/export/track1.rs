@@ -81,9 +81,19 @@ pub fn class_polygons(mask: &GrayImage, classes: usize) -> Vec<Vec<Polygon>> {
             if !present[class + 1] {
                 return Vec::new();
             }
+            // A frame of background around the image, as OpenCV pads it: imageproc
+            // starts an outer border only right of a background pixel, so a
+            // region spanning whole rows (a wall across the top) would be missed.
             let label = class as u8 + 1;
-            let binary = GrayImage::from_fn(mask.width(), mask.height(), |x, y| image::Luma([u8::from(mask.get_pixel(x, y)[0] == label) * 255]));
-            find_contours::<u32>(&binary).iter().map(|contour| chain_approx_simple(&contour.points)).collect()
+            let inside = |x: u32, y: u32| x >= 1 && y >= 1 && x <= mask.width() && y <= mask.height() && mask.get_pixel(x - 1, y - 1)[0] == label;
+            let framed = GrayImage::from_fn(mask.width() + 2, mask.height() + 2, |x, y| image::Luma([u8::from(inside(x, y)) * 255]));
+            find_contours::<u32>(&framed)
+                .iter()
+                .map(|contour| {
+                    let points: Vec<Point<u32>> = contour.points.iter().map(|p| Point::new(p.x - 1, p.y - 1)).collect();
+                    chain_approx_simple(&points)
+                })
+                .collect()
         })
         .collect()
 }
@@ -154,6 +164,17 @@ mod tests {
         inner.sort();
         assert_eq!(inner, vec![[3, 3], [3, 4], [4, 3], [4, 4]]);
         assert!(classes[2].is_empty());
+    }
+
+    #[test]
+    fn regions_spanning_whole_rows_have_their_border_too() {
+        // Class 0 fills the top rows edge to edge, class 1 the rest: no background anywhere.
+        let mask = GrayImage::from_fn(5, 4, |_, y| image::Luma([if y < 2 { 1 } else { 2 }]));
+        let classes = class_polygons(&mask, 2);
+        let mut top = classes[0][0].clone();
+        top.sort();
+        assert_eq!(top, vec![[0, 0], [0, 1], [4, 0], [4, 1]]);
+        assert_eq!(classes[1].len(), 1);
     }
 
     #[test]
