@@ -145,24 +145,53 @@ pub fn generate(
 }
 
 /// Returns the set already in `out` when it is complete and was made with the
-/// same `config` by this generator version; generates it otherwise ("generated on first use").
+/// same `config` by this generator version; generates it otherwise ("generated
+/// on first use"). The classification crops are a set of their own: a set that
+/// has them serves a configuration without them, and a set without them gets
+/// them added, so a two-task and a three-task preset share one folder.
 pub fn ensure_generated(
     out: &Path,
     config: &SynthConfig,
     progress: impl Fn(usize, usize) + Sync,
 ) -> Result<SynthSummary> {
     if let Some(marker) = read_marker(out) {
+        let same_twins = SynthConfig { cls_images: config.cls_images, ..marker.config.clone() } == *config;
         if marker.version == SYNTH_VERSION
-            && marker.config == *config
+            && same_twins
             && !out.join(INCOMPLETE_FILE).exists()
             && (config.det_images == 0 || marker.summary.voc_root.is_dir())
             && (config.seg_images == 0 || marker.summary.ade_root.is_dir())
-            && (config.cls_images == 0 || marker.summary.cls_root.is_dir())
         {
-            return Ok(marker.summary);
+            if config.cls_images == 0 || (marker.config.cls_images == config.cls_images && marker.summary.cls_root.is_dir()) {
+                return Ok(marker.summary);
+            }
+            return add_cls(out, marker, config, progress);
         }
     }
     generate(out, config, progress)
+}
+
+/// Writes (or rewrites) the classification set beside a complete twin set.
+fn add_cls(out: &Path, marker: Marker, config: &SynthConfig, progress: impl Fn(usize, usize) + Sync) -> Result<SynthSummary> {
+    let cls_root = out.join("cls");
+    if cls_root.exists() {
+        std::fs::remove_dir_all(&cls_root).with_context(|| format!("{}: cannot remove", cls_root.display()))?;
+    }
+    std::fs::write(out.join(INCOMPLETE_FILE), "a synthetic set is being written here\n")
+        .with_context(|| format!("{}: cannot write", out.join(INCOMPLETE_FILE).display()))?;
+    let done = AtomicUsize::new(0);
+    let tick = || progress(done.fetch_add(1, Ordering::Relaxed) + 1, config.cls_images);
+    let (cls_train, cls_val) = write_cls(&cls_root, config, &tick, &AtomicBool::new(false))?;
+    let summary = SynthSummary { cls_root, cls_train, cls_val, ..marker.summary };
+    write_marker(out, &Marker { version: SYNTH_VERSION, config: config.clone(), summary: summary.clone() })?;
+    Ok(summary)
+}
+
+/// Writes the marker of a complete set and clears the incomplete flag.
+fn write_marker(out: &Path, marker: &Marker) -> Result<()> {
+    let path = out.join(MARKER_FILE);
+    std::fs::write(&path, serde_json::to_string_pretty(marker)? + "\n").with_context(|| format!("{}: cannot write", path.display()))?;
+    std::fs::remove_file(out.join(INCOMPLETE_FILE)).with_context(|| format!("{}: cannot remove", out.join(INCOMPLETE_FILE).display()))
 }
 
 /// The summary of the complete synthetic set in `out`, if there is one.
@@ -224,12 +253,7 @@ pub fn generate_with_cancel(
         cls_train,
         cls_val,
     };
-    let marker = Marker { version: SYNTH_VERSION, config: config.clone(), summary: summary.clone() };
-    let path = out.join(MARKER_FILE);
-    std::fs::write(&path, serde_json::to_string_pretty(&marker)? + "\n")
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    std::fs::remove_file(out.join(INCOMPLETE_FILE))
-        .with_context(|| format!("{}: cannot remove", out.join(INCOMPLETE_FILE).display()))?;
+    write_marker(out, &Marker { version: SYNTH_VERSION, config: config.clone(), summary: summary.clone() })?;
     Ok(summary)
 }
 
@@ -1559,6 +1583,22 @@ mod tests {
             assert!(changed > 20 && changed * 2 < a.rgb.len(), "class {class}: {changed} pixels differ");
         }
         assert!((rotate_hue([200.0, 40.0, 40.0], 360.0)[0] - 200.0).abs() < 1e-2);
+    }
+
+    #[test]
+    fn classification_crops_are_added_to_a_twin_set_and_a_set_with_them_serves_one_without() {
+        let dir = tempfile::tempdir().unwrap();
+        let twins = SynthConfig { det_images: 5, seg_images: 5, size: 32, ..Default::default() };
+        ensure_generated(dir.path(), &twins, |_, _| {}).unwrap();
+        let voc_written = std::fs::metadata(dir.path().join("voc/JPEGImages/000001.jpg")).unwrap().modified().unwrap();
+        let three = SynthConfig { cls_images: 24, ..twins.clone() };
+        let summary = ensure_generated(dir.path(), &three, |_, _| {}).unwrap();
+        assert_eq!((summary.cls_train, summary.cls_val), (20, 4));
+        assert_eq!(std::fs::read_dir(dir.path().join("cls/images")).unwrap().count(), 24);
+        // The twin sets were kept, not written again; the two-task configuration is served as it is.
+        assert_eq!(std::fs::metadata(dir.path().join("voc/JPEGImages/000001.jpg")).unwrap().modified().unwrap(), voc_written);
+        assert_eq!(ensure_generated(dir.path(), &twins, |_, _| panic!("nothing to write")).unwrap(), summary);
+        assert!(!dir.path().join(INCOMPLETE_FILE).exists());
     }
 
     #[test]

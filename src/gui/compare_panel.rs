@@ -423,14 +423,19 @@ fn rescale_to_steps(strategy: &mut StrategyConfig, from_steps: usize, to_steps: 
 /// Per run, grouped bars: final mAP50 and mIoU, and the forgetting at the end
 /// of each task (drawn below zero, as losses).
 fn outcome_chart(ui: &mut egui::Ui, rows: &[Row]) {
-    let series: [(&str, egui::Color32, fn(&Row) -> Option<f64>); 4] = [
+    let all: [(&str, egui::Color32, fn(&Row) -> Option<f64>); 6] = [
         ("final mAP50", egui::Color32::from_rgb(78, 121, 167), |r| r.final_map50),
         ("final mIoU", egui::Color32::from_rgb(89, 161, 79), |r| r.final_miou),
+        ("final top-1", egui::Color32::from_rgb(176, 122, 161), |r| r.final_top1),
         ("detection forgetting at end", egui::Color32::from_rgb(242, 142, 43), |r| r.det_forgetting_end.map(|f| -f)),
         ("segmentation forgetting at end", egui::Color32::from_rgb(225, 87, 89), |r| r.seg_forgetting_end.map(|f| -f)),
+        ("classification forgetting at end", egui::Color32::from_rgb(237, 201, 72), |r| r.cls_forgetting_end.map(|f| -f)),
     ];
+    // Classification's bars only where a run has that task.
+    let series: Vec<_> = all.into_iter().filter(|(_, _, value)| rows.iter().any(|r| value(r).is_some())).collect();
     let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
-    let width = 0.8 / series.len() as f64;
+    let width = 0.8 / series.len().max(1) as f64;
+    let centre = (series.len() as f64 - 1.0) / 2.0;
     let charts: Vec<egui_plot::BarChart> = series
         .iter()
         .enumerate()
@@ -439,7 +444,7 @@ fn outcome_chart(ui: &mut egui::Ui, rows: &[Row]) {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, row)| value(row).map(|v| (i, v)))
-                .map(|(i, v)| egui_plot::Bar::new(i as f64 + (k as f64 - 1.5) * width, v).width(width * 0.9).name(&names[i]))
+                .map(|(i, v)| egui_plot::Bar::new(i as f64 + (k as f64 - centre) * width, v).width(width * 0.9).name(&names[i]))
                 .collect();
             egui_plot::BarChart::new(*name, bars).color(*color)
         })
