@@ -348,12 +348,12 @@ impl ComparePanel {
 
 /// Queues the sweep of `base` and checks its runs so Curves overlays them.
 fn start_sweep(base: &str, both_orders: bool, shared: &mut Shared) -> Notice {
-    let configs = match TrainConfig::load_preset(base, &[]).and_then(|config| sweep_configs(&config, both_orders)) {
-        Ok(configs) => configs,
+    let sweep = match TrainConfig::load_preset(base, &[]).and_then(|config| sweep_configs(&config, both_orders)) {
+        Ok(sweep) => sweep,
         Err(error) => return Notice::error(format!("strategy sweep: {error:#}")),
     };
     let mut queued = Vec::new();
-    for config in configs {
+    for config in sweep.configs {
         match shared.session.enqueue(config, shared.device) {
             Ok(name) => {
                 shared.selection.checked.insert(name.clone());
@@ -363,7 +363,18 @@ fn start_sweep(base: &str, both_orders: bool, shared: &mut Shared) -> Notice {
             Err(error) => return Notice::error(format!("strategy sweep: queued {}, then: {error:#}", queued.len())),
         }
     }
-    Notice::info(format!("strategy sweep: queued {}", queued.join(", ")))
+    let skipped = match sweep.skipped.as_slice() {
+        [] => String::new(),
+        names => format!("; not {} (they protect detection or segmentation in a two-phase order, not {base}'s tasks)", names.join(", ")),
+    };
+    Notice::info(format!("strategy sweep: queued {}{skipped}", queued.join(", ")))
+}
+
+/// The runs of a strategy sweep, and the strategy presets left out because
+/// their strategy cannot schedule the base's tasks.
+pub struct Sweep {
+    pub configs: Vec<TrainConfig>,
+    pub skipped: Vec<&'static str>,
 }
 
 /// `base` once per sweep strategy, named `<base>-<strategy preset>`. Each takes
@@ -371,10 +382,15 @@ fn start_sweep(base: &str, both_orders: bool, shared: &mut Shared) -> Notice {
 /// `base`'s steps as in its preset, so the phases split a longer or shorter run
 /// alike. With `both_orders`, each sequential-family run is followed by its
 /// segmentation-first twin, named `…-seg-first`.
-pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainConfig>> {
+pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Sweep> {
     let mut configs = Vec::new();
+    let mut skipped = Vec::new();
     for &preset in &SWEEP_STRATEGIES {
         let source = TrainConfig::load_preset(preset, &[])?;
+        if !source.strategy.supports(base.run_shape()) {
+            skipped.push(preset);
+            continue;
+        }
         let mut config = base.clone();
         config.strategy = source.strategy;
         rescale_to_steps(&mut config.strategy, source.steps, base.steps);
@@ -391,7 +407,7 @@ pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainC
         configs.push(config);
         configs.extend(twin);
     }
-    Ok(configs)
+    Ok(Sweep { configs, skipped })
 }
 
 /// The step settings of `strategy` (the switch, a pseudo-label burn-in) moved
@@ -618,7 +634,8 @@ mod tests {
     #[test]
     fn the_sweep_gives_the_base_each_strategy() {
         let base = TrainConfig::load_preset("quick", &[]).unwrap();
-        let configs = sweep_configs(&base, false).unwrap();
+        let Sweep { configs, skipped } = sweep_configs(&base, false).unwrap();
+        assert!(skipped.is_empty());
         let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
@@ -668,18 +685,30 @@ mod tests {
     fn the_switch_step_keeps_its_fraction_of_the_run() {
         let mut base = TrainConfig::load_preset("quick", &[]).unwrap();
         base.steps = 1000;
-        let configs = sweep_configs(&base, false).unwrap();
+        let configs = sweep_configs(&base, false).unwrap().configs;
         let switches: Vec<usize> = configs.iter().filter_map(|c| c.strategy.sequence()).map(|s| s.switch_step).collect();
         assert_eq!(switches, [500; 7]);
         base.steps = 1;
-        let error = sweep_configs(&base, false).unwrap_err();
+        let Err(error) = sweep_configs(&base, false) else { panic!("a one-step sweep has no switch step") };
         assert!(format!("{error:#}").contains("strategy sweep with naive"), "{error:#}");
+    }
+
+    #[test]
+    fn a_three_task_sweep_leaves_out_the_strategies_that_protect_one_task() {
+        let base = TrainConfig::load_preset("allinone", &[]).unwrap();
+        let Sweep { configs, skipped } = sweep_configs(&base, true).unwrap();
+        assert_eq!(skipped, ["lwf", "ewc", "replay", "pseudo"]);
+        // The sequential family's twins start with segmentation, then the run's other tasks.
+        let twin = configs.iter().find(|c| c.name == "allinone-naive-seg-first").unwrap();
+        let order = twin.strategy.schedule(twin.run_shape()).unwrap().order;
+        assert_eq!(order, [Task::Seg, Task::Det, Task::Cls]);
+        assert!(configs.iter().all(|c| c.validate().is_ok()));
     }
 
     #[test]
     fn both_orders_add_a_segmentation_first_twin_to_the_sequential_family() {
         let base = TrainConfig::load_preset("quick", &[]).unwrap();
-        let configs = sweep_configs(&base, true).unwrap();
+        let configs = sweep_configs(&base, true).unwrap().configs;
         assert_eq!(configs.len(), 11 + 7);
         let naive: Vec<(&str, Task)> =
             configs[4..6].iter().map(|c| (c.name.as_str(), c.strategy.sequence().unwrap().first)).collect();

@@ -611,6 +611,16 @@ impl StrategyConfig {
         }
     }
 
+    /// Whether the strategy schedules `run`'s tasks: `lwf`, `ewc`, `replay` and
+    /// `pseudo` protect one earlier task of a two-phase detection–segmentation order.
+    pub fn supports(&self, run: RunShape) -> bool {
+        let protects = !matches!(self, Self::Sequential { .. } | Self::Freeze { .. });
+        match self.schedule(run) {
+            Some(schedule) if protects => schedule.order.len() == 2 && !schedule.order.contains(&Task::Cls),
+            _ => true,
+        }
+    }
+
     pub fn validate(&self, run: RunShape) -> Result<()> {
         let steps = run.steps;
         match *self {
@@ -669,9 +679,7 @@ impl StrategyConfig {
             if !(schedule.lr_factor > 0.0 && schedule.lr_factor <= 10.0) {
                 bail!("strategy.lr_factor: must be in (0, 10], got {}", schedule.lr_factor);
             }
-            // The mitigations protect one earlier task of the detection–segmentation pair.
-            let protects = !matches!(self, Self::Sequential { .. } | Self::Freeze { .. });
-            if protects && (schedule.order.len() > 2 || schedule.order.contains(&Task::Cls)) {
+            if !self.supports(run) {
                 bail!(
                     "strategy.kind = {:?} protects detection or segmentation in a two-phase order; over classification or three phases use sequential, freeze, alternate or joint",
                     self.name()
