@@ -204,6 +204,48 @@ fn a_broken_dataset_folder_shows_its_problems() {
     assert!(harness.get_by_label_contains("unusable:").value().unwrap_or_default().contains("/nonexistent/ade"));
 }
 
+/// The optional classification field: a folder makes the run three-task and
+/// shows its check (format, a broken image named) and images per class; an
+/// emptied field makes it a detection and segmentation run again.
+#[test]
+fn a_classification_folder_gives_the_run_its_third_task_and_shows_its_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = twinhead::data::synth::SynthConfig { det_images: 0, seg_images: 0, cls_images: 24, size: 48, ..Default::default() };
+    let cls = twinhead::data::synth::generate(&dir.path().join("crops"), &config, |_, _| {}).unwrap().cls_root;
+    std::fs::write(cls.join("images/000001.jpg"), b"not a jpeg").unwrap();
+    const FIELD: &str = "Classification dataset (image list, class folders; optional)";
+
+    let mut harness = workbench(dir.path());
+    harness.step();
+    assert_eq!(harness.state().setup.draft.data.cls, None);
+    harness.get_by_label(FIELD).focus();
+    harness.step();
+    harness.get_by_label(FIELD).type_text(&cls.display().to_string());
+    harness.step();
+    harness.key_press(egui::Key::Enter);
+    step_until(&mut harness, Duration::from_secs(60), "the classification folder", |wb| wb.setup.draft.data.cls.as_ref() == Some(&cls));
+    let started = Instant::now();
+    while harness.query_by_label_contains("problems (these records are left out)").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no check summary shown");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.get_by_label_contains("list format: 20 images in train of 12 classes");
+    harness.get_by_label_contains("000001.jpg");
+    harness.get_by_label("Classification statistics").click();
+    harness.step();
+    harness.get_by_label("Images per class (12 classes)");
+    assert_eq!(harness.state().setup.draft.run_shape().tasks.len(), 3);
+
+    harness.get_by_label(FIELD).focus();
+    harness.step();
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.key_press(egui::Key::Backspace);
+    harness.key_press(egui::Key::Enter);
+    step_until(&mut harness, Duration::from_secs(10), "the emptied field", |wb| wb.setup.draft.data.cls.is_none());
+    assert!(harness.query_by_label("Classification statistics").is_none());
+}
+
 /// The pretrained-weights field reads the file into the draft's network at
 /// once: the import report for an Ultralytics checkpoint that fits, the
 /// reason beside the field for one that does not.
