@@ -67,6 +67,16 @@ fn workbench(dir: &Path) -> Harness<'static, Workbench> {
     Harness::builder().with_size([1400.0, 1000.0]).build_ui_state(|ui, wb: &mut Workbench| wb.ui(ui), workbench)
 }
 
+/// Steps the UI until a label containing `text` shows, failing (saying `what`) after a minute.
+fn wait_for_label(harness: &mut Harness<'static, Workbench>, text: &str, what: &str) {
+    let started = Instant::now();
+    while harness.query_by_label_contains(text).is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Steps the UI until `done` holds, failing after `limit`.
 fn step_until(harness: &mut Harness<'static, Workbench>, limit: Duration, what: &str, done: impl Fn(&Workbench) -> bool) {
     let started = Instant::now();
@@ -173,12 +183,7 @@ fn a_broken_dataset_folder_shows_its_problems() {
     step_until(&mut harness, Duration::from_secs(60), "the folder check", |wb| {
         wb.setup.draft.data.voc == voc && wb.setup.draft.data.synthetic.is_none()
     });
-    let started = Instant::now();
-    while harness.query_by_label_contains("problems (these records are left out)").is_none() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no problems shown");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_label(&mut harness, "problems (these records are left out)", "no problems shown");
     harness.get_by_label_contains("2 problems");
     harness.get_by_label_contains(&format!("{}.jpg", ids[0]));
     harness.get_by_label_contains(&format!("{}.xml", ids[1]));
@@ -195,12 +200,7 @@ fn a_broken_dataset_folder_shows_its_problems() {
     harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
     harness.get_by_label("Segmentation dataset (ADE20K, masks)").type_text("/nonexistent/ade");
     harness.key_press(egui::Key::Enter);
-    let started = Instant::now();
-    while harness.query_by_label_contains("unusable:").is_none() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no error shown for a missing folder");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_label(&mut harness, "unusable:", "no error shown for a missing folder");
     assert!(harness.get_by_label_contains("unusable:").value().unwrap_or_default().contains("/nonexistent/ade"));
 }
 
@@ -224,12 +224,7 @@ fn a_classification_folder_gives_the_run_its_third_task_and_shows_its_statistics
     harness.step();
     harness.key_press(egui::Key::Enter);
     step_until(&mut harness, Duration::from_secs(60), "the classification folder", |wb| wb.setup.draft.data.cls.as_ref() == Some(&cls));
-    let started = Instant::now();
-    while harness.query_by_label_contains("problems (these records are left out)").is_none() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no check summary shown");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_label(&mut harness, "problems (these records are left out)", "no check summary shown");
     harness.get_by_label_contains("list format: 20 images in train of 12 classes");
     harness.get_by_label_contains("000001.jpg");
     harness.get_by_label("Classification statistics").click();
@@ -265,12 +260,7 @@ fn the_pretrained_weights_field_shows_what_a_checkpoint_loads() {
         harness.get_by_label("Pretrained weights").type_text(&path.display().to_string());
         harness.key_press(egui::Key::Enter);
         step_until(&mut harness, Duration::from_secs(60), "the weights report", |_| true);
-        let started = Instant::now();
-        while harness.query_by_label_contains(shown).is_none() {
-            assert!(started.elapsed() < Duration::from_secs(60), "{file}: nothing says {shown:?}");
-            harness.step();
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_label(&mut harness, shown, &format!("{file}: nothing says {shown:?}"));
         assert_eq!(harness.state().setup.draft.model.pretrained.as_deref(), Some(path.as_path()));
         // Start waits for a file that fits.
         let refused = harness.query_by_label_contains("the file does not fit this network").is_some();
