@@ -308,9 +308,9 @@ fn assert_tensorboard_matches_log(run_dir: &Path) {
     let mut evaluations = 0;
     for event in &log {
         match event {
-            Event::Step { step, det_loss, seg_loss, lr, .. } => {
+            Event::Step { step, det_loss, seg_loss, cls_loss, lr, .. } => {
                 expected.entry("train/lr").or_default().push((*step, *lr as f32));
-                for (tag, loss) in [("loss/det", det_loss), ("loss/seg", seg_loss)] {
+                for (tag, loss) in [("loss/det", det_loss), ("loss/seg", seg_loss), ("loss/cls", cls_loss)] {
                     if let Some(loss) = loss {
                         expected.entry(tag).or_default().push((*step, *loss));
                     }
@@ -320,6 +320,9 @@ fn assert_tensorboard_matches_log(run_dir: &Path) {
                 evaluations += 1;
                 expected.entry("eval/map50").or_default().push((record.step, record.map50 as f32));
                 expected.entry("eval/miou").or_default().push((record.step, record.miou as f32));
+                if let Some(top1) = record.top1 {
+                    expected.entry("eval/top1").or_default().push((record.step, top1 as f32));
+                }
             }
             _ => {}
         }

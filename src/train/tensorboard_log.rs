@@ -125,8 +125,8 @@ pub fn scalars(event: &Event) -> Vec<(String, f32)> {
     let mut out = Vec::new();
     let mut push = |tag: &str, value: f64| out.push((tag.to_string(), value as f32));
     match event {
-        Event::Step { det_loss, seg_loss, penalty, lr, images_per_sec, device_memory, .. } => {
-            for (tag, loss) in [("loss/det", det_loss), ("loss/seg", seg_loss), ("loss/penalty", penalty)] {
+        Event::Step { det_loss, seg_loss, cls_loss, penalty, lr, images_per_sec, device_memory, .. } => {
+            for (tag, loss) in [("loss/det", det_loss), ("loss/seg", seg_loss), ("loss/cls", cls_loss), ("loss/penalty", penalty)] {
                 if let Some(loss) = loss {
                     push(tag, f64::from(*loss));
                 }
@@ -150,12 +150,17 @@ fn eval_scalars(record: &EvalRecord, push: &mut impl FnMut(&str, f64)) {
     push("eval/pixel_acc", record.pixel_acc);
     push("forgetting/det", record.det_forgetting);
     push("forgetting/seg", record.seg_forgetting);
+    for (tag, value) in [("eval/top1", record.top1), ("eval/top5", record.top5), ("forgetting/cls", record.cls_forgetting)] {
+        if let Some(value) = value {
+            push(tag, value);
+        }
+    }
     if let Some(conflict) = &record.conflict {
         push("conflict/shared", conflict.shared);
         push("conflict/backbone", conflict.backbone);
         push("conflict/neck", conflict.neck);
     }
-    for (group, per_class) in [("ap50", &record.det_per_class), ("iou", &record.seg_per_class)] {
+    for (group, per_class) in [("ap50", &record.det_per_class), ("iou", &record.seg_per_class), ("accuracy", &record.cls_per_class)] {
         for (class, value) in per_class {
             if let Some(value) = value {
                 push(&format!("{group}/{class}"), *value);
