@@ -109,7 +109,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// Each image's id, its file stem; two images with one stem would overwrite each other's files.
-fn image_ids(images: &[PathBuf]) -> Result<Vec<String>> {
+pub(super) fn image_ids(images: &[PathBuf]) -> Result<Vec<String>> {
     let mut seen = BTreeMap::new();
     images
         .iter()

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
+use super::predict::image_ids;
 use super::progress_bar;
 use crate::backend::device::DeviceSpec;
 use crate::data::batch::decode_rgb;
@@ -58,11 +59,9 @@ pub fn run_track1(args: Track1Args) -> Result<ExitCode> {
     let (cls_images, dec_images, seg_images) = (cls_images?, dec_images?, seg_images?);
     let categories = detection_categories(&args, predictor.det_classes())?;
     // Test image ids follow Track1's convention: the 1-based line of dec/test.txt.
-    let stems: Vec<String> = dec_images.iter().map(|p| stem(p)).collect();
+    let stems = image_ids(&dec_images)?;
     let ids = CocoIds::from_parts(stems.iter().enumerate().map(|(i, s)| (s.clone(), CocoId::Number(i as i64 + 1))).collect(), categories);
-    if stems.len() != ids.image_count() {
-        bail!("{}: two test images share a file stem (results are matched by stem)", args.data.join("dec/test.txt").display());
-    }
+    let seg_names = image_ids(&seg_images)?;
 
     let bar = progress_bar(Some((cls_images.len() + dec_images.len() + seg_images.len()) as u64), "predicting");
     let mut cls = Vec::with_capacity(cls_images.len());
@@ -85,12 +84,12 @@ pub fn run_track1(args: Track1Args) -> Result<ExitCode> {
     }
     let seg_classes = predictor.seg_classes().len();
     let mut seg = Vec::with_capacity(seg_images.len());
-    for chunk in seg_images.chunks(CHUNK) {
+    for (chunk, names) in seg_images.chunks(CHUNK).zip(seg_names.chunks(CHUNK)) {
         let predictions: Vec<Prediction> = predictor.predict_images(&decode_all(chunk)?, &postprocess);
-        let entries: Vec<SegEntry> = chunk
+        let entries: Vec<SegEntry> = names
             .par_iter()
             .zip(&predictions)
-            .map(|(path, p)| SegEntry { name: format!("{}.png", stem(path)), classes: class_polygons(&p.mask, seg_classes) })
+            .map(|(name, p)| SegEntry { name: format!("{name}.png"), classes: class_polygons(&p.mask, seg_classes) })
             .collect();
         seg.extend(entries);
         bar.inc(chunk.len() as u64);
@@ -130,8 +129,4 @@ fn detection_categories(args: &Track1Args, classes: &[String]) -> Result<Vec<Coc
 
 fn decode_all(paths: &[PathBuf]) -> Result<Vec<image::RgbImage>> {
     paths.par_iter().map(|p| decode_rgb(p).map_err(|problem| anyhow::anyhow!("{problem}"))).collect()
-}
-
-fn stem(path: &std::path::Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }

@@ -70,10 +70,6 @@ impl CocoIds {
         Self { images, categories }
     }
 
-    pub fn image_count(&self) -> usize {
-        self.images.len()
-    }
-
     /// The ids `path` (a COCO file) gives images named by file stem and the
     /// classes `class_names`, matched by category name: what `predict --coco-ids` uses.
     pub fn read(path: &Path, class_names: &[String]) -> Result<Self> {

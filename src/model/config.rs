@@ -76,7 +76,8 @@ pub struct ModelConfig {
     pub reshape: Vec<Reshape>,
 }
 
-fn is_zero(n: &usize) -> bool {
+/// `skip_serializing_if` for counts written only when set.
+pub(crate) fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 

@@ -100,14 +100,10 @@ pub struct SyntheticData {
     pub det_images: usize,
     pub seg_images: usize,
     /// Classification crops (needs `data.cls = "<dir>/cls"`).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::model::config::is_zero")]
     pub cls_images: usize,
     /// Long side of the generated images in pixels.
     pub size: u32,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 impl DataConfig {
