@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
-use image::{GrayImage, RgbImage};
+use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::backend::device::{DeviceSpec, OnBackend};
@@ -16,8 +16,9 @@ use crate::backend::TwinBackend;
 use crate::data::augment::{apply_geometry, normalize_into, AugmentConfig, Letterbox, Sample};
 use crate::data::batch::decode_rgb;
 use crate::data::Problem;
-use crate::model::postprocess::{Detection, PostprocessConfig};
+use crate::model::postprocess::PostprocessConfig;
 use crate::model::predict::{classify_batch, predict_batch};
+pub use crate::model::predict::Prediction;
 use crate::model::TwinNet;
 use crate::train::checkpoint::{self, CheckpointKind, TrainerState};
 use crate::train::config::TrainConfig;
@@ -25,15 +26,6 @@ use crate::train::evaluate::{open_validation_splits, validate, OnValidationBatch
 
 /// The CPU inference backend (compression measures and edits networks on it).
 pub type InferenceBackend = Flex;
-
-/// Both outputs for one image, in its original coordinates.
-#[derive(Debug, Clone)]
-pub struct Prediction {
-    /// Boxes `x0, y0, x1, y1` (0-based, continuous pixels), best first.
-    pub detections: Vec<Detection>,
-    /// ADE encoding: class index + 1 (0 = nothing predicted).
-    pub mask: GrayImage,
-}
 
 pub struct Predictor {
     net: Box<dyn DeviceNet>,
@@ -91,9 +83,7 @@ impl Predictor {
         for (pixels, letterboxes) in self.input_batches(images) {
             predictions.extend(
                 self.net
-                    .predict(pixels, &letterboxes, postprocess)
-                    .into_iter()
-                    .map(|(detections, mask)| Prediction { detections, mask }),
+                    .predict(pixels, &letterboxes, postprocess),
             );
         }
         predictions
@@ -162,7 +152,7 @@ pub struct FullValidation {
 
 /// A network on the device of its backend, behind one interface for every device.
 trait DeviceNet: Send + Sync {
-    fn predict(&self, pixels: TensorData, letterboxes: &[Letterbox], postprocess: &PostprocessConfig) -> Vec<(Vec<Detection>, GrayImage)>;
+    fn predict(&self, pixels: TensorData, letterboxes: &[Letterbox], postprocess: &PostprocessConfig) -> Vec<Prediction>;
     fn validate(&self, sets: &ValidationSets, settings: &ValidationSettings, on_batch: OnValidationBatch) -> Result<Validation>;
     fn classify(&self, pixels: TensorData) -> Vec<Vec<f32>>;
     fn as_any(&self) -> &dyn std::any::Any;
@@ -174,7 +164,7 @@ struct NetOn<B: TwinBackend> {
 }
 
 impl<B: TwinBackend> DeviceNet for NetOn<B> {
-    fn predict(&self, pixels: TensorData, letterboxes: &[Letterbox], postprocess: &PostprocessConfig) -> Vec<(Vec<Detection>, GrayImage)> {
+    fn predict(&self, pixels: TensorData, letterboxes: &[Letterbox], postprocess: &PostprocessConfig) -> Vec<Prediction> {
         let _turn = B::device_turn(&self.device);
         predict_batch(&self.net, Tensor::<B, 4>::from_data(pixels, &self.device), letterboxes, postprocess)
     }

@@ -13,7 +13,7 @@ use egui_kittest::Harness;
 use twinhead::gui::run_record::RunStatus;
 use twinhead::gui::settings::Settings;
 use twinhead::gui::Workbench;
-use twinhead::train::TrainConfig;
+use twinhead::train::{Task, TrainConfig};
 
 /// A run small enough to train in seconds, over synthetic data in `dir`.
 fn tiny_config(dir: &Path) -> TrainConfig {
@@ -115,7 +115,7 @@ fn a_run_trains_plots_changes_strategy_and_stops() {
     harness.get_by_label("joint").click();
     harness.step();
     assert!(harness.query_by_label("Pseudo-label weight").is_none(), "pseudo-label settings show only when switched on");
-    harness.get_by_label("label each batch for the other task (teacher: weight EMA)").click();
+    harness.get_by_label("label each batch for the other tasks (teacher: weight EMA)").click();
     harness.step();
     harness.get_by_label("Pseudo-label weight");
     // A specialist teacher that is no folder is named as such; emptied, the EMA teaches again.
@@ -227,10 +227,35 @@ fn a_classification_folder_gives_the_run_its_third_task_and_shows_its_statistics
     wait_for_label(&mut harness, "problems (these records are left out)", "no check summary shown");
     harness.get_by_label_contains("list format: 20 images in train of 12 classes");
     harness.get_by_label_contains("000001.jpg");
+    assert_eq!(harness.state().setup.draft.run_shape().tasks.len(), 3);
+    // The strategy editor spells out the three-task order, reordered with ⬆, and a weight per task.
+    harness.get_by_label("Strategy").click();
+    harness.step();
+    harness.get_by_label("sequential").click();
+    harness.step();
+    harness.get_by_label("Task order");
+    harness.get_by_label("3. classification");
+    let raise: Vec<_> = harness.query_all_by_label("⬆").collect();
+    assert_eq!(raise.len(), 2);
+    // (Through accesskit: the rows may lie below the window's bottom edge.)
+    raise[1].click_accesskit();
+    // The click swaps the two during the frame that handles it; the next frame shows it.
+    harness.step();
+    harness.step();
+    harness.get_by_label("2. classification");
+    let order = |wb: &Workbench| wb.setup.draft.strategy.schedule(wb.setup.draft.run_shape()).unwrap().order;
+    assert_eq!(order(harness.state()), [Task::Det, Task::Cls, Task::Seg]);
+    assert!(harness.state().setup.draft.validate().is_ok());
+    harness.get_by_label("Strategy").click();
+    harness.step();
+    harness.get_by_label("joint").click();
+    harness.step();
+    harness.get_by_label("Weights");
+    harness.get_by_label("cls");
     harness.get_by_label("Classification statistics").click();
     harness.step();
     harness.get_by_label("Images per class (12 classes)");
-    assert_eq!(harness.state().setup.draft.run_shape().tasks.len(), 3);
+
 
     harness.get_by_label(FIELD).focus();
     harness.step();

@@ -17,14 +17,19 @@ use twinhead::gui::settings::Settings;
 use twinhead::gui::shared::Shared;
 
 mod common;
-use common::{trained, RUN};
+use common::{trained, trained_three_task, RUN, THREE_TASK_RUN};
 
 /// The shared state of a workbench over the trained run, with the run focused.
 fn shared(dir: &Path) -> Shared {
+    focused(dir, RUN)
+}
+
+/// The shared state of a workbench over the runs in `dir/runs`, with `run` focused.
+fn focused(dir: &Path, run: &str) -> Shared {
     let settings = Settings { runs_dir: dir.join("runs"), ..Settings::default() };
     let mut shared = Shared::new(settings);
-    assert!(shared.session.record(RUN).is_some(), "the trained run is listed");
-    shared.selection.focused = Some(RUN.to_string());
+    assert!(shared.session.record(run).is_some(), "the trained run is listed");
+    shared.selection.focused = Some(run.to_string());
     shared
 }
 
@@ -192,6 +197,57 @@ fn inspect_timeline_scrubs_the_stored_predictions() {
     harness.step();
     harness.get_by_label_contains("Prediction at step 4");
     harness.get_by_label_contains("Legend:");
+}
+
+/// A three-task run: Inspect browses the classification images with their
+/// true class and top-5 (and only the mistakes), Metrics adds the
+/// classification confusion matrix, the Timeline the classification images,
+/// and Preview the top-5 beside boxes and mask.
+#[test]
+fn three_task_runs_show_classification_in_inspect_timeline_and_preview() {
+    let dir = trained_three_task();
+    let state = InspectState { panel: InspectPanel::default(), shared: focused(dir, THREE_TASK_RUN) };
+    let mut harness = Harness::builder()
+        .with_size([1200.0, 1400.0])
+        .build_ui_state(|ui, state: &mut InspectState| state.panel.ui(ui, &mut state.shared), state);
+    step_until(&mut harness, Duration::from_secs(120), "the inspection", |h| h.query_by_label_contains("Classification set (").is_some());
+    harness.get_by_label_contains("Classification set (").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Top-5 classes");
+    harness.get_by_label_contains("True class: ");
+    let right = harness.query_by_label_contains("✔ right").is_some();
+    assert!(right || harness.query_by_label_contains("✖ wrong").is_some());
+    harness.get_by_label("only mistakes").click();
+    harness.step();
+    harness.step();
+    assert!(harness.query_by_label_contains("✔ right").is_none(), "only mistakes are browsed");
+    // Metrics: the classification confusion matrix and per-class accuracy.
+    harness.get_by_label("Metrics (full validation splits)").click();
+    step_until(&mut harness, Duration::from_secs(120), "the full-split scores", |h| h.query_by_label_contains("Classification: ").is_some());
+    harness.get_by_label("Classification confusion matrix");
+    harness.get_by_label_contains("Per-class accuracy");
+    // Timeline: the classification images at the stored step.
+    harness.get_by_label("Timeline").click();
+    step_until(&mut harness, Duration::from_secs(120), "the timeline", |h| h.query_by_label_contains("Classification images (").is_some());
+    harness.get_by_label_contains("top-1 ");
+    harness.get_by_label_contains("Classification images (").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Classification at step 4");
+    harness.get_by_label("Top-5 classes");
+
+    // Preview: any image gets the top-5 beside its boxes and mask.
+    let mut crops: Vec<PathBuf> = std::fs::read_dir(dir.join("synth/cls/images")).unwrap().map(|e| e.unwrap().path()).collect();
+    crops.sort();
+    let state = PreviewState { panel: PreviewPanel::default(), shared: focused(dir, THREE_TASK_RUN) };
+    let mut harness = Harness::builder()
+        .with_size([1200.0, 1000.0])
+        .build_ui_state(|ui, state: &mut PreviewState| state.panel.ui(ui, &mut state.shared), state);
+    harness.step();
+    harness.state_mut().shared.dropped_files.push(crops[0].clone());
+    step_until(&mut harness, Duration::from_secs(120), "the preview", |h| h.query_by_label_contains("Top-1 class: ").is_some());
+    harness.get_by_label("Top-5 classes");
 }
 
 struct CompressState {

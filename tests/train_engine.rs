@@ -13,7 +13,7 @@ use twinhead::train::events::{Control, EvalRecord, Event, FinishReason};
 use twinhead::train::timeline;
 use twinhead::train::trainee::flat_parameters;
 use twinhead::backend::device::DeviceSpec;
-use twinhead::train::{start, TrainConfig};
+use twinhead::train::{start, Task, TrainConfig};
 
 /// A tiny run over synthetic data generated (once per data folder) in `data`.
 fn config(data: &Path, steps: usize, strategy: &str) -> TrainConfig {
@@ -698,6 +698,62 @@ fn a_three_task_run_stopped_between_phases_resumes_exactly() {
     let state = checkpoint::read_state(&whole.join("checkpoints/last")).unwrap();
     assert_eq!(state.cls_classes.len(), twinhead::data::synth::CLS_CLASSES.len());
     assert!(state.best_top1 > 0.0 && whole.join("checkpoints/best-cls/trainee.mpk").is_file());
+}
+
+/// Every strategy that protects earlier tasks works over three phases: lwf,
+/// ewc and pseudo add their term from the first switch on (in phase 3 for
+/// both earlier tasks: pseudo's step carries a box loss on the segmentation
+/// images and a soft-class loss), replay rehearses detection and
+/// classification in turn from a buffer each, and a replay run stopped in
+/// its third phase resumes exactly. Every evaluation measures the three pairs
+/// of the task-conflict meter.
+#[test]
+fn every_protecting_strategy_covers_all_earlier_tasks_over_three_phases() {
+    let runs = tempfile::tempdir().unwrap();
+    let order = "order = [\"det\", \"cls\", \"seg\"]\nswitch_steps = [4, 8]\nlr_factor = 1.0";
+    let labels = "pseudo_labels = { box_score = 0.05, pixel_confidence = 0.3 }";
+    let plans = [
+        ("lwf", format!("kind = \"lwf\"\n{order}")),
+        ("ewc", format!("kind = \"ewc\"\n{order}\nfisher_batches = 1")),
+        ("pseudo", format!("kind = \"pseudo\"\n{order}\n{labels}")),
+    ];
+    std::thread::scope(|scope| {
+        for (name, strategy) in &plans {
+            let mut cfg = three_task_config(12, strategy);
+            cfg.eval.every = 6;
+            let dir = runs.path().join(name);
+            scope.spawn(move || train(cfg, &dir));
+        }
+    });
+    for (name, _) in &plans {
+        let dir = runs.path().join(name);
+        let penalties = step_penalties(&dir);
+        assert!(penalties[..4].iter().all(|p| p.1 == 0.0), "{name}: a penalty before the first switch: {penalties:?}");
+        // (EWC's is 0 on the first step of a phase: the weights are its anchor.)
+        assert!(penalties[4..].iter().filter(|p| p.1 > 0.0).count() >= 6, "{name}: later-phase steps without a penalty: {penalties:?}");
+        let (events, _) = twinhead::train::run_dir::read_events(&dir).unwrap();
+        let phases: Vec<String> = events.iter().filter_map(|e| match e { Event::Phase { description, .. } => Some(description.clone()), _ => None }).collect();
+        assert_eq!(phases.len(), 3, "{name}: {phases:?}");
+        if *name == "pseudo" {
+            assert!(phases[2].contains("labels its images for detection and classification"), "{phases:?}");
+        }
+        let eval = events.iter().find_map(|e| match e { Event::Eval(r) => Some(r.clone()), _ => None }).unwrap();
+        let pairs: Vec<[Task; 2]> = eval.cls_conflicts.iter().map(|p| p.tasks).collect();
+        assert_eq!(pairs, [[Task::Det, Task::Cls], [Task::Seg, Task::Cls]], "{name}");
+        assert!(eval.conflict.is_some() && eval.cls_conflicts.iter().all(|p| (-1.0..=1.0).contains(&p.cosines.shared)));
+    }
+    // Replay in its third phase: detection and classification in turn, resumed exactly.
+    let cfg = three_task_config(18, &format!("kind = \"replay\"\n{order}\nevery = 2\nbuffer = 8"));
+    let (whole, _) = assert_resumes_exactly(cfg, 13, &runs.path().join("replay"));
+    let losses = step_losses(&whole);
+    let replayed = |i: usize| (losses[i].1.is_some(), losses[i].3.is_some());
+    // Step 5 (the 2nd of phase 2) replays detection; in phase 3, step 9 detection,
+    // 11 classification, 13 detection, 15 classification (from the position saved at the stop).
+    let expected = [(true, true), (true, false), (false, true), (true, false), (false, true)];
+    assert_eq!([5, 9, 11, 13, 15].map(replayed), expected, "{losses:?}");
+    assert!(losses[8..].iter().all(|l| l.2.is_some()), "segmentation trains every third-phase step");
+    let list = |file: &str| std::fs::read_to_string(whole.join(file)).unwrap().lines().count();
+    assert_eq!((list("replay_buffer.txt"), list("replay_buffer_cls.txt")), (8, 8));
 }
 
 /// Classification learns beside the other two tasks: with `joint` (a batch of

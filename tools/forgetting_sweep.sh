@@ -1,17 +1,55 @@
 #!/usr/bin/env bash
-# The forgetting sweep of docs/benchmarks.md: every strategy preset on the embedded
-# default (synthetic twin datasets, 500 steps, switch at 250), the sequential
-# family in both orders, evaluated every 50 steps (so the switch is evaluated),
-# then the table of tools/forgetting_table.py.
+# The forgetting sweeps of docs/benchmarks.md, then the table of
+# tools/forgetting_table.py.
 #
-#   tools/forgetting_sweep.sh [OUT]     (default runs/sweep; release build, ~1 hour on 2 cores)
+#   tools/forgetting_sweep.sh [OUT]             (default runs/sweep; release build, ~1.5 hours on 2 cores)
+#   tools/forgetting_sweep.sh allinone [OUT]    (default runs/sweep-allinone)
+#
+# Two tasks: every strategy preset on the embedded default (synthetic twin
+# datasets, 500 steps, switch at 250), the sequential family in both orders,
+# evaluated every 50 steps (so the switch is evaluated).
+# allinone: the three synthetic sets, 600 steps evaluated every 50: naive
+# three-phase sequential (detection, segmentation, classification, switching
+# at 200 and 400, lr ×1) against replay, pseudo, alternate and joint, and the
+# single-task references (joint with the other tasks' weights 0: the same
+# steps, only one task's gradient).
 #
 # A run already complete in OUT is kept, so a stopped sweep continues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-runs/sweep}"
 bin="${TWINHEAD:-target/release/twinhead}"
 [ -x "$bin" ] || cargo build --release --locked
+
+if [ "${1:-}" = allinone ]; then
+    out="${2:-runs/sweep-allinone}"
+    mkdir -p "$out/configs"
+    three() { # name, then the [strategy] table's lines
+        local name=$1
+        shift
+        printf 'base = "allinone"\nname = "%s"\nsteps = 600\n\n[eval]\nevery = 50\n\n[strategy]\n' "$name" > "$out/configs/$name.toml"
+        printf '%s\n' "$@" >> "$out/configs/$name.toml"
+        if grep -q '"event":"finished".*"completed"' "$out/$name/metrics.jsonl" 2>/dev/null; then
+            echo "$name: done before"
+            return
+        fi
+        echo "$name: training ($(date +%H:%M:%S))"
+        "$bin" train --preset "$out/configs/$name.toml" --out "$out/$name" > "$out/$name.log" 2>&1 \
+            || { echo "$name failed: see $out/$name.log"; exit 1; }
+    }
+    sequence=('order = ["det", "seg", "cls"]' 'switch_steps = [200, 400]' 'lr_factor = 1.0')
+    three alternate 'kind = "alternate"'
+    three naive 'kind = "sequential"' "${sequence[@]}"
+    three joint 'kind = "joint"'
+    three replay 'kind = "replay"' "${sequence[@]}"
+    three pseudo 'kind = "pseudo"' "${sequence[@]}"
+    three only-det 'kind = "joint"' 'weights = { det = 1, seg = 0, cls = 0 }'
+    three only-seg 'kind = "joint"' 'weights = { det = 0, seg = 1, cls = 0 }'
+    three only-cls 'kind = "joint"' 'weights = { det = 0, seg = 0, cls = 1 }'
+    python3 tools/forgetting_table.py "$out"
+    exit
+fi
+
+out="${1:-runs/sweep}"
 # The mitigations the issue measures first, then the rest.
 first_family=(naive replay pseudo)
 first_others=(alternate alternate-pseudo)

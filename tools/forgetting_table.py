@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The forgetting table of a sweep folder (tools/forgetting_sweep.sh): per run,
 the final mAP50 and mIoU and, for the sequential family, the first task's
-value at the switch, at the end, and the drop between them.
+value at the switch, at the end, and the drop between them. For three-task
+runs (`forgetting_sweep.sh allinone`): the final mAP50, mIoU, top-1 and
+track score (their mean) and, for a sequence, how much of each earlier task
+is forgotten: its value when its phase ended minus its value at the end.
 
     python3 tools/forgetting_table.py runs/sweep [--markdown]
 
@@ -13,21 +16,28 @@ from pathlib import Path
 
 
 def read(run):
-    evals, switch, first = [], None, None
+    evals, phases = [], []
     for line in (run / "metrics.jsonl").open():
         event = json.loads(line)
         if event["event"] == "eval":
             evals.append(event)
-        elif event["event"] == "phase" and event["phase"] == 1:
-            switch = event["step"]
-        elif event["event"] == "phase" and event["phase"] == 0 and " " in event["description"]:
-            first = event["description"].split()[1]
-    return evals, switch, first
+        elif event["event"] == "phase" and " " in event["description"]:
+            phases.append((event["phase"], event["step"], event["description"].split()[1]))
+    return evals, phases
+
+
+METRIC = {"detection": "map50", "segmentation": "miou", "classification": "top1"}
+
+
+def ended(phases):
+    """(task, the step its phase ended) of each phase followed by another."""
+    by_index = dict((index, (step, task)) for index, step, task in phases)
+    return [(by_index[k][1], by_index[k + 1][0]) for k in sorted(by_index) if k + 1 in by_index]
 
 
 # The sweep's order: the sequential family (each in both orders), then the rest.
 PRESETS = ["naive", "sequential", "freeze", "lwf", "ewc", "replay", "pseudo",
-           "alternate", "alternate-pseudo", "joint", "joint-uncertainty"]
+           "alternate", "alternate-pseudo", "joint", "joint-uncertainty", "only-det", "only-seg", "only-cls"]
 
 
 def order(run):
@@ -38,23 +48,44 @@ def order(run):
     return (PRESETS.index(name) if name in PRESETS else len(PRESETS), run.name)
 
 
+def two_task_row(run, evals, phases):
+    last = evals[-1]
+    row = [run.name, f"{last['map50']:.3f}", f"{last['miou']:.3f}", "", "", "", ""]
+    for task, switch in ended(phases)[:1]:
+        key = METRIC.get(task)
+        at_switch = next((e[key] for e in evals if e["step"] == switch), None) if key else None
+        if at_switch is not None:
+            row[3:] = [task, f"{at_switch:.3f}", f"{last[key]:.3f}", f"{at_switch - last[key]:.3f}"]
+    return row
+
+
+def three_task_row(run, evals, phases):
+    last = evals[-1]
+    score = (last["map50"] + last["miou"] + last["top1"]) / 3
+    row = [run.name, f"{last['map50']:.3f}", f"{last['miou']:.3f}", f"{last['top1']:.3f}", f"{score:.3f}", "", ""]
+    for task, switch in ended(phases):
+        key = METRIC[task]
+        at_switch = next((e[key] for e in evals if e["step"] == switch), None)
+        if at_switch is not None and task in ("detection", "segmentation"):
+            row[5 if task == "detection" else 6] = f"{at_switch - last[key]:.3f} ({at_switch:.3f} → {last[key]:.3f})"
+    return row
+
+
 def main():
     folder = Path(sys.argv[1])
     markdown = "--markdown" in sys.argv
-    header = ["run", "mAP50", "mIoU", "first task", "at switch", "at end", "forgotten"]
-    rows = []
+    runs = []
     for run in sorted((p for p in folder.iterdir() if (p / "metrics.jsonl").is_file()), key=order):
-        evals, switch, first = read(run)
-        if not evals:
-            continue
-        last = evals[-1]
-        row = [run.name, f"{last['map50']:.3f}", f"{last['miou']:.3f}", "", "", "", ""]
-        if switch is not None and first in ("detection", "segmentation"):
-            key = "map50" if first == "detection" else "miou"
-            at_switch = next((e[key] for e in evals if e["step"] == switch), None)
-            if at_switch is not None:
-                row[3:] = [first, f"{at_switch:.3f}", f"{last[key]:.3f}", f"{at_switch - last[key]:.3f}"]
-        rows.append(row)
+        evals, phases = read(run)
+        if evals:
+            runs.append((run, evals, phases))
+    three = any(e.get("top1") is not None for _, evals, _ in runs for e in evals)
+    if three:
+        header = ["run", "mAP50", "mIoU", "top-1", "track score", "detection forgotten", "segmentation forgotten"]
+        rows = [three_task_row(*r) for r in runs]
+    else:
+        header = ["run", "mAP50", "mIoU", "first task", "at switch", "at end", "forgotten"]
+        rows = [two_task_row(*r) for r in runs]
     if markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# ONNX export checked in ONNX Runtime: trains a short `quick` run and a
-# ResNet-18 run on the synthetic data, compresses the first (prune:0.3+lowrank:0.9,
-# and int8), exports the four networks with `export onnx --decode --batch dynamic
+# ONNX export checked in ONNX Runtime: trains a short `quick` run, a
+# ResNet-18 run and a three-task `allinone` run (classification head) on the
+# synthetic data, compresses the first (prune:0.3+lowrank:0.9, and int8),
+# exports the five networks with `export onnx --decode --batch dynamic
 # --reference`, and runs tools/onnx_check.py on them (onnx + onnxruntime from
 # PyPI in a venv of its own). tools/test.sh runs it after the Rust tests.
 #
@@ -23,6 +24,8 @@ short=(--set steps=6 --set checkpoint.every=6 --set eval.every=6 --set eval.det_
     --set "data.voc=$work/synth/voc" --set "data.ade=$work/synth/ade")
 "$bin" train --preset quick "${short[@]}" --out "$work/quick" > /dev/null
 "$bin" train --preset quick "${short[@]}" --set model.backbone=resnet18 --out "$work/resnet" > /dev/null
+"$bin" train --preset allinone "${short[@]}" --set data.synthetic.cls_images=48 --set eval.cls_images=8 \
+    --set "data.cls=$work/synth/cls" --out "$work/allinone" > /dev/null
 "$bin" compress --run "$work/quick" --method prune:0.3+lowrank:0.9 --finetune-steps 2 > /dev/null
 "$bin" compress --run "$work/quick" --method int8 > /dev/null
 
@@ -39,5 +42,6 @@ export_case quick "$work/quick" last
 export_case prune-lowrank "$work/quick" compressed/prune:0.3+lowrank:0.9
 export_case resnet18 "$work/resnet" last
 export_case int8 "$work/quick" compressed/int8 quick
+export_case allinone "$work/allinone" last
 (IFS=,; echo "[${cases[*]}]") > "$work/manifest.json"
 "$venv/bin/python" tools/onnx_check.py "$work/manifest.json" --bin "$bin"

@@ -5,7 +5,7 @@
 #   bash tools/screenshots.sh [OUT_DIR]      (default docs/screenshots)
 #
 # 1. Trains, headless, the runs the screenshots show (a short strategy sweep
-#    on the embedded data, and a compressed run) in a scratch folder
+#    on the embedded data, a compressed run, two three-task runs) in a scratch folder
 #    (target/screenshots/, kept: a finished run is not trained again).
 # 2. Opens the window there with a fresh HOME (as on a first launch) and plays
 #    tools/screenshots.demo: widgets are found by their labels in the AccessKit
@@ -39,6 +39,20 @@ done
 for strategy in alternate joint; do
     train "$strategy" --preset "$strategy"
 done
+# Three tasks (allinone): a 400-step joint run, and a 180-step sequence over
+# detection, segmentation and classification (60 steps each, lr ×1).
+three() { # name, steps, evaluation period, the [strategy] table's lines
+    local name=$1 steps=$2 every=$3
+    shift 3
+    if grep -q '"reason":"completed"' "runs/$name/metrics.jsonl" 2>/dev/null; then return; fi
+    rm -rf "runs/$name"
+    echo "training runs/$name"
+    printf 'base = "allinone"\nname = "%s"\nsteps = %s\n\n[eval]\nevery = %s\n\n[strategy]\n' "$name" "$steps" "$every" > "$name.toml"
+    printf '%s\n' "$@" >> "$name.toml"
+    "$bin" train --preset "$name.toml" --out "runs/$name" 2>&1 | tail -1
+}
+three three-joint 400 50 'kind = "joint"'
+three three-seq 180 30 'kind = "sequential"' 'order = ["det", "seg", "cls"]' 'switch_steps = [60, 120]' 'lr_factor = 1.0'
 # The compressed models of the alternate run, for the Compress tab.
 if [ ! -f runs/alternate/compressed/report.json ]; then
     "$bin" compress --run runs/alternate --method int8

@@ -1,5 +1,5 @@
 //! `twinhead bench infer`: forward-pass latency of a run's checkpoint on the
-//! CPU (both heads, outputs read back), timed as `compress` times its table,
+//! CPU (every head, outputs read back), timed as `compress` times its table,
 //! for profiling one model without the rest of a compression job.
 
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::data::classes::mask_label_name;
 use crate::eval::voc_ap::VOC_IOU_THRESHOLD;
-use crate::eval::CONFUSION_SCORE_THRESHOLD;
+use crate::eval::{track_score, CONFUSION_SCORE_THRESHOLD};
 use super::progress_bar;
 use crate::backend::device::DeviceSpec;
 use crate::predictor::Predictor;
@@ -90,6 +90,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
                 "top1": cls.top1(), "top5": cls.top5(), "images": full.cls_images, "per_class": cls_per_class,
                 "confusion": {"rows_are": "true class", "labels": state.cls_classes, "counts": cls.rows()},
             });
+            report["track_score"] = json!(track_score(map50, miou, cls.top1().unwrap_or(0.0)));
         }
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -112,6 +113,8 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
             for (class, accuracy) in &cls_per_class {
                 println!("  {class:<20} {}", rate(accuracy.as_f64()));
             }
+            let score = track_score(map50, miou, cls.top1().unwrap_or(0.0));
+            println!("track score (mean of mAP50, mIoU and top-1) {score:.4}");
         }
     }
     Ok(ExitCode::SUCCESS)

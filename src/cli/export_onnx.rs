@@ -62,7 +62,7 @@ pub fn run_onnx(args: OnnxArgs) -> Result<ExitCode> {
         batch: args.batch,
         decode: args.decode,
     };
-    let classes = Classes { det: predictor.det_classes(), seg: predictor.seg_classes() };
+    let classes = Classes { det: predictor.det_classes(), seg: predictor.seg_classes(), cls: predictor.cls_classes() };
     let model = onnx::export(net, &classes, &options)?;
     let out = args.out.clone().unwrap_or_else(|| args.run.join("onnx").join(format!("{}.onnx", kind.name().replace('/', "-"))));
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -99,7 +99,8 @@ pub fn run_onnx(args: OnnxArgs) -> Result<ExitCode> {
 fn write_reference(dir: &Path, net: &crate::model::TwinNet<InferenceBackend>, options: &ExportOptions, batch: usize) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let images = probe_images(batch, options.image_size);
-    let (det, seg) = net.forward_both(images.clone());
+    let heads = net.forward_heads(images.clone(), net.tasks());
+    let (det, seg) = (heads.det.expect("a detection head"), heads.seg.expect("a segmentation head"));
     let mut arrays = vec![(onnx::INPUT, floats(images))];
     if options.decode {
         let anchors = Anchors::new(options.image_size, &DET_STRIDES);
@@ -112,6 +113,12 @@ fn write_reference(dir: &Path, net: &crate::model::TwinNet<InferenceBackend>, op
     arrays.push((onnx::CLS_LOGITS, floats(det.cls_logits)));
     arrays.push((onnx::BOX_RAW, floats(det.box_raw)));
     arrays.push((onnx::SEG_LOGITS, floats(seg)));
+    if let Some(logits) = heads.cls {
+        if options.decode {
+            arrays.push((onnx::CLASS_SCORES, floats(burn::tensor::activation::softmax(logits.clone(), 1))));
+        }
+        arrays.push((onnx::CLASS_LOGITS, floats(logits)));
+    }
     let mut manifest = serde_json::Map::new();
     for (name, array) in arrays {
         let file = format!("{name}.bin");

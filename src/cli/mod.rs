@@ -48,7 +48,7 @@ enum Command {
     Eval(EvalArgs),
     /// Predict boxes and masks for images with a trained run.
     Predict(predict::Args),
-    /// Train the two-headed network (headless).
+    /// Train the multi-task network (headless).
     Train(train::Args),
     /// Measure throughput.
     #[command(subcommand)]

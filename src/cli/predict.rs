@@ -9,6 +9,7 @@ use image::RgbImage;
 use serde_json::json;
 
 use crate::data::augment::xyxy_to_voc;
+use crate::eval::cls::top_classes;
 use crate::model::postprocess::PostprocessConfig;
 use crate::overlay;
 use crate::data::coco::CocoIds;
@@ -123,10 +124,12 @@ pub(super) fn image_ids(images: &[PathBuf]) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Twinhead's own output: per image a mask, an overlay and a box list; all boxes in predictions.json.
+/// Twinhead's own output: per image a mask, an overlay and a box list; all
+/// boxes in predictions.json, with each image's top-5 classes in a three-task run.
 fn write_twinhead(args: &Args, predictor: &Predictor, predicted: &[(&PathBuf, &str, RgbImage, Prediction)]) -> Result<()> {
     let mut det = Vec::new();
     let mut seg = BTreeMap::new();
+    let mut cls = BTreeMap::new();
     for (path, id, image, prediction) in predicted {
         let mask_path = args.out.join(format!("{id}_mask.png"));
         prediction.mask.save(&mask_path).with_context(|| format!("{}: cannot write", mask_path.display()))?;
@@ -143,10 +146,19 @@ fn write_twinhead(args: &Args, predictor: &Predictor, predicted: &[(&PathBuf, &s
             .collect();
         let json_path = args.out.join(format!("{id}.json"));
         export::write_file(&json_path, serde_json::to_string_pretty(&boxes)?.as_bytes())?;
-        println!("{}: {} boxes -> {}", path.display(), boxes.len(), overlay_path.display());
+        let top = top_classes(&prediction.class_probabilities, predictor.cls_classes(), 5);
+        let class = top.first().map_or_else(String::new, |(name, p)| format!(", class {name} ({p:.2})"));
+        println!("{}: {} boxes{class} -> {}", path.display(), boxes.len(), overlay_path.display());
         det.extend(boxes);
         seg.insert(id.to_string(), mask_path);
+        if !top.is_empty() {
+            cls.insert(id.to_string(), top.iter().map(|(name, score)| json!({"class": name, "score": score})).collect::<Vec<_>>());
+        }
     }
-    let combined = args.out.join("predictions.json");
-    export::write_file(&combined, serde_json::to_string_pretty(&json!({"det": det, "seg": seg}))?.as_bytes())
+    let mut combined = json!({"det": det, "seg": seg});
+    if !cls.is_empty() {
+        combined["cls"] = json!(cls);
+    }
+    let path = args.out.join("predictions.json");
+    export::write_file(&path, serde_json::to_string_pretty(&combined)?.as_bytes())
 }

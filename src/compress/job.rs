@@ -16,7 +16,7 @@ use crate::predictor::{InferenceBackend, Predictor};
 use crate::train::checkpoint::{self, CheckpointKind, TrainerState, COMPRESSED_DIR};
 use crate::train::events::{Control, Event, FinishReason};
 use crate::train::run_dir;
-use crate::train::strategy::{StrategyConfig, Weighting};
+use crate::train::strategy::StrategyConfig;
 use crate::train::trainee::Trainee;
 use crate::backend::device::DeviceSpec;
 use crate::train::{start, TrainConfig};
@@ -124,7 +124,7 @@ fn finetune(
     let mut tune = config.clone();
     tune.name = format!("{} fine-tuning", config.name);
     tune.steps = steps;
-    tune.strategy = StrategyConfig::Alternate { period: 1, weighting: Weighting::Fixed, det_weight: 1.0, seg_weight: 1.0, cls_weight: 1.0, pseudo_labels: None };
+    tune.strategy = StrategyConfig::alternate();
     tune.model.init = Some(std::path::absolute(&start_dir)?);
     tune.model.pretrained = None;
     tune.optim.lr *= FINETUNE_LR_FACTOR;

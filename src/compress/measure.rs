@@ -1,7 +1,7 @@
 //! What a model costs and scores, measured the same way for the baseline and
 //! a compressed variant, their timings interleaved: parameters, weight file size, convolution MACs
 //! per image, CPU latency at batch 1 and throughput at batch 16 (the network's
-//! forward pass, both heads), and both tasks on the full validation splits.
+//! forward pass, every head), and every task on the full validation splits.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -38,6 +38,9 @@ pub struct Measurement {
     /// VOC-area AP50 over the detection validation split.
     pub map50: f64,
     pub miou: f64,
+    /// Classification top-1 over its validation split (three-task runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top1: Option<f64>,
 }
 
 /// Reports (stage, done, total); `Break` cancels.
@@ -78,7 +81,7 @@ pub fn measure_pair(baseline: &Predictor, variant: &Predictor, config: &TrainCon
     for (which, (predictor, label)) in [(baseline, "baseline"), (variant, "variant")].into_iter().enumerate() {
         let net = predictor.cpu_net()?;
         let ((), work) = macs::count(|| {
-            net.forward_both(input(1));
+            net.forward_heads(input(1), net.tasks());
         });
         let macs = work.macs;
         let stage = format!("{label}: validating");
@@ -94,6 +97,7 @@ pub fn measure_pair(baseline: &Predictor, variant: &Predictor, config: &TrainCon
             images_per_sec: (THROUGHPUT_RUNS * THROUGHPUT_BATCH) as f64 / batch_seconds[which],
             map50: full.validation.det.mean().unwrap_or(0.0),
             miou: full.validation.seg.miou().unwrap_or(0.0),
+            top1: full.validation.cls.as_ref().map(|cls| cls.top1().unwrap_or(0.0)),
         });
     }
     let variant = measured.pop().expect("two");
@@ -108,11 +112,12 @@ pub fn probe_images(batch: usize, size: usize) -> Tensor<InferenceBackend, 4> {
     Tensor::from_data(TensorData::new(values, [batch, 3, size, size]), &Default::default())
 }
 
-/// Seconds for one forward pass of both heads, outputs read back.
+/// Seconds for one forward pass of every head, outputs read back.
 pub fn time_pass(net: &TwinNet<InferenceBackend>, images: Tensor<InferenceBackend, 4>) -> f64 {
     let start = Instant::now();
-    let (det, seg) = net.forward_both(images);
-    let _ = (det.cls_logits.into_data(), det.box_raw.into_data(), seg.into_data());
+    let heads = net.forward_heads(images, net.tasks());
+    let _ = heads.det.map(|det| (det.cls_logits.into_data(), det.box_raw.into_data()));
+    let _ = (heads.seg.map(Tensor::into_data), heads.cls.map(Tensor::into_data));
     start.elapsed().as_secs_f64()
 }
 

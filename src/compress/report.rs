@@ -50,6 +50,11 @@ impl Variant {
     pub fn miou_change(&self) -> f64 {
         self.measured.miou - self.baseline.miou
     }
+
+    /// Three-task runs only.
+    pub fn top1_change(&self) -> Option<f64> {
+        Some(self.measured.top1? - self.baseline.top1?)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -100,7 +105,10 @@ impl Report {
                 ("map50", m.map50),
                 ("miou", m.miou),
             ]
+            .into_iter()
+            .chain(m.top1.map(|top1| ("top1", top1)))
             .map(|(figure, value)| (format!("compress/{name}/{figure}"), value as f32))
+            .collect::<Vec<_>>()
         };
         let mut scalars = Vec::new();
         if let Some(latest) = self.variants.last() {
@@ -124,14 +132,36 @@ impl Report {
              each variant timed interleaved with the baseline, its ratios against that baseline\n",
             latest.threads, latest.image_size
         );
+        // Classification's columns in a three-task run.
+        let classification = latest.baseline.top1.is_some();
         out += &format!(
-            "{:<28} {:>6} {:>9} {:>9} {:>8} {:>14} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}\n",
-            "model", "tuned", "params", "file MB", "GMACs", "latency ms", "img/s", "mAP50", "mIoU", "speed×", "size÷", "ΔmAP50", "ΔmIoU"
+            "{:<28} {:>6} {:>9} {:>9} {:>8} {:>14} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}{}\n",
+            "model",
+            "tuned",
+            "params",
+            "file MB",
+            "GMACs",
+            "latency ms",
+            "img/s",
+            "mAP50",
+            "mIoU",
+            "speed×",
+            "size÷",
+            "ΔmAP50",
+            "ΔmIoU",
+            if classification { format!(" {:>7} {:>8}", "top-1", "Δtop-1") } else { String::new() }
         );
         let row = |name: &str, tuned: String, m: &Measurement, ratios: Option<&Variant>| {
             let ratio = |f: fn(&Variant) -> f64, digits: usize| ratios.map_or("-".to_string(), |v| format!("{:+.*}", digits, f(v)));
+            let top1 = match classification {
+                true => {
+                    let change = ratios.and_then(Variant::top1_change).map_or("-".to_string(), |d| format!("{d:+.4}"));
+                    format!(" {:>7} {change:>8}", m.top1.map_or("-".to_string(), |t| format!("{t:.4}")))
+                }
+                false => String::new(),
+            };
             format!(
-                "{:<28} {:>6} {:>9} {:>9.3} {:>8.3} {:>14} {:>8.1} {:>7.4} {:>7.4} {:>7} {:>7} {:>8} {:>8}\n",
+                "{:<28} {:>6} {:>9} {:>9.3} {:>8.3} {:>14} {:>8.1} {:>7.4} {:>7.4} {:>7} {:>7} {:>8} {:>8}{top1}\n",
                 name,
                 tuned,
                 m.params,
@@ -152,5 +182,50 @@ impl Report {
             out += &row(&v.method, v.finetune_steps.to_string(), &v.measured, Some(v));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measurement(latency: f64, top1: Option<f64>) -> Measurement {
+        Measurement {
+            params: 1000,
+            file_bytes: 4000,
+            macs: 1_000_000,
+            latency_ms_median: latency,
+            latency_ms_p90: latency,
+            images_per_sec: 100.0,
+            map50: 0.5,
+            miou: 0.4,
+            top1,
+        }
+    }
+
+    fn report(top1: [Option<f64>; 2]) -> Report {
+        let variant = Variant {
+            method: "int8".into(),
+            checkpoint: "compressed/int8".into(),
+            source: "last".into(),
+            finetune_steps: 0,
+            measured: measurement(5.0, top1[1]),
+            baseline: measurement(10.0, top1[0]),
+            threads: 2,
+            image_size: 96,
+        };
+        Report { variants: vec![variant] }
+    }
+
+    #[test]
+    fn a_three_task_table_adds_top1_and_its_change() {
+        let table = report([Some(0.6), Some(0.55)]).table();
+        let header = table.lines().nth(1).unwrap();
+        assert!(header.ends_with("top-1   Δtop-1"), "{header}");
+        let row = table.lines().last().unwrap();
+        assert!(row.starts_with("int8") && row.contains(" 2.00 ") && row.ends_with(" 0.5500  -0.0500"), "{row}");
+        assert_eq!(report([Some(0.6), Some(0.55)]).variants[0].top1_change().map(|d| (d * 1e4).round()), Some(-500.0));
+        let two_task = report([None, None]).table();
+        assert!(!two_task.contains("top-1"), "{two_task}");
     }
 }

@@ -154,6 +154,17 @@ pub fn ensure_generated(
     config: &SynthConfig,
     progress: impl Fn(usize, usize) + Sync,
 ) -> Result<SynthSummary> {
+    ensure_generated_with_cancel(out, config, progress, &AtomicBool::new(false))
+}
+
+/// [`ensure_generated`], stopping early with an error when `cancel` is set
+/// (the workbench's first-launch job).
+pub fn ensure_generated_with_cancel(
+    out: &Path,
+    config: &SynthConfig,
+    progress: impl Fn(usize, usize) + Sync,
+    cancel: &AtomicBool,
+) -> Result<SynthSummary> {
     if let Some(marker) = read_marker(out) {
         let same_twins = SynthConfig { cls_images: config.cls_images, ..marker.config.clone() } == *config;
         if marker.version == SYNTH_VERSION
@@ -165,14 +176,14 @@ pub fn ensure_generated(
             if config.cls_images == 0 || (marker.config.cls_images == config.cls_images && marker.summary.cls_root.is_dir()) {
                 return Ok(marker.summary);
             }
-            return add_cls(out, marker, config, progress);
+            return add_cls(out, marker, config, progress, cancel);
         }
     }
-    generate(out, config, progress)
+    generate_with_cancel(out, config, progress, cancel)
 }
 
 /// Writes (or rewrites) the classification set beside a complete twin set.
-fn add_cls(out: &Path, marker: Marker, config: &SynthConfig, progress: impl Fn(usize, usize) + Sync) -> Result<SynthSummary> {
+fn add_cls(out: &Path, marker: Marker, config: &SynthConfig, progress: impl Fn(usize, usize) + Sync, cancel: &AtomicBool) -> Result<SynthSummary> {
     let cls_root = out.join("cls");
     if cls_root.exists() {
         std::fs::remove_dir_all(&cls_root).with_context(|| format!("{}: cannot remove", cls_root.display()))?;
@@ -181,7 +192,7 @@ fn add_cls(out: &Path, marker: Marker, config: &SynthConfig, progress: impl Fn(u
         .with_context(|| format!("{}: cannot write", out.join(INCOMPLETE_FILE).display()))?;
     let done = AtomicUsize::new(0);
     let tick = || progress(done.fetch_add(1, Ordering::Relaxed) + 1, config.cls_images);
-    let (cls_train, cls_val) = write_cls(&cls_root, config, &tick, &AtomicBool::new(false))?;
+    let (cls_train, cls_val) = write_cls(&cls_root, config, &tick, cancel)?;
     let summary = SynthSummary { cls_root, cls_train, cls_val, ..marker.summary };
     write_marker(out, &Marker { version: SYNTH_VERSION, config: config.clone(), summary: summary.clone() })?;
     Ok(summary)

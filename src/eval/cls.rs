@@ -86,6 +86,11 @@ pub fn ranking(scores: &[f32]) -> Vec<usize> {
     order
 }
 
+/// The `k` likeliest classes, named, with their scores, best first (none for no scores).
+pub fn top_classes<'a>(scores: &[f32], names: &'a [String], k: usize) -> Vec<(&'a str, f32)> {
+    ranking(scores).into_iter().take(k).map(|class| (names[class].as_str(), scores[class])).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

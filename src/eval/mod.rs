@@ -24,6 +24,12 @@ pub use det::{ground_truth_from_voc, ClassAp, Detection, GroundTruth};
 pub use seg::ConfusionMatrix;
 pub use voc_ap::{curves_ap, evaluate_voc, pr_curves, PrCurve, VocMetric};
 
+/// The AllInOne (CVPR23 Track 1) score of a three-task model: the mean of
+/// detection mAP50, segmentation mIoU and classification top-1.
+pub fn track_score(map50: f64, miou: f64, top1: f64) -> f64 {
+    (map50 + miou + top1) / 3.0
+}
+
 /// Mean of the `Some` values (classes without a value are left out); `None` when
 /// there are none.
 pub fn mean_of_defined(values: &[Option<f64>]) -> Option<f64> {

@@ -199,17 +199,13 @@ impl Workbench {
     }
 }
 
-/// Generates the datasets of the `quick` preset unless they are there already.
+/// Generates the datasets of the `quick` preset unless they are there already
+/// (a set with classification crops serves it as it is).
 fn first_launch_job(shared: &Shared) -> Option<Job<SynthSummary>> {
     let preset = TrainConfig::load_preset("quick", &[]).ok()?;
     let (out, config) = preset.data.synthetic_set().ok()??;
     Some(Job::spawn("synthetic datasets", shared.repaint.callback(), move |progress| {
-        if let Some((existing, summary)) = synth::existing(&out) {
-            if existing == config {
-                return Ok(summary);
-            }
-        }
-        synth::generate_with_cancel(&out, &config, |done, total| progress.set(done, total), progress.cancel_flag())
+        synth::ensure_generated_with_cancel(&out, &config, |done, total| progress.set(done, total), progress.cancel_flag())
     }))
 }
 

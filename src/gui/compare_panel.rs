@@ -12,6 +12,7 @@ use super::session::Notice;
 use super::shared::Shared;
 use crate::train::config::TrainConfig;
 use crate::train::config_diff::config_diff;
+use crate::train::events::EvalRecord;
 use crate::train::presets::preset_names;
 use crate::train::strategy::{StrategyConfig, Task};
 
@@ -66,12 +67,14 @@ enum Column {
     BestTop1,
     ClsForgetting,
     ClsForgettingEnd,
+    FinalTrackScore,
+    BestTrackScore,
     Conflict,
     WallTime,
 }
 
 impl Column {
-    const ALL: [Column; 18] = [
+    const ALL: [Column; 20] = [
         Column::Run,
         Column::Strategy,
         Column::Status,
@@ -88,6 +91,8 @@ impl Column {
         Column::BestTop1,
         Column::ClsForgetting,
         Column::ClsForgettingEnd,
+        Column::FinalTrackScore,
+        Column::BestTrackScore,
         Column::Conflict,
         Column::WallTime,
     ];
@@ -99,7 +104,15 @@ impl Column {
     }
 
     fn is_classification(self) -> bool {
-        matches!(self, Column::FinalTop1 | Column::BestTop1 | Column::ClsForgetting | Column::ClsForgettingEnd)
+        matches!(
+            self,
+            Column::FinalTop1
+                | Column::BestTop1
+                | Column::ClsForgetting
+                | Column::ClsForgettingEnd
+                | Column::FinalTrackScore
+                | Column::BestTrackScore
+        )
     }
 
     fn header(self) -> &'static str {
@@ -120,6 +133,8 @@ impl Column {
             Column::BestTop1 => "best top-1",
             Column::ClsForgetting => "classification forgetting",
             Column::ClsForgettingEnd => "at end",
+            Column::FinalTrackScore => "final track score",
+            Column::BestTrackScore => "best track score",
             Column::Conflict => "task conflict",
             Column::WallTime => "wall time",
         }
@@ -128,6 +143,9 @@ impl Column {
     fn help(self) -> Option<&'static str> {
         match self {
             Column::Step => Some("Steps done / steps planned"),
+            Column::FinalTrackScore | Column::BestTrackScore => {
+                Some("The AllInOne (CVPR23 Track 1) score: the mean of mAP50, mIoU and top-1 at one evaluation (final: the last; best: the highest)")
+            }
             Column::FinalMap50 | Column::FinalMiou | Column::FinalTop1 => Some("At the last evaluation"),
             Column::DetForgetting | Column::SegForgetting | Column::ClsForgetting => Some(FORGETTING_HELP),
             Column::Conflict => Some(CONFLICT_HELP),
@@ -162,6 +180,9 @@ struct Row {
     best_top1: Option<f64>,
     cls_forgetting: Option<f64>,
     cls_forgetting_end: Option<f64>,
+    /// Mean of mAP50, mIoU and top-1 (three-task runs).
+    final_track_score: Option<f64>,
+    best_track_score: Option<f64>,
     /// Mean and lowest task-conflict cosine over the evaluations.
     conflict: Option<(f64, f64)>,
     wall_seconds: Option<f64>,
@@ -194,6 +215,8 @@ impl Row {
             best_top1: run.evals.iter().filter_map(|e| e.top1).reduce(f64::max),
             cls_forgetting: run.evals.iter().filter_map(|e| e.cls_forgetting).reduce(f64::max),
             cls_forgetting_end: run.last_eval().and_then(|e| e.cls_forgetting),
+            final_track_score: run.last_eval().and_then(EvalRecord::track_score),
+            best_track_score: run.evals.iter().filter_map(EvalRecord::track_score).reduce(f64::max),
             conflict: conflict_summary(run),
             // Only a finished run's log carries its wall time.
             wall_seconds: (run.wall_seconds > 0.0).then_some(run.wall_seconds),
@@ -219,6 +242,8 @@ impl Row {
             Column::BestTop1 => number(self.best_top1),
             Column::ClsForgetting => number(self.cls_forgetting),
             Column::ClsForgettingEnd => number(self.cls_forgetting_end),
+            Column::FinalTrackScore => number(self.final_track_score),
+            Column::BestTrackScore => number(self.best_track_score),
             Column::Conflict => self.conflict.map_or_else(|| "—".to_string(), |(mean, low)| format!("{mean:.3} ({low:.3})")),
             Column::WallTime => self.wall_seconds.map_or_else(|| "—".to_string(), format_duration),
         }
@@ -238,6 +263,8 @@ impl Row {
             Column::BestTop1 => self.best_top1,
             Column::ClsForgetting => self.cls_forgetting,
             Column::ClsForgettingEnd => self.cls_forgetting_end,
+            Column::FinalTrackScore => self.final_track_score,
+            Column::BestTrackScore => self.best_track_score,
             Column::Conflict => self.conflict.map(|(mean, _)| mean),
             Column::WallTime => self.wall_seconds,
             Column::Step => Some(self.step as f64),
@@ -348,12 +375,12 @@ impl ComparePanel {
 
 /// Queues the sweep of `base` and checks its runs so Curves overlays them.
 fn start_sweep(base: &str, both_orders: bool, shared: &mut Shared) -> Notice {
-    let sweep = match TrainConfig::load_preset(base, &[]).and_then(|config| sweep_configs(&config, both_orders)) {
-        Ok(sweep) => sweep,
+    let configs = match TrainConfig::load_preset(base, &[]).and_then(|config| sweep_configs(&config, both_orders)) {
+        Ok(configs) => configs,
         Err(error) => return Notice::error(format!("strategy sweep: {error:#}")),
     };
     let mut queued = Vec::new();
-    for config in sweep.configs {
+    for config in configs {
         match shared.session.enqueue(config, shared.device) {
             Ok(name) => {
                 shared.selection.checked.insert(name.clone());
@@ -363,18 +390,7 @@ fn start_sweep(base: &str, both_orders: bool, shared: &mut Shared) -> Notice {
             Err(error) => return Notice::error(format!("strategy sweep: queued {}, then: {error:#}", queued.len())),
         }
     }
-    let skipped = match sweep.skipped.as_slice() {
-        [] => String::new(),
-        names => format!("; not {} (they protect detection or segmentation in a two-phase order, not {base}'s tasks)", names.join(", ")),
-    };
-    Notice::info(format!("strategy sweep: queued {}{skipped}", queued.join(", ")))
-}
-
-/// The runs of a strategy sweep, and the strategy presets left out because
-/// their strategy cannot schedule the base's tasks.
-pub struct Sweep {
-    pub configs: Vec<TrainConfig>,
-    pub skipped: Vec<&'static str>,
+    Notice::info(format!("strategy sweep: queued {}", queued.join(", ")))
 }
 
 /// `base` once per sweep strategy, named `<base>-<strategy preset>`. Each takes
@@ -382,15 +398,10 @@ pub struct Sweep {
 /// `base`'s steps as in its preset, so the phases split a longer or shorter run
 /// alike. With `both_orders`, each sequential-family run is followed by its
 /// segmentation-first twin, named `…-seg-first`.
-pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Sweep> {
+pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainConfig>> {
     let mut configs = Vec::new();
-    let mut skipped = Vec::new();
     for &preset in &SWEEP_STRATEGIES {
         let source = TrainConfig::load_preset(preset, &[])?;
-        if !source.strategy.supports(base.run_shape()) {
-            skipped.push(preset);
-            continue;
-        }
         let mut config = base.clone();
         config.strategy = source.strategy;
         rescale_to_steps(&mut config.strategy, source.steps, base.steps);
@@ -407,7 +418,7 @@ pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Sweep> {
         configs.push(config);
         configs.extend(twin);
     }
-    Ok(Sweep { configs, skipped })
+    Ok(configs)
 }
 
 /// The step settings of `strategy` (the switch, a pseudo-label burn-in) moved
@@ -577,6 +588,8 @@ mod tests {
             best_top1: None,
             cls_forgetting: None,
             cls_forgetting_end: None,
+            final_track_score: None,
+            best_track_score: None,
             conflict: None,
             wall_seconds: None,
         }
@@ -585,11 +598,26 @@ mod tests {
     #[test]
     fn classification_columns_show_only_when_a_run_has_classification() {
         let two_task = vec![row("a", Some(0.5))];
-        assert_eq!(Column::shown(&two_task).len(), Column::ALL.len() - 4);
+        assert_eq!(Column::shown(&two_task).len(), Column::ALL.len() - 6);
         let mixed = vec![row("a", Some(0.5)), Row { final_top1: Some(0.3), best_top1: Some(0.4), ..row("b", None) }];
         let shown = Column::shown(&mixed);
         assert!(shown.contains(&Column::BestTop1) && shown.contains(&Column::ClsForgettingEnd), "{shown:?}");
         assert_eq!((mixed[1].cell(Column::FinalTop1), mixed[0].cell(Column::BestTop1)), ("0.300".to_string(), "—".to_string()));
+    }
+
+    #[test]
+    fn three_task_runs_get_the_track_score_of_their_last_and_best_evaluation() {
+        use crate::train::events::Event;
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = RunRecord::new(&dir.path().join("a"), TrainConfig::load_preset("allinone", &[]).unwrap(), RunStatus::Completed);
+        for (step, map50, miou, top1) in [(100, 0.6, 0.3, 0.3), (200, 0.3, 0.3, 0.15)] {
+            record.apply(&Event::Eval(EvalRecord { step, map50, miou, top1: Some(top1), ..Default::default() }));
+        }
+        let row = Row::new(&record);
+        let close = |v: Option<f64>, expected: f64| v.is_some_and(|v| (v - expected).abs() < 1e-12);
+        assert!(close(row.best_track_score, 0.4) && close(row.final_track_score, 0.25), "{row:?}");
+        assert_eq!(row.cell(Column::FinalTrackScore), "0.250");
+        assert!(Column::shown(&[row]).contains(&Column::BestTrackScore));
     }
 
     fn names(rows: &[Row]) -> Vec<&str> {
@@ -634,8 +662,7 @@ mod tests {
     #[test]
     fn the_sweep_gives_the_base_each_strategy() {
         let base = TrainConfig::load_preset("quick", &[]).unwrap();
-        let Sweep { configs, skipped } = sweep_configs(&base, false).unwrap();
-        assert!(skipped.is_empty());
+        let configs = sweep_configs(&base, false).unwrap();
         let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
@@ -685,7 +712,7 @@ mod tests {
     fn the_switch_step_keeps_its_fraction_of_the_run() {
         let mut base = TrainConfig::load_preset("quick", &[]).unwrap();
         base.steps = 1000;
-        let configs = sweep_configs(&base, false).unwrap().configs;
+        let configs = sweep_configs(&base, false).unwrap();
         let switches: Vec<usize> = configs.iter().filter_map(|c| c.strategy.sequence()).map(|s| s.switch_step).collect();
         assert_eq!(switches, [500; 7]);
         base.steps = 1;
@@ -694,10 +721,10 @@ mod tests {
     }
 
     #[test]
-    fn a_three_task_sweep_leaves_out_the_strategies_that_protect_one_task() {
+    fn a_three_task_sweep_runs_every_strategy_over_the_three_tasks() {
         let base = TrainConfig::load_preset("allinone", &[]).unwrap();
-        let Sweep { configs, skipped } = sweep_configs(&base, true).unwrap();
-        assert_eq!(skipped, ["lwf", "ewc", "replay", "pseudo"]);
+        let configs = sweep_configs(&base, true).unwrap();
+        assert_eq!(configs.len(), 11 + 7);
         // The sequential family's twins start with segmentation, then the run's other tasks.
         let twin = configs.iter().find(|c| c.name == "allinone-naive-seg-first").unwrap();
         let order = twin.strategy.schedule(twin.run_shape()).unwrap().order;
@@ -708,7 +735,7 @@ mod tests {
     #[test]
     fn both_orders_add_a_segmentation_first_twin_to_the_sequential_family() {
         let base = TrainConfig::load_preset("quick", &[]).unwrap();
-        let configs = sweep_configs(&base, true).unwrap().configs;
+        let configs = sweep_configs(&base, true).unwrap();
         assert_eq!(configs.len(), 11 + 7);
         let naive: Vec<(&str, Task)> =
             configs[4..6].iter().map(|c| (c.name.as_str(), c.strategy.sequence().unwrap().first)).collect();

@@ -25,6 +25,7 @@ const SUGGESTED: [&str; 5] = ["int8", "prune:0.3", "prune:0.5", "lowrank:0.9", "
 const SOURCES: [CheckpointKind; 3] = [CheckpointKind::Last, CheckpointKind::BestDet, CheckpointKind::BestSeg];
 const DET_COLOR: egui::Color32 = egui::Color32::from_rgb(70, 130, 230);
 const SEG_COLOR: egui::Color32 = egui::Color32::from_rgb(230, 120, 50);
+const CLS_COLOR: egui::Color32 = egui::Color32::from_rgb(60, 170, 90);
 
 pub struct CompressPanel {
     method: String,
@@ -189,11 +190,20 @@ fn table(ui: &mut egui::Ui, report: &Report) {
         "CPU, {} threads, {} px. Latency: median / p90 of batch-1 passes; each variant timed interleaved with the baseline, its ratios against that baseline.",
         latest.threads, latest.image_size
     ));
+    // Classification's columns in a three-task run.
+    let classification = latest.baseline.top1.is_some();
     egui::Grid::new("compress-table").striped(true).spacing([14.0, 4.0]).show(ui, |ui| {
-        for header in ["model", "tuned", "params", "file MB", "GMACs", "latency ms", "img/s", "mAP50", "mIoU", "speed ×", "size ÷", "Δ mAP50", "Δ mIoU"] {
+        let headers = ["model", "tuned", "params", "file MB", "GMACs", "latency ms", "img/s", "mAP50", "mIoU", "speed ×", "size ÷", "Δ mAP50", "Δ mIoU"];
+        for header in headers.into_iter().chain(classification.then_some(["top-1", "Δ top-1"]).into_iter().flatten()) {
             ui.strong(header);
         }
         ui.end_row();
+        let top1 = |ui: &mut egui::Ui, m: &Measurement, change: Option<f64>| {
+            if classification {
+                ui.label(m.top1.map_or("-".into(), |t| format!("{t:.4}")));
+                ui.label(change.map_or("-".into(), |d| format!("{d:+.4}")));
+            }
+        };
         let cells = |ui: &mut egui::Ui, m: &Measurement| {
             ui.label(m.params.to_string());
             ui.label(format!("{:.2}", m.file_bytes as f64 / 1e6));
@@ -209,6 +219,7 @@ fn table(ui: &mut egui::Ui, report: &Report) {
         for _ in 0..4 {
             ui.label("-");
         }
+        top1(ui, &latest.baseline, None);
         ui.end_row();
         for v in &report.variants {
             ui.label(&v.method);
@@ -218,6 +229,7 @@ fn table(ui: &mut egui::Ui, report: &Report) {
             ui.label(format!("{:.2}", v.size_ratio()));
             ui.label(format!("{:+.4}", v.map50_change()));
             ui.label(format!("{:+.4}", v.miou_change()));
+            top1(ui, &v.measured, v.top1_change());
             ui.end_row();
         }
     });
@@ -240,10 +252,13 @@ fn plots(ui: &mut egui::Ui, report: &Report) {
                 .include_x(0.0)
                 .include_x(farthest * 1.3)
                 .x_axis_label(axis)
-                .y_axis_label("mAP50 / mIoU")
+                .y_axis_label(if latest.baseline.top1.is_some() { "mAP50 / mIoU / top-1" } else { "mAP50 / mIoU" })
                 .legend(Legend::default().position(Corner::LeftBottom))
                 .show(ui, |plot_ui| {
-                    for (task, color, metric) in [("mAP50", DET_COLOR, (|m: &Measurement| m.map50) as fn(&Measurement) -> f64), ("mIoU", SEG_COLOR, |m| m.miou)] {
+                    let metrics: [(&str, egui::Color32, fn(&Measurement) -> Option<f64>); 3] =
+                        [("mAP50", DET_COLOR, |m| Some(m.map50)), ("mIoU", SEG_COLOR, |m| Some(m.miou)), ("top-1", CLS_COLOR, |m| m.top1)];
+                    for (task, color, metric) in metrics.into_iter().filter(|(_, _, metric)| metric(&latest.baseline).is_some()) {
+                        let metric = |m: &Measurement| metric(m).unwrap_or(0.0);
                         let variants: Vec<[f64; 2]> = report.variants.iter().map(|v| [x(&v.measured), metric(&v.measured)]).collect();
                         for (v, &[px, py]) in report.variants.iter().zip(&variants) {
                             plot_ui.text(Text::new("", PlotPoint::new(px, py), format!("  {}", v.method)).anchor(egui::Align2::LEFT_CENTER).color(color));

@@ -37,8 +37,10 @@ impl Matrix<'_> {
         let cell = (ui.available_width() * 0.8 / n.max(1) as f32).clamp(MIN_CELL, MAX_CELL);
         let label_width = if cell >= 12.0 { 110.0 } else { 0.0 };
         ui.label("rows: ground truth · columns: prediction · shade: share of the row");
-        egui::ScrollArea::both().id_salt(id).max_height(560.0).show(ui, |ui| {
-            let size = Vec2::new(label_width + cell * n as f32, label_width + cell * n as f32);
+        let size = Vec2::splat(label_width + cell * n as f32);
+        // Shown whole up to 560 points, even low in a scrolled panel (the area would shrink to what is left on screen).
+        let height = size.y.min(560.0);
+        egui::ScrollArea::both().id_salt(id).max_height(height).min_scrolled_height(height).show(ui, |ui| {
             let (rect, response) = ui.allocate_exact_size(size, Sense::hover());
             let painter = ui.painter_at(rect);
             let origin = rect.min + Vec2::splat(label_width);

@@ -62,11 +62,13 @@ enum Metric {
     Lr,
     ImagesPerSec,
     Conflict,
+    ConflictDetCls,
+    ConflictSegCls,
 }
 
 impl Metric {
     /// In grid order: two per row.
-    const ALL: [Metric; 9] = [
+    const ALL: [Metric; 11] = [
         Metric::DetLoss,
         Metric::SegLoss,
         Metric::ClsLoss,
@@ -74,6 +76,8 @@ impl Metric {
         Metric::Miou,
         Metric::Top1,
         Metric::Conflict,
+        Metric::ConflictDetCls,
+        Metric::ConflictSegCls,
         Metric::Lr,
         Metric::ImagesPerSec,
     ];
@@ -90,6 +94,8 @@ impl Metric {
             Metric::Lr => "lr",
             Metric::ImagesPerSec => "images_per_sec",
             Metric::Conflict => "task_conflict",
+            Metric::ConflictDetCls => "task_conflict_det_cls",
+            Metric::ConflictSegCls => "task_conflict_seg_cls",
         }
     }
 
@@ -104,6 +110,8 @@ impl Metric {
             Metric::Lr => "learning rate",
             Metric::ImagesPerSec => "images/s",
             Metric::Conflict => "task conflict: cosine of the detection and segmentation gradients on the shared weights",
+            Metric::ConflictDetCls => "conflict detection–classification (backbone)",
+            Metric::ConflictSegCls => "conflict segmentation–classification (backbone)",
         }
     }
 
@@ -118,6 +126,8 @@ impl Metric {
             Metric::Lr => &series.lr,
             Metric::ImagesPerSec => &series.images_per_sec,
             Metric::Conflict => &series.conflict,
+            Metric::ConflictDetCls => &series.conflict_det_cls,
+            Metric::ConflictSegCls => &series.conflict_seg_cls,
         }
     }
 
@@ -134,7 +144,7 @@ impl Metric {
     fn fixed_range(self) -> Option<(f64, f64)> {
         match self {
             Metric::Map50 | Metric::Miou | Metric::Top1 => Some((0.0, 1.0)),
-            Metric::Conflict => Some((-1.0, 1.0)),
+            Metric::Conflict | Metric::ConflictDetCls | Metric::ConflictSegCls => Some((-1.0, 1.0)),
             _ => None,
         }
     }
@@ -198,13 +208,17 @@ impl CurvesPanel {
         let style = PlotStyle { envelope: self.envelope, unit_axis: !self.zoom_metrics };
         let spacing = ui.spacing().item_spacing.x;
         for row in plot_rows(runs) {
-            let width = size.x * 2.0 / row.len() as f32 + spacing * (2 - row.len()) as f32;
+            // The row spans two plots and their gap, shared by its plots.
+            let n = row.len() as f32;
+            let width = (size.x * 2.0 + spacing * (2.0 - n)) / n;
             ui.horizontal(|ui| {
                 for metric in row {
                     let index = Metric::ALL.iter().position(|m| m == metric).expect("every metric is in ALL");
                     let lines = std::mem::take(&mut curves[index]);
                     ui.vertical(|ui| {
-                        ui.strong(metric.title());
+                        // A title longer than its plot is cut short (whole on hover), not widening the row.
+                        ui.set_width(width);
+                        ui.add(egui::Label::new(egui::RichText::new(metric.title()).strong()).truncate());
                         metric_plot(ui, *metric, lines, &marks, egui::vec2(width, size.y), style);
                     });
                 }
@@ -373,7 +387,12 @@ fn plot_rows(runs: &[&RunRecord]) -> Vec<&'static [Metric]> {
     if classification {
         rows.push(&[Metric::ClsLoss, Metric::Top1]);
     }
-    rows.extend([&[Metric::Conflict][..], &[Metric::Lr, Metric::ImagesPerSec]]);
+    let pairwise = runs.iter().any(|r| !r.series.conflict_det_cls.is_empty());
+    let conflict: &'static [Metric] = match pairwise {
+        true => &[Metric::Conflict, Metric::ConflictDetCls, Metric::ConflictSegCls],
+        false => &[Metric::Conflict],
+    };
+    rows.extend([conflict, &[Metric::Lr, Metric::ImagesPerSec]]);
     rows
 }
 
@@ -416,7 +435,7 @@ fn metric_plot(
         .label_formatter(move |pos: &HoverPosition<'_>| Some(hover_text(metric, pos)))
         .show(ui, move |plot_ui| {
             // Evaluations are sparse: mark each one, so a single evaluation shows too.
-            let mark_points = matches!(metric, Metric::Map50 | Metric::Miou | Metric::Top1 | Metric::Conflict);
+            let mark_points = matches!(metric, Metric::Map50 | Metric::Miou | Metric::Top1 | Metric::Conflict | Metric::ConflictDetCls | Metric::ConflictSegCls);
             for line in lines {
                 if let Some(behind) = &line.behind {
                     // Unnamed, so the legend keeps the smoothed line's colour.

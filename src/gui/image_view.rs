@@ -459,7 +459,7 @@ mod tests {
     fn a_saved_overlay_leaves_hidden_classes_out() {
         let image = RgbImage::new(10, 10);
         let mask = GrayImage::from_pixel(10, 10, Luma([3]));
-        let prediction = Prediction { detections: vec![Detection { bbox: [2.0, 2.0, 8.0, 8.0], class: 1, score: 0.9 }], mask };
+        let prediction = Prediction { detections: vec![Detection { bbox: [2.0, 2.0, 8.0, 8.0], class: 1, score: 0.9 }], mask, class_probabilities: vec![] };
         let all = OverlayOptions { opacity: 1.0, ..Default::default() };
         let drawn = all.render(&image, &prediction);
         assert_eq!(drawn.get_pixel(5, 5).0, class_color(2));

@@ -39,6 +39,8 @@ pub struct ModelInfo {
     pub step: usize,
     pub det_classes: Vec<String>,
     pub seg_classes: Vec<String>,
+    /// Empty for a network without a classification head.
+    pub cls_classes: Vec<String>,
 }
 
 impl ModelInfo {
@@ -49,6 +51,7 @@ impl ModelInfo {
             step: predictor.state.step,
             det_classes: predictor.det_classes().to_vec(),
             seg_classes: predictor.seg_classes().to_vec(),
+            cls_classes: predictor.cls_classes().to_vec(),
         }
     }
 

@@ -2,7 +2,8 @@
 //! (a background job with progress and cancel): per-class precision–recall
 //! curves at IoU 0.5 with the VOC area AP shaded, the detection and pixel
 //! confusion matrices with the top pixel confusions by name, and per-class
-//! AP50 / IoU tables, sortable and exportable to CSV.
+//! AP50 / IoU tables, sortable and exportable to CSV; in a three-task run also
+//! the classification confusion matrix and per-class accuracy.
 
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
@@ -18,7 +19,7 @@ use super::job::Job;
 use super::session::Notice;
 use crate::data::classes::mask_label_name;
 use crate::eval::{PrCurve, VocMetric};
-use crate::predictor::FullValidation;
+use crate::predictor::{FullValidation, Predictor};
 use crate::train::checkpoint::CheckpointKind;
 use crate::train::config::TrainConfig;
 
@@ -29,6 +30,8 @@ const TOP_CONFUSIONS: usize = 12;
 pub struct Scores {
     pub det_classes: Vec<String>,
     pub seg_classes: Vec<String>,
+    /// Empty without a classification head.
+    pub cls_classes: Vec<String>,
     pub full: FullValidation,
     /// `[classes…, background]` and `counts[gt][pred]` of the detection matrix.
     det_labels: Vec<String>,
@@ -39,11 +42,13 @@ pub struct Scores {
 }
 
 impl Scores {
-    fn new(full: FullValidation, det_classes: Vec<String>, seg_classes: Vec<String>) -> Self {
+    fn new(full: FullValidation, predictor: &Predictor) -> Self {
+        let det_classes = predictor.det_classes().to_vec();
         let det_labels = det_classes.iter().cloned().chain(["background".to_string()]).collect();
         let det_counts = full.validation.det_confusion.rows();
         let seg_counts = full.validation.seg.rows().into_iter().skip(1).map(|row| row[1..].to_vec()).collect();
-        Self { det_classes, seg_classes, full, det_labels, det_counts, seg_counts }
+        let (seg_classes, cls_classes) = (predictor.seg_classes().to_vec(), predictor.cls_classes().to_vec());
+        Self { det_classes, seg_classes, cls_classes, full, det_labels, det_counts, seg_counts }
     }
 }
 
@@ -65,6 +70,7 @@ pub struct MetricsView {
     pr_class: usize,
     det_sort: SortBy,
     seg_sort: SortBy,
+    cls_sort: SortBy,
 }
 
 impl MetricsView {
@@ -93,7 +99,7 @@ impl MetricsView {
                 progress.set(done, total);
                 if progress.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
             })?;
-            Ok(Scores::new(full, predictor.det_classes().to_vec(), predictor.seg_classes().to_vec()))
+            Ok(Scores::new(full, &predictor))
         }));
     }
 
@@ -156,6 +162,24 @@ impl MetricsView {
                 notice = Some(export_csv(&export_path(exports, run, "iou"), "iou", &seg_rows));
             }
         });
+        if let Some(cls) = &v.cls {
+            ui.separator();
+            ui.label(format!(
+                "Classification: {} images, top-1 {}, top-5 {}",
+                scores.full.cls_images,
+                format_metric(cls.top1()),
+                format_metric(cls.top5())
+            ));
+            egui::CollapsingHeader::new("Classification confusion matrix").id_salt("cls-confusion").default_open(true).show(ui, |ui| {
+                ui.label("Columns: the top-1 class; cells give the row's share in %.");
+                let text = if scores.cls_classes.len() <= 24 { CellText::RowPercent } else { CellText::None };
+                Matrix { labels: &scores.cls_classes, counts: &cls.rows(), text }.ui(ui, "cls-matrix");
+            });
+            let cls_rows = class_rows(&scores.cls_classes, &cls.per_class_accuracy());
+            if class_table(ui, "accuracy", &cls_rows, &mut self.cls_sort).is_some() {
+                notice = Some(export_csv(&export_path(exports, run, "accuracy"), "accuracy", &cls_rows));
+            }
+        }
         notice
     }
 }

@@ -1,7 +1,9 @@
 //! The Inspect panel: the focused run's checkpoint on the first images of each
 //! validation split, ground truth beside prediction, with per-class AP50 and
 //! IoU measured on those images (the eval module's VOC AP and confusion
-//! matrix, with the post-processing the run's own evaluations use).
+//! matrix, with the post-processing the run's own evaluations use); in a
+//! three-task run also the classification images with their true class and
+//! top-5, right or wrong, filterable to the mistakes.
 
 use std::path::Path;
 
@@ -19,7 +21,9 @@ use super::inspect_metrics::MetricsView;
 use super::inspect_timeline::TimelineView;
 use super::job::{Job, Progress};
 use super::shared::Shared;
+use super::class_view::{is_right, top5_ui};
 use crate::data::ade::AdeRecord;
+use crate::data::classify::ClsRecord;
 use crate::data::batch::decode_rgb;
 use crate::data::coco::CocoIds;
 use crate::data::voc::VocRecord;
@@ -39,21 +43,32 @@ const SAMPLES: usize = 24;
 /// Tallest the side-by-side images are drawn.
 const VIEW_HEIGHT: f32 = 420.0;
 
+/// The validation images browsed: one task's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum TaskSet {
+enum SampleSet {
     #[default]
     Detection,
     Segmentation,
+    Classification,
 }
 
-impl TaskSet {
+impl SampleSet {
     /// Prefix of the set's texture keys.
     fn key(self) -> &'static str {
         match self {
             Self::Detection => "det",
             Self::Segmentation => "seg",
+            Self::Classification => "cls",
         }
     }
+}
+
+/// A classification image, its true class and the head's probabilities.
+struct ClsSample {
+    id: String,
+    image: RgbImage,
+    truth: usize,
+    probabilities: Vec<f32>,
 }
 
 enum Truth {
@@ -118,6 +133,8 @@ struct Inspection {
     model: ModelInfo,
     det: Vec<Sample>,
     seg: Vec<Sample>,
+    /// Empty in a run without classification.
+    cls: Vec<ClsSample>,
     det_table: Table,
     seg_table: Table,
     /// Sampled images that could not be read, left out.
@@ -129,8 +146,10 @@ struct Inspection {
 /// What the user browses: the set, the image, how it is drawn.
 #[derive(Default)]
 struct Browser {
-    set: TaskSet,
+    set: SampleSet,
     index: usize,
+    /// Classification: only the images whose top-1 is wrong.
+    only_mistakes: bool,
     options: OverlayOptions,
     textures: TextureCache,
 }
@@ -243,7 +262,7 @@ impl InspectPanel {
                 Some(inspection) => {
                     let model = &inspection.model;
                     let names = ClassNames { det: &model.det_classes, seg: &model.seg_classes };
-                    self.timeline.ui(ui, record, names, shared.repaint.callback());
+                    self.timeline.ui(ui, record, names, &model.cls_classes, shared.repaint.callback());
                 }
                 None => self.status(ui),
             },
@@ -319,13 +338,21 @@ impl Browser {
             ui.colored_label(ui.visuals().warn_fg_color, text);
         }
         ui.horizontal(|ui| {
-            ui.selectable_value(&mut self.set, TaskSet::Detection, format!("Detection set ({} images)", inspection.det.len()));
-            ui.selectable_value(&mut self.set, TaskSet::Segmentation, format!("Segmentation set ({} images)", inspection.seg.len()));
+            ui.selectable_value(&mut self.set, SampleSet::Detection, format!("Detection set ({} images)", inspection.det.len()));
+            ui.selectable_value(&mut self.set, SampleSet::Segmentation, format!("Segmentation set ({} images)", inspection.seg.len()));
+            if !inspection.cls.is_empty() {
+                let wrong = inspection.cls.iter().filter(|s| !is_right(&s.probabilities, s.truth)).count();
+                let label = format!("Classification set ({} images, {wrong} wrong)", inspection.cls.len());
+                ui.selectable_value(&mut self.set, SampleSet::Classification, label);
+            }
         });
+        if self.set == SampleSet::Classification {
+            return self.classification(ui, inspection);
+        }
         self.options.controls(ui, &model.det_classes, &model.seg_classes);
         let (samples, table) = match self.set {
-            TaskSet::Detection => (&inspection.det, &inspection.det_table),
-            TaskSet::Segmentation => (&inspection.seg, &inspection.seg_table),
+            SampleSet::Detection => (&inspection.det, &inspection.det_table),
+            _ => (&inspection.seg, &inspection.seg_table),
         };
         if samples.is_empty() {
             ui.label("This validation split has no images.");
@@ -337,6 +364,53 @@ impl Browser {
         self.thumbnails(ui, samples);
         ui.separator();
         table_ui(ui, table, self.set.key());
+    }
+
+    /// The classification images (or only the mistakes): the image beside its
+    /// true class and top-5, thumbnails, and the accuracy on these images.
+    fn classification(&mut self, ui: &mut egui::Ui, inspection: &Inspection) {
+        let names = &inspection.model.cls_classes;
+        ui.checkbox(&mut self.only_mistakes, "only mistakes").on_hover_text("Browse the images whose top-1 class is wrong");
+        let shown: Vec<usize> =
+            (0..inspection.cls.len()).filter(|&i| !self.only_mistakes || !is_right(&inspection.cls[i].probabilities, inspection.cls[i].truth)).collect();
+        let right = inspection.cls.iter().filter(|s| is_right(&s.probabilities, s.truth)).count();
+        ui.strong(format!("Top-1 right on {right} of these {} images", inspection.cls.len()));
+        if shown.is_empty() {
+            ui.label("No mistakes among these images.");
+            return;
+        }
+        let position = shown.iter().position(|&i| i >= self.index).unwrap_or(shown.len() - 1);
+        self.index = shown[position];
+        ui.horizontal(|ui| {
+            if ui.add_enabled(position > 0, egui::Button::new("Previous")).clicked() {
+                self.index = shown[position - 1];
+            }
+            ui.label(format!("{} / {}: {}", position + 1, shown.len(), inspection.cls[self.index].id));
+            if ui.add_enabled(position + 1 < shown.len(), egui::Button::new("Next")).clicked() {
+                self.index = shown[position + 1];
+            }
+        });
+        let sample = &inspection.cls[self.index];
+        let key = format!("cls/{}", self.index);
+        let image = Layers { name: "image", mask: None, boxes: &[], scored: false, errors: None };
+        let classes = ClassNames { det: &inspection.model.det_classes, seg: &inspection.model.seg_classes };
+        ui.columns(2, |columns| {
+            let max = Vec2::new(columns[0].available_width(), VIEW_HEIGHT);
+            self.textures.show(&mut columns[0], &key, &sample.image, &image, &OverlayOptions::default(), classes, max);
+            top5_ui(&mut columns[1], &sample.probabilities, names, Some(sample.truth));
+        });
+        egui::ScrollArea::horizontal().id_salt("inspect cls thumbnails").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                for &i in &shown {
+                    let sample = &inspection.cls[i];
+                    let mark = if is_right(&sample.probabilities, sample.truth) { "✔" } else { "✖" };
+                    let hover = format!("{} {mark} {}", sample.id, names[sample.truth]);
+                    if self.textures.thumbnail(ui, &format!("cls/{i}"), &sample.image, 56.0, i == self.index, &hover).clicked() {
+                        self.index = i;
+                    }
+                }
+            });
+        });
     }
 
     fn navigation(&mut self, ui: &mut egui::Ui, samples: &[Sample]) {
@@ -414,13 +488,36 @@ fn inspect(
     same_class_count("detection", voc.classes.len(), model.det_classes.len())?;
     same_class_count("segmentation", ade.classes.len(), model.seg_classes.len())?;
     let mut skipped = Vec::new();
-    let (det_records, det_images) = read_det(&voc.records[..voc.records.len().min(SAMPLES)], &mut skipped);
+    let (det_records, det_images) = read_images(&voc.records[..voc.records.len().min(SAMPLES)], |r: &VocRecord| &r.image_path, &mut skipped);
     let (seg_records, seg_images, seg_truth) = read_seg(&ade.records[..ade.records.len().min(SAMPLES)], ade.classes.len(), &mut skipped);
 
+    let cls_split = match predictor.cls_classes().is_empty() {
+        true => None,
+        false => config.data.open_cls(&config.data.cls_val_split)?,
+    };
+    let (cls_records, cls_images) = match &cls_split {
+        Some(split) => {
+            same_class_count("classification", split.classes.len(), predictor.cls_classes().len())?;
+            read_images(&split.records[..split.records.len().min(SAMPLES)], |r: &ClsRecord| &r.image_path, &mut skipped)
+        }
+        None => Default::default(),
+    };
+
     let postprocess = config.eval.postprocess();
-    let (mut done, total) = (0, det_images.len() + seg_images.len());
+    let (mut done, total) = (0, det_images.len() + seg_images.len() + cls_images.len());
     let det_predictions = predict(&predictor, &det_images, &postprocess, progress, &mut done, total)?;
     let seg_predictions = predict(&predictor, &seg_images, &postprocess, progress, &mut done, total)?;
+    let cls_probabilities = match cls_images.is_empty() {
+        true => Vec::new(),
+        false => predictor.classify_images(&cls_images)?,
+    };
+    progress.set(total, total);
+    let cls = cls_records
+        .into_iter()
+        .zip(cls_images)
+        .zip(cls_probabilities)
+        .map(|((record, image), probabilities)| ClsSample { id: record.id, image, truth: record.class, probabilities })
+        .collect();
 
     let detections: Vec<_> =
         det_predictions.iter().enumerate().flat_map(|(i, p)| p.detections.iter().map(move |d| d.to_eval(i))).collect();
@@ -457,6 +554,7 @@ fn inspect(
         model,
         det,
         seg,
+        cls,
         skipped,
         coco_ids: voc.coco_ids(),
     })
@@ -470,10 +568,10 @@ fn same_class_count(task: &str, dataset: usize, model: usize) -> Result<()> {
     Ok(())
 }
 
-/// The records whose image decodes, with their images.
-fn read_det(records: &[VocRecord], skipped: &mut Vec<Problem>) -> (Vec<VocRecord>, Vec<RgbImage>) {
-    let decoded: Vec<Result<(VocRecord, RgbImage), Problem>> =
-        records.par_iter().map(|r| decode_rgb(&r.image_path).map(|image| (r.clone(), image))).collect();
+/// The records whose image (at `image_path`) decodes, with their images.
+fn read_images<R: Clone + Send + Sync>(records: &[R], image_path: fn(&R) -> &Path, skipped: &mut Vec<Problem>) -> (Vec<R>, Vec<RgbImage>) {
+    let decoded: Vec<Result<(R, RgbImage), Problem>> =
+        records.par_iter().map(|r| decode_rgb(image_path(r)).map(|image| (r.clone(), image))).collect();
     keep_readable(decoded, skipped).into_iter().unzip()
 }
 

@@ -1,7 +1,8 @@
 //! Inspect's timeline view: the predictions the trainer stored at every
 //! evaluation for a few fixed validation images (`train::timeline`), scrubbed
 //! with a step slider beside the ground truth, so a user watches one task
-//! degrade while the other trains (and a mitigation hold it).
+//! degrade while the other trains (and a mitigation hold it); classification
+//! images show their top-5 at the step beside the true class.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use eframe::egui::{self, Vec2};
 use image::{GrayImage, RgbImage};
 
 use super::error_view::{truth_parts, ErrorLayer};
+use super::class_view::top5_ui;
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
 use super::job::Job;
 use super::run_record::RunRecord;
@@ -34,6 +36,7 @@ struct Loaded {
     steps: Vec<TimelineStep>,
     det: Vec<TimelineSubject>,
     seg: Vec<TimelineSubject>,
+    cls: Vec<TimelineSubject>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,6 +44,7 @@ enum Task {
     #[default]
     Detection,
     Segmentation,
+    Classification,
 }
 
 #[derive(Default)]
@@ -78,13 +82,17 @@ impl Shown {
                 ErrorLayer::new(subject.truth_boxes.clone(), None, boxes, &no_mask)
             }
             TimelinePrediction::Mask(mask) => ErrorLayer::new(None, subject.truth_mask.clone(), &[], mask),
+            TimelinePrediction::Classes { .. } => {
+                ErrorLayer::new(None, None, &[], &GrayImage::new(subject.image.width(), subject.image.height()))
+            }
         };
         Self { key, truth_boxes, errors }
     }
 }
 
 impl TimelineView {
-    pub fn ui(&mut self, ui: &mut egui::Ui, record: &RunRecord, names: ClassNames, repaint: impl Fn() + Send + Sync + 'static) {
+    /// `cls_classes`: empty for a network without a classification head.
+    pub fn ui(&mut self, ui: &mut egui::Ui, record: &RunRecord, names: ClassNames, cls_classes: &[String], repaint: impl Fn() + Send + Sync + 'static) {
         self.reload_if_grown(record, names, repaint);
         if let Some(result) = self.job.as_mut().and_then(Job::poll) {
             self.job = None;
@@ -123,6 +131,7 @@ impl TimelineView {
         let (subjects, predictions) = match self.task {
             Task::Detection => (&loaded.det, &step.det),
             Task::Segmentation => (&loaded.seg, &step.seg),
+            Task::Classification => (&loaded.cls, &step.cls),
         };
         if subjects.is_empty() {
             ui.label("No images of this task in the timeline.");
@@ -141,6 +150,18 @@ impl TimelineView {
             self.shown = Some(Shown::new(key, subject, &prediction.prediction));
         }
         thumbnails(ui, &mut self.textures, self.task, &mut self.image_index, subjects);
+        if let TimelinePrediction::Classes { probabilities, truth } = &prediction.prediction {
+            let key = format!("timeline/{}", subject.id);
+            let image = Layers { name: "image", mask: None, boxes: &[], scored: false, errors: None };
+            ui.columns(2, |columns| {
+                let max = Vec2::new(columns[0].available_width(), VIEW_HEIGHT);
+                columns[0].label(subject.id.as_str());
+                self.textures.show(&mut columns[0], &key, &subject.image, &image, &self.options, names, max);
+                columns[1].label(format!("Classification at step {}", step.step));
+                top5_ui(&mut columns[1], probabilities, cls_classes, Some(*truth));
+            });
+            return;
+        }
         let shown = self.shown.as_ref().expect("made above");
         side_by_side(ui, &mut self.textures, &self.options, subject, &prediction.prediction, shown, names, step.step);
     }
@@ -185,7 +206,10 @@ impl TimelineView {
                 self.follow_newest = index + 1 == count;
             }
             self.step_index = index;
-            let metrics = record.evals.iter().find(|e| e.step == step).map_or(String::new(), |e| format!(" · mAP50 {:.3} · mIoU {:.3}", e.map50, e.miou));
+            let metrics = record.evals.iter().find(|e| e.step == step).map_or(String::new(), |e| {
+                let top1 = e.top1.map_or(String::new(), |t| format!(" · top-1 {t:.3}"));
+                format!(" · mAP50 {:.3} · mIoU {:.3}{top1}", e.map50, e.miou)
+            });
             ui.label(format!("step {step} ({} of {count}){metrics}", self.step_index + 1));
             let marker = record.markers.iter().rev().find(|m| m.step <= step);
             if let Some(marker) = marker {
@@ -195,6 +219,9 @@ impl TimelineView {
         ui.horizontal(|ui| {
             ui.selectable_value(&mut self.task, Task::Detection, format!("Detection images ({})", loaded.det.len()));
             ui.selectable_value(&mut self.task, Task::Segmentation, format!("Segmentation images ({})", loaded.seg.len()));
+            if !loaded.cls.is_empty() {
+                ui.selectable_value(&mut self.task, Task::Classification, format!("Classification images ({})", loaded.cls.len()));
+            }
             ui.separator();
             ui.add(egui::Slider::new(&mut self.options.score_threshold, DISPLAY_SCORE_FLOOR..=1.0).text("Score threshold"));
             ui.checkbox(&mut self.options.show_errors, "Show errors");
@@ -228,6 +255,7 @@ fn side_by_side(
     let (boxes, mask) = match prediction {
         TimelinePrediction::Boxes(boxes) => (boxes.as_slice(), None),
         TimelinePrediction::Mask(mask) => (&[][..], Some(mask)),
+        TimelinePrediction::Classes { .. } => (&[][..], None),
     };
     let truth = Layers { name: "truth", mask: subject.truth_mask.as_ref(), boxes: &shown.truth_boxes, scored: false, errors: None };
     let predicted = Layers { name: "prediction", mask, boxes, scored: true, errors: Some(&shown.errors) };
@@ -245,7 +273,7 @@ fn side_by_side(
 
 /// Reads every stored step, and each image with its ground truth once.
 fn load(run_dir: &Path, steps: &[usize], det_classes: &ClassList, seg_classes: usize, progress: &super::job::Progress) -> Result<Loaded> {
-    let mut loaded = Loaded { steps: Vec::with_capacity(steps.len()), det: Vec::new(), seg: Vec::new() };
+    let mut loaded = Loaded { steps: Vec::with_capacity(steps.len()), det: Vec::new(), seg: Vec::new(), cls: Vec::new() };
     for (i, &step) in steps.iter().enumerate() {
         loaded.steps.push(timeline::read_step(run_dir, step, seg_classes)?);
         progress.set(i + 1, steps.len());
@@ -253,6 +281,7 @@ fn load(run_dir: &Path, steps: &[usize], det_classes: &ClassList, seg_classes: u
     if let Some(first) = loaded.steps.first() {
         loaded.det = first.det.iter().map(|p| subject(&p.id, &p.image, det_classes, seg_classes)).collect::<Result<_>>()?;
         loaded.seg = first.seg.iter().map(|p| subject(&p.id, &p.image, det_classes, seg_classes)).collect::<Result<_>>()?;
+        loaded.cls = first.cls.iter().map(|p| subject(&p.id, &p.image, det_classes, seg_classes)).collect::<Result<_>>()?;
     }
     Ok(loaded)
 }

@@ -7,6 +7,7 @@
 //! and their trainer threads in [`session`].
 
 mod app;
+mod class_view;
 mod compare_panel;
 pub mod compress_panel;
 mod confusion_view;

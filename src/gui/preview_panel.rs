@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use eframe::egui::{self, Vec2};
 
+use super::class_view::top5_ui;
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
 use super::inference::{checkpoint_combo, spawn_file_predictions, FilePredictions, PredictedFile, PredictorCache};
 use super::job::Job;
@@ -19,6 +20,8 @@ use crate::train::checkpoint::CheckpointKind;
 
 /// Tallest a preview is drawn.
 const VIEW_HEIGHT: f32 = 600.0;
+/// Room kept right of the image for the top-5 classes.
+const TOP5_WIDTH: f32 = 280.0;
 
 /// The image types the file dialog offers (those the image decoder is built with).
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -222,10 +225,16 @@ impl PreviewPanel {
             scored: true,
             errors: file.truth.as_ref(),
         };
-        let max = Vec2::new(ui.available_width(), VIEW_HEIGHT);
+        let probabilities = &file.prediction.class_probabilities;
+        // A three-task network's top-5 stands beside the image.
+        let beside = if probabilities.is_empty() { 0.0 } else { TOP5_WIDTH };
+        let max = Vec2::new(ui.available_width() - beside, VIEW_HEIGHT);
         let key = texture_key(&file.path);
         let names = ClassNames { det: &file.model.det_classes, seg: &file.model.seg_classes };
-        self.textures.show(ui, &key, &file.image, &layers, &self.options, names, max);
+        ui.horizontal_top(|ui| {
+            self.textures.show(ui, &key, &file.image, &layers, &self.options, names, max);
+            ui.vertical(|ui| top5_ui(ui, probabilities, &file.model.cls_classes, None));
+        });
         let boxes: Vec<&Detection> = self.options.visible(&file.prediction.detections, true).collect();
         self.textures.legend(ui, &key, &["prediction"], &boxes, names);
     }
@@ -283,11 +292,11 @@ mod tests {
     use crate::predictor::Prediction;
 
     fn file(path: &str, step: usize) -> PredictedFile {
-        let model = ModelInfo { run: "r".into(), kind: CheckpointKind::Last, step, det_classes: vec![], seg_classes: vec![] };
+        let model = ModelInfo { run: "r".into(), kind: CheckpointKind::Last, step, det_classes: vec![], seg_classes: vec![], cls_classes: vec![] };
         PredictedFile {
             path: path.into(),
             image: image::RgbImage::new(2, 2),
-            prediction: Prediction { detections: vec![], mask: image::GrayImage::new(2, 2) },
+            prediction: Prediction { mask: image::GrayImage::new(2, 2), ..Prediction::default() },
             model: Arc::new(model),
             truth: None,
         }

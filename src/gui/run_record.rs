@@ -11,7 +11,7 @@ use crate::backend::device::DeviceMemory;
 use crate::train::config::TrainConfig;
 use crate::train::events::{EvalRecord, Event, FinishReason};
 use crate::train::run_dir;
-use crate::train::strategy::StrategyConfig;
+use crate::train::strategy::{StrategyConfig, Task};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunStatus {
@@ -71,6 +71,9 @@ pub struct Series {
     pub images_per_sec: Vec<[f64; 2]>,
     /// The task-conflict meter (gradient cosine on the shared weights) at each evaluation.
     pub conflict: Vec<[f64; 2]>,
+    /// The meter of detection–classification and segmentation–classification (three-task runs).
+    pub conflict_det_cls: Vec<[f64; 2]>,
+    pub conflict_seg_cls: Vec<[f64; 2]>,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +180,13 @@ impl RunRecord {
                 if let Some(conflict) = eval.conflict {
                     self.series.conflict.push([x, conflict.shared]);
                 }
+                for pair in &eval.cls_conflicts {
+                    let series = match pair.tasks[0] {
+                        Task::Det => &mut self.series.conflict_det_cls,
+                        _ => &mut self.series.conflict_seg_cls,
+                    };
+                    series.push([x, pair.cosines.shared]);
+                }
                 self.evals.push(eval.clone());
             }
             Event::Phase { step, description, .. } => {
@@ -257,14 +267,18 @@ impl RunRecord {
 /// `alternate (period 1, fixed)`-style one-line description of a strategy.
 pub fn strategy_summary(strategy: &StrategyConfig) -> String {
     let value = toml::Value::try_from(strategy).ok();
-    let params: Vec<String> = value
-        .as_ref()
-        .and_then(|v| v.as_table())
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| k.as_str() != "kind")
-        .map(|(k, v)| format!("{k} {}", v.to_string().trim_matches('"')))
-        .collect();
+    let table = value.as_ref().and_then(|v| v.as_table());
+    // With `order` and `switch_steps`, `first` and `switch_step` are unused.
+    let unused = |key: &str| match key {
+        "first" => table.is_some_and(|t| t.contains_key("order")),
+        "switch_step" => table.is_some_and(|t| t.contains_key("switch_steps")),
+        _ => key == "kind",
+    };
+    let text = |v: &toml::Value| match v {
+        toml::Value::Array(items) => items.iter().map(|i| i.to_string().trim_matches('"').to_string()).collect::<Vec<_>>().join(" "),
+        _ => v.to_string().trim_matches('"').to_string(),
+    };
+    let params: Vec<String> = table.into_iter().flatten().filter(|(k, _)| !unused(k)).map(|(k, v)| format!("{k} {}", text(v))).collect();
     format!("{} ({})", strategy.name(), params.join(", "))
 }
 
@@ -366,5 +380,7 @@ mod tests {
         let summary = strategy_summary(&config().strategy);
         assert!(summary.starts_with("sequential ("), "{summary}");
         assert!(summary.contains("switch_step 250"), "{summary}");
+        let three: StrategyConfig = toml::from_str("kind = \"sequential\"\norder = [\"det\", \"seg\", \"cls\"]\nswitch_steps = [60, 120]").unwrap();
+        assert_eq!(strategy_summary(&three), "sequential (lr_factor 0.1, order det seg cls, switch_steps 60 120)");
     }
 }

@@ -19,7 +19,10 @@ use crate::train::presets::preset_names;
 use crate::train::events::Control;
 use crate::backend::device::DeviceSpec;
 use crate::train::pseudo::PseudoLabels;
-use crate::train::strategy::{FreezeScope, StrategyConfig, Task, Weighting, EWC_LAMBDA, FISHER_BATCHES, REPLAY_BUFFER, REPLAY_EVERY};
+use crate::train::strategy::{
+    FreezeScope, RunShape, SequenceMut, StrategyConfig, Task, TaskSet, TaskWeights, Weighting, EWC_LAMBDA, FISHER_BATCHES, REPLAY_BUFFER,
+    REPLAY_EVERY,
+};
 
 /// The strategy kinds, in the order the selector lists them.
 const STRATEGIES: [&str; 8] = ["alternate", "joint", "sequential", "freeze", "lwf", "ewc", "replay", "pseudo"];
@@ -164,7 +167,8 @@ impl SetupPanel {
         ui.separator();
         ui.strong("Forgetting mitigation");
         let error = self.draft.validate().err().map(|e| format!("{e:#}"));
-        strategy_editor(ui, &mut self.draft.strategy, self.draft.steps, error.as_deref());
+        let run = self.draft.run_shape();
+        strategy_editor(ui, &mut self.draft.strategy, run, error.as_deref());
         ui.separator();
         ui.strong("Training");
         self.training_grid(ui, &mut shared.device, error.as_deref());
@@ -652,34 +656,43 @@ fn splits_text(splits: &std::collections::BTreeMap<String, usize>) -> String {
 }
 
 /// The strategy selector and its parameters.
-fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usize, error: Option<&str>) {
+fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, run: RunShape, error: Option<&str>) {
     ui.horizontal(|ui| {
         egui::ComboBox::from_label("Strategy").selected_text(strategy.name()).show_ui(ui, |ui| {
             for kind in STRATEGIES {
                 if ui.selectable_label(strategy.name() == kind, kind).clicked() && strategy.name() != kind {
-                    *strategy = default_strategy(kind, strategy, steps);
+                    *strategy = default_strategy(kind, strategy, run.steps);
                 }
             }
         });
     });
+    // Three tasks: the order and every switch step are spelled out, to edit.
+    let schedule = strategy.schedule(run).filter(|_| run.tasks.len() > 2);
+    if let (Some(schedule), Some(sequence)) = (schedule, strategy.sequence_mut()) {
+        if sequence.order.is_empty() {
+            (*sequence.order, *sequence.switch_steps) = (schedule.order, schedule.switches);
+        }
+    }
     egui::Grid::new("strategy parameters").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
+        if let Some(sequence) = strategy.sequence_mut() {
+            sequence_rows(ui, sequence, error);
+        }
         match strategy {
-            StrategyConfig::Alternate { period, weighting, det_weight, seg_weight, pseudo_labels, .. } => {
+            StrategyConfig::Alternate { period, weighting, weights, det_weight, seg_weight, pseudo_labels } => {
                 ui.label("Switch task every");
                 ui.add(egui::DragValue::new(period).range(0..=100_000).suffix(" steps"));
                 field_error(ui, error, "strategy.period");
                 ui.end_row();
-                weighting_rows(ui, weighting, det_weight, seg_weight, error);
-                pseudo_option_rows(ui, pseudo_labels, error);
+                weighting_rows(ui, weighting, weights, [det_weight, seg_weight], run.tasks, error);
+                pseudo_option_rows(ui, pseudo_labels, run.tasks, error);
             }
-            StrategyConfig::Joint { weighting, det_weight, seg_weight, pseudo_labels, .. } => {
-                weighting_rows(ui, weighting, det_weight, seg_weight, error);
-                pseudo_option_rows(ui, pseudo_labels, error);
+            StrategyConfig::Joint { weighting, weights, det_weight, seg_weight, pseudo_labels } => {
+                weighting_rows(ui, weighting, weights, [det_weight, seg_weight], run.tasks, error);
+                pseudo_option_rows(ui, pseudo_labels, run.tasks, error);
             }
-            StrategyConfig::Sequential { first, switch_step, lr_factor, .. } => sequence_rows(ui, first, switch_step, lr_factor, error),
-            StrategyConfig::Freeze { first, switch_step, lr_factor, freeze, .. } => {
-                sequence_rows(ui, first, switch_step, lr_factor, error);
-                ui.label("Freeze in phase 2");
+            StrategyConfig::Sequential { .. } => {}
+            StrategyConfig::Freeze { freeze, .. } => {
+                ui.label("Freeze in later phases");
                 egui::ComboBox::from_id_salt("freeze").selected_text(String::from(*freeze)).show_ui(ui, |ui| {
                     for scope in [
                         FreezeScope::Stages(1),
@@ -695,8 +708,7 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                 ui.label("");
                 ui.end_row();
             }
-            StrategyConfig::Lwf { first, switch_step, lr_factor, weight, temperature, .. } => {
-                sequence_rows(ui, first, switch_step, lr_factor, error);
+            StrategyConfig::Lwf { weight, temperature, .. } => {
                 ui.label("Distillation weight");
                 ui.add(egui::DragValue::new(weight).speed(0.05).range(0.0..=1000.0));
                 ui.label("");
@@ -706,52 +718,48 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, steps: usiz
                 field_error(ui, error, "strategy.temperature");
                 ui.end_row();
             }
-            StrategyConfig::Ewc { first, switch_step, lr_factor, lambda, fisher_batches, .. } => {
-                sequence_rows(ui, first, switch_step, lr_factor, error);
+            StrategyConfig::Ewc { lambda, fisher_batches, .. } => {
                 ui.label("EWC λ");
                 ui.add(egui::DragValue::new(lambda).speed(0.5).range(0.0..=1e9));
                 ui.label("");
                 ui.end_row();
                 ui.label("Fisher batches");
-                ui.add(egui::DragValue::new(fisher_batches).range(0..=10_000));
+                ui.add(egui::DragValue::new(fisher_batches).range(0..=10_000)).on_hover_text("Per earlier task");
                 field_error(ui, error, "strategy.fisher_batches");
                 ui.end_row();
             }
-            StrategyConfig::Replay { first, switch_step, lr_factor, buffer, every, .. } => {
-                sequence_rows(ui, first, switch_step, lr_factor, error);
+            StrategyConfig::Replay { buffer, every, .. } => {
                 ui.label("Replay buffer");
                 ui.add(egui::DragValue::new(buffer).speed(0.01).range(0.0..=1e6))
-                    .on_hover_text("Below 1: a fraction of the first task's training images; 1 or more: a count");
+                    .on_hover_text("Per earlier task. Below 1: a fraction of its training images; 1 or more: a count");
                 field_error(ui, error, "strategy.buffer");
                 ui.end_row();
                 ui.label("Replay on 1 step in");
-                ui.add(egui::DragValue::new(every).range(0..=10_000).suffix(" steps"));
+                ui.add(egui::DragValue::new(every).range(0..=10_000).suffix(" steps"))
+                    .on_hover_text("With several earlier tasks, each replay step takes the next one's buffer in turn");
                 field_error(ui, error, "strategy.every");
                 ui.end_row();
             }
-            StrategyConfig::Pseudo { first, switch_step, lr_factor, pseudo_labels, .. } => {
-                sequence_rows(ui, first, switch_step, lr_factor, error);
-                pseudo_rows(ui, pseudo_labels, error);
-            }
+            StrategyConfig::Pseudo { pseudo_labels, .. } => pseudo_rows(ui, pseudo_labels, run.tasks, error),
         }
     });
 }
 
 /// `alternate`/`joint`'s pseudo-label switch, and its settings when on.
-fn pseudo_option_rows(ui: &mut egui::Ui, pseudo_labels: &mut Option<PseudoLabels>, error: Option<&str>) {
+fn pseudo_option_rows(ui: &mut egui::Ui, pseudo_labels: &mut Option<PseudoLabels>, tasks: TaskSet, error: Option<&str>) {
     ui.label("Pseudo-labels");
     let mut on = pseudo_labels.is_some();
-    if ui.checkbox(&mut on, "label each batch for the other task (teacher: weight EMA)").changed() {
+    if ui.checkbox(&mut on, "label each batch for the other tasks (teacher: weight EMA)").changed() {
         *pseudo_labels = on.then(PseudoLabels::default);
     }
     ui.label("");
     ui.end_row();
     if let Some(settings) = pseudo_labels {
-        pseudo_rows(ui, settings, error);
+        pseudo_rows(ui, settings, tasks, error);
     }
 }
 
-fn pseudo_rows(ui: &mut egui::Ui, settings: &mut PseudoLabels, error: Option<&str>) {
+fn pseudo_rows(ui: &mut egui::Ui, settings: &mut PseudoLabels, tasks: TaskSet, error: Option<&str>) {
     ui.label("Pseudo-label weight");
     ui.add(egui::DragValue::new(&mut settings.weight).speed(0.05).range(0.0..=100.0));
     field_error(ui, error, "strategy.pseudo_labels.weight");
@@ -785,10 +793,12 @@ fn pseudo_rows(ui: &mut egui::Ui, settings: &mut PseudoLabels, error: Option<&st
         .on_hover_text("A burn-in: no pseudo-labels before this step, while the teacher is still learning");
     ui.label("");
     ui.end_row();
-    for (label, key, teacher, example) in [
-        ("Detection teacher", "det_teacher", &mut settings.det_teacher, "best-det"),
-        ("Segmentation teacher", "seg_teacher", &mut settings.seg_teacher, "best-seg"),
-    ] {
+    let teachers = [
+        (Task::Det, "Detection teacher", "det_teacher", &mut settings.det_teacher, "best-det"),
+        (Task::Seg, "Segmentation teacher", "seg_teacher", &mut settings.seg_teacher, "best-seg"),
+        (Task::Cls, "Classification teacher", "cls_teacher", &mut settings.cls_teacher, "best-cls"),
+    ];
+    for (_, label, key, teacher, example) in teachers.into_iter().filter(|(task, ..)| tasks.contains(*task)) {
         let label = ui.label(label);
         let mut text = teacher.as_ref().map(|dir| dir.display().to_string()).unwrap_or_default();
         let edit = egui::TextEdit::singleline(&mut text).hint_text("the strategy's own teacher").desired_width(260.0);
@@ -803,7 +813,14 @@ fn pseudo_rows(ui: &mut egui::Ui, settings: &mut PseudoLabels, error: Option<&st
     }
 }
 
-fn weighting_rows(ui: &mut egui::Ui, weighting: &mut Weighting, det_weight: &mut f32, seg_weight: &mut f32, error: Option<&str>) {
+fn weighting_rows(
+    ui: &mut egui::Ui,
+    weighting: &mut Weighting,
+    weights: &mut TaskWeights,
+    older: [&mut f32; 2],
+    tasks: TaskSet,
+    error: Option<&str>,
+) {
     ui.label("Loss weighting");
     ui.horizontal(|ui| {
         ui.radio_value(weighting, Weighting::Fixed, "fixed");
@@ -812,29 +829,68 @@ fn weighting_rows(ui: &mut egui::Ui, weighting: &mut Weighting, det_weight: &mut
     ui.label("");
     ui.end_row();
     if *weighting == Weighting::Fixed {
-        ui.label("Detection / segmentation weight");
+        // A config in the older spelling (det_weight, seg_weight) is edited as the table.
+        for (task, old) in [Task::Det, Task::Seg].into_iter().zip(older) {
+            *weights.get_mut(task) *= std::mem::replace(old, 1.0);
+        }
+        ui.label("Weights");
         ui.horizontal(|ui| {
-            ui.add(egui::DragValue::new(det_weight).speed(0.05).range(0.0..=100.0));
-            ui.add(egui::DragValue::new(seg_weight).speed(0.05).range(0.0..=100.0));
+            for task in tasks.iter() {
+                ui.label(task.key());
+                ui.add(egui::DragValue::new(weights.get_mut(task)).speed(0.05).range(0.0..=100.0))
+                    .on_hover_text(format!("The factor of the {task} loss"));
+            }
         });
-        field_error(ui, error, "strategy.det_weight");
+        field_error(ui, error, "strategy.weights");
         ui.end_row();
     }
 }
 
-fn sequence_rows(ui: &mut egui::Ui, first: &mut Task, switch_step: &mut usize, lr_factor: &mut f64, error: Option<&str>) {
-    ui.label("First task");
-    ui.horizontal(|ui| {
-        ui.radio_value(first, Task::Det, "detection");
-        ui.radio_value(first, Task::Seg, "segmentation");
-    });
-    ui.label("");
-    ui.end_row();
-    ui.label("Switch at step");
-    ui.add(egui::DragValue::new(switch_step).range(0..=10_000_000));
-    field_error(ui, error, "strategy.switch_step");
-    ui.end_row();
-    ui.label("Phase-2 LR factor");
+/// The sequence: the first task and the switch step of two tasks, or the
+/// whole order (reordered with ⬆) and a switch step per later phase.
+fn sequence_rows(ui: &mut egui::Ui, sequence: SequenceMut, error: Option<&str>) {
+    let SequenceMut { first, switch_step, order, switch_steps, lr_factor } = sequence;
+    if order.is_empty() {
+        ui.label("First task");
+        ui.horizontal(|ui| {
+            ui.radio_value(first, Task::Det, "detection");
+            ui.radio_value(first, Task::Seg, "segmentation");
+        });
+        ui.label("");
+        ui.end_row();
+        ui.label("Switch at step");
+        ui.add(egui::DragValue::new(switch_step).range(0..=10_000_000));
+        field_error(ui, error, "strategy.switch_step");
+        ui.end_row();
+    } else {
+        ui.label("Task order");
+        ui.horizontal(|ui| {
+            let mut raise = None;
+            for (i, task) in order.iter().enumerate() {
+                ui.label(format!("{}. {task}", i + 1));
+                if i > 0 && ui.small_button("⬆").on_hover_text(format!("Train {task} before {}", order[i - 1])).clicked() {
+                    raise = Some(i);
+                }
+                if i + 1 < order.len() {
+                    ui.separator();
+                }
+            }
+            if let Some(i) = raise {
+                order.swap(i - 1, i);
+            }
+        });
+        field_error(ui, error, "strategy.order");
+        ui.end_row();
+        ui.label("Switch at steps");
+        ui.horizontal(|ui| {
+            for (step, task) in switch_steps.iter_mut().zip(order.iter().skip(1)) {
+                ui.add(egui::DragValue::new(step).range(0..=10_000_000)).on_hover_text(format!("{task} starts here"));
+            }
+        });
+        field_error(ui, error, "strategy.switch_steps");
+        ui.end_row();
+    }
+    ui.label("Later phases' LR factor");
     ui.add(egui::DragValue::new(lr_factor).speed(0.01).range(0.0..=10.0));
     field_error(ui, error, "strategy.lr_factor");
     ui.end_row();
@@ -855,10 +911,9 @@ fn default_strategy(kind: &str, current: &StrategyConfig, steps: usize) -> Strat
     let switch_step = sequence.map_or(steps / 2, |s| s.switch_step);
     let lr_factor = sequence.map_or(0.1, |s| s.lr_factor);
     let (order, switch_steps) = current.sequence_lists();
-    let (weighting, det_weight, seg_weight, cls_weight) = (Weighting::Fixed, 1.0, 1.0, 1.0);
     match kind {
-        "alternate" => StrategyConfig::Alternate { period: 1, weighting, det_weight, seg_weight, cls_weight, pseudo_labels: None },
-        "joint" => StrategyConfig::Joint { weighting, det_weight, seg_weight, cls_weight, pseudo_labels: None },
+        "alternate" => StrategyConfig::alternate(),
+        "joint" => StrategyConfig::joint(),
         "freeze" => StrategyConfig::Freeze { first, switch_step, order, switch_steps, lr_factor, freeze: FreezeScope::Backbone },
         "lwf" => StrategyConfig::Lwf { first, switch_step, order, switch_steps, lr_factor, weight: 1.0, temperature: 2.0 },
         "ewc" => StrategyConfig::Ewc {
@@ -904,7 +959,7 @@ mod tests {
         for kind in STRATEGIES {
             let strategy = default_strategy(kind, &alternate, 100);
             assert_eq!(strategy.name(), kind);
-            strategy.validate(crate::train::strategy::RunShape { tasks: crate::train::strategy::TaskSet::DET_SEG, steps: 100 }).unwrap();
+            strategy.validate(RunShape { tasks: TaskSet::DET_SEG, steps: 100 }).unwrap();
         }
     }
 }

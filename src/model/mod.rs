@@ -17,6 +17,7 @@ pub mod predict;
 pub mod postprocess;
 pub mod reshape;
 pub mod seg_head;
+pub mod task;
 pub mod transfer;
 pub mod yolov8;
 
@@ -35,6 +36,14 @@ use neck::PanFpn;
 use seg_head::SegHead;
 
 use crate::backend::TwinBackend;
+pub use task::{Task, TaskSet};
+
+/// The outputs of the heads [`TwinNet::forward_heads`] was asked for.
+pub struct HeadOutputs<B: Backend> {
+    pub det: Option<DetOutput<B>>,
+    pub seg: Option<Tensor<B, 4>>,
+    pub cls: Option<Tensor<B, 2>>,
+}
 
 #[derive(Module, Debug)]
 pub struct TwinNet<B: Backend> {
@@ -110,17 +119,38 @@ impl<B: Backend> TwinNet<B> {
         B::twin_run(|| head.forward(self.backbone.forward(images).c5))
     }
 
-    /// Every head the network has from one shared forward pass (inference, distillation).
-    pub fn forward_all(&self, images: Tensor<B, 4>) -> (DetOutput<B>, Tensor<B, 4>, Option<Tensor<B, 2>>)
+    /// The heads of `tasks` from one shared forward pass (a training step with
+    /// pseudo-labels or distillation for other tasks, inference). The neck runs
+    /// only for detection or segmentation, its finest level only for segmentation,
+    /// so each single task costs what `forward_det`/`forward_seg`/`forward_cls` do.
+    pub fn forward_heads(&self, images: Tensor<B, 4>, tasks: TaskSet) -> HeadOutputs<B>
     where
         B: TwinBackend,
     {
         B::twin_run(|| {
             let features = self.backbone.forward(images);
-            let cls = self.cls_head.as_ref().map(|head| head.forward(features.c5.clone()));
-            let pyramid = self.neck.forward(features, true);
-            (self.det_head.forward(&pyramid), self.seg_head.forward(&pyramid), cls)
+            let cls = tasks.contains(Task::Cls).then(|| {
+                let head = self.cls_head.as_ref().expect("classification outputs of a network without a classification head");
+                head.forward(features.c5.clone())
+            });
+            if !tasks.contains(Task::Det) && !tasks.contains(Task::Seg) {
+                return HeadOutputs { det: None, seg: None, cls };
+            }
+            let pyramid = self.neck.forward(features, tasks.contains(Task::Seg));
+            HeadOutputs {
+                det: tasks.contains(Task::Det).then(|| self.det_head.forward(&pyramid)),
+                seg: tasks.contains(Task::Seg).then(|| self.seg_head.forward(&pyramid)),
+                cls,
+            }
         })
+    }
+
+    /// The tasks the network has heads for.
+    pub fn tasks(&self) -> TaskSet {
+        match self.cls_head {
+            Some(_) => TaskSet::ALL,
+            None => TaskSet::DET_SEG,
+        }
     }
 
     /// Both heads from one shared forward pass (inference, distillation).
@@ -169,8 +199,15 @@ mod tests {
         let model = TwinNet::<Flex>::new(&config, &device);
         let images = Tensor::<Flex, 4>::zeros([2, 3, 64, 64], &device);
         assert_eq!(model.forward_cls(images.clone()).dims(), [2, 5]);
-        let (_, _, cls) = model.forward_all(images.clone());
-        assert_eq!(cls.map(|c| c.dims()), Some([2, 5]));
+        // One shared pass gives what the single-task passes give, for any set of heads.
+        let all = model.forward_heads(images.clone(), TaskSet::ALL);
+        assert_eq!(all.cls.map(|c| c.dims()), Some([2, 5]));
+        let cls_only = model.forward_heads(images.clone(), Task::Cls.into());
+        assert!(cls_only.det.is_none() && cls_only.seg.is_none());
+        assert_eq!(cls_only.cls.unwrap().into_data(), model.forward_cls(images.clone()).into_data());
+        let det_cls = model.forward_heads(images.clone(), TaskSet::of(&[Task::Det, Task::Cls]));
+        assert_eq!(det_cls.det.unwrap().box_raw.into_data(), model.forward_det(images.clone()).box_raw.into_data());
+        assert_eq!(all.seg.unwrap().into_data(), model.forward_seg(images.clone()).into_data());
         let (det, seg) = model.forward_both(images.clone());
         let anchors = 8 * 8 + 4 * 4 + 2 * 2;
         assert_eq!(det.cls_logits.dims(), [2, anchors, 6]);

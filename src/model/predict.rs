@@ -36,30 +36,52 @@ pub fn segment_batch<B: TwinBackend>(net: &TwinNet<B>, images: Tensor<B, 4>, let
 
 /// Class probabilities per image (softmax of the classification head's logits).
 pub fn classify_batch<B: TwinBackend>(net: &TwinNet<B>, images: Tensor<B, 4>) -> Vec<Vec<f32>> {
-    let probabilities = burn::tensor::activation::softmax(net.forward_cls(images), 1);
-    let [n, classes] = probabilities.dims();
-    let values = probabilities.into_data().convert::<f32>().into_vec::<f32>().expect("float tensor");
-    (0..n).map(|i| values[i * classes..(i + 1) * classes].to_vec()).collect()
+    probabilities(net.forward_cls(images))
 }
 
-/// Both tasks from one shared forward pass.
+/// What the network says about one image.
+#[derive(Debug, Clone, Default)]
+pub struct Prediction {
+    /// Boxes `x0, y0, x1, y1` (0-based, continuous pixels), best first.
+    pub detections: Vec<Detection>,
+    /// ADE encoding: class index + 1 (0 = nothing predicted).
+    pub mask: GrayImage,
+    /// The classification head's class probabilities (empty without that head).
+    pub class_probabilities: Vec<f32>,
+}
+
+/// Every head of the network from one shared forward pass.
 pub fn predict_batch<B: TwinBackend>(
     net: &TwinNet<B>,
     images: Tensor<B, 4>,
     letterboxes: &[Letterbox],
     config: &PostprocessConfig,
-) -> Vec<(Vec<Detection>, GrayImage)> {
-    let [_, _, _, size] = images.dims();
-    let (det, seg) = net.forward_both(images);
+) -> Vec<Prediction> {
+    let [n, _, _, size] = images.dims();
+    let heads = net.forward_heads(images, net.tasks());
+    let det = heads.det.expect("every network has a detection head");
     let anchors = Anchors::new(size, &DET_STRIDES);
     let detections = postprocess_batch(det.cls_logits, det.box_raw, &anchors, config);
-    let masks = masks_from_logits(seg, letterboxes);
+    let masks = masks_from_logits(heads.seg.expect("every network has a segmentation head"), letterboxes);
+    let mut classes = heads.cls.map_or_else(|| vec![Vec::new(); n], probabilities).into_iter();
     detections
         .iter()
         .zip(letterboxes)
-        .map(|(d, letterbox)| to_original(d, letterbox))
         .zip(masks)
+        .map(|((d, letterbox), mask)| Prediction {
+            detections: to_original(d, letterbox),
+            mask,
+            class_probabilities: classes.next().unwrap_or_default(),
+        })
         .collect()
+}
+
+/// Softmax of class logits `[N, classes]`, per image.
+fn probabilities<B: Backend>(logits: Tensor<B, 2>) -> Vec<Vec<f32>> {
+    let probabilities = burn::tensor::activation::softmax(logits, 1);
+    let [n, classes] = probabilities.dims();
+    let values = probabilities.into_data().convert::<f32>().into_vec::<f32>().expect("float tensor");
+    (0..n).map(|i| values[i * classes..(i + 1) * classes].to_vec()).collect()
 }
 
 fn masks_from_logits<B: Backend>(logits: Tensor<B, 4>, letterboxes: &[Letterbox]) -> Vec<GrayImage> {

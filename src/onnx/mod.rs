@@ -40,6 +40,10 @@ pub const CLS_LOGITS: &str = "det_cls_logits";
 pub const BOX_RAW: &str = "det_box_raw";
 /// `[N, seg_classes, S, S]` segmentation logits.
 pub const SEG_LOGITS: &str = "seg_logits";
+/// `[N, cls_classes]` classification logits (a three-task network).
+pub const CLASS_LOGITS: &str = "cls_logits";
+/// `[N, cls_classes]` classification probabilities (`decode`).
+pub const CLASS_SCORES: &str = "cls_scores";
 /// `[N, A, 4]` decoded boxes `x0, y0, x1, y1` in input pixels (`decode`).
 pub const BOXES: &str = "det_boxes";
 /// `[N, A, det_classes]` class probabilities (`decode`).
@@ -61,6 +65,8 @@ pub struct ExportOptions {
 pub struct Classes<'a> {
     pub det: &'a [String],
     pub seg: &'a [String],
+    /// Empty for a network without a classification head.
+    pub cls: &'a [String],
 }
 
 /// The ONNX model of `net`.
@@ -85,6 +91,15 @@ pub fn export<B: Backend>(net: &TwinNet<B>, classes: &Classes, options: &ExportO
         outputs.push(g.value_info(&boxes, DataType::Float, "boxes x0, y0, x1, y1 in input pixels"));
         outputs.push(g.value_info(&scores, DataType::Float, "class probabilities per anchor"));
         outputs.push(g.value_info(&seg_classes, DataType::Int64, "segmentation class per pixel, 0-based"));
+    }
+    if let Some(logits) = raw.class_logits {
+        let logits = g.rename(logits, CLASS_LOGITS);
+        outputs.push(g.value_info(&logits, DataType::Float, "classification logits; softmax gives the probabilities"));
+        if options.decode {
+            let attrs = vec![("axis", Attr::Int(1))];
+            let scores = g.node("Softmax", CLASS_SCORES, &[&logits.name], attrs, logits.dims.clone());
+            outputs.push(g.value_info(&scores, DataType::Float, "classification probabilities"));
+        }
     }
     let inputs = vec![g.value_info(&images, DataType::Float, &input_doc(size))];
     let graph = g.finish("twinhead", inputs, outputs);
@@ -133,6 +148,7 @@ fn metadata(classes: &Classes, options: &ExportOptions) -> Vec<StringStringEntry
     vec![
         entry("det_classes", json(serde_json::json!(classes.det))),
         entry("seg_classes", json(serde_json::json!(classes.seg))),
+        entry("cls_classes", json(serde_json::json!(classes.cls))),
         entry("image_size", options.image_size.to_string()),
         entry("strides", json(serde_json::json!(DET_STRIDES))),
         entry("mean", json(serde_json::json!(IMAGENET_MEAN))),
@@ -183,7 +199,8 @@ mod tests {
 
     fn exported(net: &TwinNet<Flex>, options: &ExportOptions) -> GraphProto {
         let (det, seg) = (names(3), names(5));
-        let model = export(net, &Classes { det: &det, seg: &seg }, options).unwrap();
+        let cls = names(net.cls_head.as_ref().map_or(0, |head| head.num_classes()));
+        let model = export(net, &Classes { det: &det, seg: &seg, cls: &cls }, options).unwrap();
         // What a reader of the file gets back.
         let read = ModelProto::decode(model.encode_to_vec().as_slice()).unwrap();
         assert_eq!(read, model);
@@ -223,6 +240,21 @@ mod tests {
         for output in &graph.output {
             assert!(known.contains(output.name.as_deref().unwrap()), "no node writes {:?}", output.name);
         }
+    }
+
+    #[test]
+    fn a_classification_head_adds_its_logits_and_probabilities() {
+        let mut config = crate::model::ModelConfig::new(crate::model::ModelSize::N, 3, 5);
+        config.width = Some(0.25);
+        config.cls_classes = 4;
+        let three_task = TwinNet::<Flex>::new(&config, &Default::default());
+        let graph = exported(&three_task, &ExportOptions { image_size: 64, batch: Batch::Fixed(2), decode: true });
+        let outputs: Vec<(&str, Vec<String>)> = graph.output.iter().map(|v| (v.name.as_deref().unwrap(), dims_text(v))).collect();
+        assert_eq!(outputs[outputs.len() - 2..], [(CLASS_LOGITS, vec!["2".into(), "4".into()]), (CLASS_SCORES, vec!["2".into(), "4".into()])]);
+        assert_eq!((ops(&graph, "GlobalAveragePool"), ops(&graph, "Gemm"), ops(&graph, "Softmax")), (1, 2, 1));
+        assert_topological(&graph);
+        let without = exported(&net(), &ExportOptions { image_size: 64, batch: Batch::Fixed(2), decode: true });
+        assert!(without.output.iter().all(|v| !v.name.as_deref().unwrap().starts_with("cls_")));
     }
 
     #[test]
@@ -293,7 +325,7 @@ mod tests {
     fn a_size_the_strides_do_not_divide_is_refused() {
         let (det, seg) = (names(3), names(5));
         let options = ExportOptions { image_size: 100, batch: Batch::Fixed(1), decode: false };
-        let error = export(&net(), &Classes { det: &det, seg: &seg }, &options).unwrap_err().to_string();
+        let error = export(&net(), &Classes { det: &det, seg: &seg, cls: &[] }, &options).unwrap_err().to_string();
         assert!(error.contains("multiple of 32"), "{error}");
     }
 }

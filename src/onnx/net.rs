@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Result};
 use burn::nn::conv::Conv2d;
-use burn::nn::PaddingConfig2d;
+use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::quantization::{QuantLevel, QuantizedBytes};
 use burn::tensor::{DType, Tensor};
@@ -16,6 +16,7 @@ use burn::tensor::{DType, Tensor};
 use super::graph::{output_side, Attr, Graph, Value};
 use crate::model::backbone::{Backbone, CspBackbone};
 use crate::model::blocks::{Bottleneck, ConvNormAct, Sppf, C2f};
+use crate::model::cls_head::ClsHead;
 use crate::model::det_head::DetHead;
 use crate::model::neck::PanFpn;
 use crate::model::norm::GroupNorm;
@@ -23,7 +24,7 @@ use crate::model::resnet::{Block, FrozenBatchNorm2d, ResNet};
 use crate::model::seg_head::{interpolation_weights, SegHead, OUTPUT_STRIDE};
 use crate::model::TwinNet;
 
-/// The raw outputs of both heads.
+/// The raw outputs of the heads.
 pub struct NetOutputs {
     /// `[N, A, det_classes]` class logits, anchors of all levels concatenated.
     pub cls_logits: Value,
@@ -31,6 +32,8 @@ pub struct NetOutputs {
     pub box_raw: Value,
     /// `[N, seg_classes, H, W]` segmentation logits at the input size.
     pub seg_logits: Value,
+    /// `[N, cls_classes]` classification logits (a network with that head).
+    pub class_logits: Option<Value>,
 }
 
 /// The nodes of `net` reading `images` `[N, 3, H, W]`.
@@ -39,10 +42,33 @@ pub fn twin_net<B: Backend>(g: &mut Graph, net: &TwinNet<B>, images: &Value) -> 
         Backbone::Csp(backbone) => csp_backbone(g, "backbone", backbone, images)?,
         Backbone::ResNet(backbone) => resnet(g, "backbone", backbone, images)?,
     };
+    let class_logits = net.cls_head.as_ref().map(|head| cls_head(g, "cls_head", head, &features.c5));
     let pyramid = neck(g, "neck", &net.neck, &features)?;
     let (cls_logits, box_raw) = det_head(g, "det_head", &net.det_head, &pyramid)?;
     let seg_logits = seg_head(g, "seg_head", &net.seg_head, &pyramid)?;
-    Ok(NetOutputs { cls_logits, box_raw, seg_logits })
+    Ok(NetOutputs { cls_logits, box_raw, seg_logits, class_logits })
+}
+
+/// `crate::model::cls_head::ClsHead::forward`: the mean over the image, then
+/// linear, SiLU, linear (`Gemm`; burn's `[in, out]` weights are Gemm's B as they are).
+fn cls_head<B: Backend>(g: &mut Graph, path: &str, head: &ClsHead<B>, c5: &Value) -> Value {
+    let [n, c, _, _] = dims4(c5);
+    let pooled = g.node("GlobalAveragePool", &format!("{path}.pool"), &[&c5.name], vec![], vec![n, c, 1, 1]);
+    let flat = g.node("Flatten", &format!("{path}.flatten"), &[&pooled.name], vec![("axis", Attr::Int(1))], vec![n, c]);
+    let hidden = linear(g, &format!("{path}.hidden"), &head.hidden, &flat);
+    let hidden = silu(g, &format!("{path}.silu"), &hidden);
+    linear(g, &format!("{path}.classifier"), &head.classifier, &hidden)
+}
+
+fn linear<B: Backend>(g: &mut Graph, path: &str, layer: &Linear<B>, x: &Value) -> Value {
+    let [d_in, d_out] = layer.weight.val().dims();
+    let weight = g.constant_f32(&format!("{path}.weight"), &[d_in, d_out], &floats(layer.weight.val()));
+    let mut inputs = vec![x.name.clone(), weight.name.clone()];
+    if let Some(bias) = &layer.bias {
+        inputs.push(g.constant_f32(&format!("{path}.bias"), &[d_out], &floats(bias.val())).name);
+    }
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    g.node("Gemm", path, &inputs, vec![], vec![x.dims[0], d_out])
 }
 
 /// The backbone's features at strides 4, 8, 16 and 32.

@@ -16,7 +16,7 @@ use super::strategy::StrategyConfig;
 use super::trainee::Trainee;
 use crate::data::loader::Position;
 use crate::model::yolov8::ImportReport;
-use crate::model::{ModelConfig, TwinNet};
+use crate::model::{ModelConfig, Task, TwinNet};
 
 /// Which checkpoint: the latest, the best per task, the snapshot taken at a
 /// sequential strategy's task switch (the LwF teacher, the EWC anchor), or a
@@ -74,9 +74,14 @@ pub struct TrainerState {
     pub seg_position: Position,
     #[serde(default, skip_serializing_if = "is_start")]
     pub cls_position: Position,
-    /// Where replay's buffer loader is (replay's second phase).
+    /// Where replay's buffer loader of the first task is (the only buffer of a
+    /// two-phase run); see [`TrainerState::replay_position_of`].
     #[serde(default)]
     pub replay_position: Position,
+    /// Where the buffer loaders of the later earlier tasks (`order[1]`, …) are,
+    /// in runs of three or more phases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replay_later_positions: Vec<Position>,
     pub best_map50: f64,
     pub best_miou: f64,
     /// Best classification top-1 (0 in a run without classification).
@@ -99,6 +104,37 @@ pub struct TrainerState {
     /// What `model.pretrained` loaded from a YOLOv8 checkpoint, and what started fresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<ImportReport>,
+}
+
+impl TrainerState {
+    /// Where the replay buffer of the task at `index` in the strategy's order is.
+    pub fn replay_position_of(&self, index: usize) -> Position {
+        match index {
+            0 => self.replay_position,
+            later => self.replay_later_positions.get(later - 1).copied().unwrap_or_default(),
+        }
+    }
+
+    pub fn set_replay_position(&mut self, index: usize, position: Position) {
+        match index {
+            0 => self.replay_position = position,
+            later => {
+                if self.replay_later_positions.len() < later {
+                    self.replay_later_positions.resize(later, Position::default());
+                }
+                self.replay_later_positions[later - 1] = position;
+            }
+        }
+    }
+
+    /// The classes of `task`'s dataset (empty for classification in a two-task run).
+    pub fn classes(&self, task: Task) -> &[String] {
+        match task {
+            Task::Det => &self.det_classes,
+            Task::Seg => &self.seg_classes,
+            Task::Cls => &self.cls_classes,
+        }
+    }
 }
 
 fn is_start(position: &Position) -> bool {

@@ -1,39 +1,56 @@
-//! The task-conflict meter: how far the detection and segmentation gradients
-//! on the shared weights point the same way, as the cosine of the angle between
-//! them (1: the tasks agree, 0: unrelated, < 0: each step for one undoes the
-//! other). Measured at every evaluation on one fixed batch of each task, with
-//! no optimiser step, over the backbone and the neck apart and together.
+//! The task-conflict meter: how far two tasks' gradients on the shared
+//! weights point the same way, as the cosine of the angle between them (1: the
+//! tasks agree, 0: unrelated, < 0: each step for one undoes the other), for
+//! every pair of the run's tasks. Measured at every evaluation on one fixed
+//! batch of each task, with no optimiser step, over the backbone and the neck
+//! apart and together. Classification reads the backbone only, so its pairs
+//! share the backbone alone.
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::trainee::shared_gradient_parts;
-use crate::model::TwinNet;
+use crate::model::{Task, TwinNet};
 
-/// Gradient cosines between the two tasks on the shared weights.
+/// Gradient cosines between two tasks on the shared weights.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TaskConflict {
-    /// Over the backbone and the neck together.
+    /// Over the shared weights both tasks reach: the backbone and the neck
+    /// together (the backbone alone when one of the tasks is classification).
     pub shared: f64,
     pub backbone: f64,
     pub neck: f64,
 }
 
-/// The cosines between the gradients of the two losses (each computed with
-/// `net`, one after the other: a backward pass frees its graph) on the shared weights.
-pub fn measure<B: AutodiffBackend>(
-    net: &TwinNet<B>,
-    det_loss: impl FnOnce() -> Tensor<B, 1>,
-    seg_loss: impl FnOnce() -> Tensor<B, 1>,
-) -> TaskConflict {
-    let det = shared_gradient_parts(net, &det_loss().backward());
-    let seg = shared_gradient_parts(net, &seg_loss().backward());
-    cosines(&det, &seg)
+/// The meter of one pair of tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PairConflict {
+    pub tasks: [Task; 2],
+    #[serde(flatten)]
+    pub cosines: TaskConflict,
+}
+
+/// One task's gradient on the shared weights, from its loss computed with
+/// `net` (one task after the other: a backward pass frees its graph).
+pub fn shared_gradient<B: AutodiffBackend>(net: &TwinNet<B>, loss: Tensor<B, 1>) -> Parts<B::InnerBackend> {
+    shared_gradient_parts(net, &loss.backward())
+}
+
+/// The meter of every pair of the tasks' gradients, in the order given
+/// (detection, segmentation, classification: det–seg, det–cls, seg–cls).
+pub fn pairs<B: burn::tensor::backend::Backend>(gradients: &[(Task, Parts<B>)]) -> Vec<PairConflict> {
+    let mut pairs = Vec::new();
+    for (i, (a, ga)) in gradients.iter().enumerate() {
+        for (b, gb) in &gradients[i + 1..] {
+            pairs.push(PairConflict { tasks: [*a, *b], cosines: cosines(ga, gb) });
+        }
+    }
+    pairs
 }
 
 /// The backbone's and the neck's gradient tensors (see [`shared_gradient_parts`]).
-type Parts<B> = (Vec<Tensor<B, 1>>, Vec<Tensor<B, 1>>);
+pub type Parts<B> = (Vec<Tensor<B, 1>>, Vec<Tensor<B, 1>>);
 
 /// The meter from the two tasks' gradients on the shared weights.
 fn cosines<B: burn::tensor::backend::Backend>(det: &Parts<B>, seg: &Parts<B>) -> TaskConflict {
@@ -49,7 +66,11 @@ fn cosines<B: burn::tensor::backend::Backend>(det: &Parts<B>, seg: &Parts<B>) ->
     };
     let backbone = sums(&det.0, &seg.0);
     let neck = sums(&det.1, &seg.1);
-    let shared = [backbone[0] + neck[0], backbone[1] + neck[1], backbone[2] + neck[2]];
+    // A task that does not reach the neck (classification) shares the backbone alone.
+    let shared = match neck[1] > 0.0 && neck[2] > 0.0 {
+        true => [backbone[0] + neck[0], backbone[1] + neck[1], backbone[2] + neck[2]],
+        false => backbone,
+    };
     TaskConflict { shared: cosine(shared), backbone: cosine(backbone), neck: cosine(neck) }
 }
 
@@ -91,6 +112,7 @@ mod tests {
     fn the_meter_is_the_cosine_of_the_two_gradients() {
         let mut config = ModelConfig::new(ModelSize::N, 3, 4);
         config.width = Some(0.25);
+        config.cls_classes = 3;
         let trainee = Trainee::<B>::seeded(&config, 5, &Default::default());
         let net = &trainee.net;
         let images = Tensor::<B, 4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &Default::default());
@@ -112,8 +134,17 @@ mod tests {
         let negated: Parts<Inner> = (det.0.iter().map(|t| t.clone().neg()).collect(), det.1.iter().map(|t| t.clone().neg()).collect());
         let (same, opposite) = (cosines(&det, &det), cosines(&det, &negated));
         assert!((same.shared - 1.0).abs() < 1e-6 && (opposite.shared + 1.0).abs() < 1e-6, "{same:?} {opposite:?}");
-        // And the meter as the trainer calls it, from the two losses.
-        let measured = measure(net, || det_loss(net, &images), || seg_loss(net, &images));
-        assert!((-1.0..=1.0).contains(&measured.shared));
+        // And the meter as the trainer calls it, from the losses of every task.
+        let cls_loss = net.forward_cls(images.clone()).slice([0..2, 0..1]).mean();
+        let gradients = [(Task::Det, det_loss(net, &images)), (Task::Seg, seg_loss(net, &images)), (Task::Cls, cls_loss)]
+            .map(|(task, loss)| (task, shared_gradient(net, loss)));
+        let measured = pairs(&gradients);
+        let tasks: Vec<[Task; 2]> = measured.iter().map(|p| p.tasks).collect();
+        assert_eq!(tasks, [[Task::Det, Task::Seg], [Task::Det, Task::Cls], [Task::Seg, Task::Cls]]);
+        assert!(measured.iter().all(|p| (-1.0..=1.0).contains(&p.cosines.shared)));
+        // Classification does not reach the neck: its pairs share the backbone alone.
+        assert_eq!(measured[1].cosines.neck, 0.0);
+        assert_eq!(measured[1].cosines.shared, measured[1].cosines.backbone);
+        assert_ne!(measured[0].cosines.shared, measured[0].cosines.backbone);
     }
 }

@@ -85,6 +85,12 @@ impl ValidationSets {
         let record = &self.seg.records[index];
         (&record.id, &record.image_path)
     }
+
+    /// `(id, image path, true class)` of classification image `index`.
+    pub fn cls_image(&self, index: usize) -> Option<(&str, &Path, usize)> {
+        let record = &self.cls.as_ref()?.records[index];
+        Some((&record.id, &record.image_path, record.class))
+    }
 }
 
 /// Both metrics of one evaluation, with what they are computed from.
@@ -102,11 +108,13 @@ pub struct Validation {
 }
 
 /// Predictions kept for the run's timeline: by image index, boxes for the
-/// detection images (down to [`DISPLAY_SCORE_FLOOR`]: no view draws lower) and masks for the segmentation images.
+/// detection images (down to [`DISPLAY_SCORE_FLOOR`]: no view draws lower),
+/// masks for the segmentation images, class probabilities for the classification images.
 #[derive(Default)]
 pub struct KeptPredictions {
     pub det: Vec<(usize, Vec<Detection>)>,
     pub seg: Vec<(usize, GrayImage)>,
+    pub cls: Vec<(usize, Vec<f32>)>,
 }
 
 pub struct ValidationSettings {
@@ -178,8 +186,11 @@ pub fn validate<B: TwinBackend>(
                 let turn = B::device_turn(device);
                 let scores = classify_batch(net, batch.images::<B>(device));
                 drop(turn);
-                for (label, row) in batch.labels.iter().zip(&scores) {
+                for ((label, row), index) in batch.labels.iter().zip(&scores).zip(&batch.indices) {
                     metrics.add(*label, row);
+                    if *index < settings.keep_predictions {
+                        kept.cls.push((*index, row.clone()));
+                    }
                 }
                 report(scores.len())?;
             }
@@ -189,5 +200,6 @@ pub fn validate<B: TwinBackend>(
     };
     kept.det.sort_by_key(|(index, _)| *index);
     kept.seg.sort_by_key(|(index, _)| *index);
+    kept.cls.sort_by_key(|(index, _)| *index);
     Ok(Validation { det, det_curves, det_confusion, seg, cls, kept })
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::conflict::TaskConflict;
+use super::conflict::{PairConflict, TaskConflict};
 use crate::backend::device::DeviceMemory;
 
 use super::strategy::{StrategyConfig, TaskSet};
@@ -77,6 +77,18 @@ pub struct EvalRecord {
     /// The task-conflict meter at this evaluation (absent in logs written before it existed).
     #[serde(default)]
     pub conflict: Option<TaskConflict>,
+    /// The meter of classification's pairs (detection–classification,
+    /// segmentation–classification) in a three-task run; `conflict` is the
+    /// detection–segmentation pair.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cls_conflicts: Vec<PairConflict>,
+}
+
+impl EvalRecord {
+    /// The track score (mean of mAP50, mIoU and top-1) of a three-task run's evaluation.
+    pub fn track_score(&self) -> Option<f64> {
+        self.top1.map(|top1| crate::eval::track_score(self.map50, self.miou, top1))
+    }
 }
 
 impl Event {

@@ -1,16 +1,17 @@
 //! Elastic Weight Consolidation (Kirkpatrick et al.): a diagonal Fisher
-//! estimate of how much each shared weight mattered to the first task, and the
-//! quadratic penalty that holds important weights near their values at the switch.
+//! estimate of how much each shared weight mattered to each earlier task, and
+//! the quadratic penalty that holds important weights near their values at the switch.
 
 use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 
 use super::trainee::{shared_gradients, shared_parameters};
-use crate::model::TwinNet;
+use crate::model::{Task, TwinNet};
 
 pub struct Ewc<B: AutodiffBackend> {
-    /// Per shared tensor: the Fisher diagonal, normalised to mean 1 over all weights.
+    /// Per shared tensor: the sum over the earlier tasks of each task's Fisher
+    /// diagonal, normalised to mean 1 over all weights.
     fisher: Vec<Tensor<B::InnerBackend, 1>>,
     /// Per shared tensor: its value at the switch.
     anchor: Vec<Tensor<B::InnerBackend, 1>>,
@@ -18,25 +19,37 @@ pub struct Ewc<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Ewc<B> {
-    /// Squared gradients of each first-task batch loss, averaged. Normalising
-    /// to mean 1 makes `lambda` independent of the loss scale and model size.
-    pub fn estimate(snapshot: &TwinNet<B>, losses: Vec<Tensor<B, 1>>, lambda: f32) -> Result<Self> {
+    /// Per earlier task, the squared gradients of its batch losses, averaged.
+    /// Normalising each task's estimate to mean 1 makes `lambda` independent
+    /// of the loss scale and model size, and gives every earlier task the same
+    /// say (EWC's one penalty per task, the anchors all at the latest switch).
+    pub fn estimate(snapshot: &TwinNet<B>, losses: Vec<(Task, Vec<Tensor<B, 1>>)>, lambda: f32) -> Result<Self> {
         let anchor: Vec<_> = shared_parameters(snapshot).into_iter().map(|p| p.inner()).collect();
-        let mut fisher: Vec<Tensor<B::InnerBackend, 1>> = anchor.iter().map(|a| a.zeros_like()).collect();
-        let batches = losses.len().max(1) as f32;
-        for loss in losses {
-            let grads = loss.backward();
-            for (f, g) in fisher.iter_mut().zip(shared_gradients(snapshot, &grads)) {
-                *f = f.clone() + g.powi_scalar(2).div_scalar(batches);
+        let mut fisher: Option<Vec<Tensor<B::InnerBackend, 1>>> = None;
+        for (task, losses) in losses {
+            let mut estimate: Vec<Tensor<B::InnerBackend, 1>> = anchor.iter().map(|a| a.zeros_like()).collect();
+            let batches = losses.len().max(1) as f32;
+            for loss in losses {
+                let grads = loss.backward();
+                for (f, g) in estimate.iter_mut().zip(shared_gradients(snapshot, &grads)) {
+                    *f = f.clone() + g.powi_scalar(2).div_scalar(batches);
+                }
             }
+            let total: f32 = estimate.iter().map(|f| f.clone().sum().into_scalar().elem::<f32>()).sum();
+            let count: usize = estimate.iter().map(|f| f.dims()[0]).sum();
+            let mean = total / count.max(1) as f32;
+            if !(mean > 0.0 && mean.is_finite()) {
+                bail!("EWC: the {task} loss gives the shared weights no usable gradient (mean squared gradient {mean})");
+            }
+            let normalised = estimate.into_iter().map(|f| f.div_scalar(mean));
+            fisher = Some(match fisher {
+                None => normalised.collect(),
+                Some(sum) => sum.into_iter().zip(normalised).map(|(a, b)| a + b).collect(),
+            });
         }
-        let total: f32 = fisher.iter().map(|f| f.clone().sum().into_scalar().elem::<f32>()).sum();
-        let count: usize = fisher.iter().map(|f| f.dims()[0]).sum();
-        let mean = total / count.max(1) as f32;
-        if !(mean > 0.0 && mean.is_finite()) {
-            bail!("EWC: the first task's loss gives the shared weights no usable gradient (mean squared gradient {mean})");
-        }
-        let fisher = fisher.into_iter().map(|f| f.div_scalar(mean)).collect();
+        let Some(fisher) = fisher else {
+            bail!("EWC: no earlier task to protect");
+        };
         Ok(Self { fisher, anchor, lambda })
     }
 
@@ -84,14 +97,11 @@ mod tests {
         config.width = Some(0.125);
         let device = Default::default();
         let net = Trainee::<B>::seeded(&config, 3, &device).net;
-        let losses = (0..2)
-            .map(|_| {
-                let images = Tensor::<B, 4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
-                net.forward_seg(images).powi_scalar(2).mean().reshape([1])
-            })
-            .collect();
+        let images = || Tensor::<B, 4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let losses_of = |net: &TwinNet<B>| (0..2).map(|_| net.forward_seg(images()).powi_scalar(2).mean().reshape([1])).collect::<Vec<_>>();
+        let det_loss = |net: &TwinNet<B>| net.forward_det(images()).cls_logits.powi_scalar(2).mean().reshape([1]);
         let lambda = 3.0;
-        let ewc = Ewc::estimate(&net, losses, lambda).unwrap();
+        let ewc = Ewc::estimate(&net, vec![(Task::Seg, losses_of(&net))], lambda).unwrap();
         let at_anchor = ewc.penalty(&net).into_scalar().elem::<f32>();
         assert!(at_anchor.abs() < 1e-9, "penalty at the anchor: {at_anchor}");
         // The Fisher is normalised to mean 1, so shifting every shared weight by
@@ -102,5 +112,9 @@ mod tests {
         let penalty = ewc.penalty(&shifted).into_scalar().elem::<f32>();
         let expected = lambda / 2.0 * delta * delta * count as f32;
         assert!((penalty - expected).abs() <= 1e-3 * expected, "{penalty} vs {expected}");
+        // Two earlier tasks: each has its say, so the same shift costs twice as much.
+        let two = Ewc::estimate(&net, vec![(Task::Seg, losses_of(&net)), (Task::Det, vec![det_loss(&net)])], lambda).unwrap();
+        let penalty = two.penalty(&shifted).into_scalar().elem::<f32>();
+        assert!((penalty - 2.0 * expected).abs() <= 2e-3 * expected, "{penalty} vs {}", 2.0 * expected);
     }
 }

@@ -20,7 +20,7 @@ use crate::backend::TwinBackend;
 use crate::data::augment::{Letterbox, IGNORE};
 use crate::model::anchors::Anchors;
 use crate::model::postprocess::{postprocess_batch, PostprocessConfig};
-use crate::model::{TwinNet, DET_STRIDES};
+use crate::model::{Task, TwinNet, DET_STRIDES};
 
 /// The decay of `alternate`/`joint`'s teacher EMA (Mean Teacher's 0.99): it
 /// follows the network within about a hundred steps, smoothing out single steps.
@@ -50,9 +50,12 @@ pub struct PseudoLabels {
     /// strategy's own teacher: a detection specialist, as MuST's teachers are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub det_teacher: Option<PathBuf>,
-    /// The same for the masks on detection images: a segmentation specialist.
+    /// The same for the masks on other tasks' images: a segmentation specialist.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seg_teacher: Option<PathBuf>,
+    /// The same for the soft class distributions: a classification specialist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cls_teacher: Option<PathBuf>,
 }
 
 impl Default for PseudoLabels {
@@ -65,14 +68,24 @@ impl Default for PseudoLabels {
             start_step: 0,
             det_teacher: None,
             seg_teacher: None,
+            cls_teacher: None,
         }
     }
 }
 
 impl PseudoLabels {
-    /// Whether a specialist from another run replaces the strategy's own teacher for either task.
+    /// Whether a specialist from another run replaces the strategy's own teacher for any task.
     pub fn has_specialist(&self) -> bool {
-        self.det_teacher.is_some() || self.seg_teacher.is_some()
+        Task::ALL.into_iter().any(|task| self.teacher(task).is_some())
+    }
+
+    /// The specialist's checkpoint folder named for `task`.
+    pub fn teacher(&self, task: Task) -> Option<&PathBuf> {
+        match task {
+            Task::Det => self.det_teacher.as_ref(),
+            Task::Seg => self.seg_teacher.as_ref(),
+            Task::Cls => self.cls_teacher.as_ref(),
+        }
     }
 }
 

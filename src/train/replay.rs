@@ -1,16 +1,24 @@
-//! Replay's buffer: a fixed, reproducible subset of the first task's training
-//! images that the second phase rehearses, listed in the run folder
-//! (`replay_buffer.txt`, one image id a line) so a user sees what was kept.
+//! Replay's buffers: a fixed, reproducible subset of each earlier task's
+//! training images that the later phases rehearse, listed in the run folder
+//! (`replay_buffer.txt` for the first task, `replay_buffer_<task>.txt` for the
+//! later ones of three or more phases; one image id a line) so a user sees what was kept.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use super::run_dir::write_atomic;
-use crate::data::batch::{DetSource, SampleSource, SegSource};
+use crate::data::batch::{ClsSource, DetSource, SampleSource, SegSource};
 use crate::data::loader::epoch_order;
+use crate::model::Task;
 
-pub const BUFFER_FILE: &str = "replay_buffer.txt";
+/// The list of the buffer of the task at `index` in the strategy's order.
+pub fn buffer_file(run_dir: &Path, task: Task, index: usize) -> PathBuf {
+    match index {
+        0 => run_dir.join("replay_buffer.txt"),
+        _ => run_dir.join(format!("replay_buffer_{}.txt", task.key())),
+    }
+}
 
 /// How many images a `buffer` setting keeps out of `total`: a count (≥ 1) or a
 /// fraction (< 1, rounded up); at least one, at most all.
@@ -43,11 +51,17 @@ impl BufferSource for SegSource {
     }
 }
 
-/// Picks the buffer from `source` and lists its image ids in `run_dir`.
-pub fn make_buffer<S: BufferSource>(source: &S, buffer: f64, seed: u64, run_dir: &Path) -> Result<S> {
+impl BufferSource for ClsSource {
+    fn subset(&self, indices: &[usize]) -> Self {
+        ClsSource::from_parts(indices.iter().map(|&i| self.records[i].clone()).collect(), self.classes.clone())
+    }
+}
+
+/// Picks the buffer from `source` and lists its image ids in `list`.
+pub fn make_buffer<S: BufferSource>(source: &S, buffer: f64, seed: u64, list: &Path) -> Result<S> {
     let subset = source.subset(&buffer_indices(buffer, source.len(), seed));
     let ids: String = (0..subset.len()).map(|i| format!("{}\n", subset.id(i))).collect();
-    write_atomic(&run_dir.join(BUFFER_FILE), ids.as_bytes())?;
+    write_atomic(list, ids.as_bytes())?;
     Ok(subset)
 }
 

@@ -1,129 +1,63 @@
 //! Forgetting-mitigation strategies: which task trains at each step, with what
 //! learning-rate factor, what is frozen, and which extra penalty applies.
 
-use std::fmt;
-
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use super::pseudo::PseudoLabels;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    Det,
-    Seg,
-    Cls,
-}
-
-impl Task {
-    /// Every task, in the order runs list them.
-    pub const ALL: [Task; 3] = [Task::Det, Task::Seg, Task::Cls];
-
-    /// The short name configurations use (`det`, `seg`, `cls`).
-    pub fn key(self) -> &'static str {
-        match self {
-            Task::Det => "det",
-            Task::Seg => "seg",
-            Task::Cls => "cls",
-        }
-    }
-
-    /// The other task of the detection–segmentation pair (two-task views).
-    pub fn other(self) -> Task {
-        match self {
-            Task::Det => Task::Seg,
-            Task::Seg | Task::Cls => Task::Det,
-        }
-    }
-}
-
-impl fmt::Display for Task {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Task::Det => "detection",
-            Task::Seg => "segmentation",
-            Task::Cls => "classification",
-        })
-    }
-}
-
-/// A set of tasks: a run's, or those one step trains. Written as one task's
-/// key, `both` (detection and segmentation, as two-task logs always had it),
-/// or keys joined by `+` (`det+seg+cls`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TaskSet(u8);
-
-impl TaskSet {
-    pub const DET_SEG: TaskSet = TaskSet(0b011);
-
-    pub fn of(tasks: &[Task]) -> Self {
-        tasks.iter().fold(Self::default(), |set, &task| set.with(task))
-    }
-
-    pub fn with(self, task: Task) -> Self {
-        Self(self.0 | 1 << task as u8)
-    }
-
-    pub fn contains(self, task: Task) -> bool {
-        self.0 & 1 << task as u8 != 0
-    }
-
-    pub fn len(self) -> usize {
-        self.0.count_ones() as usize
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The tasks in [`Task::ALL`] order.
-    pub fn iter(self) -> impl Iterator<Item = Task> {
-        Task::ALL.into_iter().filter(move |&task| self.contains(task))
-    }
-}
-
-impl From<Task> for TaskSet {
-    fn from(task: Task) -> Self {
-        Self::default().with(task)
-    }
-}
-
-impl TryFrom<String> for TaskSet {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        if text == "both" {
-            return Ok(Self::DET_SEG);
-        }
-        text.split('+').try_fold(Self::default(), |set, key| {
-            let task = Task::ALL.into_iter().find(|t| t.key() == key).ok_or_else(|| format!("{key:?} is not a task (det, seg, cls)"))?;
-            Ok(set.with(task))
-        })
-    }
-}
-
-impl From<TaskSet> for String {
-    fn from(set: TaskSet) -> String {
-        if set == TaskSet::DET_SEG {
-            return "both".into();
-        }
-        set.iter().map(Task::key).collect::<Vec<_>>().join("+")
-    }
-}
+pub use crate::model::task::{Task, TaskSet};
 
 /// How the task losses are combined by `alternate` and `joint`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Weighting {
-    /// `det_weight · L_det + seg_weight · L_seg + cls_weight · L_cls`.
+    /// `Σ weights[t] · L_t` over the tasks the step trains.
     #[default]
     Fixed,
     /// Kendall et al.: `Σ L_i / (2σ_i²) + log σ_i` with learned `log σ_i²`.
     Uncertainty,
 }
 
-/// What `freeze` holds fixed in its second phase.
+/// Fixed loss weights per task (`weights = { det = 1, seg = 1, cls = 1 }`; a
+/// task left out weighs 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskWeights {
+    pub det: f32,
+    pub seg: f32,
+    #[serde(skip_serializing_if = "is_one")]
+    pub cls: f32,
+}
+
+impl Default for TaskWeights {
+    fn default() -> Self {
+        Self { det: 1.0, seg: 1.0, cls: 1.0 }
+    }
+}
+
+impl TaskWeights {
+    pub fn get(&self, task: Task) -> f32 {
+        match task {
+            Task::Det => self.det,
+            Task::Seg => self.seg,
+            Task::Cls => self.cls,
+        }
+    }
+
+    pub fn get_mut(&mut self, task: Task) -> &mut f32 {
+        match task {
+            Task::Det => &mut self.det,
+            Task::Seg => &mut self.seg,
+            Task::Cls => &mut self.cls,
+        }
+    }
+
+    fn is_unit(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What `freeze` holds fixed in its later phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum FreezeScope {
@@ -184,12 +118,15 @@ pub enum StrategyConfig {
         period: usize,
         #[serde(default)]
         weighting: Weighting,
-        #[serde(default = "unit")]
-        det_weight: f32,
-        #[serde(default = "unit")]
-        seg_weight: f32,
+        /// Fixed weighting's factor per task: `weights = { det = 1, seg = 1, cls = 1 }`.
+        #[serde(default, skip_serializing_if = "TaskWeights::is_unit")]
+        weights: TaskWeights,
+        /// The older spelling of `weights.det` (two-task configs and runs).
         #[serde(default = "unit", skip_serializing_if = "is_one")]
-        cls_weight: f32,
+        det_weight: f32,
+        /// The older spelling of `weights.seg`.
+        #[serde(default = "unit", skip_serializing_if = "is_one")]
+        seg_weight: f32,
         /// Pseudo-labels for the task each batch lacks, from a teacher EMA
         /// (`pseudo_labels = true`, or a table of [`PseudoLabels`] settings).
         #[serde(default, with = "pseudo_option", skip_serializing_if = "Option::is_none")]
@@ -200,12 +137,15 @@ pub enum StrategyConfig {
     Joint {
         #[serde(default)]
         weighting: Weighting,
-        #[serde(default = "unit")]
-        det_weight: f32,
-        #[serde(default = "unit")]
-        seg_weight: f32,
+        /// Fixed weighting's factor per task: `weights = { det = 1, seg = 1, cls = 1 }`.
+        #[serde(default, skip_serializing_if = "TaskWeights::is_unit")]
+        weights: TaskWeights,
+        /// The older spelling of `weights.det` (two-task configs and runs).
         #[serde(default = "unit", skip_serializing_if = "is_one")]
-        cls_weight: f32,
+        det_weight: f32,
+        /// The older spelling of `weights.seg`.
+        #[serde(default = "unit", skip_serializing_if = "is_one")]
+        seg_weight: f32,
         /// Pseudo-labels for the task each batch lacks, from a teacher EMA
         /// (`pseudo_labels = true`, or a table of [`PseudoLabels`] settings).
         #[serde(default, with = "pseudo_option", skip_serializing_if = "Option::is_none")]
@@ -227,7 +167,7 @@ pub enum StrategyConfig {
         #[serde(default = "tenth")]
         lr_factor: f64,
     },
-    /// `sequential`, with part of the network frozen in the second phase.
+    /// `sequential`, with part of the network frozen in every later phase.
     Freeze {
         #[serde(default = "det")]
         first: Task,
@@ -243,7 +183,7 @@ pub enum StrategyConfig {
         lr_factor: f64,
         freeze: FreezeScope,
     },
-    /// `sequential`; in the second phase the first task's head outputs on the
+    /// `sequential`; in each later phase the earlier tasks' head outputs on the
     /// current images are distilled from a frozen snapshot taken at the switch.
     Lwf {
         #[serde(default = "det")]
@@ -263,8 +203,8 @@ pub enum StrategyConfig {
         #[serde(default = "two")]
         temperature: f32,
     },
-    /// `sequential`; in the second phase a diagonal-Fisher penalty, estimated at
-    /// the switch on the first task, holds the shared weights near their values.
+    /// `sequential`; in each later phase a diagonal-Fisher penalty, estimated at
+    /// the switch on every earlier task, holds the shared weights near their values.
     Ewc {
         #[serde(default = "det")]
         first: Task,
@@ -283,8 +223,9 @@ pub enum StrategyConfig {
         #[serde(default = "fisher_batches")]
         fisher_batches: usize,
     },
-    /// `sequential`; in the second phase every `every`-th step also trains the
-    /// first task again, on a batch from a fixed buffer of its training images (rehearsal).
+    /// `sequential`; in each later phase every `every`-th step also trains an
+    /// earlier task again (in turn), on a batch from a fixed buffer of its
+    /// training images (rehearsal).
     Replay {
         #[serde(default = "det")]
         first: Task,
@@ -298,15 +239,15 @@ pub enum StrategyConfig {
         switch_steps: Vec<usize>,
         #[serde(default = "tenth")]
         lr_factor: f64,
-        /// The buffer: a count of images (≥ 1) or a fraction of the first task's training split (< 1).
+        /// Each earlier task's buffer: a count of images (≥ 1) or a fraction of its training split (< 1).
         #[serde(default = "replay_buffer")]
         buffer: f64,
         #[serde(default = "replay_every")]
         every: usize,
     },
-    /// `sequential`; in the second phase the snapshot at the switch labels the
-    /// new task's images for the first task (pseudo-labels), and the network
-    /// trains on both labels of each image.
+    /// `sequential`; in each later phase the snapshot at the switch labels the
+    /// new task's images for every earlier task (pseudo-labels: boxes, masks,
+    /// soft class distributions), and the network trains on all labels of each image.
     Pseudo {
         #[serde(default = "det")]
         first: Task,
@@ -331,12 +272,12 @@ fn two() -> f32 {
 /// EWC's default λ: with the Fisher normalised to mean 1, a weight of average
 /// importance is pulled back with force `λ·(θ − θ*)`.
 pub const EWC_LAMBDA: f32 = 10.0;
-/// How many first-task batches EWC's Fisher estimate averages by default.
+/// How many batches of each earlier task EWC's Fisher estimate averages by default.
 pub const FISHER_BATCHES: usize = 8;
 
-/// Replay's default buffer: 5 % of the first task's training images.
+/// Replay's default buffer: 5 % of each earlier task's training images.
 pub const REPLAY_BUFFER: f64 = 0.05;
-/// Replay's default period: a first-task batch added to every 4th second-phase step.
+/// Replay's default period: an earlier task's batch added to every 4th later-phase step.
 pub const REPLAY_EVERY: usize = 4;
 
 /// `pseudo_labels` of `alternate`/`joint`: `true` (the default settings),
@@ -390,8 +331,8 @@ pub struct StepPlan {
     /// always for alternate/joint).
     pub phase: usize,
     pub lr_factor: f64,
-    /// The task whose batch comes from the replay buffer (the first task, on
-    /// every `every`-th step of replay's second phase, besides the new task's batch).
+    /// The task whose batch comes from its replay buffer (an earlier task, on
+    /// every `every`-th step of replay's later phases, besides the new task's batch).
     pub replay: Option<Task>,
 }
 
@@ -401,6 +342,26 @@ pub struct Sequence {
     pub first: Task,
     pub switch_step: usize,
     pub lr_factor: f64,
+}
+
+/// Tasks named in prose: "detection", "detection and classification",
+/// "detection, segmentation and classification".
+fn list<'a>(tasks: impl Iterator<Item = &'a Task>) -> String {
+    let names: Vec<String> = tasks.map(Task::to_string).collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// The sequential settings, to edit in place (the workbench's strategy editor).
+pub struct SequenceMut<'a> {
+    pub first: &'a mut Task,
+    pub switch_step: &'a mut usize,
+    pub order: &'a mut Vec<Task>,
+    pub switch_steps: &'a mut Vec<usize>,
+    pub lr_factor: &'a mut f64,
 }
 
 /// A sequential schedule resolved for a run: the tasks in training order and
@@ -496,16 +457,30 @@ impl StrategyConfig {
         Some(Schedule { order, switches, lr_factor })
     }
 
-    /// The same strategy with `task` first (the sequential family; others are unchanged).
+    /// The sequential settings of the strategies that have them, to edit.
+    pub fn sequence_mut(&mut self) -> Option<SequenceMut<'_>> {
+        match self {
+            Self::Sequential { first, switch_step, lr_factor, order, switch_steps }
+            | Self::Freeze { first, switch_step, lr_factor, order, switch_steps, .. }
+            | Self::Lwf { first, switch_step, lr_factor, order, switch_steps, .. }
+            | Self::Ewc { first, switch_step, lr_factor, order, switch_steps, .. }
+            | Self::Replay { first, switch_step, lr_factor, order, switch_steps, .. }
+            | Self::Pseudo { first, switch_step, lr_factor, order, switch_steps, .. } => {
+                Some(SequenceMut { first, switch_step, order, switch_steps, lr_factor })
+            }
+            Self::Alternate { .. } | Self::Joint { .. } => None,
+        }
+    }
+
+    /// The same strategy with `task` first (the sequential family, where an
+    /// explicit order moves it to the front; others are unchanged).
     pub fn with_first(mut self, task: Task) -> Self {
-        match &mut self {
-            Self::Sequential { first, .. }
-            | Self::Freeze { first, .. }
-            | Self::Lwf { first, .. }
-            | Self::Ewc { first, .. }
-            | Self::Replay { first, .. }
-            | Self::Pseudo { first, .. } => *first = task,
-            Self::Alternate { .. } | Self::Joint { .. } => {}
+        if let Some(sequence) = self.sequence_mut() {
+            *sequence.first = task;
+            if let Some(at) = sequence.order.iter().position(|&t| t == task) {
+                sequence.order.remove(at);
+                sequence.order.insert(0, task);
+            }
         }
         self
     }
@@ -521,15 +496,25 @@ impl StrategyConfig {
     /// The fixed loss weight of `task` (1 for the strategies that train one task at a time).
     pub fn weight(&self, task: Task) -> f32 {
         match *self {
-            Self::Alternate { det_weight, seg_weight, cls_weight, .. } | Self::Joint { det_weight, seg_weight, cls_weight, .. } => {
-                match task {
-                    Task::Det => det_weight,
-                    Task::Seg => seg_weight,
-                    Task::Cls => cls_weight,
-                }
+            Self::Alternate { weights, det_weight, seg_weight, .. } | Self::Joint { weights, det_weight, seg_weight, .. } => {
+                weights.get(task)
+                    * match task {
+                        Task::Det => det_weight,
+                        Task::Seg => seg_weight,
+                        Task::Cls => 1.0,
+                    }
             }
             _ => 1.0,
         }
+    }
+
+    /// `alternate`/`joint` with every task weighing 1 (fixed weighting).
+    pub fn alternate() -> Self {
+        Self::Alternate { period: 1, weighting: Weighting::Fixed, weights: TaskWeights::default(), det_weight: 1.0, seg_weight: 1.0, pseudo_labels: None }
+    }
+
+    pub fn joint() -> Self {
+        Self::Joint { weighting: Weighting::Fixed, weights: TaskWeights::default(), det_weight: 1.0, seg_weight: 1.0, pseudo_labels: None }
     }
 
     /// The pseudo-labels in force in `phase`: `pseudo`'s later phases, and
@@ -560,12 +545,13 @@ impl StrategyConfig {
             if phase == 0 {
                 return StepPlan { tasks: task.into(), phase, lr_factor: 1.0, replay: None };
             }
-            // A replay step adds the buffer's batch: the new task keeps every step.
+            // A replay step adds a batch from an earlier task's buffer (the
+            // earlier tasks in turn): the new task keeps every step.
             let since = step - schedule.switches[phase - 1];
             if let Self::Replay { every, .. } = *self {
                 if since % every == every - 1 {
-                    let first = schedule.order[0];
-                    return StepPlan { tasks: TaskSet::from(task).with(first), phase, lr_factor: schedule.lr_factor, replay: Some(first) };
+                    let earlier = schedule.order[(since / every) % phase];
+                    return StepPlan { tasks: TaskSet::from(task).with(earlier), phase, lr_factor: schedule.lr_factor, replay: Some(earlier) };
                 }
             }
             return StepPlan { tasks: task.into(), phase, lr_factor: schedule.lr_factor, replay: None };
@@ -589,35 +575,25 @@ impl StrategyConfig {
         if phase == 0 {
             return format!("{} {task}", self.name());
         }
-        let first = schedule.order[0];
+        let earlier = list(schedule.order[..phase.min(schedule.order.len())].iter());
         match self {
             Self::Replay { buffer, every, .. } => format!(
-                "{} {task} (lr ×{}; 1 step in {every} also replays {first} from a buffer of {})",
+                "{} {task} (lr ×{}; 1 step in {every} also replays {earlier} from a buffer of {})",
                 self.name(),
                 schedule.lr_factor,
                 if *buffer >= 1.0 { format!("{buffer} images") } else { format!("{}%", buffer * 100.0) }
             ),
-            Self::Pseudo { pseudo_labels, .. } => format!(
-                "{} {task} (lr ×{}; {} labels its images for {first}, weight {})",
-                self.name(),
-                schedule.lr_factor,
-                match (first, &pseudo_labels.det_teacher, &pseudo_labels.seg_teacher) {
-                    (Task::Det, Some(_), _) | (Task::Seg, _, Some(_)) => "a specialist",
-                    _ => "the switch snapshot",
-                },
-                pseudo_labels.weight,
-            ),
+            Self::Pseudo { pseudo_labels, .. } => {
+                let specialist = schedule.order[..phase].iter().all(|&t| pseudo_labels.teacher(t).is_some());
+                format!(
+                    "{} {task} (lr ×{}; {} labels its images for {earlier}, weight {})",
+                    self.name(),
+                    schedule.lr_factor,
+                    if specialist { "a specialist" } else { "the switch snapshot" },
+                    pseudo_labels.weight,
+                )
+            }
             _ => format!("{} {task} (lr ×{})", self.name(), schedule.lr_factor),
-        }
-    }
-
-    /// Whether the strategy schedules `run`'s tasks: `lwf`, `ewc`, `replay` and
-    /// `pseudo` protect one earlier task of a two-phase detection–segmentation order.
-    pub fn supports(&self, run: RunShape) -> bool {
-        let protects = !matches!(self, Self::Sequential { .. } | Self::Freeze { .. });
-        match self.schedule(run) {
-            Some(schedule) if protects => schedule.order.len() == 2 && !schedule.order.contains(&Task::Cls),
-            _ => true,
         }
     }
 
@@ -625,10 +601,20 @@ impl StrategyConfig {
         let steps = run.steps;
         match *self {
             Self::Alternate { period: 0, .. } => bail!("strategy.period: must be at least 1"),
-            Self::Alternate { det_weight, seg_weight, cls_weight, .. } | Self::Joint { det_weight, seg_weight, cls_weight, .. }
-                if det_weight < 0.0 || seg_weight < 0.0 || cls_weight < 0.0 =>
-            {
-                bail!("strategy.det_weight/seg_weight/cls_weight: must be ≥ 0")
+            Self::Alternate { weights, det_weight, seg_weight, .. } | Self::Joint { weights, det_weight, seg_weight, .. } => {
+                for task in Task::ALL {
+                    if !(weights.get(task) >= 0.0 && weights.get(task).is_finite()) {
+                        bail!("strategy.weights.{}: must be ≥ 0, got {}", task.key(), weights.get(task));
+                    }
+                }
+                for (key, task, old) in [("det_weight", Task::Det, det_weight), ("seg_weight", Task::Seg, seg_weight)] {
+                    if !(old >= 0.0 && old.is_finite()) {
+                        bail!("strategy.{key}: must be ≥ 0, got {old}");
+                    }
+                    if old != 1.0 && weights.get(task) != 1.0 {
+                        bail!("strategy.{key}: the older spelling of weights.{}; write one of the two", task.key());
+                    }
+                }
             }
             Self::Lwf { temperature, .. } if temperature <= 0.0 => bail!("strategy.temperature: must be > 0"),
             Self::Ewc { fisher_batches: 0, .. } => bail!("strategy.fisher_batches: must be at least 1"),
@@ -638,14 +624,18 @@ impl StrategyConfig {
             }
             _ => {}
         }
-        if let Some(PseudoLabels { weight, box_score, pixel_confidence, background_score, det_teacher, seg_teacher, .. }) =
-            self.pseudo_labels(1)
-        {
-            for (key, dir) in [("det_teacher", det_teacher), ("seg_teacher", seg_teacher)] {
-                if let Some(dir) = dir.filter(|dir| !dir.is_dir()) {
-                    bail!("strategy.pseudo_labels.{key}: {} is not a folder (a checkpoint folder, e.g. runs/NAME/checkpoints/best-det)", dir.display());
+        if let Some(labels) = self.pseudo_labels(1) {
+            for task in Task::ALL {
+                if let Some(dir) = labels.teacher(task).filter(|dir| !dir.is_dir()) {
+                    bail!(
+                        "strategy.pseudo_labels.{}_teacher: {} is not a folder (a checkpoint folder, e.g. runs/NAME/checkpoints/best-{})",
+                        task.key(),
+                        dir.display(),
+                        task.key()
+                    );
                 }
             }
+            let PseudoLabels { weight, box_score, pixel_confidence, background_score, .. } = labels;
             if !(weight >= 0.0 && weight.is_finite()) {
                 bail!("strategy.pseudo_labels.weight: must be ≥ 0, got {weight}");
             }
@@ -679,12 +669,6 @@ impl StrategyConfig {
             if !(schedule.lr_factor > 0.0 && schedule.lr_factor <= 10.0) {
                 bail!("strategy.lr_factor: must be in (0, 10], got {}", schedule.lr_factor);
             }
-            if !self.supports(run) {
-                bail!(
-                    "strategy.kind = {:?} protects detection or segmentation in a two-phase order; over classification or three phases use sequential, freeze, alternate or joint",
-                    self.name()
-                );
-            }
         }
         Ok(())
     }
@@ -704,9 +688,9 @@ mod tests {
         RunShape { steps, ..TWO }
     }
 
-    const DET: TaskSet = TaskSet(0b001);
-    const SEG: TaskSet = TaskSet(0b010);
-    const CLS: TaskSet = TaskSet(0b100);
+    const DET: TaskSet = TaskSet::of(&[Task::Det]);
+    const SEG: TaskSet = TaskSet::of(&[Task::Seg]);
+    const CLS: TaskSet = TaskSet::of(&[Task::Cls]);
 
     #[test]
     fn alternate_switches_every_period_steps() {
@@ -813,8 +797,14 @@ mod tests {
         }
         let err = parse("kind = \"sequential\"\norder = [\"cls\", \"det\"]\nswitch_steps = [5]").unwrap().validate(two(30)).unwrap_err();
         assert!(err.to_string().contains("the run has no classification dataset"), "{err}");
-        let err = parse("kind = \"lwf\"\nswitch_step = 10").unwrap().validate(three).unwrap_err();
-        assert!(err.to_string().contains("over classification or three phases"), "{err}");
+        // Replay over three phases rehearses the earlier tasks in turn.
+        let s = parse("kind = \"replay\"\norder = [\"det\", \"cls\", \"seg\"]\nswitch_steps = [5, 12]\nevery = 2").unwrap();
+        assert!(s.validate(three).is_ok());
+        let replayed: Vec<Option<Task>> = (5..20).map(|i| s.plan(i, three).replay).collect();
+        let (d, c) = (Some(Task::Det), Some(Task::Cls));
+        assert_eq!(replayed, [None, d, None, d, None, d, None, None, d, None, c, None, d, None, c]);
+        assert_eq!(s.plan(13, three).tasks, TaskSet::of(&[Task::Seg, Task::Det]));
+        assert_eq!(s.describe_phase(2, three), "replay segmentation (lr ×0.1; 1 step in 2 also replays detection and classification from a buffer of 5%)");
     }
 
     #[test]

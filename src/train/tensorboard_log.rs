@@ -100,6 +100,8 @@ fn timeline_images(run_dir: &Path, step: usize, seg_classes: usize) -> Vec<(Stri
                     undrawn += 1;
                     continue;
                 }
+                // Not among the entries drawn here (detection and segmentation images).
+                TimelinePrediction::Classes { .. } => continue,
             }
             images.push((format!("timeline/{task}/{}", entry.id), shrink(picture)));
         }
@@ -159,6 +161,9 @@ fn eval_scalars(record: &EvalRecord, push: &mut impl FnMut(&str, f64)) {
         push("conflict/shared", conflict.shared);
         push("conflict/backbone", conflict.backbone);
         push("conflict/neck", conflict.neck);
+    }
+    for pair in &record.cls_conflicts {
+        push(&format!("conflict/{}-{}", pair.tasks[0].key(), pair.tasks[1].key()), pair.cosines.shared);
     }
     for (group, per_class) in [("ap50", &record.det_per_class), ("iou", &record.seg_per_class), ("accuracy", &record.cls_per_class)] {
         for (class, value) in per_class {

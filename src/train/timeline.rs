@@ -1,6 +1,7 @@
 //! The prediction timeline: at every evaluation the trainer stores what the
 //! network predicted for the first few validation images of each task (boxes
-//! for detection images, masks for segmentation images) under
+//! for detection images, masks for segmentation images, class probabilities
+//! for classification images) under
 //! `timeline/step-<step>/`, so Inspect can scrub through training and show a
 //! task degrading while the other trains. Each step folder is written whole
 //! (a temporary folder, then a rename), so a reader never sees half of one.
@@ -25,6 +26,16 @@ struct StepFile {
     step: usize,
     det: Vec<DetEntry>,
     seg: Vec<SegEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    cls: Vec<ClsEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ClsEntry {
+    id: String,
+    image: PathBuf,
+    truth: usize,
+    probabilities: Vec<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +66,8 @@ pub struct TimelineImage {
 pub enum TimelinePrediction {
     Boxes(Vec<Detection>),
     Mask(GrayImage),
+    /// The class probabilities, and the true class.
+    Classes { probabilities: Vec<f32>, truth: usize },
 }
 
 /// Everything stored at one evaluation.
@@ -63,6 +76,8 @@ pub struct TimelineStep {
     pub step: usize,
     pub det: Vec<TimelineImage>,
     pub seg: Vec<TimelineImage>,
+    /// Empty in a run without classification.
+    pub cls: Vec<TimelineImage>,
 }
 
 fn step_dir(run_dir: &Path, step: usize) -> PathBuf {
@@ -94,7 +109,15 @@ pub fn write_step(run_dir: &Path, step: usize, sets: &ValidationSets, kept: &Kep
         mask.save(tmp.join(&file)).with_context(|| format!("{}: cannot write", tmp.join(&file).display()))?;
         seg.push(SegEntry { id: id.to_string(), image: image.to_path_buf(), mask: file });
     }
-    let json = serde_json::to_string(&StepFile { step, det, seg })?;
+    let cls = kept
+        .cls
+        .iter()
+        .filter_map(|(index, probabilities)| {
+            let (id, image, truth) = sets.cls_image(*index)?;
+            Some(ClsEntry { id: id.to_string(), image: image.to_path_buf(), truth, probabilities: probabilities.clone() })
+        })
+        .collect();
+    let json = serde_json::to_string(&StepFile { step, det, seg, cls })?;
     std::fs::write(tmp.join(STEP_FILE), json).with_context(|| format!("{}: cannot write", tmp.join(STEP_FILE).display()))?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
@@ -136,5 +159,10 @@ pub fn read_step(run_dir: &Path, step: usize, seg_classes: usize) -> Result<Time
             Ok(TimelineImage { id: e.id, image: e.image, prediction: TimelinePrediction::Mask(mask) })
         })
         .collect::<Result<_>>()?;
-    Ok(TimelineStep { step: file.step, det, seg })
+    let cls = file
+        .cls
+        .into_iter()
+        .map(|e| TimelineImage { id: e.id, image: e.image, prediction: TimelinePrediction::Classes { probabilities: e.probabilities, truth: e.truth } })
+        .collect();
+    Ok(TimelineStep { step: file.step, det, seg, cls })
 }

@@ -14,32 +14,32 @@ use crossbeam_channel::Receiver;
 
 use super::checkpoint::{self, CheckpointKind, TrainerState};
 use super::config::TrainConfig;
-use super::conflict::{self, TaskConflict};
+use super::conflict::{self, PairConflict};
 use super::ema::WeightEma;
 use super::evaluate::{validate, ValidationSets, ValidationSettings};
 use super::events::{Control, EvalRecord, Event, FinishReason};
 use super::loss::cls::cls_loss;
 use super::loss::det::{det_loss, det_loss_ignoring, DetLossConfig, ImageTargets};
-use super::loss::distill::{kd_det_loss, kd_seg_loss};
+use super::loss::distill::{kd_det_loss, kd_softmax_loss};
 use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig};
 use super::memory;
 use super::penalty::Ewc;
 use super::pseudo::{pseudo_boxes, pseudo_masks, PseudoLabels, TEACHER_EMA_DECAY};
-use super::replay::{make_buffer, BufferSource};
+use super::replay::{buffer_file, make_buffer, BufferSource};
 use super::run_dir::EventLog;
 use super::tensorboard_log::TensorboardLog;
 use super::timeline;
 use super::schedule::learning_rate;
-use super::strategy::{RunShape, StrategyConfig, Task, Weighting};
+use super::strategy::{RunShape, StrategyConfig, Task, TaskSet, Weighting};
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
 use crate::backend::TwinAutodiffBackend;
-use crate::data::batch::{mask_tensor, ClsBatch, ClsSource, DetBatch, DetSource, SegBatch, SegSource};
+use crate::data::batch::{mask_tensor, ClsBatch, ClsSource, DetBatch, DetSource, ImageBatch, SegBatch, SegSource};
 use crate::data::classify::ClsDataset;
 use crate::data::loader::{Loader, LoaderConfig, Position};
 use crate::data::synth::ensure_generated;
 use crate::model::anchors::Anchors;
-use crate::model::{Reshape, TwinNet, DET_STRIDES};
+use crate::model::{HeadOutputs, Reshape, TwinNet, DET_STRIDES};
 
 /// The opened datasets of a run.
 pub struct Datasets {
@@ -125,32 +125,66 @@ struct StepLosses {
     penalty: Option<f32>,
 }
 
-/// Sources of the extra penalty of the sequential strategies' second phase.
+/// Sources of the extra penalty of the sequential strategies' later phases.
 enum Mitigation<B: AutodiffBackend> {
     None,
-    Distill { teacher: TwinNet<B::InnerBackend>, weight: f32, temperature: f32 },
+    /// `lwf`: the switch snapshot's outputs for the earlier `tasks`.
+    Distill { teacher: TwinNet<B::InnerBackend>, tasks: TaskSet, weight: f32, temperature: f32 },
     Ewc(Ewc<B>),
-    /// `pseudo`'s second phase: the switch snapshot labels the images for the first task.
-    Pseudo { teacher: TwinNet<B::InnerBackend>, labels: PseudoLabels },
+    /// `pseudo`: the switch snapshot labels the images for the earlier `tasks`.
+    Pseudo { teacher: TwinNet<B::InnerBackend>, tasks: TaskSet, labels: PseudoLabels },
 }
 
-/// What supervises the head a batch has no labels for.
-enum CrossTask<'a, B: Backend> {
+/// What supervises the heads of `tasks` on a batch that has no labels for them.
+struct CrossTask<'a, B: Backend> {
+    tasks: TaskSet,
+    kind: CrossKind<'a, B>,
+}
+
+enum CrossKind<'a, B: Backend> {
     Distill { teacher: &'a TwinNet<B>, weight: f32, temperature: f32 },
-    /// Boxes on segmentation images from `boxes_from`, masks on detection images from `masks_from`.
-    Pseudo { boxes_from: &'a TwinNet<B>, masks_from: &'a TwinNet<B>, labels: PseudoLabels },
+    /// Per task (in [`Task::ALL`] order), the network whose predictions become its labels.
+    Pseudo { teachers: [Option<&'a TwinNet<B>>; 3], labels: PseudoLabels },
+}
+
+/// One task's batch of a step.
+#[derive(Clone, Copy)]
+enum TaskBatch<'a> {
+    Det(&'a DetBatch),
+    Seg(&'a SegBatch),
+    Cls(&'a ClsBatch),
+}
+
+impl<'a> TaskBatch<'a> {
+    fn task(self) -> Task {
+        match self {
+            Self::Det(_) => Task::Det,
+            Self::Seg(_) => Task::Seg,
+            Self::Cls(_) => Task::Cls,
+        }
+    }
+
+    /// The images and where each came from.
+    fn inputs(self) -> &'a ImageBatch {
+        match self {
+            Self::Det(batch) => &batch.inputs,
+            Self::Seg(batch) => &batch.inputs,
+            Self::Cls(batch) => &batch.inputs,
+        }
+    }
+}
+
+/// The task-conflict meter's fixed batch of each task.
+struct ConflictBatches {
+    det: DetBatch,
+    seg: SegBatch,
+    cls: Option<ClsBatch>,
 }
 
 /// A frozen pseudo-label teacher loaded from another run's checkpoint folder.
 struct Specialist<B: Backend> {
     dir: PathBuf,
     net: TwinNet<B>,
-}
-
-/// The specialists named by the pseudo-label settings in force, per task.
-struct Specialists<B: Backend> {
-    det: Option<Specialist<B>>,
-    seg: Option<Specialist<B>>,
 }
 
 pub struct Trainer<B: TwinAutodiffBackend> {
@@ -171,9 +205,10 @@ pub struct Trainer<B: TwinAutodiffBackend> {
     ema: Option<WeightEma<B::InnerBackend>>,
     /// The pseudo-label teacher of `alternate`/`joint` with `pseudo_labels`: its own weight EMA.
     teacher: Option<WeightEma<B::InnerBackend>>,
-    specialists: Specialists<B::InnerBackend>,
+    /// The specialists the pseudo-label settings name, per task in [`Task::ALL`] order.
+    specialists: [Option<Specialist<B::InnerBackend>>; 3],
     /// The fixed batches the task-conflict meter uses, read at the first evaluation.
-    conflict_batches: Option<(DetBatch, SegBatch)>,
+    conflict_batches: Option<ConflictBatches>,
 }
 
 impl<B: TwinAutodiffBackend> Trainer<B> {
@@ -223,6 +258,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 seg_position: Position::default(),
                 cls_position: Position::default(),
                 replay_position: Position::default(),
+                replay_later_positions: Vec::new(),
                 best_map50: 0.0,
                 best_miou: 0.0,
                 best_top1: 0.0,
@@ -294,7 +330,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             mitigation: Mitigation::None,
             ema,
             teacher: teacher_net.map(|net| WeightEma::new(net, TEACHER_EMA_DECAY)),
-            specialists: Specialists { det: None, seg: None },
+            specialists: [None, None, None],
             conflict_batches: None,
         };
         for message in messages {
@@ -334,8 +370,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             Some(source) => Some(Loader::starting_at(source.clone(), train_loader(self.config.seed.wrapping_add(3)), self.state.cls_position)?),
             None => None,
         };
-        // Replay's buffer loaders, made when first needed (the buffer depends on the strategy in force).
-        let (mut replay_det, mut replay_seg) = (None, None);
+        // Replay's buffer loaders, made when first needed (the buffers depend on the strategy in force).
+        let (mut replay_det, mut replay_seg, mut replay_cls) = (None, None, None);
         let mut paused = false;
         let mut images_per_sec = 0.0f32;
         let reason = loop {
@@ -365,7 +401,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                         self.state.strategy = strategy.clone();
                         self.state.strategy_since = self.state.step;
                         self.state.replay_position = Position::default();
-                        (replay_det, replay_seg) = (None, None);
+                        self.state.replay_later_positions.clear();
+                        (replay_det, replay_seg, replay_cls) = (None, None, None);
                         self.phase = None;
                         self.emit(Event::StrategyChanged { step: self.state.step, strategy })?;
                     }
@@ -403,17 +440,18 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             let det_batch = match (plan.tasks.contains(Task::Det), plan.replay == Some(Task::Det)) {
                 (false, _) => None,
                 (true, false) => Some(next_batch(&mut det_loader, "detection")?),
-                (true, true) => Some(next_batch(self.replay_loader(&mut replay_det, &self.data.det_train)?, "replay")?),
+                (true, true) => Some(next_batch(self.replay_loader(&mut replay_det, &self.data.det_train, Task::Det)?, "replay")?),
             };
             let seg_batch = match (plan.tasks.contains(Task::Seg), plan.replay == Some(Task::Seg)) {
                 (false, _) => None,
                 (true, false) => Some(next_batch(&mut seg_loader, "segmentation")?),
-                (true, true) => Some(next_batch(self.replay_loader(&mut replay_seg, &self.data.seg_train)?, "replay")?),
+                (true, true) => Some(next_batch(self.replay_loader(&mut replay_seg, &self.data.seg_train, Task::Seg)?, "replay")?),
             };
-            let cls_batch = match (plan.tasks.contains(Task::Cls), cls_loader.as_mut()) {
-                (false, _) => None,
-                (true, Some(loader)) => Some(next_batch(loader, "classification")?),
-                (true, None) => bail!("a classification step in a run without a classification dataset (data.cls)"),
+            let cls_batch = match (plan.tasks.contains(Task::Cls), plan.replay == Some(Task::Cls), cls_loader.as_mut(), &self.data.cls_train) {
+                (false, ..) => None,
+                (true, false, Some(loader), _) => Some(next_batch(loader, "classification")?),
+                (true, true, _, Some(source)) => Some(next_batch(self.replay_loader(&mut replay_cls, source, Task::Cls)?, "replay")?),
+                (true, ..) => bail!("a classification step in a run without a classification dataset (data.cls)"),
             };
             let skipped = det_batch.iter().flat_map(|b| &b.skipped).chain(seg_batch.iter().flat_map(|b| &b.skipped));
             for problem in skipped.chain(cls_batch.iter().flat_map(|b| &b.skipped)) {
@@ -428,11 +466,14 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             if let Some(loader) = &cls_loader {
                 self.state.cls_position = loader.position();
             }
-            if let Some(loader) = replay_det.as_ref().filter(|_| plan.replay == Some(Task::Det)) {
-                self.state.replay_position = loader.position();
-            }
-            if let Some(loader) = replay_seg.as_ref().filter(|_| plan.replay == Some(Task::Seg)) {
-                self.state.replay_position = loader.position();
+            if let Some(task) = plan.replay {
+                let position = match task {
+                    Task::Det => replay_det.as_ref().map(Loader::position),
+                    Task::Seg => replay_seg.as_ref().map(Loader::position),
+                    Task::Cls => replay_cls.as_ref().map(Loader::position),
+                };
+                let index = self.order_index(task);
+                self.state.set_replay_position(index, position.expect("the replay step made its loader"));
             }
             self.state.step += 1;
             let rate = images as f32 / step_start.elapsed().as_secs_f32().max(1e-6);
@@ -475,8 +516,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         self.load_specialists(labels.as_ref())?;
         // `alternate`/`joint` with pseudo-labels: a teacher EMA from the current
         // weights (kept when resuming, or when the strategy is only retuned),
-        // unless specialists teach both tasks.
-        let specialists_only = self.specialists.det.is_some() && self.specialists.seg.is_some();
+        // unless specialists teach every task of the run.
+        let specialists_only = self.run_shape().tasks.iter().all(|task| self.specialists[task as usize].is_some());
         match labels.filter(|_| strategy.sequence().is_none() && !specialists_only) {
             Some(_) => {
                 if self.teacher.is_none() {
@@ -485,20 +526,21 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             }
             None => self.teacher = None,
         }
-        if phase == 1 {
-            let snapshot = self.switch_snapshot()?;
+        if let Some(schedule) = strategy.schedule(self.run_shape()).filter(|_| phase >= 1) {
+            let earlier = schedule.earlier(phase);
+            let snapshot = self.switch_snapshot(schedule.switches[phase - 1])?;
             match strategy {
                 StrategyConfig::Freeze { freeze, .. } => self.trainee = self.trainee.clone().freeze(freeze),
                 StrategyConfig::Lwf { weight, temperature, .. } => {
-                    self.mitigation = Mitigation::Distill { teacher: snapshot.net.valid(), weight, temperature };
+                    self.mitigation = Mitigation::Distill { teacher: snapshot.net.valid(), tasks: earlier, weight, temperature };
                 }
-                StrategyConfig::Ewc { first, lambda, fisher_batches, .. } => {
-                    let ewc = self.estimate_fisher(&snapshot, first, lambda, fisher_batches)?;
+                StrategyConfig::Ewc { lambda, fisher_batches, .. } => {
+                    let ewc = self.estimate_fisher(&snapshot, earlier, lambda, fisher_batches)?;
                     self.mitigation = Mitigation::Ewc(ewc);
                 }
                 StrategyConfig::Pseudo { .. } => {
-                    let labels = strategy.pseudo_labels(phase).expect("pseudo's second phase has pseudo-labels");
-                    self.mitigation = Mitigation::Pseudo { teacher: snapshot.net.valid(), labels };
+                    let labels = strategy.pseudo_labels(phase).expect("pseudo's later phases have pseudo-labels");
+                    self.mitigation = Mitigation::Pseudo { teacher: snapshot.net.valid(), tasks: earlier, labels };
                 }
                 _ => {}
             }
@@ -511,54 +553,69 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     /// Loads the specialists `labels` name (kept while the folder stays the
     /// same), and drops those it no longer names.
     fn load_specialists(&mut self, labels: Option<&PseudoLabels>) -> Result<()> {
-        let (det, seg) = labels.map_or((None, None), |l| (l.det_teacher.clone(), l.seg_teacher.clone()));
-        for (key, dir, slot) in [("det_teacher", det, &mut self.specialists.det), ("seg_teacher", seg, &mut self.specialists.seg)] {
-            *slot = match dir {
+        for task in Task::ALL {
+            let slot = &mut self.specialists[task as usize];
+            *slot = match labels.and_then(|labels| labels.teacher(task)) {
                 None => None,
-                Some(dir) if slot.as_ref().is_some_and(|s| s.dir == dir) => slot.take(),
+                Some(dir) if slot.as_ref().is_some_and(|s| &s.dir == dir) => slot.take(),
                 Some(dir) => {
-                    let (net, teacher) = checkpoint::load_inference_net::<B::InnerBackend>(&dir, &self.device)
-                        .with_context(|| format!("strategy.pseudo_labels.{key}: {} is not a readable checkpoint folder", dir.display()))?;
-                    if teacher.det_classes != self.state.det_classes || teacher.seg_classes != self.state.seg_classes {
-                        bail!("strategy.pseudo_labels.{key}: {}: its class lists differ from the datasets'", dir.display());
+                    let key = task.key();
+                    let (net, teacher) = checkpoint::load_inference_net::<B::InnerBackend>(dir, &self.device)
+                        .with_context(|| format!("strategy.pseudo_labels.{key}_teacher: {} is not a readable checkpoint folder", dir.display()))?;
+                    if teacher.classes(task) != self.state.classes(task) {
+                        bail!("strategy.pseudo_labels.{key}_teacher: {}: its {task} classes differ from the dataset's", dir.display());
                     }
-                    Some(Specialist { dir, net })
+                    Some(Specialist { dir: dir.clone(), net })
                 }
             };
         }
         Ok(())
     }
 
-    /// Pseudo-label teachers: the specialists where named, else `default`.
-    fn pseudo_teachers<'a>(&'a self, default: Option<&'a TwinNet<B::InnerBackend>>, labels: PseudoLabels) -> Option<CrossTask<'a, B::InnerBackend>> {
-        let boxes_from = self.specialists.det.as_ref().map(|s| &s.net).or(default)?;
-        let masks_from = self.specialists.seg.as_ref().map(|s| &s.net).or(default)?;
-        Some(CrossTask::Pseudo { boxes_from, masks_from, labels })
+    /// Pseudo-label teachers of `tasks`: the specialists where named, else `default`.
+    fn pseudo_teachers<'a>(
+        &'a self,
+        tasks: TaskSet,
+        default: Option<&'a TwinNet<B::InnerBackend>>,
+        labels: PseudoLabels,
+    ) -> CrossTask<'a, B::InnerBackend> {
+        let teachers = Task::ALL.map(|task| self.specialists[task as usize].as_ref().map(|s| &s.net).or(default));
+        CrossTask { tasks, kind: CrossKind::Pseudo { teachers, labels } }
     }
 
-    /// Replay's buffer loader in `slot`, made on first use from the strategy's
-    /// buffer of `source` (listed in the run folder), at the saved position.
-    fn replay_loader<'a, S: BufferSource>(&self, slot: &'a mut Option<Loader<S>>, source: &S) -> Result<&'a mut Loader<S>> {
+    /// Where `task` stands in the sequential order of the strategy in force.
+    fn order_index(&self, task: Task) -> usize {
+        let schedule = self.state.strategy.schedule(self.run_shape());
+        schedule.and_then(|s| s.order.iter().position(|&t| t == task)).unwrap_or(0)
+    }
+
+    /// Replay's buffer loader of `task` in `slot`, made on first use from the
+    /// strategy's buffer of `source` (listed in the run folder), at the saved position.
+    fn replay_loader<'a, S: BufferSource>(&self, slot: &'a mut Option<Loader<S>>, source: &S, task: Task) -> Result<&'a mut Loader<S>> {
         if slot.is_none() {
             let StrategyConfig::Replay { buffer, .. } = self.state.strategy else {
                 bail!("a replay step without the replay strategy");
             };
+            let index = self.order_index(task);
             let seed = self.config.seed.wrapping_add(2);
-            let subset = make_buffer(source, buffer, seed, &self.run_dir)?;
+            let subset = make_buffer(source, buffer, seed, &buffer_file(&self.run_dir, task, index))?;
             let (size, batch) = (self.config.data.image_size, self.config.data.batch_size);
             // A buffer smaller than a batch still gives (short) batches.
             let config = LoaderConfig { threads: 1, drop_last: false, ..LoaderConfig::train(size, batch, seed) };
-            *slot = Some(Loader::starting_at(subset, config, self.state.replay_position)?);
+            *slot = Some(Loader::starting_at(subset, config, self.state.replay_position_of(index))?);
         }
         Ok(slot.as_mut().expect("made above"))
     }
 
-    /// The network as it was at the task switch: saved when the switch happens,
+    /// The network as it was at the latest task switch (`switch_step`, or
+    /// when the strategy took over, if later): saved when the switch happens,
     /// read back when a run resumes after it.
-    fn switch_snapshot(&mut self) -> Result<Trainee<B>> {
+    fn switch_snapshot(&mut self, switch_step: usize) -> Result<Trainee<B>> {
         let switch = checkpoint::checkpoint_dir(&self.run_dir, &CheckpointKind::Switch);
+        let phase_start = switch_step.max(self.state.strategy_since);
         if let Ok(state) = checkpoint::read_state(&switch) {
-            if state.strategy == self.state.strategy && state.strategy_since == self.state.strategy_since && state.step <= self.state.step {
+            let same_strategy = state.strategy == self.state.strategy && state.strategy_since == self.state.strategy_since;
+            if same_strategy && (phase_start..=self.state.step).contains(&state.step) {
                 return Ok(checkpoint::load_trainee::<B>(&switch, &self.device)?.0);
             }
         }
@@ -567,47 +624,56 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         Ok(self.trainee.clone())
     }
 
-    fn estimate_fisher(&self, snapshot: &Trainee<B>, task: Task, lambda: f32, batches: usize) -> Result<Ewc<B>> {
+    /// EWC's Fisher estimate at the switch, on `fisher_batches` of each earlier task.
+    fn estimate_fisher(&self, snapshot: &Trainee<B>, tasks: TaskSet, lambda: f32, batches: usize) -> Result<Ewc<B>> {
         let size = self.config.data.image_size;
         // A fixed, separate sample stream, so a resumed run estimates the same Fisher.
         let loader = |seed| LoaderConfig { threads: 1, ..LoaderConfig::train(size, self.config.data.batch_size, seed) };
-        let mut losses = Vec::new();
         let seed = self.config.seed.wrapping_add(17);
-        match task {
-            Task::Det => {
-                for batch in Loader::new(self.data.det_train.clone(), loader(seed))?.take(batches) {
-                    losses.push(self.det_loss_of(&snapshot.net, &batch));
+        let mut losses = Vec::new();
+        for task in tasks.iter() {
+            let net = &snapshot.net;
+            let task_losses = match (task, &self.data.cls_train) {
+                (Task::Det, _) => {
+                    Loader::new(self.data.det_train.clone(), loader(seed))?.take(batches).map(|b| self.task_loss_of(net, TaskBatch::Det(&b))).collect()
                 }
-            }
-            Task::Seg => {
-                for batch in Loader::new(self.data.seg_train.clone(), loader(seed))?.take(batches) {
-                    losses.push(self.seg_loss_of(&snapshot.net, &batch));
+                (Task::Seg, _) => {
+                    Loader::new(self.data.seg_train.clone(), loader(seed))?.take(batches).map(|b| self.task_loss_of(net, TaskBatch::Seg(&b))).collect()
                 }
-            }
-            Task::Cls => bail!("ewc protects detection or segmentation (see StrategyConfig::validate)"),
+                (Task::Cls, Some(source)) => {
+                    Loader::new(source.clone(), loader(seed))?.take(batches).map(|b| self.task_loss_of(net, TaskBatch::Cls(&b))).collect()
+                }
+                (Task::Cls, None) => bail!("ewc: the run has no classification dataset (data.cls)"),
+            };
+            losses.push((task, task_losses));
         }
         Ewc::estimate(&snapshot.net, losses, lambda)
     }
 
-    fn det_loss_of(&self, net: &TwinNet<B>, batch: &DetBatch) -> Tensor<B, 1> {
-        let output = net.forward_det(batch.images::<B>(&self.device));
-        let anchors = Anchors::new(batch.size, &DET_STRIDES);
-        det_loss(output.cls_logits, output.box_raw, &anchors, &training_targets(batch), &self.det_losses).total
-    }
-
-    fn seg_loss_of(&self, net: &TwinNet<B>, batch: &SegBatch) -> Tensor<B, 1> {
-        let logits = net.forward_seg(batch.images::<B>(&self.device));
-        seg_loss(logits, batch.masks::<B>(&self.device), &self.seg_losses).total
-    }
-
-    fn cls_loss_of(&self, net: &TwinNet<B>, batch: &ClsBatch) -> Tensor<B, 1> {
-        let logits = net.forward_cls(batch.images::<B>(&self.device));
-        cls_loss(logits, batch.labels::<B>(&self.device), self.config.loss.cls_label_smoothing)
+    /// `batch`'s loss on its labels, computed with `net` (EWC's Fisher, the conflict meter).
+    fn task_loss_of(&self, net: &TwinNet<B>, batch: TaskBatch) -> Tensor<B, 1> {
+        let mut heads = net.forward_heads(batch.inputs().images::<B>(&self.device), batch.task().into());
+        self.labelled_loss(batch, &mut heads)
     }
 
     /// The run's tasks and length, as the strategy schedules them.
     fn run_shape(&self) -> RunShape {
         self.config.run_shape()
+    }
+
+    /// What supervises the heads each batch has no labels for this step, if anything.
+    fn cross_task(&self) -> Option<CrossTask<'_, B::InnerBackend>> {
+        let cross = match &self.mitigation {
+            Mitigation::Distill { teacher, tasks, weight, temperature } => {
+                Some(CrossTask { tasks: *tasks, kind: CrossKind::Distill { teacher, weight: *weight, temperature: *temperature } })
+            }
+            Mitigation::Pseudo { teacher, tasks, labels } => Some(self.pseudo_teachers(*tasks, Some(teacher), labels.clone())),
+            // `alternate`/`joint` (the sequential family has no pseudo-labels in phase 0): every task of the run.
+            _ => self.state.strategy.pseudo_labels(0).map(|labels| {
+                self.pseudo_teachers(self.run_shape().tasks, self.teacher.as_ref().map(|ema| &ema.net), labels)
+            }),
+        };
+        cross.filter(|cross| !matches!(&cross.kind, CrossKind::Pseudo { labels, .. } if self.state.step < labels.start_step))
     }
 
     fn train_step(&mut self, det: Option<&DetBatch>, seg: Option<&SegBatch>, cls: Option<&ClsBatch>, lr: f64) -> Result<StepLosses> {
@@ -620,84 +686,27 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let mut total: Option<Tensor<B, 1>> = None;
         let mut out = StepLosses { det: None, seg: None, cls: None, penalty: None };
         let mut penalty: Option<Tensor<B, 1>> = None;
-        let cross = match &self.mitigation {
-            Mitigation::Distill { teacher, weight, temperature } => {
-                Some(CrossTask::Distill { teacher, weight: *weight, temperature: *temperature })
+        let cross = self.cross_task();
+        let batches = [det.map(TaskBatch::Det), seg.map(TaskBatch::Seg), cls.map(TaskBatch::Cls)];
+        for batch in batches.into_iter().flatten() {
+            let task = batch.task();
+            // With teachers for other tasks, one shared pass gives every head's outputs on the same images.
+            let others = cross.as_ref().map_or(TaskSet::default(), |cross| cross.tasks.without(task));
+            let images = batch.inputs().images::<B>(&self.device);
+            let mut heads = net.forward_heads(images.clone(), others.with(task));
+            let loss = self.labelled_loss(batch, &mut heads);
+            let value = Some(scalar(&loss)?);
+            match task {
+                Task::Det => out.det = value,
+                Task::Seg => out.seg = value,
+                Task::Cls => out.cls = value,
             }
-            Mitigation::Pseudo { teacher, labels } => self.pseudo_teachers(Some(teacher), labels.clone()),
-            // `alternate`/`joint` (the sequential family has no pseudo-labels in phase 0).
-            _ => match self.state.strategy.pseudo_labels(0) {
-                Some(labels) => self.pseudo_teachers(self.teacher.as_ref().map(|ema| &ema.net), labels),
-                None => None,
-            },
-        }
-        .filter(|cross| !matches!(cross, CrossTask::Pseudo { labels, .. } if self.state.step < labels.start_step));
-
-        // With a teacher for the other head, one shared pass gives both heads'
-        // outputs on the same images.
-        if let Some(batch) = det {
-            let images = batch.images::<B>(&self.device);
-            let anchors = Anchors::new(batch.size, &DET_STRIDES);
-            let (output, other) = match &cross {
-                Some(_) => {
-                    let (d, s) = net.forward_both(images.clone());
-                    (d, Some(s))
+            accumulate(&mut total, weigh(&self.trainee, task, loss));
+            if let Some(cross) = &cross {
+                for term in self.cross_losses(cross, others, heads, images.inner(), batch.inputs()) {
+                    accumulate(&mut penalty, term);
                 }
-                None => (net.forward_det(images.clone()), None),
-            };
-            let loss = det_loss(output.cls_logits, output.box_raw, &anchors, &training_targets(batch), &self.det_losses).total;
-            out.det = Some(scalar(&loss)?);
-            accumulate(&mut total, weigh(&self.trainee, Task::Det, loss));
-            match (other, &cross) {
-                (Some(student), Some(CrossTask::Distill { teacher, weight, temperature })) => {
-                    let target = teacher.forward_seg(images.inner());
-                    accumulate(&mut penalty, kd_seg_loss(student, Tensor::from_inner(target), *temperature).mul_scalar(*weight));
-                }
-                (Some(student), Some(CrossTask::Pseudo { masks_from, labels, .. })) => {
-                    let masks = pseudo_masks(masks_from, images.inner(), &batch.letterboxes, labels.pixel_confidence as f32);
-                    let targets = mask_tensor(&masks, batch.len(), batch.size, &self.device);
-                    accumulate(&mut penalty, seg_loss(student, targets, &self.seg_losses).total.mul_scalar(labels.weight));
-                }
-                _ => {}
             }
-        }
-        if let Some(batch) = seg {
-            let images = batch.images::<B>(&self.device);
-            let (logits, other) = match &cross {
-                Some(_) => {
-                    let (d, s) = net.forward_both(images.clone());
-                    (s, Some(d))
-                }
-                None => (net.forward_seg(images.clone()), None),
-            };
-            let loss = seg_loss(logits, batch.masks::<B>(&self.device), &self.seg_losses).total;
-            out.seg = Some(scalar(&loss)?);
-            accumulate(&mut total, weigh(&self.trainee, Task::Seg, loss));
-            match (other, &cross) {
-                (Some(student), Some(CrossTask::Distill { teacher, weight, .. })) => {
-                    let target = teacher.forward_det(images.inner());
-                    let kd = kd_det_loss(
-                        student.cls_logits,
-                        Tensor::from_inner(target.cls_logits),
-                        student.box_raw,
-                        Tensor::from_inner(target.box_raw),
-                    );
-                    accumulate(&mut penalty, (kd.cls + kd.boxes).mul_scalar(*weight));
-                }
-                (Some(student), Some(CrossTask::Pseudo { boxes_from, labels, .. })) => {
-                    let boxes = pseudo_boxes(boxes_from, images.inner(), labels.box_score as f32, labels.background_score.map(|b| b as f32));
-                    let anchors = Anchors::new(batch.size, &DET_STRIDES);
-                    let (cls, raw) = (student.cls_logits, student.box_raw);
-                    let loss = det_loss_ignoring(cls, raw, &anchors, &boxes.targets, &boxes.unsure, &self.det_losses).total;
-                    accumulate(&mut penalty, loss.mul_scalar(labels.weight));
-                }
-                _ => {}
-            }
-        }
-        if let Some(batch) = cls {
-            let loss = self.cls_loss_of(net, batch);
-            out.cls = Some(scalar(&loss)?);
-            accumulate(&mut total, weigh(&self.trainee, Task::Cls, loss));
         }
         if let Mitigation::Ewc(ewc) = &self.mitigation {
             accumulate(&mut penalty, ewc.penalty(net));
@@ -713,6 +722,88 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             ema.update(&self.trainee.net.valid(), self.state.step + 1);
         }
         Ok(out)
+    }
+
+    /// The loss of `batch`'s own task on its labels, from its head's output in `heads`.
+    fn labelled_loss(&self, batch: TaskBatch, heads: &mut HeadOutputs<B>) -> Tensor<B, 1> {
+        let missing = "forward_heads computed the batch's own head";
+        match batch {
+            TaskBatch::Det(batch) => {
+                let output = heads.det.take().expect(missing);
+                let anchors = Anchors::new(batch.size, &DET_STRIDES);
+                det_loss(output.cls_logits, output.box_raw, &anchors, &training_targets(batch), &self.det_losses).total
+            }
+            TaskBatch::Seg(batch) => seg_loss(heads.seg.take().expect(missing), batch.masks::<B>(&self.device), &self.seg_losses).total,
+            TaskBatch::Cls(batch) => {
+                cls_loss(heads.cls.take().expect(missing), batch.labels::<B>(&self.device), self.config.loss.cls_label_smoothing)
+            }
+        }
+    }
+
+    /// The weighted losses of the `others` heads' outputs (`student`) on images
+    /// that have no labels for them, against the teachers' outputs or labels.
+    fn cross_losses(
+        &self,
+        cross: &CrossTask<'_, B::InnerBackend>,
+        others: TaskSet,
+        mut student: HeadOutputs<B>,
+        images: Tensor<B::InnerBackend, 4>,
+        inputs: &ImageBatch,
+    ) -> Vec<Tensor<B, 1>> {
+        let missing = "forward_heads computed the cross-supervised heads";
+        let mut terms = Vec::new();
+        match &cross.kind {
+            CrossKind::Distill { teacher, weight, temperature } => {
+                let mut target = teacher.forward_heads(images, others);
+                for task in others.iter() {
+                    let term = match task {
+                        Task::Det => {
+                            let (student, target) = (student.det.take().expect(missing), target.det.take().expect(missing));
+                            let (cls, boxes) = (Tensor::from_inner(target.cls_logits), Tensor::from_inner(target.box_raw));
+                            let kd = kd_det_loss(student.cls_logits, cls, student.box_raw, boxes);
+                            kd.cls + kd.boxes
+                        }
+                        Task::Seg => {
+                            let target = Tensor::from_inner(target.seg.take().expect(missing));
+                            kd_softmax_loss(student.seg.take().expect(missing), target, *temperature)
+                        }
+                        Task::Cls => {
+                            let target = Tensor::from_inner(target.cls.take().expect(missing));
+                            kd_softmax_loss(student.cls.take().expect(missing), target, *temperature)
+                        }
+                    };
+                    terms.push(term.mul_scalar(*weight));
+                }
+            }
+            CrossKind::Pseudo { teachers, labels } => {
+                for task in others.iter() {
+                    let Some(teacher) = teachers[task as usize] else { continue };
+                    let term = match task {
+                        Task::Det => {
+                            let score = labels.background_score.map(|b| b as f32);
+                            let boxes = pseudo_boxes(teacher, images.clone(), labels.box_score as f32, score);
+                            let anchors = Anchors::new(inputs.size, &DET_STRIDES);
+                            let output = student.det.take().expect(missing);
+                            let (cls, raw) = (output.cls_logits, output.box_raw);
+                            det_loss_ignoring(cls, raw, &anchors, &boxes.targets, &boxes.unsure, &self.det_losses).total
+                        }
+                        Task::Seg => {
+                            let confidence = labels.pixel_confidence as f32;
+                            let masks = pseudo_masks(teacher, images.clone(), &inputs.letterboxes, confidence);
+                            let targets = mask_tensor(&masks, inputs.len(), inputs.size, &self.device);
+                            seg_loss(student.seg.take().expect(missing), targets, &self.seg_losses).total
+                        }
+                        // The teacher's soft class distribution (distillation at temperature 1).
+                        Task::Cls => {
+                            let target = Tensor::from_inner(teacher.forward_cls(images.clone()));
+                            kd_softmax_loss(student.cls.take().expect(missing), target, 1.0)
+                        }
+                    };
+                    terms.push(term.mul_scalar(labels.weight));
+                }
+            }
+        }
+        terms
     }
 
     fn evaluate(&mut self) -> Result<()> {
@@ -755,8 +846,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 None => Default::default(),
             },
             cls_forgetting: top1.map(|top1| self.state.best_top1 - top1),
-            conflict: Some(self.measure_conflict()?),
+            ..EvalRecord::default()
         };
+        let mut pairs = self.measure_conflict()?.into_iter();
+        let record = EvalRecord { conflict: pairs.next().map(|pair| pair.cosines), cls_conflicts: pairs.collect(), ..record };
         self.emit(Event::Eval(record))?;
         let best = [(improved_det, CheckpointKind::BestDet), (improved_seg, CheckpointKind::BestSeg), (improved_cls, CheckpointKind::BestCls)];
         for (improved, kind) in best {
@@ -769,18 +862,27 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         Ok(())
     }
 
-    /// The task-conflict meter on the network as it trains (not the EMA), on one
-    /// fixed batch of each task's training images (the first, unaugmented).
-    fn measure_conflict(&mut self) -> Result<TaskConflict> {
+    /// The task-conflict meter of every pair of the run's tasks on the network
+    /// as it trains (not the EMA), on one fixed batch of each task's training
+    /// images (the first, unaugmented).
+    fn measure_conflict(&mut self) -> Result<Vec<PairConflict>> {
         if self.conflict_batches.is_none() {
             let config = LoaderConfig { threads: 1, ..LoaderConfig::eval(self.config.data.image_size, self.config.data.batch_size) };
-            let det = Loader::new(self.data.det_train.clone(), config.clone())?.next().context("no detection batch for the conflict meter")?;
-            let seg = Loader::new(self.data.seg_train.clone(), config)?.next().context("no segmentation batch for the conflict meter")?;
-            self.conflict_batches = Some((det, seg));
+            let first = "the conflict meter's batch";
+            let det = Loader::new(self.data.det_train.clone(), config.clone())?.next().with_context(|| format!("no detection batch for {first}"))?;
+            let seg = Loader::new(self.data.seg_train.clone(), config.clone())?.next().with_context(|| format!("no segmentation batch for {first}"))?;
+            let cls = match &self.data.cls_train {
+                Some(source) => Some(Loader::new(source.clone(), config)?.next().with_context(|| format!("no classification batch for {first}"))?),
+                None => None,
+            };
+            self.conflict_batches = Some(ConflictBatches { det, seg, cls });
         }
-        let (det, seg) = self.conflict_batches.as_ref().expect("loaded above");
+        let batches = self.conflict_batches.as_ref().expect("loaded above");
         let net = &self.trainee.net;
-        Ok(conflict::measure(net, || self.det_loss_of(net, det), || self.seg_loss_of(net, seg)))
+        let tasks = [Some(TaskBatch::Det(&batches.det)), Some(TaskBatch::Seg(&batches.seg)), batches.cls.as_ref().map(TaskBatch::Cls)];
+        let gradients: Vec<_> =
+            tasks.into_iter().flatten().map(|batch| (batch.task(), conflict::shared_gradient(net, self.task_loss_of(net, batch)))).collect();
+        Ok(conflict::pairs(&gradients))
     }
 
     fn save_last(&mut self) -> Result<()> {

@@ -1,4 +1,6 @@
-//! What several test files share: a tiny run trained once per test binary.
+//! What several test files share: tiny runs trained once per test binary
+//! (each binary uses some of them).
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -33,6 +35,43 @@ pub fn trained() -> &'static Path {
         overrides.extend(["steps=4", "eval.every=4", "eval.det_images=4", "eval.seg_images=4", "model.width=0.25"].map(String::from));
         let config = TrainConfig::load_preset("quick", &overrides).unwrap();
         let handle = start(Some(config), &dir.path().join("runs").join(RUN), false, DeviceSpec::Cpu).unwrap();
+        assert_eq!(handle.join().unwrap(), FinishReason::Completed);
+        dir
+    })
+    .path()
+}
+
+/// The three-task run's folder name under `<tmp>/runs`.
+pub const THREE_TASK_RUN: &str = "three";
+
+/// A temporary folder holding `synth/` (tiny synthetic datasets, crops
+/// included) and `runs/three` (`allinone` trained four steps, evaluated at
+/// step 4), made once for all the binary's tests.
+pub fn trained_three_task() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let synth = dir.path().join("synth");
+        let overrides = [
+            "steps=4",
+            "eval.every=4",
+            "eval.det_images=4",
+            "eval.seg_images=4",
+            "eval.cls_images=12",
+            "model.width=0.25",
+            "data.image_size=64",
+            "data.batch_size=2",
+            "data.synthetic.det_images=16",
+            "data.synthetic.seg_images=16",
+            "data.synthetic.cls_images=48",
+            "data.synthetic.size=64",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain(["voc", "ade", "cls"].map(|set| format!("data.{set}={}", synth.join(set).display())))
+        .collect::<Vec<_>>();
+        let config = TrainConfig::load_preset("allinone", &overrides).unwrap();
+        let handle = start(Some(config), &dir.path().join("runs").join(THREE_TASK_RUN), false, DeviceSpec::Cpu).unwrap();
         assert_eq!(handle.join().unwrap(), FinishReason::Completed);
         dir
     })

@@ -9,10 +9,13 @@ use burn::tensor::Tensor;
 
 use super::bce_with_logits;
 
-/// Segmentation distillation (Hinton): `T² · mean over pixels of
-/// KL(softmax(teacher / T) ‖ softmax(student / T))`, the KL summed over classes.
-/// `T²` keeps the gradient scale independent of the temperature.
-pub fn kd_seg_loss<B: Backend>(student_logits: Tensor<B, 4>, teacher_logits: Tensor<B, 4>, temperature: f32) -> Tensor<B, 1> {
+/// Distillation of class scores along dim 1 (Hinton): segmentation logits
+/// `[N, C, H, W]` or classification logits `[N, C]`. `T² · mean over pixels
+/// (or images) of KL(softmax(teacher / T) ‖ softmax(student / T))`, the KL
+/// summed over classes. `T²` keeps the gradient scale independent of the
+/// temperature; at `T = 1` it is the cross-entropy against the teacher's soft
+/// class distribution, less its constant entropy.
+pub fn kd_softmax_loss<B: Backend, const D: usize>(student_logits: Tensor<B, D>, teacher_logits: Tensor<B, D>, temperature: f32) -> Tensor<B, 1> {
     assert_eq!(student_logits.dims(), teacher_logits.dims(), "student and teacher logits differ in shape");
     let t = f64::from(temperature);
     let teacher = teacher_logits.detach().div_scalar(t);
@@ -94,7 +97,7 @@ mod tests {
     #[test]
     fn agrees_with_the_python_reference() {
         let c: Case = serde_json::from_str(&fixture("distill.json")).unwrap();
-        let seg = kd_seg_loss(t(&c.seg_student, c.seg_dims), t(&c.seg_teacher, c.seg_dims), c.temperature);
+        let seg = kd_softmax_loss(t(&c.seg_student, c.seg_dims), t(&c.seg_teacher, c.seg_dims), c.temperature);
         let [n, a] = c.det_dims;
         let k = c.student_cls.len() / (n * a);
         let det = kd_det_loss(
@@ -113,7 +116,7 @@ mod tests {
     #[test]
     fn a_student_equal_to_its_teacher_scores_zero() {
         let logits: Vec<f32> = (0..32).map(|i| (i as f32 * 0.9).sin() * 4.0).collect();
-        let seg = kd_seg_loss(t(&logits, [2, 4, 2, 2]), t(&logits, [2, 4, 2, 2]), 2.0);
+        let seg = kd_softmax_loss(t(&logits, [2, 4, 2, 2]), t(&logits, [2, 4, 2, 2]), 2.0);
         assert!(to_vec(seg)[0].abs() < 1e-6);
         let det = kd_det_loss(
             t(&logits[..24], [2, 4, 3]),
@@ -122,5 +125,33 @@ mod tests {
             t(&logits, [2, 4, 4]),
         );
         assert!(to_vec(det.cls)[0].abs() < 1e-5 && to_vec(det.boxes)[0] == 0.0);
+    }
+
+    #[test]
+    fn classification_distillation_is_the_kl_of_the_soft_class_distributions() {
+        let student = [[1.0f32, -0.5, 2.0], [0.0, 0.3, -1.2]];
+        let teacher = [[0.2f32, 1.5, -0.4], [2.0, -1.0, 0.5]];
+        let temperature = 2.0f32;
+        // By hand, in f64: T² · mean over images of Σ_c p_c (log p_c − log q_c).
+        let log_softmax = |z: &[f32]| -> Vec<f64> {
+            let z: Vec<f64> = z.iter().map(|&v| f64::from(v / temperature)).collect();
+            let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let log_sum = z.iter().map(|v| (v - max).exp()).sum::<f64>().ln() + max;
+            z.iter().map(|v| v - log_sum).collect()
+        };
+        let kl: f64 = student
+            .iter()
+            .zip(&teacher)
+            .map(|(s, t)| {
+                let (log_q, log_p) = (log_softmax(s), log_softmax(t));
+                log_p.iter().zip(&log_q).map(|(p, q)| p.exp() * (p - q)).sum::<f64>()
+            })
+            .sum::<f64>()
+            / 2.0;
+        let flat = |rows: [[f32; 3]; 2]| rows.iter().flatten().copied().collect::<Vec<f32>>();
+        let loss = to_vec(kd_softmax_loss(t(&flat(student), [2, 3]), t(&flat(teacher), [2, 3]), temperature))[0];
+        let expected = kl * f64::from(temperature * temperature);
+        assert!((f64::from(loss) - expected).abs() < 1e-5, "{loss} vs {expected}");
+        assert!(expected > 0.1, "the two distributions differ: {expected}");
     }
 }

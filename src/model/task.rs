@@ -1,0 +1,122 @@
+//! The tasks one network learns (detection, segmentation, classification)
+//! and sets of them: a run's tasks, the heads a forward pass computes, the
+//! tasks one training step trains.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Det,
+    Seg,
+    Cls,
+}
+
+impl Task {
+    /// Every task, in the order runs list them.
+    pub const ALL: [Task; 3] = [Task::Det, Task::Seg, Task::Cls];
+
+    /// The short name configurations use (`det`, `seg`, `cls`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Task::Det => "det",
+            Task::Seg => "seg",
+            Task::Cls => "cls",
+        }
+    }
+
+    /// The other task of the detection–segmentation pair (two-task views).
+    pub fn other(self) -> Task {
+        match self {
+            Task::Det => Task::Seg,
+            Task::Seg | Task::Cls => Task::Det,
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Task::Det => "detection",
+            Task::Seg => "segmentation",
+            Task::Cls => "classification",
+        })
+    }
+}
+
+/// A set of tasks: a run's, or those one step trains. Written as one task's
+/// key, `both` (detection and segmentation, as two-task logs always had it),
+/// or keys joined by `+` (`det+seg+cls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TaskSet(u8);
+
+impl TaskSet {
+    pub const DET_SEG: TaskSet = TaskSet(0b011);
+    pub const ALL: TaskSet = TaskSet(0b111);
+
+    pub const fn of(tasks: &[Task]) -> Self {
+        let mut set = Self(0);
+        let mut i = 0;
+        while i < tasks.len() {
+            set = set.with(tasks[i]);
+            i += 1;
+        }
+        set
+    }
+
+    pub const fn with(self, task: Task) -> Self {
+        Self(self.0 | 1 << task as u8)
+    }
+
+    pub fn without(self, task: Task) -> Self {
+        Self(self.0 & !(1 << task as u8))
+    }
+
+    pub const fn contains(self, task: Task) -> bool {
+        self.0 & 1 << task as u8 != 0
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The tasks in [`Task::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Task> {
+        Task::ALL.into_iter().filter(move |&task| self.contains(task))
+    }
+}
+
+impl From<Task> for TaskSet {
+    fn from(task: Task) -> Self {
+        Self::default().with(task)
+    }
+}
+
+impl TryFrom<String> for TaskSet {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        if text == "both" {
+            return Ok(Self::DET_SEG);
+        }
+        text.split('+').try_fold(Self::default(), |set, key| {
+            let task = Task::ALL.into_iter().find(|t| t.key() == key).ok_or_else(|| format!("{key:?} is not a task (det, seg, cls)"))?;
+            Ok(set.with(task))
+        })
+    }
+}
+
+impl From<TaskSet> for String {
+    fn from(set: TaskSet) -> String {
+        if set == TaskSet::DET_SEG {
+            return "both".into();
+        }
+        set.iter().map(Task::key).collect::<Vec<_>>().join("+")
+    }
+}
