@@ -66,10 +66,12 @@ pub fn draw_boxes(image: &mut RgbImage, detections: &[Detection], score_threshol
     }
 }
 
-/// The image with the mask blended in and the boxes drawn.
-pub fn render(image: &RgbImage, mask: &GrayImage, detections: &[Detection], opacity: f32, score_threshold: f32) -> RgbImage {
+/// The image with the mask (if any) blended in and the boxes drawn.
+pub fn render(image: &RgbImage, mask: Option<&GrayImage>, detections: &[Detection], opacity: f32, score_threshold: f32) -> RgbImage {
     let mut out = image.clone();
-    blend_mask(&mut out, mask, opacity);
+    if let Some(mask) = mask {
+        blend_mask(&mut out, mask, opacity);
+    }
     draw_boxes(&mut out, detections, score_threshold);
     out
 }
@@ -92,13 +94,13 @@ mod tests {
         let mut mask = GrayImage::new(10, 10);
         mask.put_pixel(5, 5, image::Luma([1]));
         let detections = [Detection { bbox: [2.0, 2.0, 8.0, 8.0], class: 4, score: 0.9 }];
-        let out = render(&image, &mask, &detections, 1.0, 0.5);
+        let out = render(&image, Some(&mask), &detections, 1.0, 0.5);
         assert_eq!(out.get_pixel(5, 5).0, class_color(0));
         assert_eq!(out.get_pixel(2, 2).0, class_color(4));
         assert_eq!(out.get_pixel(7, 5).0, class_color(4));
         assert_eq!(out.get_pixel(4, 4).0, [0, 0, 0]);
         assert_eq!(out.get_pixel(0, 0).0, [0, 0, 0]);
         // Below the threshold nothing is drawn.
-        assert_eq!(render(&image, &GrayImage::new(10, 10), &detections, 1.0, 0.95), image);
+        assert_eq!(render(&image, Some(&GrayImage::new(10, 10)), &detections, 1.0, 0.95), image);
     }
 }

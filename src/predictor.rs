@@ -19,10 +19,10 @@ use crate::data::Problem;
 use crate::model::postprocess::PostprocessConfig;
 use crate::model::predict::{classify_batch, predict_batch};
 pub use crate::model::predict::Prediction;
-use crate::model::TwinNet;
+use crate::model::{Task, TaskSet, TwinNet};
 use crate::train::checkpoint::{self, CheckpointKind, TrainerState};
 use crate::train::config::TrainConfig;
-use crate::train::evaluate::{open_validation_splits, validate, OnValidationBatch, Validation, ValidationSets, ValidationSettings};
+use crate::train::evaluate::{validate, OnValidationBatch, TaskImages, Validation, ValidationSets, ValidationSettings, ValidationSplits};
 
 /// The CPU inference backend (compression measures and edits networks on it).
 pub type InferenceBackend = Flex;
@@ -57,6 +57,13 @@ impl Predictor {
         net.map(|n| &n.net).with_context(|| format!("{}: loaded on {}, not the CPU", self.checkpoint.display(), self.device))
     }
 
+    /// The tasks the network has heads for.
+    pub fn tasks(&self) -> TaskSet {
+        let model = &self.state.model;
+        let heads = [(Task::Det, model.det_classes), (Task::Seg, model.seg_classes), (Task::Cls, model.cls_classes)];
+        heads.into_iter().filter(|&(_, classes)| classes > 0).fold(TaskSet::default(), |set, (task, _)| set.with(task))
+    }
+
     pub fn det_classes(&self) -> &[String] {
         &self.state.det_classes
     }
@@ -65,7 +72,7 @@ impl Predictor {
         &self.state.seg_classes
     }
 
-    /// Empty for a network without a classification head.
+    /// The class lists are empty for a task the network has no head for.
     pub fn cls_classes(&self) -> &[String] {
         &self.state.cls_classes
     }
@@ -122,12 +129,8 @@ impl Predictor {
     /// Scores this checkpoint on the whole validation splits `config` names, with
     /// the post-processing the run's evaluations use (what `eval --run` prints).
     pub fn validate_full(&self, config: &TrainConfig, on_batch: OnValidationBatch) -> Result<FullValidation> {
-        let (det, seg) = open_validation_splits(&config.data)?;
-        let mut sets = ValidationSets::new(&det, usize::MAX, &seg, usize::MAX)?;
-        let cls = config.data.open_cls(&config.data.cls_val_split)?;
-        if let Some(cls) = &cls {
-            sets = sets.with_cls(cls, usize::MAX);
-        }
+        let splits = ValidationSplits::open(&config.data)?;
+        let sets = splits.subsets(TaskImages::ALL)?;
         let settings = ValidationSettings {
             image_size: self.state.image_size,
             batch_size: config.data.batch_size,
@@ -136,18 +139,15 @@ impl Predictor {
             keep_predictions: 0,
         };
         let validation = self.net.validate(&sets, &settings, on_batch)?;
-        let cls_images = cls.map_or(0, |cls| cls.records.len());
-        Ok(FullValidation { validation, det_images: det.records.len(), seg_images: seg.records.len(), cls_images })
+        Ok(FullValidation { validation, images: splits.image_counts() })
     }
 }
 
-/// Every task scored on its full validation split.
+/// Every task of the run scored on its full validation split.
 pub struct FullValidation {
     pub validation: Validation,
-    pub det_images: usize,
-    pub seg_images: usize,
-    /// 0 in a run without classification.
-    pub cls_images: usize,
+    /// Images per split (0 for a task the run does not have).
+    pub images: TaskImages,
 }
 
 /// A network on the device of its backend, behind one interface for every device.

@@ -13,7 +13,7 @@ use twinhead::compress::{int8, lowrank, prune};
 use twinhead::model::postprocess::PostprocessConfig;
 use twinhead::predictor::{InferenceBackend, Predictor};
 use twinhead::train::checkpoint::{self, CheckpointKind};
-use twinhead::train::evaluate::{open_validation_splits, validate, ValidationSets, ValidationSettings};
+use twinhead::train::evaluate::{validate, TaskImages, ValidationSettings, ValidationSplits};
 use twinhead::train::run_dir;
 use twinhead::train::trainee::Trainee;
 
@@ -105,8 +105,7 @@ fn a_compressed_network_scores_the_same_after_save_and_load() {
     state.model.reshape.push(lowrank::factorize(&mut net, 0.8, true).unwrap().reshape);
     int8::quantize(&mut net);
     assert!(net.num_params() < params);
-    let (det, seg) = open_validation_splits(&config.data).unwrap();
-    let sets = ValidationSets::new(&det, usize::MAX, &seg, usize::MAX).unwrap();
+    let sets = ValidationSplits::open(&config.data).unwrap().subsets(TaskImages::ALL).unwrap();
     let settings = ValidationSettings {
         image_size: state.image_size,
         batch_size: config.data.batch_size,
@@ -120,8 +119,8 @@ fn a_compressed_network_scores_the_same_after_save_and_load() {
     checkpoint::save_to(&target, &Trainee::from_net(net, &Default::default()), &state, |_| Ok(())).unwrap();
     let loaded = Predictor::load(run.path(), &CheckpointKind::Compressed("by-hand".into())).unwrap();
     let after = loaded.validate_full(&config, &mut |_, _| ControlFlow::Continue(())).unwrap().validation;
-    assert_eq!(before.det.per_class, after.det.per_class);
-    assert_eq!(before.seg.rows(), after.seg.rows());
+    assert_eq!(before.det.unwrap().ap.per_class, after.det.unwrap().ap.per_class);
+    assert_eq!(before.seg.unwrap().rows(), after.seg.unwrap().rows());
     assert!(checkpoint::compressed(run.path()).contains(&CheckpointKind::Compressed("by-hand".into())));
 }
 

@@ -181,7 +181,7 @@ fn a_broken_dataset_folder_shows_its_problems() {
     harness.key_press(egui::Key::Enter);
     harness.step();
     step_until(&mut harness, Duration::from_secs(60), "the folder check", |wb| {
-        wb.setup.draft.data.voc == voc && wb.setup.draft.data.synthetic.is_none()
+        wb.setup.draft.data.voc.as_ref() == Some(&voc) && wb.setup.draft.data.synthetic.is_none()
     });
     wait_for_label(&mut harness, "problems (these records are left out)", "no problems shown");
     harness.get_by_label_contains("2 problems");
@@ -213,7 +213,7 @@ fn a_classification_folder_gives_the_run_its_third_task_and_shows_its_statistics
     let config = twinhead::data::synth::SynthConfig { det_images: 0, seg_images: 0, cls_images: 24, size: 48, ..Default::default() };
     let cls = twinhead::data::synth::generate(&dir.path().join("crops"), &config, |_, _| {}).unwrap().cls_root;
     std::fs::write(cls.join("images/000001.jpg"), b"not a jpeg").unwrap();
-    const FIELD: &str = "Classification dataset (image list, class folders; optional)";
+    const FIELD: &str = "Classification dataset (image list, class folders)";
 
     let mut harness = workbench(dir.path());
     harness.step();
@@ -264,6 +264,26 @@ fn a_classification_folder_gives_the_run_its_third_task_and_shows_its_statistics
     harness.key_press(egui::Key::Enter);
     step_until(&mut harness, Duration::from_secs(10), "the emptied field", |wb| wb.setup.draft.data.cls.is_none());
     assert!(harness.query_by_label("Classification statistics").is_none());
+
+    // Unticking a task leaves it out (a specialist run of the other); a
+    // sequence then has one task too few, and says so.
+    let trains: Vec<_> = harness.query_all_by_label("train").collect();
+    assert_eq!(trains.len(), 3);
+    trains[0].click_accesskit();
+    harness.step();
+    harness.step();
+    let draft = &harness.state().setup.draft;
+    assert_eq!((draft.data.tasks, draft.run_shape().tasks), (Some(Task::Seg.into()), Task::Seg.into()));
+    harness.get_by_label("Strategy").click();
+    harness.step();
+    harness.get_by_label("sequential").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("a sequence needs two or more tasks");
+    harness.query_all_by_label("train").next().unwrap().click_accesskit();
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().setup.draft.data.tasks, None);
 }
 
 /// The pretrained-weights field reads the file into the draft's network at
@@ -301,7 +321,7 @@ fn a_run_that_cannot_start_is_marked_failed_with_its_message() {
     {
         let draft = &mut harness.state_mut().setup.draft;
         draft.data.synthetic = None;
-        draft.data.voc = dir.path().join("no-such-voc");
+        draft.data.voc = Some(dir.path().join("no-such-voc"));
     }
     harness.step();
     harness.get_by_label("Start").click();

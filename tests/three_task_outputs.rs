@@ -110,7 +110,7 @@ fn submit_track1_writes_every_task_in_the_tracks_layout() {
 fn a_compressed_three_task_model_is_measured_on_classification_too() {
     let work = tempfile::tempdir().unwrap();
     let run = work.path().join("run");
-    copy_dir(&run_dir(), &run);
+    common::copy_dir(&run_dir(), &run);
     twinhead(&["compress", "--run", s(&run), "--method", "prune:0.3", "--finetune-steps", "1"]);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(run.join("compressed/report.json")).unwrap()).unwrap();
     let variant = &report["variants"][0];
@@ -120,17 +120,4 @@ fn a_compressed_three_task_model_is_measured_on_classification_too() {
     }
     let table = String::from_utf8(twinhead(&["compress", "report", "--run", s(&run)]).stdout).unwrap();
     assert!(table.contains("Δtop-1"), "{table}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

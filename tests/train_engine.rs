@@ -15,6 +15,8 @@ use twinhead::train::trainee::flat_parameters;
 use twinhead::backend::device::DeviceSpec;
 use twinhead::train::{start, Task, TrainConfig};
 
+mod common;
+
 /// A tiny run over synthetic data generated (once per data folder) in `data`.
 fn config(data: &Path, steps: usize, strategy: &str) -> TrainConfig {
     let text = format!(
@@ -84,7 +86,7 @@ fn shared_data() -> &'static Path {
 /// Forgetting of a task at the end of a run: best value so far minus the last.
 fn final_forgetting(evals: &[EvalRecord]) -> (f64, f64) {
     let last = evals.last().unwrap();
-    (last.det_forgetting, last.seg_forgetting)
+    (last.det_forgetting.unwrap(), last.seg_forgetting.unwrap())
 }
 
 #[test]
@@ -126,7 +128,7 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
         handles.into_iter().map(|(name, h)| (name, h.join().unwrap())).collect()
     });
     for (name, evals) in &results {
-        let summary: Vec<_> = evals.iter().map(|e| (e.step, (e.map50 * 1000.0).round() / 1000.0, (e.miou * 1000.0).round() / 1000.0)).collect();
+        let summary: Vec<_> = evals.iter().map(|e| (e.step, (e.map50.unwrap() * 1000.0).round() / 1000.0, (e.miou.unwrap() * 1000.0).round() / 1000.0)).collect();
         eprintln!("{name}: (step, mAP50, mIoU) {summary:?}; forgetting (det, seg) {:?}", final_forgetting(evals));
     }
     let get = |name: &str| &results.iter().find(|(n, _)| *n == name).unwrap().1;
@@ -135,25 +137,25 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
     // scores mAP50 ≈ 0.00 and mIoU < 0.1 on this data).
     for name in ["alternate", "joint"] {
         let last = get(name).last().unwrap();
-        assert!(last.map50 > 0.05, "{name}: mAP50 {}", last.map50);
-        assert!(last.miou > 0.3, "{name}: mIoU {}", last.miou);
+        assert!(last.map50.unwrap() > 0.05, "{name}: mAP50 {}", last.map50.unwrap());
+        assert!(last.miou.unwrap() > 0.3, "{name}: mIoU {}", last.miou.unwrap());
     }
     // Sequential learned segmentation in its first phase, then lost much of it.
     let seq = get("sequential");
     let at_switch = seq.iter().find(|e| e.step == phase).unwrap();
-    assert!(at_switch.miou > 0.3, "sequential mIoU at the switch {}", at_switch.miou);
+    assert!(at_switch.miou.unwrap() > 0.3, "sequential mIoU at the switch {}", at_switch.miou.unwrap());
     let last = seq.last().unwrap();
-    assert!(last.map50 > 0.05, "sequential mAP50 {}", last.map50);
+    assert!(last.map50.unwrap() > 0.05, "sequential mAP50 {}", last.map50.unwrap());
     let (_, seq_forgetting) = final_forgetting(seq);
     // More than 0.1 of mIoU forgotten. How much varies with the CPU's float
     // paths (measured: 0.687 → 0.289, 0.398 forgotten, on an Intel Xeon;
     // 0.685 → 0.513, 0.172, on an AMD EPYC); alternate and joint forget nothing.
-    assert!(seq_forgetting > 0.1, "sequential kept segmentation: {} -> {}", at_switch.miou, last.miou);
+    assert!(seq_forgetting > 0.1, "sequential kept segmentation: {} -> {}", at_switch.miou.unwrap(), last.miou.unwrap());
     // Alternate and joint keep both: each ends with a fraction of sequential's forgetting.
     for name in ["alternate", "joint"] {
         let (det_forgetting, seg_forgetting) = final_forgetting(get(name));
         assert!(seg_forgetting < 0.5 * seq_forgetting, "{name} forgot segmentation: {seg_forgetting}");
-        let best = get(name).iter().map(|e| e.map50).fold(0.0, f64::max);
+        let best = get(name).iter().map(|e| e.map50.unwrap()).fold(0.0, f64::max);
         assert!(det_forgetting <= 0.3 * best, "{name} forgot detection: best {best}, forgetting {det_forgetting}");
     }
 
@@ -163,7 +165,7 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
     // Xeon, 0.067 on an AVX-512 Xeon).
     let det_first = get("sequential-det-first");
     let (det_first_forgetting, _) = final_forgetting(det_first);
-    let det_first_best = det_first.iter().map(|e| e.map50).fold(0.0, f64::max);
+    let det_first_best = det_first.iter().map(|e| e.map50.unwrap()).fold(0.0, f64::max);
     assert!(
         det_first_forgetting > 0.15 * det_first_best,
         "sequential detection first kept detection: best {det_first_best}, forgot {det_first_forgetting}"
@@ -318,8 +320,8 @@ fn assert_tensorboard_matches_log(run_dir: &Path) {
             }
             Event::Eval(record) => {
                 evaluations += 1;
-                expected.entry("eval/map50").or_default().push((record.step, record.map50 as f32));
-                expected.entry("eval/miou").or_default().push((record.step, record.miou as f32));
+                expected.entry("eval/map50").or_default().push((record.step, record.map50.unwrap() as f32));
+                expected.entry("eval/miou").or_default().push((record.step, record.miou.unwrap() as f32));
                 if let Some(top1) = record.top1 {
                     expected.entry("eval/top1").or_default().push((record.step, top1 as f32));
                 }
@@ -384,7 +386,7 @@ fn a_stopped_run_resumes_exactly() {
     let final_eval = |dir: &Path| {
         let (events, _) = twinhead::train::run_dir::read_events(dir).unwrap();
         events.into_iter().rev().find_map(|e| match e {
-            Event::Eval(r) => Some((r.step, r.map50, r.miou)),
+            Event::Eval(r) => Some((r.step, r.map50.unwrap(), r.miou.unwrap())),
             _ => None,
         })
     };
@@ -570,11 +572,23 @@ fn bad_configs_and_missing_data_are_clear_errors() {
     assert!(err.contains("strategy.switch_step"), "{err}");
     let err = TrainConfig::load_preset("no-such-preset", &[]).unwrap_err().to_string();
     assert!(err.contains("no-such-preset") && err.contains("quick"), "{err}");
+    // Tasks: one needs its dataset, a run needs one, a sequence needs two.
+    let err = TrainConfig::from_toml(&good, &["data.tasks=det+cls".into()]).unwrap_err().to_string();
+    assert!(err.contains("data.tasks") && err.contains("data.cls"), "{err}");
+    let err = TrainConfig::from_toml(&good, &["data.tasks=box".into()]).unwrap_err().to_string();
+    assert!(err.contains("data.tasks") && err.contains("\"box\" is not a task"), "{err}");
+    let mut none = TrainConfig::from_toml(&good, &[]).unwrap();
+    (none.data.voc, none.data.ade, none.data.synthetic) = (None, None, None);
+    assert!(none.validate().unwrap_err().to_string().contains("no task to train"));
+    let err = TrainConfig::from_toml(&good, &["data.tasks=det".into(), "strategy.kind=lwf".into(), "strategy.switch_step=5".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kind = \"lwf\"") && err.contains("joint"), "{err}");
 
     // A dataset folder that does not exist fails the run with the folder's name.
     let mut missing = TrainConfig::from_toml(&good, &[]).unwrap();
     missing.data.synthetic = None;
-    missing.data.voc = data.path().join("nowhere");
+    missing.data.voc = Some(data.path().join("nowhere"));
     let runs = tempfile::tempdir().unwrap();
     let handle = start(Some(missing), &runs.path().join("bad"), false, DeviceSpec::Cpu).unwrap();
     let messages: Vec<String> = handle
@@ -655,6 +669,31 @@ fn a_run_killed_before_its_first_checkpoint_starts_over_with_a_clean_log() {
         events.iter().any(|e| matches!(e, Event::Warning { message, .. } if message.contains("starting over from step 0"))),
         "no warning about the restart"
     );
+}
+
+/// A run of one task (`data.tasks`, on data that has the others too) builds
+/// that task's head only, trains and scores only it, and learns it: the
+/// segmentation specialist ends as far above chance as the first phase of
+/// the naive sequential run in the test above.
+#[test]
+fn a_single_task_run_builds_its_head_only_and_learns_its_task() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut cfg = config(shared_data(), 150, "kind = \"joint\"");
+    cfg.data.tasks = Some(Task::Seg.into());
+    cfg.eval.every = 75;
+    let dir = runs.path().join("seg");
+    let evals = train(cfg, &dir);
+    let miou: Vec<f64> = evals.iter().map(|e| e.miou.unwrap()).collect();
+    assert!(miou[1] > 0.3, "mIoU {miou:?}");
+    assert!(evals.iter().all(|e| e.map50.is_none() && e.top1.is_none() && e.conflict.is_none() && e.cls_conflicts.is_empty()));
+    let losses = step_losses(&dir);
+    assert!(losses.len() == 150 && losses.iter().all(|l| l.1.is_none() && l.2.is_some() && l.3.is_none()));
+    let (trainee, state) = checkpoint::load_trainee::<Flex>(&dir.join("checkpoints/last"), &Default::default()).unwrap();
+    assert!(trainee.net.det_head.is_none() && trainee.net.cls_head.is_none() && state.det_classes.is_empty());
+    // Smaller than the two-task network by the detection head.
+    let two_task = twinhead::model::TwinNet::<Flex>::new(&twinhead::model::ModelConfig { det_classes: 20, ..state.model.clone() }, &Default::default());
+    let head = two_task.det_head.as_ref().unwrap().num_params();
+    assert_eq!(trainee.net.num_params() + head, two_task.num_params());
 }
 
 /// The three synthetic sets (detection, segmentation, classification crops),
@@ -770,7 +809,7 @@ fn joint_training_over_three_tasks_learns_classification() {
     let last = evals.last().unwrap();
     let top1 = last.top1.unwrap();
     assert!(top1 > 0.25, "top-1 {top1} after {CLS_LEARNING_STEPS} steps (chance 0.083)");
-    assert!(last.top5.unwrap() >= top1 && last.map50 > 0.0 && last.miou > 0.0, "{last:?}");
+    assert!(last.top5.unwrap() >= top1 && last.map50.unwrap() > 0.0 && last.miou.unwrap() > 0.0, "{last:?}");
     assert_eq!(last.cls_per_class.len(), 12);
     let cls: Vec<f32> = step_losses(&runs.path().join("joint")).iter().map(|l| l.3.unwrap()).collect();
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
@@ -793,7 +832,7 @@ fn a_two_task_run_from_before_classification_resumes_unchanged() {
             .replace("ade = \"synth/ade\"", &format!("ade = '{}'", data.join("ade").display()))
     };
     let old = dir.path().join("old");
-    copy_dir(&fixture, &old);
+    common::copy_dir(&fixture, &old);
     let text = paths(&std::fs::read_to_string(old.join("config.toml")).unwrap());
     std::fs::write(old.join("config.toml"), &text).unwrap();
     let old_state = std::fs::read_to_string(old.join("checkpoints/last/state.json")).unwrap();
@@ -826,16 +865,4 @@ fn a_two_task_run_from_before_classification_resumes_unchanged() {
     };
     let new_state = std::fs::read_to_string(old.join("checkpoints/last/state.json")).unwrap();
     assert_eq!(keys(&old_state), keys(&new_state));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

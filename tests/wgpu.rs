@@ -447,7 +447,7 @@ fn a_trainer_and_a_predictor_sharing_the_gpu_see_what_they_see_taking_turns() {
     let images: Vec<_> = files.iter().take(4).map(|f| image::open(f).unwrap().to_rgb8()).collect();
     let postprocess = PostprocessConfig::display();
     let predict = || predictor.predict_images(&images, &postprocess);
-    let summary = |predictions: Vec<Prediction>| predictions.into_iter().map(|p| (p.detections, p.mask.into_raw())).collect::<Vec<_>>();
+    let summary = |predictions: Vec<Prediction>| predictions.into_iter().map(|p| (p.detections, p.mask.expect("a segmentation head").into_raw())).collect::<Vec<_>>();
 
     // Taking turns by hand: the run alone, then the predictions alone.
     let alone_losses = losses_of_run(tiny_run(&data, 6), &dir.path().join("alone"), SOFTWARE);

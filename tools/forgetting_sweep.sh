@@ -11,8 +11,8 @@
 # allinone: the three synthetic sets, 600 steps evaluated every 50: naive
 # three-phase sequential (detection, segmentation, classification, switching
 # at 200 and 400, lr ×1) against replay, pseudo, alternate and joint, and the
-# single-task references (joint with the other tasks' weights 0: the same
-# steps, only one task's gradient).
+# single-task references (a run of that task alone, `data.tasks`: the same
+# steps, the one head).
 #
 # A run already complete in OUT is kept, so a stopped sweep continues.
 set -euo pipefail
@@ -23,10 +23,12 @@ bin="${TWINHEAD:-target/release/twinhead}"
 if [ "${1:-}" = allinone ]; then
     out="${2:-runs/sweep-allinone}"
     mkdir -p "$out/configs"
-    three() { # name, then the [strategy] table's lines
-        local name=$1
-        shift
-        printf 'base = "allinone"\nname = "%s"\nsteps = 600\n\n[eval]\nevery = 50\n\n[strategy]\n' "$name" > "$out/configs/$name.toml"
+    three() { # name, the tasks trained (all: every task), then the [strategy] table's lines
+        local name=$1 tasks=$2
+        shift 2
+        printf 'base = "allinone"\nname = "%s"\nsteps = 600\n\n[eval]\nevery = 50\n\n' "$name" > "$out/configs/$name.toml"
+        [ "$tasks" = all ] || printf '[data]\ntasks = "%s"\n\n' "$tasks" >> "$out/configs/$name.toml"
+        printf '[strategy]\n' >> "$out/configs/$name.toml"
         printf '%s\n' "$@" >> "$out/configs/$name.toml"
         if grep -q '"event":"finished".*"completed"' "$out/$name/metrics.jsonl" 2>/dev/null; then
             echo "$name: done before"
@@ -37,14 +39,14 @@ if [ "${1:-}" = allinone ]; then
             || { echo "$name failed: see $out/$name.log"; exit 1; }
     }
     sequence=('order = ["det", "seg", "cls"]' 'switch_steps = [200, 400]' 'lr_factor = 1.0')
-    three alternate 'kind = "alternate"'
-    three naive 'kind = "sequential"' "${sequence[@]}"
-    three joint 'kind = "joint"'
-    three replay 'kind = "replay"' "${sequence[@]}"
-    three pseudo 'kind = "pseudo"' "${sequence[@]}"
-    three only-det 'kind = "joint"' 'weights = { det = 1, seg = 0, cls = 0 }'
-    three only-seg 'kind = "joint"' 'weights = { det = 0, seg = 1, cls = 0 }'
-    three only-cls 'kind = "joint"' 'weights = { det = 0, seg = 0, cls = 1 }'
+    three alternate all 'kind = "alternate"'
+    three naive all 'kind = "sequential"' "${sequence[@]}"
+    three joint all 'kind = "joint"'
+    three replay all 'kind = "replay"' "${sequence[@]}"
+    three pseudo all 'kind = "pseudo"' "${sequence[@]}"
+    three only-det det 'kind = "joint"'
+    three only-seg seg 'kind = "joint"'
+    three only-cls cls 'kind = "joint"'
     python3 tools/forgetting_table.py "$out"
     exit
 fi

@@ -48,9 +48,15 @@ def order(run):
     return (PRESETS.index(name) if name in PRESETS else len(PRESETS), run.name)
 
 
+def shown(record, key):
+    """A metric as the table prints it; "–" for a task the run does not train."""
+    value = record.get(key)
+    return "–" if value is None else f"{value:.3f}"
+
+
 def two_task_row(run, evals, phases):
     last = evals[-1]
-    row = [run.name, f"{last['map50']:.3f}", f"{last['miou']:.3f}", "", "", "", ""]
+    row = [run.name, shown(last, "map50"), shown(last, "miou"), "", "", "", ""]
     for task, switch in ended(phases)[:1]:
         key = METRIC.get(task)
         at_switch = next((e[key] for e in evals if e["step"] == switch), None) if key else None
@@ -61,8 +67,9 @@ def two_task_row(run, evals, phases):
 
 def three_task_row(run, evals, phases):
     last = evals[-1]
-    score = (last["map50"] + last["miou"] + last["top1"]) / 3
-    row = [run.name, f"{last['map50']:.3f}", f"{last['miou']:.3f}", f"{last['top1']:.3f}", f"{score:.3f}", "", ""]
+    metrics = [last.get(key) for key in ("map50", "miou", "top1")]
+    score = f"{sum(metrics) / 3:.3f}" if None not in metrics else "–"
+    row = [run.name, shown(last, "map50"), shown(last, "miou"), shown(last, "top1"), score, "", ""]
     for task, switch in ended(phases):
         key = METRIC[task]
         at_switch = next((e[key] for e in evals if e["step"] == switch), None)

@@ -121,7 +121,7 @@ fn print_network(model: &ModelConfig, image_size: u32) -> usize {
     let net = TwinNet::<Flex>::new(model, &Default::default());
     let image = Tensor::<Flex, 4>::zeros([1, 3, image_size as usize, image_size as usize], &Default::default());
     let ((), work) = macs::count(|| {
-        net.forward_both(image);
+        net.forward_heads(image, net.tasks());
     });
     let macs = work.macs;
     let parts = [
@@ -129,6 +129,7 @@ fn print_network(model: &ModelConfig, image_size: u32) -> usize {
         ("neck", net.neck.num_params()),
         ("det head", net.det_head.num_params()),
         ("seg head", net.seg_head.num_params()),
+        ("cls head", net.cls_head.num_params()),
     ];
     let listed: Vec<String> = parts.iter().map(|(name, count)| format!("{name} {count}")).collect();
     println!("parameters    {} ({})", net.num_params(), listed.join(", "));

@@ -47,75 +47,83 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     })?;
     bar.finish_and_clear();
     let result = &full.validation;
-    let det_per_class: serde_json::Map<String, serde_json::Value> =
-        state.det_classes.iter().cloned().zip(result.det.per_class.iter().map(|v| json!(v))).collect();
-    let seg_per_class: serde_json::Map<String, serde_json::Value> =
-        state.seg_classes.iter().cloned().zip(result.seg.per_class_iou().into_iter().map(|v| json!(v))).collect();
-    let map50 = result.det.mean().unwrap_or(0.0);
-    let miou = result.seg.miou().unwrap_or(0.0);
-    let pixel_acc = result.seg.pixel_accuracy().unwrap_or(0.0);
-    let seg_label = |label: usize| mask_label_name(&state.seg_classes, label);
-    let top_confusions = result.seg.top_confusions(TOP_CONFUSIONS);
-    let cls_per_class: serde_json::Map<String, serde_json::Value> = match &result.cls {
-        Some(cls) => state.cls_classes.iter().cloned().zip(cls.per_class_accuracy().into_iter().map(|v| json!(v))).collect(),
-        None => Default::default(),
+    let per_class = |classes: &[String], values: Vec<Option<f64>>| -> serde_json::Map<String, serde_json::Value> {
+        classes.iter().cloned().zip(values.into_iter().map(|v| json!(v))).collect()
     };
+    let seg_label = |label: usize| mask_label_name(&state.seg_classes, label);
+    let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+    let map50 = result.det.as_ref().map(|det| det.ap.mean().unwrap_or(0.0));
+    let miou = result.seg.as_ref().map(|seg| seg.miou().unwrap_or(0.0));
+    let top1 = result.cls.as_ref().map(|cls| cls.top1().unwrap_or(0.0));
+    let score = map50.zip(miou).zip(top1).map(|((map50, miou), top1)| track_score(map50, miou, top1));
     if args.json {
-        let pr: serde_json::Map<String, serde_json::Value> = state
-            .det_classes
-            .iter()
-            .zip(&result.det_curves)
-            .map(|(class, curve)| {
-                let value = curve.as_ref().map(|c| json!({"precision": c.precision, "recall": c.recall, "score": c.score}));
-                (class.clone(), value.unwrap_or(serde_json::Value::Null))
-            })
-            .collect();
-        let det_labels: Vec<String> = state.det_classes.iter().cloned().chain(["background".to_string()]).collect();
-        let seg_labels: Vec<String> = (0..=state.seg_classes.len()).map(seg_label).collect();
-        let mut report = json!({
-            "checkpoint": dir, "step": state.step,
-            "det": {"map50": map50, "images": full.det_images, "per_class": det_per_class},
-            "seg": {"miou": miou, "pixel_acc": pixel_acc, "images": full.seg_images, "per_class": seg_per_class},
-            "pr": pr,
-            "confusion": {
-                "det": {
-                    "rows_are": "ground truth", "labels": det_labels, "iou": VOC_IOU_THRESHOLD,
-                    "score_threshold": CONFUSION_SCORE_THRESHOLD, "counts": result.det_confusion.rows(),
-                },
-                "seg": {"rows_are": "ground truth", "labels": seg_labels, "counts": result.seg.rows()},
-            },
-        });
+        let mut report = json!({"checkpoint": dir, "step": state.step});
+        let mut confusion = serde_json::Map::new();
+        if let Some(det) = &result.det {
+            report["det"] = json!({"map50": map50, "images": full.images.det, "per_class": per_class(&state.det_classes, det.ap.per_class.clone())});
+            let pr: serde_json::Map<String, serde_json::Value> = state
+                .det_classes
+                .iter()
+                .zip(&det.curves)
+                .map(|(class, curve)| {
+                    let value = curve.as_ref().map(|c| json!({"precision": c.precision, "recall": c.recall, "score": c.score}));
+                    (class.clone(), value.unwrap_or(serde_json::Value::Null))
+                })
+                .collect();
+            report["pr"] = json!(pr);
+            let labels: Vec<String> = state.det_classes.iter().cloned().chain(["background".to_string()]).collect();
+            confusion.insert("det".into(), json!({
+                "rows_are": "ground truth", "labels": labels, "iou": VOC_IOU_THRESHOLD,
+                "score_threshold": CONFUSION_SCORE_THRESHOLD, "counts": det.confusion.rows(),
+            }));
+        }
+        if let Some(seg) = &result.seg {
+            report["seg"] = json!({
+                "miou": miou, "pixel_acc": seg.pixel_accuracy().unwrap_or(0.0), "images": full.images.seg,
+                "per_class": per_class(&state.seg_classes, seg.per_class_iou()),
+            });
+            let labels: Vec<String> = (0..=state.seg_classes.len()).map(seg_label).collect();
+            confusion.insert("seg".into(), json!({"rows_are": "ground truth", "labels": labels, "counts": seg.rows()}));
+        }
+        report["confusion"] = json!(confusion);
         if let Some(cls) = &result.cls {
             report["cls"] = json!({
-                "top1": cls.top1(), "top5": cls.top5(), "images": full.cls_images, "per_class": cls_per_class,
+                "top1": cls.top1(), "top5": cls.top5(), "images": full.images.cls,
+                "per_class": per_class(&state.cls_classes, cls.per_class_accuracy()),
                 "confusion": {"rows_are": "true class", "labels": state.cls_classes, "counts": cls.rows()},
             });
-            report["track_score"] = json!(track_score(map50, miou, cls.top1().unwrap_or(0.0)));
+        }
+        if let Some(score) = score {
+            report["track_score"] = json!(score);
         }
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("{} (step {})", dir.display(), state.step);
-        println!("detection   {} images  mAP50 {:.4}", full.det_images, map50);
-        for (class, ap) in &det_per_class {
-            println!("  {class:<20} {}", ap.as_f64().map_or("-".into(), |v| format!("{v:.4}")));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} (step {})", dir.display(), state.step);
+    if let Some(det) = &result.det {
+        println!("detection   {} images  mAP50 {:.4}", full.images.det, map50.unwrap_or(0.0));
+        for (class, ap) in state.det_classes.iter().zip(&det.ap.per_class) {
+            println!("  {class:<20} {}", rate(*ap));
         }
-        println!("segmentation {} images  mIoU {:.4}  pixel accuracy {:.4}", full.seg_images, miou, pixel_acc);
-        for (class, iou) in &seg_per_class {
-            println!("  {class:<20} {}", iou.as_f64().map_or("-".into(), |v| format!("{v:.4}")));
+    }
+    if let Some(seg) = &result.seg {
+        println!("segmentation {} images  mIoU {:.4}  pixel accuracy {:.4}", full.images.seg, miou.unwrap_or(0.0), seg.pixel_accuracy().unwrap_or(0.0));
+        for (class, iou) in state.seg_classes.iter().zip(seg.per_class_iou()) {
+            println!("  {class:<20} {}", rate(iou));
         }
         println!("most confused pixels (share of the true class's pixels):");
-        for (gt, pred, share) in top_confusions {
+        for (gt, pred, share) in seg.top_confusions(TOP_CONFUSIONS) {
             println!("  {:<20} -> {:<20} {share:.4}", seg_label(gt), seg_label(pred));
         }
-        if let Some(cls) = &result.cls {
-            let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
-            println!("classification {} images  top-1 {}  top-5 {}", full.cls_images, rate(cls.top1()), rate(cls.top5()));
-            for (class, accuracy) in &cls_per_class {
-                println!("  {class:<20} {}", rate(accuracy.as_f64()));
-            }
-            let score = track_score(map50, miou, cls.top1().unwrap_or(0.0));
-            println!("track score (mean of mAP50, mIoU and top-1) {score:.4}");
+    }
+    if let Some(cls) = &result.cls {
+        println!("classification {} images  top-1 {}  top-5 {}", full.images.cls, rate(cls.top1()), rate(cls.top5()));
+        for (class, accuracy) in state.cls_classes.iter().zip(cls.per_class_accuracy()) {
+            println!("  {class:<20} {}", rate(accuracy));
         }
+    }
+    if let Some(score) = score {
+        println!("track score (mean of mAP50, mIoU and top-1) {score:.4}");
     }
     Ok(ExitCode::SUCCESS)
 }

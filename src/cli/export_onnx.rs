@@ -100,19 +100,24 @@ fn write_reference(dir: &Path, net: &crate::model::TwinNet<InferenceBackend>, op
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let images = probe_images(batch, options.image_size);
     let heads = net.forward_heads(images.clone(), net.tasks());
-    let (det, seg) = (heads.det.expect("a detection head"), heads.seg.expect("a segmentation head"));
     let mut arrays = vec![(onnx::INPUT, floats(images))];
-    if options.decode {
-        let anchors = Anchors::new(options.image_size, &DET_STRIDES);
-        arrays.push((onnx::BOXES, floats(decode_boxes(det.box_raw.clone(), &anchors))));
-        arrays.push((onnx::SCORES, floats(sigmoid(det.cls_logits.clone()))));
-        let classes = seg.clone().argmax(1).squeeze_dim::<3>(1);
-        let shape = classes.dims().to_vec();
-        arrays.push((onnx::SEG_CLASSES, Array::Int64(classes.into_data().convert::<i64>().into_vec().expect("ints"), shape)));
+    if let Some(det) = heads.det {
+        if options.decode {
+            let anchors = Anchors::new(options.image_size, &DET_STRIDES);
+            arrays.push((onnx::BOXES, floats(decode_boxes(det.box_raw.clone(), &anchors))));
+            arrays.push((onnx::SCORES, floats(sigmoid(det.cls_logits.clone()))));
+        }
+        arrays.push((onnx::CLS_LOGITS, floats(det.cls_logits)));
+        arrays.push((onnx::BOX_RAW, floats(det.box_raw)));
     }
-    arrays.push((onnx::CLS_LOGITS, floats(det.cls_logits)));
-    arrays.push((onnx::BOX_RAW, floats(det.box_raw)));
-    arrays.push((onnx::SEG_LOGITS, floats(seg)));
+    if let Some(seg) = heads.seg {
+        if options.decode {
+            let classes = seg.clone().argmax(1).squeeze_dim::<3>(1);
+            let shape = classes.dims().to_vec();
+            arrays.push((onnx::SEG_CLASSES, Array::Int64(classes.into_data().convert::<i64>().into_vec().expect("ints"), shape)));
+        }
+        arrays.push((onnx::SEG_LOGITS, floats(seg)));
+    }
     if let Some(logits) = heads.cls {
         if options.decode {
             arrays.push((onnx::CLASS_SCORES, floats(burn::tensor::activation::softmax(logits.clone(), 1))));

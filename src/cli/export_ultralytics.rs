@@ -96,15 +96,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Up to `count` training images, half from each task's split, evenly spaced through each.
+/// Up to `count` training images, shared between the run's detection and
+/// segmentation splits, evenly spaced through each.
 fn calibration_paths(config: &TrainConfig, count: usize) -> Result<Vec<PathBuf>> {
     let data = &config.data;
-    let det = data.det_spec().open(&data.voc_train_split, None)?;
-    let seg = data.seg_spec().open(&data.ade_train_split)?;
-    let det_paths: Vec<PathBuf> = det.records.iter().map(|r| r.image_path.clone()).collect();
-    let seg_paths: Vec<PathBuf> = seg.records.iter().map(|r| r.image_path.clone()).collect();
-    let half = count.div_ceil(2);
-    Ok(spaced(&det_paths, half).into_iter().chain(spaced(&seg_paths, count - half)).collect())
+    let det = data.det_spec().map(|spec| spec.open(&data.voc_train_split, None)).transpose()?;
+    let seg = data.seg_spec().map(|spec| spec.open(&data.ade_train_split)).transpose()?;
+    let det_paths: Vec<PathBuf> = det.iter().flat_map(|d| &d.records).map(|r| r.image_path.clone()).collect();
+    let seg_paths: Vec<PathBuf> = seg.iter().flat_map(|d| &d.records).map(|r| r.image_path.clone()).collect();
+    if det_paths.is_empty() && seg_paths.is_empty() {
+        bail!("the run has no detection or segmentation images to measure its layers' statistics on (data.voc, data.ade)");
+    }
+    let det_share = if seg_paths.is_empty() { count } else if det_paths.is_empty() { 0 } else { count.div_ceil(2) };
+    Ok(spaced(&det_paths, det_share).into_iter().chain(spaced(&seg_paths, count - det_share)).collect())
 }
 
 /// `count` of `items` at even intervals (all of them when there are fewer).

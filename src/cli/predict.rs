@@ -1,4 +1,5 @@
-//! `twinhead predict`: boxes and a semantic mask for any images, from a run's checkpoint.
+//! `twinhead predict`: boxes, a semantic mask and classes (what the network's
+//! heads give) for any images, from a run's checkpoint.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use crate::overlay;
 use crate::data::coco::CocoIds;
 use crate::export::{self, ExportFormat, ImagePrediction, Naming};
 use crate::backend::device::DeviceSpec;
+use crate::model::Task;
 use crate::predictor::{Prediction, Predictor};
 use crate::train::checkpoint::CheckpointKind;
 
@@ -68,6 +70,7 @@ fn fraction(value: &str) -> Result<f32, String> {
 pub fn run(args: Args) -> Result<ExitCode> {
     let ids = image_ids(&args.images)?;
     let predictor = Predictor::load_on(&args.run, &CheckpointKind::parse(&args.checkpoint)?, args.device)?;
+    export::check_formats(&args.format, predictor.tasks())?;
     let coco_ids = match &args.coco_ids {
         Some(path) => {
             let coco_ids = CocoIds::read(path, predictor.det_classes())?;
@@ -124,41 +127,56 @@ pub(super) fn image_ids(images: &[PathBuf]) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Twinhead's own output: per image a mask, an overlay and a box list; all
-/// boxes in predictions.json, with each image's top-5 classes in a three-task run.
+/// Twinhead's own output, per image what the network's heads give: a mask,
+/// an overlay and a box list; in predictions.json all boxes, every mask file
+/// and each image's top-5 classes.
 fn write_twinhead(args: &Args, predictor: &Predictor, predicted: &[(&PathBuf, &str, RgbImage, Prediction)]) -> Result<()> {
+    let tasks = predictor.tasks();
     let mut det = Vec::new();
     let mut seg = BTreeMap::new();
     let mut cls = BTreeMap::new();
     for (path, id, image, prediction) in predicted {
-        let mask_path = args.out.join(format!("{id}_mask.png"));
-        prediction.mask.save(&mask_path).with_context(|| format!("{}: cannot write", mask_path.display()))?;
+        let mut said = Vec::new();
+        if let Some(mask) = &prediction.mask {
+            let mask_path = args.out.join(format!("{id}_mask.png"));
+            mask.save(&mask_path).with_context(|| format!("{}: cannot write", mask_path.display()))?;
+            seg.insert(id.to_string(), mask_path);
+        }
         let overlay_path = args.out.join(format!("{id}_overlay.png"));
-        overlay::render(image, &prediction.mask, &prediction.detections, args.opacity, args.score_threshold)
+        overlay::render(image, prediction.mask.as_ref(), &prediction.detections, args.opacity, args.score_threshold)
             .save(&overlay_path)
             .with_context(|| format!("{}: cannot write", overlay_path.display()))?;
-        let boxes: Vec<_> = prediction
-            .detections
-            .iter()
-            .map(|d| {
-                json!({"image_id": id, "category": predictor.det_classes()[d.class], "bbox": xyxy_to_voc(d.bbox), "score": d.score})
-            })
-            .collect();
-        let json_path = args.out.join(format!("{id}.json"));
-        export::write_file(&json_path, serde_json::to_string_pretty(&boxes)?.as_bytes())?;
+        if tasks.contains(Task::Det) {
+            let boxes: Vec<_> = prediction
+                .detections
+                .iter()
+                .map(|d| {
+                    json!({"image_id": id, "category": predictor.det_classes()[d.class], "bbox": xyxy_to_voc(d.bbox), "score": d.score})
+                })
+                .collect();
+            let json_path = args.out.join(format!("{id}.json"));
+            export::write_file(&json_path, serde_json::to_string_pretty(&boxes)?.as_bytes())?;
+            said.push(format!("{} boxes", boxes.len()));
+            det.extend(boxes);
+        }
         let top = top_classes(&prediction.class_probabilities, predictor.cls_classes(), 5);
-        let class = top.first().map_or_else(String::new, |(name, p)| format!(", class {name} ({p:.2})"));
-        println!("{}: {} boxes{class} -> {}", path.display(), boxes.len(), overlay_path.display());
-        det.extend(boxes);
-        seg.insert(id.to_string(), mask_path);
-        if !top.is_empty() {
+        if let Some((name, p)) = top.first() {
+            said.push(format!("class {name} ({p:.2})"));
             cls.insert(id.to_string(), top.iter().map(|(name, score)| json!({"class": name, "score": score})).collect::<Vec<_>>());
         }
+        println!("{}: {} -> {}", path.display(), said.join(", "), overlay_path.display());
     }
-    let mut combined = json!({"det": det, "seg": seg});
-    if !cls.is_empty() {
-        combined["cls"] = json!(cls);
+    let mut combined = serde_json::Map::new();
+    if tasks.contains(Task::Det) {
+        combined.insert("det".into(), json!(det));
     }
+    if tasks.contains(Task::Seg) {
+        combined.insert("seg".into(), json!(seg));
+    }
+    if tasks.contains(Task::Cls) {
+        combined.insert("cls".into(), json!(cls));
+    }
+    let combined = serde_json::Value::Object(combined);
     let path = args.out.join("predictions.json");
     export::write_file(&path, serde_json::to_string_pretty(&combined)?.as_bytes())
 }

@@ -18,6 +18,7 @@ use crate::export::coco::results;
 use crate::export::track1::{class_polygons, test_list, SegEntry, Submission};
 use crate::export::{write_file, ImagePrediction};
 use crate::model::postprocess::PostprocessConfig;
+use crate::model::TaskSet;
 use crate::predictor::{Prediction, Predictor};
 use crate::train::checkpoint::CheckpointKind;
 use crate::train::run_dir;
@@ -52,8 +53,8 @@ const CHUNK: usize = 64;
 
 pub fn run_track1(args: Track1Args) -> Result<ExitCode> {
     let predictor = Predictor::load_on(&args.run, &CheckpointKind::parse(&args.checkpoint)?, args.device)?;
-    if predictor.cls_classes().is_empty() {
-        bail!("{}: the run has no classification task (data.cls); Track1 needs all three", args.run.display());
+    if predictor.tasks() != TaskSet::ALL {
+        bail!("{}: the network has heads for {} only; Track1 needs all three tasks", args.run.display(), String::from(predictor.tasks()));
     }
     let [cls_images, dec_images, seg_images] = ["cls", "dec", "seg"].map(|task| test_list(&args.data, task));
     let (cls_images, dec_images, seg_images) = (cls_images?, dec_images?, seg_images?);
@@ -89,7 +90,10 @@ pub fn run_track1(args: Track1Args) -> Result<ExitCode> {
         let entries: Vec<SegEntry> = names
             .par_iter()
             .zip(&predictions)
-            .map(|(name, p)| SegEntry { name: format!("{name}.png"), classes: class_polygons(&p.mask, seg_classes) })
+            .map(|(name, p)| {
+                let mask = p.mask.as_ref().expect("a network with a segmentation head predicts masks");
+                SegEntry { name: format!("{name}.png"), classes: class_polygons(mask, seg_classes) }
+            })
             .collect();
         seg.extend(entries);
         bar.inc(chunk.len() as u64);
@@ -114,9 +118,8 @@ fn detection_categories(args: &Track1Args, classes: &[String]) -> Result<Vec<Coc
         Some(file) => Some(file.clone()),
         None => {
             let config = run_dir::read_config(&args.run)?;
-            let spec = config.data.det_spec();
-            match spec.format() {
-                Ok(DetFormat::Coco) => Some(coco::split_file(&spec.root()?, &config.data.voc_train_split)?.1),
+            match config.data.det_spec() {
+                Some(spec) if matches!(spec.format(), Ok(DetFormat::Coco)) => Some(coco::split_file(&spec.root()?, &config.data.voc_train_split)?.1),
                 _ => None,
             }
         }

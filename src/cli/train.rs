@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::progress_bar;
+use crate::model::Task;
 use crate::train::events::{Event, FinishReason};
 use crate::backend::device::{mib, DeviceSpec};
 use crate::train::{start, TrainConfig};
@@ -54,16 +55,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 bar.set_length(*total_steps as u64);
                 bar.set_position(*step as u64);
             }
-            Event::Step { step, det_loss, seg_loss, images_per_sec, device_memory, .. } => {
+            Event::Step { step, det_loss, seg_loss, cls_loss, images_per_sec, device_memory, .. } => {
                 bar.set_position(*step as u64);
-                let loss = |l: &Option<f32>| l.map_or("-".into(), |v| format!("{v:.3}"));
+                let losses = [(Task::Det, det_loss), (Task::Seg, seg_loss), (Task::Cls, cls_loss)];
+                let losses: Vec<String> = losses.iter().filter_map(|(t, l)| l.map(|l| format!("{} {l:.3}", t.key()))).collect();
                 let memory = device_memory.map_or(String::new(), |m| format!(" {:.0} MiB on device", mib(m.in_use)));
-                bar.set_message(format!("det {} seg {} {images_per_sec:.0} img/s{memory}", loss(det_loss), loss(seg_loss)));
+                bar.set_message(format!("{} {images_per_sec:.0} img/s{memory}", losses.join(" ")))
             }
-            Event::Eval(e) => bar.println(format!(
-                "step {:>6}  mAP50 {:.4}  mIoU {:.4}  forgetting det {:.4} seg {:.4}",
-                e.step, e.map50, e.miou, e.det_forgetting, e.seg_forgetting
-            )),
+            Event::Eval(e) => {
+                let forgetting: Vec<String> = Task::ALL.into_iter().filter_map(|t| Some(format!("{} {:.4}", t.key(), e.forgetting(t)?))).collect();
+                bar.println(format!("step {:>6}  {}  forgetting {}", e.step, e.metric_texts(4).join("  "), forgetting.join(" ")))
+            }
             Event::Phase { step, description, .. } => bar.println(format!("step {step:>6}  phase: {description}")),
             Event::Warning { message, .. } => bar.println(format!("warning: {message}")),
             Event::Error { message, .. } => bar.println(format!("error: {message}")),

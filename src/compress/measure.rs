@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{macs, TwinNet};
+use crate::model::{macs, Task, TwinNet};
 use crate::predictor::{InferenceBackend, Predictor};
 use crate::train::checkpoint;
 use crate::train::config::TrainConfig;
@@ -35,12 +35,26 @@ pub struct Measurement {
     pub latency_ms_p90: f64,
     /// Images per second at batch [`THROUGHPUT_BATCH`].
     pub images_per_sec: f64,
-    /// VOC-area AP50 over the detection validation split.
-    pub map50: f64,
-    pub miou: f64,
-    /// Classification top-1 over its validation split (three-task runs).
+    /// VOC-area AP50 over the detection validation split; each task's metric
+    /// only in a run with the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miou: Option<f64>,
+    /// Classification top-1 over its validation split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top1: Option<f64>,
+}
+
+impl Measurement {
+    /// `task`'s metric (mAP50, mIoU, top-1), when the run has the task.
+    pub fn metric(&self, task: Task) -> Option<f64> {
+        match task {
+            Task::Det => self.map50,
+            Task::Seg => self.miou,
+            Task::Cls => self.top1,
+        }
+    }
 }
 
 /// Reports (stage, done, total); `Break` cancels.
@@ -95,8 +109,8 @@ pub fn measure_pair(baseline: &Predictor, variant: &Predictor, config: &TrainCon
             latency_ms_median: percentile(latencies, 0.5),
             latency_ms_p90: percentile(latencies, 0.9),
             images_per_sec: (THROUGHPUT_RUNS * THROUGHPUT_BATCH) as f64 / batch_seconds[which],
-            map50: full.validation.det.mean().unwrap_or(0.0),
-            miou: full.validation.seg.miou().unwrap_or(0.0),
+            map50: full.validation.det.as_ref().map(|det| det.ap.mean().unwrap_or(0.0)),
+            miou: full.validation.seg.as_ref().map(|seg| seg.miou().unwrap_or(0.0)),
             top1: full.validation.cls.as_ref().map(|cls| cls.top1().unwrap_or(0.0)),
         });
     }

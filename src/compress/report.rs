@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::measure::{Measurement, LATENCY_RUNS, THROUGHPUT_BATCH};
+use crate::model::Task;
 use crate::train::checkpoint::COMPRESSED_DIR;
 use crate::tensorboard::EventWriter;
 use crate::train::run_dir::{read_config, write_atomic};
@@ -43,17 +44,9 @@ impl Variant {
         self.baseline.file_bytes as f64 / self.measured.file_bytes.max(1) as f64
     }
 
-    pub fn map50_change(&self) -> f64 {
-        self.measured.map50 - self.baseline.map50
-    }
-
-    pub fn miou_change(&self) -> f64 {
-        self.measured.miou - self.baseline.miou
-    }
-
-    /// Three-task runs only.
-    pub fn top1_change(&self) -> Option<f64> {
-        Some(self.measured.top1? - self.baseline.top1?)
+    /// The change of `task`'s metric from the baseline, in a run with the task.
+    pub fn change(&self, task: Task) -> Option<f64> {
+        Some(self.measured.metric(task)? - self.baseline.metric(task)?)
     }
 }
 
@@ -102,11 +95,9 @@ impl Report {
                 ("gmacs", m.macs as f64 / 1e9),
                 ("latency_ms", m.latency_ms_median),
                 ("images_per_sec", m.images_per_sec),
-                ("map50", m.map50),
-                ("miou", m.miou),
             ]
             .into_iter()
-            .chain(m.top1.map(|top1| ("top1", top1)))
+            .chain([("map50", m.map50), ("miou", m.miou), ("top1", m.top1)].into_iter().filter_map(|(figure, v)| Some((figure, v?))))
             .map(|(figure, value)| (format!("compress/{name}/{figure}"), value as f32))
             .collect::<Vec<_>>()
         };
@@ -132,10 +123,15 @@ impl Report {
              each variant timed interleaved with the baseline, its ratios against that baseline\n",
             latest.threads, latest.image_size
         );
-        // Classification's columns in a three-task run.
-        let classification = latest.baseline.top1.is_some();
+        // The metric columns of the tasks the run has: detection's and
+        // segmentation's before the ratios, classification's at the end.
+        let measured = |tasks: &[Task]| tasks.iter().copied().filter(|&t| latest.baseline.metric(t).is_some()).collect::<Vec<_>>();
+        let (pair, cls) = (measured(&[Task::Det, Task::Seg]), measured(&[Task::Cls]));
+        let names = |tasks: &[Task], prefix: &str, width: usize| -> String {
+            tasks.iter().map(|t| format!(" {:>width$}", format!("{prefix}{}", t.metric_name()))).collect()
+        };
         out += &format!(
-            "{:<28} {:>6} {:>9} {:>9} {:>8} {:>14} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8}{}\n",
+            "{:<28} {:>6} {:>9} {:>9} {:>8} {:>14} {:>8}{} {:>7} {:>7}{}{}{}\n",
             "model",
             "tuned",
             "params",
@@ -143,25 +139,22 @@ impl Report {
             "GMACs",
             "latency ms",
             "img/s",
-            "mAP50",
-            "mIoU",
+            names(&pair, "", 7),
             "speed×",
             "size÷",
-            "ΔmAP50",
-            "ΔmIoU",
-            if classification { format!(" {:>7} {:>8}", "top-1", "Δtop-1") } else { String::new() }
+            names(&pair, "Δ", 8),
+            names(&cls, "", 7),
+            names(&cls, "Δ", 8),
         );
         let row = |name: &str, tuned: String, m: &Measurement, ratios: Option<&Variant>| {
-            let ratio = |f: fn(&Variant) -> f64, digits: usize| ratios.map_or("-".to_string(), |v| format!("{:+.*}", digits, f(v)));
-            let top1 = match classification {
-                true => {
-                    let change = ratios.and_then(Variant::top1_change).map_or("-".to_string(), |d| format!("{d:+.4}"));
-                    format!(" {:>7} {change:>8}", m.top1.map_or("-".to_string(), |t| format!("{t:.4}")))
-                }
-                false => String::new(),
+            let values = |tasks: &[Task]| -> String {
+                tasks.iter().map(|&t| format!(" {:>7}", m.metric(t).map_or("-".to_string(), |v| format!("{v:.4}")))).collect()
+            };
+            let changes = |tasks: &[Task]| -> String {
+                tasks.iter().map(|&t| format!(" {:>8}", ratios.and_then(|v| v.change(t)).map_or("-".to_string(), |d| format!("{d:+.4}")))).collect()
             };
             format!(
-                "{:<28} {:>6} {:>9} {:>9.3} {:>8.3} {:>14} {:>8.1} {:>7.4} {:>7.4} {:>7} {:>7} {:>8} {:>8}{top1}\n",
+                "{:<28} {:>6} {:>9} {:>9.3} {:>8.3} {:>14} {:>8.1}{} {:>7} {:>7}{}{}{}\n",
                 name,
                 tuned,
                 m.params,
@@ -169,12 +162,12 @@ impl Report {
                 m.macs as f64 / 1e9,
                 format!("{:.1} / {:.1}", m.latency_ms_median, m.latency_ms_p90),
                 m.images_per_sec,
-                m.map50,
-                m.miou,
+                values(&pair),
                 ratios.map_or("-".into(), |v| format!("{:.2}", v.speedup())),
                 ratios.map_or("-".into(), |v| format!("{:.2}", v.size_ratio())),
-                ratio(Variant::map50_change, 4),
-                ratio(Variant::miou_change, 4),
+                changes(&pair),
+                values(&cls),
+                changes(&cls),
             )
         };
         out += &row(&format!("baseline ({})", latest.source), "-".into(), &latest.baseline, None);
@@ -197,8 +190,8 @@ mod tests {
             latency_ms_median: latency,
             latency_ms_p90: latency,
             images_per_sec: 100.0,
-            map50: 0.5,
-            miou: 0.4,
+            map50: Some(0.5),
+            miou: Some(0.4),
             top1,
         }
     }
@@ -224,7 +217,7 @@ mod tests {
         assert!(header.ends_with("top-1   Δtop-1"), "{header}");
         let row = table.lines().last().unwrap();
         assert!(row.starts_with("int8") && row.contains(" 2.00 ") && row.ends_with(" 0.5500  -0.0500"), "{row}");
-        assert_eq!(report([Some(0.6), Some(0.55)]).variants[0].top1_change().map(|d| (d * 1e4).round()), Some(-500.0));
+        assert_eq!(report([Some(0.6), Some(0.55)]).variants[0].change(Task::Cls).map(|d| (d * 1e4).round()), Some(-500.0));
         let two_task = report([None, None]).table();
         assert!(!two_task.contains("top-1"), "{two_task}");
     }

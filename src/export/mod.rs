@@ -11,9 +11,11 @@ pub mod voc;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
 
 use crate::data::coco::CocoIds;
+use crate::model::{Task, TaskSet};
 use crate::model::postprocess::Detection;
 use crate::predictor::Prediction;
 
@@ -28,6 +30,26 @@ pub enum ExportFormat {
     Voc,
     /// `masks/<id>.png`: ADE20K encoding (0 = unlabelled, class index + 1), what `eval seg --pred` reads.
     Png,
+}
+
+impl ExportFormat {
+    /// The task whose predictions the format holds (`None`: whatever the network gives).
+    pub fn task(self) -> Option<Task> {
+        match self {
+            Self::Twinhead => None,
+            Self::Coco | Self::Voc => Some(Task::Det),
+            Self::Png => Some(Task::Seg),
+        }
+    }
+}
+
+/// Refuses a format of a task the network has no head for (`tasks`), before anything is predicted.
+pub fn check_formats(formats: &[ExportFormat], tasks: TaskSet) -> Result<()> {
+    if let Some((format, task)) = formats.iter().find_map(|f| f.task().filter(|&t| !tasks.contains(t)).map(|t| (f, t))) {
+        let name = format.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string());
+        bail!("format {name}: writes {task} results, and the network has no {task} head (its tasks: {})", String::from(tasks));
+    }
+    Ok(())
 }
 
 /// The predictions of one image, named by its id (the file stem).
@@ -69,7 +91,8 @@ pub fn write_standard(formats: &[ExportFormat], out: &Path, images: &[ImagePredi
                 std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
                 for image in images {
                     let path = dir.join(format!("{}.png", image.id));
-                    image.prediction.mask.save(&path).with_context(|| format!("{}: cannot write", path.display()))?;
+                    let mask = image.prediction.mask.as_ref().with_context(|| format!("{}: no mask predicted", image.id))?;
+                    mask.save(&path).with_context(|| format!("{}: cannot write", path.display()))?;
                     written.push(path);
                 }
             }

@@ -190,8 +190,8 @@ struct Row {
 
 impl Row {
     fn new(run: &RunRecord) -> Self {
-        let evaluated = !run.evals.is_empty();
-        let (det_forgetting, seg_forgetting) = run.max_forgetting();
+        let last = |task: Task| run.last_eval().and_then(|e| e.metric(task));
+        let last_forgetting = |task: Task| run.last_eval().and_then(|e| e.forgetting(task));
         Self {
             name: run.name.clone(),
             strategy: run.strategy_summary(),
@@ -202,19 +202,18 @@ impl Row {
             },
             step: run.step,
             total_steps: run.total_steps,
-            final_map50: run.last_eval().map(|e| e.map50),
-            best_map50: run.best_map50(),
-            final_miou: run.last_eval().map(|e| e.miou),
-            best_miou: run.best_miou(),
-            // Without an evaluation there is nothing forgotten yet, rather than 0.
-            det_forgetting: evaluated.then_some(det_forgetting),
-            seg_forgetting: evaluated.then_some(seg_forgetting),
-            det_forgetting_end: run.last_eval().map(|e| e.det_forgetting),
-            seg_forgetting_end: run.last_eval().map(|e| e.seg_forgetting),
-            final_top1: run.last_eval().and_then(|e| e.top1),
-            best_top1: run.evals.iter().filter_map(|e| e.top1).reduce(f64::max),
-            cls_forgetting: run.evals.iter().filter_map(|e| e.cls_forgetting).reduce(f64::max),
-            cls_forgetting_end: run.last_eval().and_then(|e| e.cls_forgetting),
+            final_map50: last(Task::Det),
+            best_map50: run.best(Task::Det),
+            final_miou: last(Task::Seg),
+            best_miou: run.best(Task::Seg),
+            det_forgetting: run.max_forgetting(Task::Det),
+            seg_forgetting: run.max_forgetting(Task::Seg),
+            det_forgetting_end: last_forgetting(Task::Det),
+            seg_forgetting_end: last_forgetting(Task::Seg),
+            final_top1: last(Task::Cls),
+            best_top1: run.best(Task::Cls),
+            cls_forgetting: run.max_forgetting(Task::Cls),
+            cls_forgetting_end: last_forgetting(Task::Cls),
             final_track_score: run.last_eval().and_then(EvalRecord::track_score),
             best_track_score: run.evals.iter().filter_map(EvalRecord::track_score).reduce(f64::max),
             conflict: conflict_summary(run),
@@ -399,6 +398,10 @@ fn start_sweep(base: &str, both_orders: bool, shared: &mut Shared) -> Notice {
 /// alike. With `both_orders`, each sequential-family run is followed by its
 /// segmentation-first twin, named `…-seg-first`.
 pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainConfig>> {
+    let tasks = base.data.run_tasks();
+    if tasks.len() < 2 {
+        anyhow::bail!("{} trains one task ({}): the strategies it would compare share a network between tasks", base.name, String::from(tasks));
+    }
     let mut configs = Vec::new();
     for &preset in &SWEEP_STRATEGIES {
         let source = TrainConfig::load_preset(preset, &[])?;
@@ -611,7 +614,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut record = RunRecord::new(&dir.path().join("a"), TrainConfig::load_preset("allinone", &[]).unwrap(), RunStatus::Completed);
         for (step, map50, miou, top1) in [(100, 0.6, 0.3, 0.3), (200, 0.3, 0.3, 0.15)] {
-            record.apply(&Event::Eval(EvalRecord { step, map50, miou, top1: Some(top1), ..Default::default() }));
+            record.apply(&Event::Eval(EvalRecord { step, map50: Some(map50), miou: Some(miou), top1: Some(top1), ..Default::default() }));
         }
         let row = Row::new(&record);
         let close = |v: Option<f64>, expected: f64| v.is_some_and(|v| (v - expected).abs() < 1e-12);
@@ -754,13 +757,13 @@ mod tests {
         for (step, map50, det_forgetting) in [(100, 0.5, 0.0), (200, 0.2, 0.3), (300, 0.4, 0.1)] {
             let eval = EvalRecord {
                 step,
-                map50,
-                miou: 0.6,
-                pixel_acc: 0.8,
+                map50: Some(map50),
+                miou: Some(0.6),
+                pixel_acc: Some(0.8),
                 det_per_class: Default::default(),
                 seg_per_class: Default::default(),
-                det_forgetting,
-                seg_forgetting: 0.0,
+                det_forgetting: Some(det_forgetting),
+                seg_forgetting: Some(0.0),
                 ..Default::default()
             };
             record.apply(&Event::Eval(eval));

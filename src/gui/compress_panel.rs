@@ -18,14 +18,20 @@ use crate::compress::job::{compress, CompressRequest, DEFAULT_FINETUNE_STEPS};
 use crate::compress::measure::Measurement;
 use crate::compress::report::{Report, Variant};
 use crate::compress::Recipe;
+use crate::model::Task;
 use crate::train::checkpoint::{self, CheckpointKind};
 
 /// Recipes offered in the method list (any chain can be typed).
 const SUGGESTED: [&str; 5] = ["int8", "prune:0.3", "prune:0.5", "lowrank:0.9", "prune:0.3+lowrank:0.9+int8"];
 const SOURCES: [CheckpointKind; 3] = [CheckpointKind::Last, CheckpointKind::BestDet, CheckpointKind::BestSeg];
-const DET_COLOR: egui::Color32 = egui::Color32::from_rgb(70, 130, 230);
-const SEG_COLOR: egui::Color32 = egui::Color32::from_rgb(230, 120, 50);
-const CLS_COLOR: egui::Color32 = egui::Color32::from_rgb(60, 170, 90);
+/// Each task's points in the plots.
+fn task_color(task: Task) -> egui::Color32 {
+    match task {
+        Task::Det => egui::Color32::from_rgb(70, 130, 230),
+        Task::Seg => egui::Color32::from_rgb(230, 120, 50),
+        Task::Cls => egui::Color32::from_rgb(60, 170, 90),
+    }
+}
 
 pub struct CompressPanel {
     method: String,
@@ -190,18 +196,31 @@ fn table(ui: &mut egui::Ui, report: &Report) {
         "CPU, {} threads, {} px. Latency: median / p90 of batch-1 passes; each variant timed interleaved with the baseline, its ratios against that baseline.",
         latest.threads, latest.image_size
     ));
-    // Classification's columns in a three-task run.
-    let classification = latest.baseline.top1.is_some();
+    // The metric columns of the run's tasks: detection's and segmentation's
+    // before the ratios, classification's at the end (as the CLI's table).
+    let measured = |tasks: &[Task]| tasks.iter().copied().filter(|&t| latest.baseline.metric(t).is_some()).collect::<Vec<_>>();
+    let (pair, cls) = (measured(&[Task::Det, Task::Seg]), measured(&[Task::Cls]));
     egui::Grid::new("compress-table").striped(true).spacing([14.0, 4.0]).show(ui, |ui| {
-        let headers = ["model", "tuned", "params", "file MB", "GMACs", "latency ms", "img/s", "mAP50", "mIoU", "speed ×", "size ÷", "Δ mAP50", "Δ mIoU"];
-        for header in headers.into_iter().chain(classification.then_some(["top-1", "Δ top-1"]).into_iter().flatten()) {
+        let headers = ["model", "tuned", "params", "file MB", "GMACs", "latency ms", "img/s"].map(String::from).into_iter();
+        let names = |tasks: &[Task], prefix: &str| tasks.iter().map(|t| format!("{prefix}{}", t.metric_name())).collect::<Vec<_>>();
+        let headers = headers
+            .chain(names(&pair, ""))
+            .chain(["speed ×".to_string(), "size ÷".to_string()])
+            .chain(names(&pair, "Δ "))
+            .chain(names(&cls, ""))
+            .chain(names(&cls, "Δ "));
+        for header in headers {
             ui.strong(header);
         }
         ui.end_row();
-        let top1 = |ui: &mut egui::Ui, m: &Measurement, change: Option<f64>| {
-            if classification {
-                ui.label(m.top1.map_or("-".into(), |t| format!("{t:.4}")));
-                ui.label(change.map_or("-".into(), |d| format!("{d:+.4}")));
+        let values = |ui: &mut egui::Ui, tasks: &[Task], m: &Measurement| {
+            for &task in tasks {
+                ui.label(m.metric(task).map_or("-".into(), |v| format!("{v:.4}")));
+            }
+        };
+        let changes = |ui: &mut egui::Ui, tasks: &[Task], v: Option<&Variant>| {
+            for &task in tasks {
+                ui.label(v.and_then(|v| v.change(task)).map_or("-".into(), |d| format!("{d:+.4}")));
             }
         };
         let cells = |ui: &mut egui::Ui, m: &Measurement| {
@@ -210,16 +229,16 @@ fn table(ui: &mut egui::Ui, report: &Report) {
             ui.label(format!("{:.3}", m.macs as f64 / 1e9));
             ui.label(format!("{:.1} / {:.1}", m.latency_ms_median, m.latency_ms_p90));
             ui.label(format!("{:.1}", m.images_per_sec));
-            ui.label(format!("{:.4}", m.map50));
-            ui.label(format!("{:.4}", m.miou));
+            values(ui, &pair, m);
         };
         ui.label(format!("baseline ({})", latest.source));
         ui.label("-");
         cells(ui, &latest.baseline);
-        for _ in 0..4 {
-            ui.label("-");
-        }
-        top1(ui, &latest.baseline, None);
+        ui.label("-");
+        ui.label("-");
+        changes(ui, &pair, None);
+        values(ui, &cls, &latest.baseline);
+        changes(ui, &cls, None);
         ui.end_row();
         for v in &report.variants {
             ui.label(&v.method);
@@ -227,9 +246,9 @@ fn table(ui: &mut egui::Ui, report: &Report) {
             cells(ui, &v.measured);
             ui.label(format!("{:.2}", v.speedup()));
             ui.label(format!("{:.2}", v.size_ratio()));
-            ui.label(format!("{:+.4}", v.map50_change()));
-            ui.label(format!("{:+.4}", v.miou_change()));
-            top1(ui, &v.measured, v.top1_change());
+            changes(ui, &pair, Some(v));
+            values(ui, &cls, &v.measured);
+            changes(ui, &cls, Some(v));
             ui.end_row();
         }
     });
@@ -239,6 +258,7 @@ fn table(ui: &mut egui::Ui, report: &Report) {
 fn plots(ui: &mut egui::Ui, report: &Report) {
     let latest = report.variants.last().expect("a variant");
     let width = (ui.available_width() / 2.0 - 8.0).max(200.0);
+    let tasks: Vec<Task> = Task::ALL.into_iter().filter(|&t| latest.baseline.metric(t).is_some()).collect();
     let axes: [(&str, fn(&Measurement) -> f64); 2] =
         [("latency ms (batch 1, median)", |m| m.latency_ms_median), ("file MB", |m| m.file_bytes as f64 / 1e6)];
     ui.horizontal(|ui| {
@@ -252,13 +272,12 @@ fn plots(ui: &mut egui::Ui, report: &Report) {
                 .include_x(0.0)
                 .include_x(farthest * 1.3)
                 .x_axis_label(axis)
-                .y_axis_label(if latest.baseline.top1.is_some() { "mAP50 / mIoU / top-1" } else { "mAP50 / mIoU" })
+                .y_axis_label(tasks.iter().map(|t| t.metric_name()).collect::<Vec<_>>().join(" / "))
                 .legend(Legend::default().position(Corner::LeftBottom))
                 .show(ui, |plot_ui| {
-                    let metrics: [(&str, egui::Color32, fn(&Measurement) -> Option<f64>); 3] =
-                        [("mAP50", DET_COLOR, |m| Some(m.map50)), ("mIoU", SEG_COLOR, |m| Some(m.miou)), ("top-1", CLS_COLOR, |m| m.top1)];
-                    for (task, color, metric) in metrics.into_iter().filter(|(_, _, metric)| metric(&latest.baseline).is_some()) {
-                        let metric = |m: &Measurement| metric(m).unwrap_or(0.0);
+                    for &measured in &tasks {
+                        let (task, color) = (measured.metric_name(), task_color(measured));
+                        let metric = |m: &Measurement| m.metric(measured).unwrap_or(0.0);
                         let variants: Vec<[f64; 2]> = report.variants.iter().map(|v| [x(&v.measured), metric(&v.measured)]).collect();
                         for (v, &[px, py]) in report.variants.iter().zip(&variants) {
                             plot_ui.text(Text::new("", PlotPoint::new(px, py), format!("  {}", v.method)).anchor(egui::Align2::LEFT_CENTER).color(color));

@@ -14,6 +14,7 @@ use egui_plot::{FilledArea, HoverPosition, Legend, Line, LineStyle, Plot, PlotBo
 
 use super::csv_field;
 use super::run_record::{RunRecord, Series};
+use crate::model::{Task, TaskSet};
 use super::session::Notice;
 use super::shared::{Selection, Shared};
 
@@ -213,13 +214,13 @@ impl CurvesPanel {
             let width = (size.x * 2.0 + spacing * (2.0 - n)) / n;
             ui.horizontal(|ui| {
                 for metric in row {
-                    let index = Metric::ALL.iter().position(|m| m == metric).expect("every metric is in ALL");
+                    let index = Metric::ALL.iter().position(|&m| m == metric).expect("every metric is in ALL");
                     let lines = std::mem::take(&mut curves[index]);
                     ui.vertical(|ui| {
                         // A title longer than its plot is cut short (whole on hover), not widening the row.
                         ui.set_width(width);
                         ui.add(egui::Label::new(egui::RichText::new(metric.title()).strong()).truncate());
-                        metric_plot(ui, *metric, lines, &marks, egui::vec2(width, size.y), style);
+                        metric_plot(ui, metric, lines, &marks, egui::vec2(width, size.y), style);
                     });
                 }
             });
@@ -380,19 +381,33 @@ fn grouped_markers(runs: &[&RunRecord]) -> Vec<MarkGroup> {
     groups
 }
 
-/// The plots' layout, row by row: classification's row only when a run shown has it.
-fn plot_rows(runs: &[&RunRecord]) -> Vec<&'static [Metric]> {
-    let classification = runs.iter().any(|r| !r.series.cls_loss.is_empty() || !r.series.top1.is_empty());
-    let mut rows: Vec<&'static [Metric]> = vec![&[Metric::DetLoss, Metric::SegLoss], &[Metric::Map50, Metric::Miou]];
-    if classification {
-        rows.push(&[Metric::ClsLoss, Metric::Top1]);
+/// The plots' layout, row by row, for the tasks the runs shown have: losses
+/// and metrics of detection and segmentation side by side when they are
+/// trained together, a loss–metric row per task otherwise; the conflict
+/// meters of the pairs they have.
+fn plot_rows(runs: &[&RunRecord]) -> Vec<Vec<Metric>> {
+    let tasks = runs.iter().fold(TaskSet::default(), |set, r| r.config.data.run_tasks().iter().fold(set, TaskSet::with));
+    let mut rows = Vec::new();
+    if tasks.contains(Task::Det) && tasks.contains(Task::Seg) {
+        rows.extend([vec![Metric::DetLoss, Metric::SegLoss], vec![Metric::Map50, Metric::Miou]]);
+    } else if tasks.contains(Task::Det) {
+        rows.push(vec![Metric::DetLoss, Metric::Map50]);
+    } else if tasks.contains(Task::Seg) {
+        rows.push(vec![Metric::SegLoss, Metric::Miou]);
     }
-    let pairwise = runs.iter().any(|r| !r.series.conflict_det_cls.is_empty());
-    let conflict: &'static [Metric] = match pairwise {
-        true => &[Metric::Conflict, Metric::ConflictDetCls, Metric::ConflictSegCls],
-        false => &[Metric::Conflict],
-    };
-    rows.extend([conflict, &[Metric::Lr, Metric::ImagesPerSec]]);
+    if tasks.contains(Task::Cls) {
+        rows.push(vec![Metric::ClsLoss, Metric::Top1]);
+    }
+    let pairs = [
+        (Metric::Conflict, runs.iter().any(|r| r.config.data.run_tasks().contains(Task::Det) && r.config.data.run_tasks().contains(Task::Seg))),
+        (Metric::ConflictDetCls, runs.iter().any(|r| !r.series.conflict_det_cls.is_empty())),
+        (Metric::ConflictSegCls, runs.iter().any(|r| !r.series.conflict_seg_cls.is_empty())),
+    ];
+    let conflict: Vec<Metric> = pairs.into_iter().filter(|&(_, shown)| shown).map(|(metric, _)| metric).collect();
+    if !conflict.is_empty() {
+        rows.push(conflict);
+    }
+    rows.push(vec![Metric::Lr, Metric::ImagesPerSec]);
     rows
 }
 

@@ -31,7 +31,7 @@ pub struct ErrorLayer {
 
 impl ErrorLayer {
     /// `truth_boxes` is `None` for an image without box labels (a segmentation image).
-    pub fn new(truth_boxes: Option<Vec<(Detection, bool)>>, truth_mask: Option<GrayImage>, predicted: &[Detection], predicted_mask: &GrayImage) -> Self {
+    pub fn new(truth_boxes: Option<Vec<(Detection, bool)>>, truth_mask: Option<GrayImage>, predicted: &[Detection], predicted_mask: Option<&GrayImage>) -> Self {
         let judged = truth_boxes.as_ref().map(|truth_boxes| {
             let gts: Vec<GroundTruth> = truth_boxes
                 .iter()
@@ -42,7 +42,7 @@ impl ErrorLayer {
         });
         let truth_boxes = truth_boxes.unwrap_or_default();
         // A mask of another size (a file changed since) cannot be compared pixel by pixel.
-        let truth_mask = truth_mask.filter(|m| m.dimensions() == predicted_mask.dimensions());
+        let truth_mask = truth_mask.filter(|m| predicted_mask.is_some_and(|p| m.dimensions() == p.dimensions()));
         Self { truth_boxes, judged, truth_mask }
     }
 
@@ -122,12 +122,12 @@ mod tests {
         let b = |class, bbox, score| Detection { bbox, class, score };
         let truth = vec![(b(0, [0.0, 0.0, 10.0, 10.0], 1.0), false), (b(1, [20.0, 20.0, 30.0, 30.0], 1.0), false)];
         let predicted = [b(0, [0.0, 0.0, 10.0, 10.0], 0.9), b(0, [20.0, 20.0, 30.0, 30.0], 0.8), b(1, [20.0, 20.0, 30.0, 30.0], 0.3)];
-        let layer = ErrorLayer::new(Some(truth), None, &predicted, &GrayImage::new(1, 1));
+        let layer = ErrorLayer::new(Some(truth), None, &predicted, None);
         assert_eq!((layer.box_color(0), layer.box_color(1), layer.box_color(2)), (Some(TRUE_POSITIVE), Some(FALSE_POSITIVE), Some(TRUE_POSITIVE)));
         assert_eq!(layer.missed(0.5).map(|d| d.class).collect::<Vec<_>>(), [1]);
         assert_eq!(layer.missed(0.25).count(), 0);
         // No box labels (a segmentation image): no verdicts; a detection image without objects: all false.
-        assert_eq!(ErrorLayer::new(None, None, &predicted, &GrayImage::new(1, 1)).box_color(0), None);
-        assert_eq!(ErrorLayer::new(Some(Vec::new()), None, &predicted, &GrayImage::new(1, 1)).box_color(0), Some(FALSE_POSITIVE));
+        assert_eq!(ErrorLayer::new(None, None, &predicted, None).box_color(0), None);
+        assert_eq!(ErrorLayer::new(Some(Vec::new()), None, &predicted, None).box_color(0), Some(FALSE_POSITIVE));
     }
 }

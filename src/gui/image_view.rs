@@ -89,8 +89,8 @@ impl OverlayOptions {
     /// The overlay as a picture, as the window shows it (for saving).
     pub fn render(&self, image: &RgbImage, prediction: &Prediction) -> RgbImage {
         let boxes: Vec<Detection> = self.visible(&prediction.detections, true).copied().collect();
-        let mask = hide_classes(&prediction.mask, &self.hidden_seg);
-        overlay::render(image, &mask, &boxes, self.opacity, self.score_threshold)
+        let mask = prediction.mask.as_ref().map(|mask| hide_classes(mask, &self.hidden_seg));
+        overlay::render(image, mask.as_ref(), &boxes, self.opacity, self.score_threshold)
     }
 }
 
@@ -459,7 +459,7 @@ mod tests {
     fn a_saved_overlay_leaves_hidden_classes_out() {
         let image = RgbImage::new(10, 10);
         let mask = GrayImage::from_pixel(10, 10, Luma([3]));
-        let prediction = Prediction { detections: vec![Detection { bbox: [2.0, 2.0, 8.0, 8.0], class: 1, score: 0.9 }], mask, class_probabilities: vec![] };
+        let prediction = Prediction { detections: vec![Detection { bbox: [2.0, 2.0, 8.0, 8.0], class: 1, score: 0.9 }], mask: Some(mask), class_probabilities: vec![] };
         let all = OverlayOptions { opacity: 1.0, ..Default::default() };
         let drawn = all.render(&image, &prediction);
         assert_eq!(drawn.get_pixel(5, 5).0, class_color(2));
@@ -475,7 +475,7 @@ mod tests {
         let predicted = GrayImage::from_raw(2, 1, vec![1, 2]).unwrap();
         let truth = GrayImage::from_raw(2, 1, vec![2, 0]).unwrap();
         let boxes = [Detection { bbox: [0.0, 0.0, 1.5, 1.0], class: 0, score: 0.8 }];
-        let errors = ErrorLayer::new(Some(vec![(Detection { score: 1.0, ..boxes[0] }, false)]), Some(truth), &boxes, &predicted);
+        let errors = ErrorLayer::new(Some(vec![(Detection { score: 1.0, ..boxes[0] }, false)]), Some(truth), &boxes, Some(&predicted));
         let layers = Layers { name: "prediction", mask: Some(&predicted), boxes: &boxes, scored: true, errors: Some(&errors) };
         let drawn = [(0, &boxes[0])];
         let text = hover_text(&layers, Some(&errors), &drawn, names, 0.5, 0.5);

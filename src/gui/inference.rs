@@ -18,6 +18,7 @@ use crate::data::truth::truth_beside;
 use crate::data::ClassList;
 use crate::data::Problem;
 use crate::model::postprocess::{PostprocessConfig, DISPLAY_SCORE_FLOOR};
+use crate::model::{Task, TaskSet};
 use crate::backend::device::DeviceSpec;
 use crate::predictor::{Prediction, Predictor};
 use crate::train::checkpoint::{self, CheckpointKind};
@@ -39,11 +40,17 @@ pub struct ModelInfo {
     pub step: usize,
     pub det_classes: Vec<String>,
     pub seg_classes: Vec<String>,
-    /// Empty for a network without a classification head.
+    /// Each list empty for a task the network has no head for.
     pub cls_classes: Vec<String>,
 }
 
 impl ModelInfo {
+    /// The tasks the network has heads for.
+    pub fn tasks(&self) -> TaskSet {
+        let heads = [(Task::Det, &self.det_classes), (Task::Seg, &self.seg_classes), (Task::Cls, &self.cls_classes)];
+        heads.into_iter().filter(|(_, classes)| !classes.is_empty()).fold(TaskSet::default(), |set, (task, _)| set.with(task))
+    }
+
     pub fn of(run: &str, kind: CheckpointKind, predictor: &Predictor) -> Self {
         Self {
             run: run.to_string(),
@@ -189,7 +196,7 @@ pub fn spawn_file_predictions(
                 let truth = match truth_beside(&path, &det_classes, model.seg_classes.len()) {
                     Some(Ok(truth)) => {
                         let (boxes, mask) = truth_parts(truth);
-                        Some(ErrorLayer::new(boxes, mask, &prediction.detections, &prediction.mask))
+                        Some(ErrorLayer::new(boxes, mask, &prediction.detections, prediction.mask.as_ref()))
                     }
                     Some(Err(problem)) => {
                         failures.push(problem);

@@ -11,6 +11,7 @@ use super::job::Job;
 use super::session::Notice;
 use crate::data::coco::CocoIds;
 use crate::export::{write_standard, ExportFormat, ImagePrediction, Naming};
+use crate::model::TaskSet;
 use crate::predictor::Prediction;
 
 /// The formats offered, with their names in the combo.
@@ -41,10 +42,12 @@ impl Default for ExportRow {
 
 impl ExportRow {
     /// The row; `request` is called only when the user exports.
+    /// Offers the formats of the network's `tasks` (none for classification alone).
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
         exports: &Path,
+        tasks: TaskSet,
         request: impl FnOnce() -> ExportRequest,
         repaint: impl Fn() + Send + Sync + 'static,
     ) -> Option<Notice> {
@@ -60,10 +63,17 @@ impl ExportRow {
                 Err(error) => Notice::error(format!("Export: {error:#}")),
             });
         }
+        let offered: Vec<(ExportFormat, &str)> = FORMATS.into_iter().filter(|(f, _)| f.task().is_some_and(|t| tasks.contains(t))).collect();
+        let Some(&(first, _)) = offered.first() else {
+            return notice;
+        };
+        if !offered.iter().any(|(f, _)| *f == self.format) {
+            self.format = first;
+        }
         ui.horizontal(|ui| {
-            let name = FORMATS.iter().find(|(f, _)| *f == self.format).map_or("", |(_, n)| n);
+            let name = offered.iter().find(|(f, _)| *f == self.format).map_or("", |(_, n)| n);
             egui::ComboBox::from_id_salt("inspect export format").selected_text(name).show_ui(ui, |ui| {
-                for (format, name) in FORMATS {
+                for &(format, name) in &offered {
                     ui.selectable_value(&mut self.format, format, name);
                 }
             });

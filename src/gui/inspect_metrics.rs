@@ -45,8 +45,11 @@ impl Scores {
     fn new(full: FullValidation, predictor: &Predictor) -> Self {
         let det_classes = predictor.det_classes().to_vec();
         let det_labels = det_classes.iter().cloned().chain(["background".to_string()]).collect();
-        let det_counts = full.validation.det_confusion.rows();
-        let seg_counts = full.validation.seg.rows().into_iter().skip(1).map(|row| row[1..].to_vec()).collect();
+        let det_counts = full.validation.det.as_ref().map_or_else(Vec::new, |det| det.confusion.rows());
+        let seg_counts = match &full.validation.seg {
+            Some(seg) => seg.rows().into_iter().skip(1).map(|row| row[1..].to_vec()).collect(),
+            None => Vec::new(),
+        };
         let (seg_classes, cls_classes) = (predictor.seg_classes().to_vec(), predictor.cls_classes().to_vec());
         Self { det_classes, seg_classes, cls_classes, full, det_labels, det_counts, seg_counts }
     }
@@ -126,47 +129,57 @@ impl MetricsView {
         let scores = self.scores.as_ref()?;
         let mut notice = None;
         let v = &scores.full.validation;
-        ui.label(format!(
-            "Full validation splits: {} detection images (mAP50 {}), {} segmentation images (mIoU {})",
-            scores.full.det_images,
-            format_metric(v.det.mean()),
-            scores.full.seg_images,
-            format_metric(v.seg.miou())
-        ));
-        egui::CollapsingHeader::new("Precision–recall curve (IoU 0.5)").id_salt("pr").default_open(true).show(ui, |ui| {
-            pr_plot(ui, &scores.det_classes, &v.det_curves, &mut self.pr_class);
-        });
-        egui::CollapsingHeader::new("Detection confusion matrix").id_salt("det-confusion").show(ui, |ui| {
-            ui.label(format!(
-                "Detections scoring ≥ {} paired with objects of any class at IoU ≥ 0.5; background row: false positives, background column: missed objects",
-                crate::eval::CONFUSION_SCORE_THRESHOLD
-            ));
-            Matrix { labels: &scores.det_labels, counts: &scores.det_counts, text: CellText::Counts }.ui(ui, "det-matrix");
-        });
-        egui::CollapsingHeader::new("Pixel confusion matrix").id_salt("seg-confusion").show(ui, |ui| {
-            ui.strong("Most confused (share of the true class's pixels)");
-            for (gt, pred, share) in v.seg.top_confusions(TOP_CONFUSIONS) {
-                ui.label(format!("{} predicted as {}: {:.1}%", mask_label_name(&scores.seg_classes, gt), mask_label_name(&scores.seg_classes, pred), 100.0 * share));
-            }
-            ui.label("Unlabelled ground-truth pixels are left out, as in the mIoU; cells give the row's share in %.");
-            let text = if scores.seg_classes.len() <= 24 { CellText::RowPercent } else { CellText::None };
-            Matrix { labels: &scores.seg_classes, counts: &scores.seg_counts, text }.ui(ui, "seg-matrix");
-        });
-        ui.columns(2, |columns| {
-            let det_rows = class_rows(&scores.det_classes, &v.det.per_class);
-            if class_table(&mut columns[0], "AP50", &det_rows, &mut self.det_sort).is_some() {
-                notice = Some(export_csv(&export_path(exports, run, "ap50"), "ap50", &det_rows));
-            }
-            let seg_rows = class_rows(&scores.seg_classes, &v.seg.per_class_iou());
-            if class_table(&mut columns[1], "IoU", &seg_rows, &mut self.seg_sort).is_some() {
-                notice = Some(export_csv(&export_path(exports, run, "iou"), "iou", &seg_rows));
-            }
-        });
+        let mut splits = Vec::new();
+        if let Some(det) = &v.det {
+            splits.push(format!("{} detection images (mAP50 {})", scores.full.images.det, format_metric(det.ap.mean())));
+        }
+        if let Some(seg) = &v.seg {
+            splits.push(format!("{} segmentation images (mIoU {})", scores.full.images.seg, format_metric(seg.miou())));
+        }
+        if !splits.is_empty() {
+            ui.label(format!("Full validation splits: {}", splits.join(", ")));
+        }
+        if let Some(det) = &v.det {
+            egui::CollapsingHeader::new("Precision–recall curve (IoU 0.5)").id_salt("pr").default_open(true).show(ui, |ui| {
+                pr_plot(ui, &scores.det_classes, &det.curves, &mut self.pr_class);
+            });
+            egui::CollapsingHeader::new("Detection confusion matrix").id_salt("det-confusion").show(ui, |ui| {
+                ui.label(format!(
+                    "Detections scoring ≥ {} paired with objects of any class at IoU ≥ 0.5; background row: false positives, background column: missed objects",
+                    crate::eval::CONFUSION_SCORE_THRESHOLD
+                ));
+                Matrix { labels: &scores.det_labels, counts: &scores.det_counts, text: CellText::Counts }.ui(ui, "det-matrix");
+            });
+        }
+        if let Some(seg) = &v.seg {
+            egui::CollapsingHeader::new("Pixel confusion matrix").id_salt("seg-confusion").show(ui, |ui| {
+                ui.strong("Most confused (share of the true class's pixels)");
+                for (gt, pred, share) in seg.top_confusions(TOP_CONFUSIONS) {
+                    ui.label(format!("{} predicted as {}: {:.1}%", mask_label_name(&scores.seg_classes, gt), mask_label_name(&scores.seg_classes, pred), 100.0 * share));
+                }
+                ui.label("Unlabelled ground-truth pixels are left out, as in the mIoU; cells give the row's share in %.");
+                let text = if scores.seg_classes.len() <= 24 { CellText::RowPercent } else { CellText::None };
+                Matrix { labels: &scores.seg_classes, counts: &scores.seg_counts, text }.ui(ui, "seg-matrix");
+            });
+        }
+        let det_rows = v.det.as_ref().map(|det| class_rows(&scores.det_classes, &det.ap.per_class));
+        let seg_rows = v.seg.as_ref().map(|seg| class_rows(&scores.seg_classes, &seg.per_class_iou()));
+        let tables = [("AP50", "ap50", det_rows, &mut self.det_sort), ("IoU", "iou", seg_rows, &mut self.seg_sort)];
+        let tables: Vec<_> = tables.into_iter().filter_map(|(title, file, rows, sort)| Some((title, file, rows?, sort))).collect();
+        if !tables.is_empty() {
+            ui.columns(tables.len(), |columns| {
+                for (column, (title, file, rows, sort)) in columns.iter_mut().zip(tables) {
+                    if class_table(column, title, &rows, sort).is_some() {
+                        notice = Some(export_csv(&export_path(exports, run, file), file, &rows));
+                    }
+                }
+            });
+        }
         if let Some(cls) = &v.cls {
             ui.separator();
             ui.label(format!(
                 "Classification: {} images, top-1 {}, top-5 {}",
-                scores.full.cls_images,
+                scores.full.images.cls,
                 format_metric(cls.top1()),
                 format_metric(cls.top5())
             ));

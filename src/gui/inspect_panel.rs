@@ -30,10 +30,11 @@ use crate::data::voc::VocRecord;
 use crate::data::Problem;
 use crate::eval::{evaluate_voc, ground_truth_from_voc, mean_of_defined, ConfusionMatrix, VocMetric};
 use crate::model::postprocess::Detection;
+use crate::model::Task;
 use crate::predictor::Prediction;
 use crate::train::checkpoint::CheckpointKind;
 use crate::train::config::TrainConfig;
-use crate::train::evaluate::open_validation_splits;
+use crate::train::evaluate::ValidationSplits;
 
 /// Images taken from each validation split.
 const SAMPLES: usize = 24;
@@ -53,6 +54,14 @@ enum SampleSet {
 }
 
 impl SampleSet {
+    fn task(self) -> Task {
+        match self {
+            Self::Detection => Task::Det,
+            Self::Segmentation => Task::Seg,
+            Self::Classification => Task::Cls,
+        }
+    }
+
     /// Prefix of the set's texture keys.
     fn key(self) -> &'static str {
         match self {
@@ -90,9 +99,9 @@ impl Sample {
         let errors = match &truth {
             Truth::Boxes(boxes) => {
                 let truth_boxes = boxes.iter().copied().zip(difficult).collect();
-                ErrorLayer::new(Some(truth_boxes), None, &prediction.detections, &prediction.mask)
+                ErrorLayer::new(Some(truth_boxes), None, &prediction.detections, prediction.mask.as_ref())
             }
-            Truth::Mask(mask) => ErrorLayer::new(None, Some(mask.clone()), &prediction.detections, &prediction.mask),
+            Truth::Mask(mask) => ErrorLayer::new(None, Some(mask.clone()), &prediction.detections, prediction.mask.as_ref()),
         };
         Self { id, image, truth, prediction, errors }
     }
@@ -106,7 +115,7 @@ impl Sample {
     }
 
     fn prediction_layers(&self) -> Layers<'_> {
-        Layers { name: "prediction", mask: Some(&self.prediction.mask), boxes: &self.prediction.detections, scored: true, errors: Some(&self.errors) }
+        Layers { name: "prediction", mask: self.prediction.mask.as_ref(), boxes: &self.prediction.detections, scored: true, errors: Some(&self.errors) }
     }
 }
 
@@ -242,7 +251,7 @@ impl InspectPanel {
                         coco_ids: inspection.coco_ids.clone(),
                         label: format!("{}-{}", inspection.model.run, inspection.model.kind.name()),
                     };
-                    if let Some(notice) = self.export.ui(ui, &exports, request, shared.repaint.callback()) {
+                    if let Some(notice) = self.export.ui(ui, &exports, inspection.model.tasks(), request, shared.repaint.callback()) {
                         shared.notifications.push(notice);
                     }
                     self.browser.ui(ui, inspection);
@@ -337,9 +346,21 @@ impl Browser {
             let text = format!("{} image(s) left out, first: {first}", inspection.skipped.len());
             ui.colored_label(ui.visuals().warn_fg_color, text);
         }
+        // The sets of the network's tasks; the first of them until one is picked.
+        let tasks = model.tasks();
+        if !tasks.contains(self.set.task()) {
+            self.set = [SampleSet::Detection, SampleSet::Segmentation, SampleSet::Classification]
+                .into_iter()
+                .find(|set| tasks.contains(set.task()))
+                .unwrap_or_default();
+        }
         ui.horizontal(|ui| {
-            ui.selectable_value(&mut self.set, SampleSet::Detection, format!("Detection set ({} images)", inspection.det.len()));
-            ui.selectable_value(&mut self.set, SampleSet::Segmentation, format!("Segmentation set ({} images)", inspection.seg.len()));
+            if tasks.contains(Task::Det) {
+                ui.selectable_value(&mut self.set, SampleSet::Detection, format!("Detection set ({} images)", inspection.det.len()));
+            }
+            if tasks.contains(Task::Seg) {
+                ui.selectable_value(&mut self.set, SampleSet::Segmentation, format!("Segmentation set ({} images)", inspection.seg.len()));
+            }
             if !inspection.cls.is_empty() {
                 let wrong = inspection.cls.iter().filter(|s| !is_right(&s.probabilities, s.truth)).count();
                 let label = format!("Classification set ({} images, {wrong} wrong)", inspection.cls.len());
@@ -484,21 +505,27 @@ fn inspect(
 ) -> Result<Inspection> {
     let predictor = predictors.load(run_dir, &kind, device)?;
     let model = ModelInfo::of(run, kind, &predictor);
-    let (voc, ade) = open_validation_splits(&config.data)?;
-    same_class_count("detection", voc.classes.len(), model.det_classes.len())?;
-    same_class_count("segmentation", ade.classes.len(), model.seg_classes.len())?;
+    let splits = ValidationSplits::open(&config.data)?;
+    let sampled = |records: usize| records.min(SAMPLES);
     let mut skipped = Vec::new();
-    let (det_records, det_images) = read_images(&voc.records[..voc.records.len().min(SAMPLES)], |r: &VocRecord| &r.image_path, &mut skipped);
-    let (seg_records, seg_images, seg_truth) = read_seg(&ade.records[..ade.records.len().min(SAMPLES)], ade.classes.len(), &mut skipped);
-
-    let cls_split = match predictor.cls_classes().is_empty() {
-        true => None,
-        false => config.data.open_cls(&config.data.cls_val_split)?,
+    let (det_records, det_images) = match &splits.det {
+        Some(voc) => {
+            same_class_count("detection", voc.classes.len(), model.det_classes.len())?;
+            read_images(&voc.records[..sampled(voc.records.len())], |r: &VocRecord| &r.image_path, &mut skipped)
+        }
+        None => Default::default(),
     };
-    let (cls_records, cls_images) = match &cls_split {
+    let (seg_records, seg_images, seg_truth) = match &splits.seg {
+        Some(ade) => {
+            same_class_count("segmentation", ade.classes.len(), model.seg_classes.len())?;
+            read_seg(&ade.records[..sampled(ade.records.len())], ade.classes.len(), &mut skipped)
+        }
+        None => Default::default(),
+    };
+    let (cls_records, cls_images) = match &splits.cls {
         Some(split) => {
             same_class_count("classification", split.classes.len(), predictor.cls_classes().len())?;
-            read_images(&split.records[..split.records.len().min(SAMPLES)], |r: &ClsRecord| &r.image_path, &mut skipped)
+            read_images(&split.records[..sampled(split.records.len())], |r: &ClsRecord| &r.image_path, &mut skipped)
         }
         None => Default::default(),
     };
@@ -521,14 +548,13 @@ fn inspect(
 
     let detections: Vec<_> =
         det_predictions.iter().enumerate().flat_map(|(i, p)| p.detections.iter().map(move |d| d.to_eval(i))).collect();
-    let ap = evaluate_voc(&ground_truth_from_voc(&det_records), &detections, voc.classes.len(), VocMetric::Area);
-    let mut confusion = ConfusionMatrix::new(ade.classes.len());
+    let ap = evaluate_voc(&ground_truth_from_voc(&det_records), &detections, model.det_classes.len(), VocMetric::Area);
+    let mut confusion = ConfusionMatrix::new(model.seg_classes.len());
     for ((record, truth), prediction) in seg_records.iter().zip(&seg_truth).zip(&seg_predictions) {
         // The reader checked both sizes from the headers; a file changed since is left out, not a panic.
-        if truth.dimensions() == prediction.mask.dimensions() {
-            confusion.accumulate(truth.as_raw(), prediction.mask.as_raw());
-        } else {
-            skipped.push(Problem::new(&record.mask_path, "mask and image sizes differ"));
+        match &prediction.mask {
+            Some(mask) if truth.dimensions() == mask.dimensions() => confusion.accumulate(truth.as_raw(), mask.as_raw()),
+            _ => skipped.push(Problem::new(&record.mask_path, "mask and image sizes differ")),
         }
     }
 
@@ -556,7 +582,7 @@ fn inspect(
         seg,
         cls,
         skipped,
-        coco_ids: voc.coco_ids(),
+        coco_ids: splits.det.as_ref().map_or_else(|| CocoIds::numbered([], 0), |voc| voc.coco_ids()),
     })
 }
 

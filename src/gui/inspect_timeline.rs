@@ -77,14 +77,9 @@ impl Shown {
     fn new(key: (usize, Task, usize), subject: &TimelineSubject, prediction: &TimelinePrediction) -> Self {
         let truth_boxes = subject.truth_boxes.iter().flatten().map(|(d, _)| *d).collect();
         let errors = match prediction {
-            TimelinePrediction::Boxes(boxes) => {
-                let no_mask = GrayImage::new(subject.image.width(), subject.image.height());
-                ErrorLayer::new(subject.truth_boxes.clone(), None, boxes, &no_mask)
-            }
-            TimelinePrediction::Mask(mask) => ErrorLayer::new(None, subject.truth_mask.clone(), &[], mask),
-            TimelinePrediction::Classes { .. } => {
-                ErrorLayer::new(None, None, &[], &GrayImage::new(subject.image.width(), subject.image.height()))
-            }
+            TimelinePrediction::Boxes(boxes) => ErrorLayer::new(subject.truth_boxes.clone(), None, boxes, None),
+            TimelinePrediction::Mask(mask) => ErrorLayer::new(None, subject.truth_mask.clone(), &[], Some(mask)),
+            TimelinePrediction::Classes { .. } => ErrorLayer::new(None, None, &[], None),
         };
         Self { key, truth_boxes, errors }
     }
@@ -207,8 +202,7 @@ impl TimelineView {
             }
             self.step_index = index;
             let metrics = record.evals.iter().find(|e| e.step == step).map_or(String::new(), |e| {
-                let top1 = e.top1.map_or(String::new(), |t| format!(" · top-1 {t:.3}"));
-                format!(" · mAP50 {:.3} · mIoU {:.3}{top1}", e.map50, e.miou)
+                e.metric_texts(3).iter().map(|text| format!(" · {text}")).collect()
             });
             ui.label(format!("step {step} ({} of {count}){metrics}", self.step_index + 1));
             let marker = record.markers.iter().rev().find(|m| m.step <= step);

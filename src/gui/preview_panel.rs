@@ -220,7 +220,7 @@ impl PreviewPanel {
         }
         let layers = Layers {
             name: "prediction",
-            mask: Some(&file.prediction.mask),
+            mask: file.prediction.mask.as_ref(),
             boxes: &file.prediction.detections,
             scored: true,
             errors: file.truth.as_ref(),
@@ -296,7 +296,7 @@ mod tests {
         PredictedFile {
             path: path.into(),
             image: image::RgbImage::new(2, 2),
-            prediction: Prediction { mask: image::GrayImage::new(2, 2), ..Prediction::default() },
+            prediction: Prediction { mask: Some(image::GrayImage::new(2, 2)), ..Prediction::default() },
             model: Arc::new(model),
             truth: None,
         }

@@ -172,10 +172,10 @@ impl RunRecord {
             }
             Event::Eval(eval) => {
                 let x = eval.step as f64;
-                self.series.map50.push([x, eval.map50]);
-                self.series.miou.push([x, eval.miou]);
-                if let Some(top1) = eval.top1 {
-                    self.series.top1.push([x, top1]);
+                for (series, value) in [(&mut self.series.map50, eval.map50), (&mut self.series.miou, eval.miou), (&mut self.series.top1, eval.top1)] {
+                    if let Some(value) = value {
+                        series.push([x, value]);
+                    }
                 }
                 if let Some(conflict) = eval.conflict {
                     self.series.conflict.push([x, conflict.shared]);
@@ -231,22 +231,19 @@ impl RunRecord {
         self.evals.retain(|e| e.step <= step);
     }
 
-    pub fn best_map50(&self) -> Option<f64> {
-        self.evals.iter().map(|e| e.map50).reduce(f64::max)
-    }
-
-    pub fn best_miou(&self) -> Option<f64> {
-        self.evals.iter().map(|e| e.miou).reduce(f64::max)
+    /// The best value of `task`'s metric at any evaluation, in a run with the task.
+    pub fn best(&self, task: Task) -> Option<f64> {
+        self.evals.iter().filter_map(|e| e.metric(task)).reduce(f64::max)
     }
 
     pub fn last_eval(&self) -> Option<&EvalRecord> {
         self.evals.last()
     }
 
-    /// The largest drop from a task's best seen at any evaluation (the forgetting a
-    /// strategy let happen, even if it recovered later): detection, segmentation.
-    pub fn max_forgetting(&self) -> (f64, f64) {
-        self.evals.iter().fold((0.0, 0.0), |(d, s), e| (f64::max(d, e.det_forgetting), f64::max(s, e.seg_forgetting)))
+    /// The largest drop from `task`'s best seen at any evaluation (the forgetting a
+    /// strategy let happen, even if it recovered later), in a run with the task.
+    pub fn max_forgetting(&self, task: Task) -> Option<f64> {
+        self.evals.iter().filter_map(|e| e.forgetting(task)).reduce(f64::max)
     }
 
     /// Steps done over steps planned, 0–1.
@@ -308,13 +305,11 @@ mod tests {
     fn eval(step: usize, map50: f64, miou: f64, det_forgetting: f64) -> Event {
         Event::Eval(EvalRecord {
             step,
-            map50,
-            miou,
-            pixel_acc: 0.5,
-            det_per_class: Default::default(),
-            seg_per_class: Default::default(),
-            det_forgetting,
-            seg_forgetting: 0.0,
+            map50: Some(map50),
+            miou: Some(miou),
+            pixel_acc: Some(0.5),
+            det_forgetting: Some(det_forgetting),
+            seg_forgetting: Some(0.0),
             ..Default::default()
         })
     }
@@ -341,9 +336,10 @@ mod tests {
         assert_eq!(record.series.seg_loss, vec![[2.0, 1.5]]);
         assert_eq!(record.series.map50, vec![[2.0, 0.3], [4.0, 0.1]]);
         assert_eq!(record.markers, vec![Marker { step: 3, label: "sequential segmentation".into() }]);
-        assert_eq!(record.best_map50(), Some(0.3));
-        assert_eq!(record.best_miou(), Some(0.5));
-        assert_eq!(record.max_forgetting(), (0.2, 0.0));
+        assert_eq!(record.best(Task::Det), Some(0.3));
+        assert_eq!(record.best(Task::Seg), Some(0.5));
+        assert_eq!((record.max_forgetting(Task::Det), record.max_forgetting(Task::Seg)), (Some(0.2), Some(0.0)));
+        assert_eq!((record.best(Task::Cls), record.max_forgetting(Task::Cls)), (None, None));
         assert_eq!(record.status, RunStatus::Stopped);
         assert!(record.status.is_resumable());
         assert_eq!(record.wall_seconds, 12.0);

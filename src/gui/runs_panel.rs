@@ -160,10 +160,9 @@ fn run_row(ui: &mut egui::Ui, shared: &mut Shared, index: usize) {
 
 fn metrics_line(record: &RunRecord) -> String {
     let show = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
-    let mut line = format!("best mAP50 {} · best mIoU {}", show(record.best_map50()), show(record.best_miou()));
-    if let Some(top1) = record.evals.iter().filter_map(|e| e.top1).reduce(f64::max) {
-        line.push_str(&format!(" · best top-1 {}", show(Some(top1))));
-    }
+    let tasks = record.config.data.run_tasks();
+    let best: Vec<String> = tasks.iter().map(|t| format!("best {} {}", t.metric_name(), show(record.best(t)))).collect();
+    let mut line = best.join(" · ");
     if let Some(device) = &record.device {
         line += &format!(" · {device}");
     }

@@ -35,9 +35,9 @@ pub struct SetupPanel {
     /// The devices that answered a probe, with their descriptions.
     devices: Vec<(DeviceSpec, String)>,
     device_probe: Option<Job<Vec<(DeviceSpec, String)>>>,
+    /// Each optional: an empty field leaves its task out of the run.
     voc: FolderField,
     ade: FolderField,
-    /// Optional: empty for a detection and segmentation run.
     cls: FolderField,
     weights: WeightsField,
     /// The learning rate to send to the focused live run.
@@ -85,6 +85,14 @@ enum Dataset {
 impl Dataset {
     const ALL: [Dataset; 3] = [Dataset::Voc, Dataset::Ade, Dataset::Cls];
 
+    fn task(self) -> Task {
+        match self {
+            Dataset::Voc => Task::Det,
+            Dataset::Ade => Task::Seg,
+            Dataset::Cls => Task::Cls,
+        }
+    }
+
     fn short_name(self) -> &'static str {
         match self {
             Dataset::Voc => "detection",
@@ -109,9 +117,9 @@ impl SetupPanel {
             live_lr: draft.optim.lr,
             devices: vec![(DeviceSpec::Cpu, "cpu: the CPU".into())],
             device_probe: Some(Job::spawn("device probe", shared.repaint.callback(), |_| Ok(DeviceSpec::available()))),
-            voc: FolderField::new(&draft.data.voc),
-            ade: FolderField::new(&draft.data.ade),
-            cls: FolderField::optional(draft.data.cls.as_deref()),
+            voc: FolderField::new(draft.data.voc.as_deref()),
+            ade: FolderField::new(draft.data.ade.as_deref()),
+            cls: FolderField::new(draft.data.cls.as_deref()),
             weights: WeightsField::new(draft.model.pretrained.as_deref()),
             draft,
             preset_error,
@@ -143,9 +151,9 @@ impl SetupPanel {
 
     fn load(&mut self, config: TrainConfig, shared: &Shared) {
         self.live_lr = config.optim.lr;
-        self.voc = FolderField::new(&config.data.voc);
-        self.ade = FolderField::new(&config.data.ade);
-        self.cls = FolderField::optional(config.data.cls.as_deref());
+        self.voc = FolderField::new(config.data.voc.as_deref());
+        self.ade = FolderField::new(config.data.ade.as_deref());
+        self.cls = FolderField::new(config.data.cls.as_deref());
         self.weights = WeightsField::new(config.model.pretrained.as_deref());
         self.draft = config;
         self.apply_saved_folders(&shared.settings);
@@ -219,7 +227,7 @@ impl SetupPanel {
                     Ok(Some(dir)) => {
                         self.set_folder(which, dir.clone());
                         self.start_check(which, shared);
-                        remember_folder(&mut shared.settings, which, dir);
+                        remember_folder(&mut shared.settings, which, Some(dir));
                     }
                     Ok(None) => {}
                     Err(error) => shared.notifications.push(Notice::error(format!("folder dialog: {error:#}"))),
@@ -241,8 +249,8 @@ impl SetupPanel {
         self.field(which).text = dir.display().to_string();
         let data = &mut self.draft.data;
         let changed = match which {
-            Dataset::Voc => std::mem::replace(&mut data.voc, dir.clone()) != dir,
-            Dataset::Ade => std::mem::replace(&mut data.ade, dir.clone()) != dir,
+            Dataset::Voc => data.voc.replace(dir.clone()) != Some(dir),
+            Dataset::Ade => data.ade.replace(dir.clone()) != Some(dir),
             Dataset::Cls => data.cls.replace(dir.clone()) != Some(dir),
         };
         if changed {
@@ -250,21 +258,40 @@ impl SetupPanel {
         }
     }
 
-    /// Drops the classification dataset: the run has detection and segmentation only.
-    fn clear_cls(&mut self) {
-        self.cls = FolderField::optional(None);
+    /// Drops a dataset: the run leaves its task out.
+    fn clear(&mut self, which: Dataset) {
+        *self.field(which) = FolderField::new(None);
         let data = &mut self.draft.data;
-        data.cls = None;
-        if let Some(synthetic) = &mut data.synthetic {
-            synthetic.cls_images = 0;
+        match which {
+            Dataset::Voc => data.voc = None,
+            Dataset::Ade => data.ade = None,
+            Dataset::Cls => {
+                data.cls = None;
+                if let Some(synthetic) = &mut data.synthetic {
+                    synthetic.cls_images = 0;
+                }
+            }
+        }
+        if let Some(tasks) = data.tasks {
+            data.tasks = Some(tasks.without(which.task()));
         }
     }
 
+    /// Trains `task` in the run or leaves it out (`data.tasks`, unset while
+    /// it is every task with a dataset).
+    fn set_task(&mut self, task: Task, trained: bool) {
+        let data = &mut self.draft.data;
+        let tasks = data.run_tasks();
+        let tasks = if trained { tasks.with(task) } else { tasks.without(task) };
+        data.tasks = (tasks != data.configured_tasks()).then_some(tasks);
+    }
+
     fn start_check(&mut self, which: Dataset, shared: &Shared) {
-        let data = &self.draft.data;
+        // A folder is checked whether or not its task is ticked.
+        let data = &crate::train::config::DataConfig { tasks: None, ..self.draft.data.clone() };
         let request = match which {
-            Dataset::Voc => CheckRequest { det: Some(data.det_spec()), det_split: Some(data.voc_train_split.clone()), ..Default::default() },
-            Dataset::Ade => CheckRequest { seg: Some(data.seg_spec()), seg_split: Some(data.ade_train_split.clone()), ..Default::default() },
+            Dataset::Voc => CheckRequest { det: data.det_spec(), det_split: Some(data.voc_train_split.clone()), ..Default::default() },
+            Dataset::Ade => CheckRequest { seg: data.seg_spec(), seg_split: Some(data.ade_train_split.clone()), ..Default::default() },
             Dataset::Cls => CheckRequest {
                 cls: data.cls.clone().map(|dir| (dir, data.cls_format)),
                 cls_split: Some(data.cls_train_split.clone()),
@@ -310,13 +337,19 @@ impl SetupPanel {
         let label = match which {
             Dataset::Voc => "Detection dataset (VOC, COCO, YOLO)",
             Dataset::Ade => "Segmentation dataset (ADE20K, masks)",
-            Dataset::Cls => "Classification dataset (image list, class folders; optional)",
+            Dataset::Cls => "Classification dataset (image list, class folders)",
         };
         let synthetic = self.draft.data.synthetic.is_some();
         let mut edited = false;
         let mut browse = false;
         let mut check = false;
+        let mut trained = self.draft.data.run_tasks().contains(which.task());
+        let mut toggled = false;
         ui.horizontal(|ui| {
+            toggled = ui
+                .checkbox(&mut trained, "train")
+                .on_hover_text(format!("Train {} in this run (data.tasks); unticked, the run leaves it out", which.short_name()))
+                .changed();
             let label_response = ui.label(label);
             let field = self.field(which);
             let response = ui.add(egui::TextEdit::singleline(&mut field.text).desired_width(320.0)).labelled_by(label_response.id);
@@ -332,19 +365,24 @@ impl SetupPanel {
             }
         });
         let text = self.field(which).text.trim().to_string();
-        if edited && text.is_empty() && which == Dataset::Cls && self.draft.data.cls.is_some() {
-            self.clear_cls();
+        if toggled {
+            self.set_task(which.task(), trained);
+        }
+        let folder = match which {
+            Dataset::Voc => &self.draft.data.voc,
+            Dataset::Ade => &self.draft.data.ade,
+            Dataset::Cls => &self.draft.data.cls,
+        };
+        if edited && text.is_empty() && folder.is_some() {
+            self.clear(which);
+            remember_folder(&mut shared.settings, which, None);
         } else if edited && !text.is_empty() {
             let dir = PathBuf::from(text);
-            let changed = match which {
-                Dataset::Voc => self.draft.data.voc != dir,
-                Dataset::Ade => self.draft.data.ade != dir,
-                Dataset::Cls => self.draft.data.cls.as_ref() != Some(&dir),
-            };
+            let changed = folder.as_ref() != Some(&dir);
             if changed || matches!(self.field(which).check, FolderCheck::None) {
                 self.set_folder(which, dir.clone());
                 self.start_check(which, shared);
-                remember_folder(&mut shared.settings, which, dir);
+                remember_folder(&mut shared.settings, which, Some(dir));
             }
         }
         if check {
@@ -561,21 +599,18 @@ impl Drop for SetupPanel {
 }
 
 impl FolderField {
-    fn new(dir: &Path) -> Self {
-        Self { text: dir.display().to_string(), check: FolderCheck::None, dialog: None }
-    }
-
-    /// The field of an optional dataset: empty when there is none.
-    fn optional(dir: Option<&Path>) -> Self {
-        Self::new(dir.unwrap_or(Path::new("")))
+    /// The field of a dataset: empty when there is none.
+    fn new(dir: Option<&Path>) -> Self {
+        Self { text: dir.map(|d| d.display().to_string()).unwrap_or_default(), check: FolderCheck::None, dialog: None }
     }
 }
 
-fn remember_folder(settings: &mut Settings, which: Dataset, dir: PathBuf) {
+/// Keeps the folder for the next launch (`None`: the user emptied the field).
+fn remember_folder(settings: &mut Settings, which: Dataset, dir: Option<PathBuf>) {
     match which {
-        Dataset::Voc => settings.voc_dir = Some(dir),
-        Dataset::Ade => settings.ade_dir = Some(dir),
-        Dataset::Cls => settings.cls_dir = Some(dir),
+        Dataset::Voc => settings.voc_dir = dir,
+        Dataset::Ade => settings.ade_dir = dir,
+        Dataset::Cls => settings.cls_dir = dir,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The multi-task network: one CSP backbone and FPN+PAN neck shared by an
-//! anchor-free detection head and a semantic-FPN segmentation head, plus a
-//! classification head on the backbone when the run has a classification task.
+//! anchor-free detection head and a semantic-FPN segmentation head, and a
+//! classification head on the backbone: the heads of the run's tasks.
 
 pub mod anchors;
 pub mod backbone;
@@ -49,9 +49,10 @@ pub struct HeadOutputs<B: Backend> {
 pub struct TwinNet<B: Backend> {
     pub backbone: Backbone<B>,
     pub neck: PanFpn<B>,
-    pub det_head: DetHead<B>,
-    pub seg_head: SegHead<B>,
-    /// Only in a network with classification classes (checkpoints without it load as `None`).
+    /// Each head only in a network with classes for its task (a checkpoint
+    /// written before a head was optional loads it as `Some`, one without it as `None`).
+    pub det_head: Option<DetHead<B>>,
+    pub seg_head: Option<SegHead<B>>,
     pub cls_head: Option<ClsHead<B>>,
 }
 
@@ -63,8 +64,8 @@ impl<B: Backend> TwinNet<B> {
         let mut net = Self {
             backbone: Backbone::new(config, device),
             neck: PanFpn::new(config, features, device),
-            det_head: DetHead::new(pyramid, config.det_classes, device),
-            seg_head: SegHead::new(pyramid, config.channels(256), config.seg_classes, device),
+            det_head: (config.det_classes > 0).then(|| DetHead::new(pyramid, config.det_classes, device)),
+            seg_head: (config.seg_classes > 0).then(|| SegHead::new(pyramid, config.channels(256), config.seg_classes, device)),
             cls_head: (config.cls_classes > 0).then(|| ClsHead::new(features.c5, config.cls_classes, device)),
         };
         for edit in &config.reshape {
@@ -87,15 +88,13 @@ impl<B: Backend> TwinNet<B> {
         Ok((self, Some(report)))
     }
 
-    /// Detection outputs only (skips the stride-4 level and the segmentation head).
+    /// Detection outputs only (skips the stride-4 level and the segmentation
+    /// head). A network without the head is a caller's error, as for the two below.
     pub fn forward_det(&self, images: Tensor<B, 4>) -> DetOutput<B>
     where
         B: TwinBackend,
     {
-        B::twin_run(|| {
-            let pyramid = self.neck.forward(self.backbone.forward(images), false);
-            self.det_head.forward(&pyramid)
-        })
+        self.forward_heads(images, Task::Det.into()).det.expect("forward_heads gives the head asked for")
     }
 
     /// Segmentation logits [N, C, H, W] only.
@@ -103,20 +102,36 @@ impl<B: Backend> TwinNet<B> {
     where
         B: TwinBackend,
     {
-        B::twin_run(|| {
-            let pyramid = self.neck.forward(self.backbone.forward(images), true);
-            self.seg_head.forward(&pyramid)
-        })
+        self.forward_heads(images, Task::Seg.into()).seg.expect("forward_heads gives the head asked for")
     }
 
-    /// Classification logits [N, classes] (the backbone only). A network
-    /// without a classification head is a caller's error.
+    /// Classification logits [N, classes] (the backbone only).
     pub fn forward_cls(&self, images: Tensor<B, 4>) -> Tensor<B, 2>
     where
         B: TwinBackend,
     {
-        let head = self.cls_head.as_ref().expect("forward_cls on a network without a classification head");
-        B::twin_run(|| head.forward(self.backbone.forward(images).c5))
+        self.forward_heads(images, Task::Cls.into()).cls.expect("forward_heads gives the head asked for")
+    }
+
+    /// Detection and segmentation from one shared forward pass.
+    pub fn forward_both(&self, images: Tensor<B, 4>) -> (DetOutput<B>, Tensor<B, 4>)
+    where
+        B: TwinBackend,
+    {
+        let heads = self.forward_heads(images, TaskSet::DET_SEG);
+        (heads.det.expect("forward_heads gives the heads asked for"), heads.seg.expect("forward_heads gives the heads asked for"))
+    }
+
+    pub fn det_head(&self) -> &DetHead<B> {
+        self.det_head.as_ref().expect("detection outputs of a network without a detection head")
+    }
+
+    pub fn seg_head(&self) -> &SegHead<B> {
+        self.seg_head.as_ref().expect("segmentation outputs of a network without a segmentation head")
+    }
+
+    pub fn cls_head(&self) -> &ClsHead<B> {
+        self.cls_head.as_ref().expect("classification outputs of a network without a classification head")
     }
 
     /// The heads of `tasks` from one shared forward pass (a training step with
@@ -129,17 +144,14 @@ impl<B: Backend> TwinNet<B> {
     {
         B::twin_run(|| {
             let features = self.backbone.forward(images);
-            let cls = tasks.contains(Task::Cls).then(|| {
-                let head = self.cls_head.as_ref().expect("classification outputs of a network without a classification head");
-                head.forward(features.c5.clone())
-            });
+            let cls = tasks.contains(Task::Cls).then(|| self.cls_head().forward(features.c5.clone()));
             if !tasks.contains(Task::Det) && !tasks.contains(Task::Seg) {
                 return HeadOutputs { det: None, seg: None, cls };
             }
             let pyramid = self.neck.forward(features, tasks.contains(Task::Seg));
             HeadOutputs {
-                det: tasks.contains(Task::Det).then(|| self.det_head.forward(&pyramid)),
-                seg: tasks.contains(Task::Seg).then(|| self.seg_head.forward(&pyramid)),
+                det: tasks.contains(Task::Det).then(|| self.det_head().forward(&pyramid)),
+                seg: tasks.contains(Task::Seg).then(|| self.seg_head().forward(&pyramid)),
                 cls,
             }
         })
@@ -147,21 +159,8 @@ impl<B: Backend> TwinNet<B> {
 
     /// The tasks the network has heads for.
     pub fn tasks(&self) -> TaskSet {
-        match self.cls_head {
-            Some(_) => TaskSet::ALL,
-            None => TaskSet::DET_SEG,
-        }
-    }
-
-    /// Both heads from one shared forward pass (inference, distillation).
-    pub fn forward_both(&self, images: Tensor<B, 4>) -> (DetOutput<B>, Tensor<B, 4>)
-    where
-        B: TwinBackend,
-    {
-        B::twin_run(|| {
-            let pyramid = self.neck.forward(self.backbone.forward(images), true);
-            (self.det_head.forward(&pyramid), self.seg_head.forward(&pyramid))
-        })
+        let heads = [(Task::Det, self.det_head.is_some()), (Task::Seg, self.seg_head.is_some()), (Task::Cls, self.cls_head.is_some())];
+        heads.into_iter().filter(|&(_, built)| built).fold(TaskSet::default(), |set, (task, _)| set.with(task))
     }
 }
 
@@ -171,8 +170,12 @@ impl<B: Backend> EditableLayers<B> for TwinNet<B> {
             backbone.visit_layers(&reshape::join(path, "backbone"), visit);
         }
         self.neck.visit_layers(&reshape::join(path, "neck"), visit);
-        self.det_head.visit_layers(&reshape::join(path, "det_head"), visit);
-        self.seg_head.visit_layers(&reshape::join(path, "seg_head"), visit);
+        if let Some(head) = &mut self.det_head {
+            head.visit_layers(&reshape::join(path, "det_head"), visit);
+        }
+        if let Some(head) = &mut self.seg_head {
+            head.visit_layers(&reshape::join(path, "seg_head"), visit);
+        }
     }
 
     fn visit_prunable(&mut self, path: &str, visit: &mut dyn FnMut(&str, PrunableLayer<'_, B>)) {
@@ -180,8 +183,12 @@ impl<B: Backend> EditableLayers<B> for TwinNet<B> {
             backbone.visit_prunable(&reshape::join(path, "backbone"), visit);
         }
         self.neck.visit_prunable(&reshape::join(path, "neck"), visit);
-        self.det_head.visit_prunable(&reshape::join(path, "det_head"), visit);
-        self.seg_head.visit_prunable(&reshape::join(path, "seg_head"), visit);
+        if let Some(head) = &mut self.det_head {
+            head.visit_prunable(&reshape::join(path, "det_head"), visit);
+        }
+        if let Some(head) = &mut self.seg_head {
+            head.visit_prunable(&reshape::join(path, "seg_head"), visit);
+        }
     }
 }
 
@@ -215,6 +222,26 @@ mod tests {
         assert_eq!(seg.dims(), [2, 9, 64, 64]);
         assert_eq!(model.forward_det(images.clone()).cls_logits.dims(), [2, anchors, 6]);
         assert_eq!(model.forward_seg(images).dims(), [2, 9, 64, 64]);
+    }
+
+    #[test]
+    fn a_network_builds_the_heads_of_its_tasks_only() {
+        let device = Default::default();
+        let mut config = ModelConfig::new(ModelSize::N, 0, 0);
+        config.width = Some(0.125);
+        config.cls_classes = 5;
+        let cls_only = TwinNet::<Flex>::new(&config, &device);
+        assert_eq!(cls_only.tasks(), Task::Cls.into());
+        let images = Tensor::<Flex, 4>::zeros([2, 3, 64, 64], &device);
+        let heads = cls_only.forward_heads(images.clone(), cls_only.tasks());
+        assert!(heads.det.is_none() && heads.seg.is_none() && heads.cls.map(|c| c.dims()) == Some([2, 5]));
+        let seg_only = TwinNet::<Flex>::new(&ModelConfig { cls_classes: 0, seg_classes: 9, ..config.clone() }, &device);
+        assert_eq!(seg_only.tasks(), Task::Seg.into());
+        assert_eq!(seg_only.forward_seg(images).dims(), [2, 9, 64, 64]);
+        let both = TwinNet::<Flex>::new(&ModelConfig { cls_classes: 0, det_classes: 6, seg_classes: 9, ..config }, &device);
+        assert_eq!(both.tasks(), TaskSet::DET_SEG);
+        let head = |net: &TwinNet<Flex>| net.det_head.as_ref().map_or(0, |h| h.num_params());
+        assert_eq!(seg_only.num_params() + head(&both), both.num_params());
     }
 
     #[test]

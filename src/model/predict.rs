@@ -39,13 +39,13 @@ pub fn classify_batch<B: TwinBackend>(net: &TwinNet<B>, images: Tensor<B, 4>) ->
     probabilities(net.forward_cls(images))
 }
 
-/// What the network says about one image.
+/// What the network says about one image: what its heads give.
 #[derive(Debug, Clone, Default)]
 pub struct Prediction {
-    /// Boxes `x0, y0, x1, y1` (0-based, continuous pixels), best first.
+    /// Boxes `x0, y0, x1, y1` (0-based, continuous pixels), best first (none without a detection head).
     pub detections: Vec<Detection>,
-    /// ADE encoding: class index + 1 (0 = nothing predicted).
-    pub mask: GrayImage,
+    /// ADE encoding: class index + 1 (0 = nothing predicted); `None` without a segmentation head.
+    pub mask: Option<GrayImage>,
     /// The classification head's class probabilities (empty without that head).
     pub class_probabilities: Vec<f32>,
 }
@@ -59,21 +59,25 @@ pub fn predict_batch<B: TwinBackend>(
 ) -> Vec<Prediction> {
     let [n, _, _, size] = images.dims();
     let heads = net.forward_heads(images, net.tasks());
-    let det = heads.det.expect("every network has a detection head");
-    let anchors = Anchors::new(size, &DET_STRIDES);
-    let detections = postprocess_batch(det.cls_logits, det.box_raw, &anchors, config);
-    let masks = masks_from_logits(heads.seg.expect("every network has a segmentation head"), letterboxes);
-    let mut classes = heads.cls.map_or_else(|| vec![Vec::new(); n], probabilities).into_iter();
-    detections
-        .iter()
-        .zip(letterboxes)
-        .zip(masks)
-        .map(|((d, letterbox), mask)| Prediction {
-            detections: to_original(d, letterbox),
-            mask,
-            class_probabilities: classes.next().unwrap_or_default(),
-        })
-        .collect()
+    let mut predictions = vec![Prediction::default(); n];
+    if let Some(det) = heads.det {
+        let anchors = Anchors::new(size, &DET_STRIDES);
+        let found = postprocess_batch(det.cls_logits, det.box_raw, &anchors, config);
+        for ((prediction, detections), letterbox) in predictions.iter_mut().zip(&found).zip(letterboxes) {
+            prediction.detections = to_original(detections, letterbox);
+        }
+    }
+    if let Some(seg) = heads.seg {
+        for (prediction, mask) in predictions.iter_mut().zip(masks_from_logits(seg, letterboxes)) {
+            prediction.mask = Some(mask);
+        }
+    }
+    if let Some(cls) = heads.cls {
+        for (prediction, probabilities) in predictions.iter_mut().zip(probabilities(cls)) {
+            prediction.class_probabilities = probabilities;
+        }
+    }
+    predictions
 }
 
 /// Softmax of class logits `[N, classes]`, per image.

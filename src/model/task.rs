@@ -27,6 +27,15 @@ impl Task {
         }
     }
 
+    /// The name of the task's headline metric.
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Task::Det => "mAP50",
+            Task::Seg => "mIoU",
+            Task::Cls => "top-1",
+        }
+    }
+
     /// The other task of the detection–segmentation pair (two-task views).
     pub fn other(self) -> Task {
         match self {

@@ -3,10 +3,10 @@
 //!
 //! The graph reads [`INPUT`] `[N, 3, S, S]` float32: RGB, `(v / 255 − mean) / std`
 //! with ImageNet's mean and std, each image letterboxed (aspect kept, centred,
-//! padded with grey 114) into S×S, S the run's image size. It writes the heads'
-//! raw outputs [`CLS_LOGITS`], [`BOX_RAW`] and [`SEG_LOGITS`], and with
-//! `decode` also [`BOXES`] (input pixels), [`SCORES`] (sigmoids) and
-//! [`SEG_CLASSES`] (the argmax). The same contract is in the file's
+//! padded with grey 114) into S×S, S the run's image size. It writes the raw
+//! outputs of the network's heads ([`CLS_LOGITS`] and [`BOX_RAW`], [`SEG_LOGITS`],
+//! [`CLASS_LOGITS`]), and with `decode` also [`BOXES`] (input pixels),
+//! [`SCORES`] (sigmoids), [`SEG_CLASSES`] (the argmax) and [`CLASS_SCORES`]. The same contract is in the file's
 //! `doc_string` and `metadata_props`, so it can be fed without Twinhead.
 
 mod graph;
@@ -40,7 +40,7 @@ pub const CLS_LOGITS: &str = "det_cls_logits";
 pub const BOX_RAW: &str = "det_box_raw";
 /// `[N, seg_classes, S, S]` segmentation logits.
 pub const SEG_LOGITS: &str = "seg_logits";
-/// `[N, cls_classes]` classification logits (a three-task network).
+/// `[N, cls_classes]` classification logits.
 pub const CLASS_LOGITS: &str = "cls_logits";
 /// `[N, cls_classes]` classification probabilities (`decode`).
 pub const CLASS_SCORES: &str = "cls_scores";
@@ -61,11 +61,10 @@ pub struct ExportOptions {
     pub decode: bool,
 }
 
-/// The class names the outputs index.
+/// The class names the outputs index (empty for a task the network has no head for).
 pub struct Classes<'a> {
     pub det: &'a [String],
     pub seg: &'a [String],
-    /// Empty for a network without a classification head.
     pub cls: &'a [String],
 }
 
@@ -78,20 +77,30 @@ pub fn export<B: Backend>(net: &TwinNet<B>, classes: &Classes, options: &ExportO
     let mut g = Graph::new(options.batch);
     let images = Value { name: INPUT.to_string(), dims: vec![g.batch(), 3, size, size] };
     let raw = net::twin_net(&mut g, net, &images)?;
-    let cls_logits = g.rename(raw.cls_logits, CLS_LOGITS);
-    let box_raw = g.rename(raw.box_raw, BOX_RAW);
-    let seg_logits = g.rename(raw.seg_logits, SEG_LOGITS);
-    let mut outputs = vec![
-        g.value_info(&cls_logits, DataType::Float, "class logits per anchor; sigmoid gives the probability"),
-        g.value_info(&box_raw, DataType::Float, "raw distances to the left, top, right, bottom sides: softplus(raw) * stride"),
-        g.value_info(&seg_logits, DataType::Float, "segmentation logits at the input size"),
-    ];
-    if options.decode {
-        let (boxes, scores, seg_classes) = decode(&mut g, &cls_logits, &box_raw, &seg_logits, size);
-        outputs.push(g.value_info(&boxes, DataType::Float, "boxes x0, y0, x1, y1 in input pixels"));
-        outputs.push(g.value_info(&scores, DataType::Float, "class probabilities per anchor"));
-        outputs.push(g.value_info(&seg_classes, DataType::Int64, "segmentation class per pixel, 0-based"));
+    // The raw outputs first, then the decoded ones (the order two-task files always had).
+    let (mut outputs, mut decoded) = (Vec::new(), Vec::new());
+    if let Some((cls_logits, box_raw)) = raw.det {
+        let cls_logits = g.rename(cls_logits, CLS_LOGITS);
+        let box_raw = g.rename(box_raw, BOX_RAW);
+        outputs.push(g.value_info(&cls_logits, DataType::Float, "class logits per anchor; sigmoid gives the probability"));
+        outputs.push(g.value_info(&box_raw, DataType::Float, "raw distances to the left, top, right, bottom sides: softplus(raw) * stride"));
+        if options.decode {
+            let (boxes, scores) = decode_boxes(&mut g, &cls_logits, &box_raw, size);
+            decoded.push(g.value_info(&boxes, DataType::Float, "boxes x0, y0, x1, y1 in input pixels"));
+            decoded.push(g.value_info(&scores, DataType::Float, "class probabilities per anchor"));
+        }
     }
+    if let Some(seg_logits) = raw.seg_logits {
+        let seg_logits = g.rename(seg_logits, SEG_LOGITS);
+        outputs.push(g.value_info(&seg_logits, DataType::Float, "segmentation logits at the input size"));
+        if options.decode {
+            let [n, _, h, w] = seg_logits.dims[..] else { unreachable!("segmentation logits are 4-D") };
+            let attrs = vec![("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))];
+            let seg_classes = g.node("ArgMax", SEG_CLASSES, &[&seg_logits.name], attrs, vec![n, h, w]);
+            decoded.push(g.value_info(&seg_classes, DataType::Int64, "segmentation class per pixel, 0-based"));
+        }
+    }
+    outputs.append(&mut decoded);
     if let Some(logits) = raw.class_logits {
         let logits = g.rename(logits, CLASS_LOGITS);
         outputs.push(g.value_info(&logits, DataType::Float, "classification logits; softmax gives the probabilities"));
@@ -114,9 +123,9 @@ pub fn export<B: Backend>(net: &TwinNet<B>, classes: &Classes, options: &ExportO
     })
 }
 
-/// The decoded outputs: boxes `centres + softplus(raw) · stride · [−1, −1, 1, 1]`
-/// (as `crate::model::anchors::decode_boxes`), sigmoid scores, the argmax class.
-fn decode(g: &mut Graph, cls_logits: &Value, box_raw: &Value, seg_logits: &Value, size: usize) -> (Value, Value, Value) {
+/// The decoded detections: boxes `centres + softplus(raw) · stride · [−1, −1, 1, 1]`
+/// (as `crate::model::anchors::decode_boxes`) and sigmoid scores.
+fn decode_boxes(g: &mut Graph, cls_logits: &Value, box_raw: &Value, size: usize) -> (Value, Value) {
     let anchors = Anchors::new(size, &DET_STRIDES);
     let a = anchors.len();
     let centres: Vec<f32> = anchors.points.iter().flat_map(|&[x, y]| [x, y, x, y]).collect();
@@ -127,10 +136,7 @@ fn decode(g: &mut Graph, cls_logits: &Value, box_raw: &Value, seg_logits: &Value
     let offsets = g.node("Mul", "decode.scale", &[&distances.name, &steps.name], vec![], box_raw.dims.clone());
     let boxes = g.node("Add", BOXES, &[&offsets.name, &centres.name], vec![], box_raw.dims.clone());
     let scores = g.node("Sigmoid", SCORES, &[&cls_logits.name], vec![], cls_logits.dims.clone());
-    let [n, _, h, w] = seg_logits.dims[..] else { unreachable!("segmentation logits are 4-D") };
-    let attrs = vec![("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))];
-    let seg_classes = g.node("ArgMax", SEG_CLASSES, &[&seg_logits.name], attrs, vec![n, h, w]);
-    (boxes, scores, seg_classes)
+    (boxes, scores)
 }
 
 fn input_doc(size: usize) -> String {
@@ -255,6 +261,15 @@ mod tests {
         assert_topological(&graph);
         let without = exported(&net(), &ExportOptions { image_size: 64, batch: Batch::Fixed(2), decode: true });
         assert!(without.output.iter().all(|v| !v.name.as_deref().unwrap().starts_with("cls_")));
+        // Classification alone: its outputs, and no neck in the graph.
+        config.det_classes = 0;
+        config.seg_classes = 0;
+        let cls_only = TwinNet::<Flex>::new(&config, &Default::default());
+        let graph = exported(&cls_only, &ExportOptions { image_size: 64, batch: Batch::Fixed(2), decode: true });
+        let outputs: Vec<&str> = graph.output.iter().map(|v| v.name.as_deref().unwrap()).collect();
+        assert_eq!(outputs, [CLASS_LOGITS, CLASS_SCORES]);
+        assert!(graph.node.iter().all(|n| !n.name.as_deref().unwrap().starts_with("neck.")));
+        assert_topological(&graph);
     }
 
     #[test]

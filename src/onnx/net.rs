@@ -24,15 +24,14 @@ use crate::model::resnet::{Block, FrozenBatchNorm2d, ResNet};
 use crate::model::seg_head::{interpolation_weights, SegHead, OUTPUT_STRIDE};
 use crate::model::TwinNet;
 
-/// The raw outputs of the heads.
+/// The raw outputs of the network's heads.
 pub struct NetOutputs {
-    /// `[N, A, det_classes]` class logits, anchors of all levels concatenated.
-    pub cls_logits: Value,
-    /// `[N, A, 4]` raw distances (left, top, right, bottom) to decode.
-    pub box_raw: Value,
+    /// `[N, A, det_classes]` class logits, anchors of all levels concatenated,
+    /// and `[N, A, 4]` raw distances (left, top, right, bottom) to decode.
+    pub det: Option<(Value, Value)>,
     /// `[N, seg_classes, H, W]` segmentation logits at the input size.
-    pub seg_logits: Value,
-    /// `[N, cls_classes]` classification logits (a network with that head).
+    pub seg_logits: Option<Value>,
+    /// `[N, cls_classes]` classification logits.
     pub class_logits: Option<Value>,
 }
 
@@ -43,10 +42,13 @@ pub fn twin_net<B: Backend>(g: &mut Graph, net: &TwinNet<B>, images: &Value) -> 
         Backbone::ResNet(backbone) => resnet(g, "backbone", backbone, images)?,
     };
     let class_logits = net.cls_head.as_ref().map(|head| cls_head(g, "cls_head", head, &features.c5));
+    if net.det_head.is_none() && net.seg_head.is_none() {
+        return Ok(NetOutputs { det: None, seg_logits: None, class_logits });
+    }
     let pyramid = neck(g, "neck", &net.neck, &features)?;
-    let (cls_logits, box_raw) = det_head(g, "det_head", &net.det_head, &pyramid)?;
-    let seg_logits = seg_head(g, "seg_head", &net.seg_head, &pyramid)?;
-    Ok(NetOutputs { cls_logits, box_raw, seg_logits, class_logits })
+    let det = net.det_head.as_ref().map(|head| det_head(g, "det_head", head, &pyramid)).transpose()?;
+    let seg_logits = net.seg_head.as_ref().map(|head| seg_head(g, "seg_head", head, &pyramid)).transpose()?;
+    Ok(NetOutputs { det, seg_logits, class_logits })
 }
 
 /// `crate::model::cls_head::ClsHead::forward`: the mean over the image, then

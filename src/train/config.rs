@@ -2,7 +2,7 @@
 //! with `--set key=value` overrides. Unknown keys and bad values are errors
 //! that name the key.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -40,8 +40,13 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// The detection dataset's folder (VOC, COCO or YOLO layout).
-    pub voc: PathBuf,
+    /// The tasks the run trains, as keys joined by `+` (`seg`, `det+cls`).
+    /// Unset: every task whose dataset is set. A single task makes a specialist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<TaskSet>,
+    /// The detection dataset's folder (VOC, COCO or YOLO layout): the detection task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voc: Option<PathBuf>,
     /// Its format; detected from the layout when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub det_format: Option<DetFormat>,
@@ -49,8 +54,9 @@ pub struct DataConfig {
     pub voc_train_split: String,
     #[serde(default = "default_voc_val")]
     pub voc_val_split: String,
-    /// The segmentation dataset's folder (ADE20K layout or mask folders).
-    pub ade: PathBuf,
+    /// The segmentation dataset's folder (ADE20K layout or mask folders): the segmentation task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ade: Option<PathBuf>,
     /// Its format; detected from the layout when unset (`masks` when any of
     /// the three keys below is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,7 +75,7 @@ pub struct DataConfig {
     #[serde(default = "default_ade_val")]
     pub ade_val_split: String,
     /// The classification dataset's folder (image list or class folders): the
-    /// run's third task. Absent: a detection and segmentation run.
+    /// classification task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cls: Option<PathBuf>,
     /// Its format; detected from the layout when unset.
@@ -79,8 +85,8 @@ pub struct DataConfig {
     pub cls_train_split: String,
     #[serde(default = "default_cls_val", skip_serializing_if = "is_default_cls_val")]
     pub cls_val_split: String,
-    /// Generate the synthetic datasets on first use into the common parent
-    /// of `voc` and `ade` (which must be `<dir>/voc` and `<dir>/ade`, and `cls` `<dir>/cls`).
+    /// Generate the synthetic datasets on first use into the common parent of
+    /// the folders set (`<dir>/voc`, `<dir>/ade`, `<dir>/cls`).
     #[serde(default)]
     pub synthetic: Option<SyntheticData>,
     /// Square training input size in pixels (a multiple of 32).
@@ -107,19 +113,52 @@ pub struct SyntheticData {
 }
 
 impl DataConfig {
-    pub fn det_spec(&self) -> DetSpec {
-        DetSpec::new(&self.voc, self.det_format)
+    /// The run's tasks: `tasks`, else every task whose dataset is set.
+    pub fn run_tasks(&self) -> TaskSet {
+        self.tasks.unwrap_or_else(|| self.configured_tasks())
     }
 
-    pub fn seg_spec(&self) -> SegSpec {
+    /// The tasks whose dataset folder is set.
+    pub fn configured_tasks(&self) -> TaskSet {
+        let set = [(Task::Det, self.voc.is_some()), (Task::Seg, self.ade.is_some()), (Task::Cls, self.cls.is_some())];
+        set.into_iter().filter(|&(_, present)| present).fold(TaskSet::default(), |tasks, (task, _)| tasks.with(task))
+    }
+
+    /// The detection dataset, in a run with detection.
+    pub fn det_spec(&self) -> Option<DetSpec> {
+        let root = self.voc.as_ref().filter(|_| self.run_tasks().contains(Task::Det))?;
+        Some(DetSpec::new(root, self.det_format))
+    }
+
+    /// The segmentation dataset, in a run with segmentation.
+    pub fn seg_spec(&self) -> Option<SegSpec> {
+        let root = self.ade.as_ref().filter(|_| self.run_tasks().contains(Task::Seg))?;
         let masks = MaskSpec { preset: self.seg_preset, encoding: self.seg_encoding, classes: self.seg_classes.clone() };
-        SegSpec::new(&self.ade, self.seg_format, masks)
+        Some(SegSpec::new(root, self.seg_format, masks))
+    }
+
+    /// The dataset key of `task` (`data.voc`, `data.ade`, `data.cls`).
+    pub fn key(task: Task) -> &'static str {
+        match task {
+            Task::Det => "data.voc",
+            Task::Seg => "data.ade",
+            Task::Cls => "data.cls",
+        }
+    }
+
+    /// The dataset folder of each of the run's tasks.
+    pub fn folders(&self) -> Vec<(Task, &PathBuf)> {
+        let run = self.run_tasks();
+        [(Task::Det, &self.voc), (Task::Seg, &self.ade), (Task::Cls, &self.cls)]
+            .into_iter()
+            .filter_map(|(task, dir)| Some((task, dir.as_ref().filter(|_| run.contains(task))?)))
+            .collect()
     }
 
     /// Split `split` of the classification dataset, in a run with `data.cls`
     /// (its format detected from the layout when `cls_format` is unset).
     pub fn open_cls(&self, split: &str) -> Result<Option<ClsDataset>> {
-        let Some(root) = &self.cls else {
+        let Some(root) = self.cls.as_ref().filter(|_| self.run_tasks().contains(Task::Cls)) else {
             return Ok(None);
         };
         let format = match self.cls_format {
@@ -135,15 +174,18 @@ impl DataConfig {
         let Some(synthetic) = &self.synthetic else {
             return Ok(None);
         };
-        let dir = self.voc.parent().filter(|p| Some(*p) == self.ade.parent()).with_context(|| {
-            format!("data.synthetic: voc ({}) and ade ({}) must be <dir>/voc and <dir>/ade", self.voc.display(), self.ade.display())
-        })?;
-        match &self.cls {
-            Some(cls) if synthetic.cls_images > 0 && *cls != dir.join("cls") => {
-                bail!("data.synthetic: cls ({}) must be {} (next to voc and ade)", cls.display(), dir.join("cls").display())
-            }
-            None if synthetic.cls_images > 0 => bail!("data.synthetic.cls_images: set data.cls = \"{}\" too", dir.join("cls").display()),
-            _ => {}
+        // Every folder set is `<dir>/voc`, `<dir>/ade` or `<dir>/cls` of one `<dir>`.
+        let folders = [("voc", &self.voc), ("ade", &self.ade), ("cls", &self.cls)];
+        let set: Vec<(&str, &PathBuf)> = folders.iter().filter_map(|&(name, dir)| Some((name, dir.as_ref()?))).collect();
+        let dir = set.first().and_then(|(_, first)| first.parent()).map(Path::to_path_buf).unwrap_or_default();
+        if let Some((name, path)) = set.iter().find(|(name, path)| **path != dir.join(name)) {
+            bail!("data.synthetic: {name} ({}) must be <dir>/{name}, next to the other generated folders ({})", path.display(), dir.display());
+        }
+        if set.is_empty() {
+            bail!("data.synthetic: set data.voc, data.ade or data.cls to <dir>/voc, <dir>/ade or <dir>/cls (where the set is generated)");
+        }
+        if synthetic.cls_images > 0 && self.cls.is_none() {
+            bail!("data.synthetic.cls_images: set data.cls = \"{}\" too", dir.join("cls").display());
         }
         let config = crate::data::synth::SynthConfig {
             seed: synthetic.seed,
@@ -153,7 +195,7 @@ impl DataConfig {
             size: synthetic.size,
             ..Default::default()
         };
-        Ok(Some((dir.to_path_buf(), config)))
+        Ok(Some((dir, config)))
     }
 }
 
@@ -417,17 +459,19 @@ impl TrainConfig {
         if let Some(cap) = self.model.max_channels {
             check(cap >= 8 && cap % 8 == 0, "model.max_channels", "must be a multiple of 8, at least 8")?;
         }
+        let tasks = self.data.run_tasks();
+        if tasks.is_empty() {
+            bail!("data: no task to train: set a dataset folder (data.voc for detection, data.ade for segmentation, data.cls for classification)");
+        }
+        if let Some(task) = tasks.iter().find(|&task| !self.data.configured_tasks().contains(task)) {
+            bail!("data.tasks: {task} needs its dataset folder, {} (the tasks with a dataset: {})", DataConfig::key(task), describe(self.data.configured_tasks()));
+        }
         self.strategy.validate(self.run_shape())
     }
 
-    /// The run's tasks (detection and segmentation, and classification with
-    /// `data.cls`) and its length, as the strategy schedules them.
+    /// The run's tasks ([`DataConfig::run_tasks`]) and its length, as the strategy schedules them.
     pub fn run_shape(&self) -> RunShape {
-        let tasks = match self.data.cls {
-            Some(_) => TaskSet::DET_SEG.with(Task::Cls),
-            None => TaskSet::DET_SEG,
-        };
-        RunShape { tasks, steps: self.steps }
+        RunShape { tasks: self.data.run_tasks(), steps: self.steps }
     }
 
     /// The network for the datasets' class counts (`cls_classes` 0: no classification head).
@@ -444,6 +488,13 @@ impl TrainConfig {
             reshape: Vec::new(),
         }
     }
+}
+
+fn describe(tasks: TaskSet) -> String {
+    if tasks.is_empty() {
+        return "none".into();
+    }
+    tasks.into()
 }
 
 fn read_preset_value(source: PresetSource, depth: usize) -> Result<toml::Value> {

@@ -8,8 +8,8 @@ use anyhow::Result;
 use image::GrayImage;
 
 use crate::backend::TwinBackend;
-use crate::data::ClassList;
 use crate::data::ade::AdeDataset;
+use crate::data::classify::ClsDataset;
 use crate::data::batch::{ClsSource, DetSource, SegSource};
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::voc::VocDataset;
@@ -17,73 +17,106 @@ use crate::eval::{
     curves_ap, ground_truth_from_voc, pr_curves, ClassAp, ClsMetrics, ConfusionMatrix, DetConfusion, GroundTruth, PrCurve, VocMetric,
     CONFUSION_SCORE_THRESHOLD,
 };
-use crate::model::TwinNet;
+use crate::model::{Task, TwinNet};
 use crate::model::postprocess::{Detection, PostprocessConfig, DISPLAY_SCORE_FLOOR};
 use crate::model::predict::{classify_batch, detect_batch, segment_batch};
 use crate::train::config::DataConfig;
 
-/// The validation splits a run's configuration names, whole (what `twinhead eval
-/// --run` scores and the workbench's Inspect panel samples).
-pub fn open_validation_splits(data: &DataConfig) -> Result<(VocDataset, AdeDataset)> {
-    Ok((data.det_spec().open(&data.voc_val_split, None)?, data.seg_spec().open(&data.ade_val_split)?))
+/// The validation splits of a run's tasks, whole (what `twinhead eval --run`
+/// scores and the workbench's Inspect panel samples).
+pub struct ValidationSplits {
+    pub det: Option<VocDataset>,
+    pub seg: Option<AdeDataset>,
+    pub cls: Option<ClsDataset>,
 }
 
-/// The fixed validation subsets and their ground truth (masks kept in memory).
+impl ValidationSplits {
+    pub fn open(data: &DataConfig) -> Result<Self> {
+        Ok(Self {
+            det: data.det_spec().map(|spec| spec.open(&data.voc_val_split, None)).transpose()?,
+            seg: data.seg_spec().map(|spec| spec.open(&data.ade_val_split)).transpose()?,
+            cls: data.open_cls(&data.cls_val_split)?,
+        })
+    }
+
+    /// The first `images` records of each split, with their ground truth.
+    pub fn subsets(&self, images: TaskImages) -> Result<ValidationSets> {
+        let mut sets = ValidationSets::default();
+        if let Some(voc) = &self.det {
+            let mut source = DetSource::new(voc);
+            source.records.truncate(images.det);
+            let truth = ground_truth_from_voc(&source.records);
+            sets.det = Some((source, truth));
+        }
+        if let Some(ade) = &self.seg {
+            let mut source = SegSource::new(ade);
+            source.records.truncate(images.seg);
+            let truth = source
+                .records
+                .iter()
+                .map(|r| r.read_mask(source.classes.len()).map_err(|p| anyhow::anyhow!("{p}")))
+                .collect::<Result<Vec<_>>>()?;
+            sets.seg = Some((source, truth));
+        }
+        if let Some(cls) = &self.cls {
+            let mut source = ClsSource::new(cls);
+            source.records.truncate(images.cls);
+            sets.cls = Some(source);
+        }
+        Ok(sets)
+    }
+
+    /// Images in each split (0 for a task the run does not have).
+    pub fn image_counts(&self) -> TaskImages {
+        TaskImages {
+            det: self.det.as_ref().map_or(0, |d| d.records.len()),
+            seg: self.seg.as_ref().map_or(0, |d| d.records.len()),
+            cls: self.cls.as_ref().map_or(0, |d| d.records.len()),
+        }
+    }
+}
+
+/// A number of images per task.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskImages {
+    pub det: usize,
+    pub seg: usize,
+    pub cls: usize,
+}
+
+impl TaskImages {
+    pub const ALL: TaskImages = TaskImages { det: usize::MAX, seg: usize::MAX, cls: usize::MAX };
+}
+
+/// The fixed validation subsets of a run's tasks and their ground truth (masks kept in memory).
+#[derive(Default)]
 pub struct ValidationSets {
-    det: DetSource,
-    det_truth: Vec<GroundTruth>,
-    seg: SegSource,
-    seg_truth: Vec<GrayImage>,
+    det: Option<(DetSource, Vec<GroundTruth>)>,
+    seg: Option<(SegSource, Vec<GrayImage>)>,
     cls: Option<ClsSource>,
 }
 
 impl ValidationSets {
-    /// The first `det_images` / `seg_images` records of each validation split.
-    pub fn new(voc: &VocDataset, det_images: usize, ade: &AdeDataset, seg_images: usize) -> Result<Self> {
-        let mut det = DetSource::new(voc);
-        det.records.truncate(det_images);
-        let det_truth = ground_truth_from_voc(&det.records);
-        let mut seg = SegSource::new(ade);
-        seg.records.truncate(seg_images);
-        let seg_truth = seg
-            .records
-            .iter()
-            .map(|r| r.read_mask(seg.classes.len()).map_err(|p| anyhow::anyhow!("{p}")))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self { det, det_truth, seg, seg_truth, cls: None })
-    }
-
-    /// With the first `images` records of a classification validation split.
-    pub fn with_cls(mut self, cls: &crate::data::classify::ClsDataset, images: usize) -> Self {
-        let mut source = ClsSource::new(cls);
-        source.records.truncate(images);
-        self.cls = Some(source);
-        self
-    }
-
-    /// The classification classes, in a run with classification.
-    pub fn cls_classes(&self) -> Option<&ClassList> {
-        self.cls.as_ref().map(|cls| &cls.classes)
-    }
-
-    pub fn det_classes(&self) -> &ClassList {
-        &self.det.classes
-    }
-
-    pub fn seg_classes(&self) -> &ClassList {
-        &self.seg.classes
+    /// The classes of each of the run's tasks (empty for a task it does not have).
+    pub fn class_names(&self, task: Task) -> Vec<String> {
+        let classes = match task {
+            Task::Det => self.det.as_ref().map(|(source, _)| &source.classes),
+            Task::Seg => self.seg.as_ref().map(|(source, _)| &source.classes),
+            Task::Cls => self.cls.as_ref().map(|source| &source.classes),
+        };
+        classes.map_or_else(Vec::new, |c| c.names().to_vec())
     }
 
     /// `(id, image path)` of detection image `index`.
-    pub fn det_image(&self, index: usize) -> (&str, &Path) {
-        let record = &self.det.records[index];
-        (&record.id, &record.image_path)
+    pub fn det_image(&self, index: usize) -> Option<(&str, &Path)> {
+        let record = &self.det.as_ref()?.0.records[index];
+        Some((&record.id, &record.image_path))
     }
 
     /// `(id, image path)` of segmentation image `index`.
-    pub fn seg_image(&self, index: usize) -> (&str, &Path) {
-        let record = &self.seg.records[index];
-        (&record.id, &record.image_path)
+    pub fn seg_image(&self, index: usize) -> Option<(&str, &Path)> {
+        let record = &self.seg.as_ref()?.0.records[index];
+        Some((&record.id, &record.image_path))
     }
 
     /// `(id, image path, true class)` of classification image `index`.
@@ -93,18 +126,21 @@ impl ValidationSets {
     }
 }
 
-/// Both metrics of one evaluation, with what they are computed from.
+/// The metrics of one evaluation, each task's with what it is computed from.
 pub struct Validation {
-    /// VOC area AP50 per class.
-    pub det: ClassAp,
-    /// The curves `det` integrates (see [`pr_curves`]).
-    pub det_curves: Vec<Option<PrCurve>>,
-    pub det_confusion: DetConfusion,
-    pub seg: ConfusionMatrix,
-    /// In a run with classification.
+    pub det: Option<DetValidation>,
+    pub seg: Option<ConfusionMatrix>,
     pub cls: Option<ClsMetrics>,
     /// The predictions of the first [`ValidationSettings::keep_predictions`] images of each set.
     pub kept: KeptPredictions,
+}
+
+pub struct DetValidation {
+    /// VOC area AP50 per class.
+    pub ap: ClassAp,
+    /// The curves `ap` integrates (see [`pr_curves`]).
+    pub curves: Vec<Option<PrCurve>>,
+    pub confusion: DetConfusion,
 }
 
 /// Predictions kept for the run's timeline: by image index, boxes for the
@@ -137,7 +173,9 @@ pub fn validate<B: TwinBackend>(
     on_batch: OnValidationBatch,
 ) -> Result<Validation> {
     let loader_config = || LoaderConfig { threads: settings.threads, ..LoaderConfig::eval(settings.image_size, settings.batch_size) };
-    let total = sets.det.records.len() + sets.seg.records.len() + sets.cls.as_ref().map_or(0, |c| c.records.len());
+    let det_images = sets.det.as_ref().map_or(0, |(source, _)| source.records.len());
+    let seg_images = sets.seg.as_ref().map_or(0, |(source, _)| source.records.len());
+    let total = det_images + seg_images + sets.cls.as_ref().map_or(0, |c| c.records.len());
     let mut done = 0;
     let mut report = |images: usize| {
         done += images;
@@ -148,37 +186,48 @@ pub fn validate<B: TwinBackend>(
     };
 
     let mut kept = KeptPredictions::default();
-    let mut detections = Vec::new();
-    for batch in Loader::new(sets.det.clone(), loader_config())? {
-        let turn = B::device_turn(device);
-        let found = detect_batch(net, batch.images::<B>(device), &batch.letterboxes, &settings.postprocess);
-        drop(turn);
-        for (index, image_detections) in batch.indices.iter().zip(&found) {
-            detections.extend(image_detections.iter().map(|d| d.to_eval(*index)));
-            if *index < settings.keep_predictions {
-                kept.det.push((*index, image_detections.iter().filter(|d| d.score >= DISPLAY_SCORE_FLOOR).copied().collect()));
+    let det = match &sets.det {
+        Some((source, truth)) => {
+            let mut detections = Vec::new();
+            for batch in Loader::new(source.clone(), loader_config())? {
+                let turn = B::device_turn(device);
+                let found = detect_batch(net, batch.images::<B>(device), &batch.letterboxes, &settings.postprocess);
+                drop(turn);
+                for (index, image_detections) in batch.indices.iter().zip(&found) {
+                    detections.extend(image_detections.iter().map(|d| d.to_eval(*index)));
+                    if *index < settings.keep_predictions {
+                        kept.det.push((*index, image_detections.iter().filter(|d| d.score >= DISPLAY_SCORE_FLOOR).copied().collect()));
+                    }
+                }
+                report(found.len())?;
             }
+            let num_classes = source.classes.len();
+            let curves = pr_curves(truth, &detections, num_classes);
+            let ap = curves_ap(&curves, VocMetric::Area);
+            let confusion = DetConfusion::new(truth, &detections, num_classes, CONFUSION_SCORE_THRESHOLD);
+            Some(DetValidation { ap, curves, confusion })
         }
-        report(found.len())?;
-    }
-    let num_classes = sets.det.classes.len();
-    let det_curves = pr_curves(&sets.det_truth, &detections, num_classes);
-    let det = curves_ap(&det_curves, VocMetric::Area);
-    let det_confusion = DetConfusion::new(&sets.det_truth, &detections, num_classes, CONFUSION_SCORE_THRESHOLD);
-
-    let mut seg = ConfusionMatrix::new(sets.seg.classes.len());
-    for batch in Loader::new(sets.seg.clone(), loader_config())? {
-        let turn = B::device_turn(device);
-        let masks = segment_batch(net, batch.images::<B>(device), &batch.letterboxes);
-        drop(turn);
-        for (index, mask) in batch.indices.iter().zip(&masks) {
-            seg.accumulate(sets.seg_truth[*index].as_raw(), mask.as_raw());
-            if *index < settings.keep_predictions {
-                kept.seg.push((*index, mask.clone()));
+        None => None,
+    };
+    let seg = match &sets.seg {
+        Some((source, truth)) => {
+            let mut seg = ConfusionMatrix::new(source.classes.len());
+            for batch in Loader::new(source.clone(), loader_config())? {
+                let turn = B::device_turn(device);
+                let masks = segment_batch(net, batch.images::<B>(device), &batch.letterboxes);
+                drop(turn);
+                for (index, mask) in batch.indices.iter().zip(&masks) {
+                    seg.accumulate(truth[*index].as_raw(), mask.as_raw());
+                    if *index < settings.keep_predictions {
+                        kept.seg.push((*index, mask.clone()));
+                    }
+                }
+                report(masks.len())?;
             }
+            Some(seg)
         }
-        report(masks.len())?;
-    }
+        None => None,
+    };
     let cls = match &sets.cls {
         Some(source) => {
             let mut metrics = ClsMetrics::new(source.classes.len());
@@ -201,5 +250,5 @@ pub fn validate<B: TwinBackend>(
     kept.det.sort_by_key(|(index, _)| *index);
     kept.seg.sort_by_key(|(index, _)| *index);
     kept.cls.sort_by_key(|(index, _)| *index);
-    Ok(Validation { det, det_curves, det_confusion, seg, cls, kept })
+    Ok(Validation { det, seg, cls, kept })
 }

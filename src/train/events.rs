@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::conflict::{PairConflict, TaskConflict};
 use crate::backend::device::DeviceMemory;
 
-use super::strategy::{StrategyConfig, TaskSet};
+use super::strategy::{StrategyConfig, Task, TaskSet};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -51,20 +51,29 @@ pub enum FinishReason {
     Failed,
 }
 
-/// Every task evaluated on its fixed validation subset.
+/// Every task of the run evaluated on its fixed validation subset. A task
+/// the run does not have leaves its fields out (`None`, empty): a
+/// detection–segmentation record reads and writes as it always has.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
     pub step: usize,
     /// VOC-style AP at IoU 0.5 (area under the precision envelope), mean over classes.
-    pub map50: f64,
-    pub miou: f64,
-    pub pixel_acc: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miou: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_acc: Option<f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub det_per_class: BTreeMap<String, Option<f64>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub seg_per_class: BTreeMap<String, Option<f64>>,
     /// Best value so far minus the current one (0 when at the best).
-    pub det_forgetting: f64,
-    pub seg_forgetting: f64,
-    /// Classification top-1 and top-5 accuracy (runs with classification only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub det_forgetting: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seg_forgetting: Option<f64>,
+    /// Classification top-1 and top-5 accuracy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top1: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,20 +83,43 @@ pub struct EvalRecord {
     pub cls_per_class: BTreeMap<String, Option<f64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cls_forgetting: Option<f64>,
-    /// The task-conflict meter at this evaluation (absent in logs written before it existed).
+    /// The detection–segmentation task-conflict meter at this evaluation
+    /// (absent in logs written before it existed, and in runs without the pair).
     #[serde(default)]
     pub conflict: Option<TaskConflict>,
     /// The meter of classification's pairs (detection–classification,
-    /// segmentation–classification) in a three-task run; `conflict` is the
-    /// detection–segmentation pair.
+    /// segmentation–classification) in a run with classification.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cls_conflicts: Vec<PairConflict>,
 }
 
 impl EvalRecord {
-    /// The track score (mean of mAP50, mIoU and top-1) of a three-task run's evaluation.
+    /// The metric of `task` (mAP50, mIoU, top-1), in a run with it.
+    pub fn metric(&self, task: Task) -> Option<f64> {
+        match task {
+            Task::Det => self.map50,
+            Task::Seg => self.miou,
+            Task::Cls => self.top1,
+        }
+    }
+
+    /// How far `task`'s metric is below its best so far, in a run with it.
+    pub fn forgetting(&self, task: Task) -> Option<f64> {
+        match task {
+            Task::Det => self.det_forgetting,
+            Task::Seg => self.seg_forgetting,
+            Task::Cls => self.cls_forgetting,
+        }
+    }
+
+    /// `name value` of each task's metric the record has (`mAP50 0.5123`).
+    pub fn metric_texts(&self, digits: usize) -> Vec<String> {
+        Task::ALL.into_iter().filter_map(|t| Some(format!("{} {:.*}", t.metric_name(), digits, self.metric(t)?))).collect()
+    }
+
+    /// The track score of a three-task run's evaluation (mean of mAP50, mIoU and top-1).
     pub fn track_score(&self) -> Option<f64> {
-        self.top1.map(|top1| crate::eval::track_score(self.map50, self.miou, top1))
+        Some(crate::eval::track_score(self.map50?, self.miou?, self.top1?))
     }
 }
 

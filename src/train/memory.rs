@@ -26,7 +26,7 @@ pub fn training_bytes(model: &ModelConfig, data: &DataConfig) -> f64 {
     let net = TwinNet::<Flex>::new(model, &Default::default());
     let probe = burn::tensor::Tensor::<Flex, 4>::zeros([1, 3, PROBE_SIZE as usize, PROBE_SIZE as usize], &Default::default());
     let ((), work) = macs::count(|| {
-        net.forward_both(probe);
+        net.forward_heads(probe, net.tasks());
     });
     let scale = (data.image_size as f64 / PROBE_SIZE as f64).powi(2);
     let per_image = work.outputs as f64 * scale * BYTES_PER_CONV_OUTPUT + 3.0 * (data.image_size as f64).powi(2) * 4.0;

@@ -649,6 +649,13 @@ impl StrategyConfig {
                 bail!("strategy.pseudo_labels.pixel_confidence: a probability in (0, 1], got {pixel_confidence}");
             }
         }
+        if self.sequence_fields().is_some() && run.tasks.len() < 2 {
+            bail!(
+                "strategy.kind = \"{}\": a sequence needs two or more tasks; this run has one ({}): train it with kind = \"joint\"",
+                self.name(),
+                String::from(run.tasks)
+            );
+        }
         if let Some(schedule) = self.schedule(run) {
             let (_, switch_step, _, order, switch_steps) = self.sequence_fields().expect("a schedule has sequence fields");
             if switch_steps.is_empty() && (switch_step == 0 || switch_step >= steps) {
@@ -826,5 +833,14 @@ mod tests {
         let err = parse("kind = \"magic\"").unwrap_err().to_string();
         assert!(err.contains("unknown variant `magic`"), "{err}");
         assert!(parse("kind = \"alternate\"\nperiod = 0").unwrap().validate(two(10)).is_err());
+        // A run of one task trains it alone: `joint` and `alternate` do, a sequence cannot.
+        let seg_only = RunShape { tasks: SEG, steps: 10 };
+        let err = parse("kind = \"lwf\"\nswitch_step = 3").unwrap().validate(seg_only).unwrap_err().to_string();
+        assert!(err.contains("kind = \"lwf\"") && err.contains("one (seg)") && err.contains("joint"), "{err}");
+        for kind in ["joint", "alternate"] {
+            let strategy = parse(&format!("kind = \"{kind}\"")).unwrap();
+            strategy.validate(seg_only).unwrap();
+            assert_eq!(strategy.plan(3, seg_only).tasks, SEG);
+        }
     }
 }

@@ -147,12 +147,17 @@ pub fn scalars(event: &Event) -> Vec<(String, f32)> {
 }
 
 fn eval_scalars(record: &EvalRecord, push: &mut impl FnMut(&str, f64)) {
-    push("eval/map50", record.map50);
-    push("eval/miou", record.miou);
-    push("eval/pixel_acc", record.pixel_acc);
-    push("forgetting/det", record.det_forgetting);
-    push("forgetting/seg", record.seg_forgetting);
-    for (tag, value) in [("eval/top1", record.top1), ("eval/top5", record.top5), ("forgetting/cls", record.cls_forgetting)] {
+    let values = [
+        ("eval/map50", record.map50),
+        ("eval/miou", record.miou),
+        ("eval/pixel_acc", record.pixel_acc),
+        ("forgetting/det", record.det_forgetting),
+        ("forgetting/seg", record.seg_forgetting),
+        ("eval/top1", record.top1),
+        ("eval/top5", record.top5),
+        ("forgetting/cls", record.cls_forgetting),
+    ];
+    for (tag, value) in values {
         if let Some(value) = value {
             push(tag, value);
         }

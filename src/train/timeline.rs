@@ -96,15 +96,15 @@ pub fn write_step(run_dir: &Path, step: usize, sets: &ValidationSets, kept: &Kep
     let det = kept
         .det
         .iter()
-        .map(|(index, boxes)| {
-            let (id, image) = sets.det_image(*index);
+        .filter_map(|(index, boxes)| {
+            let (id, image) = sets.det_image(*index)?;
             let boxes = boxes.iter().map(|d| [d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3], d.class as f32, d.score]).collect();
-            DetEntry { id: id.to_string(), image: image.to_path_buf(), boxes }
+            Some(DetEntry { id: id.to_string(), image: image.to_path_buf(), boxes })
         })
         .collect();
     let mut seg = Vec::new();
     for (i, (index, mask)) in kept.seg.iter().enumerate() {
-        let (id, image) = sets.seg_image(*index);
+        let Some((id, image)) = sets.seg_image(*index) else { continue };
         let file = format!("seg-{i}.png");
         mask.save(tmp.join(&file)).with_context(|| format!("{}: cannot write", tmp.join(&file).display()))?;
         seg.push(SegEntry { id: id.to_string(), image: image.to_path_buf(), mask: file });

@@ -12,14 +12,16 @@ use crate::model::{transfer, ModelConfig, TwinNet};
 #[derive(Module, Debug)]
 pub struct Trainee<B: Backend> {
     pub net: TwinNet<B>,
-    /// `log σ²` per task (detection, segmentation, then classification when
-    /// the network has its head) for uncertainty weighting.
+    /// `log σ²` per task, indexed in [`Task`] order up to the network's last
+    /// task (detection, segmentation, classification), for uncertainty weighting.
     pub log_vars: Param<Tensor<B, 1>>,
 }
 
-/// One learned task weight per head of `net`.
+/// One learned task weight per task up to `net`'s last (the slot of a task
+/// before it that the network lacks stays unused; a two-task network has 2).
 fn task_log_vars<B: Backend>(net: &TwinNet<B>, device: &B::Device) -> Param<Tensor<B, 1>> {
-    Param::from_tensor(Tensor::zeros([2 + net.cls_head.is_some() as usize], device))
+    let slots = net.tasks().iter().map(|task| task as usize + 1).max().unwrap_or(0);
+    Param::from_tensor(Tensor::zeros([slots], device))
 }
 
 impl<B: Backend> Trainee<B> {

@@ -16,7 +16,8 @@ use super::checkpoint::{self, CheckpointKind, TrainerState};
 use super::config::TrainConfig;
 use super::conflict::{self, PairConflict};
 use super::ema::WeightEma;
-use super::evaluate::{validate, ValidationSets, ValidationSettings};
+use super::config::DataConfig;
+use super::evaluate::{validate, TaskImages, ValidationSets, ValidationSettings, ValidationSplits};
 use super::events::{Control, EvalRecord, Event, FinishReason};
 use super::loss::cls::cls_loss;
 use super::loss::det::{det_loss, det_loss_ignoring, DetLossConfig, ImageTargets};
@@ -35,17 +36,16 @@ use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
 use crate::backend::TwinAutodiffBackend;
 use crate::data::batch::{mask_tensor, ClsBatch, ClsSource, DetBatch, DetSource, ImageBatch, SegBatch, SegSource};
-use crate::data::classify::ClsDataset;
-use crate::data::loader::{Loader, LoaderConfig, Position};
+use crate::data::problem::Problem;
+use crate::data::loader::{Loader, LoaderConfig, Position, SampleSource};
 use crate::data::synth::ensure_generated;
 use crate::model::anchors::Anchors;
 use crate::model::{HeadOutputs, Reshape, TwinNet, DET_STRIDES};
 
-/// The opened datasets of a run.
+/// The opened datasets of a run's tasks.
 pub struct Datasets {
-    pub det_train: DetSource,
-    pub seg_train: SegSource,
-    /// In a run with classification.
+    pub det_train: Option<DetSource>,
+    pub seg_train: Option<SegSource>,
     pub cls_train: Option<ClsSource>,
     pub validation: ValidationSets,
 }
@@ -59,62 +59,74 @@ fn relative_to_cwd(path: &std::path::Path) -> String {
     }
 }
 
-/// Opens (generating the synthetic set first when configured) both datasets.
+/// Opens (generating the synthetic set first when configured) the datasets of the run's tasks.
 pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Result<Datasets> {
     let data = &config.data;
     if let Some((dir, synth)) = data.synthetic_set()? {
         tracing::info!("synthetic datasets in {}", std::path::absolute(&dir).unwrap_or_else(|_| dir.clone()).display());
         ensure_generated(&dir, &synth, |_, _| {})?;
     }
-    for (key, path) in [("data.voc", &data.voc), ("data.ade", &data.ade)].into_iter().chain(data.cls.iter().map(|p| ("data.cls", p))) {
+    for (task, path) in data.folders() {
         if !path.exists() {
-            bail!("{key}: dataset folder {} does not exist{}", path.display(), relative_to_cwd(path));
+            bail!("{}: dataset folder {} does not exist{}", DataConfig::key(task), path.display(), relative_to_cwd(path));
         }
     }
-    let (det, seg) = (data.det_spec(), data.seg_spec());
-    let det_train = det.open(&data.voc_train_split, None)?;
-    let det_val = det.open(&data.voc_val_split, None)?;
-    let seg_train = seg.open(&data.ade_train_split)?;
-    let seg_val = seg.open(&data.ade_val_split)?;
-    for (name, problems) in [
-        ("detection training", &det_train.problems),
-        ("detection validation", &det_val.problems),
-        ("segmentation training", &seg_train.problems),
-        ("segmentation validation", &seg_val.problems),
-    ] {
+    let mut left_out = |name: &str, problems: &[Problem]| {
         if !problems.is_empty() {
             log(format!("{name} split: {} record(s) left out, first: {}", problems.len(), problems[0]));
         }
-    }
-    if det_train.records.is_empty() || seg_train.records.is_empty() {
-        bail!("a training split is empty ({} detection, {} segmentation images)", det_train.records.len(), seg_train.records.len());
-    }
-    let mut validation = ValidationSets::new(&det_val, config.eval.det_images, &seg_val, config.eval.seg_images)?;
-    let cls_train = match open_cls(data, log)? {
-        Some((train, val)) => {
-            validation = validation.with_cls(&val, config.eval.cls_images);
+    };
+    let empty = |task: Task, root: &Path, split: &str| {
+        anyhow::anyhow!("{}: {}: the {task} split {split:?} has no images", DataConfig::key(task), root.display())
+    };
+    let det_train = match data.det_spec() {
+        Some(spec) => {
+            let train = spec.open(&data.voc_train_split, None)?;
+            left_out("detection training", &train.problems);
+            if train.records.is_empty() {
+                return Err(empty(Task::Det, &spec.dir, &data.voc_train_split));
+            }
+            Some(DetSource::new(&train))
+        }
+        None => None,
+    };
+    let seg_train = match data.seg_spec() {
+        Some(spec) => {
+            let train = spec.open(&data.ade_train_split)?;
+            left_out("segmentation training", &train.problems);
+            if train.records.is_empty() {
+                return Err(empty(Task::Seg, &spec.dir, &data.ade_train_split));
+            }
+            Some(SegSource::new(&train))
+        }
+        None => None,
+    };
+    let cls_train = match data.open_cls(&data.cls_train_split)? {
+        Some(train) => {
+            left_out("classification training", &train.problems);
+            if train.records.is_empty() {
+                return Err(empty(Task::Cls, &train.root, &data.cls_train_split));
+            }
             Some(ClsSource::new(&train))
         }
         None => None,
     };
-    Ok(Datasets { det_train: DetSource::new(&det_train), seg_train: SegSource::new(&seg_train), cls_train, validation })
-}
-
-/// The classification splits of a run with `data.cls` (training and validation).
-fn open_cls(data: &crate::train::config::DataConfig, log: &mut dyn FnMut(String)) -> Result<Option<(ClsDataset, ClsDataset)>> {
-    let (Some(train), Some(val)) = (data.open_cls(&data.cls_train_split)?, data.open_cls(&data.cls_val_split)?) else {
-        return Ok(None);
-    };
-    let root = &train.root;
-    for (name, problems) in [("classification training", &train.problems), ("classification validation", &val.problems)] {
-        if !problems.is_empty() {
-            log(format!("{name} split: {} record(s) left out, first: {}", problems.len(), problems[0]));
+    let splits = ValidationSplits::open(data)?;
+    if let Some(det) = &splits.det {
+        left_out("detection validation", &det.problems);
+    }
+    if let Some(seg) = &splits.seg {
+        left_out("segmentation validation", &seg.problems);
+    }
+    if let Some(cls) = &splits.cls {
+        left_out("classification validation", &cls.problems);
+        if cls.records.is_empty() {
+            return Err(empty(Task::Cls, &cls.root, &data.cls_val_split));
         }
     }
-    if train.records.is_empty() || val.records.is_empty() {
-        bail!("data.cls: {}: a classification split is empty ({} training, {} validation images)", root.display(), train.records.len(), val.records.len());
-    }
-    Ok(Some((train, val)))
+    let eval = &config.eval;
+    let validation = splits.subsets(TaskImages { det: eval.det_images, seg: eval.seg_images, cls: eval.cls_images })?;
+    Ok(Datasets { det_train, seg_train, cls_train, validation })
 }
 
 /// What one step computed, for the step event.
@@ -174,11 +186,21 @@ impl<'a> TaskBatch<'a> {
     }
 }
 
-/// The task-conflict meter's fixed batch of each task.
-struct ConflictBatches {
-    det: DetBatch,
-    seg: SegBatch,
-    cls: Option<ClsBatch>,
+/// One task's batch, owned (EWC's Fisher batches, the conflict meter's).
+enum OwnedBatch {
+    Det(DetBatch),
+    Seg(SegBatch),
+    Cls(ClsBatch),
+}
+
+impl OwnedBatch {
+    fn as_batch(&self) -> TaskBatch<'_> {
+        match self {
+            Self::Det(batch) => TaskBatch::Det(batch),
+            Self::Seg(batch) => TaskBatch::Seg(batch),
+            Self::Cls(batch) => TaskBatch::Cls(batch),
+        }
+    }
 }
 
 /// A frozen pseudo-label teacher loaded from another run's checkpoint folder.
@@ -207,8 +229,8 @@ pub struct Trainer<B: TwinAutodiffBackend> {
     teacher: Option<WeightEma<B::InnerBackend>>,
     /// The specialists the pseudo-label settings name, per task in [`Task::ALL`] order.
     specialists: [Option<Specialist<B::InnerBackend>>; 3],
-    /// The fixed batches the task-conflict meter uses, read at the first evaluation.
-    conflict_batches: Option<ConflictBatches>,
+    /// The fixed batch of each task the task-conflict meter uses, read at the first evaluation.
+    conflict_batches: Option<Vec<OwnedBatch>>,
 }
 
 impl<B: TwinAutodiffBackend> Trainer<B> {
@@ -216,9 +238,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     pub fn new(config: TrainConfig, run_dir: &Path, resume: bool, device: B::Device, mut log: EventLog) -> Result<Self> {
         let mut messages = Vec::new();
         let data = open_datasets(&config, &mut |m| messages.push(m))?;
-        let det_classes = data.validation.det_classes().names().to_vec();
-        let seg_classes = data.validation.seg_classes().names().to_vec();
-        let cls_classes = data.validation.cls_classes().map_or_else(Vec::new, |c| c.names().to_vec());
+        let [det_classes, seg_classes, cls_classes] = Task::ALL.map(|task| data.validation.class_names(task));
         let mut model = config.model_config(det_classes.len(), seg_classes.len(), cls_classes.len());
         if B::device_memory(&device).is_none() {
             // On the CPU a step's activations live in this machine's memory.
@@ -363,13 +383,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let batch = self.config.data.batch_size;
         let threads = if self.config.data.threads == 0 { crate::data::loader::default_threads() } else { self.config.data.threads };
         let train_loader = |seed: u64| LoaderConfig { threads, ..LoaderConfig::train(size, batch, seed) };
-        let mut det_loader = Loader::starting_at(self.data.det_train.clone(), train_loader(self.config.seed), self.state.det_position)?;
-        let mut seg_loader =
-            Loader::starting_at(self.data.seg_train.clone(), train_loader(self.config.seed.wrapping_add(1)), self.state.seg_position)?;
-        let mut cls_loader = match &self.data.cls_train {
-            Some(source) => Some(Loader::starting_at(source.clone(), train_loader(self.config.seed.wrapping_add(3)), self.state.cls_position)?),
-            None => None,
-        };
+        let seed = |offset: u64| train_loader(self.config.seed.wrapping_add(offset));
+        let mut det_loader = start_loader(self.data.det_train.clone(), seed(0), self.state.det_position)?;
+        let mut seg_loader = start_loader(self.data.seg_train.clone(), seed(1), self.state.seg_position)?;
+        let mut cls_loader = start_loader(self.data.cls_train.clone(), seed(3), self.state.cls_position)?;
         // Replay's buffer loaders, made when first needed (the buffers depend on the strategy in force).
         let (mut replay_det, mut replay_seg, mut replay_cls) = (None, None, None);
         let mut paused = false;
@@ -437,15 +454,17 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             }
             let lr = learning_rate(&self.config.optim, self.state.step, self.config.steps) * plan.lr_factor * self.state.lr_scale;
             let step_start = Instant::now();
-            let det_batch = match (plan.tasks.contains(Task::Det), plan.replay == Some(Task::Det)) {
-                (false, _) => None,
-                (true, false) => Some(next_batch(&mut det_loader, "detection")?),
-                (true, true) => Some(next_batch(self.replay_loader(&mut replay_det, &self.data.det_train, Task::Det)?, "replay")?),
+            let det_batch = match (plan.tasks.contains(Task::Det), plan.replay == Some(Task::Det), det_loader.as_mut(), &self.data.det_train) {
+                (false, ..) => None,
+                (true, false, Some(loader), _) => Some(next_batch(loader, "detection")?),
+                (true, true, _, Some(source)) => Some(next_batch(self.replay_loader(&mut replay_det, source, Task::Det)?, "replay")?),
+                (true, ..) => bail!("a detection step in a run without a detection dataset (data.voc)"),
             };
-            let seg_batch = match (plan.tasks.contains(Task::Seg), plan.replay == Some(Task::Seg)) {
-                (false, _) => None,
-                (true, false) => Some(next_batch(&mut seg_loader, "segmentation")?),
-                (true, true) => Some(next_batch(self.replay_loader(&mut replay_seg, &self.data.seg_train, Task::Seg)?, "replay")?),
+            let seg_batch = match (plan.tasks.contains(Task::Seg), plan.replay == Some(Task::Seg), seg_loader.as_mut(), &self.data.seg_train) {
+                (false, ..) => None,
+                (true, false, Some(loader), _) => Some(next_batch(loader, "segmentation")?),
+                (true, true, _, Some(source)) => Some(next_batch(self.replay_loader(&mut replay_seg, source, Task::Seg)?, "replay")?),
+                (true, ..) => bail!("a segmentation step in a run without a segmentation dataset (data.ade)"),
             };
             let cls_batch = match (plan.tasks.contains(Task::Cls), plan.replay == Some(Task::Cls), cls_loader.as_mut(), &self.data.cls_train) {
                 (false, ..) => None,
@@ -461,10 +480,14 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 + seg_batch.as_ref().map_or(0, |b| b.len())
                 + cls_batch.as_ref().map_or(0, |b| b.len());
             let losses = self.train_step(det_batch.as_ref(), seg_batch.as_ref(), cls_batch.as_ref(), lr)?;
-            self.state.det_position = det_loader.position();
-            self.state.seg_position = seg_loader.position();
-            if let Some(loader) = &cls_loader {
-                self.state.cls_position = loader.position();
+            for (loader, position) in [
+                (det_loader.as_ref().map(Loader::position), &mut self.state.det_position),
+                (seg_loader.as_ref().map(Loader::position), &mut self.state.seg_position),
+                (cls_loader.as_ref().map(Loader::position), &mut self.state.cls_position),
+            ] {
+                if let Some(at) = loader {
+                    *position = at;
+                }
             }
             if let Some(task) = plan.replay {
                 let position = match task {
@@ -632,22 +655,20 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let seed = self.config.seed.wrapping_add(17);
         let mut losses = Vec::new();
         for task in tasks.iter() {
-            let net = &snapshot.net;
-            let task_losses = match (task, &self.data.cls_train) {
-                (Task::Det, _) => {
-                    Loader::new(self.data.det_train.clone(), loader(seed))?.take(batches).map(|b| self.task_loss_of(net, TaskBatch::Det(&b))).collect()
-                }
-                (Task::Seg, _) => {
-                    Loader::new(self.data.seg_train.clone(), loader(seed))?.take(batches).map(|b| self.task_loss_of(net, TaskBatch::Seg(&b))).collect()
-                }
-                (Task::Cls, Some(source)) => {
-                    Loader::new(source.clone(), loader(seed))?.take(batches).map(|b| self.task_loss_of(net, TaskBatch::Cls(&b))).collect()
-                }
-                (Task::Cls, None) => bail!("ewc: the run has no classification dataset (data.cls)"),
-            };
-            losses.push((task, task_losses));
+            let task_batches = self.training_batches(task, loader(seed), batches)?;
+            losses.push((task, task_batches.iter().map(|batch| self.task_loss_of(&snapshot.net, batch.as_batch())).collect()));
         }
         Ewc::estimate(&snapshot.net, losses, lambda)
+    }
+
+    /// The first `count` batches of `task`'s training set, as `config` loads them.
+    fn training_batches(&self, task: Task, config: LoaderConfig, count: usize) -> Result<Vec<OwnedBatch>> {
+        let missing = || anyhow::anyhow!("the run has no {task} dataset ({})", DataConfig::key(task));
+        Ok(match task {
+            Task::Det => Loader::new(self.data.det_train.clone().ok_or_else(missing)?, config)?.take(count).map(OwnedBatch::Det).collect(),
+            Task::Seg => Loader::new(self.data.seg_train.clone().ok_or_else(missing)?, config)?.take(count).map(OwnedBatch::Seg).collect(),
+            Task::Cls => Loader::new(self.data.cls_train.clone().ok_or_else(missing)?, config)?.take(count).map(OwnedBatch::Cls).collect(),
+        })
     }
 
     /// `batch`'s loss on its labels, computed with `net` (EWC's Fisher, the conflict meter).
@@ -820,36 +841,34 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         };
         let result = validate(&net, &self.data.validation, &settings, &self.device, &mut |_, _| std::ops::ControlFlow::Continue(()))?;
         timeline::write_step(&self.run_dir, self.state.step, &self.data.validation, &result.kept)?;
-        let map50 = result.det.mean().unwrap_or(0.0);
-        let miou = result.seg.miou().unwrap_or(0.0);
+        let map50 = result.det.as_ref().map(|det| det.ap.mean().unwrap_or(0.0));
+        let miou = result.seg.as_ref().map(|seg| seg.miou().unwrap_or(0.0));
         let top1 = result.cls.as_ref().map(|cls| cls.top1().unwrap_or(0.0));
-        let improved_det = map50 > self.state.best_map50;
-        let improved_seg = miou > self.state.best_miou;
+        let improved_det = map50.is_some_and(|map50| map50 > self.state.best_map50);
+        let improved_seg = miou.is_some_and(|miou| miou > self.state.best_miou);
         let improved_cls = top1.is_some_and(|top1| top1 > self.state.best_top1);
-        self.state.best_map50 = self.state.best_map50.max(map50);
-        self.state.best_miou = self.state.best_miou.max(miou);
+        self.state.best_map50 = self.state.best_map50.max(map50.unwrap_or(0.0));
+        self.state.best_miou = self.state.best_miou.max(miou.unwrap_or(0.0));
         self.state.best_top1 = self.state.best_top1.max(top1.unwrap_or(0.0));
         let names = |classes: &[String], values: Vec<Option<f64>>| classes.iter().cloned().zip(values).collect();
+        let mut pairs = self.measure_conflict()?;
+        let det_seg = pairs.iter().position(|pair| pair.tasks == [Task::Det, Task::Seg]).map(|i| pairs.remove(i).cosines);
         let record = EvalRecord {
             step: self.state.step,
             map50,
             miou,
-            pixel_acc: result.seg.pixel_accuracy().unwrap_or(0.0),
-            det_per_class: names(&self.state.det_classes, result.det.per_class.clone()),
-            seg_per_class: names(&self.state.seg_classes, result.seg.per_class_iou()),
-            det_forgetting: self.state.best_map50 - map50,
-            seg_forgetting: self.state.best_miou - miou,
+            pixel_acc: result.seg.as_ref().map(|seg| seg.pixel_accuracy().unwrap_or(0.0)),
+            det_per_class: result.det.as_ref().map_or_else(Default::default, |det| names(&self.state.det_classes, det.ap.per_class.clone())),
+            seg_per_class: result.seg.as_ref().map_or_else(Default::default, |seg| names(&self.state.seg_classes, seg.per_class_iou())),
+            det_forgetting: map50.map(|map50| self.state.best_map50 - map50),
+            seg_forgetting: miou.map(|miou| self.state.best_miou - miou),
             top1,
             top5: result.cls.as_ref().and_then(|cls| cls.top5()),
-            cls_per_class: match &result.cls {
-                Some(cls) => names(&self.state.cls_classes, cls.per_class_accuracy()),
-                None => Default::default(),
-            },
+            cls_per_class: result.cls.as_ref().map_or_else(Default::default, |cls| names(&self.state.cls_classes, cls.per_class_accuracy())),
             cls_forgetting: top1.map(|top1| self.state.best_top1 - top1),
-            ..EvalRecord::default()
+            conflict: det_seg,
+            cls_conflicts: pairs,
         };
-        let mut pairs = self.measure_conflict()?.into_iter();
-        let record = EvalRecord { conflict: pairs.next().map(|pair| pair.cosines), cls_conflicts: pairs.collect(), ..record };
         self.emit(Event::Eval(record))?;
         let best = [(improved_det, CheckpointKind::BestDet), (improved_seg, CheckpointKind::BestSeg), (improved_cls, CheckpointKind::BestCls)];
         for (improved, kind) in best {
@@ -866,22 +885,22 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     /// as it trains (not the EMA), on one fixed batch of each task's training
     /// images (the first, unaugmented).
     fn measure_conflict(&mut self) -> Result<Vec<PairConflict>> {
+        let tasks = self.run_shape().tasks;
+        if tasks.len() < 2 {
+            return Ok(Vec::new());
+        }
         if self.conflict_batches.is_none() {
             let config = LoaderConfig { threads: 1, ..LoaderConfig::eval(self.config.data.image_size, self.config.data.batch_size) };
-            let first = "the conflict meter's batch";
-            let det = Loader::new(self.data.det_train.clone(), config.clone())?.next().with_context(|| format!("no detection batch for {first}"))?;
-            let seg = Loader::new(self.data.seg_train.clone(), config.clone())?.next().with_context(|| format!("no segmentation batch for {first}"))?;
-            let cls = match &self.data.cls_train {
-                Some(source) => Some(Loader::new(source.clone(), config)?.next().with_context(|| format!("no classification batch for {first}"))?),
-                None => None,
-            };
-            self.conflict_batches = Some(ConflictBatches { det, seg, cls });
+            let mut batches = Vec::new();
+            for task in tasks.iter() {
+                let batch = self.training_batches(task, config.clone(), 1)?.pop();
+                batches.push(batch.with_context(|| format!("no {task} batch for the conflict meter"))?);
+            }
+            self.conflict_batches = Some(batches);
         }
-        let batches = self.conflict_batches.as_ref().expect("loaded above");
         let net = &self.trainee.net;
-        let tasks = [Some(TaskBatch::Det(&batches.det)), Some(TaskBatch::Seg(&batches.seg)), batches.cls.as_ref().map(TaskBatch::Cls)];
-        let gradients: Vec<_> =
-            tasks.into_iter().flatten().map(|batch| (batch.task(), conflict::shared_gradient(net, self.task_loss_of(net, batch)))).collect();
+        let batches = self.conflict_batches.as_ref().expect("loaded above").iter().map(OwnedBatch::as_batch);
+        let gradients: Vec<_> = batches.map(|batch| (batch.task(), conflict::shared_gradient(net, self.task_loss_of(net, batch)))).collect();
         Ok(conflict::pairs(&gradients))
     }
 
@@ -896,6 +915,11 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         })?;
         self.emit(Event::Checkpoint { step: self.state.step, kind: "last".into(), path })
     }
+}
+
+/// The training loader of a task the run has, at `position`.
+fn start_loader<S: SampleSource>(source: Option<S>, config: LoaderConfig, position: Position) -> Result<Option<Loader<S>>> {
+    source.map(|source| Loader::starting_at(source, config, position)).transpose()
 }
 
 /// Writes a weight average the trainer keeps (if it keeps one) as `file`.

@@ -49,7 +49,7 @@ pub fn state_dict<B: TwinBackend>(
     let (calibration_images, statistics) = group_statistics::record(|| {
         calibration.map(|images| {
             let count = images.dims()[0];
-            shared.forward_both(images);
+            shared.forward_heads(images, shared.tasks());
             count
         })
         .sum::<usize>()

@@ -134,7 +134,7 @@ pub fn import<B: Backend>(net: &mut TwinNet<B>, path: &Path) -> anyhow::Result<I
     if let Some(name) = extra {
         bail!("{}: `{name}` has no place in this network{}", fail(), hint(name));
     }
-    for level in 0..net.det_head.levels.len() {
+    for level in 0..net.det_head.as_ref().map_or(0, |head| head.levels.len()) {
         for output in ["cls_out", "box_out"] {
             let layer = format!("det_head.levels.{level}.{output}");
             fresh.push(FreshLayer { layer, reason: "the final predictions (our classes, our box encoding)".into() });
