@@ -710,7 +710,7 @@ fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, run: RunSha
     }
     egui::Grid::new("strategy parameters").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
         if let Some(sequence) = strategy.sequence_mut() {
-            sequence_rows(ui, sequence, error);
+            sequence_rows(ui, sequence, run.tasks, error);
         }
         match strategy {
             StrategyConfig::Alternate { period, weighting, weights, det_weight, seg_weight, pseudo_labels } => {
@@ -883,13 +883,18 @@ fn weighting_rows(
 
 /// The sequence: the first task and the switch step of two tasks, or the
 /// whole order (reordered with ⬆) and a switch step per later phase.
-fn sequence_rows(ui: &mut egui::Ui, sequence: SequenceMut, error: Option<&str>) {
+fn sequence_rows(ui: &mut egui::Ui, sequence: SequenceMut, tasks: TaskSet, error: Option<&str>) {
     let SequenceMut { first, switch_step, order, switch_steps, lr_factor } = sequence;
     if order.is_empty() {
+        // A run of two tasks other than detection and segmentation starts with one of its own.
+        if let Some(task) = tasks.iter().next().filter(|_| !tasks.contains(*first)) {
+            *first = task;
+        }
         ui.label("First task");
         ui.horizontal(|ui| {
-            ui.radio_value(first, Task::Det, "detection");
-            ui.radio_value(first, Task::Seg, "segmentation");
+            for task in tasks.iter() {
+                ui.radio_value(first, task, task.to_string());
+            }
         });
         ui.label("");
         ui.end_row();
