@@ -14,7 +14,7 @@ use crate::train::config::TrainConfig;
 use crate::train::config_diff::config_diff;
 use crate::train::events::EvalRecord;
 use crate::train::presets::preset_names;
-use crate::train::strategy::{StrategyConfig, Task};
+use crate::train::strategy::{StrategyConfig, Task, TaskSet};
 
 /// The presets the sweep takes its strategies from, in the order they are queued.
 const SWEEP_STRATEGIES: [&str; 11] = [
@@ -97,22 +97,30 @@ impl Column {
         Column::WallTime,
     ];
 
-    /// The columns of a table of `rows`: classification's only when a run has it.
+    /// The columns of a table of `rows`: a task's only when a run has the
+    /// task, the track score's when a run has all three (detection's and
+    /// segmentation's in an empty table).
     fn shown(rows: &[Row]) -> Vec<Column> {
-        let classification = rows.iter().any(|r| r.best_top1.is_some());
-        Self::ALL.into_iter().filter(|c| classification || !c.is_classification()).collect()
+        let tasks = match rows {
+            [] => TaskSet::DET_SEG,
+            _ => rows.iter().fold(TaskSet::default(), |set, r| r.tasks.iter().fold(set, TaskSet::with)),
+        };
+        let track = rows.iter().any(|r| r.tasks == TaskSet::ALL);
+        Self::ALL
+            .into_iter()
+            .filter(|c| c.tasks().is_none_or(|needed| if needed == TaskSet::ALL { track } else { needed.iter().all(|t| tasks.contains(t)) }))
+            .collect()
     }
 
-    fn is_classification(self) -> bool {
-        matches!(
-            self,
-            Column::FinalTop1
-                | Column::BestTop1
-                | Column::ClsForgetting
-                | Column::ClsForgettingEnd
-                | Column::FinalTrackScore
-                | Column::BestTrackScore
-        )
+    /// The tasks a column is about (`None`: every run has it).
+    fn tasks(self) -> Option<TaskSet> {
+        match self {
+            Column::FinalMap50 | Column::BestMap50 | Column::DetForgetting | Column::DetForgettingEnd => Some(Task::Det.into()),
+            Column::FinalMiou | Column::BestMiou | Column::SegForgetting | Column::SegForgettingEnd => Some(Task::Seg.into()),
+            Column::FinalTop1 | Column::BestTop1 | Column::ClsForgetting | Column::ClsForgettingEnd => Some(Task::Cls.into()),
+            Column::FinalTrackScore | Column::BestTrackScore => Some(TaskSet::ALL),
+            _ => None,
+        }
     }
 
     fn header(self) -> &'static str {
@@ -160,6 +168,8 @@ impl Column {
 #[derive(Debug, Clone, PartialEq)]
 struct Row {
     name: String,
+    /// The run's tasks (which columns concern it).
+    tasks: TaskSet,
     strategy: String,
     status: String,
     /// A failed run's message.
@@ -194,6 +204,7 @@ impl Row {
         let last_forgetting = |task: Task| run.last_eval().and_then(|e| e.forgetting(task));
         Self {
             name: run.name.clone(),
+            tasks: run.config.data.run_tasks(),
             strategy: run.strategy_summary(),
             status: run.status.label().to_string(),
             status_detail: match &run.status {
@@ -362,7 +373,7 @@ impl ComparePanel {
                 }
             });
             ui.checkbox(&mut self.sweep_both_orders, "sequential family in both orders")
-                .on_hover_text("Also run naive, sequential, freeze, lwf, ewc, replay and pseudo with segmentation first (named …-seg-first)");
+                .on_hover_text("Also run naive, sequential, freeze, lwf, ewc, replay and pseudo starting with the run's next task (segmentation after detection: named …-seg-first)");
             let hint = format!("Queue the base preset once per strategy on {}", shared.device);
             if ui.button("Start strategy sweep").on_hover_text(hint).clicked() {
                 let notice = start_sweep(base, self.sweep_both_orders, shared);
@@ -395,8 +406,8 @@ fn start_sweep(base: &str, both_orders: bool, shared: &mut Shared) -> Notice {
 /// `base` once per sweep strategy, named `<base>-<strategy preset>`. Each takes
 /// the strategy of its preset; a switch step is moved to the same fraction of
 /// `base`'s steps as in its preset, so the phases split a longer or shorter run
-/// alike. With `both_orders`, each sequential-family run is followed by its
-/// segmentation-first twin, named `…-seg-first`.
+/// alike. With `both_orders`, each sequential-family run is followed by a
+/// twin starting with the run's next task (`…-seg-first` after detection).
 pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainConfig>> {
     let tasks = base.data.run_tasks();
     if tasks.len() < 2 {
@@ -410,13 +421,12 @@ pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainC
         rescale_to_steps(&mut config.strategy, source.steps, base.steps);
         config.name = format!("{}-{preset}", base.name);
         config.validate().with_context(|| format!("strategy sweep with {preset} on {}", base.name))?;
-        let twin = (both_orders && config.strategy.sequence().is_some()).then(|| {
-            let first = config.strategy.sequence().map_or(Task::Det, |s| s.first);
-            TrainConfig {
-                name: format!("{}-{}-first", config.name, if first == Task::Det { "seg" } else { "det" }),
-                strategy: config.strategy.clone().with_first(first.other()),
-                ..config.clone()
-            }
+        // The twin starts with the next of the run's tasks instead.
+        let other = config.strategy.sequence().and_then(|s| tasks.without(s.first).iter().next()).filter(|_| both_orders);
+        let twin = other.map(|other| TrainConfig {
+            name: format!("{}-{}-first", config.name, other.key()),
+            strategy: config.strategy.clone().with_first(other),
+            ..config.clone()
         });
         configs.push(config);
         configs.extend(twin);
@@ -574,6 +584,7 @@ mod tests {
     fn row(name: &str, best_map50: Option<f64>) -> Row {
         Row {
             name: name.into(),
+            tasks: TaskSet::DET_SEG,
             strategy: "joint ()".into(),
             status: "completed".into(),
             status_detail: None,
@@ -602,10 +613,17 @@ mod tests {
     fn classification_columns_show_only_when_a_run_has_classification() {
         let two_task = vec![row("a", Some(0.5))];
         assert_eq!(Column::shown(&two_task).len(), Column::ALL.len() - 6);
-        let mixed = vec![row("a", Some(0.5)), Row { final_top1: Some(0.3), best_top1: Some(0.4), ..row("b", None) }];
+        let three = Row { tasks: TaskSet::ALL, final_top1: Some(0.3), best_top1: Some(0.4), ..row("b", None) };
+        let mixed = vec![row("a", Some(0.5)), three];
         let shown = Column::shown(&mixed);
         assert!(shown.contains(&Column::BestTop1) && shown.contains(&Column::ClsForgettingEnd), "{shown:?}");
         assert_eq!((mixed[1].cell(Column::FinalTop1), mixed[0].cell(Column::BestTop1)), ("0.300".to_string(), "—".to_string()));
+        // A segmentation specialist's table: no detection and no classification columns.
+        let shown = Column::shown(&[Row { tasks: Task::Seg.into(), ..row("c", None) }]);
+        assert!(shown.contains(&Column::BestMiou) && !shown.contains(&Column::BestMap50) && !shown.contains(&Column::FinalTop1), "{shown:?}");
+        // Classification without the other two: its columns, no track score.
+        let shown = Column::shown(&[Row { tasks: TaskSet::of(&[Task::Det, Task::Cls]), ..row("d", None) }]);
+        assert!(shown.contains(&Column::BestTop1) && !shown.contains(&Column::BestTrackScore) && !shown.contains(&Column::BestMiou), "{shown:?}");
     }
 
     #[test]

@@ -671,6 +671,22 @@ mod tests {
     }
 
     #[test]
+    fn the_layout_has_the_rows_of_the_tasks_the_runs_train() {
+        use Metric::*;
+        let two = record("two", RunStatus::Completed);
+        assert_eq!(plot_rows(&[&two]), [vec![DetLoss, SegLoss], vec![Map50, Miou], vec![Conflict], vec![Lr, ImagesPerSec]]);
+        let mut seg = record("seg", RunStatus::Completed);
+        seg.config.data.tasks = Some(Task::Seg.into());
+        assert_eq!(plot_rows(&[&seg]), [vec![SegLoss, Miou], vec![Lr, ImagesPerSec]]);
+        let mut three = record("three", RunStatus::Completed);
+        three.config = TrainConfig::load_preset("allinone", &[]).unwrap();
+        three.series.conflict_det_cls = vec![[1.0, 0.5]];
+        three.series.conflict_seg_cls = vec![[1.0, 0.5]];
+        let rows = plot_rows(&[&seg, &three]);
+        assert_eq!(rows[2..], [vec![ClsLoss, Top1], vec![Conflict, ConflictDetCls, ConflictSegCls], vec![Lr, ImagesPerSec]]);
+    }
+
+    #[test]
     fn smoothing_is_a_debiased_moving_average() {
         let raw = [[1.0, 1.0], [2.0, 3.0], [3.0, f64::NAN], [4.0, 5.0]];
         assert!(close(&smooth(&raw[..2], 0.0), &raw[..2]));

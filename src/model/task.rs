@@ -35,14 +35,6 @@ impl Task {
             Task::Cls => "top-1",
         }
     }
-
-    /// The other task of the detection–segmentation pair (two-task views).
-    pub fn other(self) -> Task {
-        match self {
-            Task::Det => Task::Seg,
-            Task::Seg | Task::Cls => Task::Det,
-        }
-    }
 }
 
 impl fmt::Display for Task {

@@ -585,6 +585,9 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                     let key = task.key();
                     let (net, teacher) = checkpoint::load_inference_net::<B::InnerBackend>(dir, &self.device)
                         .with_context(|| format!("strategy.pseudo_labels.{key}_teacher: {} is not a readable checkpoint folder", dir.display()))?;
+                    if teacher.classes(task).is_empty() {
+                        bail!("strategy.pseudo_labels.{key}_teacher: {}: the network has no {task} head (its run did not train {task})", dir.display());
+                    }
                     if teacher.classes(task) != self.state.classes(task) {
                         bail!("strategy.pseudo_labels.{key}_teacher: {}: its {task} classes differ from the dataset's", dir.display());
                     }
