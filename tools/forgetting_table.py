@@ -69,12 +69,12 @@ def three_task_row(run, evals, phases):
     last = evals[-1]
     metrics = [last.get(key) for key in ("map50", "miou", "top1")]
     score = f"{sum(metrics) / 3:.3f}" if None not in metrics else "–"
-    row = [run.name, shown(last, "map50"), shown(last, "miou"), shown(last, "top1"), score, "", ""]
+    row = [run.name, shown(last, "map50"), shown(last, "miou"), shown(last, "top1"), score, "", "", ""]
     for task, switch in ended(phases):
         key = METRIC[task]
         at_switch = next((e[key] for e in evals if e["step"] == switch), None)
-        if at_switch is not None and task in ("detection", "segmentation"):
-            row[5 if task == "detection" else 6] = f"{at_switch - last[key]:.3f} ({at_switch:.3f} → {last[key]:.3f})"
+        if at_switch is not None:
+            row[5 + list(METRIC).index(task)] = f"{at_switch - last[key]:.3f} ({at_switch:.3f} → {last[key]:.3f})"
     return row
 
 
@@ -88,7 +88,7 @@ def main():
             runs.append((run, evals, phases))
     three = any(e.get("top1") is not None for _, evals, _ in runs for e in evals)
     if three:
-        header = ["run", "mAP50", "mIoU", "top-1", "track score", "detection forgotten", "segmentation forgotten"]
+        header = ["run", "mAP50", "mIoU", "top-1", "track score", "detection forgotten", "segmentation forgotten", "classification forgotten"]
         rows = [three_task_row(*r) for r in runs]
     else:
         header = ["run", "mAP50", "mIoU", "first task", "at switch", "at end", "forgotten"]
