@@ -66,6 +66,16 @@ pub fn draw_boxes(image: &mut RgbImage, detections: &[Detection], score_threshol
     }
 }
 
+/// A frame `width` pixels wide in `color` along the image's edges.
+pub fn draw_frame(image: &mut RgbImage, color: [u8; 3], width: u32) {
+    let (w, h) = image.dimensions();
+    for (x, y, pixel) in image.enumerate_pixels_mut() {
+        if x < width || y < width || x + width >= w || y + width >= h {
+            *pixel = image::Rgb(color);
+        }
+    }
+}
+
 /// The image with the mask (if any) blended in and the boxes drawn.
 pub fn render(image: &RgbImage, mask: Option<&GrayImage>, detections: &[Detection], opacity: f32, score_threshold: f32) -> RgbImage {
     let mut out = image.clone();

@@ -121,3 +121,21 @@ fn a_compressed_three_task_model_is_measured_on_classification_too() {
     let table = String::from_utf8(twinhead(&["compress", "report", "--run", s(&run)]).stdout).unwrap();
     assert!(table.contains("Δtop-1"), "{table}");
 }
+
+/// TensorBoard's timeline shows the classification images too, each framed
+/// green or red by whether its top-1 class is right.
+#[test]
+fn tensorboard_shows_the_classification_timeline_images() {
+    use twinhead::tensorboard::proto::{Kind, What};
+    let (events, _) = twinhead::tensorboard::read_file(&twinhead::train::tensorboard_log::events_path(&run_dir())).unwrap();
+    let tags: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.what {
+            Some(What::Summary(summary)) => Some(summary.value.iter().filter(|v| matches!(v.value, Some(Kind::Image(_)))).map(|v| v.tag.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let cls = tags.iter().filter(|t| t.starts_with("timeline/cls/")).count();
+    assert!(cls > 0 && tags.iter().any(|t| t.starts_with("timeline/det/")), "{tags:?}");
+}

@@ -86,6 +86,11 @@ pub fn ranking(scores: &[f32]) -> Vec<usize> {
     order
 }
 
+/// Whether the top-1 class of `scores` is `truth`.
+pub fn is_right(scores: &[f32], truth: usize) -> bool {
+    ranking(scores).first() == Some(&truth)
+}
+
 /// The `k` likeliest classes, named, with their scores, best first (none for no scores).
 pub fn top_classes<'a>(scores: &[f32], names: &'a [String], k: usize) -> Vec<(&'a str, f32)> {
     ranking(scores).into_iter().take(k).map(|class| (names[class].as_str(), scores[class])).collect()

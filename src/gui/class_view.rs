@@ -41,8 +41,3 @@ pub fn top5_ui(ui: &mut egui::Ui, probabilities: &[f32], names: &[String], truth
         }
     });
 }
-
-/// Whether the top-1 class of `probabilities` is `truth`.
-pub fn is_right(probabilities: &[f32], truth: usize) -> bool {
-    ranking(probabilities).first() == Some(&truth)
-}

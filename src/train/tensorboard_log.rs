@@ -1,7 +1,8 @@
 //! The run's TensorBoard log, `runs/<name>/tensorboard/`: every number of
 //! `metrics.jsonl` as a scalar at its step, and at each evaluation the
-//! timeline's predictions drawn over their images. `tensorboard --logdir runs`
-//! then shows every run.
+//! timeline's predictions drawn over their images (classification images
+//! framed green where the top-1 class is right, red where it is wrong).
+//! `tensorboard --logdir runs` then shows every run.
 //!
 //! The file is derived from the run's own log: a run that resumes (and drops
 //! the events of the steps its kill lost) writes it anew from what it kept, so
@@ -16,6 +17,7 @@ use super::events::{Event, EvalRecord};
 use super::run_dir::read_events;
 use super::timeline::{self, TimelinePrediction};
 use crate::backend::device::mib;
+use crate::eval::cls::is_right;
 use crate::model::postprocess::PostprocessConfig;
 use crate::overlay;
 use crate::tensorboard::EventWriter;
@@ -25,6 +27,9 @@ pub const TENSORBOARD_DIR: &str = "tensorboard";
 pub const EVENTS_FILE: &str = "events.out.tfevents.twinhead";
 /// The longest side of the timeline images (real photos are larger; the dashboard shows them small).
 const IMAGE_SIDE: u32 = 320;
+/// The frame of a classification image whose top-1 class is right, and wrong.
+const RIGHT: [u8; 3] = [60, 170, 90];
+const WRONG: [u8; 3] = [220, 60, 60];
 
 /// Appends a run's events to its TensorBoard file.
 pub struct TensorboardLog {
@@ -84,7 +89,7 @@ fn timeline_images(run_dir: &Path, step: usize, seg_classes: usize) -> Vec<(Stri
     let Ok(stored) = timeline::read_step(run_dir, step, seg_classes) else { return Vec::new() };
     let threshold = PostprocessConfig::display().score_threshold;
     let (mut images, mut undrawn) = (Vec::new(), 0);
-    for (task, entries) in [("det", &stored.det), ("seg", &stored.seg)] {
+    for (task, entries) in [("det", &stored.det), ("seg", &stored.seg), ("cls", &stored.cls)] {
         for entry in entries {
             let Ok(picture) = image::open(&entry.image) else {
                 undrawn += 1;
@@ -100,8 +105,11 @@ fn timeline_images(run_dir: &Path, step: usize, seg_classes: usize) -> Vec<(Stri
                     undrawn += 1;
                     continue;
                 }
-                // Not among the entries drawn here (detection and segmentation images).
-                TimelinePrediction::Classes { .. } => continue,
+                TimelinePrediction::Classes { probabilities, truth } => {
+                    let color = if is_right(probabilities, *truth) { RIGHT } else { WRONG };
+                    let width = (picture.width().min(picture.height()) / 16).max(2);
+                    overlay::draw_frame(&mut picture, color, width);
+                }
             }
             images.push((format!("timeline/{task}/{}", entry.id), shrink(picture)));
         }
