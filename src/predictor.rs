@@ -19,7 +19,7 @@ use crate::data::Problem;
 use crate::model::postprocess::PostprocessConfig;
 use crate::model::predict::{classify_batch, predict_batch};
 pub use crate::model::predict::Prediction;
-use crate::model::{Task, TaskSet, TwinNet};
+use crate::model::{TaskSet, TwinNet};
 use crate::train::checkpoint::{self, CheckpointKind, TrainerState};
 use crate::train::config::TrainConfig;
 use crate::train::evaluate::{validate, OnValidationBatch, TaskImages, Validation, ValidationSets, ValidationSettings, ValidationSplits};
@@ -59,9 +59,7 @@ impl Predictor {
 
     /// The tasks the network has heads for.
     pub fn tasks(&self) -> TaskSet {
-        let model = &self.state.model;
-        let heads = [(Task::Det, model.det_classes), (Task::Seg, model.seg_classes), (Task::Cls, model.cls_classes)];
-        heads.into_iter().filter(|&(_, classes)| classes > 0).fold(TaskSet::default(), |set, (task, _)| set.with(task))
+        self.state.model.tasks()
     }
 
     pub fn det_classes(&self) -> &[String] {

@@ -12,6 +12,7 @@ use crate::eval::voc_ap::VOC_IOU_THRESHOLD;
 use crate::eval::{track_score, CONFUSION_SCORE_THRESHOLD};
 use super::progress_bar;
 use crate::backend::device::DeviceSpec;
+use crate::model::Task;
 use crate::predictor::Predictor;
 use crate::train::checkpoint::CheckpointKind;
 use crate::train::run_dir;
@@ -52,9 +53,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     };
     let seg_label = |label: usize| mask_label_name(&state.seg_classes, label);
     let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
-    let map50 = result.det.as_ref().map(|det| det.ap.mean().unwrap_or(0.0));
-    let miou = result.seg.as_ref().map(|seg| seg.miou().unwrap_or(0.0));
-    let top1 = result.cls.as_ref().map(|cls| cls.top1().unwrap_or(0.0));
+    let [map50, miou, top1] = Task::ALL.map(|task| result.metric(task));
     let score = map50.zip(miou).zip(top1).map(|((map50, miou), top1)| track_score(map50, miou, top1));
     if args.json {
         let mut report = json!({"checkpoint": dir, "step": state.step});

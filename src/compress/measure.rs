@@ -109,9 +109,9 @@ pub fn measure_pair(baseline: &Predictor, variant: &Predictor, config: &TrainCon
             latency_ms_median: percentile(latencies, 0.5),
             latency_ms_p90: percentile(latencies, 0.9),
             images_per_sec: (THROUGHPUT_RUNS * THROUGHPUT_BATCH) as f64 / batch_seconds[which],
-            map50: full.validation.det.as_ref().map(|det| det.ap.mean().unwrap_or(0.0)),
-            miou: full.validation.seg.as_ref().map(|seg| seg.miou().unwrap_or(0.0)),
-            top1: full.validation.cls.as_ref().map(|cls| cls.top1().unwrap_or(0.0)),
+            map50: full.validation.metric(Task::Det),
+            miou: full.validation.metric(Task::Seg),
+            top1: full.validation.metric(Task::Cls),
         });
     }
     let variant = measured.pop().expect("two");

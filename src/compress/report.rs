@@ -113,6 +113,17 @@ impl Report {
         EventWriter::replace(&dir.join(EVENTS_FILE), |writer| writer.scalars(0, &scalars))
     }
 
+    /// The tasks of the table's metric columns, those the latest baseline was
+    /// measured on: detection's and segmentation's (before the ratios), and
+    /// classification's (at the end).
+    pub fn task_columns(&self) -> (Vec<Task>, Vec<Task>) {
+        let measured = |tasks: &[Task]| match self.variants.last() {
+            Some(latest) => tasks.iter().copied().filter(|&t| latest.baseline.metric(t).is_some()).collect(),
+            None => Vec::new(),
+        };
+        (measured(&[Task::Det, Task::Seg]), measured(&[Task::Cls]))
+    }
+
     /// The plain-text table: the latest baseline, then every variant with its ratios.
     pub fn table(&self) -> String {
         let Some(latest) = self.variants.last() else {
@@ -123,10 +134,7 @@ impl Report {
              each variant timed interleaved with the baseline, its ratios against that baseline\n",
             latest.threads, latest.image_size
         );
-        // The metric columns of the tasks the run has: detection's and
-        // segmentation's before the ratios, classification's at the end.
-        let measured = |tasks: &[Task]| tasks.iter().copied().filter(|&t| latest.baseline.metric(t).is_some()).collect::<Vec<_>>();
-        let (pair, cls) = (measured(&[Task::Det, Task::Seg]), measured(&[Task::Cls]));
+        let (pair, cls) = self.task_columns();
         let names = |tasks: &[Task], prefix: &str, width: usize| -> String {
             tasks.iter().map(|t| format!(" {:>width$}", format!("{prefix}{}", t.metric_name()))).collect()
         };

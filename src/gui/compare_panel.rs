@@ -103,7 +103,7 @@ impl Column {
     fn shown(rows: &[Row]) -> Vec<Column> {
         let tasks = match rows {
             [] => TaskSet::DET_SEG,
-            _ => rows.iter().fold(TaskSet::default(), |set, r| r.tasks.iter().fold(set, TaskSet::with)),
+            _ => rows.iter().flat_map(|r| r.tasks.iter()).collect(),
         };
         let track = rows.iter().any(|r| r.tasks == TaskSet::ALL);
         Self::ALL

@@ -196,10 +196,7 @@ fn table(ui: &mut egui::Ui, report: &Report) {
         "CPU, {} threads, {} px. Latency: median / p90 of batch-1 passes; each variant timed interleaved with the baseline, its ratios against that baseline.",
         latest.threads, latest.image_size
     ));
-    // The metric columns of the run's tasks: detection's and segmentation's
-    // before the ratios, classification's at the end (as the CLI's table).
-    let measured = |tasks: &[Task]| tasks.iter().copied().filter(|&t| latest.baseline.metric(t).is_some()).collect::<Vec<_>>();
-    let (pair, cls) = (measured(&[Task::Det, Task::Seg]), measured(&[Task::Cls]));
+    let (pair, cls) = report.task_columns();
     egui::Grid::new("compress-table").striped(true).spacing([14.0, 4.0]).show(ui, |ui| {
         let headers = ["model", "tuned", "params", "file MB", "GMACs", "latency ms", "img/s"].map(String::from).into_iter();
         let names = |tasks: &[Task], prefix: &str| tasks.iter().map(|t| format!("{prefix}{}", t.metric_name())).collect::<Vec<_>>();
@@ -258,7 +255,8 @@ fn table(ui: &mut egui::Ui, report: &Report) {
 fn plots(ui: &mut egui::Ui, report: &Report) {
     let latest = report.variants.last().expect("a variant");
     let width = (ui.available_width() / 2.0 - 8.0).max(200.0);
-    let tasks: Vec<Task> = Task::ALL.into_iter().filter(|&t| latest.baseline.metric(t).is_some()).collect();
+    let (pair, cls) = report.task_columns();
+    let tasks: Vec<Task> = pair.into_iter().chain(cls).collect();
     let axes: [(&str, fn(&Measurement) -> f64); 2] =
         [("latency ms (batch 1, median)", |m| m.latency_ms_median), ("file MB", |m| m.file_bytes as f64 / 1e6)];
     ui.horizontal(|ui| {

@@ -386,7 +386,7 @@ fn grouped_markers(runs: &[&RunRecord]) -> Vec<MarkGroup> {
 /// trained together, a loss–metric row per task otherwise; the conflict
 /// meters of the pairs they have.
 fn plot_rows(runs: &[&RunRecord]) -> Vec<Vec<Metric>> {
-    let tasks = runs.iter().fold(TaskSet::default(), |set, r| r.config.data.run_tasks().iter().fold(set, TaskSet::with));
+    let tasks: TaskSet = runs.iter().flat_map(|r| r.config.data.run_tasks().iter()).collect();
     let mut rows = Vec::new();
     if tasks.contains(Task::Det) && tasks.contains(Task::Seg) {
         rows.extend([vec![Metric::DetLoss, Metric::SegLoss], vec![Metric::Map50, Metric::Miou]]);

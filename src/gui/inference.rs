@@ -47,8 +47,8 @@ pub struct ModelInfo {
 impl ModelInfo {
     /// The tasks the network has heads for.
     pub fn tasks(&self) -> TaskSet {
-        let heads = [(Task::Det, &self.det_classes), (Task::Seg, &self.seg_classes), (Task::Cls, &self.cls_classes)];
-        heads.into_iter().filter(|(_, classes)| !classes.is_empty()).fold(TaskSet::default(), |set, (task, _)| set.with(task))
+        let classes = [&self.det_classes, &self.seg_classes, &self.cls_classes];
+        Task::ALL.into_iter().filter(|&task| !classes[task as usize].is_empty()).collect()
     }
 
     pub fn of(run: &str, kind: CheckpointKind, predictor: &Predictor) -> Self {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::reshape::Reshape;
+use super::task::{Task, TaskSet};
 use super::resnet::ResNetDepth;
 
 /// Size preset of the CSP backbone and its neck (YOLOv8's n/s/m scaling).
@@ -82,6 +83,12 @@ pub(crate) fn is_zero(n: &usize) -> bool {
 }
 
 impl ModelConfig {
+    /// The tasks the network has heads for: those with classes.
+    pub fn tasks(&self) -> TaskSet {
+        let classes = [self.det_classes, self.seg_classes, self.cls_classes];
+        Task::ALL.into_iter().filter(|&task| classes[task as usize] > 0).collect()
+    }
+
     pub fn new(size: ModelSize, det_classes: usize, seg_classes: usize) -> Self {
         Self { backbone: BackboneKind::Csp, size, width: None, depth: None, max_channels: None, det_classes, seg_classes, cls_classes: 0, reshape: Vec::new() }
     }

@@ -159,8 +159,8 @@ impl<B: Backend> TwinNet<B> {
 
     /// The tasks the network has heads for.
     pub fn tasks(&self) -> TaskSet {
-        let heads = [(Task::Det, self.det_head.is_some()), (Task::Seg, self.seg_head.is_some()), (Task::Cls, self.cls_head.is_some())];
-        heads.into_iter().filter(|&(_, built)| built).fold(TaskSet::default(), |set, (task, _)| set.with(task))
+        let built = [self.det_head.is_some(), self.seg_head.is_some(), self.cls_head.is_some()];
+        Task::ALL.into_iter().filter(|&task| built[task as usize]).collect()
     }
 }
 

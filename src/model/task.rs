@@ -94,6 +94,12 @@ impl TaskSet {
     }
 }
 
+impl FromIterator<Task> for TaskSet {
+    fn from_iter<I: IntoIterator<Item = Task>>(tasks: I) -> Self {
+        tasks.into_iter().fold(Self::default(), Self::with)
+    }
+}
+
 impl From<Task> for TaskSet {
     fn from(task: Task) -> Self {
         Self::default().with(task)

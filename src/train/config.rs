@@ -120,8 +120,8 @@ impl DataConfig {
 
     /// The tasks whose dataset folder is set.
     pub fn configured_tasks(&self) -> TaskSet {
-        let set = [(Task::Det, self.voc.is_some()), (Task::Seg, self.ade.is_some()), (Task::Cls, self.cls.is_some())];
-        set.into_iter().filter(|&(_, present)| present).fold(TaskSet::default(), |tasks, (task, _)| tasks.with(task))
+        let folders = [&self.voc, &self.ade, &self.cls];
+        Task::ALL.into_iter().filter(|&task| folders[task as usize].is_some()).collect()
     }
 
     /// The detection dataset, in a run with detection.

@@ -135,6 +135,17 @@ pub struct Validation {
     pub kept: KeptPredictions,
 }
 
+impl Validation {
+    /// `task`'s metric (mAP50, mIoU, top-1; 0 where nothing could be scored), in a run with the task.
+    pub fn metric(&self, task: Task) -> Option<f64> {
+        match task {
+            Task::Det => self.det.as_ref().map(|det| det.ap.mean().unwrap_or(0.0)),
+            Task::Seg => self.seg.as_ref().map(|seg| seg.miou().unwrap_or(0.0)),
+            Task::Cls => self.cls.as_ref().map(|cls| cls.top1().unwrap_or(0.0)),
+        }
+    }
+}
+
 pub struct DetValidation {
     /// VOC area AP50 per class.
     pub ap: ClassAp,

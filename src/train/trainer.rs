@@ -844,9 +844,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         };
         let result = validate(&net, &self.data.validation, &settings, &self.device, &mut |_, _| std::ops::ControlFlow::Continue(()))?;
         timeline::write_step(&self.run_dir, self.state.step, &self.data.validation, &result.kept)?;
-        let map50 = result.det.as_ref().map(|det| det.ap.mean().unwrap_or(0.0));
-        let miou = result.seg.as_ref().map(|seg| seg.miou().unwrap_or(0.0));
-        let top1 = result.cls.as_ref().map(|cls| cls.top1().unwrap_or(0.0));
+        let [map50, miou, top1] = Task::ALL.map(|task| result.metric(task));
         let improved_det = map50.is_some_and(|map50| map50 > self.state.best_map50);
         let improved_seg = miou.is_some_and(|miou| miou > self.state.best_miou);
         let improved_cls = top1.is_some_and(|top1| top1 > self.state.best_top1);
