@@ -230,7 +230,7 @@ fn adamw_step<B: TwinAutodiffBackend>(device: &B::Device) -> Outputs {
     trainee.visit(&mut gradients);
     let gradients = gradients.found;
     let config = OptimConfig { grad_clip: 0.01, ..OptimConfig::default() };
-    let trainee = TwinOptimizer::<B>::new(&config).step(LR.into(), trainee, grads);
+    let trainee = TwinOptimizer::<B>::new(&config).step(LR.into(), trainee, grads, None).unwrap();
     let mut weights = Weights(Outputs::new());
     trainee.visit(&mut weights);
     // The task weights (last) have no gradient here: the pairs stop before them.

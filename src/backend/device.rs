@@ -59,7 +59,42 @@ pub trait OnBackend {
     fn run<B: TwinBackend>(self, device: B::Device) -> Self::Output;
 }
 
+/// Generic work to run on several devices of one backend (data-parallel replicas).
+pub trait OnDevices {
+    type Output;
+    fn run<B: TwinBackend>(self, devices: Vec<B::Device>) -> Self::Output;
+}
+
 impl DeviceSpec {
+    /// Runs `work` on the backend of `specs`, which are all of one kind.
+    pub fn with_backend_devices<W: OnDevices>(specs: &[DeviceSpec], work: W) -> Result<W::Output> {
+        let kind = |d: &DeviceSpec| std::mem::discriminant(d);
+        let Some(first) = specs.first() else { bail!("no device to run on") };
+        if specs.iter().any(|d| kind(d) != kind(first)) {
+            bail!("one run's devices are all of one kind (cpu, cuda or wgpu)");
+        }
+        match first {
+            Self::Cpu => Ok(work.run::<burn::backend::Flex>(specs.iter().map(|_| Default::default()).collect())),
+            #[cfg(feature = "cuda")]
+            Self::Cuda(_) => {
+                let index = |d: &DeviceSpec| if let Self::Cuda(i) = d { *i } else { 0 };
+                Ok(work.run::<burn::backend::Cuda>(specs.iter().map(|d| burn::backend::cuda::CudaDevice::new(index(d))).collect()))
+            }
+            #[cfg(not(feature = "cuda"))]
+            Self::Cuda(_) => bail!("{first}: this build has no CUDA support (rebuild with `--features cuda`)"),
+            #[cfg(feature = "wgpu")]
+            Self::Wgpu(_) => {
+                let device = |d: &DeviceSpec| match d {
+                    Self::Wgpu(choice) => wgpu_device(*choice),
+                    other => bail!("{other}: not a wgpu device"),
+                };
+                Ok(work.run::<burn::backend::Wgpu>(specs.iter().map(device).collect::<Result<_>>()?))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            Self::Wgpu(_) => bail!("{first}: this build has no wgpu support (rebuild with `--features wgpu`)"),
+        }
+    }
+
     /// Checks the device can be used, with a clear message when it cannot (the
     /// GPU runtimes only panic later, deep inside, when no device exists).
     pub fn probe(self) -> Result<()> {

@@ -90,6 +90,7 @@ pub fn run_data(args: DataArgs) -> Result<ExitCode> {
         prefetch: args.prefetch,
         epochs: None,
         augment: if args.eval { AugmentConfig::eval(args.size) } else { AugmentConfig::train(args.size) },
+        shard: Default::default(),
     };
     let bar = progress_bar(Some(args.images as u64), "decode + augment");
     let start = Instant::now();

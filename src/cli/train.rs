@@ -9,7 +9,9 @@ use super::progress_bar;
 use crate::model::Task;
 use crate::train::events::{Event, FinishReason};
 use crate::backend::device::{mib, DeviceSpec};
-use crate::train::{start, TrainConfig};
+use crate::train::events::ReplicaStep;
+use crate::train::parallel::{NodeSpec, Placement};
+use crate::train::{start_on, TrainConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,13 +28,48 @@ pub struct Args {
     #[arg(long)]
     resume: bool,
     /// cpu, cuda[:N], wgpu[:N] or wgpu:cpu (`twinhead devices` lists this machine's).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", conflicts_with = "devices")]
     device: DeviceSpec,
+    /// Data-parallel on several devices, one replica each: cuda:0,cuda:1 (or cpu,cpu).
+    /// data.batch_size stays the whole step's batch, split evenly over the replicas.
+    #[arg(long, value_name = "LIST")]
+    devices: Option<String>,
+    /// Machines in a multi-node run (one process per node, each with its --devices).
+    #[arg(long, requires_all = ["node_rank", "coordinator"])]
+    nodes: Option<usize>,
+    /// This node's rank: 0 holds the run folder; the others train with its configuration.
+    #[arg(long, requires = "nodes")]
+    node_rank: Option<usize>,
+    /// Node 0's HOST:PORT (PORT and the next nodes+1 ports are used).
+    #[arg(long, value_name = "HOST:PORT", requires = "nodes")]
+    coordinator: Option<String>,
+    /// Seconds a node may stay silent (or unreachable at the start) before the run ends on every node.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    node_timeout: u64,
+}
+
+/// Where the run trains, from --device, --devices and the node flags.
+fn placement(args: &Args) -> Result<Placement> {
+    let devices = match &args.devices {
+        Some(list) => Placement::parse_devices(list)?,
+        None => vec![args.device],
+    };
+    let nodes = match (args.nodes, args.node_rank, &args.coordinator) {
+        (Some(count), Some(rank), Some(coordinator)) => {
+            Some(NodeSpec::new(count, rank, coordinator, std::time::Duration::from_secs(args.node_timeout))?)
+        }
+        _ => None,
+    };
+    Ok(Placement { devices, nodes })
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let device = args.device;
-    let (config, run_dir) = if args.resume {
+    let placement = placement(&args)?;
+    let follower = placement.node_rank() > 0;
+    let (config, run_dir) = if follower {
+        // Node 0 holds the run and hands out its configuration.
+        (None, args.out.clone().unwrap_or_else(|| PathBuf::from("runs")))
+    } else if args.resume {
         let dir = args.out.clone().ok_or_else(|| anyhow::anyhow!("--resume needs --out RUN_DIR"))?;
         (None, dir)
     } else {
@@ -40,11 +77,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
         (Some(config), dir)
     };
-    let handle = start(config, &run_dir, args.resume, device)?;
+    let handle = start_on(config, &run_dir, args.resume, placement.clone())?;
     match std::path::absolute(&run_dir) {
+        _ if follower => eprintln!("node {} of {}: training with node 0's run", placement.node_rank(), placement.world() / placement.devices.len()),
         Ok(abs) if abs != run_dir => eprintln!("run folder {} ({})", run_dir.display(), abs.display()),
         _ => eprintln!("run folder {}", run_dir.display()),
     }
+    let mut replicas = ReplicaTotals::default();
     let bar = progress_bar(Some(0), "training");
     // A run that fails before it starts failed on its input (data, weights).
     let mut started = false;
@@ -69,9 +108,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Event::Phase { step, description, .. } => bar.println(format!("step {step:>6}  phase: {description}")),
             Event::Warning { message, .. } => bar.println(format!("warning: {message}")),
             Event::Error { message, .. } => bar.println(format!("error: {message}")),
+            Event::Replicas { replicas: steps, .. } => replicas.add(steps),
             Event::Finished { step, reason, wall_seconds } => {
                 bar.finish_and_clear();
-                println!("{reason:?} at step {step} in {wall_seconds:.0} s; run folder {}", run_dir.display());
+                for line in replicas.summary() {
+                    println!("{line}");
+                }
+                match follower {
+                    true => println!("{reason:?} at step {step}"),
+                    false => println!("{reason:?} at step {step} in {wall_seconds:.0} s; run folder {}", run_dir.display()),
+                }
             }
             _ => {}
         }
@@ -84,4 +130,38 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ExitCode::from(if started { 1 } else { 2 })
         }
     })
+}
+
+/// Each replica's steps of a data-parallel run, summed for the closing summary.
+#[derive(Default)]
+struct ReplicaTotals {
+    /// Per rank: its node and device, steps, images, step seconds, all-reduce seconds.
+    ranks: Vec<(usize, String, usize, f64, f64, f64)>,
+}
+
+impl ReplicaTotals {
+    fn add(&mut self, steps: &[ReplicaStep]) {
+        self.ranks.resize_with(steps.len(), Default::default);
+        for (total, step) in self.ranks.iter_mut().zip(steps) {
+            let seconds = step.step_seconds as f64;
+            *total = (step.node, step.device.clone(), total.2 + 1, total.3 + step.images_per_sec as f64 * seconds, total.4 + seconds, total.5 + step.all_reduce_seconds as f64);
+        }
+    }
+
+    /// One line per replica: images/s, mean step and all-reduce time.
+    fn summary(&self) -> Vec<String> {
+        self.ranks
+            .iter()
+            .enumerate()
+            .map(|(rank, (node, device, steps, images, seconds, all_reduce))| {
+                let per_step = |total: &f64| 1000.0 * total / (*steps).max(1) as f64;
+                format!(
+                    "replica {rank} (node {node}, {device}): {:.1} img/s, step {:.0} ms, all-reduce {:.0} ms",
+                    images / seconds.max(1e-9),
+                    per_step(seconds),
+                    per_step(all_reduce)
+                )
+            })
+            .collect()
+    }
 }

@@ -61,6 +61,34 @@ pub struct LoaderConfig {
     /// Stop after this many epochs; `None` runs on forever.
     pub epochs: Option<usize>,
     pub augment: AugmentConfig,
+    /// Which part of each batch this loader prepares (data-parallel replicas).
+    #[serde(default)]
+    pub shard: Shard,
+}
+
+/// Part `index` of `count` of every batch: a contiguous slice of the batch's
+/// samples, so the union of a step's shards is the batch one loader gives
+/// (a sample's augmentation depends only on `(seed, epoch, index)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+impl Shard {
+    /// This shard's part of the samples `start..end`: the first `len % count`
+    /// shards take one more, as an uneven last batch divides.
+    pub fn slice(self, start: usize, end: usize) -> (usize, usize) {
+        let (len, count) = (end - start, self.count.max(1));
+        let at = |i: usize| start + i * (len / count) + i.min(len % count);
+        (at(self.index), at(self.index + 1))
+    }
 }
 
 impl LoaderConfig {
@@ -75,6 +103,7 @@ impl LoaderConfig {
             prefetch: 4,
             epochs: None,
             augment: AugmentConfig::train(size),
+            shard: Shard::default(),
         }
     }
 
@@ -89,6 +118,7 @@ impl LoaderConfig {
             prefetch: 4,
             epochs: Some(1),
             augment: AugmentConfig::eval(size),
+            shard: Shard::default(),
         }
     }
 
@@ -154,6 +184,7 @@ fn build_batch<S: SampleSource>(
 ) -> Built<S::Batch> {
     let start = (position.batch * config.batch_size).min(order.len());
     let end = (start + config.batch_size).min(order.len());
+    let (start, end) = config.shard.slice(start, end);
     let mut items = Vec::with_capacity(end - start);
     let mut problems = Vec::new();
     for &index in &order[start..end] {
@@ -494,6 +525,28 @@ mod tests {
         assert!(Loader::new(Fake(0), config(0, None)).is_err());
         assert!(Loader::new(Fake(2), config(0, None)).is_err(), "drop_last with fewer samples than a batch");
         assert!(Loader::starting_at(Fake(9), config(0, None), Position { epoch: 0, batch: 3 }).is_err());
+    }
+
+    /// A step's shards, side by side, are the batch one loader gives: the
+    /// same samples with the same augmentation, in order.
+    #[test]
+    fn shards_of_a_batch_join_into_the_whole_batch() {
+        let whole: Vec<_> = Loader::new(Fake(20), LoaderConfig { batch_size: 6, ..config(0, Some(2)) }).unwrap().collect();
+        assert_eq!(whole.len(), 6);
+        for count in [2, 3] {
+            let shards: Vec<Vec<_>> = (0..count)
+                .map(|index| {
+                    let sharded = LoaderConfig { batch_size: 6, shard: Shard { index, count }, ..config(1, Some(2)) };
+                    Loader::new(Fake(11), sharded).unwrap().collect()
+                })
+                .collect();
+            for (b, batch) in whole.iter().enumerate() {
+                let joined: Vec<_> = shards.iter().flat_map(|s| s[b].clone()).collect();
+                assert_eq!(&joined, batch, "batch {b}, {count} shards");
+            }
+        }
+        assert_eq!(Shard { index: 1, count: 2 }.slice(4, 7), (6, 7), "3 samples: 2 then 1");
+        assert_eq!(Shard { index: 0, count: 2 }.slice(4, 7), (4, 6));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::backend::device::DeviceMemory;
 use crate::train::config::TrainConfig;
-use crate::train::events::{EvalRecord, Event, FinishReason};
+use crate::train::events::{EvalRecord, Event, FinishReason, ReplicaStep};
 use crate::train::run_dir;
 use crate::train::strategy::{StrategyConfig, Task};
 
@@ -90,6 +90,8 @@ pub struct RunRecord {
     pub device: Option<String>,
     /// The GPU's memory pool after the latest step (none on the CPU).
     pub device_memory: Option<DeviceMemory>,
+    /// A data-parallel run's replicas at the latest step (empty for one device).
+    pub replicas: Vec<ReplicaStep>,
     pub series: Series,
     pub markers: Vec<Marker>,
     pub evals: Vec<EvalRecord>,
@@ -114,6 +116,7 @@ impl RunRecord {
             step: 0,
             device: None,
             device_memory: None,
+            replicas: Vec::new(),
             series: Series::default(),
             markers: Vec::new(),
             evals: Vec::new(),
@@ -199,6 +202,7 @@ impl RunRecord {
             Event::LearningRateChanged { step, lr } => {
                 self.markers.push(Marker { step: *step, label: format!("learning rate: {lr:.2e}") });
             }
+            Event::Replicas { replicas, .. } => self.replicas = replicas.clone(),
             Event::Paused { .. } => self.status = RunStatus::Paused,
             Event::Resumed { .. } => self.status = RunStatus::Running,
             Event::Warning { .. } => self.warnings += 1,

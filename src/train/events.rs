@@ -40,6 +40,8 @@ pub enum Event {
     Resumed { step: usize },
     Warning { step: usize, message: String },
     Error { step: usize, message: String },
+    /// A data-parallel run's step on each replica (after the step's `Step`).
+    Replicas { step: usize, replicas: Vec<ReplicaStep> },
     Finished { step: usize, reason: FinishReason, wall_seconds: f64 },
 }
 
@@ -137,13 +139,32 @@ impl Event {
             | Event::Resumed { step }
             | Event::Warning { step, .. }
             | Event::Error { step, .. }
+            | Event::Replicas { step, .. }
             | Event::Finished { step, .. } => *step,
         }
     }
 }
 
+/// One replica's part of a data-parallel step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStep {
+    /// Its rank among all replicas (0 evaluates and checkpoints), its node and its device there.
+    pub rank: usize,
+    pub node: usize,
+    pub device: String,
+    /// Its images per second (its shard of the batch over the step's time).
+    pub images_per_sec: f32,
+    pub step_seconds: f32,
+    /// Time spent in all-reduce (waiting for the other replicas included).
+    pub all_reduce_seconds: f32,
+    /// Its GPU's memory pool (absent on the CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_memory: Option<DeviceMemory>,
+}
+
 /// Messages that steer a running trainer; each change becomes an event at its step.
-#[derive(Debug, Clone, PartialEq)]
+/// A data-parallel run's replica 0 passes them on to the others (serialized).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Control {
     Pause,
     Resume,

@@ -12,6 +12,7 @@ pub mod events;
 pub mod loss;
 pub mod memory;
 pub mod optim;
+pub mod parallel;
 pub mod penalty;
 pub mod presets;
 pub mod pseudo;
@@ -27,5 +28,5 @@ pub mod trainer;
 
 pub use config::TrainConfig;
 pub use events::{Control, Event, FinishReason};
-pub use run::{start, RunHandle};
+pub use run::{start, start_on, RunHandle};
 pub use strategy::{StrategyConfig, Task};

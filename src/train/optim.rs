@@ -13,6 +13,7 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 
 use super::config::{OptimConfig, OptimizerKind};
+use super::parallel::Replica;
 use super::trainee::Trainee;
 
 enum Inner<B: AutodiffBackend> {
@@ -75,12 +76,22 @@ impl<B: AutodiffBackend> TwinOptimizer<B> {
         Self { backbone: Inner::new(config), rest: Inner::new(config), backbone_lr_factor: config.backbone_lr_factor }
     }
 
-    /// One update from the gradients of `loss.backward()`.
-    pub fn step(&mut self, lr: f64, trainee: Trainee<B>, mut grads: B::Gradients) -> Trainee<B> {
-        let backbone = GradientsParams::from_module(&mut grads, &trainee.net.backbone);
-        let rest = GradientsParams::from_grads(grads, &trainee);
+    /// One update from the gradients of `loss.backward()`; in a data-parallel
+    /// run from their mean over the replicas, so every replica steps alike.
+    pub fn step(
+        &mut self,
+        lr: f64,
+        trainee: Trainee<B>,
+        mut grads: B::Gradients,
+        replica: Option<&mut Replica<B::InnerBackend>>,
+    ) -> Result<Trainee<B>> {
+        let mut backbone = GradientsParams::from_module(&mut grads, &trainee.net.backbone);
+        let mut rest = GradientsParams::from_grads(grads, &trainee);
+        if let Some(replica) = replica {
+            replica.mean_gradients::<B, _>(&trainee, &mut [&mut backbone, &mut rest])?;
+        }
         let trainee = self.backbone.step(lr * self.backbone_lr_factor, trainee, backbone);
-        self.rest.step(lr, trainee, rest)
+        Ok(self.rest.step(lr, trainee, rest))
     }
 
     /// Writes `optim-backbone.bin` and `optim-rest.bin` into `dir`.

@@ -19,22 +19,30 @@ pub struct Ewc<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Ewc<B> {
-    /// Per earlier task, the squared gradients of its batch losses, averaged.
-    /// Normalising each task's estimate to mean 1 makes `lambda` independent
+    /// Per earlier task, the squared gradients of its batch losses, averaged
+    /// over its count of batches. Normalising each task's estimate to mean 1 makes `lambda` independent
     /// of the loss scale and model size, and gives every earlier task the same
     /// say (EWC's one penalty per task, the anchors all at the latest switch).
-    pub fn estimate(snapshot: &TwinNet<B>, losses: Vec<(Task, Vec<Tensor<B, 1>>)>, lambda: f32) -> Result<Self> {
+    /// A data-parallel replica passes its share of the batches, and
+    /// `sum_replicas` sums the replicas' partial estimates.
+    pub fn estimate(
+        snapshot: &TwinNet<B>,
+        losses: Vec<(Task, usize, Vec<Tensor<B, 1>>)>,
+        lambda: f32,
+        sum_replicas: &mut dyn FnMut(Vec<Tensor<B::InnerBackend, 1>>) -> Result<Vec<Tensor<B::InnerBackend, 1>>>,
+    ) -> Result<Self> {
         let anchor: Vec<_> = shared_parameters(snapshot).into_iter().map(|p| p.inner()).collect();
         let mut fisher: Option<Vec<Tensor<B::InnerBackend, 1>>> = None;
-        for (task, losses) in losses {
+        for (task, batches, losses) in losses {
             let mut estimate: Vec<Tensor<B::InnerBackend, 1>> = anchor.iter().map(|a| a.zeros_like()).collect();
-            let batches = losses.len().max(1) as f32;
+            let batches = batches.max(1) as f32;
             for loss in losses {
                 let grads = loss.backward();
                 for (f, g) in estimate.iter_mut().zip(shared_gradients(snapshot, &grads)) {
                     *f = f.clone() + g.powi_scalar(2).div_scalar(batches);
                 }
             }
+            let estimate = sum_replicas(estimate)?;
             let total: f32 = estimate.iter().map(|f| f.clone().sum().into_scalar().elem::<f32>()).sum();
             let count: usize = estimate.iter().map(|f| f.dims()[0]).sum();
             let mean = total / count.max(1) as f32;
@@ -101,7 +109,7 @@ mod tests {
         let losses_of = |net: &TwinNet<B>| (0..2).map(|_| net.forward_seg(images()).powi_scalar(2).mean().reshape([1])).collect::<Vec<_>>();
         let det_loss = |net: &TwinNet<B>| net.forward_det(images()).cls_logits.powi_scalar(2).mean().reshape([1]);
         let lambda = 3.0;
-        let ewc = Ewc::estimate(&net, vec![(Task::Seg, losses_of(&net))], lambda).unwrap();
+        let ewc = Ewc::estimate(&net, vec![(Task::Seg, 2, losses_of(&net))], lambda, &mut Ok).unwrap();
         let at_anchor = ewc.penalty(&net).into_scalar().elem::<f32>();
         assert!(at_anchor.abs() < 1e-9, "penalty at the anchor: {at_anchor}");
         // The Fisher is normalised to mean 1, so shifting every shared weight by
@@ -113,7 +121,7 @@ mod tests {
         let expected = lambda / 2.0 * delta * delta * count as f32;
         assert!((penalty - expected).abs() <= 1e-3 * expected, "{penalty} vs {expected}");
         // Two earlier tasks: each has its say, so the same shift costs twice as much.
-        let two = Ewc::estimate(&net, vec![(Task::Seg, losses_of(&net)), (Task::Det, vec![det_loss(&net)])], lambda).unwrap();
+        let two = Ewc::estimate(&net, vec![(Task::Seg, 2, losses_of(&net)), (Task::Det, 1, vec![det_loss(&net)])], lambda, &mut Ok).unwrap();
         let penalty = two.penalty(&shifted).into_scalar().elem::<f32>();
         assert!((penalty - 2.0 * expected).abs() <= 2e-3 * expected, "{penalty} vs {}", 2.0 * expected);
     }

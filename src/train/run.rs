@@ -9,6 +9,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::config::TrainConfig;
 use super::events::{Control, Event, FinishReason};
+use super::parallel::launch::Launch;
+use super::parallel::Placement;
 use super::run_dir::{self, EventLog};
 use super::trainer::Trainer;
 use crate::backend::device::{DeviceSpec, OnBackend};
@@ -44,7 +46,22 @@ impl RunHandle {
 /// Starts a new run in `run_dir` (which must not hold one), or resumes the run
 /// there from its last checkpoint with the configuration it was started with.
 pub fn start(config: Option<TrainConfig>, run_dir: &Path, resume: bool, device: DeviceSpec) -> Result<RunHandle> {
-    device.probe()?;
+    start_on(config, run_dir, resume, Placement::single(device))
+}
+
+/// [`start`] on several devices or machines (data-parallel, one replica per
+/// device). A node other than node 0 needs no configuration or run folder: it
+/// trains with node 0's.
+pub fn start_on(config: Option<TrainConfig>, run_dir: &Path, resume: bool, placement: Placement) -> Result<RunHandle> {
+    for device in &placement.devices {
+        device.probe()?;
+    }
+    let (event_tx, events) = crossbeam_channel::unbounded();
+    let (control, control_rx) = crossbeam_channel::unbounded();
+    if placement.node_rank() > 0 {
+        let launch = Launch { config: None, run_dir: run_dir.to_path_buf(), resume, placement, events: event_tx, control: control_rx };
+        return spawn_training(run_dir, events, control, move || DeviceSpec::with_backend_devices(&launch.placement.devices.clone(), launch)?);
+    }
     let config = if resume {
         run_dir::read_config(run_dir)?
     } else {
@@ -55,13 +72,28 @@ pub fn start(config: Option<TrainConfig>, run_dir: &Path, resume: bool, device: 
         run_dir::create(run_dir, &config)?;
         config
     };
-    let (event_tx, events) = crossbeam_channel::unbounded();
-    let (control, control_rx) = crossbeam_channel::unbounded();
     let dir = run_dir.to_path_buf();
+    if placement.is_parallel() {
+        let launch = Launch { config: Some(config), run_dir: dir, resume, placement, events: event_tx, control: control_rx };
+        return spawn_training(run_dir, events, control, move || DeviceSpec::with_backend_devices(&launch.placement.devices.clone(), launch)?);
+    }
+    let device = placement.devices[0];
+    spawn_training(run_dir, events, control, move || {
+        device.with_backend(Training { config, run_dir: dir, resume, device, events: event_tx, control: control_rx })?
+    })
+}
+
+/// Runs `train` on the training thread.
+fn spawn_training(
+    run_dir: &Path,
+    events: Receiver<Event>,
+    control: Sender<Control>,
+    train: impl FnOnce() -> Result<FinishReason> + Send + 'static,
+) -> Result<RunHandle> {
     let thread = std::thread::Builder::new()
         .name("trainer".into())
         .stack_size(ENGINE_THREAD_STACK)
-        .spawn(move || device.with_backend(Training { config, run_dir: dir, resume, device, events: event_tx, control: control_rx })?)
+        .spawn(train)
         .context("cannot start the training thread")?;
     Ok(RunHandle { events, control, run_dir: run_dir.to_path_buf(), thread })
 }
@@ -101,12 +133,16 @@ fn train_on<B: TwinAutodiffBackend>(
     drop(turn);
     let result = trainer.and_then(|mut trainer| trainer.run(&control, device_name));
     if let Err(error) = &result {
-        // The failure is part of the run's record, and the listener sees it. The
-        // log is opened now: resuming may have replaced the file since the start.
-        let mut log = EventLog::open(run_dir, Some(events))?;
-        let step = run_dir::read_events(run_dir).ok().and_then(|(e, _)| e.last().map(Event::step)).unwrap_or(0);
-        log.emit(Event::Error { step, message: format!("{error:#}") })?;
-        log.emit(Event::Finished { step, reason: FinishReason::Failed, wall_seconds: 0.0 })?;
+        record_failure(run_dir, Some(events), &format!("{error:#}"))?;
     }
     result
+}
+
+/// Appends a failure to the run's record, for the listener too. The log is
+/// opened now: resuming may have replaced the file since the start.
+pub(crate) fn record_failure(run_dir: &Path, listener: Option<Sender<Event>>, message: &str) -> Result<()> {
+    let mut log = EventLog::open(run_dir, listener)?;
+    let step = run_dir::read_events(run_dir).ok().and_then(|(e, _)| e.last().map(Event::step)).unwrap_or(0);
+    log.emit(Event::Error { step, message: message.to_string() })?;
+    log.emit(Event::Finished { step, reason: FinishReason::Failed, wall_seconds: 0.0 })
 }

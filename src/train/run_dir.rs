@@ -61,7 +61,8 @@ pub fn read_events(run_dir: &Path) -> Result<(Vec<Event>, usize)> {
 /// attached) and forwards them to a listener.
 pub struct EventLog {
     path: PathBuf,
-    file: File,
+    /// `None` for a replica's log, which writes nothing (the run's is replica 0's).
+    file: Option<File>,
     listener: Option<Sender<Event>>,
     tensorboard: Option<TensorboardLog>,
 }
@@ -74,7 +75,18 @@ impl EventLog {
             .append(true)
             .open(&path)
             .with_context(|| format!("{}: cannot open", path.display()))?;
-        Ok(Self { path, file, listener, tensorboard: None })
+        Ok(Self { path, file: Some(file), listener, tensorboard: None })
+    }
+
+    /// The log of a data-parallel replica other than replica 0: its events
+    /// go to `listener` only (another node's progress bar), never to a file.
+    pub fn replica(listener: Option<Sender<Event>>) -> Self {
+        Self { path: PathBuf::new(), file: None, listener, tensorboard: None }
+    }
+
+    /// Whether events are written to a run folder.
+    pub fn writes(&self) -> bool {
+        self.file.is_some()
     }
 
     /// Also writes every event to `tensorboard` from now on.
@@ -85,7 +97,9 @@ impl EventLog {
     pub fn emit(&mut self, event: Event) -> Result<()> {
         let mut line = serde_json::to_string(&event)?;
         line.push('\n');
-        self.file.write_all(line.as_bytes()).with_context(|| format!("{}: cannot append", self.path.display()))?;
+        if let Some(file) = &mut self.file {
+            file.write_all(line.as_bytes()).with_context(|| format!("{}: cannot append", self.path.display()))?;
+        }
         if let Some(tensorboard) = &mut self.tensorboard {
             tensorboard.record(&event)?;
         }
@@ -101,6 +115,9 @@ impl EventLog {
     /// attempt's events move to [`RESTARTED_METRICS_FILE`], whose path this
     /// returns; `None` when the log held nothing.
     pub fn restart(&mut self) -> Result<Option<PathBuf>> {
+        if !self.writes() {
+            return Ok(None);
+        }
         let dir = self.path.parent().expect("log lives in a run folder").to_path_buf();
         let (events, _) = read_events(&dir)?;
         if events.is_empty() {
@@ -108,17 +125,22 @@ impl EventLog {
         }
         let kept = dir.join(RESTARTED_METRICS_FILE);
         std::fs::rename(&self.path, &kept).with_context(|| format!("{}: cannot move to {}", self.path.display(), kept.display()))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .with_context(|| format!("{}: cannot open", self.path.display()))?;
+        self.file = Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .with_context(|| format!("{}: cannot open", self.path.display()))?,
+        );
         self.rebuild_tensorboard(&dir)?;
         Ok(Some(kept))
     }
 
     /// Drops the events after `step` (those of steps a killed run lost), atomically.
     pub fn truncate_after(&mut self, step: usize) -> Result<()> {
+        if !self.writes() {
+            return Ok(());
+        }
         let dir = self.path.parent().expect("log lives in a run folder").to_path_buf();
         let (events, _) = read_events(&dir)?;
         let mut text = String::new();
@@ -127,7 +149,7 @@ impl EventLog {
             text.push('\n');
         }
         write_atomic(&self.path, text.as_bytes())?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.file = Some(OpenOptions::new().append(true).open(&self.path)?);
         self.rebuild_tensorboard(&dir)
     }
 

@@ -87,6 +87,23 @@ impl<B: Backend> Trainee<B> {
     }
 }
 
+impl<B: Backend> Trainee<B> {
+    /// A hash of every weight's bits (data-parallel replicas compare theirs at each checkpoint).
+    pub fn weights_hash(&self) -> [u8; 32] {
+        let mut hasher = WeightHasher(blake3::Hasher::new());
+        self.visit(&mut hasher);
+        *hasher.0.finalize().as_bytes()
+    }
+}
+
+struct WeightHasher(blake3::Hasher);
+
+impl<B: Backend> ModuleVisitor<B> for WeightHasher {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0.update(param.val().into_data().as_bytes());
+    }
+}
+
 /// Touches every parameter so its lazy initialisation runs now.
 struct Materialize;
 

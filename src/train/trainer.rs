@@ -18,12 +18,13 @@ use super::conflict::{self, PairConflict};
 use super::ema::WeightEma;
 use super::config::DataConfig;
 use super::evaluate::{validate, TaskImages, ValidationSets, ValidationSettings, ValidationSplits};
-use super::events::{Control, EvalRecord, Event, FinishReason};
+use super::events::{Control, EvalRecord, Event, FinishReason, ReplicaStep};
 use super::loss::cls::cls_loss;
 use super::loss::det::{det_loss, det_loss_ignoring, DetLossConfig, ImageTargets};
 use super::loss::distill::{kd_det_loss, kd_softmax_loss};
-use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig};
+use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig, IGNORE_INDEX};
 use super::memory;
+use super::parallel::{snapshot, Replica};
 use super::penalty::Ewc;
 use super::pseudo::{pseudo_boxes, pseudo_masks, PseudoLabels, TEACHER_EMA_DECAY};
 use super::replay::{buffer_file, make_buffer, BufferSource};
@@ -34,10 +35,11 @@ use super::schedule::learning_rate;
 use super::strategy::{RunShape, StrategyConfig, Task, TaskSet, Weighting};
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
+use crate::backend::device::{mib, DeviceMemory};
 use crate::backend::TwinAutodiffBackend;
 use crate::data::batch::{mask_tensor, ClsBatch, ClsSource, DetBatch, DetSource, ImageBatch, SegBatch, SegSource};
 use crate::data::problem::Problem;
-use crate::data::loader::{Loader, LoaderConfig, Position, SampleSource};
+use crate::data::loader::{Loader, LoaderConfig, Position, SampleSource, Shard};
 use crate::data::synth::ensure_generated;
 use crate::model::anchors::Anchors;
 use crate::model::{HeadOutputs, Reshape, TwinNet, DET_STRIDES};
@@ -127,6 +129,14 @@ pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Resul
     let eval = &config.eval;
     let validation = splits.subsets(TaskImages { det: eval.det_images, seg: eval.seg_images, cls: eval.cls_images })?;
     Ok(Datasets { det_train, seg_train, cls_train, validation })
+}
+
+/// A task's loss on a batch, and what it is a mean over (the detection
+/// loss's target-score sum, the scored pixels, the images): the loss divides by
+/// `max(normaliser, 1)`.
+struct TaskLoss<B: Backend> {
+    value: Tensor<B, 1>,
+    normaliser: f32,
 }
 
 /// What one step computed, for the step event.
@@ -231,6 +241,10 @@ pub struct Trainer<B: TwinAutodiffBackend> {
     specialists: [Option<Specialist<B::InnerBackend>>; 3],
     /// The fixed batch of each task the task-conflict meter uses, read at the first evaluation.
     conflict_batches: Option<Vec<OwnedBatch>>,
+    /// This trainer's place among the replicas of a data-parallel run; `None` trains alone.
+    replica: Option<Replica<B::InnerBackend>>,
+    /// The devices of this node's replicas, by local rank (for the per-replica step record).
+    replica_devices: Vec<String>,
 }
 
 impl<B: TwinAutodiffBackend> Trainer<B> {
@@ -320,7 +334,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             };
             (trainee, TrainerState { model: model.clone(), pretrained, ..state })
         };
-        if config.log.tensorboard {
+        if config.log.tensorboard && log.writes() {
             log.attach_tensorboard(TensorboardLog::rebuild(run_dir, state.seg_classes.len())?);
         }
         let det_losses = DetLossConfig {
@@ -352,6 +366,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             teacher: teacher_net.map(|net| WeightEma::new(net, TEACHER_EMA_DECAY)),
             specialists: [None, None, None],
             conflict_batches: None,
+            replica: None,
+            replica_devices: Vec::new(),
         };
         for message in messages {
             trainer.emit(Event::Warning { step: trainer.state.step, message })?;
@@ -361,6 +377,43 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
 
     pub fn state(&self) -> &TrainerState {
         &self.state
+    }
+
+    /// Makes this trainer one replica of a data-parallel run; `devices` names
+    /// this node's replicas' devices by local rank.
+    pub fn join(mut self, replica: Replica<B::InnerBackend>, devices: Vec<String>) -> Self {
+        self.replica = Some(replica);
+        self.replica_devices = devices;
+        self
+    }
+
+    /// Whether this trainer evaluates, logs and checkpoints (alone, or replica 0).
+    fn is_leader(&self) -> bool {
+        self.replica.as_ref().is_none_or(Replica::is_leader)
+    }
+
+    /// Everything another replica needs to continue exactly from here: a
+    /// `last` checkpoint, and the run's `switch` checkpoint if it has one, packed.
+    pub fn start_snapshot(&self) -> Result<Vec<u8>> {
+        let folder = tempfile_dir("replica-snapshot")?;
+        let (optim, ema, teacher) = (&self.optim, &self.ema, &self.teacher);
+        checkpoint::save(&folder, &CheckpointKind::Last, &self.trainee, &self.state, |dir| {
+            optim.save(dir)?;
+            save_kept(dir, checkpoint::EMA_FILE, ema)?;
+            save_kept(dir, checkpoint::TEACHER_FILE, teacher)
+        })?;
+        let switch = checkpoint::checkpoint_dir(&self.run_dir, &CheckpointKind::Switch);
+        if switch.is_dir() {
+            let copy = checkpoint::checkpoint_dir(&folder, &CheckpointKind::Switch);
+            std::fs::create_dir_all(&copy)?;
+            for entry in std::fs::read_dir(&switch)? {
+                let entry = entry?;
+                std::fs::copy(entry.path(), copy.join(entry.file_name()))?;
+            }
+        }
+        let packed = snapshot::pack(&folder);
+        let _ = std::fs::remove_dir_all(&folder);
+        packed
     }
 
     fn emit(&mut self, event: Event) -> Result<()> {
@@ -382,7 +435,9 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let size = self.config.data.image_size;
         let batch = self.config.data.batch_size;
         let threads = if self.config.data.threads == 0 { crate::data::loader::default_threads() } else { self.config.data.threads };
-        let train_loader = |seed: u64| LoaderConfig { threads, ..LoaderConfig::train(size, batch, seed) };
+        // A replica loads its shard of each batch.
+        let shard = self.replica.as_ref().map_or(Shard::default(), |r| Shard { index: r.rank.global, count: r.rank.world });
+        let train_loader = |seed: u64| LoaderConfig { threads, shard, ..LoaderConfig::train(size, batch, seed) };
         let seed = |offset: u64| train_loader(self.config.seed.wrapping_add(offset));
         let mut det_loader = start_loader(self.data.det_train.clone(), seed(0), self.state.det_position)?;
         let mut seg_loader = start_loader(self.data.seg_train.clone(), seed(1), self.state.seg_position)?;
@@ -392,25 +447,12 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let mut paused = false;
         let mut images_per_sec = 0.0f32;
         let reason = loop {
-            // Control messages: non-blocking while training, blocking while paused.
+            // Control messages: replica 0 reads them (blocking while paused) and
+            // passes those that change the run on to the other replicas.
             let mut stop = false;
-            loop {
-                let message = if paused { control.recv().ok() } else { control.try_recv().ok() };
-                let Some(message) = message else {
-                    if paused {
-                        stop = true; // the controller is gone
-                    }
-                    break;
-                };
+            for message in self.receive_controls(control, &mut paused)? {
                 match message {
-                    Control::Pause => {
-                        paused = true;
-                        self.emit(Event::Paused { step: self.state.step })?;
-                    }
-                    Control::Resume => {
-                        paused = false;
-                        self.emit(Event::Resumed { step: self.state.step })?;
-                    }
+                    Control::Pause | Control::Resume => {}
                     Control::Stop => stop = true,
                     Control::CheckpointNow => self.save_last()?,
                     Control::SetStrategy(strategy) => {
@@ -435,9 +477,6 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                         self.emit(Event::LearningRateChanged { step: self.state.step, lr })?;
                     }
                 }
-                if stop {
-                    break;
-                }
             }
             if stop {
                 break FinishReason::Stopped;
@@ -454,6 +493,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             }
             let lr = learning_rate(&self.config.optim, self.state.step, self.config.steps) * plan.lr_factor * self.state.lr_scale;
             let step_start = Instant::now();
+            if let Some(replica) = &mut self.replica {
+                // The wait for replica 0's controls is not the step's all-reduce.
+                replica.take_all_reduce_seconds();
+            }
             let det_batch = match (plan.tasks.contains(Task::Det), plan.replay == Some(Task::Det), det_loader.as_mut(), &self.data.det_train) {
                 (false, ..) => None,
                 (true, false, Some(loader), _) => Some(next_batch(loader, "detection")?),
@@ -499,7 +542,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 self.state.set_replay_position(index, position.expect("the replay step made its loader"));
             }
             self.state.step += 1;
-            let rate = images as f32 / step_start.elapsed().as_secs_f32().max(1e-6);
+            let seconds = step_start.elapsed().as_secs_f32().max(1e-6);
+            let replicas = self.gather_replica_steps(images, seconds)?;
+            let images = replicas.as_ref().map_or(images as f32, |all| all.iter().map(|r| r.images_per_sec * r.step_seconds).sum());
+            let rate = images / seconds;
             images_per_sec = if images_per_sec == 0.0 { rate } else { 0.9 * images_per_sec + 0.1 * rate };
             self.state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
             self.emit(Event::Step {
@@ -513,8 +559,11 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 images_per_sec,
                 device_memory: B::device_memory(&self.device),
             })?;
+            if let Some(replicas) = replicas {
+                self.emit(Event::Replicas { step: self.state.step, replicas })?;
+            }
             let last = self.state.step == self.config.steps;
-            if self.state.step % self.config.eval.every == 0 || last {
+            if (self.state.step % self.config.eval.every == 0 || last) && self.is_leader() {
                 self.evaluate()?;
             }
             if self.state.step % self.config.checkpoint.every == 0 || last {
@@ -524,9 +573,101 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         if reason == FinishReason::Stopped {
             self.save_last()?;
         }
+        if let Some(replica) = self.replica.take() {
+            replica.finish();
+        }
         self.state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
         self.emit(Event::Finished { step: self.state.step, reason, wall_seconds: self.state.wall_seconds })?;
         Ok(reason)
+    }
+
+    /// The control messages to act on before this step: replica 0 (or a
+    /// trainer alone) reads them, blocking while paused, and sends the other
+    /// replicas those that change the run; pause and resume stay its own.
+    fn receive_controls(&mut self, control: &Receiver<Control>, paused: &mut bool) -> Result<Vec<Control>> {
+        let mut controls = Vec::new();
+        if self.is_leader() {
+            loop {
+                let message = if *paused { control.recv().ok() } else { control.try_recv().ok() };
+                let Some(message) = message else {
+                    if *paused {
+                        controls.push(Control::Stop); // the controller is gone
+                    }
+                    break;
+                };
+                match message {
+                    Control::Pause => {
+                        *paused = true;
+                        self.emit(Event::Paused { step: self.state.step })?;
+                    }
+                    Control::Resume => {
+                        *paused = false;
+                        self.emit(Event::Resumed { step: self.state.step })?;
+                    }
+                    Control::Stop => {
+                        controls.push(Control::Stop);
+                        break;
+                    }
+                    other => controls.push(other),
+                }
+            }
+        }
+        if let Some(replica) = &mut self.replica {
+            let sent = match replica.is_leader() {
+                true if controls.is_empty() => Some(Vec::new()),
+                true => Some(serde_json::to_vec(&controls)?),
+                false => None,
+            };
+            let received = replica.broadcast(sent)?;
+            if !received.is_empty() {
+                controls = serde_json::from_slice(&received).context("replica 0's control messages")?;
+            }
+        }
+        Ok(controls)
+    }
+
+    /// Each replica's images, step time, all-reduce time and memory, gathered
+    /// on every replica; `None` for a trainer alone.
+    fn gather_replica_steps(&mut self, images: usize, seconds: f32) -> Result<Option<Vec<ReplicaStep>>> {
+        let Some(replica) = &mut self.replica else { return Ok(None) };
+        let memory = B::device_memory(&self.device);
+        let all_reduce = replica.take_all_reduce_seconds() as f32;
+        let (in_use, reserved) = memory.map_or((-1.0, -1.0), |m| (mib(m.in_use) as f32, mib(m.reserved) as f32));
+        let all = replica.gather(&[images as f32, seconds, all_reduce, in_use, reserved])?;
+        let own_node = replica.rank.node;
+        let per_node = self.replica_devices.len().max(1);
+        let bytes = |mib: f32| (mib as f64 * 1024.0 * 1024.0) as u64;
+        let steps = all.iter().enumerate().map(|(rank, v)| {
+            let (node, local) = (rank / per_node, rank % per_node);
+            let device = match node == own_node {
+                true => self.replica_devices.get(local).cloned().unwrap_or_default(),
+                false => format!("device {local}"),
+            };
+            ReplicaStep {
+                rank,
+                node,
+                device,
+                images_per_sec: v[0] / v[1].max(1e-6),
+                step_seconds: v[1],
+                all_reduce_seconds: v[2],
+                device_memory: (v[3] >= 0.0).then(|| DeviceMemory { in_use: bytes(v[3]), reserved: bytes(v[4]) }),
+            }
+        });
+        Ok(Some(steps.collect()))
+    }
+
+    /// Data-parallel replicas compare a hash of their weights: a mismatch ends the run.
+    fn check_replicas_agree(&mut self) -> Result<()> {
+        if self.replica.is_none() {
+            return Ok(());
+        }
+        let hash = self.trainee.weights_hash();
+        let words: Vec<f32> = hash[..16].chunks(2).map(|w| u16::from_le_bytes([w[0], w[1]]) as f32).collect();
+        let all = self.replica.as_mut().expect("checked above").gather(&words)?;
+        if let Some(rank) = all.iter().position(|w| *w != all[0]) {
+            bail!("step {}: replica {rank}'s weights differ from replica 0's: the replicas no longer train one network", self.state.step);
+        }
+        Ok(())
     }
 
     /// Sets the network up for a phase of the strategy in force: freezing,
@@ -650,18 +791,27 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         Ok(self.trainee.clone())
     }
 
-    /// EWC's Fisher estimate at the switch, on `fisher_batches` of each earlier task.
-    fn estimate_fisher(&self, snapshot: &Trainee<B>, tasks: TaskSet, lambda: f32, batches: usize) -> Result<Ewc<B>> {
+    /// EWC's Fisher estimate at the switch, on `fisher_batches` of each
+    /// earlier task; data-parallel replicas take turns at the batches and sum
+    /// their estimates.
+    fn estimate_fisher(&mut self, snapshot: &Trainee<B>, tasks: TaskSet, lambda: f32, batches: usize) -> Result<Ewc<B>> {
         let size = self.config.data.image_size;
         // A fixed, separate sample stream, so a resumed run estimates the same Fisher.
         let loader = |seed| LoaderConfig { threads: 1, ..LoaderConfig::train(size, self.config.data.batch_size, seed) };
         let seed = self.config.seed.wrapping_add(17);
+        let (rank, world) = self.replica.as_ref().map_or((0, 1), |r| (r.rank.global, r.rank.world));
         let mut losses = Vec::new();
         for task in tasks.iter() {
             let task_batches = self.training_batches(task, loader(seed), batches)?;
-            losses.push((task, task_batches.iter().map(|batch| self.task_loss_of(&snapshot.net, batch.as_batch())).collect()));
+            let mine = task_batches.iter().enumerate().filter(|(i, _)| i % world == rank);
+            let task_losses = mine.map(|(_, batch)| self.task_loss_of(&snapshot.net, batch.as_batch())).collect();
+            losses.push((task, task_batches.len(), task_losses));
         }
-        Ewc::estimate(&snapshot.net, losses, lambda)
+        let replica = &mut self.replica;
+        Ewc::estimate(&snapshot.net, losses, lambda, &mut |estimate| match replica {
+            Some(replica) => replica.sum_tensors(estimate),
+            None => Ok(estimate),
+        })
     }
 
     /// The first `count` batches of `task`'s training set, as `config` loads them.
@@ -677,7 +827,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     /// `batch`'s loss on its labels, computed with `net` (EWC's Fisher, the conflict meter).
     fn task_loss_of(&self, net: &TwinNet<B>, batch: TaskBatch) -> Tensor<B, 1> {
         let mut heads = net.forward_heads(batch.inputs().images::<B>(&self.device), batch.task().into());
-        self.labelled_loss(batch, &mut heads)
+        self.labelled_loss(batch, &mut heads).value
     }
 
     /// The run's tasks and length, as the strategy schedules them.
@@ -701,16 +851,15 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     }
 
     fn train_step(&mut self, det: Option<&DetBatch>, seg: Option<&SegBatch>, cls: Option<&ClsBatch>, lr: f64) -> Result<StepLosses> {
-        let strategy = &self.state.strategy;
+        let strategy = self.state.strategy.clone();
         let weigh = |trainee: &Trainee<B>, task: Task, loss: Tensor<B, 1>| match strategy.weighting() {
             Weighting::Fixed => loss.mul_scalar(strategy.weight(task)),
             Weighting::Uncertainty => trainee.uncertainty_weighted(task, loss),
         };
         let net = &self.trainee.net;
-        let mut total: Option<Tensor<B, 1>> = None;
-        let mut out = StepLosses { det: None, seg: None, cls: None, penalty: None };
         let mut penalty: Option<Tensor<B, 1>> = None;
         let cross = self.cross_task();
+        let mut labelled = Vec::new();
         let batches = [det.map(TaskBatch::Det), seg.map(TaskBatch::Seg), cls.map(TaskBatch::Cls)];
         for batch in batches.into_iter().flatten() {
             let task = batch.task();
@@ -719,13 +868,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             let images = batch.inputs().images::<B>(&self.device);
             let mut heads = net.forward_heads(images.clone(), others.with(task));
             let loss = self.labelled_loss(batch, &mut heads);
-            let value = Some(scalar(&loss)?);
-            match task {
-                Task::Det => out.det = value,
-                Task::Seg => out.seg = value,
-                Task::Cls => out.cls = value,
-            }
-            accumulate(&mut total, weigh(&self.trainee, task, loss));
+            let value = scalar(&loss.value)?;
+            labelled.push((task, loss, value));
             if let Some(cross) = &cross {
                 for term in self.cross_losses(cross, others, heads, images.inner(), batch.inputs()) {
                     accumulate(&mut penalty, term);
@@ -735,31 +879,81 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         if let Mitigation::Ewc(ewc) = &self.mitigation {
             accumulate(&mut penalty, ewc.penalty(net));
         }
+        let penalty_value = penalty.as_ref().map(scalar).transpose()?;
+        let (scales, values, penalty_value) = self.whole_batch_losses(&labelled, penalty_value)?;
+        let mut total: Option<Tensor<B, 1>> = None;
+        let mut out = StepLosses { det: None, seg: None, cls: None, penalty: penalty_value };
+        for (((task, loss, _), scale), value) in labelled.into_iter().zip(scales).zip(values) {
+            match task {
+                Task::Det => out.det = Some(value),
+                Task::Seg => out.seg = Some(value),
+                Task::Cls => out.cls = Some(value),
+            }
+            let loss = match scale {
+                Some(scale) => loss.value.mul_scalar(scale),
+                None => loss.value,
+            };
+            accumulate(&mut total, weigh(&self.trainee, task, loss));
+        }
         if let Some(p) = penalty {
-            out.penalty = Some(scalar(&p)?);
             accumulate(&mut total, p);
         }
         let total = total.context("a step with no task")?;
         let grads = total.backward();
-        self.trainee = self.optim.step(lr, self.trainee.clone(), grads);
+        self.trainee = self.optim.step(lr, self.trainee.clone(), grads, self.replica.as_mut())?;
         for ema in self.ema.iter_mut().chain(self.teacher.iter_mut()) {
             ema.update(&self.trainee.net.valid(), self.state.step + 1);
         }
         Ok(out)
     }
 
+    /// In a data-parallel run, what makes the replicas' mean gradient the
+    /// whole batch's: per task the factor on this replica's loss
+    /// (`replicas · own normaliser / whole batch's normaliser`), the whole
+    /// batch's loss values, and the penalty averaged over the replicas, from
+    /// one sum over the replicas. Alone: no factor, the values as they are.
+    fn whole_batch_losses(&mut self, labelled: &[(Task, TaskLoss<B>, f32)], penalty: Option<f32>) -> Result<(Vec<Option<f32>>, Vec<f32>, Option<f32>)> {
+        let Some(replica) = &mut self.replica else {
+            return Ok((vec![None; labelled.len()], labelled.iter().map(|(.., value)| *value).collect(), penalty));
+        };
+        let mut sums = vec![0.0; 2 * Task::ALL.len() + 1];
+        for (task, loss, value) in labelled {
+            let i = 2 * *task as usize;
+            sums[i] = loss.normaliser;
+            sums[i + 1] = value * loss.normaliser.max(1.0);
+        }
+        sums[2 * Task::ALL.len()] = penalty.unwrap_or(0.0);
+        let sums = replica.sum(&sums)?;
+        let world = replica.rank.world as f32;
+        let mut scales = Vec::new();
+        let mut values = Vec::new();
+        for (task, loss, _) in labelled {
+            let i = 2 * *task as usize;
+            let whole = sums[i].max(1.0);
+            scales.push(Some(world * loss.normaliser.max(1.0) / whole));
+            values.push(sums[i + 1] / whole);
+        }
+        Ok((scales, values, penalty.map(|_| sums[2 * Task::ALL.len()] / world)))
+    }
+
     /// The loss of `batch`'s own task on its labels, from its head's output in `heads`.
-    fn labelled_loss(&self, batch: TaskBatch, heads: &mut HeadOutputs<B>) -> Tensor<B, 1> {
+    fn labelled_loss(&self, batch: TaskBatch, heads: &mut HeadOutputs<B>) -> TaskLoss<B> {
         let missing = "forward_heads computed the batch's own head";
         match batch {
             TaskBatch::Det(batch) => {
                 let output = heads.det.take().expect(missing);
                 let anchors = Anchors::new(batch.size, &DET_STRIDES);
-                det_loss(output.cls_logits, output.box_raw, &anchors, &training_targets(batch), &self.det_losses).total
+                let loss = det_loss(output.cls_logits, output.box_raw, &anchors, &training_targets(batch), &self.det_losses);
+                TaskLoss { value: loss.total, normaliser: loss.target_score_sum }
             }
-            TaskBatch::Seg(batch) => seg_loss(heads.seg.take().expect(missing), batch.masks::<B>(&self.device), &self.seg_losses).total,
+            TaskBatch::Seg(batch) => {
+                let value = seg_loss(heads.seg.take().expect(missing), batch.masks::<B>(&self.device), &self.seg_losses).total;
+                TaskLoss { value, normaliser: batch.masks.iter().filter(|&&m| m as i64 != IGNORE_INDEX).count() as f32 }
+            }
             TaskBatch::Cls(batch) => {
-                cls_loss(heads.cls.take().expect(missing), batch.labels::<B>(&self.device), self.config.loss.cls_label_smoothing)
+                let labels = batch.labels::<B>(&self.device);
+                let value = cls_loss(heads.cls.take().expect(missing), labels, self.config.loss.cls_label_smoothing);
+                TaskLoss { value, normaliser: batch.len() as f32 }
             }
         }
     }
@@ -908,6 +1102,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     fn save_last(&mut self) -> Result<()> {
         // Reads every weight back from the device (also between steps: Checkpoint now, Stop).
         let _turn = B::device_turn(&self.device);
+        self.check_replicas_agree()?;
+        if !self.is_leader() {
+            return Ok(());
+        }
         let (optim, ema, teacher) = (&self.optim, &self.ema, &self.teacher);
         let path = checkpoint::save(&self.run_dir, &CheckpointKind::Last, &self.trainee, &self.state, |dir| {
             optim.save(dir)?;
@@ -921,6 +1119,16 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
 /// The training loader of a task the run has, at `position`.
 fn start_loader<S: SampleSource>(source: Option<S>, config: LoaderConfig, position: Position) -> Result<Option<Loader<S>>> {
     source.map(|source| Loader::starting_at(source, config, position)).transpose()
+}
+
+/// A new, empty folder under the system's temporary folder.
+pub(crate) fn tempfile_dir(what: &str) -> Result<PathBuf> {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("twinhead-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    Ok(dir)
 }
 
 /// Writes a weight average the trainer keeps (if it keeps one) as `file`.
