@@ -13,7 +13,8 @@ use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::events::Event;
 use crate::backend::autotune;
 use crate::backend::device::{mib, DeviceSpec};
-use crate::train::{memory, start, TrainConfig};
+use crate::train::parallel::Placement;
+use crate::train::{memory, start_on, TrainConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -24,8 +25,11 @@ pub struct TrainArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     /// cpu, cuda[:N], wgpu[:N] or wgpu:cpu (`twinhead devices` lists this machine's).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", conflicts_with = "devices")]
     device: DeviceSpec,
+    /// Data-parallel on several devices (cuda:0,cuda:1 or cpu,cpu): images/s per replica and in total, all-reduce time per step.
+    #[arg(long, value_name = "LIST")]
+    devices: Option<String>,
     /// Steps run before timing starts.
     #[arg(long, default_value_t = 5)]
     warmup: usize,
@@ -39,13 +43,19 @@ pub struct TrainArgs {
 
 pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let device = args.device;
+    let placement = match &args.devices {
+        Some(list) => Placement { devices: Placement::parse_devices(list)?, nodes: None },
+        None => Placement::single(device),
+    };
     let total = args.warmup + args.steps;
     let mut overrides = args.overrides.clone();
     // Only training is timed: evaluation and checkpoints fall after the last step.
     overrides.extend([format!("steps={total}"), format!("eval.every={}", total + 1), format!("checkpoint.every={}", total + 1)]);
     let config = TrainConfig::load_preset(&args.preset, &overrides)?;
     let run_dir = std::env::temp_dir().join(format!("twinhead-bench-{}", std::process::id()));
-    let handle = start(Some(config.clone()), &run_dir, false, device)?;
+    let handle = start_on(Some(config.clone()), &run_dir, false, placement.clone())?;
+    // Per replica, over the timed steps: images, step seconds, all-reduce seconds.
+    let mut replicas: Vec<(String, f64, f64, f64)> = Vec::new();
     let mut timed_start = None;
     let mut images = 0usize;
     let mut elapsed = 0.0;
@@ -66,6 +76,13 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
                     elapsed = timed_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
                 }
             }
+            Event::Replicas { step, replicas: steps } if step > args.warmup => {
+                replicas.resize_with(steps.len(), Default::default);
+                for (total, r) in replicas.iter_mut().zip(steps) {
+                    let seconds = r.step_seconds as f64;
+                    *total = (r.device, total.1 + r.images_per_sec as f64 * seconds, total.2 + seconds, total.3 + r.all_reduce_seconds as f64);
+                }
+            }
             Event::Error { message, .. } => error = Some(message),
             _ => {}
         }
@@ -77,11 +94,25 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     if let Some(message) = error {
         bail!("{message}");
     }
-    println!("preset {} on {device}: {} px, batch {}, strategy {}", args.preset, config.data.image_size, config.data.batch_size, config.strategy.name());
+    let on = placement.describe();
+    println!("preset {} on {on}: {} px, batch {}, strategy {}", args.preset, config.data.image_size, config.data.batch_size, config.strategy.name());
     let model = model?;
     let macs = print_network(&model, config.data.image_size);
     let images_per_sec = images as f64 / elapsed.max(1e-9);
-    println!("images/s      {images_per_sec:.1}");
+    println!("images/s      {images_per_sec:.1}{}", if replicas.is_empty() { "" } else { " in total" });
+    for (rank, (device, images, seconds, all_reduce)) in replicas.iter().enumerate() {
+        let per_step = |s: f64| 1000.0 * s / args.steps as f64;
+        println!(
+            "  replica {rank}   {device}: {:.1} images/s, step {:.1} ms, all-reduce {:.1} ms per step",
+            images / seconds.max(1e-9),
+            per_step(*seconds),
+            per_step(*all_reduce)
+        );
+    }
+    if !replicas.is_empty() {
+        let bytes = 4 * TwinNet::<Flex>::new(&model, &Default::default()).num_params();
+        println!("all-reduce    {:.1} MB of gradients per step (4 bytes × parameters)", bytes as f64 / 1e6);
+    }
     // A training step computes the forward pass and two products per weight backward: 3 × 2 FLOP per MAC.
     let step_flop = 6.0 * macs as f64;
     println!("compute       {:.2} GFLOP per image per step (forward MACs × 2 × 3), {:.3} TFLOP/s achieved", step_flop / 1e9, step_flop * images_per_sec / 1e12);

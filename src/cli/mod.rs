@@ -219,6 +219,6 @@ pub(crate) fn progress_bar(len: Option<u64>, message: &'static str) -> indicatif
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TWINHEAD_LOG")
         // The GPU runtimes log every adapter, kernel and cache step at info.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cubecl_wgpu=warn,cubecl_runtime=warn,wgpu_core=warn,wgpu_hal=warn,naga=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cubecl_wgpu=warn,cubecl_runtime=warn,wgpu_core=warn,wgpu_hal=warn,naga=warn,burn_collective=warn,burn_communication=warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
