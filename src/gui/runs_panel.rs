@@ -9,6 +9,7 @@ use super::session::Notice;
 use super::shared::Shared;
 use crate::train::events::Control;
 use crate::backend::device::{mib, DeviceSpec};
+use crate::train::events::ReplicaStep;
 
 #[derive(Default)]
 pub struct RunsPanel {
@@ -166,10 +167,26 @@ fn metrics_line(record: &RunRecord) -> String {
     if let Some(device) = &record.device {
         line += &format!(" · {device}");
     }
-    if let Some(memory) = record.device_memory {
-        line += &format!(" {:.0} MiB", mib(memory.in_use));
+    match record.replicas.is_empty() {
+        // A data-parallel run: each replica's device and memory.
+        false => {
+            let replicas: Vec<String> = record.replicas.iter().map(replica_text).collect();
+            line += &format!(" · {}", replicas.join(", "));
+        }
+        true => {
+            if let Some(memory) = record.device_memory {
+                line += &format!(" {:.0} MiB", mib(memory.in_use));
+            }
+        }
     }
     line
+}
+
+/// `node 1 cuda:0 812 MiB`: a replica where it trains, with its GPU memory when it has one.
+fn replica_text(replica: &ReplicaStep) -> String {
+    let node = if replica.node > 0 { format!("node {} ", replica.node) } else { String::new() };
+    let memory = replica.device_memory.map_or(String::new(), |m| format!(" {:.0} MiB", mib(m.in_use)));
+    format!("{node}{}{memory}", replica.device)
 }
 
 fn status_color(ui: &egui::Ui, status: &RunStatus) -> egui::Color32 {
