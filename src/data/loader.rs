@@ -537,7 +537,7 @@ mod tests {
             let shards: Vec<Vec<_>> = (0..count)
                 .map(|index| {
                     let sharded = LoaderConfig { batch_size: 6, shard: Shard { index, count }, ..config(1, Some(2)) };
-                    Loader::new(Fake(11), sharded).unwrap().collect()
+                    Loader::new(Fake(20), sharded).unwrap().collect()
                 })
                 .collect();
             for (b, batch) in whole.iter().enumerate() {
