@@ -11,7 +11,7 @@
 //! most: a weight moves at most ~5e-3, so this is 2 % of the largest move)
 //! leaves room for that rounding and none for a wrong scale or a missing shard.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -248,5 +248,4 @@ fn two_nodes_on_loopback_train_as_one_device_and_a_lost_node_ends_the_run() {
     assert!(wait(&mut follow, limit, "resumed node 1", cwd).success(), "{}", node_log(cwd, 1));
     let (events, _) = run_dir::read_events(&killed_dir).unwrap();
     assert!(matches!(events.last(), Some(Event::Finished { reason: FinishReason::Completed, step: 120, .. })), "{:?}", events.last());
-    let _: PathBuf = killed_dir;
 }

@@ -66,11 +66,15 @@ pub trait OnDevices {
 }
 
 impl DeviceSpec {
+    /// Whether both devices run on one backend (both CPU, both CUDA or both wgpu).
+    pub fn same_kind(self, other: DeviceSpec) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+
     /// Runs `work` on the backend of `specs`, which are all of one kind.
     pub fn with_backend_devices<W: OnDevices>(specs: &[DeviceSpec], work: W) -> Result<W::Output> {
-        let kind = |d: &DeviceSpec| std::mem::discriminant(d);
-        let Some(first) = specs.first() else { bail!("no device to run on") };
-        if specs.iter().any(|d| kind(d) != kind(first)) {
+        let Some(&first) = specs.first() else { bail!("no device to run on") };
+        if specs.iter().any(|d| !d.same_kind(first)) {
             bail!("one run's devices are all of one kind (cpu, cuda or wgpu)");
         }
         match first {
@@ -107,17 +111,7 @@ impl DeviceSpec {
 
     /// Runs `work` on this device's backend (inference's; training wraps it in autodiff).
     pub fn with_backend<W: OnBackend>(self, work: W) -> Result<W::Output> {
-        match self {
-            Self::Cpu => Ok(work.run::<burn::backend::Flex>(Default::default())),
-            #[cfg(feature = "cuda")]
-            Self::Cuda(index) => Ok(work.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(index))),
-            #[cfg(not(feature = "cuda"))]
-            Self::Cuda(_) => bail!("{self}: this build has no CUDA support (rebuild with `--features cuda`)"),
-            #[cfg(feature = "wgpu")]
-            Self::Wgpu(choice) => Ok(work.run::<burn::backend::Wgpu>(wgpu_device(choice)?)),
-            #[cfg(not(feature = "wgpu"))]
-            Self::Wgpu(_) => bail!("{self}: this build has no wgpu support (rebuild with `--features wgpu`)"),
-        }
+        Self::with_backend_devices(&[self], OneDevice(work))
     }
 
     /// Every device of this machine that answers a probe, with a description:
@@ -135,6 +129,17 @@ impl DeviceSpec {
             }
         }
         devices
+    }
+}
+
+/// Work on one device, run as work on a list of one.
+struct OneDevice<W>(W);
+
+impl<W: OnBackend> OnDevices for OneDevice<W> {
+    type Output = W::Output;
+    fn run<B: TwinBackend>(self, devices: Vec<B::Device>) -> W::Output {
+        let device = devices.into_iter().next().expect("a list of one device");
+        self.0.run::<B>(device)
     }
 }
 

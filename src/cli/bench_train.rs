@@ -13,6 +13,7 @@ use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::events::Event;
 use crate::backend::autotune;
 use crate::backend::device::{mib, DeviceSpec};
+use super::replica_totals::ReplicaTotals;
 use crate::train::parallel::Placement;
 use crate::train::{memory, start_on, TrainConfig};
 
@@ -43,10 +44,7 @@ pub struct TrainArgs {
 
 pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let device = args.device;
-    let placement = match &args.devices {
-        Some(list) => Placement { devices: Placement::parse_devices(list)?, nodes: None },
-        None => Placement::single(device),
-    };
+    let placement = Placement::local(device, args.devices.as_deref())?;
     let total = args.warmup + args.steps;
     let mut overrides = args.overrides.clone();
     // Only training is timed: evaluation and checkpoints fall after the last step.
@@ -54,8 +52,8 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let config = TrainConfig::load_preset(&args.preset, &overrides)?;
     let run_dir = std::env::temp_dir().join(format!("twinhead-bench-{}", std::process::id()));
     let handle = start_on(Some(config.clone()), &run_dir, false, placement.clone())?;
-    // Per replica, over the timed steps: images, step seconds, all-reduce seconds.
-    let mut replicas: Vec<(String, f64, f64, f64)> = Vec::new();
+    // Per replica, over the timed steps.
+    let mut replicas = ReplicaTotals::default();
     let mut timed_start = None;
     let mut images = 0usize;
     let mut elapsed = 0.0;
@@ -76,13 +74,7 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
                     elapsed = timed_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
                 }
             }
-            Event::Replicas { step, replicas: steps } if step > args.warmup => {
-                replicas.resize_with(steps.len(), Default::default);
-                for (total, r) in replicas.iter_mut().zip(steps) {
-                    let seconds = r.step_seconds as f64;
-                    *total = (r.device, total.1 + r.images_per_sec as f64 * seconds, total.2 + seconds, total.3 + r.all_reduce_seconds as f64);
-                }
-            }
+            Event::Replicas { step, replicas: steps } if step > args.warmup => replicas.add(&steps),
             Event::Error { message, .. } => error = Some(message),
             _ => {}
         }
@@ -100,14 +92,8 @@ pub fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let macs = print_network(&model, config.data.image_size);
     let images_per_sec = images as f64 / elapsed.max(1e-9);
     println!("images/s      {images_per_sec:.1}{}", if replicas.is_empty() { "" } else { " in total" });
-    for (rank, (device, images, seconds, all_reduce)) in replicas.iter().enumerate() {
-        let per_step = |s: f64| 1000.0 * s / args.steps as f64;
-        println!(
-            "  replica {rank}   {device}: {:.1} images/s, step {:.1} ms, all-reduce {:.1} ms per step",
-            images / seconds.max(1e-9),
-            per_step(*seconds),
-            per_step(*all_reduce)
-        );
+    for line in replicas.lines() {
+        println!("  {line}");
     }
     if !replicas.is_empty() {
         let bytes = 4 * TwinNet::<Flex>::new(&model, &Default::default()).num_params();

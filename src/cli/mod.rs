@@ -16,6 +16,7 @@ mod eval_run;
 mod export_onnx;
 mod export_ultralytics;
 mod predict;
+mod replica_totals;
 mod runs;
 mod submit;
 mod train;

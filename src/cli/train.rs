@@ -9,7 +9,7 @@ use super::progress_bar;
 use crate::model::Task;
 use crate::train::events::{Event, FinishReason};
 use crate::backend::device::{mib, DeviceSpec};
-use crate::train::events::ReplicaStep;
+use super::replica_totals::ReplicaTotals;
 use crate::train::parallel::{NodeSpec, Placement};
 use crate::train::{start_on, TrainConfig};
 
@@ -50,17 +50,14 @@ pub struct Args {
 
 /// Where the run trains, from --device, --devices and the node flags.
 fn placement(args: &Args) -> Result<Placement> {
-    let devices = match &args.devices {
-        Some(list) => Placement::parse_devices(list)?,
-        None => vec![args.device],
-    };
+    let local = Placement::local(args.device, args.devices.as_deref())?;
     let nodes = match (args.nodes, args.node_rank, &args.coordinator) {
         (Some(count), Some(rank), Some(coordinator)) => {
             Some(NodeSpec::new(count, rank, coordinator, std::time::Duration::from_secs(args.node_timeout))?)
         }
         _ => None,
     };
-    Ok(Placement { devices, nodes })
+    Ok(Placement { nodes, ..local })
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -111,7 +108,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Event::Replicas { replicas: steps, .. } => replicas.add(steps),
             Event::Finished { step, reason, wall_seconds } => {
                 bar.finish_and_clear();
-                for line in replicas.summary() {
+                for line in replicas.lines() {
                     println!("{line}");
                 }
                 match follower {
@@ -132,36 +129,3 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-/// Each replica's steps of a data-parallel run, summed for the closing summary.
-#[derive(Default)]
-struct ReplicaTotals {
-    /// Per rank: its node and device, steps, images, step seconds, all-reduce seconds.
-    ranks: Vec<(usize, String, usize, f64, f64, f64)>,
-}
-
-impl ReplicaTotals {
-    fn add(&mut self, steps: &[ReplicaStep]) {
-        self.ranks.resize_with(steps.len(), Default::default);
-        for (total, step) in self.ranks.iter_mut().zip(steps) {
-            let seconds = step.step_seconds as f64;
-            *total = (step.node, step.device.clone(), total.2 + 1, total.3 + step.images_per_sec as f64 * seconds, total.4 + seconds, total.5 + step.all_reduce_seconds as f64);
-        }
-    }
-
-    /// One line per replica: images/s, mean step and all-reduce time.
-    fn summary(&self) -> Vec<String> {
-        self.ranks
-            .iter()
-            .enumerate()
-            .map(|(rank, (node, device, steps, images, seconds, all_reduce))| {
-                let per_step = |total: &f64| 1000.0 * total / (*steps).max(1) as f64;
-                format!(
-                    "replica {rank} (node {node}, {device}): {:.1} img/s, step {:.0} ms, all-reduce {:.0} ms",
-                    images / seconds.max(1e-9),
-                    per_step(seconds),
-                    per_step(all_reduce)
-                )
-            })
-            .collect()
-    }
-}

@@ -56,31 +56,37 @@ pub fn start_on(config: Option<TrainConfig>, run_dir: &Path, resume: bool, place
     for device in &placement.devices {
         device.probe()?;
     }
+    let config = match placement.node_rank() {
+        0 => Some(open_run(config, run_dir, resume)?),
+        // The other nodes train with node 0's.
+        _ => None,
+    };
     let (event_tx, events) = crossbeam_channel::unbounded();
     let (control, control_rx) = crossbeam_channel::unbounded();
-    if placement.node_rank() > 0 {
-        let launch = Launch { config: None, run_dir: run_dir.to_path_buf(), resume, placement, events: event_tx, control: control_rx };
-        return spawn_training(run_dir, events, control, move || DeviceSpec::with_backend_devices(&launch.placement.devices.clone(), launch)?);
-    }
-    let config = if resume {
-        run_dir::read_config(run_dir)?
-    } else {
-        let config = config.context("no configuration for a new run")?;
-        if run_dir.join(run_dir::METRICS_FILE).exists() {
-            bail!("{}: a run already exists here (use --resume to continue it, or another --out)", run_dir.display());
-        }
-        run_dir::create(run_dir, &config)?;
-        config
-    };
     let dir = run_dir.to_path_buf();
     if placement.is_parallel() {
-        let launch = Launch { config: Some(config), run_dir: dir, resume, placement, events: event_tx, control: control_rx };
-        return spawn_training(run_dir, events, control, move || DeviceSpec::with_backend_devices(&launch.placement.devices.clone(), launch)?);
+        let devices = placement.devices.clone();
+        let launch = Launch { config, run_dir: dir, resume, placement, events: event_tx, control: control_rx };
+        return spawn_training(run_dir, events, control, move || DeviceSpec::with_backend_devices(&devices, launch)?);
     }
-    let device = placement.devices[0];
+    let (device, config) = (placement.devices[0], config.context("no configuration for the run")?);
     spawn_training(run_dir, events, control, move || {
         device.with_backend(Training { config, run_dir: dir, resume, device, events: event_tx, control: control_rx })?
     })
+}
+
+/// The configuration of the run in `run_dir`: the one it was started with
+/// when resuming, else `config`, written into the new run folder.
+fn open_run(config: Option<TrainConfig>, run_dir: &Path, resume: bool) -> Result<TrainConfig> {
+    if resume {
+        return run_dir::read_config(run_dir);
+    }
+    let config = config.context("no configuration for a new run")?;
+    if run_dir.join(run_dir::METRICS_FILE).exists() {
+        bail!("{}: a run already exists here (use --resume to continue it, or another --out)", run_dir.display());
+    }
+    run_dir::create(run_dir, &config)?;
+    Ok(config)
 }
 
 /// Runs `train` on the training thread.

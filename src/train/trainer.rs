@@ -395,13 +395,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     /// Everything another replica needs to continue exactly from here: a
     /// `last` checkpoint, and the run's `switch` checkpoint if it has one, packed.
     pub fn start_snapshot(&self) -> Result<Vec<u8>> {
-        let folder = tempfile_dir("replica-snapshot")?;
-        let (optim, ema, teacher) = (&self.optim, &self.ema, &self.teacher);
-        checkpoint::save(&folder, &CheckpointKind::Last, &self.trainee, &self.state, |dir| {
-            optim.save(dir)?;
-            save_kept(dir, checkpoint::EMA_FILE, ema)?;
-            save_kept(dir, checkpoint::TEACHER_FILE, teacher)
-        })?;
+        let folder = snapshot::scratch_dir("replica-snapshot")?;
+        self.save_resumable(&folder)?;
         let switch = checkpoint::checkpoint_dir(&self.run_dir, &CheckpointKind::Switch);
         if switch.is_dir() {
             let copy = checkpoint::checkpoint_dir(&folder, &CheckpointKind::Switch);
@@ -543,7 +538,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             }
             self.state.step += 1;
             let seconds = step_start.elapsed().as_secs_f32().max(1e-6);
-            let replicas = self.gather_replica_steps(images, seconds)?;
+            let device_memory = B::device_memory(&self.device);
+            let replicas = self.gather_replica_steps(images, seconds, device_memory)?;
             let images = replicas.as_ref().map_or(images as f32, |all| all.iter().map(|r| r.images_per_sec * r.step_seconds).sum());
             let rate = images / seconds;
             images_per_sec = if images_per_sec == 0.0 { rate } else { 0.9 * images_per_sec + 0.1 * rate };
@@ -557,7 +553,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 penalty: losses.penalty,
                 lr,
                 images_per_sec,
-                device_memory: B::device_memory(&self.device),
+                device_memory,
             })?;
             if let Some(replicas) = replicas {
                 self.emit(Event::Replicas { step: self.state.step, replicas })?;
@@ -628,9 +624,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
 
     /// Each replica's images, step time, all-reduce time and memory, gathered
     /// on every replica; `None` for a trainer alone.
-    fn gather_replica_steps(&mut self, images: usize, seconds: f32) -> Result<Option<Vec<ReplicaStep>>> {
+    fn gather_replica_steps(&mut self, images: usize, seconds: f32, memory: Option<DeviceMemory>) -> Result<Option<Vec<ReplicaStep>>> {
         let Some(replica) = &mut self.replica else { return Ok(None) };
-        let memory = B::device_memory(&self.device);
         let all_reduce = replica.take_all_reduce_seconds() as f32;
         let (in_use, reserved) = memory.map_or((-1.0, -1.0), |m| (mib(m.in_use) as f32, mib(m.reserved) as f32));
         let all = replica.gather(&[images as f32, seconds, all_reduce, in_use, reserved])?;
@@ -1106,29 +1101,25 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         if !self.is_leader() {
             return Ok(());
         }
+        let path = self.save_resumable(&self.run_dir)?;
+        self.emit(Event::Checkpoint { step: self.state.step, kind: "last".into(), path })
+    }
+
+    /// Writes the `last` checkpoint of `run_dir` with everything a resumed run
+    /// needs: weights, optimiser state, the weight EMA and the teacher.
+    fn save_resumable(&self, run_dir: &Path) -> Result<PathBuf> {
         let (optim, ema, teacher) = (&self.optim, &self.ema, &self.teacher);
-        let path = checkpoint::save(&self.run_dir, &CheckpointKind::Last, &self.trainee, &self.state, |dir| {
+        checkpoint::save(run_dir, &CheckpointKind::Last, &self.trainee, &self.state, |dir| {
             optim.save(dir)?;
             save_kept(dir, checkpoint::EMA_FILE, ema)?;
             save_kept(dir, checkpoint::TEACHER_FILE, teacher)
-        })?;
-        self.emit(Event::Checkpoint { step: self.state.step, kind: "last".into(), path })
+        })
     }
 }
 
 /// The training loader of a task the run has, at `position`.
 fn start_loader<S: SampleSource>(source: Option<S>, config: LoaderConfig, position: Position) -> Result<Option<Loader<S>>> {
     source.map(|source| Loader::starting_at(source, config, position)).transpose()
-}
-
-/// A new, empty folder under the system's temporary folder.
-pub(crate) fn tempfile_dir(what: &str) -> Result<PathBuf> {
-    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("twinhead-{what}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    Ok(dir)
 }
 
 /// Writes a weight average the trainer keeps (if it keeps one) as `file`.

@@ -20,7 +20,7 @@ use crate::train::config::TrainConfig;
 use crate::train::events::{Control, Event, FinishReason};
 use crate::train::run::{record_failure, ENGINE_THREAD_STACK};
 use crate::train::run_dir::EventLog;
-use crate::train::trainer::{tempfile_dir, Trainer};
+use crate::train::trainer::Trainer;
 
 /// burn-collective serves one collective per backend and process.
 static TRAINING: AtomicBool = AtomicBool::new(false);
@@ -154,7 +154,7 @@ impl ReplicaRun {
             return trainer.join(replica, self.devices.clone()).run(&self.control, &self.description);
         }
         drop(turn);
-        let folder = tempfile_dir("replica")?;
+        let folder = snapshot::scratch_dir("replica")?;
         let result = self.follow::<A>(replica, device, &folder);
         let _ = std::fs::remove_dir_all(&folder);
         result

@@ -41,9 +41,12 @@ pub struct Rendezvous {
     pub watch: Watch,
 }
 
+/// A watched node's rank and the connection to it.
+type Peer = (usize, Arc<Mutex<TcpStream>>);
+
 /// The connections this node watches (node 0: one per other node; the others: node 0's).
 pub struct Watch {
-    peers: Vec<(usize, Arc<Mutex<TcpStream>>)>,
+    peers: Vec<Peer>,
     ended: Arc<AtomicBool>,
 }
 
@@ -51,15 +54,15 @@ impl Watch {
     /// Tells the watched nodes this one fails with `message` (they end the run too).
     pub fn fail(&self, message: &str) {
         if !self.ended.swap(true, Ordering::SeqCst) {
-            self.send(&format!("fail {}", message.replace('\n', " ")));
+            send_all(&self.peers, &format!("fail {}", message.replace('\n', " ")));
         }
     }
+}
 
-    fn send(&self, line: &str) {
-        for (_, stream) in &self.peers {
-            let mut stream = stream.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(stream, "{line}");
-        }
+/// Writes `line` to every peer (one that is gone is skipped: it is being watched).
+fn send_all(peers: &[Peer], line: &str) {
+    for (_, stream) in peers {
+        let _ = writeln!(stream.lock().unwrap_or_else(|e| e.into_inner()), "{line}");
     }
 }
 
@@ -67,7 +70,7 @@ impl Drop for Watch {
     /// A normal end: the others may see this node's connection close.
     fn drop(&mut self) {
         if !self.ended.swap(true, Ordering::SeqCst) {
-            self.send("bye");
+            send_all(&self.peers, "bye");
         }
     }
 }
@@ -138,14 +141,7 @@ fn lead(spec: &NodeSpec, devices: usize, (config, resume): (TrainConfig, bool), 
 fn follow(spec: &NodeSpec, devices: usize, on_failure: OnFailure) -> Result<Rendezvous> {
     let deadline = Instant::now() + spec.timeout;
     let unreachable = || format!("node 0 at {} cannot be reached within {} s", spec.coordinator, spec.timeout.as_secs());
-    let stream = loop {
-        let address = spec.coordinator.to_socket_addrs().ok().and_then(|mut a| a.next()).with_context(unreachable)?;
-        match TcpStream::connect_timeout(&address, Duration::from_millis(500)) {
-            Ok(stream) => break stream,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-            Err(e) => return Err(e).with_context(unreachable),
-        }
-    };
+    let stream = connect_until(&spec.coordinator, deadline).with_context(unreachable)?;
     stream.set_read_timeout(Some(spec.timeout))?;
     writeln!(&stream, "hello {} {devices}", spec.rank)?;
     let mut line = String::new();
@@ -164,12 +160,21 @@ fn follow(spec: &NodeSpec, devices: usize, on_failure: OnFailure) -> Result<Rend
 fn start_orchestrator(host: &str, port: u16, deadline: Instant) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     std::thread::Builder::new().name("orchestrator".into()).spawn(move || runtime.block_on(burn_collective::start_global_orchestrator(port)))?;
-    let address = format!("{host}:{port}");
+    connect_until(&format!("{host}:{port}"), deadline).with_context(|| format!("burn-collective's orchestrator did not start on port {port}"))?;
+    Ok(())
+}
+
+/// A connection to `address` (`HOST:PORT`), tried again until `deadline`
+/// while nothing listens there yet.
+fn connect_until(address: &str, deadline: Instant) -> std::io::Result<TcpStream> {
     loop {
-        match address.to_socket_addrs().ok().and_then(|mut a| a.next()).map(|a| TcpStream::connect_timeout(&a, Duration::from_millis(200))) {
-            Some(Ok(_)) => return Ok(()),
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            _ => bail!("burn-collective's orchestrator did not start on port {port}"),
+        let attempt = match address.to_socket_addrs()?.next() {
+            Some(resolved) => TcpStream::connect_timeout(&resolved, Duration::from_millis(500)),
+            None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{address}: no such address"))),
+        };
+        match attempt {
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            done => return done,
         }
     }
 }
@@ -190,9 +195,7 @@ fn watch(peers: Vec<(usize, TcpStream)>, timeout: Duration, on_failure: OnFailur
     let relay: Vec<_> = watch.peers.clone();
     let fail: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |message: String| {
         if !ended.swap(true, Ordering::SeqCst) {
-            for (_, stream) in &relay {
-                let _ = writeln!(stream.lock().unwrap_or_else(|e| e.into_inner()), "fail {message}");
-            }
+            send_all(&relay, &format!("fail {message}"));
             on_failure(message);
         }
     });

@@ -60,14 +60,22 @@ impl Placement {
         Self { devices: vec![device], nodes: None }
     }
 
+    /// The devices of `--devices LIST` if given, else `--device`'s one (no other nodes).
+    pub fn local(device: DeviceSpec, list: Option<&str>) -> Result<Self> {
+        let devices = match list {
+            Some(list) => Self::parse_devices(list)?,
+            None => vec![device],
+        };
+        Ok(Self { devices, nodes: None })
+    }
+
     /// A comma-separated device list (`cuda:0,cuda:1`, `cpu,cpu`).
     pub fn parse_devices(list: &str) -> Result<Vec<DeviceSpec>> {
         let devices = list.split(',').map(|d| d.trim().parse::<DeviceSpec>()).collect::<Result<Vec<_>>>()?;
         if devices.is_empty() {
             bail!("--devices {list:?}: no device");
         }
-        let kind = |d: &DeviceSpec| std::mem::discriminant(d);
-        if devices.iter().any(|d| kind(d) != kind(&devices[0])) {
+        if devices.iter().any(|d| !d.same_kind(devices[0])) {
             bail!("--devices {list}: one run's devices are all of one kind (cpu, cuda or wgpu)");
         }
         let gpus: Vec<&DeviceSpec> = devices.iter().filter(|d| **d != DeviceSpec::Cpu).collect();

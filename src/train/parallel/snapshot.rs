@@ -48,6 +48,17 @@ pub fn unpack(bytes: &[u8], root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A new, empty folder under the system's temporary folder, for a snapshot
+/// being packed or a replica's copy of one.
+pub fn scratch_dir(what: &str) -> Result<PathBuf> {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("twinhead-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    Ok(dir)
+}
+
 fn files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?.collect::<Result<_, _>>()?;
