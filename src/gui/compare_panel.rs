@@ -374,7 +374,7 @@ impl ComparePanel {
             });
             ui.checkbox(&mut self.sweep_both_orders, "sequential family in both orders")
                 .on_hover_text("Also run naive, sequential, freeze, lwf, ewc, replay and pseudo starting with the run's next task (segmentation after detection: named …-seg-first)");
-            let hint = format!("Queue the base preset once per strategy on {}", shared.device);
+            let hint = format!("Queue the base preset once per strategy on {}", shared.devices_text());
             if ui.button("Start strategy sweep").on_hover_text(hint).clicked() {
                 let notice = start_sweep(base, self.sweep_both_orders, shared);
                 shared.notifications.push(notice);
@@ -391,7 +391,7 @@ fn start_sweep(base: &str, both_orders: bool, shared: &mut Shared) -> Notice {
     };
     let mut queued = Vec::new();
     for config in configs {
-        match shared.session.enqueue(config, shared.device) {
+        match shared.session.enqueue(config, &shared.devices) {
             Ok(name) => {
                 shared.selection.checked.insert(name.clone());
                 queued.push(name);

@@ -231,7 +231,7 @@ impl InspectPanel {
         if reload || rewritten || self.target.as_ref() != Some(&wanted) {
             self.writes_seen = writes;
             self.metrics.reset();
-            self.start(wanted, &record.dir, &record.config, shared.device, shared.repaint.callback());
+            self.start(wanted, &record.dir, &record.config, shared.device(), shared.repaint.callback());
         }
         ui.horizontal(|ui| {
             ui.selectable_value(&mut self.view, View::Images, "Images");
@@ -260,7 +260,7 @@ impl InspectPanel {
             }
             View::Metrics => {
                 if self.metrics.is_idle() {
-                    self.metrics.start(&self.predictors, &record.dir, &record.config, (self.kind.clone(), shared.device), shared.repaint.callback());
+                    self.metrics.start(&self.predictors, &record.dir, &record.config, (self.kind.clone(), shared.device()), shared.repaint.callback());
                 }
                 let run = record.name.clone();
                 let notice = egui::ScrollArea::vertical().id_salt("inspect metrics").show(ui, |ui| self.metrics.ui(ui, &exports, &run)).inner;

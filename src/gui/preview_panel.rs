@@ -144,7 +144,7 @@ impl PreviewPanel {
         };
         self.in_flight = std::mem::take(&mut self.waiting);
         let (dir, paths) = (record.dir.clone(), self.in_flight.clone());
-        self.predict = Some(spawn_file_predictions(&self.predictors, name, dir, self.kind.clone(), shared.device, paths, shared.repaint.callback()));
+        self.predict = Some(spawn_file_predictions(&self.predictors, name, dir, self.kind.clone(), shared.device(), paths, shared.repaint.callback()));
         self.predicted_with = Some(run);
         self.failed_with = None;
     }

@@ -10,6 +10,7 @@ use super::shared::Shared;
 use crate::train::events::Control;
 use crate::backend::device::{mib, DeviceSpec};
 use crate::train::events::ReplicaStep;
+use crate::train::parallel::Placement;
 
 #[derive(Default)]
 pub struct RunsPanel {
@@ -49,8 +50,8 @@ impl RunsPanel {
             return;
         };
         let status = record.status.clone();
-        // A run continues on the device it trained on (its log says which).
-        let device = record.device.as_deref().and_then(|d| d.parse().ok()).unwrap_or(DeviceSpec::Cpu);
+        // A run continues on the devices it trained on (its log says which).
+        let devices = record.device.as_deref().and_then(|d| Placement::parse_devices(d).ok()).unwrap_or(vec![DeviceSpec::Cpu]);
         let live = shared.session.is_active(name);
         ui.label(egui::RichText::new(name).strong());
         let mut outcome = Ok(());
@@ -71,7 +72,7 @@ impl RunsPanel {
                 }
             } else if status.is_resumable() {
                 if ui.button("Continue").on_hover_text("Resume training from the last checkpoint").clicked() {
-                    outcome = shared.session.enqueue_resume(name, device);
+                    outcome = shared.session.enqueue_resume(name, &devices);
                 }
             } else if status == RunStatus::Queued && ui.button("Unqueue").clicked() {
                 shared.session.unqueue(name);

@@ -1,6 +1,7 @@
 //! The runs the workbench knows (past ones from `runs/`, live and queued ones),
 //! and the trainer threads behind the live ones: one run trains at a time per
-//! device, the rest wait in a queue. No egui here, so it is tested directly.
+//! device (and one data-parallel run at a time: burn-collective serves one per
+//! process), the rest wait in a queue. No egui here, so it is tested directly.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use super::run_record::{RunRecord, RunStatus};
 use crate::train::config::TrainConfig;
 use crate::train::events::{Control, Event};
 use crate::backend::device::DeviceSpec;
+use crate::train::parallel::Placement;
 use crate::train::run::{self, RunHandle};
 use crate::train::run_dir;
 
@@ -42,14 +44,20 @@ impl Notice {
 
 struct Pending {
     name: String,
-    device: DeviceSpec,
+    devices: Vec<DeviceSpec>,
     resume: bool,
 }
 
 struct Active {
     name: String,
-    device: DeviceSpec,
+    devices: Vec<DeviceSpec>,
     handle: RunHandle,
+}
+
+/// Whether a run on `wanted` must wait for one training on `busy`: they share
+/// a device, or both are data-parallel.
+fn must_wait(wanted: &[DeviceSpec], busy: &[DeviceSpec]) -> bool {
+    wanted.iter().any(|d| busy.contains(d)) || (wanted.len() > 1 && busy.len() > 1)
 }
 
 pub struct Session {
@@ -123,20 +131,21 @@ impl Session {
         (1..).map(|i| if i == 1 { base.clone() } else { format!("{base}-{i}") }).find(|n| !taken(n)).expect("a free name")
     }
 
-    /// Queues a new run of `config` on `device`; it starts when the device is free.
-    /// Returns the run's name.
-    pub fn enqueue(&mut self, config: TrainConfig, device: DeviceSpec) -> Result<String> {
+    /// Queues a new run of `config` on `devices` (one replica each); it starts
+    /// when they are free. Returns the run's name.
+    pub fn enqueue(&mut self, config: TrainConfig, devices: &[DeviceSpec]) -> Result<String> {
         config.validate()?;
+        Placement { devices: devices.to_vec(), nodes: None }.check_batch(config.data.batch_size)?;
         let name = self.fresh_name(&config.name);
         let dir = self.runs_root.join(&name);
         run_dir::create(&dir, &config)?;
         self.records.push(RunRecord::new(&dir, config, RunStatus::Queued));
-        self.queue.push_back(Pending { name: name.clone(), device, resume: false });
+        self.queue.push_back(Pending { name: name.clone(), devices: devices.to_vec(), resume: false });
         Ok(name)
     }
 
     /// Queues a stopped or interrupted run to continue from its last checkpoint.
-    pub fn enqueue_resume(&mut self, name: &str, device: DeviceSpec) -> Result<()> {
+    pub fn enqueue_resume(&mut self, name: &str, devices: &[DeviceSpec]) -> Result<()> {
         let record = self.records.iter_mut().find(|r| r.name == name).with_context(|| format!("no run {name}"))?;
         if !record.status.is_resumable() {
             bail!("{name} is {}: only a stopped or interrupted run can be resumed", record.status.label());
@@ -148,7 +157,7 @@ impl Session {
             bail!("{name}: {} changed {}s ago: it seems to be training in another process", log.display(), age.unwrap_or_default().as_secs());
         }
         record.status = RunStatus::Queued;
-        self.queue.push_back(Pending { name: name.to_string(), device, resume: true });
+        self.queue.push_back(Pending { name: name.to_string(), devices: devices.to_vec(), resume: true });
         Ok(())
     }
 
@@ -200,7 +209,7 @@ impl Session {
         let mut notices = Vec::new();
         let mut waiting = VecDeque::new();
         while let Some(pending) = self.queue.pop_front() {
-            if self.active.iter().any(|a| a.device == pending.device) {
+            if self.active.iter().any(|a| must_wait(&pending.devices, &a.devices)) {
                 waiting.push_back(pending);
                 continue;
             }
@@ -208,11 +217,12 @@ impl Session {
             let repaint = self.repaint.clone();
             let config = (!pending.resume).then(|| record.config.clone());
             // `start` refuses a folder with a log: a fresh run's folder has only its config.
-            match run::start(config, &record.dir, pending.resume, pending.device) {
+            let placement = Placement { devices: pending.devices.clone(), nodes: None };
+            match run::start_on(config, &record.dir, pending.resume, placement) {
                 Ok(handle) => {
                     record.status = RunStatus::Running;
                     let forward = forward_with_repaint(handle, repaint);
-                    self.active.push(Active { name: pending.name, device: pending.device, handle: forward });
+                    self.active.push(Active { name: pending.name, devices: pending.devices, handle: forward });
                 }
                 Err(error) => {
                     record.status = RunStatus::Failed(format!("{error:#}"));
@@ -334,10 +344,10 @@ mod tests {
         assert_eq!(session.record("done").unwrap().status, RunStatus::Completed);
         assert_eq!(session.record("killed").unwrap().status, RunStatus::Interrupted);
 
-        let error = session.enqueue_resume("done", DeviceSpec::Cpu).unwrap_err().to_string();
+        let error = session.enqueue_resume("done", &[DeviceSpec::Cpu]).unwrap_err().to_string();
         assert!(error.contains("only a stopped or interrupted run"), "{error}");
         // Its log was written a moment ago: another process may be training it.
-        let error = session.enqueue_resume("killed", DeviceSpec::Cpu).unwrap_err().to_string();
+        let error = session.enqueue_resume("killed", &[DeviceSpec::Cpu]).unwrap_err().to_string();
         assert!(error.contains("another process"), "{error}");
         assert_eq!(session.queued(), 0);
 
@@ -357,8 +367,24 @@ mod tests {
         assert_eq!(session.fresh_name("quick"), "quick-2");
         assert_eq!(session.fresh_name("a b/c"), "a-b-c");
         config.steps = 0;
-        let error = session.enqueue(config, DeviceSpec::Cpu).unwrap_err().to_string();
+        let error = session.enqueue(config.clone(), &[DeviceSpec::Cpu]).unwrap_err().to_string();
         assert!(error.starts_with("steps:"), "{error}");
+        config.steps = 10;
+        config.data.batch_size = 7;
+        let error = session.enqueue(config, &[DeviceSpec::Cpu, DeviceSpec::Cpu]).unwrap_err().to_string();
+        assert!(error.starts_with("data.batch_size:") && error.contains("2 replicas"), "{error}");
         assert!(session.records.is_empty());
+    }
+
+    /// A run waits for one on a device it wants, and data-parallel runs wait for each other.
+    #[test]
+    fn runs_wait_for_their_devices_and_parallel_runs_for_each_other() {
+        let (cpu, gpu0, gpu1) = (DeviceSpec::Cpu, DeviceSpec::Cuda(0), DeviceSpec::Cuda(1));
+        assert!(must_wait(&[cpu, cpu], &[cpu]));
+        assert!(!must_wait(&[gpu0], &[cpu]));
+        assert!(must_wait(&[gpu0, gpu1], &[gpu1]));
+        assert!(!must_wait(&[gpu1], &[gpu0]));
+        let (gpu2, gpu3) = (DeviceSpec::Cuda(2), DeviceSpec::Cuda(3));
+        assert!(must_wait(&[gpu0, gpu1], &[gpu2, gpu3]), "burn-collective serves one collective per process");
     }
 }

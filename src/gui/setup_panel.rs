@@ -15,6 +15,7 @@ use super::shared::Shared;
 use crate::data::check::{self, CheckReport, CheckRequest};
 use crate::model::{BackboneKind, ModelConfig, ModelSize, TwinNet};
 use crate::train::config::TrainConfig;
+use crate::train::parallel::Placement;
 use crate::train::presets::preset_names;
 use crate::train::events::Control;
 use crate::backend::device::DeviceSpec;
@@ -174,12 +175,14 @@ impl SetupPanel {
         self.folder_row(ui, shared, Dataset::Cls);
         ui.separator();
         ui.strong("Forgetting mitigation");
-        let error = self.draft.validate().err().map(|e| format!("{e:#}"));
+        // A batch that does not split over the chosen devices is the batch size's error.
+        let placement = Placement { devices: shared.devices.clone(), nodes: None };
+        let error = self.draft.validate().and_then(|_| placement.check_batch(self.draft.data.batch_size)).err().map(|e| format!("{e:#}"));
         let run = self.draft.run_shape();
         strategy_editor(ui, &mut self.draft.strategy, run, error.as_deref());
         ui.separator();
         ui.strong("Training");
-        self.training_grid(ui, &mut shared.device, error.as_deref());
+        self.training_grid(ui, &mut shared.devices, error.as_deref());
         self.weights_row(ui, shared);
         ui.separator();
         // A weights file that does not fit would fail the run at once.
@@ -464,7 +467,7 @@ impl SetupPanel {
         self.weights.check = Some(Job::spawn("weights check", shared.repaint.callback(), move |_| pretrained_report(&model, &path)));
     }
 
-    fn training_grid(&mut self, ui: &mut egui::Ui, device: &mut DeviceSpec, error: Option<&str>) {
+    fn training_grid(&mut self, ui: &mut egui::Ui, devices: &mut Vec<DeviceSpec>, error: Option<&str>) {
         let draft = &mut self.draft;
         egui::Grid::new("training").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
             ui.label("Steps");
@@ -503,13 +506,26 @@ impl SetupPanel {
             ui.add(egui::DragValue::new(&mut draft.eval.every).range(0..=1_000_000).suffix(" steps"));
             field_error(ui, error, "eval.every");
             ui.end_row();
+            // One run, several devices (data-parallel, one replica each): GPUs are
+            // picked in the list, CPU replicas counted beside it.
             let label = ui.label("Device");
-            let combo = egui::ComboBox::from_id_salt("device").selected_text(device.to_string()).show_ui(ui, |ui| {
-                for (choice, description) in &self.devices {
-                    ui.selectable_value(device, *choice, description);
+            ui.horizontal(|ui| {
+                let shown = Placement { devices: devices.clone(), nodes: None }.describe();
+                let combo = egui::ComboBox::from_id_salt("device").selected_text(shown).show_ui(ui, |ui| {
+                    for (choice, description) in &self.devices {
+                        if ui.selectable_label(devices.contains(choice), description).clicked() {
+                            toggle_device(devices, *choice);
+                        }
+                    }
+                });
+                combo.response.labelled_by(label.id).on_hover_text("Click more GPUs of one kind to train one run on all of them");
+                if devices[0] == DeviceSpec::Cpu {
+                    let mut replicas = devices.len();
+                    let count = ui.add(egui::DragValue::new(&mut replicas).range(1..=8).prefix("× "));
+                    count.on_hover_text("CPU replicas (data-parallel on the CPU's cores)");
+                    *devices = vec![DeviceSpec::Cpu; replicas];
                 }
             });
-            combo.response.labelled_by(label.id);
             let built = match (cfg!(feature = "cuda"), cfg!(feature = "wgpu")) {
                 (true, true) => "this build: CUDA and wgpu",
                 (true, false) => "this build: CUDA (no wgpu)",
@@ -537,7 +553,7 @@ impl SetupPanel {
                 _ => response.on_hover_text("Train with this configuration (queued when a run is training on the device)"),
             };
             if response.clicked() {
-                match shared.session.enqueue(self.draft.clone(), shared.device) {
+                match shared.session.enqueue(self.draft.clone(), &shared.devices) {
                     Ok(name) => {
                         shared.selection.checked.insert(name.clone());
                         shared.selection.focused = Some(name.clone());
@@ -944,6 +960,20 @@ fn field_error(ui: &mut egui::Ui, error: Option<&str>, key: &str) {
     };
 }
 
+/// Adds `choice` to the training devices, or takes it out (never the last
+/// one); a device of another kind starts a new list (one run, one backend).
+fn toggle_device(devices: &mut Vec<DeviceSpec>, choice: DeviceSpec) {
+    if devices.contains(&choice) {
+        if devices.iter().any(|d| *d != choice) {
+            devices.retain(|d| *d != choice);
+        }
+    } else if choice.same_kind(devices[0]) && choice != DeviceSpec::Cpu {
+        devices.push(choice);
+    } else {
+        *devices = vec![choice];
+    }
+}
+
 /// A new strategy of `kind`, keeping the sequence settings of the current one.
 fn default_strategy(kind: &str, current: &StrategyConfig, steps: usize) -> StrategyConfig {
     let sequence = current.sequence();
@@ -985,6 +1015,24 @@ fn backbone_label(kind: BackboneKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_picks_add_gpus_of_one_kind_and_never_empty_the_list() {
+        let (cpu, cuda0, cuda1, wgpu0) = (DeviceSpec::Cpu, DeviceSpec::Cuda(0), DeviceSpec::Cuda(1), "wgpu:0".parse().unwrap());
+        let mut devices = vec![cpu, cpu];
+        toggle_device(&mut devices, cuda0);
+        assert_eq!(devices, [cuda0], "another kind starts a new list");
+        toggle_device(&mut devices, cuda1);
+        assert_eq!(devices, [cuda0, cuda1]);
+        toggle_device(&mut devices, cuda0);
+        assert_eq!(devices, [cuda1]);
+        toggle_device(&mut devices, cuda1);
+        assert_eq!(devices, [cuda1], "the last device stays");
+        toggle_device(&mut devices, wgpu0);
+        assert_eq!(devices, [wgpu0]);
+        toggle_device(&mut devices, cpu);
+        assert_eq!(devices, [cpu]);
+    }
 
     #[test]
     fn a_new_strategy_keeps_the_sequence_and_defaults_the_rest() {

@@ -10,6 +10,7 @@ use super::session::{Notice, NoticeLevel, Session};
 use super::settings::Settings;
 use crate::train::config::TrainConfig;
 use crate::backend::device::DeviceSpec;
+use crate::train::parallel::Placement;
 
 pub struct Shared {
     pub settings: Settings,
@@ -21,8 +22,9 @@ pub struct Shared {
     pub setup_request: Option<TrainConfig>,
     /// Image files dropped on the window, for the Preview panel.
     pub dropped_files: Vec<PathBuf>,
-    /// The device new runs train on (chosen on Setup, used by the sweep too).
-    pub device: DeviceSpec,
+    /// The devices new runs train on, one replica each (chosen on Setup, used
+    /// by the sweep too); never empty, all of one kind.
+    pub devices: Vec<DeviceSpec>,
 }
 
 impl Shared {
@@ -41,8 +43,18 @@ impl Shared {
             repaint,
             setup_request: None,
             dropped_files: Vec::new(),
-            device: DeviceSpec::Cpu,
+            devices: vec![DeviceSpec::Cpu],
         }
+    }
+
+    /// The device inference runs on (Inspect, Preview): the first training device.
+    pub fn device(&self) -> DeviceSpec {
+        self.devices[0]
+    }
+
+    /// How the training devices are named (`cuda:0,cuda:1`).
+    pub fn devices_text(&self) -> String {
+        Placement { devices: self.devices.clone(), nodes: None }.describe()
     }
 }
 

@@ -69,10 +69,7 @@ impl Launch {
             }
             None => (config.context("no configuration for a new run")?, resume, String::new(), None),
         };
-        let world = placement.world();
-        if config.data.batch_size % world != 0 {
-            bail!("data.batch_size: {} does not split evenly over {world} replicas (it is the whole step's batch)", config.data.batch_size);
-        }
+        placement.check_batch(config.data.batch_size)?;
         let collective = placement.collective_config(&host)?;
         let names: Vec<String> = placement.devices.iter().map(ToString::to_string).collect();
         let description = placement.describe();

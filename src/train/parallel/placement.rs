@@ -85,6 +85,15 @@ impl Placement {
         Ok(devices)
     }
 
+    /// Refuses a batch that does not split evenly over the replicas.
+    pub fn check_batch(&self, batch_size: usize) -> Result<()> {
+        let world = self.world();
+        if batch_size % world != 0 {
+            bail!("data.batch_size: {batch_size} does not split evenly over {world} replicas (it is the whole step's batch)");
+        }
+        Ok(())
+    }
+
     /// Whether the run has more than one replica.
     pub fn is_parallel(&self) -> bool {
         self.devices.len() > 1 || self.nodes.is_some()
