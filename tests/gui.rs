@@ -343,7 +343,13 @@ fn a_run_that_cannot_start_is_marked_failed_with_its_message() {
 fn a_run_trains_on_two_cpu_replicas_chosen_on_setup() {
     let dir = tempfile::tempdir().unwrap();
     let mut harness = workbench(dir.path());
-    harness.state_mut().shared.devices = vec![DeviceSpec::Cpu; 2];
+    let replicas = harness.get_by_label("replicas");
+    replicas.focus();
+    harness.step();
+    harness.get_by_label("replicas").type_text("2");
+    harness.key_press(egui::Key::Enter);
+    harness.step();
+    assert_eq!(harness.state().shared.devices, [DeviceSpec::Cpu; 2]);
     {
         let draft = &mut harness.state_mut().setup.draft;
         draft.steps = 4;

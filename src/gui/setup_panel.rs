@@ -521,8 +521,9 @@ impl SetupPanel {
                 combo.response.labelled_by(label.id).on_hover_text("Click more GPUs of one kind to train one run on all of them");
                 if devices[0] == DeviceSpec::Cpu {
                     let mut replicas = devices.len();
+                    let label = ui.label("replicas");
                     let count = ui.add(egui::DragValue::new(&mut replicas).range(1..=8).prefix("× "));
-                    count.on_hover_text("CPU replicas (data-parallel on the CPU's cores)");
+                    count.labelled_by(label.id).on_hover_text("CPU replicas (data-parallel on the CPU's cores)");
                     *devices = vec![DeviceSpec::Cpu; replicas];
                 }
             });
