@@ -369,7 +369,7 @@ fn a_run_trains_on_two_cpu_replicas_chosen_on_setup() {
     assert_eq!(record.status, RunStatus::Completed);
     assert_eq!(record.device.as_deref(), Some("cpu,cpu"));
     assert_eq!(record.replicas.iter().map(|r| r.rank).collect::<Vec<_>>(), [0, 1]);
-    harness.get_by_label_contains("· cpu,cpu · cpu, cpu");
+    harness.get_by_label_contains("· 2 replicas: cpu, cpu");
 }
 
 #[test]

@@ -165,20 +165,16 @@ fn metrics_line(record: &RunRecord) -> String {
     let tasks = record.config.data.run_tasks();
     let best: Vec<String> = tasks.iter().map(|t| format!("best {} {}", t.metric_name(), show(record.best(t)))).collect();
     let mut line = best.join(" · ");
+    if !record.replicas.is_empty() {
+        // A data-parallel run: each replica's device and memory.
+        let replicas: Vec<String> = record.replicas.iter().map(replica_text).collect();
+        return line + &format!(" · {} replicas: {}", replicas.len(), replicas.join(", "));
+    }
     if let Some(device) = &record.device {
         line += &format!(" · {device}");
     }
-    match record.replicas.is_empty() {
-        // A data-parallel run: each replica's device and memory.
-        false => {
-            let replicas: Vec<String> = record.replicas.iter().map(replica_text).collect();
-            line += &format!(" · {}", replicas.join(", "));
-        }
-        true => {
-            if let Some(memory) = record.device_memory {
-                line += &format!(" {:.0} MiB", mib(memory.in_use));
-            }
-        }
+    if let Some(memory) = record.device_memory {
+        line += &format!(" {:.0} MiB", mib(memory.in_use));
     }
     line
 }
