@@ -1,6 +1,6 @@
 //! `twinhead bench data`: decode + augment + normalise throughput of the loader.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -13,16 +13,11 @@ use crate::data::loader::{default_threads, Loader, LoaderConfig};
 use crate::data::synth::{self, SynthConfig};
 use crate::data::format::{DetFormat, DetSpec};
 
-/// Where the real VOC2007 sample lies in the workbench's checkout layout.
-/// (relative to the working folder, then to the crate that was built).
-const REAL_VOC: [&str; 2] =
-    ["../shared/realdata/VOC2007", concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/realdata/VOC2007")];
-
 /// Runs `--images` VOC images through decode, training augmentation (random
 /// scale + crop, flip, colour jitter), letterboxing to `--size` and
 /// normalisation on `--threads` loader workers, and prints images per second.
-/// Without --voc it uses ../shared/realdata/VOC2007 when present, else a
-/// generated set. Compare with tools/bench_data_torch.py.
+/// Without --voc it uses a generated set of VOC-sized images (nothing outside
+/// the working and temporary folders is read). Compare with tools/bench_data_torch.py.
 #[derive(Debug, clap::Args)]
 pub struct DataArgs {
     /// VOC dataset (every image listed in any split is used).
@@ -71,10 +66,7 @@ pub fn run_data(args: DataArgs) -> Result<ExitCode> {
     let threads = args.threads.unwrap_or_else(default_threads);
     let root = match &args.voc {
         Some(dir) => dir.clone(),
-        None => match REAL_VOC.iter().map(Path::new).find(|p| p.is_dir()) {
-            Some(dir) => dir.to_path_buf(),
-            None => generated_set(args.seed)?,
-        },
+        None => generated_set(args.seed)?,
     };
     // The output folder of `data synth` holds its detection set in voc/.
     let root = if DetFormat::detect(&root).is_err() && root.join("voc").is_dir() { root.join("voc") } else { root };
@@ -145,11 +137,7 @@ pub fn run_data(args: DataArgs) -> Result<ExitCode> {
 fn generated_set(seed: u64) -> Result<PathBuf> {
     let out = std::env::temp_dir().join(format!("twinhead-bench-synth-{seed}"));
     let config = SynthConfig { seed, det_images: 256, seg_images: 0, size: 500, ..SynthConfig::default() };
-    eprintln!(
-        "no VOC data given and none found at {}; using a generated set in {}",
-        REAL_VOC[0],
-        out.display()
-    );
+    eprintln!("no --voc given: using a generated set of {} VOC-sized images in {}", config.det_images, out.display());
     let bar = progress_bar(Some(config.det_images as u64), "generating");
     let summary = synth::ensure_generated(&out, &config, |done, _| bar.set_position(done as u64));
     bar.finish_and_clear();

@@ -2,7 +2,6 @@
 //! CPU (every head, outputs read back), timed as `compress` times its table,
 //! for profiling one model without the rest of a compression job.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{ensure, Result};
@@ -10,16 +9,12 @@ use burn::module::Module;
 
 use crate::compress::measure::{percentile, probe_images, time_pass, WARM_UP};
 use crate::predictor::Predictor;
-use crate::train::checkpoint::CheckpointKind;
+use super::run_args::RunCheckpoint;
 
 #[derive(Debug, clap::Args)]
 pub struct InferArgs {
-    /// Run folder (runs/NAME).
-    #[arg(long)]
-    run: PathBuf,
-    /// last, best-det, best-seg or compressed/<method>.
-    #[arg(long, default_value = "last")]
-    checkpoint: String,
+    #[command(flatten)]
+    run: RunCheckpoint,
     /// Images per pass.
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -30,7 +25,7 @@ pub struct InferArgs {
 
 pub fn run_infer(args: InferArgs) -> Result<ExitCode> {
     ensure!(args.batch >= 1 && args.passes >= 1, "--batch and --passes: at least 1");
-    let predictor = Predictor::load(&args.run, &CheckpointKind::parse(&args.checkpoint)?)?;
+    let predictor = Predictor::load(&args.run.run, &args.run.checkpoint.checkpoint)?;
     let net = predictor.cpu_net()?;
     let images = probe_images(args.batch, predictor.state.image_size as usize);
     for _ in 0..WARM_UP {

@@ -11,7 +11,7 @@ use super::progress_bar;
 use crate::compress::job::{compress, CompressRequest};
 use crate::compress::report::{report_path, Report};
 use crate::compress::Recipe;
-use crate::train::checkpoint::CheckpointKind;
+use super::run_args::CheckpointArg;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,10 +21,9 @@ pub struct Args {
     /// int8, prune:R, lowrank:E, or a chain applied in order, e.g. prune:0.3+lowrank:0.9+int8.
     #[arg(long)]
     pub method: Option<String>,
-    /// The checkpoint to compress: last, best-det, best-seg or compressed/<method>.
-    #[arg(long, default_value = "last")]
-    pub checkpoint: String,
-    /// Fine-tuning steps on both tasks after the structural methods (default 300 for prune/lowrank, 0 for int8 alone).
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
+    /// Fine-tuning steps on the run's tasks after the structural methods (default 300 for prune/lowrank, 0 for int8 alone).
     #[arg(long)]
     pub finetune_steps: Option<usize>,
     /// Print the new row as JSON.
@@ -48,7 +47,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let request = CompressRequest {
         recipe: Recipe::parse(&method)?,
-        source: CheckpointKind::parse(&args.checkpoint)?,
+        source: args.checkpoint.checkpoint,
         run_dir,
         finetune_steps: args.finetune_steps,
     };

@@ -11,10 +11,9 @@ use crate::data::classes::mask_label_name;
 use crate::eval::voc_ap::VOC_IOU_THRESHOLD;
 use crate::eval::{track_score, CONFUSION_SCORE_THRESHOLD};
 use super::progress_bar;
-use crate::backend::device::DeviceSpec;
 use crate::model::Task;
 use crate::predictor::Predictor;
-use crate::train::checkpoint::CheckpointKind;
+use super::run_args::{CheckpointArg, DeviceArg};
 use crate::train::run_dir;
 
 /// How many of the largest pixel confusions the table lists.
@@ -25,12 +24,10 @@ pub struct Args {
     /// Run folder (runs/NAME).
     #[arg(long)]
     pub run: Option<PathBuf>,
-    /// last, best-det, best-seg or best-cls.
-    #[arg(long, default_value = "last")]
-    pub checkpoint: String,
-    /// Device to run on: cpu, cuda[:N], wgpu[:N] or wgpu:cpu (`twinhead devices`).
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -38,7 +35,7 @@ pub struct Args {
 
 pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     let config = run_dir::read_config(&run)?;
-    let predictor = Predictor::load_on(&run, &CheckpointKind::parse(&args.checkpoint)?, args.device)?;
+    let predictor = Predictor::load_on(&run, &args.checkpoint.checkpoint, args.device.device)?;
     let (dir, state) = (&predictor.checkpoint, &predictor.state);
     let bar = progress_bar(Some(0), "evaluating");
     let full = predictor.validate_full(&config, &mut |done, total| {

@@ -15,16 +15,12 @@ use crate::model::anchors::{decode_boxes, Anchors};
 use crate::model::DET_STRIDES;
 use crate::onnx::{self, Batch, Classes, ExportOptions};
 use crate::predictor::{InferenceBackend, Predictor};
-use crate::train::checkpoint::CheckpointKind;
+use super::run_args::RunCheckpoint;
 
 #[derive(Debug, clap::Args)]
 pub struct OnnxArgs {
-    /// Run folder (runs/NAME).
-    #[arg(long)]
-    run: PathBuf,
-    /// last, best-det, best-seg or compressed/<method>.
-    #[arg(long, default_value = "last")]
-    checkpoint: String,
+    #[command(flatten)]
+    run: RunCheckpoint,
     /// The ONNX file [default: RUN/onnx/<checkpoint>.onnx].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -54,8 +50,8 @@ fn batch(value: &str) -> Result<Batch, String> {
 }
 
 pub fn run_onnx(args: OnnxArgs) -> Result<ExitCode> {
-    let kind = CheckpointKind::parse(&args.checkpoint)?;
-    let predictor = Predictor::load(&args.run, &kind)?;
+    let kind = args.run.checkpoint.checkpoint.clone();
+    let predictor = Predictor::load(&args.run.run, &kind)?;
     let net = predictor.cpu_net()?;
     let options = ExportOptions {
         image_size: args.size.unwrap_or(predictor.state.image_size as usize),
@@ -64,7 +60,7 @@ pub fn run_onnx(args: OnnxArgs) -> Result<ExitCode> {
     };
     let classes = Classes { det: predictor.det_classes(), seg: predictor.seg_classes(), cls: predictor.cls_classes() };
     let model = onnx::export(net, &classes, &options)?;
-    let out = args.out.clone().unwrap_or_else(|| args.run.join("onnx").join(format!("{}.onnx", kind.name().replace('/', "-"))));
+    let out = args.out.clone().unwrap_or_else(|| args.run.run.join("onnx").join(format!("{}.onnx", kind.name().replace('/', "-"))));
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
     }

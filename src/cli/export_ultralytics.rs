@@ -17,18 +17,15 @@ use crate::data::batch::decode_rgb;
 use crate::model::yolov8::{self, export};
 use crate::model::{ModelConfig, Reshape, TwinNet};
 use crate::predictor::{InferenceBackend, Predictor};
-use crate::train::checkpoint::CheckpointKind;
+use super::run_args::RunCheckpoint;
 use crate::train::config::TrainConfig;
 use crate::train::run_dir;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run folder (runs/NAME).
-    #[arg(long)]
-    run: PathBuf,
-    /// last, best-det, best-seg or compressed/<method> (not a pruned one).
-    #[arg(long, default_value = "last")]
-    checkpoint: String,
+    /// The run and its checkpoint (not a pruned one: its widths are not YOLOv8's).
+    #[command(flatten)]
+    run: RunCheckpoint,
     /// The file [default: RUN/ultralytics/<checkpoint>.safetensors].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -38,9 +35,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let kind = CheckpointKind::parse(&args.checkpoint)?;
-    let config = run_dir::read_config(&args.run)?;
-    let predictor = Predictor::load(&args.run, &kind)?;
+    let kind = args.run.checkpoint.checkpoint.clone();
+    let config = run_dir::read_config(&args.run.run)?;
+    let predictor = Predictor::load(&args.run.run, &kind)?;
     let model = &predictor.state.model;
     if model.reshape.iter().any(|edit| matches!(edit, Reshape::Prune { .. })) {
         bail!("{}: a pruned network; its widths are not YOLOv8's (export the checkpoint it was pruned from)", predictor.checkpoint.display());
@@ -66,7 +63,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     bar.finish_and_clear();
 
     let out = args.out.clone().unwrap_or_else(|| {
-        args.run.join("ultralytics").join(format!("{}.safetensors", kind.name().replace('/', "-")))
+        args.run.run.join("ultralytics").join(format!("{}.safetensors", kind.name().replace('/', "-")))
     });
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;

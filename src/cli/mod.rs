@@ -17,6 +17,7 @@ mod export_onnx;
 mod export_ultralytics;
 mod predict;
 mod replica_totals;
+mod run_args;
 mod runs;
 mod submit;
 mod train;
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "twinhead", version, about = "Train one network for detection (VOC) and segmentation (ADE20K)")]
+#[command(name = "twinhead", version, about = "Train one network for object detection, semantic segmentation and classification, each task from its own dataset")]
 pub struct Cli {
     /// Without a command the workbench window opens.
     #[command(subcommand)]
@@ -45,9 +46,9 @@ enum Command {
     /// Inspect and generate datasets.
     #[command(subcommand)]
     Data(DataCommand),
-    /// Evaluate a trained run (--run), or prediction files against a dataset (det/seg).
+    /// Evaluate a trained run on every task it has (--run), or prediction files against a dataset (det/seg).
     Eval(EvalArgs),
-    /// Predict boxes and masks for images with a trained run.
+    /// Predict with a trained run: boxes, a semantic mask and classes, as the network's heads give them.
     Predict(predict::Args),
     /// Train the multi-task network (headless).
     Train(train::Args),
@@ -95,11 +96,11 @@ enum SubmitCommand {
 
 #[derive(Debug, Subcommand)]
 enum DataCommand {
-    /// Validate a VOC and/or ADE20K dataset and summarise it.
+    /// Check detection, segmentation and classification datasets (any layout read) and summarise them.
     Check(data_check::Args),
-    /// Write the synthetic twin datasets (VOC and ADE layouts).
+    /// Write the synthetic datasets: detection (VOC, and COCO or YOLO), segmentation (ADE20K, and mask folders), classification.
     Synth(data_synth::Args),
-    /// Write a VOC split's ground truth as COCO JSON (to score `predict --format coco` with pycocotools).
+    /// Write a detection split's ground truth (VOC, COCO or YOLO) as COCO JSON (to score `predict --format coco` with pycocotools).
     ExportCoco(data_export::ExportCocoArgs),
 }
 
@@ -129,9 +130,9 @@ enum CompressCommand {
 
 #[derive(Debug, Subcommand)]
 enum EvalCommand {
-    /// Detection AP (voc07, voc or coco) of a prediction file against a VOC split.
+    /// Detection AP (voc07, voc or coco) of a prediction file against a detection split (VOC, COCO or YOLO).
     Det(eval::DetArgs),
-    /// Segmentation mIoU of prediction masks against an ADE20K split.
+    /// Segmentation mIoU of prediction masks against a segmentation split (ADE20K or mask folders).
     Seg(eval::SegArgs),
 }
 
@@ -151,6 +152,7 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 pub const EXIT_PROBLEMS: u8 = 3;
 
 pub fn main() -> ExitCode {
+    quiet_vulkan_layers_without_a_session();
     init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -159,6 +161,9 @@ pub fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::SUCCESS };
         }
     };
+    if cli.command.is_some() {
+        quiet_on_closed_pipe();
+    }
     let result = match cli.command {
         None => {
             let demo = cli.demo_script.map(|script| crate::gui::Demo { script, shots: cli.shots });
@@ -192,6 +197,29 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         ExitCode::from(EXIT_BAD_INPUT)
     })
+}
+
+/// Mesa's Vulkan device-select layer orders GPUs by the desktop session's
+/// display, and in a shell without one (no XDG_RUNTIME_DIR: ssh, cron, CI)
+/// prints "XDG_RUNTIME_DIR is invalid" each time a device list is made; with
+/// no session there is nothing to order by, so the layer is turned off there.
+fn quiet_vulkan_layers_without_a_session() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() && std::env::var_os("NODEVICE_SELECT").is_none() {
+        // Before any thread exists (the first thing main does).
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
+/// A command whose output goes into a pipe that closes (`| head -1`) ends
+/// quietly, as other command-line tools do, instead of panicking on the
+/// write: Rust ignores SIGPIPE by default, so a write there fails and
+/// `println!` panics. Sockets are unaffected (they write with MSG_NOSIGNAL).
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any thread that might write to a pipe.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn list_devices() -> anyhow::Result<ExitCode> {

@@ -15,22 +15,16 @@ use crate::model::postprocess::PostprocessConfig;
 use crate::overlay;
 use crate::data::coco::CocoIds;
 use crate::export::{self, ExportFormat, ImagePrediction, Naming};
-use crate::backend::device::DeviceSpec;
 use crate::model::Task;
 use crate::predictor::{Prediction, Predictor};
-use crate::train::checkpoint::CheckpointKind;
+use super::run_args::{DeviceArg, RunCheckpoint};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run folder (runs/NAME).
-    #[arg(long)]
-    run: PathBuf,
-    /// last, best-det or best-seg.
-    #[arg(long, default_value = "last")]
-    checkpoint: String,
-    /// Device to run on: cpu, cuda[:N], wgpu[:N] or wgpu:cpu (`twinhead devices`).
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
+    #[command(flatten)]
+    run: RunCheckpoint,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Images to predict.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -69,7 +63,7 @@ fn fraction(value: &str) -> Result<f32, String> {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let ids = image_ids(&args.images)?;
-    let predictor = Predictor::load_on(&args.run, &CheckpointKind::parse(&args.checkpoint)?, args.device)?;
+    let predictor = Predictor::load_on(&args.run.run, &args.run.checkpoint.checkpoint, args.device.device)?;
     export::check_formats(&args.format, predictor.tasks())?;
     let coco_ids = match &args.coco_ids {
         Some(path) => {

@@ -9,7 +9,6 @@ use rayon::prelude::*;
 
 use super::predict::image_ids;
 use super::progress_bar;
-use crate::backend::device::DeviceSpec;
 use crate::data::batch::decode_rgb;
 use crate::data::coco::{self, CocoId, CocoIds};
 use crate::data::format::DetFormat;
@@ -20,20 +19,16 @@ use crate::export::{write_file, ImagePrediction};
 use crate::model::postprocess::PostprocessConfig;
 use crate::model::TaskSet;
 use crate::predictor::{Prediction, Predictor};
-use crate::train::checkpoint::CheckpointKind;
+use super::run_args::{DeviceArg, RunCheckpoint};
 use crate::train::run_dir;
 
 #[derive(Debug, clap::Args)]
 pub struct Track1Args {
-    /// Run folder (runs/NAME) of a run with all three tasks.
-    #[arg(long)]
-    run: PathBuf,
-    /// last, best-det, best-seg or best-cls.
-    #[arg(long, default_value = "last")]
-    checkpoint: String,
-    /// Device to run on: cpu, cuda[:N], wgpu[:N] or wgpu:cpu (`twinhead devices`).
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
+    /// A run with all three tasks, and its checkpoint.
+    #[command(flatten)]
+    run: RunCheckpoint,
+    #[command(flatten)]
+    device: DeviceArg,
     /// The Track1 data folder: cls/, dec/ and seg/, each with a test.txt listing
     /// its test images (relative to the task folder, its images/, or absolute).
     #[arg(long)]
@@ -52,9 +47,9 @@ pub struct Track1Args {
 const CHUNK: usize = 64;
 
 pub fn run_track1(args: Track1Args) -> Result<ExitCode> {
-    let predictor = Predictor::load_on(&args.run, &CheckpointKind::parse(&args.checkpoint)?, args.device)?;
+    let predictor = Predictor::load_on(&args.run.run, &args.run.checkpoint.checkpoint, args.device.device)?;
     if predictor.tasks() != TaskSet::ALL {
-        bail!("{}: the network has heads for {} only; Track1 needs all three tasks", args.run.display(), String::from(predictor.tasks()));
+        bail!("{}: the network has heads for {} only; Track1 needs all three tasks", args.run.run.display(), String::from(predictor.tasks()));
     }
     let [cls_images, dec_images, seg_images] = ["cls", "dec", "seg"].map(|task| test_list(&args.data, task));
     let (cls_images, dec_images, seg_images) = (cls_images?, dec_images?, seg_images?);
@@ -117,7 +112,7 @@ fn detection_categories(args: &Track1Args, classes: &[String]) -> Result<Vec<Coc
     let file = match &args.det_categories {
         Some(file) => Some(file.clone()),
         None => {
-            let config = run_dir::read_config(&args.run)?;
+            let config = run_dir::read_config(&args.run.run)?;
             match config.data.det_spec() {
                 Some(spec) if matches!(spec.format(), Ok(DetFormat::Coco)) => Some(coco::split_file(&spec.root()?, &config.data.voc_train_split)?.1),
                 _ => None,

@@ -15,9 +15,9 @@ use crate::train::{start_on, TrainConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Preset name (in presets/) or path to a TOML file.
-    #[arg(long, default_value = "quick")]
-    preset: String,
+    /// Preset name (in presets/) or path to a TOML file [default: quick].
+    #[arg(long)]
+    preset: Option<String>,
     /// Override a configuration key, e.g. --set steps=200 --set strategy.kind=joint.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -68,9 +68,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (None, args.out.clone().unwrap_or_else(|| PathBuf::from("runs")))
     } else if args.resume {
         let dir = args.out.clone().ok_or_else(|| anyhow::anyhow!("--resume needs --out RUN_DIR"))?;
+        if let Some(flag) = [(args.preset.is_some(), "--preset"), (!args.overrides.is_empty(), "--set")].iter().find_map(|&(given, flag)| given.then_some(flag)) {
+            anyhow::bail!(
+                "{flag} with --resume: a resumed run keeps the configuration it started with ({}); \
+                 a run that failed before its first step starts again with the same command without --resume",
+                dir.join(crate::train::run_dir::CONFIG_FILE).display()
+            );
+        }
         (None, dir)
     } else {
-        let config = TrainConfig::load_preset(&args.preset, &args.overrides)?;
+        let config = TrainConfig::load_preset(args.preset.as_deref().unwrap_or("quick"), &args.overrides)?;
         let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
         (Some(config), dir)
     };

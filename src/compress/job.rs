@@ -38,7 +38,9 @@ pub struct CompressRequest {
 
 impl CompressRequest {
     pub fn finetune_steps(&self) -> usize {
-        self.finetune_steps.unwrap_or(if self.recipe.is_structural() { DEFAULT_FINETUNE_STEPS } else { 0 })
+        let steps = self.finetune_steps.unwrap_or(if self.recipe.is_structural() { DEFAULT_FINETUNE_STEPS } else { 0 });
+        // A smoke test's cap (TWINHEAD_STEPS) holds here too; a bad value is refused when a run starts.
+        crate::train::config::steps_cap().ok().flatten().map_or(steps, |cap| steps.min(cap))
     }
 
     pub fn target(&self) -> CheckpointKind {

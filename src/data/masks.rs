@@ -243,9 +243,55 @@ impl MaskSpec {
         if classes.len() > 254 {
             bail!("{}: {} classes, but masks hold at most 254 (values 0-253, 255 ignored)", root.display(), classes.len());
         }
-        let encoding = self.encoding.or(self.preset.map(MaskPreset::encoding)).unwrap_or_default();
+        let encoding = match self.encoding.or(self.preset.map(MaskPreset::encoding)) {
+            Some(encoding) => encoding,
+            None => folders(root).map_or(MaskEncoding::default(), |(_, masks)| detect_encoding(&masks, classes.len())),
+        };
         Ok((classes, encoding))
     }
+}
+
+/// Masks looked at to tell a dataset's encoding.
+const ENCODING_SAMPLES: usize = 16;
+
+/// The encoding of the masks under `mask_dir` (split folders included), told
+/// from the first few: palette PNGs are `palette`; a value of 255 with fewer
+/// than 255 classes is the ignored value of `ignore255`; a value equal to the
+/// class count exists only in `offset`, which is also what is left when the
+/// values cannot tell.
+pub fn detect_encoding(mask_dir: &Path, num_classes: usize) -> MaskEncoding {
+    let mut files = Vec::new();
+    let mut dirs = vec![mask_dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) && files.len() < ENCODING_SAMPLES {
+                files.push(path);
+            }
+        }
+        if files.len() >= ENCODING_SAMPLES {
+            break;
+        }
+    }
+    for path in files {
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        let Ok(reader) = png::Decoder::new(BufReader::new(file)).read_info() else { continue };
+        if reader.info().color_type == png::ColorType::Indexed {
+            return MaskEncoding::Palette;
+        }
+        let Ok(image::DynamicImage::ImageLuma8(values)) = image::open(&path) else { continue };
+        let max = values.iter().copied().filter(|&v| v != IGNORE_VALUE).max().unwrap_or(0) as usize;
+        if num_classes < IGNORE_VALUE as usize && values.iter().any(|&v| v == IGNORE_VALUE) {
+            return MaskEncoding::Ignore255;
+        }
+        if max == num_classes {
+            return MaskEncoding::Offset;
+        }
+    }
+    MaskEncoding::Offset
 }
 
 /// Opens one split of a `masks` dataset.
@@ -327,6 +373,33 @@ mod tests {
         image::RgbImage::new(2, 2).save(&rgb).unwrap();
         let err = read_mask(&rgb, 19, MaskEncoding::Ignore255).unwrap_err().reason;
         assert!(err.contains("not *_color.png"), "{err}");
+    }
+
+    #[test]
+    fn the_encoding_is_told_from_the_masks() {
+        let dir = tempfile::tempdir().unwrap();
+        let save = |name: &str, values: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            gray(values).save(&path).unwrap();
+        };
+        // Values 0..3 fit both encodings: offset is assumed.
+        save("a/training/1.png", &[0, 1, 2]);
+        assert_eq!(detect_encoding(&dir.path().join("a"), 3), MaskEncoding::Offset);
+        // The class count itself exists only in offset.
+        save("b/1.png", &[0, 3]);
+        assert_eq!(detect_encoding(&dir.path().join("b"), 3), MaskEncoding::Offset);
+        // 255 beside class values is the ignored value of train ids, found in a split folder.
+        save("c/training/1.png", &[0, 1]);
+        save("c/validation/1.png", &[255, 0, 2]);
+        assert_eq!(detect_encoding(&dir.path().join("c"), 3), MaskEncoding::Ignore255);
+        let mut encoder = png::Encoder::new(std::fs::File::create(dir.path().join("p.png")).unwrap(), 1, 1);
+        encoder.set_color(png::ColorType::Indexed);
+        encoder.set_palette(vec![0u8; 3]);
+        encoder.write_header().unwrap().write_image_data(&[0]).unwrap();
+        std::fs::create_dir_all(dir.path().join("d")).unwrap();
+        std::fs::rename(dir.path().join("p.png"), dir.path().join("d/p.png")).unwrap();
+        assert_eq!(detect_encoding(&dir.path().join("d"), 21), MaskEncoding::Palette);
     }
 
     #[test]

@@ -166,14 +166,17 @@ pub fn ensure_generated_with_cancel(
     cancel: &AtomicBool,
 ) -> Result<SynthSummary> {
     if let Some(marker) = read_marker(out) {
-        let same_twins = SynthConfig { cls_images: config.cls_images, ..marker.config.clone() } == *config;
+        // A set of 0 images is one the caller does not need (a dataset of its own stands in for it).
+        let serves = |wanted: usize, made: usize, root: &Path| wanted == 0 || (wanted == made && root.is_dir());
+        let world = |c: &SynthConfig| SynthConfig { det_images: 0, seg_images: 0, cls_images: 0, ..c.clone() };
+        let (made, summary) = (&marker.config, &marker.summary);
         if marker.version == SYNTH_VERSION
-            && same_twins
+            && world(made) == world(config)
             && !out.join(INCOMPLETE_FILE).exists()
-            && (config.det_images == 0 || marker.summary.voc_root.is_dir())
-            && (config.seg_images == 0 || marker.summary.ade_root.is_dir())
+            && serves(config.det_images, made.det_images, &summary.voc_root)
+            && serves(config.seg_images, made.seg_images, &summary.ade_root)
         {
-            if config.cls_images == 0 || (marker.config.cls_images == config.cls_images && marker.summary.cls_root.is_dir()) {
+            if serves(config.cls_images, made.cls_images, &summary.cls_root) {
                 return Ok(marker.summary);
             }
             return add_cls(out, marker, config, progress, cancel);
@@ -194,7 +197,9 @@ fn add_cls(out: &Path, marker: Marker, config: &SynthConfig, progress: impl Fn(u
     let tick = || progress(done.fetch_add(1, Ordering::Relaxed) + 1, config.cls_images);
     let (cls_train, cls_val) = write_cls(&cls_root, config, &tick, cancel)?;
     let summary = SynthSummary { cls_root, cls_train, cls_val, ..marker.summary };
-    write_marker(out, &Marker { version: SYNTH_VERSION, config: config.clone(), summary: summary.clone() })?;
+    // The twins stay as they were made, whatever counts the caller needed of them.
+    let made = SynthConfig { cls_images: config.cls_images, ..marker.config };
+    write_marker(out, &Marker { version: SYNTH_VERSION, config: made, summary: summary.clone() })?;
     Ok(summary)
 }
 
@@ -208,6 +213,11 @@ fn write_marker(out: &Path, marker: &Marker) -> Result<()> {
 /// The summary of the complete synthetic set in `out`, if there is one.
 pub fn existing(out: &Path) -> Option<(SynthConfig, SynthSummary)> {
     read_marker(out).filter(|_| !out.join(INCOMPLETE_FILE).exists()).map(|m| (m.config, m.summary))
+}
+
+/// Whether `out` holds a set this generator wrote (or began to write).
+pub fn is_generator_folder(out: &Path) -> bool {
+    out.join(MARKER_FILE).is_file() || out.join(INCOMPLETE_FILE).is_file()
 }
 
 fn read_marker(out: &Path) -> Option<Marker> {
@@ -271,7 +281,7 @@ pub fn generate_with_cancel(
 /// Creates `out`, and removes an earlier synthetic set there (only `voc/`, `ade/`
 /// and `cls/`, and only when a marker says this generator wrote them).
 fn prepare_out(out: &Path, roots: &[&Path]) -> Result<()> {
-    let ours = out.join(MARKER_FILE).is_file() || out.join(INCOMPLETE_FILE).is_file();
+    let ours = is_generator_folder(out);
     for &root in roots {
         if root.exists() {
             if !ours {

@@ -1,7 +1,7 @@
 //! The Compress panel: compress the focused run's checkpoint (int8, pruning,
 //! low-rank, chained) as a background job with progress and cancel, then the
 //! run's measured table and two trade-off plots (accuracy against latency and
-//! against file size, both tasks, the baseline marked). The table is the run's
+//! against file size, every task, the baseline marked). The table is the run's
 //! `compressed/report.json`, so results reappear on the next launch.
 
 use std::ops::ControlFlow;
@@ -23,7 +23,6 @@ use crate::train::checkpoint::{self, CheckpointKind};
 
 /// Recipes offered in the method list (any chain can be typed).
 const SUGGESTED: [&str; 5] = ["int8", "prune:0.3", "prune:0.5", "lowrank:0.9", "prune:0.3+lowrank:0.9+int8"];
-const SOURCES: [CheckpointKind; 3] = [CheckpointKind::Last, CheckpointKind::BestDet, CheckpointKind::BestSeg];
 /// Each task's points in the plots.
 fn task_color(task: Task) -> egui::Color32 {
     match task {
@@ -110,7 +109,7 @@ impl CompressPanel {
                 }
             });
             egui::ComboBox::from_label("from checkpoint").selected_text(self.source.name()).show_ui(ui, |ui| {
-                for kind in SOURCES {
+                for kind in checkpoint::available(dir) {
                     let label = kind.name();
                     ui.selectable_value(&mut self.source, kind, label);
                 }
@@ -120,7 +119,7 @@ impl CompressPanel {
             let default = recipe.as_ref().map_or(0, |r| if r.is_structural() { DEFAULT_FINETUNE_STEPS } else { 0 });
             let mut custom = self.finetune_steps.is_some();
             ui.checkbox(&mut custom, "fine-tuning steps").on_hover_text(format!(
-                "Training on both tasks after pruning / low-rank, to recover accuracy (default {DEFAULT_FINETUNE_STEPS} for those, 0 for int8 alone)"
+                "Training on the run's tasks after pruning / low-rank, to recover accuracy (default {DEFAULT_FINETUNE_STEPS} for those, 0 for int8 alone)"
             ));
             if !custom {
                 self.finetune_steps = None;

@@ -71,9 +71,8 @@ impl ModelInfo {
 /// The checkpoint picker of Inspect and Preview: the run's training
 /// checkpoints and its compressed models.
 pub fn checkpoint_combo(ui: &mut eframe::egui::Ui, kind: &mut CheckpointKind, run_dir: &Path) {
-    const TRAINED: [CheckpointKind; 3] = [CheckpointKind::Last, CheckpointKind::BestDet, CheckpointKind::BestSeg];
     eframe::egui::ComboBox::from_label("Checkpoint").selected_text(kind.name()).show_ui(ui, |ui| {
-        for choice in TRAINED.into_iter().chain(checkpoint::compressed(run_dir)) {
+        for choice in checkpoint::available(run_dir) {
             let label = choice.name();
             ui.selectable_value(kind, choice, label);
         }

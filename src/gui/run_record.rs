@@ -205,6 +205,7 @@ impl RunRecord {
             Event::Replicas { replicas, .. } => self.replicas = replicas.clone(),
             Event::Paused { .. } => self.status = RunStatus::Paused,
             Event::Resumed { .. } => self.status = RunStatus::Running,
+            Event::ControlReceived { .. } => {}
             Event::Warning { .. } => self.warnings += 1,
             Event::Error { message, .. } => self.status = RunStatus::Failed(message.clone()),
             Event::Finished { reason, wall_seconds, .. } => {

@@ -37,6 +37,17 @@ pub enum CheckpointKind {
 pub const COMPRESSED_DIR: &str = "compressed";
 
 impl CheckpointKind {
+    /// The checkpoints training writes, in the order pickers offer them
+    /// (`switch` only in the sequential family's runs).
+    pub const TRAINED: [CheckpointKind; 5] = [Self::Last, Self::BestDet, Self::BestSeg, Self::BestCls, Self::Switch];
+
+    /// Every checkpoint name accepted, for help texts and errors:
+    /// `last, best-det, best-seg, best-cls, switch or compressed/<method>`.
+    pub fn accepted() -> String {
+        let trained: Vec<String> = Self::TRAINED.iter().map(Self::name).collect();
+        format!("{} or {COMPRESSED_DIR}/<method>", trained.join(", "))
+    }
+
     pub fn name(&self) -> String {
         match self {
             Self::Last => "last".into(),
@@ -59,7 +70,7 @@ impl CheckpointKind {
                 Some(method) if !method.is_empty() && !method.contains(['/', '\\']) && method != ".." => {
                     Self::Compressed(method.replace(':', "-"))
                 }
-                _ => bail!("unknown checkpoint {other:?} (last, best-det, best-seg, best-cls, compressed/<method>)"),
+                _ => bail!("unknown checkpoint {other:?} ({})", Self::accepted()),
             },
         })
     }
@@ -202,6 +213,13 @@ pub fn save_to<B: Backend>(
 
 /// The compressed models of a run (`compressed/<method>/` folders holding a
 /// checkpoint), by name.
+/// The checkpoints a picker offers for `run_dir`: `last` (written soon in a
+/// run that has none yet), the other trained ones it has, its compressed models.
+pub fn available(run_dir: &Path) -> Vec<CheckpointKind> {
+    let trained = CheckpointKind::TRAINED.into_iter().filter(|kind| *kind == CheckpointKind::Last || find(run_dir, kind).is_ok());
+    trained.chain(compressed(run_dir)).collect()
+}
+
 pub fn compressed(run_dir: &Path) -> Vec<CheckpointKind> {
     let Ok(entries) = std::fs::read_dir(run_dir.join(COMPRESSED_DIR)) else {
         return Vec::new();

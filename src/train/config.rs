@@ -85,8 +85,7 @@ pub struct DataConfig {
     pub cls_train_split: String,
     #[serde(default = "default_cls_val", skip_serializing_if = "is_default_cls_val")]
     pub cls_val_split: String,
-    /// Generate the synthetic datasets on first use into the common parent of
-    /// the folders set (`<dir>/voc`, `<dir>/ade`, `<dir>/cls`).
+    /// Generate the synthetic datasets on first use (see [`DataConfig::synthetic_set`]).
     #[serde(default)]
     pub synthetic: Option<SyntheticData>,
     /// Square training input size in pixels (a multiple of 32).
@@ -110,6 +109,10 @@ pub struct SyntheticData {
     pub cls_images: usize,
     /// Long side of the generated images in pixels.
     pub size: u32,
+    /// The folder generated into (`<dir>/voc`, `<dir>/ade`, `<dir>/cls`);
+    /// unset: the common parent of the dataset folders named so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
 }
 
 impl DataConfig {
@@ -169,33 +172,78 @@ impl DataConfig {
     }
 
     /// Where and how the synthetic set is generated, when the data is synthetic:
-    /// the common parent of `voc` and `ade`, and the generator's settings.
+    /// its folder and the generator's settings, with a count of 0 for each
+    /// set the run does not take from it. A dataset folder is generated when
+    /// it is `<dir>/voc`, `<dir>/ade` or `<dir>/cls` of the generator's folder
+    /// (`data.synthetic.dir`, else the common parent of the folders so named)
+    /// and is not a dataset of the user's already there; any other folder is
+    /// the user's own, so `--set data.voc=datasets/coco` over a synthetic
+    /// preset trains detection on COCO beside the generated segmentation set.
+    /// `None` when nothing is generated.
     pub fn synthetic_set(&self) -> Result<Option<(PathBuf, crate::data::synth::SynthConfig)>> {
         let Some(synthetic) = &self.synthetic else {
             return Ok(None);
         };
-        // Every folder set is `<dir>/voc`, `<dir>/ade` or `<dir>/cls` of one `<dir>`.
-        let folders = [("voc", &self.voc), ("ade", &self.ade), ("cls", &self.cls)];
-        let set: Vec<(&str, &PathBuf)> = folders.iter().filter_map(|&(name, dir)| Some((name, dir.as_ref()?))).collect();
-        let dir = set.first().and_then(|(_, first)| first.parent()).map(Path::to_path_buf).unwrap_or_default();
-        if let Some((name, path)) = set.iter().find(|(name, path)| **path != dir.join(name)) {
-            bail!("data.synthetic: {name} ({}) must be <dir>/{name}, next to the other generated folders ({})", path.display(), dir.display());
-        }
-        if set.is_empty() {
-            bail!("data.synthetic: set data.voc, data.ade or data.cls to <dir>/voc, <dir>/ade or <dir>/cls (where the set is generated)");
-        }
+        let folders = [(Task::Det, "voc", &self.voc), (Task::Seg, "ade", &self.ade), (Task::Cls, "cls", &self.cls)];
+        let named: Vec<(Task, &str, &PathBuf)> = folders
+            .iter()
+            .filter_map(|&(task, name, dir)| Some((task, name, dir.as_ref().filter(|d| d.file_name() == Some(name.as_ref()))?)))
+            .collect();
+        let dir = match &synthetic.dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let Some(&(first_task, _, first)) = named.first() else { return Ok(None) };
+                let dir = first.parent().map(Path::to_path_buf).unwrap_or_default();
+                if let Some((task, _, path)) = named.iter().find(|(_, name, path)| **path != dir.join(name)) {
+                    bail!(
+                        "data.synthetic: {} ({}) and {} ({}) name generated folders in two places: set data.synthetic.dir to the folder to generate into",
+                        DataConfig::key(first_task),
+                        first.display(),
+                        DataConfig::key(*task),
+                        path.display()
+                    );
+                }
+                dir
+            }
+        };
+        // A folder there that the generator did not write is a dataset of the user's.
+        let generator_made = crate::data::synth::is_generator_folder(&dir);
+        let generated = |name: &str, folder: &Option<PathBuf>| {
+            folder.as_ref().is_some_and(|f| *f == dir.join(name) && (generator_made || !f.exists()))
+        };
+        let count = |name: &str, folder: &Option<PathBuf>, images: usize| if generated(name, folder) { images } else { 0 };
         if synthetic.cls_images > 0 && self.cls.is_none() {
             bail!("data.synthetic.cls_images: set data.cls = \"{}\" too", dir.join("cls").display());
         }
         let config = crate::data::synth::SynthConfig {
             seed: synthetic.seed,
-            det_images: synthetic.det_images,
-            seg_images: synthetic.seg_images,
-            cls_images: synthetic.cls_images,
+            det_images: count("voc", &self.voc, synthetic.det_images),
+            seg_images: count("ade", &self.ade, synthetic.seg_images),
+            cls_images: count("cls", &self.cls, synthetic.cls_images),
             size: synthetic.size,
             ..Default::default()
         };
+        if config.det_images + config.seg_images + config.cls_images == 0 {
+            return Ok(None);
+        }
         Ok(Some((dir, config)))
+    }
+}
+
+/// The environment variable that caps every training loop at N steps (a new
+/// run's `steps`, scaled with it, and compression's fine-tuning): a smoke test
+/// of documented commands, e.g. `TWINHEAD_STEPS=8 twinhead train --preset replay`.
+pub const STEPS_CAP_VAR: &str = "TWINHEAD_STEPS";
+
+/// [`STEPS_CAP_VAR`]'s value, when it is set.
+pub fn steps_cap() -> Result<Option<usize>> {
+    match std::env::var(STEPS_CAP_VAR) {
+        Ok(text) => match text.trim().parse::<usize>() {
+            Ok(cap) if cap > 0 => Ok(Some(cap)),
+            _ => bail!("{STEPS_CAP_VAR}={text:?}: expected a number of steps, at least 1"),
+        },
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{STEPS_CAP_VAR}: expected a number of steps, at least 1"),
     }
 }
 
@@ -333,7 +381,7 @@ impl Default for LossConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
-    /// Evaluate both tasks every this many steps (and at the end).
+    /// Evaluate every task every this many steps (and at the end).
     pub every: usize,
     /// Size of the fixed validation subsets used during training.
     pub det_images: usize,
@@ -411,7 +459,39 @@ impl TrainConfig {
         let source = find_preset(preset)?;
         let origin = source.origin.clone();
         let value = read_preset_value(source, 0)?;
-        Self::from_value(value, overrides).with_context(|| origin)
+        // An error in a key the command line set names that `--set`, not the preset.
+        let mut config = Self::from_value(value, overrides).map_err(|e| if e.is::<OverrideError>() { e } else { e.context(origin) })?;
+        if let Some(cap) = steps_cap()? {
+            config.shorten(cap);
+            config.validate().with_context(|| format!("{STEPS_CAP_VAR}={cap}"))?;
+        }
+        Ok(config)
+    }
+
+    /// Trains at most `cap` steps: `steps` becomes `cap`, and the settings
+    /// counted in steps (warm-up, evaluation and checkpoint intervals, the
+    /// sequential switch steps) shrink by the same factor.
+    pub fn shorten(&mut self, cap: usize) {
+        if cap == 0 || self.steps <= cap {
+            return;
+        }
+        let (from, to) = (self.steps, cap);
+        let scale = |steps: usize| ((steps as u128 * to as u128).div_ceil(from as u128) as usize).clamp(1, to);
+        self.steps = to;
+        self.optim.warmup_steps = scale(self.optim.warmup_steps).min(self.optim.warmup_steps);
+        self.eval.every = scale(self.eval.every);
+        self.checkpoint.every = scale(self.checkpoint.every);
+        if let Some(sequence) = self.strategy.sequence_mut() {
+            // Switch steps stay inside the run and increasing.
+            if *sequence.switch_step > 0 {
+                *sequence.switch_step = scale(*sequence.switch_step).min(to - 1).max(1);
+            }
+            let mut last = 0;
+            for switch in sequence.switch_steps.iter_mut() {
+                *switch = scale(*switch).max(last + 1);
+                last = *switch;
+            }
+        }
     }
 
     /// Parses TOML text, applies `key=value` overrides (dotted keys, TOML values;
@@ -422,13 +502,18 @@ impl TrainConfig {
 
     fn from_value(mut value: toml::Value, overrides: &[String]) -> Result<Self> {
         for item in overrides {
-            apply_override(&mut value, item)?;
+            apply_override(&mut value, item).map_err(|e| anyhow::Error::from(OverrideError(format!("{e:#}"))))?;
         }
         let config: Self = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            anyhow::anyhow!("{}: {}", if path == "." { "config".into() } else { path }, e.inner())
+            let path = if path == "." { "config".to_string() } else { path };
+            blame(overrides, &path, anyhow::anyhow!("{path}: {}", e.inner()))
         })?;
-        config.validate()?;
+        config.validate().map_err(|e| {
+            let message = format!("{e:#}");
+            let key = message.split(':').next().unwrap_or_default().to_string();
+            blame(overrides, &key, e)
+        })?;
         Ok(config)
     }
 
@@ -529,6 +614,31 @@ fn merge(base: &mut toml::Value, top: toml::Value) {
     }
 }
 
+/// An error in a key a `--set` gave: it names the `--set` as the user typed it.
+#[derive(Debug)]
+struct OverrideError(String);
+
+impl std::fmt::Display for OverrideError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OverrideError {}
+
+/// `error` (about configuration key `key`) as an error of the last `--set`
+/// that touched the key or a key under it, when one did.
+fn blame(overrides: &[String], key: &str, error: anyhow::Error) -> anyhow::Error {
+    let related = |set: &str| {
+        let set = set.trim();
+        set == key || set.starts_with(&format!("{key}.")) || key.starts_with(&format!("{set}."))
+    };
+    match overrides.iter().rev().find(|item| item.split_once('=').is_some_and(|(set, _)| related(set))) {
+        Some(item) => OverrideError(format!("--set {item}: {error:#}")).into(),
+        None => error,
+    }
+}
+
 fn apply_override(root: &mut toml::Value, item: &str) -> Result<()> {
     let (key, raw) = item
         .split_once('=')
@@ -559,4 +669,76 @@ fn apply_override(root: &mut toml::Value, item: &str) -> Result<()> {
         node = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
     }
     bail!("--set {item:?}: empty key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick(overrides: &[&str]) -> Result<TrainConfig> {
+        TrainConfig::load_preset("quick", &overrides.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_dataset_of_the_users_replaces_its_generated_set_only() {
+        let generated = |config: &TrainConfig| config.data.synthetic_set().unwrap().map(|(dir, c)| (dir, c.det_images, c.seg_images));
+        let synth = PathBuf::from("datasets/synth");
+        assert_eq!(generated(&quick(&[]).unwrap()), Some((synth.clone(), 600, 600)));
+        // COCO for detection: segmentation stays generated.
+        let coco = quick(&["data.voc=datasets/coco", "data.voc_train_split=train2017"]).unwrap();
+        assert_eq!(generated(&coco), Some((synth.clone(), 0, 600)));
+        let missing = quick(&["data.voc=nope"]).unwrap();
+        assert_eq!(generated(&missing), Some((synth.clone(), 0, 600)));
+        // Both folders elsewhere: nothing generated.
+        let own = quick(&["data.voc=mine/VOC2007", "data.ade=mine/ADEChallengeData2016"]).unwrap();
+        assert_eq!(generated(&own), None);
+        // The whole set moved: generated there.
+        let moved = quick(&["data.voc=elsewhere/voc", "data.ade=elsewhere/ade"]).unwrap();
+        assert_eq!(generated(&moved), Some((PathBuf::from("elsewhere"), 600, 600)));
+        // A folder named like a generated one but elsewhere: ambiguous, unless the generator's folder is given.
+        let error = generated_error(&quick(&["data.voc=mine/voc"]).unwrap());
+        assert!(error.contains("data.voc") && error.contains("data.ade") && error.contains("data.synthetic.dir"), "{error}");
+        let told = quick(&["data.voc=mine/voc", "data.synthetic.dir=datasets/synth"]).unwrap();
+        assert_eq!(generated(&told), Some((synth, 0, 600)));
+        // A dataset of the user's already at the generated place is left alone.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("voc/Annotations")).unwrap();
+        let theirs = quick(&[&format!("data.voc={}", dir.path().join("voc").display()), &format!("data.ade={}", dir.path().join("ade").display())]).unwrap();
+        assert_eq!(generated(&theirs), Some((dir.path().to_path_buf(), 0, 600)));
+    }
+
+    fn generated_error(config: &TrainConfig) -> String {
+        format!("{:#}", config.data.synthetic_set().unwrap_err())
+    }
+
+    #[test]
+    fn an_error_in_a_key_set_on_the_command_line_names_the_set() {
+        let error = format!("{:#}", quick(&["foo.bar=1"]).unwrap_err());
+        assert!(error.starts_with("--set foo.bar=1: foo: unknown field"), "{error}");
+        let error = format!("{:#}", quick(&["steps=abc"]).unwrap_err());
+        assert!(error.starts_with("--set steps=abc: steps: invalid type"), "{error}");
+        let error = format!("{:#}", quick(&["steps=0"]).unwrap_err());
+        assert!(error.starts_with("--set steps=0: steps: must be at least 1"), "{error}");
+        let error = format!("{:#}", quick(&["strategy.kind=sequential", "strategy.switch_step=900"]).unwrap_err());
+        assert!(error.starts_with("--set strategy.switch_step=900: strategy"), "{error}");
+        // An error the command line did not cause names the preset.
+        let dir = tempfile::tempdir().unwrap();
+        let preset = dir.path().join("bad.toml");
+        std::fs::write(&preset, "name = \"bad\"\nseed = 0\nsteps = 0\n[data]\nvoc = \"v\"\nimage_size = 64\nbatch_size = 2\n[model]\nsize = \"n\"\n[strategy]\nkind = \"joint\"\n").unwrap();
+        let error = format!("{:#}", TrainConfig::load_preset(preset.to_str().unwrap(), &["optim.lr=0.1".into()]).unwrap_err());
+        assert!(error.starts_with(&format!("{}: steps: must be at least 1", preset.display())), "{error}");
+    }
+
+    #[test]
+    fn a_shortened_run_keeps_its_proportions() {
+        let mut config = TrainConfig::load_preset("replay", &["steps=300".into(), "strategy.switch_step=150".into()]).unwrap();
+        config.shorten(6);
+        assert_eq!((config.steps, config.eval.every, config.checkpoint.every), (6, 2, 2));
+        assert_eq!(*config.strategy.sequence_mut().unwrap().switch_step, 3);
+        config.validate().unwrap();
+        let mut three = TrainConfig::load_preset("allinone", &["strategy.kind=sequential".into(), "strategy.order=[\"det\", \"seg\", \"cls\"]".into(), "strategy.switch_steps=[200, 400]".into()]).unwrap();
+        three.shorten(3);
+        assert_eq!(*three.strategy.sequence_mut().unwrap().switch_steps, vec![1, 2]);
+        three.validate().unwrap();
+    }
 }

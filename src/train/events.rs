@@ -38,6 +38,9 @@ pub enum Event {
     Checkpoint { step: usize, kind: String, path: PathBuf },
     Paused { step: usize },
     Resumed { step: usize },
+    /// A control read from the run's `control.jsonl` (sent by another
+    /// process), logged before it acts: its delivery receipt.
+    ControlReceived { step: usize, id: String },
     Warning { step: usize, message: String },
     Error { step: usize, message: String },
     /// A data-parallel run's step on each replica (after the step's `Step`).
@@ -137,6 +140,7 @@ impl Event {
             | Event::Checkpoint { step, .. }
             | Event::Paused { step }
             | Event::Resumed { step }
+            | Event::ControlReceived { step, .. }
             | Event::Warning { step, .. }
             | Event::Error { step, .. }
             | Event::Replicas { step, .. }

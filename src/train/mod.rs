@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod config_diff;
 pub mod conflict;
+pub mod control_file;
 pub mod ema;
 pub mod evaluate;
 pub mod events;

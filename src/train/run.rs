@@ -56,10 +56,14 @@ pub fn start_on(config: Option<TrainConfig>, run_dir: &Path, resume: bool, place
     for device in &placement.devices {
         device.probe()?;
     }
-    let config = match placement.node_rank() {
-        0 => Some(open_run(config, run_dir, resume)?),
+    // Node 0 holds the run folder, and trains it alone until the thread ends.
+    let (lock, config) = match placement.node_rank() {
+        0 => {
+            let lock = run_dir::TrainLock::acquire(run_dir)?;
+            (Some(lock), Some(open_run(config, run_dir, resume)?))
+        }
         // The other nodes train with node 0's.
-        _ => None,
+        _ => (None, None),
     };
     let (event_tx, events) = crossbeam_channel::unbounded();
     let (control, control_rx) = crossbeam_channel::unbounded();
@@ -67,10 +71,14 @@ pub fn start_on(config: Option<TrainConfig>, run_dir: &Path, resume: bool, place
     if placement.is_parallel() {
         let devices = placement.devices.clone();
         let launch = Launch { config, run_dir: dir, resume, placement, events: event_tx, control: control_rx };
-        return spawn_training(run_dir, events, control, move || DeviceSpec::with_backend_devices(&devices, launch)?);
+        return spawn_training(run_dir, events, control, move || {
+            let _lock = lock;
+            DeviceSpec::with_backend_devices(&devices, launch)?
+        });
     }
     let (device, config) = (placement.devices[0], config.context("no configuration for the run")?);
     spawn_training(run_dir, events, control, move || {
+        let _lock = lock;
         device.with_backend(Training { config, run_dir: dir, resume, device, events: event_tx, control: control_rx })?
     })
 }
@@ -83,7 +91,14 @@ fn open_run(config: Option<TrainConfig>, run_dir: &Path, resume: bool) -> Result
     }
     let config = config.context("no configuration for a new run")?;
     if run_dir.join(run_dir::METRICS_FILE).exists() {
-        bail!("{}: a run already exists here (use --resume to continue it, or another --out)", run_dir.display());
+        if !run_dir::never_trained(run_dir)? {
+            bail!("{}: a run already exists here (use --resume to continue it, or another --out)", run_dir.display());
+        }
+        // A start that failed on its input: this one replaces it.
+        for stale in [run_dir::METRICS_FILE, run_dir::RESTARTED_METRICS_FILE] {
+            let _ = std::fs::remove_file(run_dir.join(stale));
+        }
+        let _ = std::fs::remove_dir_all(run_dir.join(crate::train::tensorboard_log::TENSORBOARD_DIR));
     }
     run_dir::create(run_dir, &config)?;
     Ok(config)

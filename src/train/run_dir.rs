@@ -25,6 +25,68 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot move into place", path.display()))
 }
 
+/// Held by the process that trains a run, for as long as it trains it.
+pub const LOCK_FILE: &str = "train.lock";
+
+/// The lock a training process holds on its run folder (an advisory file
+/// lock, so it goes with the process however that ends). Other processes
+/// see a run as training elsewhere while it is held, and cannot train it too.
+pub struct TrainLock {
+    _file: File,
+}
+
+/// Who holds a run's lock, as far as its folder tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockState {
+    /// No process trains the run.
+    Free,
+    /// A process trains it (this one or another).
+    Held,
+    /// The file system keeps no locks here (or the folder has no lock file, from
+    /// a build before it): unknown.
+    Unknown,
+}
+
+impl TrainLock {
+    /// Takes the lock of `run_dir` (created if missing), or says who holds it.
+    pub fn acquire(run_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(run_dir).with_context(|| format!("{}: cannot create run folder", run_dir.display()))?;
+        let path = run_dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!("{}: another process is training this run ({})", run_dir.display(), holder.trim());
+            }
+            // A file system without locks (some network mounts): train unguarded, as before.
+            Err(std::fs::TryLockError::Error(e)) => tracing::warn!("{}: cannot lock ({e}); not guarded against a second trainer", path.display()),
+        }
+        let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "this machine".into());
+        let _ = file.set_len(0);
+        let _ = (&file).write_all(format!("pid {} on {host}\n", std::process::id()).as_bytes());
+        Ok(Self { _file: file })
+    }
+
+    /// Whether a process trains the run in `run_dir` now.
+    pub fn state(run_dir: &Path) -> LockState {
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(run_dir.join(LOCK_FILE)) else {
+            return LockState::Unknown;
+        };
+        match file.try_lock() {
+            Ok(()) => LockState::Free,
+            Err(std::fs::TryLockError::WouldBlock) => LockState::Held,
+            Err(std::fs::TryLockError::Error(_)) => LockState::Unknown,
+        }
+    }
+}
+
 /// Creates the run folder and writes its configuration.
 pub fn create(run_dir: &Path, config: &TrainConfig) -> Result<()> {
     std::fs::create_dir_all(run_dir).with_context(|| format!("{}: cannot create run folder", run_dir.display()))?;
@@ -36,6 +98,15 @@ pub fn read_config(run_dir: &Path) -> Result<TrainConfig> {
     let path = run_dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read (is this a run folder?)", path.display()))?;
     TrainConfig::from_toml(&text, &[]).with_context(|| path.display().to_string())
+}
+
+/// Whether `run_dir` holds a run that never trained: a start that failed on
+/// its input (a missing dataset, bad weights) logs an error and no step, and
+/// saves no checkpoint. Starting the run again may replace it.
+pub fn never_trained(run_dir: &Path) -> Result<bool> {
+    let (events, _) = read_events(run_dir)?;
+    let started = events.iter().any(|e| matches!(e, Event::Started { .. }));
+    Ok(!started && !run_dir.join("checkpoints").exists())
 }
 
 /// Reads every event of a run's log; a line that does not parse (a run killed

@@ -4,17 +4,18 @@
 //! typed events out and control messages in.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::checkpoint::{self, CheckpointKind, TrainerState};
 use super::config::TrainConfig;
 use super::conflict::{self, PairConflict};
+use super::control_file::ControlReader;
 use super::ema::WeightEma;
 use super::config::DataConfig;
 use super::evaluate::{validate, TaskImages, ValidationSets, ValidationSettings, ValidationSplits};
@@ -43,6 +44,9 @@ use crate::data::loader::{Loader, LoaderConfig, Position, SampleSource, Shard};
 use crate::data::synth::ensure_generated;
 use crate::model::anchors::Anchors;
 use crate::model::{HeadOutputs, Reshape, TwinNet, DET_STRIDES};
+
+/// How often a paused run looks at its control file.
+const CONTROL_POLL: Duration = Duration::from_millis(200);
 
 /// The opened datasets of a run's tasks.
 pub struct Datasets {
@@ -441,17 +445,23 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let (mut replay_det, mut replay_seg, mut replay_cls) = (None, None, None);
         let mut paused = false;
         let mut images_per_sec = 0.0f32;
+        // Controls from other processes, sent from now on (the process with the run folder reads them).
+        let mut control_file = self.log.writes().then(|| ControlReader::at_end(&self.run_dir));
         let reason = loop {
             // Control messages: replica 0 reads them (blocking while paused) and
             // passes those that change the run on to the other replicas.
             let mut stop = false;
-            for message in self.receive_controls(control, &mut paused)? {
+            for message in self.receive_controls(control, control_file.as_mut(), &mut paused)? {
                 match message {
                     Control::Pause | Control::Resume => {}
                     Control::Stop => stop = true,
                     Control::CheckpointNow => self.save_last()?,
                     Control::SetStrategy(strategy) => {
-                        strategy.validate(self.run_shape())?;
+                        // A strategy the run cannot take (sent from elsewhere) does not end it.
+                        if let Err(error) = strategy.validate(self.run_shape()) {
+                            self.emit(Event::Warning { step: self.state.step, message: format!("ignored strategy {}: {error:#}", strategy.name()) })?;
+                            continue;
+                        }
                         self.state.strategy = strategy.clone();
                         self.state.strategy_since = self.state.step;
                         self.state.replay_position = Position::default();
@@ -578,33 +588,53 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     }
 
     /// The control messages to act on before this step: replica 0 (or a
-    /// trainer alone) reads them, blocking while paused, and sends the other
-    /// replicas those that change the run; pause and resume stay its own.
-    fn receive_controls(&mut self, control: &Receiver<Control>, paused: &mut bool) -> Result<Vec<Control>> {
+    /// trainer alone) reads them from its channel and the run's control file,
+    /// waiting while paused, and sends the other replicas those that change
+    /// the run; pause and resume stay its own.
+    fn receive_controls(&mut self, control: &Receiver<Control>, mut file: Option<&mut ControlReader>, paused: &mut bool) -> Result<Vec<Control>> {
         let mut controls = Vec::new();
         if self.is_leader() {
-            loop {
-                let message = if *paused { control.recv().ok() } else { control.try_recv().ok() };
-                let Some(message) = message else {
-                    if *paused {
-                        controls.push(Control::Stop); // the controller is gone
+            'receive: loop {
+                let mut messages = Vec::new();
+                for line in file.as_mut().map(|reader| reader.poll()).unwrap_or_default() {
+                    match line {
+                        Ok(line) => {
+                            self.emit(Event::ControlReceived { step: self.state.step, id: line.id })?;
+                            messages.push(line.control);
+                        }
+                        Err(why) => self.emit(Event::Warning { step: self.state.step, message: why })?,
                     }
-                    break;
-                };
-                match message {
-                    Control::Pause => {
-                        *paused = true;
-                        self.emit(Event::Paused { step: self.state.step })?;
-                    }
-                    Control::Resume => {
-                        *paused = false;
-                        self.emit(Event::Resumed { step: self.state.step })?;
-                    }
-                    Control::Stop => {
-                        controls.push(Control::Stop);
+                }
+                messages.extend(control.try_recv().ok());
+                if messages.is_empty() {
+                    if !*paused {
                         break;
                     }
-                    other => controls.push(other),
+                    match control.recv_timeout(CONTROL_POLL) {
+                        Ok(message) => messages.push(message),
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => {
+                            controls.push(Control::Stop); // the controller is gone
+                            break;
+                        }
+                    }
+                }
+                for message in messages {
+                    match message {
+                        Control::Pause => {
+                            *paused = true;
+                            self.emit(Event::Paused { step: self.state.step })?;
+                        }
+                        Control::Resume => {
+                            *paused = false;
+                            self.emit(Event::Resumed { step: self.state.step })?;
+                        }
+                        Control::Stop => {
+                            controls.push(Control::Stop);
+                            break 'receive;
+                        }
+                        other => controls.push(other),
+                    }
                 }
             }
         }
@@ -1060,9 +1090,16 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             cls_conflicts: pairs,
         };
         self.emit(Event::Eval(record))?;
-        let best = [(improved_det, CheckpointKind::BestDet), (improved_seg, CheckpointKind::BestSeg), (improved_cls, CheckpointKind::BestCls)];
-        for (improved, kind) in best {
-            if improved {
+        let best = [
+            (map50.is_some(), improved_det, CheckpointKind::BestDet),
+            (miou.is_some(), improved_seg, CheckpointKind::BestSeg),
+            (top1.is_some(), improved_cls, CheckpointKind::BestCls),
+        ];
+        for (evaluated, improved, kind) in best {
+            // A task's first evaluation writes its best checkpoint whatever it
+            // scored, so a short run has every `best-<task>` a command may name.
+            let first = evaluated && checkpoint::find(&self.run_dir, &kind).is_err();
+            if improved || first {
                 let ema = &self.ema;
                 let path = checkpoint::save(&self.run_dir, &kind, &self.trainee, &self.state, |dir| save_kept(dir, checkpoint::EMA_FILE, ema))?;
                 self.emit(Event::Checkpoint { step: self.state.step, kind: kind.name().into(), path })?;
