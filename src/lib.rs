@@ -1,5 +1,5 @@
-//! Twinhead: one network for object detection (PASCAL VOC) and semantic
-//! segmentation (ADE20K), trained from two datasets.
+//! Twinhead: one network for object detection, semantic segmentation and
+//! classification, each task learned from its own dataset.
 
 pub mod backend;
 pub mod cli;
@@ -8,9 +8,12 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod gui;
+pub mod inspection;
 pub mod model;
 pub mod onnx;
 pub mod overlay;
 pub mod predictor;
+pub mod serve;
+pub mod session;
 pub mod tensorboard;
 pub mod train;

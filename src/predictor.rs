@@ -4,6 +4,8 @@
 //! on the device the user picked (the CPU by default).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use burn::backend::Flex;
@@ -16,10 +18,10 @@ use crate::backend::TwinBackend;
 use crate::data::augment::{apply_geometry, normalize_into, AugmentConfig, Letterbox, Sample};
 use crate::data::batch::decode_rgb;
 use crate::data::Problem;
-use crate::model::postprocess::PostprocessConfig;
+use crate::model::postprocess::{PostprocessConfig, DISPLAY_SCORE_FLOOR};
 use crate::model::predict::{classify_batch, predict_batch};
 pub use crate::model::predict::Prediction;
-use crate::model::{TaskSet, TwinNet};
+use crate::model::{Task, TaskSet, TwinNet};
 use crate::train::checkpoint::{self, CheckpointKind, TrainerState};
 use crate::train::config::TrainConfig;
 use crate::train::evaluate::{validate, OnValidationBatch, TaskImages, Validation, ValidationSets, ValidationSettings, ValidationSplits};
@@ -138,6 +140,87 @@ impl Predictor {
         };
         let validation = self.net.validate(&sets, &settings, on_batch)?;
         Ok(FullValidation { validation, images: splits.image_counts() })
+    }
+}
+
+/// Display post-processing (one class per anchor, display NMS) down to [`DISPLAY_SCORE_FLOOR`].
+pub fn display_postprocess() -> PostprocessConfig {
+    PostprocessConfig { score_threshold: DISPLAY_SCORE_FLOOR, ..PostprocessConfig::display() }
+}
+
+/// Which checkpoint made a prediction, and the class names its indices refer to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelInfo {
+    pub run: String,
+    pub kind: CheckpointKind,
+    /// Training steps the checkpoint had done.
+    pub step: usize,
+    pub det_classes: Vec<String>,
+    pub seg_classes: Vec<String>,
+    /// Each list empty for a task the network has no head for.
+    pub cls_classes: Vec<String>,
+}
+
+impl ModelInfo {
+    /// The tasks the network has heads for.
+    pub fn tasks(&self) -> TaskSet {
+        let classes = [&self.det_classes, &self.seg_classes, &self.cls_classes];
+        Task::ALL.into_iter().filter(|&task| !classes[task as usize].is_empty()).collect()
+    }
+
+    pub fn of(run: &str, kind: CheckpointKind, predictor: &Predictor) -> Self {
+        Self {
+            run: run.to_string(),
+            kind,
+            step: predictor.state.step,
+            det_classes: predictor.det_classes().to_vec(),
+            seg_classes: predictor.seg_classes().to_vec(),
+            cls_classes: predictor.cls_classes().to_vec(),
+        }
+    }
+
+    /// `run (last, step 600)`.
+    pub fn describe(&self) -> String {
+        format!("{} ({}, step {})", self.run, self.kind.name(), self.step)
+    }
+}
+
+/// A checkpoint as found on disk: a run still training rewrites `last`, and a
+/// newer file must be loaded again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CacheKey {
+    dir: PathBuf,
+    modified: Option<SystemTime>,
+    device: DeviceSpec,
+}
+
+impl CacheKey {
+    fn of(run_dir: &Path, kind: &CheckpointKind, device: DeviceSpec) -> Result<Self> {
+        let dir = checkpoint::find(run_dir, kind)?;
+        // The state file is written last in a checkpoint, so its time dates the whole.
+        let modified = std::fs::metadata(dir.join("state.json")).and_then(|m| m.modified()).ok();
+        Ok(Self { dir, modified, device })
+    }
+}
+
+/// The last loaded predictor; clones share it (a panel hands one to each job).
+#[derive(Clone, Default)]
+pub struct PredictorCache(Arc<Mutex<Option<(CacheKey, Arc<Predictor>)>>>);
+
+impl PredictorCache {
+    /// The predictor of `run_dir`'s `kind` checkpoint on `device`, loaded unless it is the cached one.
+    pub fn load(&self, run_dir: &Path, kind: &CheckpointKind, device: DeviceSpec) -> Result<Arc<Predictor>> {
+        let key = CacheKey::of(run_dir, kind, device)?;
+        // Held while loading: a second job for the same checkpoint waits, then finds it cached.
+        let mut slot = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((cached, predictor)) = slot.as_ref() {
+            if *cached == key {
+                return Ok(predictor.clone());
+            }
+        }
+        let predictor = Arc::new(Predictor::load_on(run_dir, kind, device)?);
+        *slot = Some((key, predictor.clone()));
+        Ok(predictor)
     }
 }
 

@@ -94,8 +94,12 @@ fn data_check_reads_every_layout_and_says_which_it_found() {
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!((report["ade"]["format"].as_str(), report["ade"]["encoding"].as_str()), (Some("masks"), Some("ignore255")));
     assert_eq!(report["ade"]["images"], 40);
-    // Read in the default (offset) encoding, the ignored 255s are past the 9 classes.
-    let (code, stdout, _) = twinhead(&["data", "check", "--ade", masks.to_str().unwrap()]);
+    // Without a flag the encoding is told from the masks: the 255s are the ignored value.
+    let (code, stdout, stderr) = twinhead(&["data", "check", "--ade", masks.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ignore255 encoding"), "{stdout}");
+    // Read in the offset encoding, the ignored 255s are past the 9 classes.
+    let (code, stdout, _) = twinhead(&["data", "check", "--ade", masks.to_str().unwrap(), "--seg-encoding", "offset"]);
     assert_eq!(code, 3, "problems found: {stdout}");
     assert!(stdout.contains("mask has label 255, above the 9 classes"), "{stdout}");
     let (code, stdout, stderr) = twinhead(&["data", "check", "--voc", data.to_str().unwrap()]);

@@ -11,7 +11,7 @@ use eframe::egui;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use twinhead::backend::device::DeviceSpec;
-use twinhead::gui::run_record::RunStatus;
+use twinhead::session::run_record::RunStatus;
 use twinhead::gui::settings::Settings;
 use twinhead::gui::Workbench;
 use twinhead::train::{Task, TrainConfig};
@@ -413,4 +413,62 @@ fn a_run_trains_on_the_gpu_chosen_on_setup() {
     assert_eq!(record.device.as_deref(), Some("wgpu:0"));
     assert!(record.device_memory.is_some_and(|m| m.in_use > 0), "the GPU's memory is reported");
     harness.get_by_label_contains("· wgpu:0");
+}
+
+/// A run `twinhead train` trains in another process shows in the runs list as
+/// running elsewhere, its step and curves follow its log live, and the
+/// workbench pauses it and stops it through the run's control file.
+#[test]
+fn a_run_of_another_process_is_followed_live_and_paused_from_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = workbench(dir.path());
+    harness.step();
+    let config = dir.path().join("cli.toml");
+    std::fs::write(&config, tiny_config(dir.path()).to_toml().replace("name = \"gui-test\"", "name = \"cli\"").replace("steps = 400", "steps = 100000")).unwrap();
+    let mut trainer = std::process::Command::new(env!("CARGO_BIN_EXE_twinhead"))
+        .args(["train", "--preset"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("runs/cli"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // It appears without a restart, and its step climbs as the log grows.
+    step_until(&mut harness, Duration::from_secs(120), "the CLI run to show, running elsewhere", |wb| {
+        wb.shared.session.record("cli").is_some_and(|r| r.elsewhere && r.status == RunStatus::Running && r.step >= 3)
+    });
+    wait_for_label(&mut harness, "running elsewhere", "the runs list marks the run as trained elsewhere");
+    let first = harness.state().shared.session.record("cli").unwrap().step;
+    step_until(&mut harness, Duration::from_secs(60), "more steps", |wb| wb.shared.session.record("cli").is_some_and(|r| r.step > first + 2));
+    assert!(harness.state().shared.session.record("cli").unwrap().series.det_loss.len() >= 2);
+
+    // Focused, it can be paused from the window (the run's buttons show from the next frame).
+    harness.get_by_label("cli").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Pause").click();
+    harness.step();
+    step_until(&mut harness, Duration::from_secs(60), "the run to pause", |wb| wb.shared.session.record("cli").is_some_and(|r| r.status == RunStatus::Paused));
+    wait_for_label(&mut harness, "paused elsewhere", "the runs list shows the pause");
+    let paused_at = harness.state().shared.session.record("cli").unwrap().step;
+    std::thread::sleep(Duration::from_millis(800));
+    harness.step();
+    assert_eq!(harness.state().shared.session.record("cli").unwrap().step, paused_at, "a paused run takes no step");
+    // And stopped: the process saves its checkpoint and exits.
+    harness.get_by_label("Stop").click();
+    harness.step();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = trainer.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the trainer did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    step_until(&mut harness, Duration::from_secs(30), "the run to be stopped", |wb| {
+        wb.shared.session.record("cli").is_some_and(|r| r.status == RunStatus::Stopped && !r.elsewhere)
+    });
+    let log = std::fs::read_to_string(dir.path().join("runs/cli/metrics.jsonl")).unwrap();
+    assert_eq!(log.matches("\"control_received\"").count(), 2, "the pause and the stop, each once");
 }

@@ -12,7 +12,7 @@ use egui_kittest::Harness;
 use twinhead::gui::compress_panel::CompressPanel;
 use twinhead::gui::inspect_panel::InspectPanel;
 use twinhead::gui::preview_panel::PreviewPanel;
-use twinhead::gui::session::NoticeLevel;
+use twinhead::session::NoticeLevel;
 use twinhead::gui::settings::Settings;
 use twinhead::gui::shared::Shared;
 

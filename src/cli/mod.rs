@@ -19,6 +19,7 @@ mod predict;
 mod replica_totals;
 mod run_args;
 mod runs;
+mod serve;
 mod submit;
 mod train;
 
@@ -68,6 +69,8 @@ enum Command {
     /// Write a challenge submission of a trained run.
     #[command(subcommand)]
     Submit(SubmitCommand),
+    /// Serve a runs folder over HTTP to the workbench and scripts (start, follow, steer runs on this machine).
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +89,8 @@ enum RunsCommand {
     /// Writes runs' TensorBoard files anew from their metrics.jsonl and timeline
     /// (runs trained before Twinhead wrote them, or with log.tensorboard = false).
     Tensorboard(runs::TensorboardArgs),
+    /// Copies a run folder from a `twinhead serve` server, for offline work (compression, export).
+    Pull(serve::PullArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +193,8 @@ pub fn main() -> ExitCode {
         Some(Command::Export(ExportCommand::UltralyticsStateDict(args))) => export_ultralytics::run(args),
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
         Some(Command::Runs(RunsCommand::Tensorboard(args))) => runs::run_tensorboard(args),
+        Some(Command::Runs(RunsCommand::Pull(args))) => serve::run_pull(args),
+        Some(Command::Serve(args)) => serve::run_serve(args),
         Some(Command::Submit(SubmitCommand::Track1(args))) => submit::run_track1(args),
         Some(Command::Devices) => list_devices(),
         Some(Command::Compress(CompressArgs { command: Some(CompressCommand::Report(args)), .. })) => compress::run_report(args),

@@ -43,6 +43,13 @@ pub struct Args {
     /// Node 0's HOST:PORT (PORT and the next nodes+1 ports are used).
     #[arg(long, value_name = "HOST:PORT", requires = "nodes")]
     coordinator: Option<String>,
+    /// A multi-node run launched by Slurm (`srun`): the node count, this node's rank and the
+    /// coordinator (the job's first host) come from SLURM_JOB_NUM_NODES, SLURM_NODEID and SLURM_JOB_NODELIST.
+    #[arg(long, conflicts_with_all = ["nodes", "node_rank", "coordinator"])]
+    slurm: bool,
+    /// The coordinator's port with --slurm.
+    #[arg(long, default_value_t = crate::train::parallel::slurm::DEFAULT_PORT, requires = "slurm")]
+    coordinator_port: u16,
     /// Seconds a node may stay silent (or unreachable at the start) before the run ends on every node.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     node_timeout: u64,
@@ -51,10 +58,10 @@ pub struct Args {
 /// Where the run trains, from --device, --devices and the node flags.
 fn placement(args: &Args) -> Result<Placement> {
     let local = Placement::local(args.device, args.devices.as_deref())?;
+    let timeout = std::time::Duration::from_secs(args.node_timeout);
     let nodes = match (args.nodes, args.node_rank, &args.coordinator) {
-        (Some(count), Some(rank), Some(coordinator)) => {
-            Some(NodeSpec::new(count, rank, coordinator, std::time::Duration::from_secs(args.node_timeout))?)
-        }
+        _ if args.slurm => Some(crate::train::parallel::slurm::node_spec(|name| std::env::var(name).ok(), args.coordinator_port, timeout)?),
+        (Some(count), Some(rank), Some(coordinator)) => Some(NodeSpec::new(count, rank, coordinator, timeout)?),
         _ => None,
     };
     Ok(Placement { nodes, ..local })

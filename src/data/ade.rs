@@ -19,7 +19,7 @@ use super::problem::{keep_passing, log_skipped, split_checked, Problem};
 /// The split name a flat `images/` + `annotations/` pair is read as.
 pub const FLAT_SPLIT: &str = "all";
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AdeRecord {
     pub id: String,
     pub image_path: PathBuf,

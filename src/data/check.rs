@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::classify::{self, ClsDataset, ClsFormat};
 use super::format::{DetFormat, DetSpec, SegFormat, SegSpec};
@@ -15,20 +15,20 @@ use super::masks::MaskEncoding;
 use super::problem::Problem;
 use super::voc::{VocClasses, VocDataset};
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CheckReport {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voc: Option<VocSummary>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ade: Option<AdeSummary>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cls: Option<ClsSummary>,
     /// Groups of image files with identical content.
     pub duplicates: Vec<Vec<PathBuf>>,
     pub problems: Vec<Problem>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct VocSummary {
     pub root: PathBuf,
     pub format: DetFormat,
@@ -47,13 +47,13 @@ pub struct VocSummary {
     pub image_sizes: SizeSummary,
 }
 
-#[derive(Debug, Default, Clone, Copy, Serialize)]
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
 pub struct ClassCount {
     pub objects: usize,
     pub difficult: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AdeSummary {
     pub root: PathBuf,
     pub format: SegFormat,
@@ -71,7 +71,7 @@ pub struct AdeSummary {
 }
 
 /// A classification dataset's summary.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ClsSummary {
     pub root: PathBuf,
     pub format: ClsFormat,
@@ -84,7 +84,7 @@ pub struct ClsSummary {
     pub image_sizes: SizeSummary,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SizeSummary {
     pub count: usize,
     pub min_width: u32,

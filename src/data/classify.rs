@@ -37,7 +37,7 @@ impl ClsFormat {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClsRecord {
     pub id: String,
     pub image_path: PathBuf,

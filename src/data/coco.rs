@@ -48,7 +48,7 @@ impl CocoId {
 /// classes. A COCO dataset keeps its file's own, so pycocotools scores results
 /// against that very file; every other format is numbered by
 /// [`CocoIds::numbered`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct CocoIds {
     /// By record id.
     images: HashMap<String, CocoId>,

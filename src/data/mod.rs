@@ -8,6 +8,7 @@ pub mod check;
 pub mod classify;
 pub mod classes;
 pub mod coco;
+pub mod encoded;
 pub mod format;
 pub mod loader;
 pub mod masks;

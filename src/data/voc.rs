@@ -13,7 +13,7 @@ use super::problem::{keep_passing, log_skipped, split_checked, Problem};
 /// A box in VOC pixel coordinates: 1-based and inclusive, `[xmin, ymin, xmax, ymax]`.
 pub type VocBox = [f32; 4];
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VocObject {
     pub name: String,
     /// Index into the dataset's class list.
@@ -24,7 +24,7 @@ pub struct VocObject {
     pub bbox: VocBox,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VocAnnotation {
     pub filename: String,
     pub width: u32,
@@ -33,7 +33,7 @@ pub struct VocAnnotation {
     pub objects: Vec<VocObject>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VocRecord {
     pub id: String,
     pub image_path: PathBuf,

@@ -13,7 +13,7 @@ use super::inspect_panel::InspectPanel;
 use super::job::Job;
 use super::preview_panel::PreviewPanel;
 use super::runs_panel::RunsPanel;
-use super::session::{Notice, NoticeLevel};
+use crate::session::{Notice, NoticeLevel};
 use super::settings::{Settings, Tab, KEY};
 use super::setup_panel::SetupPanel;
 use super::shared::Shared;

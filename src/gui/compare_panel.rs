@@ -7,8 +7,8 @@ use std::cmp::Ordering;
 use anyhow::{Context, Result};
 use eframe::egui;
 
-use super::run_record::{RunRecord, RunStatus};
-use super::session::Notice;
+use crate::session::run_record::{RunRecord, RunStatus};
+use crate::session::Notice;
 use super::shared::Shared;
 use crate::train::config::TrainConfig;
 use crate::train::config_diff::config_diff;
@@ -206,7 +206,7 @@ impl Row {
             name: run.name.clone(),
             tasks: run.config.data.run_tasks(),
             strategy: run.strategy_summary(),
-            status: run.status.label().to_string(),
+            status: run.status_label(),
             status_detail: match &run.status {
                 RunStatus::Failed(message) => Some(message.clone()),
                 _ => None,
@@ -766,7 +766,7 @@ mod tests {
 
     #[test]
     fn evaluated_runs_get_forgetting_at_end_and_the_outcome_chart() {
-        use crate::gui::run_record::RunStatus;
+        use crate::session::run_record::RunStatus;
         use crate::train::events::{EvalRecord, Event};
         use egui_kittest::kittest::Queryable;
         let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use eframe::egui;
 use egui_plot::{Corner, Legend, MarkerShape, Plot, PlotPoint, Points, Text};
 
 use super::job::Job;
-use super::session::Notice;
+use crate::session::Notice;
 use super::shared::Shared;
 use crate::compress::job::{compress, CompressRequest, DEFAULT_FINETUNE_STEPS};
 use crate::compress::measure::Measurement;

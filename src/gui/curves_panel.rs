@@ -13,9 +13,9 @@ use eframe::egui::{self, Color32, ColorImage, Rect};
 use egui_plot::{FilledArea, HoverPosition, Legend, Line, LineStyle, Plot, PlotBounds, PlotPoint, Points, Text, VLine};
 
 use super::csv_field;
-use super::run_record::{RunRecord, Series};
+use crate::session::run_record::{RunRecord, Series};
 use crate::model::{Task, TaskSet};
-use super::session::Notice;
+use crate::session::Notice;
 use super::shared::{Selection, Shared};
 
 /// At most this many points per plotted series: beyond it, a frame costs more
@@ -659,7 +659,7 @@ fn save_png(image: &ColorImage, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gui::run_record::{Marker, RunStatus};
+    use crate::session::run_record::{Marker, RunStatus};
     use crate::train::config::TrainConfig;
 
     fn record(name: &str, status: RunStatus) -> RunRecord {
@@ -846,7 +846,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = record("a", RunStatus::Completed);
         let notice = export_csv(&dir.path().join("exports"), &[&run]);
-        assert_eq!(notice.level, crate::gui::session::NoticeLevel::Info, "{}", notice.text);
+        assert_eq!(notice.level, crate::session::NoticeLevel::Info, "{}", notice.text);
         let file = std::fs::read_dir(dir.path().join("exports")).unwrap().next().unwrap().unwrap().path();
         assert!(notice.text.contains(&file.display().to_string()));
         assert_eq!(std::fs::read_to_string(file).unwrap(), "run,metric,step,value\n");
@@ -880,7 +880,7 @@ mod tests {
         let (panel, shared) = harness.state();
         assert!(!panel.awaiting_screenshot);
         let (notice, _) = shared.notifications.items.last().expect("a notice");
-        assert_eq!(notice.level, crate::gui::session::NoticeLevel::Info, "{}", notice.text);
+        assert_eq!(notice.level, crate::session::NoticeLevel::Info, "{}", notice.text);
         let file = std::fs::read_dir(dir.path().join("exports")).unwrap().next().unwrap().unwrap().path();
         assert!(notice.text.contains(&file.display().to_string()), "{}", notice.text);
         let png = image::open(&file).unwrap().to_rgba8();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use eframe::egui;
 
 use super::job::Job;
-use super::session::Notice;
+use crate::session::Notice;
 use crate::data::coco::CocoIds;
 use crate::export::{write_standard, ExportFormat, ImagePrediction, Naming};
 use crate::model::TaskSet;

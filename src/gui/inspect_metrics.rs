@@ -16,7 +16,7 @@ use super::confusion_view::{CellText, Matrix};
 use super::inference::PredictorCache;
 use crate::backend::device::DeviceSpec;
 use super::job::Job;
-use super::session::Notice;
+use crate::session::Notice;
 use crate::data::classes::mask_label_name;
 use crate::eval::{PrCurve, VocMetric};
 use crate::predictor::{FullValidation, Predictor};

@@ -5,42 +5,36 @@
 //! three-task run also the classification images with their true class and
 //! top-5, right or wrong, filterable to the mistakes.
 
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use eframe::egui::{self, Vec2};
 use image::{GrayImage, RgbImage};
-use rayon::prelude::*;
 
+use super::class_view::top5_ui;
 use super::error_view::{annotation_boxes, ErrorLayer};
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
-use crate::backend::device::DeviceSpec;
-use super::inference::{checkpoint_combo, predict, ModelInfo, PredictorCache};
+use super::inference::{checkpoint_combo, ModelInfo, PredictorCache};
 use super::inspect_export::{ExportRequest, ExportRow};
 use super::inspect_metrics::MetricsView;
 use super::inspect_timeline::TimelineView;
 use super::job::{Job, Progress};
 use super::shared::Shared;
-use super::class_view::top5_ui;
-use crate::eval::cls::is_right;
-use crate::data::ade::AdeRecord;
-use crate::data::classify::ClsRecord;
-use crate::data::batch::decode_rgb;
+use crate::backend::device::DeviceSpec;
 use crate::data::coco::CocoIds;
 use crate::data::voc::VocRecord;
 use crate::data::Problem;
+use crate::eval::cls::is_right;
 use crate::eval::{evaluate_voc, ground_truth_from_voc, mean_of_defined, ConfusionMatrix, VocMetric};
+use crate::inspection::{self, Samples};
 use crate::model::postprocess::Detection;
 use crate::model::Task;
 use crate::predictor::Prediction;
+use crate::serve::client::Client;
+use crate::session::run_record::RunRecord;
 use crate::train::checkpoint::CheckpointKind;
 use crate::train::config::TrainConfig;
-use crate::train::evaluate::ValidationSplits;
-
-/// Images taken from each validation split.
-const SAMPLES: usize = 24;
-
-/// The checkpoints offered, in the combo's order.
 
 /// Tallest the side-by-side images are drawn.
 const VIEW_HEIGHT: f32 = 420.0;
@@ -224,14 +218,21 @@ impl InspectPanel {
             ui.label(format!("{name}: no such run"));
             return;
         };
-        let reload = self.header(ui, &name, &record.dir);
+        let reload = self.header(ui, &name, record);
         let writes = record.checkpoint_writes.get(&self.kind.name()).copied().unwrap_or(0);
         let rewritten = writes != self.writes_seen && self.job.is_none();
-        let wanted = (name, self.kind.clone());
+        let wanted = (name.clone(), self.kind.clone());
         if reload || rewritten || self.target.as_ref() != Some(&wanted) {
             self.writes_seen = writes;
             self.metrics.reset();
-            self.start(wanted, &record.dir, &record.config, shared.device(), shared.repaint.callback());
+            let source = match &record.remote {
+                Some(remote) => shared.servers.get(&remote.server).map(|client| Source::Server { client: client.clone(), run: remote.run.clone() }),
+                None => Some(Source::Here { predictors: self.predictors.clone(), run_dir: record.dir.clone(), device: shared.device() }),
+            };
+            match source {
+                Some(source) => self.start(wanted, source, &record.config, shared.repaint.callback()),
+                None => self.error = Some(format!("{name}: its server is not connected")),
+            }
         }
         ui.horizontal(|ui| {
             ui.selectable_value(&mut self.view, View::Images, "Images");
@@ -280,23 +281,16 @@ impl InspectPanel {
     }
 
     /// The title, the checkpoint combo and "Reload"; true when reloading was asked for.
-    fn header(&mut self, ui: &mut egui::Ui, name: &str, run_dir: &Path) -> bool {
+    fn header(&mut self, ui: &mut egui::Ui, name: &str, record: &RunRecord) -> bool {
         ui.horizontal(|ui| {
             ui.heading(format!("Inspect {name}"));
-            checkpoint_combo(ui, &mut self.kind, run_dir);
+            checkpoint_combo(ui, &mut self.kind, record);
             ui.button("Reload").on_hover_text("Predict again with the checkpoint as it is on disk now").clicked()
         })
         .inner
     }
 
-    fn start(
-        &mut self,
-        target: (String, CheckpointKind),
-        run_dir: &Path,
-        config: &TrainConfig,
-        device: DeviceSpec,
-        repaint: impl Fn() + Send + Sync + 'static,
-    ) {
+    fn start(&mut self, target: (String, CheckpointKind), source: Source, config: &TrainConfig, repaint: impl Fn() + Send + Sync + 'static) {
         if let Some(old) = self.job.take() {
             old.cancel();
         }
@@ -307,10 +301,8 @@ impl InspectPanel {
             self.browser.textures.clear();
         }
         self.error = None;
-        let (predictors, run_dir, config, (run, kind)) = (self.predictors.clone(), run_dir.to_path_buf(), config.clone(), target.clone());
-        self.job = Some(Job::spawn(format!("inspect {run}"), repaint, move |progress| {
-            inspect(&predictors, &run, (&run_dir, kind, device), &config, progress)
-        }));
+        let (config, (run, kind)) = (config.clone(), target.clone());
+        self.job = Some(Job::spawn(format!("inspect {run}"), repaint, move |progress| inspect(source, &run, kind, &config, progress)));
         self.target = Some(target);
     }
 
@@ -496,86 +488,59 @@ fn table_ui(ui: &mut egui::Ui, table: &Table, id: &str) {
     }
 }
 
-/// The inspection's work, on the job's thread: sample, predict, measure.
-fn inspect(
-    predictors: &PredictorCache,
-    run: &str,
-    (run_dir, kind, device): (&Path, CheckpointKind, DeviceSpec),
-    config: &TrainConfig,
-    progress: &Progress,
-) -> Result<Inspection> {
-    let predictor = predictors.load(run_dir, &kind, device)?;
-    let model = ModelInfo::of(run, kind, &predictor);
-    let splits = ValidationSplits::open(&config.data)?;
-    let sampled = |records: usize| records.min(SAMPLES);
-    let mut skipped = Vec::new();
-    let (det_records, det_images) = match &splits.det {
-        Some(voc) => {
-            same_class_count("detection", voc.classes.len(), model.det_classes.len())?;
-            read_images(&voc.records[..sampled(voc.records.len())], |r: &VocRecord| &r.image_path, &mut skipped)
+/// The inspection's work, on the job's thread: the samples (predicted here,
+/// or on the run's server), then measured.
+fn inspect(source: Source, run: &str, kind: CheckpointKind, config: &TrainConfig, progress: &Progress) -> Result<Inspection> {
+    let samples = match source {
+        Source::Here { predictors, run_dir, device } => inspection::sample(&predictors, run, (&run_dir, kind, device), config, progress)?,
+        Source::Server { client, run: on_server } => {
+            progress.set(0, 1);
+            let samples = client.inspect(&on_server, &kind)?;
+            Samples { model: ModelInfo { run: run.to_string(), ..samples.model }, ..samples }
         }
-        None => Default::default(),
     };
-    let (seg_records, seg_images, seg_truth) = match &splits.seg {
-        Some(ade) => {
-            same_class_count("segmentation", ade.classes.len(), model.seg_classes.len())?;
-            read_seg(&ade.records[..sampled(ade.records.len())], ade.classes.len(), &mut skipped)
-        }
-        None => Default::default(),
-    };
-    let (cls_records, cls_images) = match &splits.cls {
-        Some(split) => {
-            same_class_count("classification", split.classes.len(), predictor.cls_classes().len())?;
-            read_images(&split.records[..sampled(split.records.len())], |r: &ClsRecord| &r.image_path, &mut skipped)
-        }
-        None => Default::default(),
-    };
+    Ok(measure(samples))
+}
 
-    let postprocess = config.eval.postprocess();
-    let (mut done, total) = (0, det_images.len() + seg_images.len() + cls_images.len());
-    let det_predictions = predict(&predictor, &det_images, &postprocess, progress, &mut done, total)?;
-    let seg_predictions = predict(&predictor, &seg_images, &postprocess, progress, &mut done, total)?;
-    let cls_probabilities = match cls_images.is_empty() {
-        true => Vec::new(),
-        false => predictor.classify_images(&cls_images)?,
-    };
-    progress.set(total, total);
-    let cls = cls_records
-        .into_iter()
-        .zip(cls_images)
-        .zip(cls_probabilities)
-        .map(|((record, image), probabilities)| ClsSample { id: record.id, image, truth: record.class, probabilities })
-        .collect();
+/// Where Inspect's samples are predicted: here, or on the run's server.
+enum Source {
+    Here { predictors: PredictorCache, run_dir: PathBuf, device: DeviceSpec },
+    Server { client: Arc<Client>, run: String },
+}
 
-    let detections: Vec<_> =
-        det_predictions.iter().enumerate().flat_map(|(i, p)| p.detections.iter().map(move |d| d.to_eval(i))).collect();
+/// The samples judged: each prediction against its truth, per-class AP50 and IoU on these images.
+fn measure(samples: Samples) -> Inspection {
+    let Samples { model, det, seg, cls, mut skipped, coco_ids } = samples;
+    let det_records: Vec<VocRecord> = det.iter().map(|s| s.record.clone()).collect();
+    let detections: Vec<_> = det.iter().enumerate().flat_map(|(i, s)| s.prediction.detections.iter().map(move |d| d.to_eval(i))).collect();
     let ap = evaluate_voc(&ground_truth_from_voc(&det_records), &detections, model.det_classes.len(), VocMetric::Area);
     let mut confusion = ConfusionMatrix::new(model.seg_classes.len());
-    for ((record, truth), prediction) in seg_records.iter().zip(&seg_truth).zip(&seg_predictions) {
+    for sample in &seg {
         // The reader checked both sizes from the headers; a file changed since is left out, not a panic.
-        match &prediction.mask {
-            Some(mask) if truth.dimensions() == mask.dimensions() => confusion.accumulate(truth.as_raw(), mask.as_raw()),
-            _ => skipped.push(Problem::new(&record.mask_path, "mask and image sizes differ")),
+        match (&sample.truth, &sample.prediction.mask) {
+            (Some(truth), Some(mask)) if truth.dimensions() == mask.dimensions() => confusion.accumulate(truth.as_raw(), mask.as_raw()),
+            _ => skipped.push(Problem::new(&sample.record.mask_path, "mask and image sizes differ")),
         }
     }
-
-    let det = det_records
-        .iter()
-        .zip(det_images)
-        .zip(det_predictions)
-        .map(|((record, image), prediction)| {
-            let (boxes, difficult) = annotation_boxes(&record.annotation).into_iter().unzip();
-            Sample::new(record.id.clone(), image, Truth::Boxes(boxes), difficult, prediction)
+    let det = det
+        .into_iter()
+        .map(|s| {
+            let (boxes, difficult) = annotation_boxes(&s.record.annotation).into_iter().unzip();
+            Sample::new(s.record.id, s.image, Truth::Boxes(boxes), difficult, s.prediction)
         })
         .collect();
-    let seg = seg_records
+    let seg = seg
         .into_iter()
-        .zip(seg_images)
-        .zip(seg_truth)
-        .zip(seg_predictions)
-        .map(|(((record, image), mask), prediction)| Sample::new(record.id, image, Truth::Mask(mask), Vec::new(), prediction))
+        .map(|s| {
+            let truth = s.truth.unwrap_or_else(|| GrayImage::new(s.image.width(), s.image.height()));
+            Sample::new(s.record.id, s.image, Truth::Mask(truth), Vec::new(), s.prediction)
+        })
         .collect();
-    Ok(Inspection {
+    let cls = cls
+        .into_iter()
+        .map(|s| ClsSample { id: s.record.id, image: s.image, truth: s.record.class, probabilities: s.prediction.class_probabilities })
+        .collect();
+    Inspection {
         det_table: Table::new("AP50", &model.det_classes, &ap.per_class),
         seg_table: Table::new("IoU", &model.seg_classes, &confusion.per_class_iou()),
         model,
@@ -583,48 +548,9 @@ fn inspect(
         seg,
         cls,
         skipped,
-        coco_ids: splits.det.as_ref().map_or_else(|| CocoIds::numbered([], 0), |voc| voc.coco_ids()),
-    })
-}
-
-/// A run trained on one class list cannot be measured on a dataset with another.
-fn same_class_count(task: &str, dataset: usize, model: usize) -> Result<()> {
-    if dataset != model {
-        bail!("the run's {task} head has {model} classes but its validation dataset has {dataset}: was the dataset changed?");
+        coco_ids,
     }
-    Ok(())
 }
-
-/// The records whose image (at `image_path`) decodes, with their images.
-fn read_images<R: Clone + Send + Sync>(records: &[R], image_path: fn(&R) -> &Path, skipped: &mut Vec<Problem>) -> (Vec<R>, Vec<RgbImage>) {
-    let decoded: Vec<Result<(R, RgbImage), Problem>> =
-        records.par_iter().map(|r| decode_rgb(image_path(r)).map(|image| (r.clone(), image))).collect();
-    keep_readable(decoded, skipped).into_iter().unzip()
-}
-
-/// The records where both the image and the mask decode, with both.
-fn read_seg(records: &[AdeRecord], num_classes: usize, skipped: &mut Vec<Problem>) -> (Vec<AdeRecord>, Vec<RgbImage>, Vec<GrayImage>) {
-    let decoded: Vec<Result<(AdeRecord, RgbImage, GrayImage), Problem>> = records
-        .par_iter()
-        .map(|r| Ok((r.clone(), decode_rgb(&r.image_path)?, r.read_mask(num_classes)?)))
-        .collect();
-    let mut columns = (Vec::new(), Vec::new(), Vec::new());
-    for (record, image, mask) in keep_readable(decoded, skipped) {
-        columns.0.push(record);
-        columns.1.push(image);
-        columns.2.push(mask);
-    }
-    columns
-}
-
-/// The items that were read; the problems of the others go to `skipped`.
-fn keep_readable<T>(items: Vec<Result<T, Problem>>, skipped: &mut Vec<Problem>) -> Vec<T> {
-    items
-        .into_iter()
-        .filter_map(|item| item.map_err(|problem| skipped.push(problem)).ok())
-        .collect()
-}
-
 
 #[cfg(test)]
 mod tests {
@@ -639,20 +565,5 @@ mod tests {
         assert_eq!(table.absent, 1);
         let empty = Table::new("IoU", &names, &[None, None, None]);
         assert_eq!((empty.mean, empty.rows.len(), empty.absent), (None, 0, 3));
-    }
-
-    #[test]
-    fn unreadable_items_are_skipped_with_their_problem() {
-        let mut skipped = Vec::new();
-        let items = vec![Ok(1), Err(Problem::new("b.jpg", "image does not decode")), Ok(3)];
-        assert_eq!(keep_readable(items, &mut skipped), vec![1, 3]);
-        assert_eq!(skipped, vec![Problem::new("b.jpg", "image does not decode")]);
-    }
-
-    #[test]
-    fn a_class_count_mismatch_is_an_error_not_a_panic() {
-        assert!(same_class_count("detection", 20, 20).is_ok());
-        let error = same_class_count("segmentation", 150, 9).unwrap_err().to_string();
-        assert!(error.contains("9 classes") && error.contains("150"), "{error}");
     }
 }

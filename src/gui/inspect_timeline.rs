@@ -14,7 +14,7 @@ use super::error_view::{truth_parts, ErrorLayer};
 use super::class_view::top5_ui;
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
 use super::job::Job;
-use super::run_record::RunRecord;
+use crate::session::run_record::RunRecord;
 use crate::data::batch::decode_rgb;
 use crate::data::truth::truth_beside;
 use crate::data::ClassList;

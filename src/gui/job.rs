@@ -30,6 +30,15 @@ impl Progress {
     }
 }
 
+impl crate::inspection::Progress for Progress {
+    fn set(&self, done: usize, total: usize) {
+        Progress::set(self, done, total)
+    }
+    fn is_cancelled(&self) -> bool {
+        Progress::is_cancelled(self)
+    }
+}
+
 /// The window's side of a background job producing a `T`.
 pub struct Job<T> {
     pub label: String,

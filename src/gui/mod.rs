@@ -4,7 +4,7 @@
 //! messages, so a frame never waits on the engine.
 //!
 //! One file per panel; state shared between them lives in [`shared`], the runs
-//! and their trainer threads in [`session`].
+//! and their trainer threads in [`crate::session`].
 
 mod app;
 mod class_view;
@@ -23,9 +23,8 @@ pub mod inspect_panel;
 mod inspect_timeline;
 pub mod job;
 pub mod preview_panel;
-pub mod run_record;
 mod runs_panel;
-pub mod session;
+mod servers_panel;
 pub mod settings;
 mod setup_panel;
 pub mod shared;
@@ -114,14 +113,14 @@ pub(crate) fn unix_seconds() -> u64 {
 
 /// Writes an exported CSV (creating its folder) and says where in a notice,
 /// `"{what} saved to {path}"`, or why not.
-pub(crate) fn save_csv(path: &std::path::Path, text: &str, what: &str) -> session::Notice {
+pub(crate) fn save_csv(path: &std::path::Path, text: &str, what: &str) -> crate::session::Notice {
     let written = path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| std::fs::write(path, text))
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()));
     match written {
-        Ok(()) => session::Notice::info(format!("{what} saved to {}", path.display())),
-        Err(error) => session::Notice::error(format!("Export CSV: {error:#}")),
+        Ok(()) => crate::session::Notice::info(format!("{what} saved to {}", path.display())),
+        Err(error) => crate::session::Notice::error(format!("Export CSV: {error:#}")),
     }
 }

@@ -11,9 +11,9 @@ use eframe::egui::{self, Vec2};
 
 use super::class_view::top5_ui;
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
-use super::inference::{checkpoint_combo, spawn_file_predictions, FilePredictions, PredictedFile, PredictorCache};
+use super::inference::{checkpoint_combo, predict_with, spawn_file_predictions, FilePredictions, PredictedFile, PredictorCache};
 use super::job::Job;
-use super::session::Notice;
+use crate::session::Notice;
 use super::shared::Shared;
 use crate::model::postprocess::Detection;
 use crate::train::checkpoint::CheckpointKind;
@@ -61,7 +61,7 @@ impl PreviewPanel {
             Some(record) => {
                 ui.horizontal(|ui| {
                     ui.label(format!("Predicting with {}", record.name));
-                    checkpoint_combo(ui, &mut self.kind, &record.dir);
+                    checkpoint_combo(ui, &mut self.kind, record);
                 });
             }
             None => {
@@ -139,12 +139,11 @@ impl PreviewPanel {
         if self.predict.is_some() || self.waiting.is_empty() || self.failed_with.as_ref() == Some(&run) {
             return;
         }
-        let Some(record) = shared.session.record(&name) else {
+        let Some(with) = predict_with(shared, &self.predictors, &name) else {
             return;
         };
         self.in_flight = std::mem::take(&mut self.waiting);
-        let (dir, paths) = (record.dir.clone(), self.in_flight.clone());
-        self.predict = Some(spawn_file_predictions(&self.predictors, name, dir, self.kind.clone(), shared.device(), paths, shared.repaint.callback()));
+        self.predict = Some(spawn_file_predictions(with, name, self.kind.clone(), self.in_flight.clone(), shared.repaint.callback()));
         self.predicted_with = Some(run);
         self.failed_with = None;
     }

@@ -4,8 +4,9 @@
 
 use eframe::egui;
 
-use super::run_record::{RunRecord, RunStatus};
-use super::session::Notice;
+use crate::session::run_record::{RunRecord, RunStatus};
+use crate::session::Notice;
+use super::servers_panel::ServersPanel;
 use super::shared::Shared;
 use crate::train::events::Control;
 use crate::backend::device::{mib, DeviceSpec};
@@ -16,17 +17,20 @@ use crate::train::parallel::Placement;
 pub struct RunsPanel {
     /// A run waiting for the user to confirm its deletion.
     confirm_delete: Option<String>,
+    servers: ServersPanel,
 }
 
 impl RunsPanel {
     pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         ui.horizontal(|ui| {
             ui.heading("Runs");
-            if ui.small_button("⟳").on_hover_text("Look for new runs in the runs folder").clicked() {
-                let notices = shared.session.rescan();
-                shared.notifications.extend(notices);
+            let connected = shared.servers.len();
+            let label = if connected > 0 { format!("Servers ({connected})") } else { "Servers…".to_string() };
+            if ui.small_button(label).on_hover_text("List the runs of `twinhead serve` servers beside this machine's").clicked() {
+                self.servers.open = true;
             }
         });
+        self.servers.window(ui.ctx(), shared);
         if let Some(name) = shared.selection.focused.clone() {
             self.focused_actions(ui, shared, &name);
         }
@@ -52,7 +56,7 @@ impl RunsPanel {
         let status = record.status.clone();
         // A run continues on the devices it trained on (its log says which).
         let devices = record.device.as_deref().and_then(|d| Placement::parse_devices(d).ok()).unwrap_or(vec![DeviceSpec::Cpu]);
-        let live = shared.session.is_active(name);
+        let live = shared.session.is_steerable(name);
         ui.label(egui::RichText::new(name).strong());
         let mut outcome = Ok(());
         ui.horizontal_wrapped(|ui| {
@@ -152,7 +156,7 @@ fn run_row(ui: &mut egui::Ui, shared: &mut Shared, index: usize) {
             if ui.selectable_label(focused, egui::RichText::new(&name).strong()).clicked() {
                 shared.selection.focused = Some(name.clone());
             }
-            ui.colored_label(status_color(ui, &record.status), record.status.label());
+            ui.colored_label(status_color(ui, &record.status), record.status_label());
         });
         ui.label(egui::RichText::new(record.strategy_summary()).small());
         ui.add(egui::ProgressBar::new(record.progress()).text(format!("step {}/{}", record.step, record.total_steps)));

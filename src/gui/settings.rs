@@ -23,11 +23,26 @@ pub struct Settings {
     pub runs_dir: PathBuf,
     /// The panel shown in the middle.
     pub tab: Tab,
+    /// `twinhead serve` servers whose runs are listed (connected at start).
+    pub servers: Vec<ServerEntry>,
+}
+
+/// A server as the Servers window keeps it: where it is and where its
+/// secrets are. The token itself is never stored here, only the file it is in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerEntry {
+    /// The name its runs carry in the list (`quick@gpu-box`).
+    pub label: String,
+    /// `http://127.0.0.1:7878` (an SSH tunnel) or `https://gpu-box:7878`.
+    pub address: String,
+    pub token_file: Option<PathBuf>,
+    /// The server's certificate, when the web's authorities do not vouch for it.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { voc_dir: None, ade_dir: None, cls_dir: None, preset: "quick".into(), runs_dir: "runs".into(), tab: Tab::Setup }
+        Self { voc_dir: None, ade_dir: None, cls_dir: None, preset: "quick".into(), runs_dir: "runs".into(), tab: Tab::Setup, servers: Vec::new() }
     }
 }
 
@@ -90,6 +105,12 @@ mod tests {
             preset: "voc-ade".into(),
             runs_dir: "/data/runs".into(),
             tab: Tab::Compare,
+            servers: vec![ServerEntry {
+                label: "gpu-box".into(),
+                address: "http://127.0.0.1:7878".into(),
+                token_file: Some("/home/me/.twinhead-token".into()),
+                ca_file: None,
+            }],
         };
         eframe::set_value(&mut storage, KEY, &settings);
         assert_eq!(eframe::get_value::<Settings>(&storage, KEY), Some(settings));

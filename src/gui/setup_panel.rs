@@ -9,7 +9,7 @@ use eframe::egui;
 
 use super::dataset_stats;
 use super::job::Job;
-use super::session::Notice;
+use crate::session::Notice;
 use super::settings::{Settings, Tab};
 use super::shared::Shared;
 use crate::data::check::{self, CheckReport, CheckRequest};
@@ -43,6 +43,9 @@ pub struct SetupPanel {
     weights: WeightsField,
     /// The learning rate to send to the focused live run.
     live_lr: f64,
+    /// The server the next run trains on (its label), or this machine. On a
+    /// server, dataset folders are its paths, checked there, and the devices its own.
+    target: Option<String>,
 }
 
 /// The `model.pretrained` file: the text the user edits, and what reading it
@@ -124,9 +127,60 @@ impl SetupPanel {
             weights: WeightsField::new(draft.model.pretrained.as_deref()),
             draft,
             preset_error,
+            target: None,
         };
         panel.apply_saved_folders(&shared.settings);
         panel
+    }
+
+    /// "Train on": this machine, or a connected server.
+    fn target_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        if shared.servers.is_empty() && self.target.is_none() {
+            return;
+        }
+        if self.target.as_ref().is_some_and(|label| !shared.servers.contains_key(label)) {
+            self.target = None;
+            shared.devices = vec![DeviceSpec::Cpu];
+        }
+        let shown = self.target.clone().unwrap_or_else(|| "this machine".into());
+        let mut chosen = None;
+        ui.horizontal(|ui| {
+            let label = ui.label("Train on");
+            egui::ComboBox::from_id_salt("train on").selected_text(&shown).show_ui(ui, |ui| {
+                if ui.selectable_label(self.target.is_none(), "this machine").clicked() {
+                    chosen = Some(None);
+                }
+                for server in shared.session.remote_labels() {
+                    if ui.selectable_label(self.target.as_ref() == Some(&server), &server).clicked() {
+                        chosen = Some(Some(server));
+                    }
+                }
+            })
+            .response
+            .labelled_by(label.id);
+            if let Some(server) = &self.target {
+                ui.weak(format!("dataset folders are paths on {server}, checked there"));
+            }
+        });
+        if let Some(target) = chosen {
+            if target != self.target {
+                // The devices of the place the run trains, its first one until others are picked.
+                let offered = self.offered_devices(&target, shared);
+                shared.devices = vec![offered.first().map_or(DeviceSpec::Cpu, |d| d.0)];
+                self.target = target;
+                for which in Dataset::ALL {
+                    self.field(which).check = FolderCheck::None;
+                }
+            }
+        }
+    }
+
+    /// The devices a run can train on where it would train.
+    fn offered_devices(&self, target: &Option<String>, shared: &Shared) -> Vec<(DeviceSpec, String)> {
+        match target {
+            Some(server) => shared.session.remote_devices(server).to_vec(),
+            None => self.devices.clone(),
+        }
     }
 
     /// Stores what should survive a restart.
@@ -167,6 +221,7 @@ impl SetupPanel {
         self.poll_jobs(shared);
 
         ui.heading("Setup");
+        self.target_row(ui, shared);
         self.preset_row(ui, shared);
         ui.separator();
         ui.strong("Data");
@@ -182,7 +237,8 @@ impl SetupPanel {
         strategy_editor(ui, &mut self.draft.strategy, run, error.as_deref());
         ui.separator();
         ui.strong("Training");
-        self.training_grid(ui, &mut shared.devices, error.as_deref());
+        let offered = self.offered_devices(&self.target, shared);
+        self.training_grid(ui, &offered, &mut shared.devices, error.as_deref());
         self.weights_row(ui, shared);
         ui.separator();
         // A weights file that does not fit would fail the run at once.
@@ -301,9 +357,21 @@ impl SetupPanel {
                 ..Default::default()
             },
         };
-        let job = Job::spawn("dataset check", shared.repaint.callback(), move |progress| {
-            let files = AtomicUsize::new(0);
-            check::check(&request, &|| progress.set(files.fetch_add(1, Ordering::Relaxed) + 1, 0))
+        let server: Option<std::sync::Arc<crate::serve::client::Client>> = self.target.as_ref().and_then(|label| shared.servers.get(label).cloned());
+        let job = Job::spawn("dataset check", shared.repaint.callback(), move |progress| match server {
+            // The folders are the server's: checked there.
+            Some(client) => client.check(&crate::serve::api::CheckRequest {
+                voc: request.det.map(|spec| spec.dir),
+                ade: request.seg.map(|spec| spec.dir),
+                cls: request.cls.map(|(dir, _)| dir),
+                voc_split: request.det_split,
+                ade_split: request.seg_split,
+                cls_split: request.cls_split,
+            }),
+            None => {
+                let files = AtomicUsize::new(0);
+                check::check(&request, &|| progress.set(files.fetch_add(1, Ordering::Relaxed) + 1, 0))
+            }
         });
         self.field(which).check = FolderCheck::Running(job);
     }
@@ -467,7 +535,7 @@ impl SetupPanel {
         self.weights.check = Some(Job::spawn("weights check", shared.repaint.callback(), move |_| pretrained_report(&model, &path)));
     }
 
-    fn training_grid(&mut self, ui: &mut egui::Ui, devices: &mut Vec<DeviceSpec>, error: Option<&str>) {
+    fn training_grid(&mut self, ui: &mut egui::Ui, offered: &[(DeviceSpec, String)], devices: &mut Vec<DeviceSpec>, error: Option<&str>) {
         let draft = &mut self.draft;
         egui::Grid::new("training").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
             ui.label("Steps");
@@ -512,7 +580,7 @@ impl SetupPanel {
             ui.horizontal(|ui| {
                 let shown = Placement { devices: devices.clone(), nodes: None }.describe();
                 let combo = egui::ComboBox::from_id_salt("device").selected_text(shown).show_ui(ui, |ui| {
-                    for (choice, description) in &self.devices {
+                    for (choice, description) in offered {
                         if ui.selectable_label(devices.contains(choice), description).clicked() {
                             toggle_device(devices, *choice);
                         }
@@ -533,10 +601,12 @@ impl SetupPanel {
                 (false, true) => "this build: wgpu (no CUDA; --features cuda)",
                 (false, false) => "this build: CPU only (--features cuda, wgpu)",
             };
-            match (self.device_probe.is_some(), self.devices.len()) {
-                (true, _) => ui.label("looking for GPUs…"),
-                (false, 1) => ui.label(format!("no GPU answered ({built})")),
-                (false, _) => ui.label(built),
+            match (&self.target, self.device_probe.is_some(), offered.len()) {
+                (Some(server), _, 0) => ui.label(format!("waiting for {server}'s devices")),
+                (Some(server), ..) => ui.label(format!("the devices of {server}")),
+                (None, true, _) => ui.label("looking for GPUs…"),
+                (None, false, 1) => ui.label(format!("no GPU answered ({built})")),
+                (None, false, _) => ui.label(built),
             };
             ui.end_row();
         });
@@ -553,7 +623,16 @@ impl SetupPanel {
                 (Some(error), _) => response.on_disabled_hover_text(error),
                 _ => response.on_hover_text("Train with this configuration (queued when a run is training on the device)"),
             };
-            if response.clicked() {
+            if response.clicked() && self.target.is_some() {
+                let server = self.target.clone().expect("checked");
+                match shared.session.enqueue_on(&server, self.draft.clone(), &shared.devices) {
+                    Ok(()) => {
+                        shared.notifications.push(Notice::info(format!("sent {} to {server}", self.draft.name)));
+                        shared.settings.tab = Tab::Curves;
+                    }
+                    Err(error) => shared.notifications.push(Notice::error(format!("{error:#}"))),
+                }
+            } else if response.clicked() {
                 match shared.session.enqueue(self.draft.clone(), &shared.devices) {
                     Ok(name) => {
                         shared.selection.checked.insert(name.clone());
@@ -572,7 +651,7 @@ impl SetupPanel {
 
     /// Strategy and learning-rate changes for the focused run while it trains.
     fn live_control(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
-        let Some(name) = shared.selection.focused.clone().filter(|n| shared.session.is_active(n)) else {
+        let Some(name) = shared.selection.focused.clone().filter(|n| shared.session.is_steerable(n)) else {
             return;
         };
         ui.separator();

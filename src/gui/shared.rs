@@ -1,16 +1,22 @@
 //! The state every panel may read or change: settings, the runs, which runs
 //! are selected, and the notifications. Panels keep their own view state.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use super::session::{Notice, NoticeLevel, Session};
-use super::settings::Settings;
+use crate::serve::client::Client;
+use crate::serve::remote::RemoteServer;
+use crate::session::{Notice, NoticeLevel, Session};
+use super::settings::{ServerEntry, Settings};
 use crate::train::config::TrainConfig;
 use crate::backend::device::DeviceSpec;
 use crate::train::parallel::Placement;
+
+/// The folder under the runs folder holding a mirror of each server's runs
+/// (their configuration and timeline, for the panels that read files).
+pub const REMOTE_MIRRORS: &str = ".remote";
 
 pub struct Shared {
     pub settings: Settings,
@@ -25,6 +31,8 @@ pub struct Shared {
     /// The devices new runs train on, one replica each (chosen on Setup, used
     /// by the sweep too); never empty, all of one kind.
     pub devices: Vec<DeviceSpec>,
+    /// The servers connected, by label (their runs are in the session).
+    pub servers: HashMap<String, Arc<Client>>,
 }
 
 impl Shared {
@@ -35,7 +43,7 @@ impl Shared {
         let (session, notices) = Session::open(&settings.runs_dir, repaint.callback());
         let mut notifications = Notifications::default();
         notifications.extend(notices);
-        Self {
+        let mut shared = Self {
             settings,
             session,
             selection: Selection::default(),
@@ -44,7 +52,31 @@ impl Shared {
             setup_request: None,
             dropped_files: Vec::new(),
             devices: vec![DeviceSpec::Cpu],
+            servers: HashMap::new(),
+        };
+        for entry in shared.settings.servers.clone() {
+            if let Err(error) = shared.connect(&entry) {
+                shared.notifications.push(Notice::error(format!("{}: {error:#}", entry.label)));
+            }
         }
+        shared
+    }
+
+    /// Lists the runs of the server `entry` names (its connection is tried,
+    /// and tried again, on a thread of its own).
+    pub fn connect(&mut self, entry: &ServerEntry) -> anyhow::Result<()> {
+        let client = Client::with_token_file(&entry.address, entry.token_file.as_deref(), entry.ca_file.as_deref())?;
+        let repaint = self.repaint.clone();
+        let mirror = self.settings.runs_dir.join(REMOTE_MIRRORS).join(&entry.label);
+        self.session.attach(Box::new(RemoteServer::connect(&entry.label, client.clone(), mirror, Arc::new(move || repaint.request()))));
+        self.servers.insert(entry.label.clone(), Arc::new(client));
+        Ok(())
+    }
+
+    /// Stops listing a server's runs.
+    pub fn disconnect(&mut self, label: &str) {
+        self.session.detach(label);
+        self.servers.remove(label);
     }
 
     /// The device inference runs on (Inspect, Preview): the first training device.

@@ -39,12 +39,14 @@ pub fn classify_batch<B: TwinBackend>(net: &TwinNet<B>, images: Tensor<B, 4>) ->
     probabilities(net.forward_cls(images))
 }
 
-/// What the network says about one image: what its heads give.
-#[derive(Debug, Clone, Default)]
+/// What the network says about one image: what its heads give (a server
+/// sends it as JSON, the mask as a PNG).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Prediction {
     /// Boxes `x0, y0, x1, y1` (0-based, continuous pixels), best first (none without a detection head).
     pub detections: Vec<Detection>,
     /// ADE encoding: class index + 1 (0 = nothing predicted); `None` without a segmentation head.
+    #[serde(with = "crate::data::encoded::gray")]
     pub mask: Option<GrayImage>,
     /// The classification head's class probabilities (empty without that head).
     pub class_probabilities: Vec<f32>,

@@ -33,6 +33,18 @@ pub enum CheckpointKind {
     Compressed(String),
 }
 
+impl Serialize for CheckpointKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckpointKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Self::parse(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The run's sub-folder holding compressed models.
 pub const COMPRESSED_DIR: &str = "compressed";
 

@@ -500,6 +500,15 @@ impl TrainConfig {
         Self::from_value(toml::from_str(text).context("invalid TOML")?, overrides)
     }
 
+    /// A configuration as a run folder's config.toml holds it, or the same as JSON.
+    pub fn parse(text: &str) -> Result<Self> {
+        if text.trim_start().starts_with('{') {
+            let value: toml::Value = serde_json::from_str(text).context("invalid JSON")?;
+            return Self::from_value(value, &[]);
+        }
+        Self::from_toml(text, &[])
+    }
+
     fn from_value(mut value: toml::Value, overrides: &[String]) -> Result<Self> {
         for item in overrides {
             apply_override(&mut value, item).map_err(|e| anyhow::Error::from(OverrideError(format!("{e:#}"))))?;

@@ -51,6 +51,14 @@ pub struct TailRead {
     pub unreadable: usize,
 }
 
+/// The raw lines a read of the log found (what a server streams on).
+#[derive(Debug, Default, PartialEq)]
+pub struct TailLines {
+    /// As [`TailRead::replaced`].
+    pub replaced: bool,
+    pub lines: Vec<Option<Vec<u8>>>,
+}
+
 /// A reader of one run's log that remembers where it stopped.
 #[derive(Debug)]
 pub struct LogTail {
@@ -76,13 +84,32 @@ impl LogTail {
         self.lines
     }
 
+    /// Whether the log ends in a line without its end (being written, or torn by a kill).
+    pub fn torn(&self) -> bool {
+        !self.partial.is_empty() || self.skipping
+    }
+
     pub fn identity(&self) -> Option<FileIdentity> {
         self.identity
     }
 
     /// Reads what was appended since the last call (everything on the first).
     pub fn read(&mut self) -> std::io::Result<TailRead> {
-        let mut read = TailRead::default();
+        let lines = self.read_lines()?;
+        let mut read = TailRead { replaced: lines.replaced, ..Default::default() };
+        for line in lines.lines {
+            match line.and_then(|bytes| serde_json::from_slice::<Event>(&bytes).ok()) {
+                Some(event) => read.events.push(event),
+                None => read.unreadable += 1,
+            }
+        }
+        Ok(read)
+    }
+
+    /// The lines completed since the last call, as written (`None` for a
+    /// line longer than [`MAX_LINE`], whose bytes were not kept).
+    pub fn read_lines(&mut self) -> std::io::Result<TailLines> {
+        let mut read = TailLines::default();
         let metadata = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -124,15 +151,10 @@ impl LogTail {
                 continue;
             }
             self.lines += 1;
-            if std::mem::take(&mut self.skipping) {
-                read.unreadable += 1;
-                continue;
+            match std::mem::take(&mut self.skipping) {
+                true => read.lines.push(None),
+                false => read.lines.push(Some(std::mem::take(&mut self.partial))),
             }
-            match serde_json::from_slice::<Event>(&self.partial) {
-                Ok(event) => read.events.push(event),
-                Err(_) => read.unreadable += 1,
-            }
-            self.partial.clear();
         }
         Ok(read)
     }

@@ -10,6 +10,7 @@ pub mod control_file;
 pub mod ema;
 pub mod evaluate;
 pub mod events;
+pub mod log_tail;
 pub mod loss;
 pub mod memory;
 pub mod optim;

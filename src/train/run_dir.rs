@@ -3,7 +3,7 @@
 //! listens (the CLI's progress bar, the workbench).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -112,20 +112,9 @@ pub fn never_trained(run_dir: &Path) -> Result<bool> {
 /// Reads every event of a run's log; a line that does not parse (a run killed
 /// mid-write) is skipped and counted.
 pub fn read_events(run_dir: &Path) -> Result<(Vec<Event>, usize)> {
-    let path = run_dir.join(METRICS_FILE);
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
-    };
-    let (mut events, mut bad) = (Vec::new(), 0);
-    for line in BufReader::new(file).lines() {
-        match serde_json::from_str::<Event>(&line?) {
-            Ok(event) => events.push(event),
-            Err(_) => bad += 1,
-        }
-    }
-    Ok((events, bad))
+    let mut tail = super::log_tail::LogTail::new(run_dir);
+    let read = tail.read().with_context(|| format!("{}: cannot read", run_dir.join(METRICS_FILE).display()))?;
+    Ok((read.events, read.unreadable + tail.torn() as usize))
 }
 
 /// Appends events to `metrics.jsonl` (and the TensorBoard file, once

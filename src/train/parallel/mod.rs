@@ -18,6 +18,7 @@ pub mod collective;
 pub mod launch;
 pub mod nodes;
 pub mod placement;
+pub mod slurm;
 pub mod snapshot;
 
 pub use collective::{Rank, Replica};

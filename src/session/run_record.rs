@@ -1,16 +1,18 @@
 //! What the workbench knows about one run: its configuration, status, and the
 //! curves and markers folded from its events (live from the trainer's channel,
-//! or replayed from `metrics.jsonl` for past runs).
+//! replayed from `metrics.jsonl` for past runs, or tailed from it for runs
+//! another process trains).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::backend::device::DeviceMemory;
 use crate::train::config::TrainConfig;
 use crate::train::events::{EvalRecord, Event, FinishReason, ReplicaStep};
-use crate::train::run_dir;
+use crate::train::log_tail::LogTail;
+use crate::train::run_dir::{self, LockState, TrainLock};
 use crate::train::strategy::{StrategyConfig, Task};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +103,11 @@ pub struct RunRecord {
     pub checkpoint_writes: HashMap<String, usize>,
     /// Lines of the log that did not parse (a run killed mid-write).
     pub unreadable_lines: usize,
+    /// Trained by another process on this machine or a shared file system
+    /// (its folder's lock is held), not by this one.
+    pub elsewhere: bool,
+    /// A run of a server's, listed here (its `dir` is a local mirror of what is shown).
+    pub remote: Option<super::remote::RemoteRun>,
 }
 
 impl RunRecord {
@@ -124,26 +131,67 @@ impl RunRecord {
             warnings: 0,
             checkpoint_writes: HashMap::new(),
             unreadable_lines: 0,
+            elsewhere: false,
+            remote: None,
         }
     }
 
-    /// A past run replayed from its folder.
+    /// A run replayed from its folder.
     pub fn load(dir: &Path) -> Result<Self> {
+        Ok(Self::follow(dir)?.0)
+    }
+
+    /// A run replayed from its folder, with the reader of its log where it
+    /// stopped, to follow what is appended next.
+    pub fn follow(dir: &Path) -> Result<(Self, LogTail)> {
+        let mut tail = LogTail::new(dir);
+        let read = tail.read().with_context(|| format!("{}: cannot read", dir.join(run_dir::METRICS_FILE).display()))?;
+        Ok((Self::replay(dir, read.events, read.unreadable + tail.torn() as usize)?, tail))
+    }
+
+    /// The run in `dir` whose log holds `events` (and `unreadable` lines).
+    pub fn replay(dir: &Path, events: Vec<Event>, unreadable: usize) -> Result<Self> {
         let config = run_dir::read_config(dir)?;
-        let (events, bad) = run_dir::read_events(dir)?;
         let mut record = Self::new(dir, config, RunStatus::Interrupted);
-        record.unreadable_lines = bad;
+        record.unreadable_lines = unreadable;
         for event in &events {
             record.apply(event);
         }
-        if record.status.is_live() {
-            // A log that ends mid-run belongs to a process that is gone.
+        if events.is_empty() || record.status.is_live() {
+            // Unless its lock says a process trains it, a log that ends mid-run belongs to one that is gone.
             record.status = RunStatus::Interrupted;
         }
-        if events.is_empty() {
-            record.status = RunStatus::Interrupted;
-        }
+        record.set_lock(TrainLock::state(dir));
         Ok(record)
+    }
+
+    /// Folds in whether another process trains the run. Without a lock to
+    /// tell (a run folder from a build before locks, a file system without
+    /// them) nothing changes: a log seen growing marks the run as trained
+    /// elsewhere then.
+    pub fn set_lock(&mut self, lock: LockState) {
+        let training = match lock {
+            LockState::Held => true,
+            LockState::Free => false,
+            LockState::Unknown => return,
+        };
+        self.elsewhere = training;
+        if training && !self.status.is_live() && self.status != RunStatus::Completed {
+            // The process has the run and has not logged its start yet.
+            self.status = RunStatus::Running;
+        }
+        if !training && self.status.is_live() {
+            // A log that ends mid-run belongs to a process that is gone.
+            self.status = RunStatus::Interrupted;
+        }
+    }
+
+    /// The status as the runs list shows it (`running elsewhere`).
+    pub fn status_label(&self) -> String {
+        match self.elsewhere && self.status.is_live() {
+            true => format!("{} elsewhere", self.status.label()),
+            false => self.status.label().to_string(),
+        }
     }
 
     /// Folds one event into the record.
