@@ -472,3 +472,53 @@ fn a_run_of_another_process_is_followed_live_and_paused_from_the_window() {
     let log = std::fs::read_to_string(dir.path().join("runs/cli/metrics.jsonl")).unwrap();
     assert_eq!(log.matches("\"control_received\"").count(), 2, "the pause and the stop, each once");
 }
+
+/// A `twinhead serve` server's runs are listed beside the local ones once it
+/// is connected: Setup trains a run there, its curves fill from the server's
+/// stream, and the window pauses and stops it through the server.
+#[test]
+fn a_servers_run_is_started_followed_and_steered_from_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_twinhead"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--runs", "server-runs"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    let address = line[line.find("http").expect("the server says where it listens")..].split_whitespace().next().unwrap().trim_end_matches("/api/v1").to_string();
+    let mut harness = workbench(dir.path());
+    let entry = twinhead::gui::settings::ServerEntry { label: "box".into(), address, token_file: None, ca_file: None };
+    harness.state_mut().shared.connect(&entry).unwrap();
+    step_until(&mut harness, Duration::from_secs(60), "the server's devices", |wb| !wb.shared.session.remote_devices("box").is_empty());
+
+    // Setup: train on the server.
+    harness.get_by_label("Train on").click();
+    harness.step();
+    harness.get_by_label("box").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Start").click();
+    harness.step();
+    step_until(&mut harness, Duration::from_secs(120), "the server's run to train and show its curves", |wb| {
+        wb.shared.session.record("gui-test@box").is_some_and(|r| r.status == RunStatus::Running && r.series.det_loss.len() >= 3 && r.remote.is_some())
+    });
+    assert!(dir.path().join("server-runs/gui-test/metrics.jsonl").is_file(), "the run trains in the server's folder");
+
+    // Steered from the window, through the server (the run's name is on Curves' check boxes too).
+    harness.get_by_role_and_label(egui::accesskit::Role::Button, "gui-test@box").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Pause").click();
+    harness.step();
+    step_until(&mut harness, Duration::from_secs(60), "the run to pause", |wb| wb.shared.session.record("gui-test@box").is_some_and(|r| r.status == RunStatus::Paused));
+    harness.get_by_label("Stop").click();
+    harness.step();
+    step_until(&mut harness, Duration::from_secs(60), "the run to stop", |wb| wb.shared.session.record("gui-test@box").is_some_and(|r| r.status == RunStatus::Stopped));
+    let log = std::fs::read_to_string(dir.path().join("server-runs/gui-test/metrics.jsonl")).unwrap();
+    assert_eq!(log.matches("\"control_received\"").count(), 2);
+    let _ = server.kill();
+    let _ = server.wait();
+}

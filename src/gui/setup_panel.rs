@@ -145,8 +145,7 @@ impl SetupPanel {
         let shown = self.target.clone().unwrap_or_else(|| "this machine".into());
         let mut chosen = None;
         ui.horizontal(|ui| {
-            let label = ui.label("Train on");
-            egui::ComboBox::from_id_salt("train on").selected_text(&shown).show_ui(ui, |ui| {
+            egui::ComboBox::from_label("Train on").selected_text(&shown).show_ui(ui, |ui| {
                 if ui.selectable_label(self.target.is_none(), "this machine").clicked() {
                     chosen = Some(None);
                 }
@@ -155,9 +154,7 @@ impl SetupPanel {
                         chosen = Some(Some(server));
                     }
                 }
-            })
-            .response
-            .labelled_by(label.id);
+            });
             if let Some(server) = &self.target {
                 ui.weak(format!("dataset folders are paths on {server}, checked there"));
             }
