@@ -425,14 +425,16 @@ fn a_run_of_another_process_is_followed_live_and_paused_from_the_window() {
     harness.step();
     let config = dir.path().join("cli.toml");
     std::fs::write(&config, tiny_config(dir.path()).to_toml().replace("name = \"gui-test\"", "name = \"cli\"").replace("steps = 400", "steps = 100000")).unwrap();
-    let mut trainer = std::process::Command::new(env!("CARGO_BIN_EXE_twinhead"))
-        .args(["train", "--preset"])
-        .arg(&config)
-        .arg("--out")
-        .arg(dir.path().join("runs/cli"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut trainer = KilledOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_twinhead"))
+            .args(["train", "--preset"])
+            .arg(&config)
+            .arg("--out")
+            .arg(dir.path().join("runs/cli"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // It appears without a restart, and its step climbs as the log grows.
     step_until(&mut harness, Duration::from_secs(120), "the CLI run to show, running elsewhere", |wb| {
         wb.shared.session.record("cli").is_some_and(|r| r.elsewhere && r.status == RunStatus::Running && r.step >= 3)
@@ -443,7 +445,7 @@ fn a_run_of_another_process_is_followed_live_and_paused_from_the_window() {
     assert!(harness.state().shared.session.record("cli").unwrap().series.det_loss.len() >= 2);
 
     // Focused, it can be paused from the window (the run's buttons show from the next frame).
-    harness.get_by_label("cli").click();
+    harness.get_by_label("run cli").click();
     harness.step();
     harness.step();
     harness.get_by_label("Pause").click();
@@ -459,7 +461,7 @@ fn a_run_of_another_process_is_followed_live_and_paused_from_the_window() {
     harness.step();
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = trainer.try_wait().unwrap() {
+        if let Some(status) = trainer.0.try_wait().unwrap() {
             break status;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "the trainer did not stop");
@@ -479,13 +481,15 @@ fn a_run_of_another_process_is_followed_live_and_paused_from_the_window() {
 #[test]
 fn a_servers_run_is_started_followed_and_steered_from_the_window() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_twinhead"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--runs", "server-runs"])
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    let mut server = KilledOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_twinhead"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--runs", "server-runs"])
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = std::io::BufReader::new(server.0.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
     let address = line[line.find("http").expect("the server says where it listens")..].split_whitespace().next().unwrap().trim_end_matches("/api/v1").to_string();
@@ -508,7 +512,7 @@ fn a_servers_run_is_started_followed_and_steered_from_the_window() {
     assert!(dir.path().join("server-runs/gui-test/metrics.jsonl").is_file(), "the run trains in the server's folder");
 
     // Steered from the window, through the server (the run's name is on Curves' check boxes too).
-    harness.get_by_role_and_label(egui::accesskit::Role::Button, "gui-test@box").click();
+    harness.get_by_label("run gui-test@box").click();
     harness.step();
     harness.step();
     harness.get_by_label("Pause").click();
@@ -519,6 +523,14 @@ fn a_servers_run_is_started_followed_and_steered_from_the_window() {
     step_until(&mut harness, Duration::from_secs(60), "the run to stop", |wb| wb.shared.session.record("gui-test@box").is_some_and(|r| r.status == RunStatus::Stopped));
     let log = std::fs::read_to_string(dir.path().join("server-runs/gui-test/metrics.jsonl")).unwrap();
     assert_eq!(log.matches("\"control_received\"").count(), 2);
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+/// A child process that goes with the test, whether it passes or fails.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

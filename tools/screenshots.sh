@@ -63,10 +63,25 @@ fi
 # The window trains its own quick run (Start): a fresh one each time.
 rm -rf runs/quick runs/quick-*
 
+# Runs trained elsewhere (docs/remote.md): a `twinhead train` in another
+# process beside the window, and a `twinhead serve` with a finished run and a
+# live one, which the demo connects to.
+rm -rf runs/cli-quick server-runs/live
+"$bin" train --out runs/cli-quick --set steps=100000 --set eval.every=100 >/dev/null 2>&1 & cli=$!
+if ! grep -q '"reason":"completed"' server-runs/box-quick/metrics.jsonl 2>/dev/null; then
+    rm -rf server-runs/box-quick
+    "$bin" train --out server-runs/box-quick --set steps=200 --set eval.every=50 2>&1 | tail -1
+fi
+"$bin" serve --listen 127.0.0.1:7979 --runs server-runs --datasets . 2>"$work/serve.log" & server=$!
+sleep 2
+sed -e 's/^name = .*/name = "live"/' -e 's/^steps = .*/steps = 100000/' runs/alternate/config.toml \
+    | curl -sf --data-binary @- -H "Content-Type: application/toml" http://127.0.0.1:7979/api/v1/runs
+echo
+
 display=:77
 Xvfb "$display" -screen 0 1600x1000x24 -nolisten tcp & xvfb=$!
 home=$(mktemp -d)
-trap 'kill $xvfb 2>/dev/null; rm -rf "$home"' EXIT
+trap 'kill $xvfb $cli $server 2>/dev/null; rm -rf "$home"' EXIT
 sleep 1
 echo "playing tools/screenshots.demo (log: $work/workbench.log)"
 HOME=$home DISPLAY=$display LIBGL_ALWAYS_SOFTWARE=1 \

@@ -17,7 +17,9 @@
 //! left out of its batch (which comes out shorter), listed in the batch's
 //! `skipped`, counted in [`Loader::skipped`], kept in [`Loader::problems`] and
 //! logged with `tracing::warn!` the first time. A batch where every sample
-//! failed is not yielded at all.
+//! failed is not yielded at all; after a whole epoch of such batches (the
+//! dataset went away under a run) the stream ends rather than spin.
+//! [`Loader::problems`] keeps the first [`KEPT_PROBLEMS`]; the rest are counted.
 //!
 //! Dropping the loader stops the workers (they finish at most the sample they
 //! are on) and joins them.
@@ -258,8 +260,16 @@ pub struct Loader<S: SampleSource> {
     /// Number of batches in the stream (from the start position), `None` when endless.
     total: Option<u64>,
     problems: Vec<Problem>,
+    /// Samples left out so far, those beyond the kept problems included.
+    skipped: usize,
+    /// Batches in a row that came out empty.
+    empty_in_a_row: usize,
     warned: HashSet<std::path::PathBuf>,
 }
+
+/// How many of a loader's problems are kept to be listed (a dataset gone
+/// under a long run would otherwise fill memory with them).
+pub const KEPT_PROBLEMS: usize = 1000;
 
 impl<S: SampleSource> Loader<S> {
     /// A loader at the start of epoch 0.
@@ -312,6 +322,8 @@ impl<S: SampleSource> Loader<S> {
             next_job: 0,
             total,
             problems: Vec::new(),
+            skipped: 0,
+            empty_in_a_row: 0,
             warned: HashSet::new(),
         };
         if threads > 0 {
@@ -351,14 +363,14 @@ impl<S: SampleSource> Loader<S> {
         &self.shared.source
     }
 
-    /// Samples left out so far (each time one was skipped), in stream order.
+    /// The first [`KEPT_PROBLEMS`] samples left out (each time one was skipped), in stream order.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
     }
 
     /// How many samples were left out so far.
     pub fn skipped(&self) -> usize {
-        self.problems.len()
+        self.skipped
     }
 
     /// Batches still to come, `None` when endless.
@@ -374,7 +386,9 @@ impl<S: SampleSource> Loader<S> {
                 tracing::debug!("data loader: skipped a sample again: {p}");
             }
         }
-        self.problems.extend_from_slice(problems);
+        self.skipped += problems.len();
+        let room = KEPT_PROBLEMS.saturating_sub(self.problems.len());
+        self.problems.extend_from_slice(&problems[..problems.len().min(room)]);
     }
 
     /// The next prepared batch, in order (whether or not it holds any samples).
@@ -417,7 +431,13 @@ impl<S: SampleSource> Iterator for Loader<S> {
             let built = self.next_built()?;
             self.record(&built.problems);
             if built.len > 0 {
+                self.empty_in_a_row = 0;
                 return Some(built.batch);
+            }
+            self.empty_in_a_row += 1;
+            if self.empty_in_a_row >= self.shared.batches_per_epoch {
+                tracing::warn!("data loader: every sample of a whole epoch failed to load; the stream ends");
+                return None;
             }
         }
     }
@@ -485,6 +505,35 @@ mod tests {
             _: Vec<Problem>,
         ) -> Self::Batch {
             items.into_iter().map(|(i, a)| (i, a.image.get_pixel(2, 2)[0])).collect()
+        }
+    }
+
+    /// A dataset that went away: every sample fails.
+    struct Gone(usize);
+
+    impl SampleSource for Gone {
+        type Batch = Vec<(usize, u8)>;
+        fn len(&self) -> usize {
+            self.0
+        }
+        fn id(&self, _index: usize) -> &str {
+            "gone"
+        }
+        fn load(&self, index: usize) -> Result<Sample, Problem> {
+            Err(Problem::new(format!("{index}.jpg"), "no such file"))
+        }
+        fn collate(&self, _: u32, items: Vec<(usize, Augmented)>, _: Position, _: Vec<Problem>) -> Self::Batch {
+            items.into_iter().map(|(i, _)| (i, 0)).collect()
+        }
+    }
+
+    #[test]
+    fn an_endless_stream_of_failing_samples_ends_after_an_epoch_and_keeps_few_problems() {
+        for threads in [0, 2] {
+            let mut loader = Loader::new(Gone(3000), config(threads, None)).unwrap();
+            assert!(loader.next().is_none(), "a whole epoch failed: the stream ends");
+            assert_eq!(loader.skipped(), 3000 / 3 * 3);
+            assert_eq!(loader.problems().len(), KEPT_PROBLEMS);
         }
     }
 

@@ -66,10 +66,19 @@ impl CompressPanel {
             ui.label("No run selected: pick a trained run in the list to compress it.");
             return;
         };
-        let Some(dir) = shared.session.record(&name).map(|r| r.dir.clone()) else {
+        let Some(record) = shared.session.record(&name) else {
             ui.label(format!("{name}: no such run"));
             return;
         };
+        if let Some(remote) = &record.remote {
+            ui.heading(format!("Compress {name}"));
+            ui.label(format!(
+                "{name} is on {}: compression works on a run folder here. Copy it with `twinhead runs pull --server ADDRESS {}`, then compress the copy.",
+                remote.server, remote.run
+            ));
+            return;
+        }
+        let dir = record.dir.clone();
         if self.report.as_ref().is_none_or(|(shown, _)| *shown != dir) {
             self.load_report(&dir);
         }

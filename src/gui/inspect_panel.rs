@@ -259,6 +259,12 @@ impl InspectPanel {
                     self.browser.ui(ui, inspection);
                 }
             }
+            View::Metrics if record.remote.is_some() => {
+                ui.label(format!(
+                    "Scoring the full validation splits runs where the data is: `twinhead eval --run` on the server, \
+                     or pull the run (`twinhead runs pull`) and score the copy where its datasets are."
+                ));
+            }
             View::Metrics => {
                 if self.metrics.is_idle() {
                     self.metrics.start(&self.predictors, &record.dir, &record.config, (self.kind.clone(), shared.device()), shared.repaint.callback());

@@ -153,7 +153,11 @@ fn run_row(ui: &mut egui::Ui, shared: &mut Shared, index: usize) {
                     shared.selection.checked.remove(&name);
                 }
             }
-            if ui.selectable_label(focused, egui::RichText::new(&name).strong()).clicked() {
+            let button = ui.selectable_label(focused, egui::RichText::new(&name).strong());
+            // Its identity for screen readers and scripts: "run NAME", which no
+            // other widget carries (Curves' and Compare's check boxes name runs too).
+            button.widget_info(|| egui::WidgetInfo::selected(egui::WidgetType::SelectableLabel, true, focused, format!("run {name}")));
+            if button.clicked() {
                 shared.selection.focused = Some(name.clone());
             }
             ui.colored_label(status_color(ui, &record.status), record.status_label());
