@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 2 usage error or bad input, 3 problems found in a dataset.
 
 mod bench;
+mod bench_follow;
 mod bench_infer;
 mod bench_train;
 mod compress;
@@ -149,6 +150,8 @@ enum BenchCommand {
     Train(bench_train::TrainArgs),
     /// Forward-pass latency of a run's checkpoint on the CPU.
     Infer(bench_infer::InferArgs),
+    /// How fast a step's record reaches the workbench from another process's run and from a server, and a long log's memory.
+    Follow(bench_follow::FollowArgs),
 }
 
 /// Exit code for a usage error or bad input.
@@ -189,6 +192,7 @@ pub fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Bench(BenchCommand::Train(args))) => bench_train::run_train(args),
         Some(Command::Bench(BenchCommand::Infer(args))) => bench_infer::run_infer(args),
+        Some(Command::Bench(BenchCommand::Follow(args))) => bench_follow::run_follow(args),
         Some(Command::Export(ExportCommand::Onnx(args))) => export_onnx::run_onnx(args),
         Some(Command::Export(ExportCommand::UltralyticsStateDict(args))) => export_ultralytics::run(args),
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
