@@ -88,6 +88,9 @@ fn data_check_reads_every_layout_and_says_which_it_found() {
         assert_eq!(report["voc"]["format"], format);
         assert_eq!(report["voc"]["images"], 32, "{dir}");
     }
+    // Ultralytics resolves a `path:` against its working folder: without one, against the file's.
+    let yaml = std::fs::read_to_string(data.join("yolo/data.yaml")).unwrap();
+    assert!(!yaml.contains("path:") && yaml.contains("train: images/train"), "{yaml}");
     let masks = data.join("masks");
     let (code, stdout, stderr) = twinhead(&["data", "check", "--ade", masks.to_str().unwrap(), "--seg-encoding", "ignore255", "--json"]);
     assert_eq!(code, 0, "{stdout}{stderr}");

@@ -150,3 +150,13 @@ fn devices_in_a_headless_shell_is_quiet() {
     assert!(output.status.success() && !stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("cpu"));
 }
+
+/// A number no run can use is refused by its flag, before anything starts.
+#[test]
+fn numbers_out_of_reach_are_refused_naming_their_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = attempt(dir.path(), &["train", "--nodes", "2", "--node-rank", "1", "--coordinator", "127.0.0.1:1", "--node-timeout", "18446744073709551615"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--node-timeout"), "{stderr}");
+}

@@ -51,9 +51,12 @@ pub struct Args {
     #[arg(long, default_value_t = crate::train::parallel::slurm::DEFAULT_PORT, requires = "slurm")]
     coordinator_port: u16,
     /// Seconds a node may stay silent (or unreachable at the start) before the run ends on every node.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=MAX_NODE_TIMEOUT))]
     node_timeout: u64,
 }
+
+/// The longest --node-timeout: a day (a longer silence is a lost node).
+const MAX_NODE_TIMEOUT: u64 = 86_400;
 
 /// Where the run trains, from --device, --devices and the node flags.
 fn placement(args: &Args) -> Result<Placement> {

@@ -130,6 +130,8 @@ impl ClsDataset {
     }
 
     fn open_list(root: &Path, split: &str) -> Result<Self> {
+        // Classes named by number alone are made up to the largest id: a huge one would take all memory.
+        const MAX_UNNAMED_CLASSES: usize = 1 << 16;
         let list = root.join(format!("{split}.txt"));
         if !list.is_file() {
             bail!("{}: split list not found (available splits: {})", list.display(), available_splits(root, ClsFormat::List).join(", "));
@@ -153,6 +155,10 @@ impl ClsDataset {
             };
             match id.parse::<usize>() {
                 Err(_) => problems.push(at(format!("class id {id:?} is not a number"))),
+                Ok(id) if names.is_none() && id >= MAX_UNNAMED_CLASSES => problems.push(at(format!(
+                    "class id {id}: without a class-names file ({}) a list numbers at most {MAX_UNNAMED_CLASSES} classes",
+                    NAME_FILES[0]
+                ))),
                 Ok(id) if names.as_ref().is_some_and(|c| id >= c.len()) => {
                     let count = names.as_ref().map_or(0, ClassList::len);
                     problems.push(at(format!("class id {id} is past the {count} classes named (0..{})", count.saturating_sub(1))));
@@ -254,6 +260,13 @@ mod tests {
         assert_eq!(set.classes.names(), ["audi", "bmw"]);
         assert!(set.problems.iter().any(|p| p.reason.contains("line 1: class id 2 is past the 2 classes named")));
         assert_eq!(available_splits(root, ClsFormat::List), ["train"]);
+        // Without names, a huge id would make a class list as long: refused by line, not allocated.
+        std::fs::remove_file(root.join("classes.txt")).unwrap();
+        std::fs::write(root.join("train.txt"), format!("a.png 3000000000\nb.png {}\nb.png 1\n", u64::MAX)).unwrap();
+        let set = ClsDataset::open(root, ClsFormat::List, "train").unwrap();
+        assert_eq!(set.classes.len(), 2);
+        assert_eq!(set.problems.len(), 2, "{:?}", set.problems);
+        assert!(set.problems[0].reason.contains("class id 3000000000: without a class-names file"), "{:?}", set.problems);
     }
 
     #[test]

@@ -75,7 +75,9 @@ pub fn write_yolo(splits: &[&VocDataset], out: &Path) -> Result<()> {
     }
     let names: Vec<String> = first.classes.names().iter().map(|n| serde_json::to_string(n).expect("a string")).collect();
     let splits_yaml: String = splits.iter().map(|d| format!("{}: images/{}\n", yolo_key(&d.split), d.split)).collect();
-    write_atomic(&out.join("data.yaml"), format!("path: .\n{splits_yaml}names: [{}]\n", names.join(", ")).as_bytes())
+    // No `path:`: Ultralytics then resolves the split folders against this file's folder,
+    // from any working folder (it resolves `path: .` against its own).
+    write_atomic(&out.join("data.yaml"), format!("{splits_yaml}names: [{}]\n", names.join(", ")).as_bytes())
 }
 
 /// Ultralytics' key for a split.

@@ -74,6 +74,10 @@ pub fn export<B: Backend>(net: &TwinNet<B>, classes: &Classes, options: &ExportO
     if size == 0 || size % 32 != 0 {
         bail!("image size {size}: the network needs a multiple of 32 (its coarsest stride)");
     }
+    let largest = crate::train::config::MAX_IMAGE_SIZE as usize;
+    if size > largest {
+        bail!("image size {size}: at most {largest} pixels (as data.image_size)");
+    }
     let mut g = Graph::new(options.batch);
     let images = Value { name: INPUT.to_string(), dims: vec![g.batch(), 3, size, size] };
     let raw = net::twin_net(&mut g, net, &images)?;
@@ -245,6 +249,15 @@ mod tests {
         }
         for output in &graph.output {
             assert!(known.contains(output.name.as_deref().unwrap()), "no node writes {:?}", output.name);
+        }
+    }
+
+    #[test]
+    fn sizes_the_network_cannot_take_are_refused_before_any_allocation() {
+        let classes = Classes { det: &names(3), seg: &names(5), cls: &[] };
+        for size in [0, 48, 4096 + 32, 1_099_511_627_776] {
+            let error = export(&net(), &classes, &ExportOptions { image_size: size, batch: Batch::Fixed(1), decode: false }).unwrap_err().to_string();
+            assert!(error.starts_with(&format!("image size {size}:")), "{error}");
         }
     }
 
