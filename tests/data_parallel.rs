@@ -249,3 +249,62 @@ fn two_nodes_on_loopback_train_as_one_device_and_a_lost_node_ends_the_run() {
     let (events, _) = run_dir::read_events(&killed_dir).unwrap();
     assert!(matches!(events.last(), Some(Event::Finished { reason: FinishReason::Completed, step: 120, .. })), "{:?}", events.last());
 }
+
+/// Anyone on the network can reach the coordinator port: junk, silence and a
+/// wrong greeting there are dropped with a warning naming their address, and
+/// the run goes on; a node without the run's secret is not let in.
+#[test]
+fn stray_and_junk_connections_do_not_end_a_multi_node_run() {
+    let dir = data_dir();
+    let cwd = dir.path();
+    let preset = cwd.join("dp.toml");
+    std::fs::write(&preset, config_text(&cwd.join("synth"), 3)).unwrap();
+    std::fs::write(cwd.join("secret"), "0123456789abcdef-the-runs-secret").unwrap();
+    let secret = ["--node-secret-file", "secret"];
+    let port = free_ports();
+    let mut lead = node(cwd, 0, port, &[&["--preset", preset.to_str().unwrap(), "--out", "strays"][..], &secret].concat());
+    let coordinator = format!("127.0.0.1:{port}");
+    let connect = || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(stream) = std::net::TcpStream::connect(&coordinator) {
+                return stream;
+            }
+            assert!(Instant::now() < deadline, "node 0 never listened: {}", node_log(cwd, 0));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    use std::io::Write;
+    let _silent = connect();
+    connect().write_all(&[0x9c; 3000]).unwrap();
+    connect().write_all(&vec![b'x'; 1 << 20]).unwrap_or(());
+    connect().write_all(b"hello twinhead-nodes/1 1 1 not-the-proof\n").unwrap();
+    connect().write_all(b"hello twinhead-nodes/1 1 1\n").unwrap();
+    // The real node, with the secret, joins and the run completes on both.
+    let mut follow = node(cwd, 1, port, &secret);
+    let limit = Duration::from_secs(240);
+    assert!(wait(&mut lead, limit, "node 0", cwd).success(), "node 0: {}", node_log(cwd, 0));
+    assert!(wait(&mut follow, limit, "node 1", cwd).success(), "node 1: {}", node_log(cwd, 1));
+    let log = node_log(cwd, 0);
+    assert!(log.contains("a connection from 127.0.0.1 not a twinhead node's greeting; dropped"), "{log}");
+    assert!(log.contains("does not know the run's secret"), "{log}");
+    assert!(log.matches("; dropped").count() >= 4, "{log}");
+}
+
+/// A port the run needs that another program holds is named at once, not waited on.
+#[test]
+fn a_taken_port_is_named_at_once() {
+    let dir = data_dir();
+    let cwd = dir.path();
+    let preset = cwd.join("dp.toml");
+    std::fs::write(&preset, config_text(&cwd.join("synth"), 3)).unwrap();
+    let port = free_ports();
+    let _squatter = std::net::TcpListener::bind(("0.0.0.0", port + 1)).unwrap();
+    let started = Instant::now();
+    let mut lead = node(cwd, 0, port, &["--preset", preset.to_str().unwrap(), "--out", "taken"]);
+    let status = wait(&mut lead, Duration::from_secs(60), "node 0 with its orchestrator's port taken", cwd);
+    assert_eq!(status.code(), Some(2), "{}", node_log(cwd, 0));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let log = node_log(cwd, 0);
+    assert!(log.contains(&format!("port {} (burn-collective's orchestrator, PORT+1) is in use", port + 1)), "{log}");
+}

@@ -65,9 +65,16 @@ rm -rf runs/quick runs/quick-*
 
 # Runs trained elsewhere (docs/remote.md): a `twinhead train` in another
 # process beside the window, and a `twinhead serve` with a finished run and a
-# live one, which the demo connects to.
+# live one, which the demo connects to. The two live runs are paused through
+# their control files until the demo resumes them from the window, so they
+# leave the CPU to the window's own run meanwhile.
 rm -rf runs/cli-quick server-runs/live
+pause_when_started() { # run folder: pause it once it has taken a step
+    until grep -q '"event":"step"' "$1/metrics.jsonl" 2>/dev/null; do sleep 1; done
+    echo '{"id":"screenshots-pause","control":"Pause"}' >> "$1/control.jsonl"
+}
 "$bin" train --out runs/cli-quick --set steps=100000 --set eval.every=100 >/dev/null 2>&1 & cli=$!
+pause_when_started runs/cli-quick
 if ! grep -q '"reason":"completed"' server-runs/box-quick/metrics.jsonl 2>/dev/null; then
     rm -rf server-runs/box-quick
     "$bin" train --out server-runs/box-quick --set steps=200 --set eval.every=50 2>&1 | tail -1
@@ -77,6 +84,7 @@ sleep 2
 sed -e 's/^name = .*/name = "live"/' -e 's/^steps = .*/steps = 100000/' runs/alternate/config.toml \
     | curl -sf --data-binary @- -H "Content-Type: application/toml" http://127.0.0.1:7979/api/v1/runs
 echo
+pause_when_started server-runs/live
 
 display=:77
 Xvfb "$display" -screen 0 1600x1000x24 -nolisten tcp & xvfb=$!

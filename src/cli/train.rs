@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::progress_bar;
 use crate::model::Task;
@@ -47,6 +47,10 @@ pub struct Args {
     /// coordinator (the job's first host) come from SLURM_JOB_NUM_NODES, SLURM_NODEID and SLURM_JOB_NODELIST.
     #[arg(long, conflicts_with_all = ["nodes", "node_rank", "coordinator"])]
     slurm: bool,
+    /// A file whose contents every node of the run shares: nodes prove they know it, and
+    /// connections that cannot are not let in (anyone on the network can reach the coordinator port).
+    #[arg(long, value_name = "FILE")]
+    node_secret_file: Option<PathBuf>,
     /// The coordinator's port with --slurm.
     #[arg(long, default_value_t = crate::train::parallel::slurm::DEFAULT_PORT, requires = "slurm")]
     coordinator_port: u16,
@@ -67,6 +71,15 @@ fn placement(args: &Args) -> Result<Placement> {
         (Some(count), Some(rank), Some(coordinator)) => Some(NodeSpec::new(count, rank, coordinator, timeout)?),
         _ => None,
     };
+    let secret = match &args.node_secret_file {
+        Some(path) => {
+            let secret = std::fs::read(path).with_context(|| format!("--node-secret-file {}: cannot read", path.display()))?;
+            anyhow::ensure!(secret.len() >= 16, "--node-secret-file {}: at least 16 bytes (e.g. `openssl rand -hex 32`)", path.display());
+            Some(secret)
+        }
+        None => None,
+    };
+    let nodes = nodes.map(|spec| NodeSpec { secret, ..spec });
     Ok(Placement { nodes, ..local })
 }
 

@@ -164,8 +164,7 @@ impl Session {
 
     /// Starts a run of `config` on server `label` (its outcome comes back as a notice and a new run).
     pub fn enqueue_on(&mut self, label: &str, config: TrainConfig, devices: &[DeviceSpec]) -> Result<()> {
-        config.validate()?;
-        Placement { devices: devices.to_vec(), nodes: None }.check_batch(config.data.batch_size)?;
+        check_new_run(&config, devices)?;
         let remote = self.remotes.iter().find(|r| r.label() == label).with_context(|| format!("no server {label}"))?;
         remote.ask(RemoteRequest::Start { config: Box::new(config), devices: devices.to_vec() });
         Ok(())
@@ -282,8 +281,7 @@ impl Session {
     /// Queues a new run of `config` on `devices` (one replica each); it starts
     /// when they are free. Returns the run's name.
     pub fn enqueue(&mut self, config: TrainConfig, devices: &[DeviceSpec]) -> Result<String> {
-        config.validate()?;
-        Placement { devices: devices.to_vec(), nodes: None }.check_batch(config.data.batch_size)?;
+        check_new_run(&config, devices)?;
         let name = self.fresh_name(&config.name);
         let dir = self.runs_root.join(&name);
         self.follower.send(Command::Own(dir.clone()));
@@ -479,6 +477,13 @@ impl Session {
             record.status = RunStatus::Stopped;
         }
     }
+}
+
+/// Refuses a run that cannot start: an invalid configuration, a batch that
+/// does not split over the devices.
+fn check_new_run(config: &TrainConfig, devices: &[DeviceSpec]) -> Result<()> {
+    config.validate()?;
+    Placement { devices: devices.to_vec(), nodes: None }.check_batch(config.data.batch_size)
 }
 
 /// The warning for a run whose log has lines that did not parse.

@@ -157,11 +157,12 @@ impl RunRecord {
         for event in &events {
             record.apply(event);
         }
-        if events.is_empty() || record.status.is_live() {
+        let lock = TrainLock::state(dir);
+        if lock != LockState::Held && (events.is_empty() || record.status.is_live()) {
             // Unless its lock says a process trains it, a log that ends mid-run belongs to one that is gone.
             record.status = RunStatus::Interrupted;
         }
-        record.set_lock(TrainLock::state(dir));
+        record.set_lock(lock);
         Ok(record)
     }
 
@@ -414,6 +415,26 @@ mod tests {
         record.apply(&Event::Started { step: 3, total_steps: 10, run_dir: "runs/x".into(), resumed: true, device: "cpu".into() });
         assert_eq!(record.series.det_loss.len(), 3);
         assert_eq!(record.step, 3);
+    }
+
+    #[test]
+    fn a_run_another_process_trains_keeps_the_state_its_log_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        run_dir::create(&run, &config()).unwrap();
+        let started = Event::Started { step: 0, total_steps: 10, run_dir: run.clone(), resumed: false, device: "cpu".into() };
+        let events = vec![started, step(1, Some(1.0), None), Event::ControlReceived { step: 1, id: "p".into() }, Event::Paused { step: 1 }];
+        // Its process gone: interrupted.
+        let record = RunRecord::replay(&run, events.clone(), 0).unwrap();
+        assert_eq!((record.status.clone(), record.elsewhere), (RunStatus::Interrupted, false));
+        // Its process there (holding the lock): paused elsewhere, as the log says.
+        let _lock = TrainLock::acquire(&run).unwrap();
+        let record = RunRecord::replay(&run, events, 0).unwrap();
+        assert_eq!((record.status.clone(), record.elsewhere), (RunStatus::Paused, true));
+        assert_eq!(record.status_label(), "paused elsewhere");
+        // A process that holds it before logging its start: running.
+        let record = RunRecord::replay(&run, Vec::new(), 0).unwrap();
+        assert_eq!(record.status_label(), "running elsewhere");
     }
 
     #[test]

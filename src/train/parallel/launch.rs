@@ -64,6 +64,7 @@ impl Launch {
                     }
                     std::process::exit(1);
                 });
+                placement.check_ports()?;
                 let joined = nodes::join(spec, devices.len(), config.map(|c| (c, resume)), on_failure)?;
                 (joined.config, joined.resume, joined.host, Some(joined.watch))
             }

@@ -1,13 +1,20 @@
 //! How the nodes of a multi-node run find and watch each other, beside
 //! burn-collective. Node 0 listens at the coordinator address; every other
-//! node connects, says its rank and device count, and gets node 0's
-//! configuration back (node 0 holds the run folder), then `go` once all are
-//! there. Both ends of each connection then write a heartbeat every second.
-//! A connection that closes without `bye`, or stays silent for the timeout,
-//! ends the run on every node with the node's name: burn-collective's calls
-//! have no timeout, and a replica waiting in one for a dead node would wait forever.
+//! node connects, says the protocol, its rank and device count (and, with a
+//! shared secret, a proof of it), and gets node 0's configuration back (node
+//! 0 holds the run folder), then `go` once all are there. Both ends of each
+//! connection then write a heartbeat every second. A connection that closes
+//! without `bye`, stays silent for the timeout or sends anything but the
+//! protocol's lines ends the run on every node with the node's name:
+//! burn-collective's calls have no timeout, and a replica waiting in one for a
+//! dead node would wait forever.
+//!
+//! Anyone on the network can reach the coordinator port. A connection that
+//! does not open with the protocol's greeting (junk, a port scanner, a
+//! client that says nothing) is dropped with a warning naming its address,
+//! and the run goes on; lines are bounded in length, greetings in time.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +26,14 @@ use super::placement::NodeSpec;
 use crate::train::config::TrainConfig;
 
 const BEAT: Duration = Duration::from_secs(1);
+/// What a node's greeting starts with: the protocol and its version.
+const PROTOCOL: &str = "twinhead-nodes/1";
+/// How long a connection may take to greet before it is dropped.
+const GREETING_TIME: Duration = Duration::from_secs(5);
+/// The longest greeting or heartbeat line read.
+const MAX_LINE: u64 = 4096;
+/// The longest start message (node 0's configuration).
+const MAX_START: u64 = 4 << 20;
 
 /// Called once, on the first failure seen: the message names the node.
 pub type OnFailure = Arc<dyn Fn(String) + Send + Sync>;
@@ -84,24 +99,98 @@ pub fn join(spec: &NodeSpec, devices: usize, own: Option<(TrainConfig, bool)>, o
     }
 }
 
+/// One line of at most `limit` bytes from `reader`, without its end; an
+/// error for a longer one, a line that is not text, or none.
+fn read_line(reader: &mut impl BufRead, limit: u64) -> std::io::Result<String> {
+    let mut bytes = Vec::new();
+    reader.by_ref().take(limit + 1).read_until(b'\n', &mut bytes)?;
+    if bytes.last() != Some(&b'\n') {
+        let why = if bytes.len() as u64 > limit { format!("a line longer than {limit} bytes") } else { "the connection closed".into() };
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
+    }
+    bytes.pop();
+    String::from_utf8(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not text"))
+}
+
+/// The greeting node `rank` sends, with the proof of the shared secret when there is one.
+fn greeting(spec: &NodeSpec, rank: usize, devices: usize) -> String {
+    let hello = format!("hello {PROTOCOL} {rank} {devices}");
+    match &spec.secret {
+        Some(secret) => format!("{hello} {}", proof(secret, &hello)),
+        None => hello,
+    }
+}
+
+/// The secret's keyed hash of `text` (the secret never crosses the network).
+fn proof(secret: &[u8], text: &str) -> String {
+    blake3::keyed_hash(blake3::hash(secret).as_bytes(), text.as_bytes()).to_hex().to_string()
+}
+
+/// A node's greeting read from a new connection: its rank and device count,
+/// or why the connection is no node of this run.
+fn greeted(spec: &NodeSpec, stream: &TcpStream) -> Result<(usize, usize), String> {
+    stream.set_read_timeout(Some(GREETING_TIME)).map_err(|e| e.to_string())?;
+    let line = read_line(&mut BufReader::new(stream), MAX_LINE).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!("said nothing for {} s", GREETING_TIME.as_secs()),
+        _ => e.to_string(),
+    })?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (rank, devices, given) = match words.as_slice() {
+        ["hello", protocol, rank, devices, rest @ ..] if *protocol == PROTOCOL && rest.len() <= 1 => {
+            let number = |w: &str| w.parse::<usize>().map_err(|_| format!("{w:?} is not a number"));
+            (number(rank)?, number(devices)?, rest.first().copied())
+        }
+        ["hello", protocol, ..] if protocol.starts_with("twinhead-nodes/") => return Err(format!("speaks {protocol}, this node {PROTOCOL}")),
+        _ => return Err("not a twinhead node's greeting".into()),
+    };
+    if let Some(secret) = &spec.secret {
+        let expected = proof(secret, &format!("hello {PROTOCOL} {rank} {devices}"));
+        let matches = given.is_some_and(|given| given.len() == expected.len() && bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes())));
+        if !matches {
+            return Err("does not know the run's secret (--node-secret-file)".into());
+        }
+    }
+    Ok((rank, devices))
+}
+
+/// Refuses to start when a port this node serves on is taken by another
+/// program: burn-collective would connect to that program and wait forever.
+pub fn check_port_free(port: u16, what: &str) -> Result<()> {
+    TcpListener::bind(("0.0.0.0", port)).map(drop).with_context(|| {
+        format!("port {port} ({what}) is in use, by another program or an earlier run: choose another coordinator port")
+    })
+}
+
 fn lead(spec: &NodeSpec, devices: usize, (config, resume): (TrainConfig, bool), on_failure: OnFailure) -> Result<Rendezvous> {
-    let port = spec.port()?;
+    // Room for it checked by `port()`, and free by `Placement::check_ports`.
+    let orchestrator = spec.port()? + 1;
     let listener = TcpListener::bind(&spec.coordinator).with_context(|| format!("--coordinator {}: cannot listen there", spec.coordinator))?;
-    listener.set_nonblocking(true)?;
     let deadline = Instant::now() + spec.timeout;
+    // Each connection greets on a thread of its own: a silent one holds up nobody.
+    let (greetings, arrivals) = crossbeam_channel::unbounded();
+    let accepting = listener.try_clone()?;
+    let checking = spec.clone();
+    std::thread::Builder::new().name("rendezvous".into()).spawn(move || {
+        for stream in accepting.incoming() {
+            let Ok(stream) = stream else { continue };
+            let (greetings, spec) = (greetings.clone(), checking.clone());
+            let _ = std::thread::Builder::new().name("greeting".into()).spawn(move || {
+                let from = stream.peer_addr().map_or_else(|_| "?".into(), |a| a.ip().to_string());
+                let greeting = greeted(&spec, &stream);
+                let _ = greetings.send((stream, from, greeting));
+            });
+        }
+    })?;
     let mut joined: Vec<(usize, TcpStream, String)> = Vec::new();
     while joined.len() + 1 < spec.count {
-        match listener.accept() {
-            Ok((stream, from)) => {
-                stream.set_nonblocking(false)?;
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match arrivals.recv_timeout(wait) {
+            Ok((stream, from, Err(why))) => {
+                tracing::warn!("{}: a connection from {from} {why}; dropped", spec.coordinator);
+                drop(stream);
+            }
+            Ok((stream, from, Ok((rank, their_devices)))) => {
                 stream.set_read_timeout(Some(spec.timeout))?;
-                let mut line = String::new();
-                BufReader::new(stream.try_clone()?).read_line(&mut line)?;
-                let hello: Vec<&str> = line.split_whitespace().collect();
-                let (rank, their_devices) = match hello.as_slice() {
-                    ["hello", rank, count] => (rank.parse::<usize>().unwrap_or(0), count.parse::<usize>().unwrap_or(0)),
-                    _ => (0, 0),
-                };
                 let refusal = if rank == 0 || rank >= spec.count {
                     Some(format!("node rank {rank} is not one of 1..{}", spec.count - 1))
                 } else if joined.iter().any(|(r, ..)| *r == rank) {
@@ -113,21 +202,17 @@ fn lead(spec: &NodeSpec, devices: usize, (config, resume): (TrainConfig, bool), 
                 };
                 if let Some(reason) = refusal {
                     let _ = writeln!(&stream, "refused {reason}");
-                    bail!("{reason}");
+                    bail!("{reason} (from {from})");
                 }
-                joined.push((rank, stream, from.ip().to_string()));
+                joined.push((rank, stream, from));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() > deadline {
-                    let missing: Vec<String> = (1..spec.count).filter(|r| !joined.iter().any(|(j, ..)| j == r)).map(|r| r.to_string()).collect();
-                    bail!("node(s) {} did not join {} within {} s", missing.join(", "), spec.coordinator, spec.timeout.as_secs());
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            Err(_) => {
+                let missing: Vec<String> = (1..spec.count).filter(|r| !joined.iter().any(|(j, ..)| j == r)).map(|r| r.to_string()).collect();
+                bail!("node(s) {} did not join {} within {} s", missing.join(", "), spec.coordinator, spec.timeout.as_secs());
             }
-            Err(e) => return Err(e).with_context(|| format!("{}: accepting a node", spec.coordinator)),
         }
     }
-    start_orchestrator(spec.host(), port + 1, deadline)?;
+    start_orchestrator(spec.host(), orchestrator, deadline)?;
     let mut peers = Vec::new();
     for (rank, stream, host) in joined {
         let start = serde_json::to_string(&Start { config: config.clone(), resume, host })?;
@@ -143,10 +228,9 @@ fn follow(spec: &NodeSpec, devices: usize, on_failure: OnFailure) -> Result<Rend
     let unreachable = || format!("node 0 at {} cannot be reached within {} s", spec.coordinator, spec.timeout.as_secs());
     let stream = connect_until(&spec.coordinator, deadline).with_context(unreachable)?;
     stream.set_read_timeout(Some(spec.timeout))?;
-    writeln!(&stream, "hello {} {devices}", spec.rank)?;
-    let mut line = String::new();
-    BufReader::new(stream.try_clone()?).read_line(&mut line).with_context(|| format!("node 0 at {} did not answer", spec.coordinator))?;
-    let start: Start = match line.trim_end().split_once(' ') {
+    writeln!(&stream, "{}", greeting(spec, spec.rank, devices))?;
+    let line = read_line(&mut BufReader::new(stream.try_clone()?), MAX_START).with_context(|| format!("node 0 at {} did not answer", spec.coordinator))?;
+    let start: Start = match line.split_once(' ') {
         Some(("go", start)) => serde_json::from_str(start).context("node 0's start message")?,
         Some(("refused", reason)) => bail!("node 0 refused node {}: {reason}", spec.rank),
         _ => bail!("node 0 at {} closed the connection before the start", spec.coordinator),
@@ -199,16 +283,23 @@ fn watch(peers: Vec<(usize, TcpStream)>, timeout: Duration, on_failure: OnFailur
             on_failure(message);
         }
     });
-    for (rank, address, reader) in readers {
+    for (rank, address, mut reader) in readers {
         let (fail, ended) = (fail.clone(), watch.ended.clone());
         std::thread::Builder::new().name(format!("node-{rank}-watch")).spawn(move || {
-            for line in reader.lines() {
-                match line {
+            loop {
+                match read_line(&mut reader, MAX_LINE) {
+                    Ok(line) if line == "beat" => {}
                     Ok(line) if line == "bye" => return,
                     Ok(line) if line.starts_with("fail ") => return fail(format!("node {rank} ({address}): {}", &line[5..])),
-                    Ok(_) => {}
+                    Ok(line) => {
+                        let shown: String = line.chars().take(80).collect();
+                        return fail(format!("node {rank} ({address}) sent what no node sends: {shown:?}"));
+                    }
                     Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                         return fail(format!("node {rank} ({address}) sent nothing for {} s", timeout.as_secs()));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData && e.to_string().starts_with("a line longer") => {
+                        return fail(format!("node {rank} ({address}) sent {e}"));
                     }
                     Err(_) => break,
                 }

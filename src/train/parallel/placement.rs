@@ -21,6 +21,9 @@ pub struct NodeSpec {
     pub coordinator: String,
     /// How long a node may stay silent (or unreachable at the start) before the run ends.
     pub timeout: Duration,
+    /// A secret every node knows (`--node-secret-file`): a connection that
+    /// cannot prove it is not let in.
+    pub secret: Option<Vec<u8>>,
 }
 
 impl NodeSpec {
@@ -31,7 +34,7 @@ impl NodeSpec {
         if rank >= count {
             bail!("--node-rank {rank}: must be below --nodes {count}");
         }
-        let spec = Self { count, rank, coordinator: coordinator.to_string(), timeout };
+        let spec = Self { count, rank, coordinator: coordinator.to_string(), timeout, secret: None };
         spec.port()?;
         Ok(spec)
     }
@@ -43,7 +46,7 @@ impl NodeSpec {
 
     pub fn port(&self) -> Result<u16> {
         let port = self.coordinator.rsplit_once(':').and_then(|(host, port)| port.parse::<u16>().ok().filter(|_| !host.is_empty()));
-        port.filter(|&p| p <= u16::MAX - 2 - self.count as u16)
+        port.filter(|&p| p as usize + 2 + self.count <= u16::MAX as usize)
             .with_context(|| format!("--coordinator {:?}: expected HOST:PORT (node 0's address, a port with {} free above it)", self.coordinator, self.count + 1))
     }
 }
@@ -122,6 +125,7 @@ impl Placement {
             return Ok(config);
         };
         let port = nodes.port()?;
+        // In range: `port` checked there is room for every node's.
         let data_port = port + 2 + nodes.rank as u16;
         let address = |host: &str, port: u16| format!("ws://{host}:{port}").parse().map_err(|e: String| anyhow::anyhow!(e));
         Ok(config
@@ -129,6 +133,19 @@ impl Placement {
             .with_global_address(address(nodes.host(), port + 1)?)
             .with_node_address(address(node_host, data_port)?)
             .with_data_service_port(data_port))
+    }
+
+    /// Refuses to join when a port this node will serve on is taken by another
+    /// program (burn-collective would connect to that program and wait forever):
+    /// its tensor service's, and node 0's orchestrator's.
+    pub fn check_ports(&self) -> Result<()> {
+        let Some(nodes) = &self.nodes else { return Ok(()) };
+        let port = nodes.port()?;
+        super::nodes::check_port_free(port + 2 + nodes.rank as u16, &format!("node {}'s tensor service, PORT+2+{}", nodes.rank, nodes.rank))?;
+        if nodes.rank == 0 {
+            super::nodes::check_port_free(port + 1, "burn-collective's orchestrator, PORT+1")?;
+        }
+        Ok(())
     }
 
     /// How the run's devices are named in its record: `cpu,cpu`, or `2 nodes × cuda:0,cuda:1`.
