@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the AdamW parity test of tests/wgpu.rs (one training step of the whole
+# Runs the AdamW parity test of tests/it/wgpu.rs (one training step of the whole
 # tiny network on the wgpu backend against the CPU) N times, each with a cold
 # autotune cache, and reports how many failed. Autotuning picks kernels by
 # timing, so a wrong kernel shows up only in some runs: before
@@ -18,12 +18,12 @@ cache=target/autotune   # CubeCL's default cache root inside a Cargo project
 mkdir -p "$out"
 export TWINHEAD_REQUIRE_WGPU=1
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
-cargo test --locked --test wgpu --no-run 2>&1 | tail -1
+cargo test --locked --test it --no-run 2>&1 | tail -1
 failed=0
 for i in $(seq 1 "$n"); do
     rm -rf "$cache"
     started=$(date +%s)
-    if cargo test --locked --test wgpu an_adamw_step_with_clipping_updates_the_weights_alike -- --exact >"$out/run-$i.log" 2>&1; then
+    if cargo test --locked --test it wgpu::an_adamw_step_with_clipping_updates_the_weights_alike -- --exact >"$out/run-$i.log" 2>&1; then
         echo "run $i of $n: passed ($(( $(date +%s) - started )) s)"
         rm -f "$out/run-$i.log"
     else

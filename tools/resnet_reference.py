@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference checkpoints for `tests/resnet_import.rs`, written by real torch + torchvision.
+"""Reference checkpoints for `tests/it/resnet_import.rs`, written by real torch + torchvision.
 
 Builds two width-reduced torchvision ResNets, using torchvision's own BasicBlock,
 Bottleneck and `_make_layer`, so every state_dict key is a genuine torchvision name

@@ -5,7 +5,7 @@
 # tools/onnx_check.sh. Real-data tests read ../shared/realdata
 # when it is present and say so when it is not.
 #
-# The wgpu tests (tests/wgpu.rs) run burn's GPU kernels on Mesa's software
+# The wgpu tests (tests/it/wgpu.rs) run burn's GPU kernels on Mesa's software
 # Vulkan adapter (lavapipe): installed here when missing and this runs as root
 # on Debian/Ubuntu (as CI does); with it present they must run, not skip.
 set -euo pipefail
@@ -31,7 +31,13 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # autodiff graph lock, which made train_engine 30 % slower under `cargo test`
 # (docs/tests.md). .config/nextest.toml runs the training runs on the software
 # adapter one at a time, so they compile and autotune their kernels once.
-# There are no doctests. `cargo test` where nextest is missing.
+# There are no doctests. A machine without nextest gets it from crates.io
+# (`cargo install --locked cargo-nextest`), so every machine runs the suite
+# the same way; `cargo test` only where that install fails.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "installing cargo-nextest (cargo install --locked cargo-nextest)"
+    cargo install --locked cargo-nextest >/dev/null 2>&1 || echo "cargo-nextest did not install: running cargo test"
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --locked --no-fail-fast "$@"
 else

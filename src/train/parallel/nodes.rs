@@ -105,11 +105,11 @@ fn read_line(reader: &mut impl BufRead, limit: u64) -> std::io::Result<String> {
     let mut bytes = Vec::new();
     reader.by_ref().take(limit + 1).read_until(b'\n', &mut bytes)?;
     if bytes.last() != Some(&b'\n') {
-        let why = if bytes.len() as u64 > limit { format!("a line longer than {limit} bytes") } else { "the connection closed".into() };
+        let why = if bytes.len() as u64 > limit { format!("sent a line longer than {limit} bytes") } else { "closed the connection".into() };
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
     }
     bytes.pop();
-    String::from_utf8(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not text"))
+    String::from_utf8(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "sent no text"))
 }
 
 /// The greeting node `rank` sends, with the proof of the shared secret when there is one.
@@ -129,11 +129,20 @@ fn proof(secret: &[u8], text: &str) -> String {
 /// A node's greeting read from a new connection: its rank and device count,
 /// or why the connection is no node of this run.
 fn greeted(spec: &NodeSpec, stream: &TcpStream) -> Result<(usize, usize), String> {
+    const NOT_A_GREETING: &str = "sent no twinhead node's greeting";
     stream.set_read_timeout(Some(GREETING_TIME)).map_err(|e| e.to_string())?;
-    let line = read_line(&mut BufReader::new(stream), MAX_LINE).map_err(|e| match e.kind() {
+    let said_nothing = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!("said nothing for {} s", GREETING_TIME.as_secs()),
         _ => e.to_string(),
-    })?;
+    };
+    let mut reader = BufReader::new(stream);
+    // Junk is told from a greeting by its first bytes, without waiting for a line.
+    let first = reader.fill_buf().map_err(said_nothing)?;
+    let start = &first[..first.len().min(6)];
+    if !b"hello ".starts_with(start) {
+        return Err(NOT_A_GREETING.into());
+    }
+    let line = read_line(&mut reader, MAX_LINE).map_err(said_nothing)?;
     let words: Vec<&str> = line.split_whitespace().collect();
     let (rank, devices, given) = match words.as_slice() {
         ["hello", protocol, rank, devices, rest @ ..] if *protocol == PROTOCOL && rest.len() <= 1 => {
@@ -141,7 +150,7 @@ fn greeted(spec: &NodeSpec, stream: &TcpStream) -> Result<(usize, usize), String
             (number(rank)?, number(devices)?, rest.first().copied())
         }
         ["hello", protocol, ..] if protocol.starts_with("twinhead-nodes/") => return Err(format!("speaks {protocol}, this node {PROTOCOL}")),
-        _ => return Err("not a twinhead node's greeting".into()),
+        _ => return Err(NOT_A_GREETING.into()),
     };
     if let Some(secret) = &spec.secret {
         let expected = proof(secret, &format!("hello {PROTOCOL} {rank} {devices}"));

@@ -376,7 +376,7 @@ fn a_run_trains_on_two_cpu_replicas_chosen_on_setup() {
 fn a_run_trains_on_the_gpu_chosen_on_setup() {
     let dir = tempfile::tempdir().unwrap();
     let mut harness = workbench(dir.path());
-    // The shapes of tests/wgpu.rs's runs (width 0.125, batch 4, 64 px): the
+    // The shapes of tests/it/wgpu.rs's runs (width 0.125, batch 4, 64 px): the
     // software adapter autotunes them once, in the first of those runs
     // (.config/nextest.toml runs them one at a time; CubeCL keeps the results
     // in target/autotune).

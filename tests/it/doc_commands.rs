@@ -158,6 +158,7 @@ fn placeholder_value(word: &str) -> Option<&'static str> {
         "D" => "cpu",
         "C" => "last",
         "S" => "train",
+        "ADDR" => "127.0.0.1:7878",
         "DIR" | "FILE" | "PATH" | "IMAGE" | "RUN" | "runs/NAME" => "x",
         _ => return None,
     })

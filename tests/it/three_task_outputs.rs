@@ -7,8 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-mod common;
-use common::trained_three_task as trained;
+use crate::common;
+use crate::common::trained_three_task as trained;
 
 fn run_dir() -> PathBuf {
     trained().join("runs").join(common::THREE_TASK_RUN)

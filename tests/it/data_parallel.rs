@@ -286,7 +286,7 @@ fn stray_and_junk_connections_do_not_end_a_multi_node_run() {
     assert!(wait(&mut lead, limit, "node 0", cwd).success(), "node 0: {}", node_log(cwd, 0));
     assert!(wait(&mut follow, limit, "node 1", cwd).success(), "node 1: {}", node_log(cwd, 1));
     let log = node_log(cwd, 0);
-    assert!(log.contains("a connection from 127.0.0.1 not a twinhead node's greeting; dropped"), "{log}");
+    assert!(log.contains("a connection from 127.0.0.1 sent no twinhead node's greeting; dropped"), "{log}");
     assert!(log.contains("does not know the run's secret"), "{log}");
     assert!(log.matches("; dropped").count() >= 4, "{log}");
 }

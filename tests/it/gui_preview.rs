@@ -16,8 +16,7 @@ use twinhead::session::NoticeLevel;
 use twinhead::gui::settings::Settings;
 use twinhead::gui::shared::Shared;
 
-mod common;
-use common::{trained, trained_three_task, RUN, THREE_TASK_RUN};
+use crate::common::{trained, trained_three_task, RUN, THREE_TASK_RUN};
 
 /// The shared state of a workbench over the trained run, with the run focused.
 fn shared(dir: &Path) -> Shared {

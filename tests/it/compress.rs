@@ -17,8 +17,7 @@ use twinhead::train::evaluate::{validate, TaskImages, ValidationSettings, Valida
 use twinhead::train::run_dir;
 use twinhead::train::trainee::Trainee;
 
-mod common;
-use common::{trained, RUN};
+use crate::common::{trained, RUN};
 
 fn twinhead(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap()

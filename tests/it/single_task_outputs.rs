@@ -14,7 +14,7 @@ use twinhead::train::checkpoint;
 use twinhead::train::events::Event;
 use twinhead::train::{start, FinishReason, TrainConfig};
 
-mod common;
+use crate::common;
 
 /// `quick` on the tiny synthetic sets with `data.tasks = "seg"`, four steps.
 fn run_dir() -> PathBuf {

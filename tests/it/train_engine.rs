@@ -15,7 +15,7 @@ use twinhead::train::trainee::flat_parameters;
 use twinhead::backend::device::DeviceSpec;
 use twinhead::train::{start, Task, TrainConfig};
 
-mod common;
+use crate::common;
 
 /// A tiny run over synthetic data generated (once per data folder) in `data`.
 fn config(data: &Path, steps: usize, strategy: &str) -> TrainConfig {

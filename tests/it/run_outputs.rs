@@ -8,8 +8,8 @@ use std::process::Command;
 use serde_json::Value;
 use twinhead::data::voc::{VocClasses, VocDataset};
 
-mod common;
-use common::{trained, RUN};
+use crate::common;
+use crate::common::{trained, RUN};
 
 /// The trained run's folder.
 fn run_dir() -> std::path::PathBuf {
