@@ -282,8 +282,9 @@ fn files_by_stem(dir: &Path, extensions: &[&str]) -> Result<BTreeMap<String, Pat
         let path = entry?.path();
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         if ext.is_some_and(|e| extensions.contains(&e.as_str())) {
-            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                files.insert(stem.to_string(), path);
+            // Paired by the stem as text (U+FFFD where it is not UTF-8); the path stays the file's own.
+            if let Some(stem) = path.file_stem() {
+                files.insert(stem.to_string_lossy().into_owned(), path);
             }
         }
     }

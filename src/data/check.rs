@@ -14,6 +14,7 @@ use super::format::{DetFormat, DetSpec, SegFormat, SegSpec};
 use super::masks::MaskEncoding;
 use super::problem::Problem;
 use super::voc::{VocClasses, VocDataset};
+use super::path_text;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CheckReport {
@@ -24,12 +25,14 @@ pub struct CheckReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cls: Option<ClsSummary>,
     /// Groups of image files with identical content.
+    #[serde(serialize_with = "path_text::groups")]
     pub duplicates: Vec<Vec<PathBuf>>,
     pub problems: Vec<Problem>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct VocSummary {
+    #[serde(serialize_with = "path_text::one")]
     pub root: PathBuf,
     pub format: DetFormat,
     /// Image count of every split (VOC: every list in `ImageSets/Main/`).
@@ -55,6 +58,7 @@ pub struct ClassCount {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AdeSummary {
+    #[serde(serialize_with = "path_text::one")]
     pub root: PathBuf,
     pub format: SegFormat,
     pub encoding: MaskEncoding,
@@ -73,6 +77,7 @@ pub struct AdeSummary {
 /// A classification dataset's summary.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ClsSummary {
+    #[serde(serialize_with = "path_text::one")]
     pub root: PathBuf,
     pub format: ClsFormat,
     pub splits: BTreeMap<String, usize>,

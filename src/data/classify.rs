@@ -113,7 +113,21 @@ pub fn detect(dir: &Path) -> Result<ClsFormat> {
 
 /// Whether `dir`'s sub-folders hold images themselves (class folders), not split folders.
 pub fn holds_class_folders(dir: &Path) -> bool {
-    sub_folders(dir).iter().any(|class| !images_in(&dir.join(class)).is_empty())
+    class_folders(dir).iter().any(|(_, folder)| !images_in(folder).is_empty())
+}
+
+/// The sub-folders of `dir` by name, sorted: a class's name is its folder's,
+/// shown with U+FFFD where it is not UTF-8 (its images are read all the same).
+fn class_folders(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut folders: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    folders.sort();
+    folders
 }
 
 impl ClsDataset {
@@ -190,21 +204,22 @@ impl ClsDataset {
             bail!("{}: split {split:?} not found (available splits: {})", root.display(), available.join(", "));
         }
         let dir = if split == FLAT_SPLIT && holds_class_folders(root) { root.to_path_buf() } else { root.join(split) };
-        let names = sub_folders(&dir);
-        if names.is_empty() {
+        let folders = class_folders(&dir);
+        if folders.is_empty() {
             bail!("{}: no class folders", dir.display());
         }
-        let records = names
+        let records = folders
             .iter()
             .enumerate()
-            .flat_map(|(class, name)| {
-                images_in(&dir.join(name)).into_iter().map(move |image_path| ClsRecord {
+            .flat_map(|(class, (name, folder))| {
+                images_in(folder).into_iter().map(move |image_path| ClsRecord {
                     id: format!("{name}/{}", image_path.file_stem().unwrap_or_default().to_string_lossy()),
                     image_path,
                     class,
                 })
             })
             .collect();
+        let names = folders.into_iter().map(|(name, _)| name).collect();
         Ok(Self { root: root.to_path_buf(), split: split.to_string(), classes: ClassList::new(names), records, problems: Vec::new() })
     }
 

@@ -12,6 +12,7 @@ pub mod encoded;
 pub mod format;
 pub mod loader;
 pub mod masks;
+pub mod path_text;
 pub mod problem;
 pub mod synth;
 pub mod truth;

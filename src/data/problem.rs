@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
+    #[serde(serialize_with = "super::path_text::one")]
     pub path: PathBuf,
     pub reason: String,
 }

@@ -151,11 +151,18 @@ impl VocDataset {
     pub fn open_all(dir: &Path, classes: VocClasses) -> Result<Self> {
         let root = resolve_root(dir)?;
         let splits = available_splits(&root);
+        let mut not_text = Vec::new();
         let mut ids: Vec<String> = if splits.is_empty() {
             std::fs::read_dir(root.join("Annotations"))
                 .with_context(|| format!("{}: cannot list", root.join("Annotations").display()))?
                 .flatten()
-                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".xml").map(str::to_string))
+                .filter_map(|e| match e.file_name().to_str() {
+                    Some(name) => name.strip_suffix(".xml").map(str::to_string),
+                    None => {
+                        not_text.push(Problem::new(e.path(), "the file name is not UTF-8, and VOC ids are text: rename it"));
+                        None
+                    }
+                })
                 .collect()
         } else {
             let mut ids = Vec::new();
@@ -166,7 +173,9 @@ impl VocDataset {
         };
         ids.sort();
         ids.dedup();
-        Self::open_ids(root, ALL_SPLITS, ids, classes)
+        let mut dataset = Self::open_ids(root, ALL_SPLITS, ids, classes)?;
+        dataset.problems.extend(not_text);
+        Ok(dataset)
     }
 
     fn open_ids(root: PathBuf, split: &str, ids: Vec<String>, classes: VocClasses) -> Result<Self> {

@@ -100,8 +100,13 @@ pub fn open(root: &Path, split: &str) -> Result<VocDataset> {
     let checked: Vec<Result<(VocRecord, bool), Problem>> = images
         .par_iter()
         .map(|image_path| {
-            let id = image_path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-            let label_path = label_dir.join(format!("{id}.txt"));
+            // The label file is found by the image's own name, UTF-8 or not;
+            // the id only shows it.
+            let stem = image_path.file_stem().unwrap_or_default();
+            let id = stem.to_string_lossy().into_owned();
+            let mut label_name = stem.to_os_string();
+            label_name.push(".txt");
+            let label_path = label_dir.join(label_name);
             let labelled = label_path.is_file();
             let annotation = if labelled { read_label_file(&label_path, image_path, &classes)? } else { blank_annotation(image_path)? };
             Ok((VocRecord { id, image_path: image_path.clone(), annotation_path: label_path, annotation }, labelled))

@@ -10,6 +10,7 @@ mod data_parallel;
 mod data_readers;
 mod doc_commands;
 mod eval_cli;
+mod hostile_inputs;
 mod gui;
 mod gui_preview;
 mod portable_binary;

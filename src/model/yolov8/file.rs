@@ -78,12 +78,17 @@ fn read_torch(path: &Path) -> anyhow::Result<CheckpointTensors> {
     }
 }
 
+/// The most bytes of pickle read from an archive (the largest Ultralytics
+/// model's is a few MB); a zip bomb's would be unbounded.
+const MAX_PICKLE: u64 = 1 << 30;
+
 /// The bytes of the archive's `…/data.pkl`.
 fn data_pickle(path: &Path) -> anyhow::Result<Vec<u8>> {
     let mut archive = zip::ZipArchive::new(BufReader::new(File::open(path)?))?;
     let name = archive.file_names().find(|n| n.ends_with("data.pkl")).map(str::to_string).context("no data.pkl inside")?;
     let mut bytes = Vec::new();
-    archive.by_name(&name)?.read_to_end(&mut bytes)?;
+    archive.by_name(&name)?.take(MAX_PICKLE + 1).read_to_end(&mut bytes)?;
+    ensure!(bytes.len() as u64 <= MAX_PICKLE, "{name} unpacks to more than {} MiB", MAX_PICKLE >> 20);
     Ok(bytes)
 }
 

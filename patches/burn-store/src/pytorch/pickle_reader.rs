@@ -20,7 +20,7 @@ use burn_tensor::{BoolStore, DType, TensorData};
 use byteorder::{LittleEndian, ReadBytesExt};
 use half::{bf16, f16};
 use std::collections::HashMap;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 
 /// Error type for pickle operations
@@ -457,6 +457,17 @@ fn storage_type_to_dtype(storage_type: &str) -> Result<DType> {
 
 /// Core implementation for rebuilding tensors.
 /// Shared by both rebuild_tensor (legacy) and rebuild_tensor_v2 (modern).
+/// The element count of a tensor of `shape` starting `offset` elements into a
+/// storage of `available` bytes, or why the storage cannot hold it.
+fn tensor_extent(shape: &[usize], offset: usize, element_size: usize, available: usize) -> std::result::Result<usize, String> {
+    let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let end = elements.and_then(|n| n.checked_add(offset)).and_then(|n| n.checked_mul(element_size));
+    match (elements, end) {
+        (Some(elements), Some(end)) if end <= available => Ok(elements),
+        _ => Err(format!("a tensor of shape {shape:?} at element {offset} runs past its storage of {available} bytes")),
+    }
+}
+
 fn rebuild_tensor_impl(
     storage_info: Vec<u8>,
     storage_tuple: Option<Vec<Object>>,
@@ -599,12 +610,16 @@ fn rebuild_tensor_impl(
     Ok(Object::TorchParam(TensorSnapshot::from_closure(
         Rc::new(move || {
             // Load data only when needed
-            if let Ok(data) = data_source_clone.read(&data_file_key) {
-                // Parse the binary data based on dtype
-                let num_elements = shape_clone.iter().product::<usize>().max(1);
-
-                // Use dtype.size() to get element size in bytes
+            // Twinhead's patch: a storage that is missing or shorter than the
+            // tensor's shape is an error, never a zero-filled allocation of
+            // whatever size the pickle claims.
+            let data = data_source_clone.read(&data_file_key).map_err(|e| {
+                crate::TensorSnapshotError::DataError(format!("tensor data {data_file_key}: {e}"))
+            })?;
+            {
                 let element_size = dtype.size();
+                let num_elements = tensor_extent(&shape_clone, storage_offset, element_size, data.len())
+                    .map_err(crate::TensorSnapshotError::DataError)?;
 
                 // Apply storage offset
                 let offset_bytes = storage_offset * element_size;
@@ -776,70 +791,6 @@ fn rebuild_tensor_impl(
                         )))
                     }
                 }
-            } else {
-                // If no data file found, return zeros of the appropriate type
-                let num_elements = shape_clone.iter().product::<usize>().max(1);
-                match dtype {
-                    DType::F32 => Ok(TensorData::new(
-                        vec![0.0f32; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::F64 => Ok(TensorData::new(
-                        vec![0.0f64; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::F16 => Ok(TensorData::new(
-                        vec![f16::ZERO; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::BF16 => Ok(TensorData::new(
-                        vec![bf16::ZERO; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::I64 => Ok(TensorData::new(
-                        vec![0i64; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::I32 => Ok(TensorData::new(
-                        vec![0i32; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::I16 => Ok(TensorData::new(
-                        vec![0i16; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::I8 => Ok(TensorData::new(
-                        vec![0i8; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::U8 => Ok(TensorData::new(
-                        vec![0u8; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::U16 => Ok(TensorData::new(
-                        vec![0u16; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::U32 => Ok(TensorData::new(
-                        vec![0u32; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::U64 => Ok(TensorData::new(
-                        vec![0u64; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    DType::Bool(BoolStore::Native) => Ok(TensorData::new(
-                        vec![false; num_elements],
-                        shape_clone.clone(),
-                    )),
-                    _ => {
-                        // For any remaining unsupported types, return an error
-                        Err(crate::TensorSnapshotError::DataError(format!(
-                            "Unsupported dtype for tensor data reading: {:?}",
-                            dtype
-                        )))
-                    }
-                }
             }
         }),
         dtype,
@@ -850,9 +801,29 @@ fn rebuild_tensor_impl(
     )))
 }
 
+/// How deeply objects may nest: deeper ones would overflow the thread's stack
+/// when they are cloned, printed or dropped (Python's own limit is about 1000).
+pub const MAX_DEPTH: usize = 512;
+/// The bytes of objects a pickle may build: this much, plus
+/// `BYTES_PER_PICKLE_BYTE` for each byte read, so that shared references
+/// copied again and again cannot grow without bound.
+pub const BASE_BUDGET: usize = 64 << 20;
+pub const BYTES_PER_PICKLE_BYTE: usize = 64;
+
+/// The operand stack, with the nesting depth of each entry and the bytes its
+/// objects were charged. (Twinhead's patch: the depth and budget bound what a
+/// hostile file can make the reader build.)
 pub struct Stack {
     stack: Vec<Object>,
+    depths: Vec<usize>,
+    /// The deepest entry popped since the last push: what the next push nests.
+    popped: usize,
     memo: HashMap<u32, Object>,
+    memo_depths: HashMap<u32, usize>,
+    /// Bytes charged so far, and the pickle bytes read (which raise the budget).
+    spent: usize,
+    read: usize,
+    exceeded: Option<PickleError>,
     data_source: Option<Arc<LazyDataSource>>,
 }
 
@@ -867,35 +838,113 @@ impl Stack {
         // For cases where no data source is needed (pure pickle without tensor data)
         Self {
             stack: Vec::new(),
+            depths: Vec::new(),
+            popped: 0,
             memo: HashMap::new(),
+            memo_depths: HashMap::new(),
+            spent: 0,
+            read: 0,
+            exceeded: None,
             data_source: None,
         }
     }
 
     pub fn with_data_source(data_source: Arc<LazyDataSource>) -> Self {
         Self {
-            stack: Vec::new(),
-            memo: HashMap::new(),
             data_source: Some(data_source),
+            ..Self::new()
         }
     }
 
+    /// Pushes `o`, one level deeper than what was popped to build it.
     fn push(&mut self, o: Object) {
-        self.stack.push(o)
+        let depth = self.popped + 1;
+        self.popped = 0;
+        self.push_at(o, depth);
+    }
+
+    fn push_at(&mut self, o: Object, depth: usize) {
+        self.charge(std::mem::size_of::<Object>());
+        if depth > MAX_DEPTH && self.exceeded.is_none() {
+            self.exceeded = Some(PickleError::InvalidData(format!("objects nested more than {MAX_DEPTH} deep")));
+        }
+        self.stack.push(o);
+        self.depths.push(depth);
     }
 
     fn pop(&mut self) -> Result<Object> {
         match self.stack.pop() {
             None => Err(PickleError::StackUnderflow),
-            Some(o) => Ok(o),
+            Some(o) => {
+                let depth = self.depths.pop().unwrap_or(1);
+                self.popped = self.popped.max(depth);
+                Ok(o)
+            }
         }
     }
 
-    fn top(&self) -> Result<Object> {
-        match self.stack.last() {
-            None => Err(PickleError::StackUnderflow),
-            Some(o) => Ok(o.clone()),
+    /// A copy of the top object, charged to the budget.
+    fn top(&mut self) -> Result<Object> {
+        let top = self.stack.last().ok_or(PickleError::StackUnderflow)?;
+        let cost = self.cost_within(top)?;
+        let copy = top.clone();
+        self.charge(cost);
+        Ok(copy)
+    }
+
+    /// Adds `bytes` to what was spent; past the budget, the read stops.
+    fn charge(&mut self, bytes: usize) {
+        self.spent = self.spent.saturating_add(bytes);
+        if self.spent > self.budget() && self.exceeded.is_none() {
+            self.exceeded = Some(self.over_budget());
         }
+    }
+
+    fn budget(&self) -> usize {
+        BASE_BUDGET.saturating_add(self.read.saturating_mul(BYTES_PER_PICKLE_BYTE))
+    }
+
+    fn over_budget(&self) -> PickleError {
+        PickleError::InvalidData(format!(
+            "building its objects takes more than {} MiB for {} bytes of pickle (shared references copied over and over?)",
+            self.budget() >> 20,
+            self.read
+        ))
+    }
+
+    /// The bytes a copy of `o` takes, counted without recursion and
+    /// stopping as soon as it would not fit the rest of the budget.
+    fn cost_within(&self, o: &Object) -> Result<usize> {
+        let room = self.budget().saturating_sub(self.spent);
+        let mut cost = 0usize;
+        let mut pending = vec![o];
+        while let Some(o) = pending.pop() {
+            cost += std::mem::size_of::<Object>();
+            match o {
+                Object::Class { module_name, name } => cost += module_name.len() + name.len(),
+                Object::String(s) => cost += s.len(),
+                Object::Persistent(bytes) => cost += bytes.len(),
+                Object::Tuple(items) | Object::List(items) | Object::PersistentTuple(items) => pending.extend(items),
+                Object::Dict(dict) => dict.iter().for_each(|(k, v)| {
+                    cost += k.len();
+                    pending.push(v);
+                }),
+                Object::Reduce { callable, args } | Object::Build { callable, args } => {
+                    pending.push(callable);
+                    pending.push(args);
+                }
+                Object::Int(_) | Object::Float(_) | Object::Bool(_) | Object::None | Object::TorchParam(_) => {}
+            }
+            if cost > room {
+                return Err(self.over_budget());
+            }
+        }
+        Ok(cost)
+    }
+
+    /// The first limit the read went past, if any.
+    fn check(&mut self) -> Result<()> {
+        self.exceeded.take().map_or(Ok(()), Err)
     }
 
     fn pop_to_marker(&mut self) -> Result<Vec<Object>> {
@@ -910,32 +959,49 @@ impl Stack {
 
         let result = self.stack.split_off(marker_pos + 1);
         self.stack.pop(); // Remove the marker
+        let depths = self.depths.split_off(marker_pos);
+        self.popped = depths.into_iter().fold(self.popped, usize::max);
         Ok(result)
     }
 
+    /// The top object, to be filled with what was popped (one level deeper).
     fn last_mut(&mut self) -> Result<&mut Object> {
-        match self.stack.last_mut() {
-            None => Err(PickleError::StackUnderflow),
-            Some(o) => Ok(o),
+        let filled = self.popped + 1;
+        self.popped = 0;
+        let depth = self.depths.last_mut().ok_or(PickleError::StackUnderflow)?;
+        *depth = (*depth).max(filled);
+        if *depth > MAX_DEPTH && self.exceeded.is_none() {
+            self.exceeded = Some(PickleError::InvalidData(format!("objects nested more than {MAX_DEPTH} deep")));
         }
+        self.stack.last_mut().ok_or(PickleError::StackUnderflow)
     }
 
     fn push_mark(&mut self) {
-        self.stack.push(Object::Class {
+        let mark = Object::Class {
             module_name: "mark".to_string(),
             name: "mark".to_string(),
-        });
+        };
+        self.push_at(mark, 1);
     }
 
-    fn memo_get(&self, idx: u32) -> Result<Object> {
-        self.memo
-            .get(&idx)
-            .cloned()
-            .ok_or(PickleError::MemoNotFound(idx))
+    /// Pushes a copy of memo entry `idx`, charged to the budget.
+    fn push_memo(&mut self, idx: u32) -> Result<()> {
+        let obj = self.memo.get(&idx).ok_or(PickleError::MemoNotFound(idx))?;
+        let cost = self.cost_within(obj)?;
+        let copy = obj.clone();
+        self.charge(cost);
+        let depth = self.memo_depths.get(&idx).copied().unwrap_or(1);
+        self.push_at(copy, depth);
+        Ok(())
     }
 
-    fn memo_put(&mut self, idx: u32, obj: Object) {
+    /// Stores a copy of the top object as memo entry `idx`.
+    fn memo_top(&mut self, idx: u32) -> Result<()> {
+        let obj = self.top()?;
+        let depth = self.depths.last().copied().unwrap_or(1);
         self.memo.insert(idx, obj);
+        self.memo_depths.insert(idx, depth);
+        Ok(())
     }
 
     fn memo_len(&self) -> usize {
@@ -972,8 +1038,12 @@ fn read_long1<R: BufRead>(r: &mut R, stack: &mut Stack) -> Result<()> {
 }
 
 fn read_string<R: BufRead>(r: &mut R, stack: &mut Stack, len: usize) -> Result<()> {
-    let mut data = vec![0u8; len];
-    r.read_exact(&mut data)?;
+    // Grows with the bytes that are there, not with the length the file claims.
+    let mut data = Vec::new();
+    r.take(len as u64).read_to_end(&mut data)?;
+    if data.len() != len {
+        return Err(PickleError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     let s = buf_to_str(&data)?;
     stack.push(Object::String(s));
     Ok(())
@@ -1255,6 +1325,31 @@ fn reduce(callable: Object, args: Object, stack: &mut Stack) -> Result<Object> {
     }
 }
 
+/// Counts the bytes read, which set the reader's budget.
+struct CountingReader<'a, R> {
+    inner: &'a mut R,
+    read: usize,
+}
+
+impl<R: BufRead> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for CountingReader<'_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.read += amount;
+        self.inner.consume(amount)
+    }
+}
+
 pub fn read_pickle_with_optional_data<R: BufRead>(
     r: &mut R,
     data_source: Option<Arc<LazyDataSource>>,
@@ -1263,7 +1358,11 @@ pub fn read_pickle_with_optional_data<R: BufRead>(
         Some(ds) => Stack::with_data_source(ds),
         None => Stack::new(),
     };
+    let mut r = CountingReader { inner: r, read: 0 };
+    let r = &mut r;
     loop {
+        stack.read = r.read;
+        stack.check()?;
         let op_code = r.read_u8()?;
         let op_code = OpCode::try_from(op_code).map_err(PickleError::InvalidOpCode)?;
         match op_code {
@@ -1364,23 +1463,19 @@ pub fn read_pickle_with_optional_data<R: BufRead>(
             }
             OpCode::BinPut => {
                 let idx = r.read_u8()? as u32;
-                let obj = stack.top()?;
-                stack.memo_put(idx, obj);
+                stack.memo_top(idx)?;
             }
             OpCode::LongBinPut => {
                 let idx = r.read_u32::<LittleEndian>()?;
-                let obj = stack.top()?;
-                stack.memo_put(idx, obj);
+                stack.memo_top(idx)?;
             }
             OpCode::BinGet => {
                 let idx = r.read_u8()? as u32;
-                let obj = stack.memo_get(idx)?;
-                stack.push(obj);
+                stack.push_memo(idx)?;
             }
             OpCode::LongBinGet => {
                 let idx = r.read_u32::<LittleEndian>()?;
-                let obj = stack.memo_get(idx)?;
-                stack.push(obj);
+                stack.push_memo(idx)?;
             }
             OpCode::Mark => stack.push_mark(),
             OpCode::BinPersId => {
@@ -1498,13 +1593,13 @@ pub fn read_pickle_with_optional_data<R: BufRead>(
             OpCode::Memoize => {
                 // Store top of stack in memo without popping
                 // The memo index is the current number of items in the memo
-                let obj = stack.top()?;
                 let idx = stack.memo_len() as u32;
-                stack.memo_put(idx, obj);
+                stack.memo_top(idx)?;
             }
             OpCode::Stop => break,
         }
     }
+    stack.check()?;
     stack.pop()
 }
 
