@@ -2,7 +2,7 @@
 # The project's test command (README "Run it, test it"; .ci/run calls it).
 # Builds in the dev profile (dependencies optimised, see Cargo.toml) and runs
 # every unit, integration and CLI test (cargo-nextest, or cargo test), then
-# tools/onnx_check.sh. Real-data tests read ../shared/realdata
+# tools/onnx_check.sh and tools/ultralytics_check.sh. Real-data tests read ../shared/realdata
 # when it is present and say so when it is not.
 #
 # The wgpu tests (tests/it/wgpu.rs) run burn's GPU kernels on Mesa's software
@@ -44,8 +44,10 @@ else
     cargo test --locked "$@"
 fi
 
-# The whole suite (no arguments) also checks the ONNX export in ONNX Runtime,
-# with the binary the tests just built (onnx and onnxruntime from PyPI).
+# The whole suite (no arguments) also checks the ONNX export in ONNX Runtime
+# and the YOLO export in Ultralytics, with the binary the tests just built
+# (onnx, onnxruntime and ultralytics from PyPI).
 if [ $# -eq 0 ]; then
     bash tools/onnx_check.sh "${CARGO_TARGET_DIR:-target}/debug/twinhead"
+    bash tools/ultralytics_check.sh "${CARGO_TARGET_DIR:-target}/debug/twinhead"
 fi
