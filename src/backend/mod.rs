@@ -35,6 +35,11 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ConvOptions, FloatTensor, IntTensor, ModuleOps};
 use burn::tensor::{Int, Tensor, TensorPrimitive};
 
+/// Stack size of the threads that load checkpoints: burn deserializes a whole
+/// network's record within one stack frame of a few MiB, more than a spawned
+/// thread's default 2 MiB (only touched memory is committed).
+pub const ENGINE_THREAD_STACK: usize = 64 << 20;
+
 /// A backend with Twinhead's kernels (burn's own where it has none better).
 pub trait TwinBackend: Backend {
     /// 2-D convolution without bias.

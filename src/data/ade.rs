@@ -13,7 +13,7 @@ use image::GrayImage;
 use rayon::prelude::*;
 
 use super::classes::ClassList;
-use super::masks::{self, MaskEncoding};
+use super::mask_encoding::{self, MaskEncoding};
 use super::problem::{keep_passing, log_skipped, split_checked, Problem};
 
 /// The split name a flat `images/` + `annotations/` pair is read as.
@@ -30,7 +30,7 @@ pub struct AdeRecord {
 impl AdeRecord {
     /// The mask in ADE's encoding (0 = unlabelled, `k` = class `k − 1`), values checked.
     pub fn read_mask(&self, num_classes: usize) -> Result<GrayImage, Problem> {
-        masks::read_mask(&self.mask_path, num_classes, self.encoding)
+        mask_encoding::read_mask(&self.mask_path, num_classes, self.encoding)
     }
 }
 
@@ -262,7 +262,7 @@ impl AdeDataset {
 /// Reads an ADE-encoded mask (what Twinhead writes too): single-channel 8-bit,
 /// values in `0..=num_classes`.
 pub fn read_mask(path: &Path, num_classes: usize) -> Result<GrayImage, Problem> {
-    masks::read_mask(path, num_classes, MaskEncoding::Offset)
+    mask_encoding::read_mask(path, num_classes, MaskEncoding::Offset)
 }
 
 fn header_size(path: &Path) -> Result<(u32, u32), Problem> {

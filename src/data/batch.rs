@@ -14,9 +14,17 @@ use super::augment::{
 };
 use super::classes::ClassList;
 use super::classify::{ClsDataset, ClsRecord};
-use super::loader::Position;
 use super::problem::Problem;
 use super::voc::{VocDataset, VocRecord};
+
+/// A place in the loader's stream: batch `batch` of epoch `epoch` (both 0-based).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub struct Position {
+    pub epoch: usize,
+    pub batch: usize,
+}
 
 /// A dataset the loader can draw samples from.
 ///

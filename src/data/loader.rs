@@ -35,18 +35,9 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::augment::{augment_deferred, AugmentConfig};
-pub use super::batch::SampleSource;
+pub use super::batch::{Position, SampleSource};
 use super::problem::Problem;
 use super::synth::mix;
-
-/// A place in the loader's stream: batch `batch` of epoch `epoch` (both 0-based).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
-pub struct Position {
-    pub epoch: usize,
-    pub batch: usize,
-}
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LoaderConfig {

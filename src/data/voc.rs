@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
-use super::coco::CocoIds;
+use super::coco_ids::CocoIds;
 use super::classes::ClassList;
 use super::problem::{keep_passing, log_skipped, split_checked, Problem};
 

@@ -62,7 +62,7 @@ impl<T: Send + 'static> Job<T> {
         let cancel = Arc::new(AtomicBool::new(false));
         let progress = Progress { updates: update_tx, cancel: cancel.clone() };
         let thread_label = label.clone();
-        let spawned = std::thread::Builder::new().name(label.clone()).stack_size(crate::train::run::ENGINE_THREAD_STACK).spawn(move || {
+        let spawned = std::thread::Builder::new().name(label.clone()).stack_size(crate::backend::ENGINE_THREAD_STACK).spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&progress)))
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("{thread_label}: the job panicked")));
             let _ = result_tx.send(outcome);

@@ -108,7 +108,7 @@ fn nms_sorted(sorted: impl Iterator<Item = Detection>, iou_threshold: f32, max_d
         if kept.len() >= max_detections {
             break;
         }
-        let suppressed = kept.iter().any(|k| k.class == d.class && box_iou(&k.bbox, &d.bbox) > iou_threshold);
+        let suppressed = kept.iter().any(|k| k.class == d.class && plain_iou(&k.bbox, &d.bbox) > iou_threshold);
         if !suppressed {
             kept.push(d);
         }
@@ -150,8 +150,9 @@ pub fn to_original(detections: &[Detection], letterbox: &Letterbox) -> Vec<Detec
         .collect()
 }
 
-/// Plain IoU (0 for an empty union).
-fn box_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+/// Plain IoU of two `[x0, y0, x1, y1]` boxes (0 for an empty union): the one
+/// non-maximum suppression, the assigner and the loss tests use.
+pub fn plain_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);

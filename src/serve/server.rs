@@ -320,7 +320,7 @@ async fn events(State(server): State<Arc<Server>>, UrlPath(name): UrlPath<String
         let dir = dir.clone();
         let follow = query.follow;
         move || {
-            let mut tail = LogTail::new(&dir);
+            let mut tail = LogTail::new(&dir.join(crate::train::run_dir::METRICS_FILE));
             // A run just queued has no log yet: a follower waits a little for it, so its records come with the log's identity.
             let waited = std::time::Instant::now();
             while follow && tail.identity().is_none() && waited.elapsed() < NO_LOG_WAIT {

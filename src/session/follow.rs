@@ -151,7 +151,7 @@ impl Watch {
             Command::Release(dir) => {
                 self.skipped.remove(&dir);
                 // What this process wrote is known; what others append from now on is news.
-                let mut tail = LogTail::new(&dir);
+                let mut tail = LogTail::new(&dir.join(run_dir::METRICS_FILE));
                 let _ = tail.read();
                 let lock = TrainLock::state(&dir);
                 self.followed.insert(dir, Followed { tail, lock });

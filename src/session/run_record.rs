@@ -144,7 +144,7 @@ impl RunRecord {
     /// A run replayed from its folder, with the reader of its log where it
     /// stopped, to follow what is appended next.
     pub fn follow(dir: &Path) -> Result<(Self, LogTail)> {
-        let mut tail = LogTail::new(dir);
+        let mut tail = LogTail::new(&dir.join(run_dir::METRICS_FILE));
         let read = tail.read().with_context(|| format!("{}: cannot read", dir.join(run_dir::METRICS_FILE).display()))?;
         Ok((Self::replay(dir, read.events, read.unreadable + tail.torn() as usize)?, tail))
     }

@@ -18,7 +18,7 @@
 //! Cost: O(A · G) point-in-box tests plus a sort of each GT's candidates, a
 //! few milliseconds for 8400 anchors × 20 GTs × 16 images.
 
-use crate::train::loss::iou::iou_f32;
+use crate::model::postprocess::plain_iou;
 
 /// Guards `t / max_t` when every alignment of a GT underflows to 0 (YOLOv8's value).
 const NORM_EPS: f32 = 1e-9;
@@ -96,7 +96,7 @@ pub fn assign(
         for (i, p) in points.iter().enumerate() {
             if p[0] > gt[0] && p[0] < gt[2] && p[1] > gt[1] && p[1] < gt[3] {
                 let pred_box: &[f32; 4] = pred.boxes[i * 4..i * 4 + 4].try_into().unwrap();
-                let u = iou_f32(pred_box, gt);
+                let u = plain_iou(pred_box, gt);
                 let s = pred.scores[i * c + label];
                 candidates.push((i, s.powf(config.alpha) * u.powf(config.beta), u));
             }

@@ -8,7 +8,6 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::events::Event;
-use super::run_dir::METRICS_FILE;
 
 /// The longest event line read; a longer one is counted unreadable (evaluations
 /// of 150 classes with per-class values are a few KiB).
@@ -74,9 +73,9 @@ pub struct LogTail {
 }
 
 impl LogTail {
-    /// A reader of `run_dir`'s log from its start.
-    pub fn new(run_dir: &Path) -> Self {
-        Self { path: run_dir.join(METRICS_FILE), identity: None, offset: 0, partial: Vec::new(), skipping: false, lines: 0 }
+    /// A reader of the log at `path` (a run's `metrics.jsonl`) from its start.
+    pub fn new(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), identity: None, offset: 0, partial: Vec::new(), skipping: false, lines: 0 }
     }
 
     /// Records (complete lines) read so far.
@@ -172,6 +171,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+    use crate::train::run_dir::METRICS_FILE;
     use crate::train::events::FinishReason;
 
     fn line(event: &Event) -> String {
@@ -182,7 +182,7 @@ mod tests {
     fn appended_lines_are_read_once_and_a_torn_line_when_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(METRICS_FILE);
-        let mut tail = LogTail::new(dir.path());
+        let mut tail = LogTail::new(&path);
         assert_eq!(tail.read().unwrap(), TailRead::default());
         let paused = line(&Event::Paused { step: 3 });
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
@@ -202,7 +202,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(METRICS_FILE);
         std::fs::write(&path, line(&Event::Paused { step: 1 }) + &line(&Event::Resumed { step: 1 })).unwrap();
-        let mut tail = LogTail::new(dir.path());
+        let mut tail = LogTail::new(&path);
         assert_eq!(tail.read().unwrap().events.len(), 2);
         // A resumed run writes its log anew through a rename, then appends.
         let tmp = dir.path().join("metrics.tmp");

@@ -21,7 +21,7 @@ pub mod pseudo;
 pub mod replay;
 pub mod run;
 pub mod run_dir;
-pub mod schedule;
+pub mod lr_schedule;
 pub mod strategy;
 pub mod tensorboard_log;
 pub mod timeline;

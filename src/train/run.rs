@@ -11,15 +11,11 @@ use super::config::TrainConfig;
 use super::events::{Control, Event, FinishReason};
 use super::parallel::launch::Launch;
 use super::parallel::Placement;
-use super::run_dir::{self, EventLog};
+use super::run_dir::{self, record_failure, EventLog};
 use super::trainer::Trainer;
 use crate::backend::device::{DeviceSpec, OnBackend};
-use crate::backend::{TwinAutodiffBackend, TwinBackend};
+use crate::backend::{TwinAutodiffBackend, TwinBackend, ENGINE_THREAD_STACK};
 
-/// Stack size of the threads that load checkpoints: burn deserializes a whole
-/// network's record within one stack frame of a few MiB, more than a spawned
-/// thread's default 2 MiB (only touched memory is committed).
-pub const ENGINE_THREAD_STACK: usize = 64 << 20;
 
 /// A run training on its own thread.
 pub struct RunHandle {
@@ -159,11 +155,3 @@ fn train_on<B: TwinAutodiffBackend>(
     result
 }
 
-/// Appends a failure to the run's record, for the listener too. The log is
-/// opened now: resuming may have replaced the file since the start.
-pub(crate) fn record_failure(run_dir: &Path, listener: Option<Sender<Event>>, message: &str) -> Result<()> {
-    let mut log = EventLog::open(run_dir, listener)?;
-    let step = run_dir::read_events(run_dir).ok().and_then(|(e, _)| e.last().map(Event::step)).unwrap_or(0);
-    log.emit(Event::Error { step, message: message.to_string() })?;
-    log.emit(Event::Finished { step, reason: FinishReason::Failed, wall_seconds: 0.0 })
-}

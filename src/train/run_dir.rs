@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
 
 use super::config::TrainConfig;
-use super::events::Event;
+use super::events::{Event, FinishReason};
 use super::tensorboard_log::TensorboardLog;
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -112,7 +112,7 @@ pub fn never_trained(run_dir: &Path) -> Result<bool> {
 /// Reads every event of a run's log; a line that does not parse (a run killed
 /// mid-write) is skipped and counted.
 pub fn read_events(run_dir: &Path) -> Result<(Vec<Event>, usize)> {
-    let mut tail = super::log_tail::LogTail::new(run_dir);
+    let mut tail = super::log_tail::LogTail::new(&run_dir.join(METRICS_FILE));
     let read = tail.read().with_context(|| format!("{}: cannot read", run_dir.join(METRICS_FILE).display()))?;
     Ok((read.events, read.unreadable + tail.torn() as usize))
 }
@@ -220,4 +220,13 @@ impl EventLog {
         }
         Ok(())
     }
+}
+
+/// Appends a failure to the run's record, for the listener too. The log is
+/// opened now: resuming may have replaced the file since the start.
+pub fn record_failure(run_dir: &Path, listener: Option<Sender<Event>>, message: &str) -> Result<()> {
+    let mut log = EventLog::open(run_dir, listener)?;
+    let step = read_events(run_dir).ok().and_then(|(e, _)| e.last().map(Event::step)).unwrap_or(0);
+    log.emit(Event::Error { step, message: message.to_string() })?;
+    log.emit(Event::Finished { step, reason: FinishReason::Failed, wall_seconds: 0.0 })
 }

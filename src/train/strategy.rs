@@ -367,14 +367,14 @@ pub struct SequenceMut<'a> {
 /// A sequential schedule resolved for a run: the tasks in training order and
 /// the step each later phase starts at.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Schedule {
+pub struct TaskSchedule {
     pub order: Vec<Task>,
     /// `switches[k]` starts phase `k + 1`.
     pub switches: Vec<usize>,
     pub lr_factor: f64,
 }
 
-impl Schedule {
+impl TaskSchedule {
     pub fn phase_at(&self, step: usize) -> usize {
         self.switches.iter().filter(|&&switch| step >= switch).count()
     }
@@ -440,7 +440,7 @@ impl StrategyConfig {
     /// The sequential schedule over `run`'s tasks: `order`, else `first` and
     /// then the run's other tasks; `switch_steps`, else `switch_step` and the
     /// rest of the run split evenly between the later phases.
-    pub fn schedule(&self, run: RunShape) -> Option<Schedule> {
+    pub fn schedule(&self, run: RunShape) -> Option<TaskSchedule> {
         let (first, switch_step, lr_factor, order, switch_steps) = self.sequence_fields()?;
         let order: Vec<Task> = match order {
             [] => std::iter::once(first).chain(run.tasks.iter().filter(|&t| t != first)).collect(),
@@ -454,7 +454,7 @@ impl StrategyConfig {
             }
             given => given.to_vec(),
         };
-        Some(Schedule { order, switches, lr_factor })
+        Some(TaskSchedule { order, switches, lr_factor })
     }
 
     /// The sequential settings of the strategies that have them, to edit.
@@ -790,7 +790,7 @@ mod tests {
         assert!(s.validate(three).is_ok());
         // Without an order: `first`, then the run's other tasks, the rest of the run split evenly.
         let s = parse("kind = \"freeze\"\nfirst = \"seg\"\nswitch_step = 10\nfreeze = \"backbone\"").unwrap();
-        assert_eq!(s.schedule(three).unwrap(), Schedule { order: vec![Task::Seg, Task::Det, Task::Cls], switches: vec![10, 20], lr_factor: 0.1 });
+        assert_eq!(s.schedule(three).unwrap(), TaskSchedule { order: vec![Task::Seg, Task::Det, Task::Cls], switches: vec![10, 20], lr_factor: 0.1 });
         // Written back, the two-task form stays as it was.
         let text = toml::to_string(&parse("kind = \"sequential\"\nswitch_step = 10").unwrap()).unwrap();
         assert!(!text.contains("order") && !text.contains("switch_steps"), "{text}");

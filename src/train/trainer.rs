@@ -32,7 +32,7 @@ use super::replay::{buffer_file, make_buffer, BufferSource};
 use super::run_dir::EventLog;
 use super::tensorboard_log::TensorboardLog;
 use super::timeline;
-use super::schedule::learning_rate;
+use super::lr_schedule::learning_rate;
 use super::strategy::{RunShape, StrategyConfig, Task, TaskSet, Weighting};
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;

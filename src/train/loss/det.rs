@@ -174,7 +174,7 @@ pub fn prior_bias(prior: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::model::postprocess::{postprocess_batch, PostprocessConfig};
-    use crate::train::loss::iou::iou_f32;
+    use crate::model::postprocess::plain_iou;
     use crate::train::loss::test_util::*;
     use burn::backend::{Autodiff, Flex};
     use serde::Deserialize;
@@ -326,7 +326,7 @@ mod tests {
         );
         for (image, (boxes, labels)) in gts.iter().enumerate() {
             for (b, &l) in boxes.iter().zip(labels) {
-                let found = dets[image].iter().any(|d| d.class == l && iou_f32(&d.bbox, b) > 0.7);
+                let found = dets[image].iter().any(|d| d.class == l && plain_iou(&d.bbox, b) > 0.7);
                 assert!(found, "image {image}: GT {b:?} class {l} not among {:?}", dets[image]);
             }
         }

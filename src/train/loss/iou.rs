@@ -79,23 +79,10 @@ fn corners<B: Backend, const D: usize>(boxes: Tensor<B, D>) -> [Tensor<B, D>; 4]
     std::array::from_fn(|_| c.next().unwrap())
 }
 
-/// Plain IoU of two boxes (no eps: 0 when the union is empty).
-pub fn iou_f32(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::postprocess::plain_iou;
     use crate::train::loss::test_util::{fixture, to_vec};
     use burn::backend::Flex;
     use burn::tensor::TensorData;
@@ -124,7 +111,7 @@ mod tests {
         let unit = [0.0, 0.0, 1.0, 1.0];
         // Unit squares offset by half: intersection 1/2, union 3/2, IoU 1/3.
         let half = [0.5, 0.0, 1.5, 1.0];
-        assert!((iou_f32(&unit, &half) - 1.0 / 3.0).abs() < 1e-6);
+        assert!((plain_iou(&unit, &half) - 1.0 / 3.0).abs() < 1e-6);
         assert!((elementwise(unit, half, IouKind::Iou) - 1.0 / 3.0).abs() < 1e-5);
         // Enclosing box 1.5 × 1 = union, so GIoU = IoU.
         assert!((elementwise(unit, half, IouKind::Giou) - 1.0 / 3.0).abs() < 1e-5);
@@ -136,11 +123,11 @@ mod tests {
         }
         // Disjoint unit squares 1 apart: IoU 0, GIoU = -(3 - 2)/3 < 0.
         let far = [2.0, 0.0, 3.0, 1.0];
-        assert_eq!(iou_f32(&unit, &far), 0.0);
+        assert_eq!(plain_iou(&unit, &far), 0.0);
         assert!((elementwise(unit, far, IouKind::Giou) + 1.0 / 3.0).abs() < 1e-5);
         assert!(elementwise(unit, far, IouKind::Ciou) < elementwise(unit, far, IouKind::Giou) + 1e-6);
         // Degenerate boxes have no overlap instead of NaN.
-        assert_eq!(iou_f32(&[1.0, 1.0, 1.0, 1.0], &[1.0, 1.0, 1.0, 1.0]), 0.0);
+        assert_eq!(plain_iou(&[1.0, 1.0, 1.0, 1.0], &[1.0, 1.0, 1.0, 1.0]), 0.0);
     }
 
     #[test]
@@ -161,8 +148,8 @@ mod tests {
             }
         }
         for c in &cases {
-            worst = worst.max((iou_f32(&c.a, &c.b) - c.iou).abs());
-            assert!((iou_f32(&c.a, &c.b) - c.iou).abs() < 1e-4);
+            worst = worst.max((plain_iou(&c.a, &c.b) - c.iou).abs());
+            assert!((plain_iou(&c.a, &c.b) - c.iou).abs() < 1e-4);
         }
         eprintln!("iou: max abs diff vs reference {worst:e}");
     }

@@ -19,7 +19,7 @@ use burn::tensor::Tensor;
 pub use cls::cls_loss;
 pub use det::{det_loss, DetLossConfig, DetLossOutput};
 pub use distill::{kd_det_loss, kd_softmax_loss, KdDetOutput};
-pub use iou::{box_iou, iou_f32, pairwise_iou, IouKind};
+pub use iou::{box_iou, pairwise_iou, IouKind};
 pub use seg::{seg_loss, OhemConfig, SegLossConfig, SegLossOutput};
 
 /// Elementwise binary cross-entropy of `sigmoid(logits)` against `targets` in

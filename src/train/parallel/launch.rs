@@ -18,7 +18,8 @@ use crate::backend::device::OnDevices;
 use crate::backend::{TwinAutodiffBackend, TwinBackend};
 use crate::train::config::TrainConfig;
 use crate::train::events::{Control, Event, FinishReason};
-use crate::train::run::{record_failure, ENGINE_THREAD_STACK};
+use crate::backend::ENGINE_THREAD_STACK;
+use crate::train::run_dir::record_failure;
 use crate::train::run_dir::EventLog;
 use crate::train::trainer::Trainer;
 

@@ -162,14 +162,6 @@ fn greeted(spec: &NodeSpec, stream: &TcpStream) -> Result<(usize, usize), String
     Ok((rank, devices))
 }
 
-/// Refuses to start when a port this node serves on is taken by another
-/// program: burn-collective would connect to that program and wait forever.
-pub fn check_port_free(port: u16, what: &str) -> Result<()> {
-    TcpListener::bind(("0.0.0.0", port)).map(drop).with_context(|| {
-        format!("port {port} ({what}) is in use, by another program or an earlier run: choose another coordinator port")
-    })
-}
-
 fn lead(spec: &NodeSpec, devices: usize, (config, resume): (TrainConfig, bool), on_failure: OnFailure) -> Result<Rendezvous> {
     // Room for it checked by `port()`, and free by `Placement::check_ports`.
     let orchestrator = spec.port()? + 1;

@@ -1,6 +1,7 @@
 //! Where a run trains: one device, several devices of this machine (one
 //! replica each), or several machines (nodes) with the same devices each.
 
+use std::net::TcpListener;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -141,9 +142,9 @@ impl Placement {
     pub fn check_ports(&self) -> Result<()> {
         let Some(nodes) = &self.nodes else { return Ok(()) };
         let port = nodes.port()?;
-        super::nodes::check_port_free(port + 2 + nodes.rank as u16, &format!("node {}'s tensor service, PORT+2+{}", nodes.rank, nodes.rank))?;
+        check_port_free(port + 2 + nodes.rank as u16, &format!("node {}'s tensor service, PORT+2+{}", nodes.rank, nodes.rank))?;
         if nodes.rank == 0 {
-            super::nodes::check_port_free(port + 1, "burn-collective's orchestrator, PORT+1")?;
+            check_port_free(port + 1, "burn-collective's orchestrator, PORT+1")?;
         }
         Ok(())
     }
@@ -156,6 +157,14 @@ impl Placement {
             Some(nodes) => format!("{} nodes × {}", nodes.count, devices.join(",")),
         }
     }
+}
+
+/// Refuses to start when a port this node serves on is taken by another
+/// program: burn-collective would connect to that program and wait forever.
+pub fn check_port_free(port: u16, what: &str) -> Result<()> {
+    TcpListener::bind(("0.0.0.0", port)).map(drop).with_context(|| {
+        format!("port {port} ({what}) is in use, by another program or an earlier run: choose another coordinator port")
+    })
 }
 
 #[cfg(test)]
