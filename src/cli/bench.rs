@@ -12,6 +12,7 @@ use crate::data::batch::DetSource;
 use crate::data::loader::{default_threads, Loader, LoaderConfig};
 use crate::data::synth::{self, SynthConfig};
 use crate::data::format::{DetFormat, DetSpec};
+use crate::train::config::{MAX_BATCH_SIZE, MAX_IMAGE_SIZE, MAX_THREADS};
 
 /// Runs `--images` VOC images through decode, training augmentation (random
 /// scale + crop, flip, colour jitter), letterboxing to `--size` and
@@ -63,6 +64,10 @@ struct BenchResult {
 
 pub fn run_data(args: DataArgs) -> Result<ExitCode> {
     ensure!(args.images > 0, "--images must be at least 1");
+    ensure!((32..=MAX_IMAGE_SIZE).contains(&args.size), "--size must be between 32 and {MAX_IMAGE_SIZE} pixels");
+    ensure!((1..=MAX_BATCH_SIZE).contains(&args.batch_size), "--batch-size must be between 1 and {MAX_BATCH_SIZE}");
+    ensure!((1..=64).contains(&args.prefetch), "--prefetch must be between 1 and 64 batches");
+    ensure!(args.threads.is_none_or(|t| (1..=MAX_THREADS).contains(&t)), "--threads must be between 1 and {MAX_THREADS}");
     let threads = args.threads.unwrap_or_else(default_threads);
     let root = match &args.voc {
         Some(dir) => dir.clone(),

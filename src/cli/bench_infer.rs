@@ -9,6 +9,7 @@ use burn::module::Module;
 
 use crate::compress::measure::{percentile, probe_images, time_pass, WARM_UP};
 use crate::predictor::Predictor;
+use crate::train::config::MAX_BATCH_SIZE;
 use super::run_args::RunCheckpoint;
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +25,8 @@ pub struct InferArgs {
 }
 
 pub fn run_infer(args: InferArgs) -> Result<ExitCode> {
-    ensure!(args.batch >= 1 && args.passes >= 1, "--batch and --passes: at least 1");
+    ensure!((1..=MAX_BATCH_SIZE).contains(&args.batch), "--batch must be between 1 and {MAX_BATCH_SIZE}");
+    ensure!((1..=1_000_000).contains(&args.passes), "--passes must be between 1 and 1000000");
     let predictor = Predictor::load(&args.run.run, &args.run.checkpoint.checkpoint)?;
     let net = predictor.cpu_net()?;
     let images = probe_images(args.batch, predictor.state.image_size as usize);

@@ -15,6 +15,7 @@ use crate::model::anchors::{decode_boxes, Anchors};
 use crate::model::DET_STRIDES;
 use crate::onnx::{self, Batch, Classes, ExportOptions};
 use crate::predictor::{InferenceBackend, Predictor};
+use crate::train::config::MAX_BATCH_SIZE;
 use super::run_args::RunCheckpoint;
 
 #[derive(Debug, clap::Args)]
@@ -43,8 +44,8 @@ fn batch(value: &str) -> Result<Batch, String> {
     match value {
         "dynamic" => Ok(Batch::Dynamic),
         n => match n.parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(Batch::Fixed(n)),
-            _ => Err(format!("{n:?}: a number of images (at least 1) or \"dynamic\"")),
+            Ok(n) if (1..=MAX_BATCH_SIZE).contains(&n) => Ok(Batch::Fixed(n)),
+            _ => Err(format!("{n:?}: a number of images (1 to {MAX_BATCH_SIZE}) or \"dynamic\"")),
         },
     }
 }

@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Training images (half from each task) the BatchNorm statistics are averaged over.
-    #[arg(long, default_value = "64", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value = "64", value_parser = clap::value_parser!(u32).range(1..=4096))]
     images: u32,
 }
 

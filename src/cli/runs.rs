@@ -61,7 +61,7 @@ pub fn run_tensorboard(args: TensorboardArgs) -> Result<ExitCode> {
         // The class count reads the timeline's masks; a run's checkpoint states it.
         let last = checkpoint::find(run, &CheckpointKind::Last)?;
         let state = checkpoint::read_state(&last)?;
-        TensorboardLog::rebuild(run, state.seg_classes.len())?;
+        TensorboardLog::rebuild(run, &run_dir::read_events(run)?.0, state.seg_classes.len())?;
         println!("{}", events_path(run).display());
     }
     Ok(ExitCode::SUCCESS)

@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, default_value_t = crate::train::parallel::slurm::DEFAULT_PORT, requires = "slurm")]
     coordinator_port: u16,
     /// Seconds a node may stay silent (or unreachable at the start) before the run ends on every node.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=MAX_NODE_TIMEOUT))]
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=MAX_NODE_TIMEOUT))]
     node_timeout: u64,
 }
 

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::norm::GroupNorm;
 
 /// One GroupNorm's statistics, per group, averaged over the images seen.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,18 +49,13 @@ pub fn record<R: Send>(f: impl FnOnce() -> R + Send) -> (R, HashMap<usize, Group
     })
 }
 
-/// The key [`record`] files `norm`'s statistics under.
-pub fn key<B: Backend>(norm: &GroupNorm<B>) -> usize {
-    norm as *const GroupNorm<B> as usize
-}
-
-/// Adds the statistics of `x`, the input of `norm`, when this thread records.
-pub(super) fn observe<B: Backend>(norm: &GroupNorm<B>, x: &Tensor<B, 4>) {
+/// Adds the statistics of `x` over `groups` channel groups, the input of the
+/// layer `key` names, when this thread records.
+pub(super) fn observe<B: Backend>(key: usize, groups: usize, x: &Tensor<B, 4>) {
     if RECORDING.with_borrow(Option::is_none) {
         return;
     }
     let [images, channels, height, width] = x.dims();
-    let groups = norm.num_groups;
     let grouped = x.clone().detach().reshape([images, groups, channels / groups * height * width]);
     let mean = grouped.clone().mean_dim(2);
     let variance = (grouped - mean.clone()).powi_scalar(2).mean_dim(2);
@@ -69,7 +63,7 @@ pub(super) fn observe<B: Backend>(norm: &GroupNorm<B>, x: &Tensor<B, 4>) {
     let (mean, variance) = (values(mean), values(variance));
     RECORDING.with_borrow_mut(|recording| {
         let Some(sums) = recording else { return };
-        let entry = sums.entry(key(norm)).or_insert_with(|| GroupStatistics {
+        let entry = sums.entry(key).or_insert_with(|| GroupStatistics {
             mean: vec![0.0; groups],
             variance: vec![0.0; groups],
             images: 0,
@@ -85,6 +79,7 @@ pub(super) fn observe<B: Backend>(norm: &GroupNorm<B>, x: &Tensor<B, 4>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::norm::GroupNorm;
     use burn::backend::Flex;
     use burn::tensor::{Distribution, TensorData};
 
@@ -101,7 +96,7 @@ mod tests {
             norm.forward_silu(x.clone());
         });
         assert_eq!(statistics.len(), 1);
-        let recorded = &statistics[&key(&norm)];
+        let recorded = &statistics[&norm.statistics_key()];
         assert_eq!(recorded.images, 2);
         assert_eq!(recorded.mean, vec![2.0, 3.0]);
         assert_eq!(recorded.variance, vec![0.0, 0.5]);

@@ -24,6 +24,12 @@ pub struct GroupNorm<B: Backend> {
 }
 
 impl<B: Backend> GroupNorm<B> {
+    /// The key `group_statistics::record` files this layer's statistics under:
+    /// its address, while the network is alive.
+    pub fn statistics_key(&self) -> usize {
+        self as *const Self as usize
+    }
+
     pub fn new(num_groups: usize, num_channels: usize, device: &B::Device) -> Self {
         assert_eq!(num_channels % num_groups, 0, "{num_groups} groups must divide {num_channels} channels");
         Self {
@@ -40,8 +46,8 @@ impl<B: Backend> GroupNorm<B> {
     pub fn keep_channels(&mut self, keep: &[usize]) {
         let group_size = self.num_channels / self.num_groups;
         assert_eq!(keep.len() % group_size, 0, "pruning keeps whole groups of {group_size} channels");
-        self.gamma = self.gamma.as_ref().map(|g| super::blocks::select(g, 0, keep));
-        self.beta = self.beta.as_ref().map(|b| super::blocks::select(b, 0, keep));
+        self.gamma = self.gamma.as_ref().map(|g| super::select::select(g, 0, keep));
+        self.beta = self.beta.as_ref().map(|b| super::select::select(b, 0, keep));
         self.num_channels = keep.len();
         self.num_groups = keep.len() / group_size;
     }
@@ -53,7 +59,7 @@ impl<B: Backend> GroupNorm<B> {
     {
         let channels = x.dims()[1];
         assert_eq!(channels, self.num_channels, "GroupNorm over {} channels got {channels}", self.num_channels);
-        super::group_statistics::observe(self, &x);
+        super::group_statistics::observe(self.statistics_key(), self.num_groups, &x);
         let device = x.device();
         let gamma = self.gamma.as_ref().map_or_else(|| Tensor::ones([channels], &device), |g| g.val());
         let beta = self.beta.as_ref().map_or_else(|| Tensor::zeros([channels], &device), |b| b.val());

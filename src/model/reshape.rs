@@ -14,7 +14,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::blocks::{select, ConvNormAct};
+use super::conv_norm_act::ConvNormAct;
+use super::select::select;
 
 /// One structural edit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,20 +9,7 @@ use crate::train::events::{Control, Event};
 
 use super::run_record::{RunRecord, RunStatus};
 use super::Notice;
-
-/// Where a remote run lives: its server's label and its name there.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RemoteRun {
-    pub server: String,
-    pub run: String,
-}
-
-impl RemoteRun {
-    /// The run's name in the session: `run@server`.
-    pub fn record_name(&self) -> String {
-        format!("{}@{}", self.run, self.server)
-    }
-}
+pub use super::run_record::RemoteRun;
 
 /// What a remote reports.
 #[derive(Debug)]

@@ -107,7 +107,7 @@ pub struct RunRecord {
     /// (its folder's lock is held), not by this one.
     pub elsewhere: bool,
     /// A run of a server's, listed here (its `dir` is a local mirror of what is shown).
-    pub remote: Option<super::remote::RemoteRun>,
+    pub remote: Option<RemoteRun>,
 }
 
 impl RunRecord {
@@ -331,6 +331,20 @@ pub fn strategy_summary(strategy: &StrategyConfig) -> String {
     };
     let params: Vec<String> = table.into_iter().flatten().filter(|(k, _)| !unused(k)).map(|(k, v)| format!("{k} {}", text(v))).collect();
     format!("{} ({})", strategy.name(), params.join(", "))
+}
+
+/// Where a remote run lives: its server's label and its name there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteRun {
+    pub server: String,
+    pub run: String,
+}
+
+impl RemoteRun {
+    /// The run's name in the session: `run@server`.
+    pub fn record_name(&self) -> String {
+        format!("{}@{}", self.run, self.server)
+    }
 }
 
 #[cfg(test)]

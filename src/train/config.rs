@@ -249,6 +249,12 @@ pub fn steps_cap() -> Result<Option<usize>> {
 
 /// The largest input side accepted: a batch of 16 at 4096² is 3 GiB of input alone.
 pub const MAX_IMAGE_SIZE: u32 = 4096;
+/// The largest batch accepted (before it meets the image size in memory).
+pub const MAX_BATCH_SIZE: usize = 1024;
+/// The most loader threads a run or a bench asks for.
+pub const MAX_THREADS: usize = 256;
+/// The longest run: a billion steps, years of training, still far from any overflow.
+pub const MAX_STEPS: usize = 1_000_000_000;
 
 fn default_voc_train() -> String {
     "train".into()
@@ -532,10 +538,11 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<()> {
         let check = |ok: bool, key: &str, why: &str| if ok { Ok(()) } else { bail!("{key}: {why}") };
-        check(self.steps > 0, "steps", "must be at least 1")?;
+        check((1..=MAX_STEPS).contains(&self.steps), "steps", &format!("must be between 1 and {MAX_STEPS}"))?;
         check(self.data.image_size >= 32 && self.data.image_size % 32 == 0, "data.image_size", "must be a multiple of 32 (the coarsest stride)")?;
         check(self.data.image_size <= MAX_IMAGE_SIZE, "data.image_size", &format!("must be at most {MAX_IMAGE_SIZE} pixels"))?;
-        check(self.data.batch_size > 0, "data.batch_size", "must be at least 1")?;
+        check((1..=MAX_BATCH_SIZE).contains(&self.data.batch_size), "data.batch_size", &format!("must be between 1 and {MAX_BATCH_SIZE}"))?;
+        check(self.data.threads <= MAX_THREADS, "data.threads", &format!("must be at most {MAX_THREADS} (0 = one per core)"))?;
         check(self.optim.lr > 0.0 && self.optim.lr.is_finite(), "optim.lr", "must be a positive number")?;
         check(self.optim.backbone_lr_factor >= 0.0, "optim.backbone_lr_factor", "must be ≥ 0")?;
         check((0.0..=1.0).contains(&self.optim.min_lr_factor), "optim.min_lr_factor", "must be in [0, 1]")?;
@@ -727,7 +734,7 @@ mod tests {
         let error = format!("{:#}", quick(&["steps=abc"]).unwrap_err());
         assert!(error.starts_with("--set steps=abc: steps: invalid type"), "{error}");
         let error = format!("{:#}", quick(&["steps=0"]).unwrap_err());
-        assert!(error.starts_with("--set steps=0: steps: must be at least 1"), "{error}");
+        assert!(error.starts_with("--set steps=0: steps: must be between 1 and 1000000000"), "{error}");
         let error = format!("{:#}", quick(&["strategy.kind=sequential", "strategy.switch_step=900"]).unwrap_err());
         assert!(error.starts_with("--set strategy.switch_step=900: strategy"), "{error}");
         // An error the command line did not cause names the preset.
@@ -735,7 +742,7 @@ mod tests {
         let preset = dir.path().join("bad.toml");
         std::fs::write(&preset, "name = \"bad\"\nseed = 0\nsteps = 0\n[data]\nvoc = \"v\"\nimage_size = 64\nbatch_size = 2\n[model]\nsize = \"n\"\n[strategy]\nkind = \"joint\"\n").unwrap();
         let error = format!("{:#}", TrainConfig::load_preset(preset.to_str().unwrap(), &["optim.lr=0.1".into()]).unwrap_err());
-        assert!(error.starts_with(&format!("{}: steps: must be at least 1", preset.display())), "{error}");
+        assert!(error.starts_with(&format!("{}: steps: must be between 1 and 1000000000", preset.display())), "{error}");
     }
 
     #[test]

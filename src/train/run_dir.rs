@@ -216,7 +216,7 @@ impl EventLog {
     /// Writes the attached TensorBoard file anew from what the log now holds.
     fn rebuild_tensorboard(&mut self, dir: &Path) -> Result<()> {
         if let Some(tensorboard) = self.tensorboard.take() {
-            self.tensorboard = Some(TensorboardLog::rebuild(dir, tensorboard.seg_classes())?);
+            self.tensorboard = Some(TensorboardLog::rebuild(dir, &read_events(dir)?.0, tensorboard.seg_classes())?);
         }
         Ok(())
     }

@@ -14,7 +14,6 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 
 use super::events::{Event, EvalRecord};
-use super::run_dir::read_events;
 use super::timeline::{self, TimelinePrediction};
 use crate::backend::device::mib;
 use crate::eval::cls::is_right;
@@ -44,15 +43,14 @@ pub fn events_path(run_dir: &Path) -> PathBuf {
 }
 
 impl TensorboardLog {
-    /// Writes the file anew from the run's `metrics.jsonl` and timeline (through
-    /// a temporary file and a rename), then appends to it.
-    pub fn rebuild(run_dir: &Path, seg_classes: usize) -> Result<Self> {
+    /// Writes the file anew from `events` (the run's `metrics.jsonl`) and the
+    /// run's timeline (through a temporary file and a rename), then appends to it.
+    pub fn rebuild(run_dir: &Path, events: &[Event], seg_classes: usize) -> Result<Self> {
         let dir = run_dir.join(TENSORBOARD_DIR);
         std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         let path = events_path(run_dir);
-        let (events, _) = read_events(run_dir)?;
         EventWriter::replace(&path, |writer| {
-            for event in &events {
+            for event in events {
                 record(writer, run_dir, seg_classes, event)?;
             }
             Ok(())
@@ -214,7 +212,7 @@ mod tests {
     fn the_steps_a_kill_lost_leave_the_file_with_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = EventLog::open(dir.path(), None).unwrap();
-        log.attach_tensorboard(TensorboardLog::rebuild(dir.path(), 3).unwrap());
+        log.attach_tensorboard(TensorboardLog::rebuild(dir.path(), &crate::train::run_dir::read_events(dir.path()).unwrap().0, 3).unwrap());
         for step in 1..=5 {
             let step_event = Event::Step {
                 step,

@@ -339,7 +339,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             (trainee, TrainerState { model: model.clone(), pretrained, ..state })
         };
         if config.log.tensorboard && log.writes() {
-            log.attach_tensorboard(TensorboardLog::rebuild(run_dir, state.seg_classes.len())?);
+            log.attach_tensorboard(TensorboardLog::rebuild(run_dir, &super::run_dir::read_events(run_dir)?.0, state.seg_classes.len())?);
         }
         let det_losses = DetLossConfig {
             cls_weight: config.loss.det_cls_weight,

@@ -17,15 +17,8 @@ use twinhead::train::evaluate::{validate, TaskImages, ValidationSettings, Valida
 use twinhead::train::run_dir;
 use twinhead::train::trainee::Trainee;
 
+use crate::common::{s, twinhead};
 use crate::common::{trained, RUN};
-
-fn twinhead(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// A copy of the trained run (each test compresses its own).
 fn run_copy() -> tempfile::TempDir {

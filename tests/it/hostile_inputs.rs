@@ -7,13 +7,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use burn_store::pytorch::lazy_data::LazyDataSource;
 use burn_store::pytorch::pickle_reader::{read_pickle, read_pickle_with_data, Object};
 use proptest::prelude::*;
 
+use crate::common::{twinhead};
 use crate::common;
 
 /// Pickle opcodes, by their names in Python's `pickletools`.
@@ -107,10 +107,6 @@ fn torch_archive(path: &Path, pickle: &[u8], storage: &[u8]) -> PathBuf {
     zip.write_all(storage).unwrap();
     zip.finish().unwrap();
     path.to_path_buf()
-}
-
-fn twinhead(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap()
 }
 
 /// `model.pretrained` files that would overflow the stack, copy shared
@@ -317,4 +313,72 @@ fn names_that_are_not_utf8_are_read_or_named() {
     let report = check(&["--voc", voc.to_str().unwrap()]);
     let problems = report["problems"].to_string();
     assert!(problems.contains("caf") && problems.contains("not UTF-8"), "{report}");
+}
+
+/// Numbers a program cannot allocate or wait for, each refused with exit 2
+/// naming its key or flag (clap's own errors too, as for a negative timeout).
+#[test]
+fn numbers_out_of_range_are_refused_naming_the_key_or_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let train = |set: &str| twinhead(&["train", "--preset", "quick", "--set", set, "--out", out.to_str().unwrap()]);
+    for (set, key) in [("data.batch_size=1099511627776", "data.batch_size"), ("data.threads=100000", "data.threads"), ("steps=18446744073709551615", "steps"), ("data.image_size=1099511627776", "data.image_size")] {
+        let result = train(set);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{set}: {stderr}");
+        assert!(stderr.contains(key), "{set}: {stderr}");
+    }
+    for (args, flag) in [
+        (&["bench", "data", "--batch-size", "1099511627776"][..], "--batch-size"),
+        (&["bench", "data", "--size", "1000000"], "--size"),
+        (&["bench", "data", "--threads", "100000"], "--threads"),
+        (&["train", "--node-timeout", "-1"], "--node-timeout"),
+        (&["export", "onnx", "--run", "nope", "--batch", "1099511627776"], "--batch"),
+    ] {
+        let result = twinhead(args);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
+/// Documents nested past any real file's depth, or a YAML alias bomb: each
+/// reader (serde_json, serde-saphyr, toml) stops at its own limit and the
+/// file is named, with no crash.
+#[test]
+fn deeply_nested_documents_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = 100_000;
+
+    // COCO JSON.
+    let coco = dir.path().join("coco");
+    common::copy_dir(&synthetic().join("coco"), &coco);
+    let annotations = coco.join("annotations/instances_train.json");
+    std::fs::write(&annotations, format!("{{\"images\": {}{}}}", "[".repeat(deep), "]".repeat(deep))).unwrap();
+    let out = twinhead(&["data", "check", "--voc", coco.to_str().unwrap(), "--det-format", "coco", "--voc-split", "train"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(matches!(out.status.code(), Some(2 | 3)) && said.contains("instances_train.json"), "{:?}: {said}", out.status);
+
+    // YOLO data.yaml: nested, and an alias bomb in `names:` (9^9 names if expanded).
+    let yolo = dir.path().join("yolo");
+    common::copy_dir(&synthetic().join("yolo"), &yolo);
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..9 {
+        let previous = format!("*a{}", level - 1);
+        bomb += &format!("a{level}: &a{level} [{}]\n", vec![previous.as_str(); 9].join(", "));
+    }
+    bomb += "train: images/train\nnames: *a8\n";
+    for yaml in [format!("names: {}{}\n", "[".repeat(deep), "]".repeat(deep)), bomb] {
+        std::fs::write(yolo.join("data.yaml"), yaml).unwrap();
+        let out = twinhead(&["data", "check", "--voc", yolo.to_str().unwrap(), "--det-format", "yolo", "--voc-split", "train"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && stderr.contains("data.yaml"), "{:?}: {stderr}", out.status);
+    }
+
+    // A preset TOML.
+    let preset = dir.path().join("deep.toml");
+    std::fs::write(&preset, format!("base = \"quick\"\nname = {}1{}\n", "[".repeat(deep), "]".repeat(deep))).unwrap();
+    let out = twinhead(&["train", "--preset", preset.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && stderr.contains("deep.toml"), "{:?}: {stderr}", out.status);
 }

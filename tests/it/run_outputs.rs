@@ -3,11 +3,11 @@
 //! format, read back by `eval det` / `eval seg`, and `data export-coco`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 use twinhead::data::voc::{VocClasses, VocDataset};
 
+use crate::common::{s, twinhead};
 use crate::common;
 use crate::common::{trained, RUN};
 
@@ -16,18 +16,10 @@ fn run_dir() -> std::path::PathBuf {
     trained().join("runs").join(RUN)
 }
 
-fn twinhead(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap()
-}
-
 fn json_of(args: &[&str]) -> Value {
     let out = twinhead(args);
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 fn numbers(value: &Value) -> Vec<f64> {

@@ -3,8 +3,7 @@
 //! `eval --run`, `predict` (formats of other tasks refused, exit 2), the ONNX
 //! export and a compressed model's table.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use burn::backend::Flex;
@@ -14,6 +13,7 @@ use twinhead::train::checkpoint;
 use twinhead::train::events::Event;
 use twinhead::train::{start, FinishReason, TrainConfig};
 
+use crate::common::{s, twinhead};
 use crate::common;
 
 /// `quick` on the tiny synthetic sets with `data.tasks = "seg"`, four steps.
@@ -31,18 +31,10 @@ fn run_dir() -> PathBuf {
     dir.path().join("runs/seg")
 }
 
-fn twinhead(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap()
-}
-
 fn succeeds(args: &[&str]) -> String {
     let out = twinhead(args);
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]

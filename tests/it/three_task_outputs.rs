@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::common::{s};
 use crate::common;
 use crate::common::trained_three_task as trained;
 
@@ -18,10 +19,6 @@ fn twinhead(args: &[&str]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// The first `n` images of a folder, sorted.

@@ -90,7 +90,7 @@ fn conv_batch_norm<B: Backend>(
     let (scale, shift, mean, variance) = match layer.norm() {
         None => (vec![1.0; channels], bias, vec![0.0; channels], vec![(1.0 - EPSILON) as f32; channels]),
         Some(norm) => {
-            let recorded = statistics.get(&group_statistics::key(norm)).ok_or("no calibration image went through it")?;
+            let recorded = statistics.get(&norm.statistics_key()).ok_or("no calibration image went through it")?;
             let group_size = channels / norm.num_groups;
             let gamma = norm.gamma.as_ref().map_or_else(|| vec![1.0; channels], |g| values(g.val()));
             let beta = norm.beta.as_ref().map_or_else(|| vec![0.0; channels], |b| values(b.val()));
