@@ -139,7 +139,13 @@ impl Predictor {
             keep_predictions: 0,
         };
         let validation = self.net.validate(&sets, &settings, on_batch)?;
-        Ok(FullValidation { validation, images: splits.image_counts() })
+        Ok(FullValidation {
+            validation,
+            images: splits.image_counts(),
+            det_classes: self.det_classes().to_vec(),
+            seg_classes: self.seg_classes().to_vec(),
+            cls_classes: self.cls_classes().to_vec(),
+        })
     }
 }
 
@@ -224,11 +230,48 @@ impl PredictorCache {
     }
 }
 
-/// Every task of the run scored on its full validation split.
+/// Every task of the run scored on its full validation split, with the class
+/// names its numbers refer to (what a server sends for Inspect's metrics).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct FullValidation {
     pub validation: Validation,
     /// Images per split (0 for a task the run does not have).
     pub images: TaskImages,
+    pub det_classes: Vec<String>,
+    pub seg_classes: Vec<String>,
+    /// Empty without a classification head.
+    pub cls_classes: Vec<String>,
+}
+
+impl FullValidation {
+    /// Whether scores received from elsewhere hold together: every per-class
+    /// list and matrix as long as its task's classes (the matrices check
+    /// themselves as they are read), so that no view indexes past one.
+    pub fn check_received(&self) -> Result<()> {
+        let v = &self.validation;
+        let agree = |what: &str, len: usize, classes: &[String]| {
+            anyhow::ensure!(len == classes.len(), "{what} has {len} entries for {} classes", classes.len());
+            Ok(())
+        };
+        if let Some(det) = &v.det {
+            agree("the detection AP", det.ap.per_class.len(), &self.det_classes)?;
+            agree("the precision–recall curves", det.curves.len(), &self.det_classes)?;
+            agree("the detection confusion matrix", det.confusion.num_classes(), &self.det_classes)?;
+            for curve in det.curves.iter().flatten() {
+                anyhow::ensure!(
+                    curve.recall.len() == curve.precision.len() && curve.score.len() == curve.recall.len(),
+                    "a precision–recall curve's recall, precision and scores differ in length"
+                );
+            }
+        }
+        if let Some(seg) = &v.seg {
+            agree("the pixel confusion matrix", seg.num_classes(), &self.seg_classes)?;
+        }
+        if let Some(cls) = &v.cls {
+            agree("the classification confusion matrix", cls.num_classes(), &self.cls_classes)?;
+        }
+        Ok(())
+    }
 }
 
 /// A network on the device of its backend, behind one interface for every device.
@@ -287,4 +330,25 @@ fn letterbox(image: &RgbImage, size: u32) -> (Vec<f32>, Letterbox) {
     let mut pixels = vec![0.0; 3 * (size * size) as usize];
     normalize_into(&warped.image, &mut pixels);
     (pixels, geo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::ConfusionMatrix;
+
+    #[test]
+    fn received_scores_must_match_their_class_lists() {
+        let classes = |n: usize| (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>();
+        let scores = |matrix_classes: usize| FullValidation {
+            validation: Validation { det: None, seg: Some(ConfusionMatrix::new(matrix_classes)), cls: None, kept: Default::default() },
+            images: TaskImages { det: 0, seg: 4, cls: 0 },
+            det_classes: Vec::new(),
+            seg_classes: classes(3),
+            cls_classes: Vec::new(),
+        };
+        scores(3).check_received().unwrap();
+        let error = format!("{:#}", scores(5).check_received().unwrap_err());
+        assert_eq!(error, "the pixel confusion matrix has 5 entries for 3 classes");
+    }
 }

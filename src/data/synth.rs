@@ -104,8 +104,11 @@ impl Default for SynthConfig {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SynthSummary {
     /// `DIR/voc`: open with `VocDataset::open(root, "train", VocClasses::for_root(root)?)`.
+    /// The roots are written as text for people ([`read_marker`] takes them from `DIR`).
+    #[serde(serialize_with = "super::path_text::one")]
     pub voc_root: PathBuf,
     /// `DIR/ade`: open with `AdeDataset::open(root, "training")`.
+    #[serde(serialize_with = "super::path_text::one")]
     pub ade_root: PathBuf,
     pub det_train: usize,
     pub det_val: usize,
@@ -118,7 +121,7 @@ pub struct SynthSummary {
     /// Pixels per segmentation label over both splits (index 0 = unlabelled).
     pub seg_pixels: Vec<u64>,
     /// `DIR/cls`: the classification crops in the list layout.
-    #[serde(default)]
+    #[serde(default, serialize_with = "super::path_text::one")]
     pub cls_root: PathBuf,
     #[serde(default)]
     pub cls_train: usize,
@@ -220,9 +223,15 @@ pub fn is_generator_folder(out: &Path) -> bool {
     out.join(MARKER_FILE).is_file() || out.join(INCOMPLETE_FILE).is_file()
 }
 
+/// The marker in `out`, its roots taken from `out` itself: the folder may have
+/// moved since, and a name that is not UTF-8 is written lossily.
 fn read_marker(out: &Path) -> Option<Marker> {
     let text = std::fs::read_to_string(out.join(MARKER_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
+    let mut marker: Marker = serde_json::from_str(&text).ok()?;
+    marker.summary.voc_root = out.join("voc");
+    marker.summary.ade_root = out.join("ade");
+    marker.summary.cls_root = out.join("cls");
+    Some(marker)
 }
 
 /// [`generate`], stopping early with an error when `cancel` is set (the partial

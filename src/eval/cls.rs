@@ -3,13 +3,36 @@
 //! Top-k follows torchvision's reference scripts: a sample counts when its
 //! class is among the k highest scores (ties broken by the lower class index).
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use super::square_counts::SquareCounts;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "ClsWire")]
 pub struct ClsMetrics {
     num_classes: usize,
     /// `counts[true * C + predicted]` of the top-1 prediction.
     counts: Vec<u64>,
     /// Samples whose class is among their five highest scores.
     top5_hits: u64,
+}
+
+/// [`ClsMetrics`] as received: checked by [`SquareCounts`], and no more top-5 hits than samples.
+#[derive(serde::Deserialize)]
+struct ClsWire {
+    #[serde(flatten)]
+    matrix: SquareCounts,
+    top5_hits: u64,
+}
+
+impl TryFrom<ClsWire> for ClsMetrics {
+    type Error = String;
+    fn try_from(wire: ClsWire) -> Result<Self, String> {
+        let (num_classes, counts) = wire.matrix.checked(0)?;
+        let samples: u64 = counts.iter().sum();
+        if wire.top5_hits > samples {
+            return Err(format!("{} top-5 hits among {samples} samples", wire.top5_hits));
+        }
+        Ok(Self { num_classes, counts, top5_hits: wire.top5_hits })
+    }
 }
 
 impl ClsMetrics {

@@ -26,7 +26,7 @@ pub struct Detection {
 
 /// Per-class AP. `None` marks a class with no non-difficult ground truth: its AP is
 /// undefined (recall divides by zero), so it is left out of the mean, as pycocotools does.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClassAp {
     pub per_class: Vec<Option<f64>>,
 }

@@ -12,16 +12,26 @@
 use std::collections::HashMap;
 
 use super::det::{check_classes, Detection, GroundTruth};
+use super::square_counts::SquareCounts;
 use super::voc_ap::{voc_iou, VOC_IOU_THRESHOLD};
 
 /// Detections below this score are not counted (the display threshold).
 pub const CONFUSION_SCORE_THRESHOLD: f32 = 0.25;
 
 /// `counts[gt][pred]` over classes `0..N`, index `N` being the background.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "SquareCounts")]
 pub struct DetConfusion {
     num_classes: usize,
     counts: Vec<u64>,
+}
+
+impl TryFrom<SquareCounts> for DetConfusion {
+    type Error = String;
+    fn try_from(wire: SquareCounts) -> Result<Self, String> {
+        let (num_classes, counts) = wire.checked(1)?;
+        Ok(Self { num_classes, counts })
+    }
 }
 
 impl DetConfusion {

@@ -12,6 +12,7 @@ pub mod det;
 pub mod det_confusion;
 pub mod predictions;
 pub mod seg;
+pub mod square_counts;
 pub mod voc_ap;
 
 #[cfg(test)]

@@ -3,11 +3,22 @@
 //! Labels: 0 = unlabelled, 1..=N = classes. Pixels whose ground truth is 0 are
 //! ignored; a prediction of 0 on a labelled pixel is simply wrong.
 
+use super::square_counts::SquareCounts;
+
 /// `counts[gt][pred]` over labels `0..=num_classes`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "SquareCounts")]
 pub struct ConfusionMatrix {
     num_classes: usize,
     counts: Vec<u64>,
+}
+
+impl TryFrom<SquareCounts> for ConfusionMatrix {
+    type Error = String;
+    fn try_from(wire: SquareCounts) -> Result<Self, String> {
+        let (num_classes, counts) = wire.checked(1)?;
+        Ok(Self { num_classes, counts })
+    }
 }
 
 impl ConfusionMatrix {

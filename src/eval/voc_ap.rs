@@ -36,7 +36,7 @@ pub(crate) enum Outcome {
 /// One class's precision–recall curve at IoU 0.5: a point per counted
 /// detection, in descending score order (detections on difficult objects are
 /// left out, as the devkit leaves them out of the AP).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PrCurve {
     pub recall: Vec<f64>,
     pub precision: Vec<f64>,

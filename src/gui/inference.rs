@@ -24,6 +24,23 @@ use crate::serve::client::Client;
 use crate::session::run_record::RunRecord;
 use crate::train::checkpoint::{self, CheckpointKind};
 
+/// Where a run's checkpoint is run for Inspect: here, or on the run's server
+/// (where its datasets are).
+pub enum Source {
+    Here { predictors: PredictorCache, run_dir: PathBuf, device: DeviceSpec },
+    Server { client: Arc<Client>, run: String },
+}
+
+impl Source {
+    /// Where `record`'s checkpoints run; `None` for a server's run whose server is not connected.
+    pub fn of(record: &RunRecord, shared: &Shared, predictors: &PredictorCache) -> Option<Self> {
+        match &record.remote {
+            Some(remote) => shared.servers.get(&remote.server).map(|client| Source::Server { client: client.clone(), run: remote.run.clone() }),
+            None => Some(Source::Here { predictors: predictors.clone(), run_dir: record.dir.clone(), device: shared.device() }),
+        }
+    }
+}
+
 /// The checkpoint picker of Inspect and Preview: the run's training
 /// checkpoints and its compressed models (a server's run: those training writes).
 pub fn checkpoint_combo(ui: &mut eframe::egui::Ui, kind: &mut CheckpointKind, record: &RunRecord) {

@@ -13,13 +13,12 @@ use eframe::egui;
 use egui_plot::{FilledArea, Legend, Line, Plot};
 
 use super::confusion_view::{CellText, Matrix};
-use super::inference::PredictorCache;
-use crate::backend::device::DeviceSpec;
+use super::inference::Source;
 use super::job::Job;
 use crate::session::Notice;
 use crate::data::classes::mask_label_name;
 use crate::eval::{PrCurve, VocMetric};
-use crate::predictor::{FullValidation, Predictor};
+use crate::predictor::FullValidation;
 use crate::train::checkpoint::CheckpointKind;
 use crate::train::config::TrainConfig;
 
@@ -42,15 +41,15 @@ pub struct Scores {
 }
 
 impl Scores {
-    fn new(full: FullValidation, predictor: &Predictor) -> Self {
-        let det_classes = predictor.det_classes().to_vec();
+    fn new(full: FullValidation) -> Self {
+        let det_classes = full.det_classes.clone();
         let det_labels = det_classes.iter().cloned().chain(["background".to_string()]).collect();
         let det_counts = full.validation.det.as_ref().map_or_else(Vec::new, |det| det.confusion.rows());
         let seg_counts = match &full.validation.seg {
             Some(seg) => seg.rows().into_iter().skip(1).map(|row| row[1..].to_vec()).collect(),
             None => Vec::new(),
         };
-        let (seg_classes, cls_classes) = (predictor.seg_classes().to_vec(), predictor.cls_classes().to_vec());
+        let (seg_classes, cls_classes) = (full.seg_classes.clone(), full.cls_classes.clone());
         Self { det_classes, seg_classes, cls_classes, full, det_labels, det_counts, seg_counts }
     }
 }
@@ -86,24 +85,27 @@ impl MetricsView {
         self.error = None;
     }
 
-    pub fn start(
-        &mut self,
-        predictors: &PredictorCache,
-        run_dir: &Path,
-        config: &TrainConfig,
-        (kind, device): (CheckpointKind, DeviceSpec),
-        repaint: impl Fn() + Send + Sync + 'static,
-    ) {
+    /// Scores `kind` on the run's full validation splits, here or on its server.
+    pub fn start(&mut self, source: Source, config: &TrainConfig, kind: CheckpointKind, repaint: impl Fn() + Send + Sync + 'static) {
         self.reset();
-        let (predictors, run_dir, config) = (predictors.clone(), run_dir.to_path_buf(), config.clone());
+        let config = config.clone();
         self.job = Some(Job::spawn("score validation splits", repaint, move |progress| {
-            let predictor = predictors.load(&run_dir, &kind, device)?;
-            let full = predictor.validate_full(&config, &mut |done, total| {
+            let mut on_batch = |done, total| {
                 progress.set(done, total);
                 if progress.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-            })?;
-            Ok(Scores::new(full, &predictor))
+            };
+            let full = match source {
+                Source::Here { predictors, run_dir, device } => predictors.load(&run_dir, &kind, device)?.validate_full(&config, &mut on_batch)?,
+                Source::Server { client, run } => client.validate(&run, &kind, &mut on_batch)?,
+            };
+            Ok(Scores::new(full))
         }));
+    }
+
+    /// Shows `error` in place of the scores.
+    pub fn fail(&mut self, error: String) {
+        self.reset();
+        self.error = Some(error);
     }
 
     pub fn is_idle(&self) -> bool {

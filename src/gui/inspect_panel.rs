@@ -5,8 +5,6 @@
 //! three-task run also the classification images with their true class and
 //! top-5, right or wrong, filterable to the mistakes.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Result;
 use eframe::egui::{self, Vec2};
@@ -15,13 +13,12 @@ use image::{GrayImage, RgbImage};
 use super::class_view::top5_ui;
 use super::error_view::{annotation_boxes, ErrorLayer};
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
-use super::inference::{checkpoint_combo, ModelInfo, PredictorCache};
+use super::inference::{checkpoint_combo, ModelInfo, PredictorCache, Source};
 use super::inspect_export::{ExportRequest, ExportRow};
 use super::inspect_metrics::MetricsView;
 use super::inspect_timeline::TimelineView;
 use super::job::{Job, Progress};
 use super::shared::Shared;
-use crate::backend::device::DeviceSpec;
 use crate::data::coco::CocoIds;
 use crate::data::voc::VocRecord;
 use crate::data::Problem;
@@ -31,7 +28,6 @@ use crate::inspection::{self, Samples};
 use crate::model::postprocess::Detection;
 use crate::model::Task;
 use crate::predictor::Prediction;
-use crate::serve::client::Client;
 use crate::session::run_record::RunRecord;
 use crate::train::checkpoint::CheckpointKind;
 use crate::train::config::TrainConfig;
@@ -225,11 +221,7 @@ impl InspectPanel {
         if reload || rewritten || self.target.as_ref() != Some(&wanted) {
             self.writes_seen = writes;
             self.metrics.reset();
-            let source = match &record.remote {
-                Some(remote) => shared.servers.get(&remote.server).map(|client| Source::Server { client: client.clone(), run: remote.run.clone() }),
-                None => Some(Source::Here { predictors: self.predictors.clone(), run_dir: record.dir.clone(), device: shared.device() }),
-            };
-            match source {
+            match Source::of(record, shared, &self.predictors) {
                 Some(source) => self.start(wanted, source, &record.config, shared.repaint.callback()),
                 None => self.error = Some(format!("{name}: its server is not connected")),
             }
@@ -259,15 +251,12 @@ impl InspectPanel {
                     self.browser.ui(ui, inspection);
                 }
             }
-            View::Metrics if record.remote.is_some() => {
-                ui.label(format!(
-                    "Scoring the full validation splits runs where the data is: `twinhead eval --run` on the server, \
-                     or pull the run (`twinhead runs pull`) and score the copy where its datasets are."
-                ));
-            }
             View::Metrics => {
                 if self.metrics.is_idle() {
-                    self.metrics.start(&self.predictors, &record.dir, &record.config, (self.kind.clone(), shared.device()), shared.repaint.callback());
+                    match Source::of(record, shared, &self.predictors) {
+                        Some(source) => self.metrics.start(source, &record.config, self.kind.clone(), shared.repaint.callback()),
+                        None => self.metrics.fail(format!("{name}: its server is not connected")),
+                    }
                 }
                 let run = record.name.clone();
                 let notice = egui::ScrollArea::vertical().id_salt("inspect metrics").show(ui, |ui| self.metrics.ui(ui, &exports, &run)).inner;
@@ -506,12 +495,6 @@ fn inspect(source: Source, run: &str, kind: CheckpointKind, config: &TrainConfig
         }
     };
     Ok(measure(samples))
-}
-
-/// Where Inspect's samples are predicted: here, or on the run's server.
-enum Source {
-    Here { predictors: PredictorCache, run_dir: PathBuf, device: DeviceSpec },
-    Server { client: Arc<Client>, run: String },
 }
 
 /// The samples judged: each prediction against its truth, per-class AP50 and IoU on these images.

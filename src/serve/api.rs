@@ -124,6 +124,16 @@ pub struct CheckRequest {
     pub cls_split: Option<String>,
 }
 
+/// One line of `POST /api/v1/runs/{name}/validate`'s answer (JSON lines):
+/// progress while the server scores, then the scores or the error.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidateLine {
+    Progress { done: usize, total: usize },
+    Scores(Box<crate::predictor::FullValidation>),
+    Error(String),
+}
+
 /// One file of `GET /api/v1/runs/{name}/files`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunFile {

@@ -4,6 +4,7 @@
 //! after the last one received, so a follower sees every record once.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::api::{self, ControlAnswer, ControlRequest, Device, ErrorBody, RunFile, RunSummary, ServerInfo, Started};
 use super::predictions::UploadPrediction;
+use crate::predictor::FullValidation;
 use crate::train::checkpoint::CheckpointKind;
 use crate::train::config::TrainConfig;
 use crate::train::events::{Control, Event};
@@ -152,7 +154,7 @@ impl Client {
             Some(devices) => format!("/runs?devices={devices}"),
             None => "/runs".to_string(),
         };
-        let started: Started = self.post(&path, "application/toml", config.to_toml().as_bytes())?;
+        let started: Started = self.post(&path, "application/toml", config.to_toml()?.as_bytes())?;
         Ok(started.name)
     }
 
@@ -187,6 +189,36 @@ impl Client {
     pub fn inspect(&self, run: &str, kind: &CheckpointKind) -> Result<crate::inspection::Samples> {
         let response = self.send(self.request("GET", &format!("/runs/{run}/inspect?checkpoint={}", kind.name())).timeout(Duration::from_secs(600)), None)?;
         self.json(response)
+    }
+
+    /// `run`'s `kind` checkpoint scored on its full validation splits by the
+    /// server, where the datasets are (Inspect's metrics view). `progress`
+    /// hears each batch; `Break` hangs up, which stops the server's scoring.
+    pub fn validate(&self, run: &str, kind: &CheckpointKind, progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>) -> Result<FullValidation> {
+        let path = format!("/runs/{run}/validate?checkpoint={}", kind.name());
+        let response = self.send(self.request("POST", &path), Some(("application/json", b"")))?;
+        let mut reader = BufReader::new(response.into_reader().take(ANSWER_LIMIT));
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            reader.read_until(b'\n', &mut line).with_context(|| format!("{}: the answer broke off", self.base))?;
+            if line.last() != Some(&b'\n') {
+                bail!("{}: the answer broke off before the scores", self.base);
+            }
+            let read: api::ValidateLine = serde_json::from_slice(&line).with_context(|| format!("{}: not the answer of a twinhead server", self.base))?;
+            match read {
+                api::ValidateLine::Progress { done, total } => {
+                    if progress(done, total).is_break() {
+                        bail!("cancelled");
+                    }
+                }
+                api::ValidateLine::Scores(full) => {
+                    full.check_received().with_context(|| format!("{}: scores that do not hold together", self.base))?;
+                    return Ok(*full);
+                }
+                api::ValidateLine::Error(error) => bail!("{}: {error}", self.base),
+            }
+        }
     }
 
     pub fn files(&self, run: &str) -> Result<Vec<RunFile>> {

@@ -202,6 +202,7 @@ fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/runs/{name}/files/{*path}", get(file))
         .route("/api/v1/runs/{name}/predict", post(predict).layer(axum::extract::DefaultBodyLimit::max(IMAGE_LIMIT)))
         .route("/api/v1/runs/{name}/inspect", get(inspect))
+        .route("/api/v1/runs/{name}/validate", post(validate))
         .route("/api/v1/check", post(check).layer(json_limit))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint (see docs/remote.md)") })
         .layer(middleware::from_fn_with_state(server.clone(), authenticate))
@@ -388,13 +389,8 @@ async fn events(State(server): State<Arc<Server>>, UrlPath(name): UrlPath<String
             }
         })
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), receiver))
-    });
-    let mut response = Response::new(Body::from_stream(stream));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-    headers.insert(api::LOG_HEADER, HeaderValue::from_str(&identity).unwrap_or(HeaderValue::from_static("none")));
+    let mut response = ndjson(receiver);
+    response.headers_mut().insert(api::LOG_HEADER, HeaderValue::from_str(&identity).unwrap_or(HeaderValue::from_static("none")));
     Ok(response)
 }
 
@@ -526,6 +522,47 @@ async fn inspect(State(server): State<Arc<Server>>, UrlPath(name): UrlPath<Strin
     })
     .await?;
     Ok(Json(samples).into_response())
+}
+
+/// `POST /api/v1/runs/{name}/validate?checkpoint=last`: the checkpoint scored
+/// on the run's full validation splits here, where its datasets are (Inspect's
+/// metrics view). The answer streams [`api::ValidateLine`]s; a client that
+/// goes away stops the scoring at the next batch.
+async fn validate(State(server): State<Arc<Server>>, UrlPath(name): UrlPath<String>, Query(query): Query<CheckpointQuery>) -> Answer<Response> {
+    let dir = server.run_dir(&name)?;
+    let kind = query.kind()?;
+    let config = server.session().record(&name).map(|r| r.config.clone()).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no run {name}")))?;
+    let device = server.devices[0];
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let line = |line: &api::ValidateLine| Bytes::from(serde_json::to_string(line).unwrap_or_default() + "\n");
+    tokio::task::spawn_blocking(move || {
+        // A first line at once: loading and listing may take longer than a client waits in silence.
+        if sender.blocking_send(line(&api::ValidateLine::Progress { done: 0, total: 0 })).is_err() {
+            return;
+        }
+        let scored = server.predictors.load(&dir, &kind, device).and_then(|predictor| {
+            predictor.validate_full(&config, &mut |done, total| match sender.blocking_send(line(&api::ValidateLine::Progress { done, total })) {
+                Ok(()) => std::ops::ControlFlow::Continue(()),
+                Err(_) => std::ops::ControlFlow::Break(()),
+            })
+        });
+        let last = match scored {
+            Ok(full) => api::ValidateLine::Scores(Box::new(full)),
+            Err(error) => api::ValidateLine::Error(format!("{error:#}")),
+        };
+        let _ = sender.blocking_send(line(&last));
+    });
+    Ok(ndjson(receiver))
+}
+
+/// A response streaming what `receiver` gets, as JSON lines.
+fn ndjson(receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Response {
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), receiver))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    response
 }
 
 /// `POST /api/v1/check`: `data check` of dataset folders on the server.

@@ -532,8 +532,29 @@ impl TrainConfig {
         Ok(config)
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("config serialises")
+    pub fn to_toml(&self) -> Result<String> {
+        self.check_paths()?;
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// TOML (config.toml) holds only UTF-8 text: a folder whose path is not
+    /// UTF-8 is refused by its key instead of failing the run's first write.
+    fn check_paths(&self) -> Result<()> {
+        let (data, model) = (&self.data, &self.model);
+        let synthetic_dir = data.synthetic.as_ref().and_then(|s| s.dir.as_ref());
+        let paths = [
+            ("data.voc", data.voc.as_ref()),
+            ("data.ade", data.ade.as_ref()),
+            ("data.seg_classes", data.seg_classes.as_ref()),
+            ("data.cls", data.cls.as_ref()),
+            ("data.synthetic.dir", synthetic_dir),
+            ("model.pretrained", model.pretrained.as_ref()),
+            ("model.init", model.init.as_ref()),
+        ];
+        match paths.into_iter().find(|(_, path)| path.is_some_and(|p| p.to_str().is_none())) {
+            Some((key, Some(path))) => bail!("{key}: {} is not UTF-8, and config.toml holds only UTF-8 text: rename it", path.display()),
+            _ => Ok(()),
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -567,6 +588,7 @@ impl TrainConfig {
         if let Some(task) = tasks.iter().find(|&task| !self.data.configured_tasks().contains(task)) {
             bail!("data.tasks: {task} needs its dataset folder, {} (the tasks with a dataset: {})", DataConfig::key(task), describe(self.data.configured_tasks()));
         }
+        self.check_paths()?;
         self.strategy.validate(self.run_shape())
     }
 
@@ -721,6 +743,17 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("voc/Annotations")).unwrap();
         let theirs = quick(&[&format!("data.voc={}", dir.path().join("voc").display()), &format!("data.ade={}", dir.path().join("ade").display())]).unwrap();
         assert_eq!(generated(&theirs), Some((dir.path().to_path_buf(), 0, 600)));
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_refused_by_its_key() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut config = quick(&[]).unwrap();
+        config.data.voc = Some(PathBuf::from(std::ffi::OsStr::from_bytes(b"caf\xe9/voc")));
+        for error in [config.validate().unwrap_err(), config.to_toml().unwrap_err()] {
+            let error = format!("{error:#}");
+            assert!(error.starts_with("data.voc: caf") && error.contains("not UTF-8"), "{error}");
+        }
     }
 
     fn generated_error(config: &TrainConfig) -> String {

@@ -77,7 +77,7 @@ impl ValidationSplits {
 }
 
 /// A number of images per task.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskImages {
     pub det: usize,
     pub seg: usize,
@@ -127,11 +127,13 @@ impl ValidationSets {
 }
 
 /// The metrics of one evaluation, each task's with what it is computed from.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Validation {
     pub det: Option<DetValidation>,
     pub seg: Option<ConfusionMatrix>,
     pub cls: Option<ClsMetrics>,
     /// The predictions of the first [`ValidationSettings::keep_predictions`] images of each set.
+    #[serde(skip)]
     pub kept: KeptPredictions,
 }
 
@@ -146,6 +148,7 @@ impl Validation {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct DetValidation {
     /// VOC area AP50 per class.
     pub ap: ClassAp,

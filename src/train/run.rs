@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::config::TrainConfig;
@@ -55,6 +55,9 @@ pub fn start_on(config: Option<TrainConfig>, run_dir: &Path, resume: bool, place
     // Node 0 holds the run folder, and trains it alone until the thread ends.
     let (lock, config) = match placement.node_rank() {
         0 => {
+            // The log (JSON lines) names the run folder, and JSON holds only UTF-8 text.
+            let absolute = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
+            ensure!(absolute.to_str().is_some(), "{}: the run folder's path is not UTF-8, and its log cannot name it: choose another folder", absolute.display());
             let lock = run_dir::TrainLock::acquire(run_dir)?;
             (Some(lock), Some(open_run(config, run_dir, resume)?))
         }

@@ -90,7 +90,7 @@ impl TrainLock {
 /// Creates the run folder and writes its configuration.
 pub fn create(run_dir: &Path, config: &TrainConfig) -> Result<()> {
     std::fs::create_dir_all(run_dir).with_context(|| format!("{}: cannot create run folder", run_dir.display()))?;
-    write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml().as_bytes())
+    write_atomic(&run_dir.join(CONFIG_FILE), config.to_toml()?.as_bytes())
 }
 
 /// Reads the configuration a run was started with.

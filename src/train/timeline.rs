@@ -33,6 +33,8 @@ struct StepFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct ClsEntry {
     id: String,
+    /// Text for people: a name that is not UTF-8 is written lossily (JSON holds no other).
+    #[serde(serialize_with = "crate::data::path_text::one")]
     image: PathBuf,
     truth: usize,
     probabilities: Vec<f32>,
@@ -41,6 +43,8 @@ struct ClsEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct DetEntry {
     id: String,
+    /// Text for people: a name that is not UTF-8 is written lossily (JSON holds no other).
+    #[serde(serialize_with = "crate::data::path_text::one")]
     image: PathBuf,
     /// `[x0, y0, x1, y1, class, score]`, image pixels.
     boxes: Vec<[f32; 6]>,
@@ -49,6 +53,8 @@ struct DetEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SegEntry {
     id: String,
+    /// Text for people: a name that is not UTF-8 is written lossily (JSON holds no other).
+    #[serde(serialize_with = "crate::data::path_text::one")]
     image: PathBuf,
     /// The mask's file in the step folder (ADE encoding).
     mask: String,

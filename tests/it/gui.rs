@@ -424,7 +424,7 @@ fn a_run_of_another_process_is_followed_live_and_paused_from_the_window() {
     let mut harness = workbench(dir.path());
     harness.step();
     let config = dir.path().join("cli.toml");
-    std::fs::write(&config, tiny_config(dir.path()).to_toml().replace("name = \"gui-test\"", "name = \"cli\"").replace("steps = 400", "steps = 100000")).unwrap();
+    std::fs::write(&config, tiny_config(dir.path()).to_toml().unwrap().replace("name = \"gui-test\"", "name = \"cli\"").replace("steps = 400", "steps = 100000")).unwrap();
     let mut trainer = KilledOnDrop(
         std::process::Command::new(env!("CARGO_BIN_EXE_twinhead"))
             .args(["train", "--preset"])
@@ -523,6 +523,14 @@ fn a_servers_run_is_started_followed_and_steered_from_the_window() {
     step_until(&mut harness, Duration::from_secs(60), "the run to stop", |wb| wb.shared.session.record("gui-test@box").is_some_and(|r| r.status == RunStatus::Stopped));
     let log = std::fs::read_to_string(dir.path().join("server-runs/gui-test/metrics.jsonl")).unwrap();
     assert_eq!(log.matches("\"control_received\"").count(), 2);
+
+    // Inspect's metrics: the full validation splits, scored on the server.
+    harness.state_mut().shared.settings.tab = twinhead::gui::settings::Tab::Inspect;
+    harness.step();
+    harness.get_by_label("Metrics (full validation splits)").click();
+    harness.step();
+    wait_for_label(&mut harness, "Full validation splits:", "the server's scores of the full validation splits");
+    harness.get_by_label_contains("Per-class AP50");
 }
 
 /// A child process that goes with the test, whether it passes or fails.

@@ -313,6 +313,26 @@ fn names_that_are_not_utf8_are_read_or_named() {
     let report = check(&["--voc", voc.to_str().unwrap()]);
     let problems = report["problems"].to_string();
     assert!(problems.contains("caf") && problems.contains("not UTF-8"), "{report}");
+
+    // A synthetic set is written, and found again, under a Latin-1 folder;
+    // a run folder there is refused before anything is written, since its log
+    // (JSON lines) cannot name it.
+    let run = |args: &[&OsStr]| std::process::Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap();
+    let folder = dir.path().join(latin1(""));
+    let synth: Vec<&OsStr> = ["data", "synth", "--det-images", "2", "--seg-images", "2", "--size", "32", "--out"].map(OsStr::new).into_iter().chain([folder.as_os_str()]).collect();
+    for _ in 0..2 {
+        let made = run(&synth);
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
+    assert!(folder.join("voc/Annotations").is_dir() && folder.join("synth.json").is_file());
+    let runs = folder.join("runs");
+    let voc = format!("data.voc={}", dir.path().join("voc").display());
+    let train: Vec<&OsStr> = ["train", "--preset", "quick", "--set", &voc, "--set", "data.tasks=det", "--set", "steps=1", "--out"].map(OsStr::new).into_iter().chain([runs.as_os_str()]).collect();
+    let refused = run(&train);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run folder's path is not UTF-8") && stderr.contains("caf"), "{stderr}");
+    assert!(!runs.exists(), "nothing is written for a refused run");
 }
 
 /// Numbers a program cannot allocate or wait for, each refused with exit 2

@@ -207,6 +207,28 @@ fn a_server_starts_follows_steers_and_guards_its_runs() {
     // Inspect's samples, computed on the server.
     let samples = client.inspect(&name, &twinhead::train::checkpoint::CheckpointKind::Last).unwrap();
     assert!(!samples.det.is_empty() && !samples.seg.is_empty());
+    // Inspect's metrics: the full validation splits scored on the server, as `eval --run` scores them there.
+    let mut batches = 0;
+    let full = client
+        .validate(&name, &twinhead::train::checkpoint::CheckpointKind::Last, &mut |_, _| {
+            batches += 1;
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert!(batches > 1, "progress is streamed");
+    let local = Command::new(env!("CARGO_BIN_EXE_twinhead")).args(["eval", "--run", &format!("runs/{name}"), "--json"]).current_dir(dir.path()).output().unwrap();
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    let local: serde_json::Value = serde_json::from_slice(&local.stdout).unwrap();
+    use twinhead::model::Task;
+    for (task, key, metric) in [(Task::Det, "det", "map50"), (Task::Seg, "seg", "miou")] {
+        let (remote, here) = (full.validation.metric(task).unwrap(), local[key][metric].as_f64().unwrap());
+        assert!((remote - here).abs() < 1e-9, "{key}: {remote} on the server, {here} by eval --run");
+    }
+    assert_eq!(full.det_classes.len(), full.validation.det.as_ref().unwrap().ap.per_class.len());
+    // Hanging up stops the scoring, and the server serves on.
+    let Err(error) = client.validate(&name, &twinhead::train::checkpoint::CheckpointKind::Last, &mut |_, _| std::ops::ControlFlow::Break(())) else { panic!("not cancelled") };
+    assert!(format!("{error:#}").contains("cancelled"), "{error:#}");
+    assert!(client.runs().is_ok());
 }
 
 /// Sends `request` as it is and returns the answer.

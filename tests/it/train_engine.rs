@@ -557,7 +557,7 @@ fn a_run_starts_from_a_yolov8_checkpoint_and_resumes_exactly() {
 #[test]
 fn bad_configs_and_missing_data_are_clear_errors() {
     let data = tempfile::tempdir().unwrap();
-    let good = config(data.path(), 10, "kind = \"alternate\"").to_toml();
+    let good = config(data.path(), 10, "kind = \"alternate\"").to_toml().unwrap();
     let err = TrainConfig::from_toml(&good, &["optim.lrr=0.1".into()]).unwrap_err().to_string();
     assert!(err.contains("optim") && err.contains("lrr"), "{err}");
     let err = TrainConfig::from_toml(&good, &["optim.lr=fast".into()]).unwrap_err().to_string();
