@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::backend::device::{DeviceSpec, OnBackend};
 use crate::backend::TwinBackend;
-use crate::data::augment::{apply_geometry, normalize_into, AugmentConfig, Letterbox, Sample};
+use crate::data::preprocess::{letterbox_input, Letterbox};
 use crate::data::batch::decode_rgb;
 use crate::data::Problem;
 use crate::model::postprocess::{PostprocessConfig, DISPLAY_SCORE_FLOOR};
@@ -102,7 +102,7 @@ impl Predictor {
     pub fn input_batches<'a>(&self, images: &'a [RgbImage]) -> impl Iterator<Item = (TensorData, Vec<Letterbox>)> + 'a {
         let size = self.state.image_size;
         let batch = move |chunk: &[RgbImage]| {
-            let prepared: Vec<(Vec<f32>, Letterbox)> = chunk.par_iter().map(|image| letterbox(image, size)).collect();
+            let prepared: Vec<(Vec<f32>, Letterbox)> = chunk.par_iter().map(|image| letterbox_input(image, size)).collect();
             let mut pixels = Vec::with_capacity(chunk.len() * 3 * (size * size) as usize);
             let mut letterboxes = Vec::with_capacity(chunk.len());
             for (p, l) in prepared {
@@ -320,16 +320,6 @@ impl OnBackend for LoadNet<'_> {
         drop(turn);
         Ok((Box::new(NetOn { net, device }), state))
     }
-}
-
-/// The normalised letterboxed input of one image and its letterbox.
-fn letterbox(image: &RgbImage, size: u32) -> (Vec<f32>, Letterbox) {
-    let geo = Letterbox::fit(image.width(), image.height(), size);
-    let sample = Sample { image: image.clone(), targets: Vec::new(), mask: None };
-    let warped = apply_geometry(&sample, &geo, &AugmentConfig::eval(size));
-    let mut pixels = vec![0.0; 3 * (size * size) as usize];
-    normalize_into(&warped.image, &mut pixels);
-    (pixels, geo)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use serde_json::json;
 
-use crate::data::augment::xyxy_to_voc;
+use crate::data::preprocess::xyxy_to_voc;
 use crate::eval::cls::top_classes;
 use crate::model::postprocess::PostprocessConfig;
 use crate::overlay;

@@ -9,9 +9,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use image::RgbImage;
 
 use super::ade::{AdeDataset, AdeRecord};
-use super::augment::{
-    ade_to_class_mask, normalize_jittered_into, voc_to_xyxy, Augmented, Letterbox, Sample, Target,
-};
+use super::augment::{ade_to_class_mask, normalize_jittered_into, Augmented, Sample, Target};
+use super::preprocess::{voc_to_xyxy, Letterbox};
 use super::classes::ClassList;
 use super::classify::{ClsDataset, ClsRecord};
 use super::problem::Problem;

@@ -15,6 +15,7 @@ pub mod loader;
 pub mod mask_encoding;
 pub mod masks;
 pub mod path_text;
+pub mod preprocess;
 pub mod problem;
 pub mod synth;
 pub mod truth;

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::ade::sub_folders;
-use super::augment::xyxy_to_voc;
+use super::preprocess::xyxy_to_voc;
 use super::classes::ClassList;
 use super::problem::{log_skipped, split_checked, Problem};
 use super::voc::{VocAnnotation, VocBox, VocDataset, VocObject, VocRecord};
@@ -190,7 +190,7 @@ fn parse_labels(text: &str, classes: &ClassList, width: u32, height: u32) -> Res
 
 /// One YOLO label line for a VOC box in a `width`×`height` image (what `data synth --det-format yolo` writes).
 pub fn label_line(class: usize, bbox: VocBox, width: u32, height: u32) -> String {
-    let [x0, y0, x1, y1] = super::augment::voc_to_xyxy(bbox).map(f64::from);
+    let [x0, y0, x1, y1] = super::preprocess::voc_to_xyxy(bbox).map(f64::from);
     let (fw, fh) = (width as f64, height as f64);
     format!("{class} {:.6} {:.6} {:.6} {:.6}", (x0 + x1) / 2.0 / fw, (y0 + y1) / 2.0 / fh, (x1 - x0) / fw, (y1 - y0) / fh)
 }

@@ -10,7 +10,7 @@ use anyhow::{anyhow, Result};
 use serde_json::{json, Value};
 
 use super::ImagePrediction;
-use crate::data::augment::xyxy_to_voc;
+use crate::data::preprocess::xyxy_to_voc;
 use crate::data::coco::{CocoId, CocoIds};
 use crate::data::voc::{VocBox, VocRecord};
 use crate::data::ClassList;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::{write_file, ImagePrediction};
-use crate::data::augment::xyxy_to_voc;
+use crate::data::preprocess::xyxy_to_voc;
 
 pub fn write_comp4(out: &Path, split: &str, classes: &[String], images: &[ImagePrediction]) -> Result<Vec<PathBuf>> {
     let mut files = vec![String::new(); classes.len()];

@@ -6,7 +6,7 @@
 use eframe::egui::{Color32, ColorImage};
 use image::GrayImage;
 
-use crate::data::augment::{voc_to_xyxy, xyxy_to_voc};
+use crate::data::preprocess::{voc_to_xyxy, xyxy_to_voc};
 use crate::data::truth::ImageTruth;
 use crate::data::voc::VocAnnotation;
 use crate::eval::box_errors::{judge_image, BoxOutcome, ImageErrors};

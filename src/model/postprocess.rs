@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::anchors::{decode_boxes, Anchors};
-use crate::data::augment::{xyxy_to_voc, Letterbox};
+use crate::data::preprocess::{xyxy_to_voc, Letterbox};
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PostprocessConfig {

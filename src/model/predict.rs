@@ -9,7 +9,7 @@ use super::anchors::Anchors;
 use super::postprocess::{postprocess_batch, to_original, Detection, PostprocessConfig};
 use super::{TwinNet, DET_STRIDES};
 use crate::backend::TwinBackend;
-use crate::data::augment::{Letterbox, IGNORE};
+use crate::data::preprocess::{Letterbox, IGNORE};
 
 /// Detections per image, mapped back to the original images (0-based continuous boxes).
 pub fn detect_batch<B: TwinBackend>(

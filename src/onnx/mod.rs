@@ -23,7 +23,7 @@ pub use graph::{Batch, BATCH_DIM};
 use graph::{Attr, Graph, Value};
 use proto::{DataType, ModelProto, OperatorSetIdProto, StringStringEntryProto};
 
-use crate::data::augment::{IMAGENET_MEAN, IMAGENET_STD, PAD_IMAGE};
+use crate::data::preprocess::{IMAGENET_MEAN, IMAGENET_STD, PAD_IMAGE};
 use crate::model::anchors::Anchors;
 use crate::model::{TwinNet, DET_STRIDES};
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::loss::det::ImageTargets;
 use crate::backend::TwinBackend;
-use crate::data::augment::{Letterbox, IGNORE};
+use crate::data::preprocess::{Letterbox, IGNORE};
 use crate::model::anchors::Anchors;
 use crate::model::postprocess::{postprocess_batch, PostprocessConfig};
 use crate::model::{Task, TwinNet, DET_STRIDES};

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use twinhead::data::ade::AdeDataset;
-use twinhead::data::augment::{AugmentConfig, IGNORE};
+use twinhead::data::augment::AugmentConfig;
+use twinhead::data::preprocess::IGNORE;
 use twinhead::data::batch::{DetBatch, DetSource, SegBatch, SegSource};
 use twinhead::data::loader::{load_batch, Loader, LoaderConfig, Position};
 use twinhead::data::synth::{self, SynthConfig, SynthSummary, DET_CLASSES, SEG_CLASSES};
