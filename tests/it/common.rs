@@ -97,6 +97,24 @@ pub fn twinhead(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap()
 }
 
+/// [`twinhead`]'s exit code, standard output and standard error, as text.
+pub fn twinhead_text(args: &[&str]) -> (i32, String, String) {
+    let out = twinhead(args);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A new synthetic set of `images` detection and segmentation images at
+/// `size` pixels in every layout: VOC, COCO and YOLO; ADE and mask folders.
+pub fn every_layout(images: usize, size: u32, more: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, size) = (images.to_string(), size.to_string());
+    let args = ["data", "synth", "--out", s(dir.path()), "--det-images", &images, "--seg-images", &images, "--size", &size];
+    let formats = ["--det-format", "coco", "--det-format", "yolo", "--seg-format", "masks"];
+    let (code, stdout, stderr) = twinhead_text(&[&args[..], &formats[..], more].concat());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    dir
+}
+
 /// A path as a command-line argument.
 pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()

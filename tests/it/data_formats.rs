@@ -4,31 +4,18 @@
 //! the same records and scores.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use twinhead::backend::device::DeviceSpec;
 use twinhead::data::format::{DetFormat, DetSpec, SegFormat};
 use twinhead::train::events::Event;
 use twinhead::train::{start, TrainConfig};
 
-fn twinhead(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use crate::common::{every_layout, twinhead_text as twinhead};
 
 /// A synthetic set in every layout, written once.
 fn shared_data() -> &'static Path {
     static DATA: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DATA.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().to_str().unwrap();
-        let args = ["data", "synth", "--out", out, "--det-images", "40", "--seg-images", "40", "--size", "64"];
-        let formats = ["--det-format", "coco", "--det-format", "yolo", "--seg-format", "masks"];
-        let (code, stdout, stderr) = twinhead(&[&args[..], &formats[..]].concat());
-        assert_eq!(code, 0, "{stdout}{stderr}");
-        dir
-    })
-    .path()
+    DATA.get_or_init(|| every_layout(40, 64, &[])).path()
 }
 
 /// The step losses of a short run on `det` and `seg` (`data` holds more data keys).

@@ -3,7 +3,6 @@
 //! in `../shared/realdata/` when present.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use twinhead::data::ade::AdeDataset;
@@ -60,14 +59,7 @@ fn write_ade(root: &Path) -> PathBuf {
     ade
 }
 
-fn twinhead(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_twinhead")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::twinhead_text as twinhead;
 
 #[test]
 fn voc_reader_parses_every_field_and_finds_the_devkit_folder() {

@@ -13,7 +13,7 @@ use burn_store::pytorch::lazy_data::LazyDataSource;
 use burn_store::pytorch::pickle_reader::{read_pickle, read_pickle_with_data, Object};
 use proptest::prelude::*;
 
-use crate::common::{twinhead};
+use crate::common::twinhead;
 use crate::common;
 
 /// Pickle opcodes, by their names in Python's `pickletools`.
@@ -239,18 +239,11 @@ proptest! {
     }
 }
 
-/// Two images of each task in COCO, YOLO and mask layouts, made once per process.
+/// Two images of each task in every layout, made once per process (the
+/// property tests mutate its files: nextest gives each test its own process).
 fn synthetic() -> &'static Path {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().to_str().unwrap();
-        let made = twinhead(&["data", "synth", "--out", out, "--det-images", "2", "--seg-images", "2", "--cls-images", "0", "--size", "32", "--val-fraction", "0",
-            "--det-format", "coco", "--det-format", "yolo", "--seg-format", "masks"]);
-        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-        dir
-    })
-    .path()
+    DIR.get_or_init(|| common::every_layout(2, 32, &["--val-fraction", "0"])).path()
 }
 
 /// Writes `file`'s first contents (kept beside the datasets), mutated.
