@@ -27,6 +27,7 @@ mod runs_panel;
 mod servers_panel;
 pub mod settings;
 mod setup_panel;
+mod strategy_editor;
 pub mod shared;
 
 use std::path::PathBuf;
