@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_follow;
+mod bench_runs;
 mod bench_infer;
 mod bench_train;
 mod compress;
@@ -152,6 +153,8 @@ enum BenchCommand {
     Infer(bench_infer::InferArgs),
     /// How fast a step's record reaches the workbench from another process's run and from a server, and a long log's memory.
     Follow(bench_follow::FollowArgs),
+    /// Frame times of the workbench's runs list over hundreds of generated run folders.
+    RunsList(bench_runs::RunsListArgs),
 }
 
 /// Exit code for a usage error or bad input.
@@ -193,6 +196,7 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Train(args))) => bench_train::run_train(args),
         Some(Command::Bench(BenchCommand::Infer(args))) => bench_infer::run_infer(args),
         Some(Command::Bench(BenchCommand::Follow(args))) => bench_follow::run_follow(args),
+        Some(Command::Bench(BenchCommand::RunsList(args))) => bench_runs::run_runs_list(args),
         Some(Command::Export(ExportCommand::Onnx(args))) => export_onnx::run_onnx(args),
         Some(Command::Export(ExportCommand::UltralyticsStateDict(args))) => export_ultralytics::run(args),
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),

@@ -1,11 +1,14 @@
 //! The Runs side panel: every run with its strategy, status, step and best
 //! metrics; a check box overlays it on Curves and Compare, a click focuses it,
-//! and the buttons act on the focused run.
+//! and the buttons act on the focused run (tags, archive). Above the list, a
+//! search, grouping and order (`runs_list.rs`); only the rows in view are
+//! drawn, so hundreds of runs scroll smoothly.
 
 use eframe::egui;
 
 use crate::session::run_record::{RunRecord, RunStatus};
 use crate::session::Notice;
+use super::runs_list::{Line, RunsList};
 use super::servers_panel::ServersPanel;
 use super::shared::Shared;
 use crate::train::events::Control;
@@ -13,11 +16,24 @@ use crate::backend::device::{mib, DeviceSpec};
 use crate::train::events::ReplicaStep;
 use crate::train::parallel::Placement;
 
-#[derive(Default)]
+/// A group's header line, in points; a run's row is measured as it is drawn.
+const HEADER_HEIGHT: f32 = 22.0;
+
 pub struct RunsPanel {
     /// A run waiting for the user to confirm its deletion.
     confirm_delete: Option<String>,
     servers: ServersPanel,
+    pub list: RunsList,
+    /// The height of a run's row, as last drawn.
+    row_height: f32,
+    /// The focused run's tags as being typed, and whose they are.
+    tags_edit: Option<(String, String)>,
+}
+
+impl Default for RunsPanel {
+    fn default() -> Self {
+        Self { confirm_delete: None, servers: ServersPanel::default(), list: RunsList::default(), row_height: 96.0, tags_edit: None }
+    }
 }
 
 impl RunsPanel {
@@ -38,13 +54,59 @@ impl RunsPanel {
         if shared.session.records.is_empty() {
             ui.label("No runs yet: press Start on the Setup tab.");
         }
-        egui::ScrollArea::vertical().id_salt("runs list").show(ui, |ui| {
-            // Newest first.
-            for index in (0..shared.session.records.len()).rev() {
-                run_row(ui, shared, index);
+        self.list.controls(ui);
+        let lines = self.list.lines(&shared.session.records);
+        let shown = lines.iter().filter(|line| matches!(line, Line::Run(_))).count();
+        if shown < shared.session.records.len() {
+            ui.label(egui::RichText::new(format!("{shown} of {} runs", shared.session.records.len())).small());
+        }
+        let row_height = self.row_height;
+        let mut measured = None;
+        egui::ScrollArea::vertical().id_salt("runs list").auto_shrink([false, false]).show_viewport(ui, |ui, viewport| {
+            let gap = ui.spacing().item_spacing.y;
+            let height = |line: &Line| gap + if matches!(line, Line::Group { .. }) { HEADER_HEIGHT } else { row_height };
+            ui.set_height(lines.iter().map(height).sum::<f32>());
+            let (top, x_range) = (ui.max_rect().top(), ui.max_rect().x_range());
+            let mut y = 0.0;
+            for line in &lines {
+                let h = height(line);
+                // Only the lines in view are drawn.
+                if y + h >= viewport.min.y && y <= viewport.max.y {
+                    let rect = egui::Rect::from_x_y_ranges(x_range, top + y..=top + y + h - gap);
+                    let salt = match line {
+                        Line::Group { key, .. } => format!("group {key}"),
+                        Line::Run(index) => shared.session.records[*index].name.clone(),
+                    };
+                    ui.scope_builder(egui::UiBuilder::new().max_rect(rect).id_salt(salt), |ui| match line {
+                        Line::Group { key, runs, open } => self.group_header(ui, shared, key, runs, *open),
+                        Line::Run(index) => measured = Some(run_row(ui, shared, *index)),
+                    });
+                }
+                y += h;
             }
         });
+        if let Some(height) = measured.filter(|h| (h - self.row_height).abs() > 0.5) {
+            self.row_height = height;
+            ui.ctx().request_repaint();
+        }
         self.delete_confirmation(ui.ctx(), shared);
+    }
+
+    /// A group's header: fold it, or put its runs on Curves and Compare in one click.
+    fn group_header(&mut self, ui: &mut egui::Ui, shared: &mut Shared, key: &str, runs: &[usize], open: bool) {
+        ui.horizontal(|ui| {
+            let arrow = if open { "▼" } else { "▶" };
+            let header = ui.selectable_label(false, egui::RichText::new(format!("{arrow} {key} ({})", runs.len())).strong());
+            header.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, format!("group {key}")));
+            if header.clicked() && !self.list.folded.remove(key) {
+                self.list.folded.insert(key.to_string());
+            }
+            let compare = ui.small_button("compare these").on_hover_text("Overlay exactly this group's runs on Curves and list them on Compare");
+            compare.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, format!("compare group {key}")));
+            if compare.clicked() {
+                shared.selection.checked = runs.iter().map(|&i| shared.session.records[i].name.clone()).collect();
+            }
+        });
     }
 
     /// The buttons for the focused run, as far as its status allows.
@@ -93,12 +155,44 @@ impl RunsPanel {
                 self.confirm_delete = Some(name.to_string());
             }
         });
+        outcome = outcome.and(self.notes_row(ui, shared, name));
         if let RunStatus::Failed(message) = &status {
             ui.colored_label(ui.visuals().error_fg_color, format!("failed: {message}"));
         }
         if let Err(error) = outcome {
             shared.notifications.push(Notice::error(format!("{error:#}")));
         }
+    }
+
+    /// The focused run's tags (comma-separated, saved on Enter or leaving the
+    /// field) and its archive switch, both kept in its folder.
+    fn notes_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared, name: &str) -> anyhow::Result<()> {
+        let Some(record) = shared.session.record(name) else { return Ok(()) };
+        let mut notes = record.notes.clone();
+        if self.tags_edit.as_ref().is_none_or(|(run, _)| run != name) {
+            self.tags_edit = Some((name.to_string(), notes.tags.join(", ")));
+        }
+        let Some((_, text)) = self.tags_edit.as_mut() else { return Ok(()) };
+        let mut save = false;
+        ui.horizontal(|ui| {
+            ui.label("tags");
+            let field = ui.add(egui::TextEdit::singleline(text).hint_text("baseline, sweep-3").desired_width(140.0));
+            field.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::TextEdit, true, "run tags"));
+            if field.lost_focus() && *text != notes.tags.join(", ") {
+                notes.set_tags(text);
+                save = true;
+            }
+            let archive = if notes.archived { "Unarchive" } else { "Archive" };
+            if ui.button(archive).on_hover_text("Archived runs leave the list (\"show archived\" brings them back); nothing is deleted").clicked() {
+                notes.archived = !notes.archived;
+                save = true;
+            }
+        });
+        if save {
+            self.tags_edit = None;
+            return shared.session.set_notes(name, notes);
+        }
+        Ok(())
     }
 
     fn delete_confirmation(&mut self, ctx: &egui::Context, shared: &mut Shared) {
@@ -134,12 +228,13 @@ impl RunsPanel {
     }
 }
 
-/// One run: check box, name (click to focus), status, progress and best metrics.
-fn run_row(ui: &mut egui::Ui, shared: &mut Shared, index: usize) {
+/// One run: check box, name (click to focus), status, progress and best
+/// metrics, one line each (cut short, so every row has one height); returns its height.
+fn run_row(ui: &mut egui::Ui, shared: &mut Shared, index: usize) -> f32 {
     let record = &shared.session.records[index];
     let name = record.name.clone();
     let focused = shared.selection.focused.as_deref() == Some(name.as_str());
-    egui::Frame::group(ui.style()).show(ui, |ui| {
+    let frame = egui::Frame::group(ui.style()).show(ui, |ui| {
         ui.set_width(ui.available_width());
         ui.horizontal(|ui| {
             let mut checked = shared.selection.checked.contains(&name);
@@ -162,10 +257,12 @@ fn run_row(ui: &mut egui::Ui, shared: &mut Shared, index: usize) {
             }
             ui.colored_label(status_color(ui, &record.status), record.status_label());
         });
-        ui.label(egui::RichText::new(record.strategy_summary()).small());
+        let tags = if record.notes.tags.is_empty() { String::new() } else { format!(" · {}", record.notes.tags.join(", ")) };
+        ui.add(egui::Label::new(egui::RichText::new(record.strategy_summary() + &tags).small()).truncate());
         ui.add(egui::ProgressBar::new(record.progress()).text(format!("step {}/{}", record.step, record.total_steps)));
-        ui.label(metrics_line(record));
+        ui.add(egui::Label::new(metrics_line(record)).truncate());
     });
+    frame.response.rect.height()
 }
 
 fn metrics_line(record: &RunRecord) -> String {

@@ -7,6 +7,8 @@
 
 pub mod follow;
 pub mod remote;
+pub mod run_filter;
+pub mod run_notes;
 pub mod run_record;
 
 use std::collections::{HashMap, VecDeque};
@@ -442,6 +444,14 @@ impl Session {
         self.follower.send(Command::Forget(dir.clone()));
         std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot delete", dir.display()))?;
         self.records.remove(index);
+        Ok(())
+    }
+
+    /// Writes `notes` (tags, archived) into the run's folder and keeps them.
+    pub fn set_notes(&mut self, name: &str, notes: run_notes::RunNotes) -> Result<()> {
+        let record = self.records.iter_mut().find(|r| r.name == name).with_context(|| format!("no run {name}"))?;
+        notes.write(&record.dir)?;
+        record.notes = notes;
         Ok(())
     }
 

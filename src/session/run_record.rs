@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::run_notes::RunNotes;
 use crate::backend::device::DeviceMemory;
 use crate::train::config::TrainConfig;
 use crate::train::events::{EvalRecord, Event, FinishReason, ReplicaStep};
@@ -108,6 +109,8 @@ pub struct RunRecord {
     pub elsewhere: bool,
     /// A run of a server's, listed here (its `dir` is a local mirror of what is shown).
     pub remote: Option<RemoteRun>,
+    /// Tags and archiving, from the folder's `notes.json`.
+    pub notes: RunNotes,
 }
 
 impl RunRecord {
@@ -133,6 +136,7 @@ impl RunRecord {
             unreadable_lines: 0,
             elsewhere: false,
             remote: None,
+            notes: RunNotes::default(),
         }
     }
 
@@ -154,6 +158,12 @@ impl RunRecord {
         let config = run_dir::read_config(dir)?;
         let mut record = Self::new(dir, config, RunStatus::Interrupted);
         record.unreadable_lines = unreadable;
+        // Notes that do not read are a warning on the run, not a run lost from the list.
+        record.notes = RunNotes::read(dir).unwrap_or_else(|error| {
+            tracing::warn!("{error:#}");
+            record.warnings += 1;
+            RunNotes::default()
+        });
         for event in &events {
             record.apply(event);
         }

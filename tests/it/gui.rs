@@ -542,3 +542,65 @@ impl Drop for KilledOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The runs list searched by a configuration key, grouped with one group put
+/// on Curves and Compare in one click, a run tagged and archived from the
+/// window (its notes written into its folder).
+#[test]
+fn the_runs_list_searches_groups_tags_and_archives() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, kind) in [("a-joint", "joint"), ("b-replay", "replay"), ("c-joint", "joint")] {
+        let mut overrides = vec![format!("strategy.kind={kind}")];
+        if kind == "replay" {
+            overrides.push("strategy.switch_step=100".into());
+        }
+        let config = TrainConfig::load_preset("quick", &overrides).unwrap();
+        twinhead::train::run_dir::create(&dir.path().join("runs").join(name), &config).unwrap();
+    }
+    let mut harness = workbench(dir.path());
+    harness.step();
+    for name in ["a-joint", "b-replay", "c-joint"] {
+        harness.get_by_label(&format!("run {name}"));
+    }
+
+    // Searched by a key of the configuration.
+    harness.get_by_label("search runs").focus();
+    harness.get_by_label("search runs").type_text("kind=replay");
+    harness.step();
+    harness.step();
+    assert!(harness.query_by_label("run a-joint").is_none() && harness.query_by_label("run c-joint").is_none());
+    harness.get_by_label("run b-replay");
+    harness.get_by_label_contains("1 of 3 runs");
+
+    // Grouped by strategy: one click puts the joint group on Curves and Compare.
+    harness.state_mut().runs.list.set_search("");
+    harness.state_mut().runs.list.group_by = "strategy.kind".into();
+    harness.step();
+    harness.get_by_label("group joint");
+    harness.get_by_label("compare group joint").click();
+    harness.step();
+    let checked: Vec<String> = harness.state().shared.selection.checked.iter().cloned().collect();
+    assert_eq!(checked, ["a-joint", "c-joint"]);
+    harness.get_by_label("group joint").click();
+    harness.step();
+    harness.step();
+    assert!(harness.query_by_label("run a-joint").is_none(), "a folded group hides its runs");
+
+    // Tagged and archived from the focused run's row: kept in its folder.
+    harness.get_by_label("run b-replay").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("run tags").focus();
+    harness.get_by_label("run tags").type_text("baseline, sweep");
+    harness.key_press(egui::Key::Enter);
+    harness.step();
+    harness.get_by_label("Archive").click();
+    harness.step();
+    harness.step();
+    let notes = twinhead::session::run_notes::RunNotes::read(&dir.path().join("runs/b-replay")).unwrap();
+    assert_eq!((notes.tags.clone(), notes.archived), (vec!["baseline".to_string(), "sweep".to_string()], true));
+    assert!(harness.query_by_label("run b-replay").is_none(), "archived runs leave the list");
+    harness.state_mut().runs.list.show_archived = true;
+    harness.step();
+    harness.get_by_label("run b-replay");
+}
