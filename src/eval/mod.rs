@@ -10,6 +10,7 @@ pub mod cls;
 pub mod coco;
 pub mod det;
 pub mod det_confusion;
+pub mod image_score;
 pub mod predictions;
 pub mod seg;
 pub mod square_counts;
