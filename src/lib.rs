@@ -8,6 +8,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod gui;
+pub mod image_comparison;
 pub mod inspection;
 pub mod model;
 pub mod onnx;

@@ -6,6 +6,7 @@
 mod bench;
 mod bench_follow;
 mod bench_runs;
+mod compare_images;
 mod bench_infer;
 mod bench_train;
 mod compress;
@@ -93,6 +94,8 @@ enum RunsCommand {
     Tensorboard(runs::TensorboardArgs),
     /// Copies a run folder from a `twinhead serve` server, for offline work (compression, export).
     Pull(serve::PullArgs),
+    /// Two checkpoints on the same validation images, image by image: where one beats the other most first.
+    CompareImages(compare_images::CompareImagesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +205,7 @@ pub fn main() -> ExitCode {
         Some(Command::Runs(RunsCommand::Diff(args))) => runs::run_diff(args),
         Some(Command::Runs(RunsCommand::Tensorboard(args))) => runs::run_tensorboard(args),
         Some(Command::Runs(RunsCommand::Pull(args))) => serve::run_pull(args),
+        Some(Command::Runs(RunsCommand::CompareImages(args))) => compare_images::run(args),
         Some(Command::Serve(args)) => serve::run_serve(args),
         Some(Command::Submit(SubmitCommand::Track1(args))) => submit::run_track1(args),
         Some(Command::Devices) => list_devices(),

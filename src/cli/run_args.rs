@@ -32,7 +32,7 @@ pub struct DeviceArg {
     pub device: DeviceSpec,
 }
 
-fn parse_checkpoint(name: &str) -> anyhow::Result<CheckpointKind> {
+pub(crate) fn parse_checkpoint(name: &str) -> anyhow::Result<CheckpointKind> {
     CheckpointKind::parse(name)
 }
 

@@ -5,6 +5,7 @@
 //! `track1` writes the CVPR23 Track1 submission of a three-task run.
 
 pub mod coco;
+pub mod csv;
 pub mod dataset;
 pub mod track1;
 pub mod voc;

@@ -15,6 +15,7 @@ use super::error_view::{annotation_boxes, ErrorLayer};
 use super::image_view::{ClassNames, Layers, OverlayOptions, TextureCache};
 use super::inference::{checkpoint_combo, ModelInfo, PredictorCache, Source};
 use super::inspect_export::{ExportRequest, ExportRow};
+use super::inspect_compare::{CompareView, Pair};
 use super::inspect_metrics::MetricsView;
 use super::inspect_timeline::TimelineView;
 use super::job::{Job, Progress};
@@ -164,6 +165,8 @@ enum View {
     Metrics,
     /// The predictions stored at every evaluation, with a step slider.
     Timeline,
+    /// Against another run or checkpoint, image by image.
+    Compare,
 }
 
 pub struct InspectPanel {
@@ -182,6 +185,10 @@ pub struct InspectPanel {
     inspection: Option<Inspection>,
     error: Option<String>,
     browser: Browser,
+    compare: CompareView,
+    /// The run (B) and its checkpoint to compare the inspected one with.
+    compare_with: Option<String>,
+    compare_kind: CheckpointKind,
 }
 
 impl Default for InspectPanel {
@@ -199,6 +206,9 @@ impl Default for InspectPanel {
             inspection: None,
             error: None,
             browser: Browser::default(),
+            compare: CompareView::default(),
+            compare_with: None,
+            compare_kind: CheckpointKind::Last,
         }
     }
 }
@@ -230,6 +240,7 @@ impl InspectPanel {
             ui.selectable_value(&mut self.view, View::Images, "Images");
             ui.selectable_value(&mut self.view, View::Metrics, "Metrics (full validation splits)");
             ui.selectable_value(&mut self.view, View::Timeline, "Timeline");
+            ui.selectable_value(&mut self.view, View::Compare, "Compare image by image");
         });
         ui.separator();
         let exports = shared.session.runs_root().join("exports");
@@ -264,6 +275,7 @@ impl InspectPanel {
                     shared.notifications.push(notice);
                 }
             }
+            View::Compare => self.compare_ui(ui, shared, &name, &exports),
             View::Timeline => match &self.inspection {
                 Some(inspection) => {
                     let model = &inspection.model;
@@ -272,6 +284,59 @@ impl InspectPanel {
                 }
                 None => self.status(ui),
             },
+        }
+    }
+
+    /// The comparison's pickers (run B and its checkpoint, or the run's
+    /// `switch` against its `last`) and the comparison itself.
+    fn compare_ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, name: &str, exports: &std::path::Path) {
+        let Some(record) = shared.session.record(name) else { return };
+        if record.remote.is_some() {
+            ui.label("Comparing image by image works on runs on this machine: copy a server's runs with `twinhead runs pull`.");
+            return;
+        }
+        let a_dir = record.dir.clone();
+        let mut pair = None;
+        ui.horizontal(|ui| {
+            ui.label(format!("A: {name} {}", self.kind.name()));
+            let local: Vec<String> = shared.session.records.iter().filter(|r| r.remote.is_none()).map(|r| r.name.clone()).collect();
+            let chosen = self.compare_with.clone().unwrap_or_else(|| "(pick a run)".into());
+            egui::ComboBox::new("compare run", "run B").selected_text(chosen).show_ui(ui, |ui| {
+                for run in local {
+                    ui.selectable_value(&mut self.compare_with, Some(run.clone()), run);
+                }
+            });
+            let b_dir = self.compare_with.as_deref().and_then(|b| shared.session.record(b)).map(|r| r.dir.clone());
+            egui::ComboBox::new("compare checkpoint", "checkpoint B").selected_text(self.compare_kind.name()).show_ui(ui, |ui| {
+                for kind in b_dir.as_deref().map_or_else(Vec::new, crate::train::checkpoint::available) {
+                    let label = kind.name();
+                    ui.selectable_value(&mut self.compare_kind, kind, label);
+                }
+            });
+            if let Some(b_dir) = b_dir {
+                if ui.add_enabled(!self.compare.is_busy(), egui::Button::new("Compare")).clicked() {
+                    pair = Some(Pair { a: (a_dir.clone(), self.kind.clone()), b: (b_dir, self.compare_kind.clone()) });
+                }
+            }
+            if crate::train::checkpoint::find(&a_dir, &CheckpointKind::Switch).is_ok()
+                && ui.button("Forgetting: switch against last").on_hover_text("The checkpoint at the task switch (A) against the last (B): what the run forgot comes first").clicked()
+            {
+                pair = Some(Pair { a: (a_dir.clone(), CheckpointKind::Switch), b: (a_dir.clone(), CheckpointKind::Last) });
+            }
+        });
+        if let Some(pair) = pair {
+            self.compare.b_first = false;
+            self.compare.start(pair, &self.predictors, &record.config, shared.device(), shared.repaint.callback());
+        }
+        let label = |(dir, kind): &(std::path::PathBuf, CheckpointKind)| format!("{} {}", dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()), kind.name());
+        let names = self.compare.pair().map(|p| (label(&p.a), label(&p.b))).unwrap_or_default();
+        let (det, seg, cls) = match &self.inspection {
+            Some(inspection) => (inspection.model.det_classes.clone(), inspection.model.seg_classes.clone(), inspection.model.cls_classes.clone()),
+            None => Default::default(),
+        };
+        let classes = (ClassNames { det: &det, seg: &seg }, cls.as_slice());
+        if let Some(notice) = self.compare.ui(ui, exports, (&names.0, &names.1), classes, shared.repaint.callback()) {
+            shared.notifications.push(notice);
         }
     }
 

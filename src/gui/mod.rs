@@ -17,6 +17,7 @@ mod dataset_stats;
 pub mod demo_script;
 mod image_view;
 mod inference;
+mod inspect_compare;
 mod inspect_export;
 mod inspect_metrics;
 pub mod inspect_panel;
@@ -90,14 +91,7 @@ pub fn run(demo: Option<Demo>) -> Result<()> {
     Ok(())
 }
 
-/// Quotes a field that holds a separator, a quote or a line break (RFC 4180).
-pub(crate) fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
-}
+pub(crate) use crate::export::csv::csv_field;
 
 /// An x-axis formatter naming categories at the integer positions 0, 1, 2, …
 /// (bar charts over classes or runs) and nothing between them.

@@ -305,3 +305,41 @@ fn compress_runs_as_a_job_and_shows_the_measured_table_again_after_a_restart() {
     harness.get_by_label_contains("baseline (last)");
     harness.get_by_label("size ÷");
 }
+
+/// Inspect compares the inspected checkpoint with another run's image by
+/// image: a copy of the run scores the same on every image, and a row opens
+/// the image with the truth and both predictions.
+#[test]
+fn inspect_compares_two_runs_image_by_image() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(&trained().join("runs"), &dir.path().join("runs"));
+    crate::common::copy_dir(&trained().join("runs").join(RUN), &dir.path().join("runs/copy"));
+    let state = InspectState { panel: InspectPanel::default(), shared: shared(dir.path()) };
+    let mut harness = Harness::builder()
+        .with_size([1400.0, 1400.0])
+        .build_ui_state(|ui, state: &mut InspectState| state.panel.ui(ui, &mut state.shared), state);
+    harness.step();
+    harness.get_by_label("Compare image by image").click();
+    harness.step();
+    harness.get_by_label("run B").click();
+    harness.step();
+    harness.get_by_label("copy").click();
+    harness.step();
+    harness.get_by_label("Compare").click();
+    step_until(&mut harness, Duration::from_secs(120), "the comparison", |h| h.query_by_label_contains("A better on").is_some());
+    let summary = harness.get_by_label_contains("A better on").accesskit_node().value().unwrap_or_default().to_string();
+    assert!(summary.contains("A better on 0, B better on 0"), "{summary}");
+    // The detection images first, each scored under both; a row opens it three times over.
+    let first = harness.query_all_by_label_contains("compared image ").next().expect("a row").accesskit_node().label().unwrap_or_default().to_string();
+    harness.get_by_label(&first).click();
+    step_until(&mut harness, Duration::from_secs(60), "the image with both predictions", |h| h.query_by_label("B image").is_some());
+    harness.get_by_label("truth image");
+    harness.get_by_label("A image");
+    // Exported as CSV, every row.
+    harness.get_by_label("Export CSV").click();
+    harness.step();
+    let notices = &harness.state().shared.notifications.items;
+    let (notice, _) = notices.iter().find(|(n, _)| n.text.starts_with("image comparison saved to")).expect("a notice");
+    let csv = std::fs::read_to_string(notice.text.trim_start_matches("image comparison saved to ")).unwrap();
+    assert!(csv.starts_with("task,id,image,a,b,difference,a_detail,b_detail\n") && csv.lines().any(|l| l.starts_with("seg,")), "{csv}");
+}

@@ -312,3 +312,25 @@ fn export_ultralytics_state_dict_writes_a_file_a_run_can_start_from() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-run"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `runs compare-images`: a checkpoint against itself scores the same on
+/// every validation image; the CSV holds one row per image, each task's
+/// detection and segmentation images, and a bad second run is named.
+#[test]
+fn compare_images_scores_every_validation_image_under_both_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("images.csv");
+    let out = twinhead(&["runs", "compare-images", "--run", s(&run_dir()), "--against-checkpoint", "last", "--csv", s(&csv)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("A better on 0, B better on 0"), "{stdout}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    let images = voc_val().records.len();
+    assert_eq!(rows.iter().filter(|r| r.starts_with("det,")).count(), images, "{text}");
+    assert!(rows.iter().any(|r| r.starts_with("seg,")));
+    assert!(rows.iter().all(|r| r.split(',').nth(5).is_none_or(|d| d.is_empty() || d == "0.000000")), "{text}");
+    let out = twinhead(&["runs", "compare-images", "--run", s(&run_dir()), "--against", "/no/such/run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/run"));
+}
