@@ -35,11 +35,7 @@ pub struct FollowArgs {
 }
 
 pub fn run_follow(args: FollowArgs) -> Result<ExitCode> {
-    let scratch = std::env::temp_dir().join(format!("twinhead-bench-follow-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let result = measure(&args, &scratch);
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    super::in_scratch("follow", |scratch| measure(&args, scratch))
 }
 
 fn measure(args: &FollowArgs, scratch: &Path) -> Result<ExitCode> {

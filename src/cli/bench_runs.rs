@@ -33,11 +33,7 @@ pub struct RunsListArgs {
 const KINDS: [&str; 4] = ["joint", "alternate", "replay", "lwf"];
 
 pub fn run_runs_list(args: RunsListArgs) -> Result<ExitCode> {
-    let scratch = std::env::temp_dir().join(format!("twinhead-bench-runs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let result = measure(&args, &scratch);
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    super::in_scratch("runs", |scratch| measure(&args, scratch))
 }
 
 fn measure(args: &RunsListArgs, scratch: &Path) -> Result<ExitCode> {

@@ -249,6 +249,16 @@ fn list_devices() -> anyhow::Result<ExitCode> {
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal); `len` None = spinner.
+/// Runs `work` in a fresh scratch folder (`twinhead-bench-NAME-PID` in the
+/// system's temporary folder), removed afterwards whatever the outcome.
+pub(crate) fn in_scratch<T>(name: &str, work: impl FnOnce(&std::path::Path) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let scratch = std::env::temp_dir().join(format!("twinhead-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let result = work(&scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
 pub(crate) fn progress_bar(len: Option<u64>, message: &'static str) -> indicatif::ProgressBar {
     let bar = match len {
         Some(len) => indicatif::ProgressBar::new(len).with_style(

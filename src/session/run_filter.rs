@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use super::run_record::RunRecord;
 use crate::model::Task;
+use crate::train::config_diff::flatten;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -94,12 +95,9 @@ pub struct RunFacts {
 impl RunFacts {
     pub fn of(record: &RunRecord) -> Self {
         let notes = &record.notes;
-        let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut config = record.config.clone();
         config.strategy = record.strategy.clone();
-        if let Ok(toml::Value::Table(table)) = toml::Value::try_from(&config) {
-            flatten("", &toml::Value::Table(table), &mut values);
-        }
+        let mut values: BTreeMap<String, Vec<String>> = flatten(&config).into_iter().map(|(key, value)| (key, vec![value])).collect();
         let mut put = |key: &str, value: String| values.insert(key.to_string(), vec![value]);
         put("name", record.name.clone());
         put("status", record.status.label().to_string());
@@ -129,25 +127,6 @@ impl RunFacts {
     pub fn group_of(&self, key: &str) -> String {
         let values: Vec<&str> = self.values_of(key).map(String::as_str).collect();
         if values.is_empty() { "(none)".to_string() } else { values.join(", ") }
-    }
-}
-
-/// Flattens nested tables to `a.b.c` keys; arrays of plain values become one value each.
-fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, Vec<String>>) {
-    match value {
-        toml::Value::Table(table) => {
-            for (key, value) in table {
-                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-                flatten(&path, value, out);
-            }
-        }
-        toml::Value::Array(items) => {
-            for item in items {
-                flatten(prefix, item, out);
-            }
-        }
-        toml::Value::String(text) => out.entry(prefix.to_string()).or_default().push(text.clone()),
-        other => out.entry(prefix.to_string()).or_default().push(other.to_string()),
     }
 }
 

@@ -28,8 +28,9 @@ pub fn config_diff(configs: &[&TrainConfig]) -> Vec<DifferingKey> {
         .collect()
 }
 
-/// Every leaf of the configuration as `dotted.key → TOML value`.
-fn flatten(config: &TrainConfig) -> BTreeMap<String, String> {
+/// Every leaf of the configuration as `dotted.key → TOML value` (strings
+/// without their quotes, a list as one value).
+pub fn flatten(config: &TrainConfig) -> BTreeMap<String, String> {
     fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
         match value {
             toml::Value::Table(table) => {
@@ -47,7 +48,10 @@ fn flatten(config: &TrainConfig) -> BTreeMap<String, String> {
         }
     }
     let mut out = BTreeMap::new();
-    walk("", &toml::Value::try_from(config).expect("a configuration serialises to TOML"), &mut out);
+    // A configuration read from TOML always converts back; one that does not has no keys to show.
+    if let Ok(value) = toml::Value::try_from(config) {
+        walk("", &value, &mut out);
+    }
     out
 }
 
