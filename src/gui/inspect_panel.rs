@@ -314,7 +314,7 @@ impl InspectPanel {
                 }
             });
             if let Some(b_dir) = b_dir {
-                if ui.add_enabled(!self.compare.is_busy(), egui::Button::new("Compare")).clicked() {
+                if ui.add_enabled(!self.compare.is_busy(), egui::Button::new("Compare A with B")).clicked() {
                     pair = Some(Pair { a: (a_dir.clone(), self.kind.clone()), b: (b_dir, self.compare_kind.clone()) });
                 }
             }

@@ -325,7 +325,7 @@ fn inspect_compares_two_runs_image_by_image() {
     harness.step();
     harness.get_by_label("copy").click();
     harness.step();
-    harness.get_by_label("Compare").click();
+    harness.get_by_label("Compare A with B").click();
     step_until(&mut harness, Duration::from_secs(120), "the comparison", |h| h.query_by_label_contains("A better on").is_some());
     let summary = harness.get_by_label_contains("A better on").accesskit_node().value().unwrap_or_default().to_string();
     assert!(summary.contains("A better on 0, B better on 0"), "{summary}");
