@@ -95,7 +95,7 @@ impl RunsPanel {
     /// A group's header: fold it, or put its runs on Curves and Compare in one click.
     fn group_header(&mut self, ui: &mut egui::Ui, shared: &mut Shared, key: &str, runs: &[usize], open: bool) {
         ui.horizontal(|ui| {
-            let arrow = if open { "▼" } else { "▶" };
+            let arrow = if open { "⏷" } else { "⏵" };
             let header = ui.selectable_label(false, egui::RichText::new(format!("{arrow} {key} ({})", runs.len())).strong());
             header.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, format!("group {key}")));
             if header.clicked() && !self.list.folded.remove(key) {
