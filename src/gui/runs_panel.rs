@@ -1,8 +1,8 @@
 //! The Runs side panel: every run with its strategy, status, step and best
 //! metrics; a check box overlays it on Curves and Compare, a click focuses it,
 //! and the buttons act on the focused run (tags, archive). Above the list, a
-//! search, grouping and order (`runs_list.rs`); only the rows in view are
-//! drawn, so hundreds of runs scroll smoothly.
+//! search, grouping and order (`runs_list.rs`); in a list of a hundred runs
+//! or more only the rows in view are drawn, so it scrolls smoothly.
 
 use eframe::egui;
 
@@ -18,6 +18,10 @@ use crate::train::parallel::Placement;
 
 /// A group's header line, in points; a run's row is measured as it is drawn.
 const HEADER_HEIGHT: f32 = 22.0;
+/// From this many lines on, only those in view are drawn. A shorter list is
+/// drawn whole, so every row stays in the accessibility tree (screen readers,
+/// demo scripts) as any scrolled widget does.
+const DRAWN_IN_VIEW_FROM: usize = 100;
 
 pub struct RunsPanel {
     /// A run waiting for the user to confirm its deletion.
@@ -70,8 +74,7 @@ impl RunsPanel {
             let mut y = 0.0;
             for line in &lines {
                 let h = height(line);
-                // Only the lines in view are drawn.
-                if y + h >= viewport.min.y && y <= viewport.max.y {
+                if lines.len() < DRAWN_IN_VIEW_FROM || (y + h >= viewport.min.y && y <= viewport.max.y) {
                     let rect = egui::Rect::from_x_y_ranges(x_range, top + y..=top + y + h - gap);
                     let salt = match line {
                         Line::Group { key, .. } => format!("group {key}"),
