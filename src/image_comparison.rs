@@ -19,9 +19,9 @@ use crate::eval::cls::is_right;
 use crate::export::csv::csv_field;
 use crate::eval::image_score::{det_image_score, seg_image_score};
 use crate::eval::{ground_truth_from_voc, CONFUSION_SCORE_THRESHOLD};
+use crate::model::postprocess::PostprocessConfig;
 use crate::model::Task;
 use crate::predictor::{Prediction, Predictor};
-use crate::train::config::TrainConfig;
 use crate::train::evaluate::ValidationSplits;
 
 /// Images decoded and predicted at a time (memory stays bounded on a full split).
@@ -49,11 +49,16 @@ impl ImageRow {
     }
 }
 
-/// Every image of the validation splits `config` names (the first `limit` of
-/// each), scored under checkpoints `a` and `b`, which must have the datasets'
-/// classes. `progress(done, total)` hears each chunk; `Break` stops with an error.
-pub fn compare(a: &Predictor, b: &Predictor, config: &TrainConfig, limit: usize, progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>) -> Result<(Vec<ImageRow>, Vec<crate::data::Problem>)> {
-    let splits = ValidationSplits::open(&config.data)?;
+/// Every image of the validation `splits` (the first `limit` of each),
+/// scored under checkpoints `a` and `b` with `postprocess`; both must have the
+/// datasets' classes. `progress(done, total)` hears each chunk; `Break` stops with an error.
+pub fn compare(
+    (a, b): (&Predictor, &Predictor),
+    splits: &ValidationSplits,
+    postprocess: &PostprocessConfig,
+    limit: usize,
+    progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+) -> Result<(Vec<ImageRow>, Vec<crate::data::Problem>)> {
     for (task, dataset) in [(Task::Det, splits.det.as_ref().map(|d| d.classes.len())), (Task::Seg, splits.seg.as_ref().map(|d| d.classes.len())), (Task::Cls, splits.cls.as_ref().map(|d| d.classes.len()))] {
         let Some(dataset) = dataset else { continue };
         for (which, predictor) in [("first", a), ("second", b)] {
@@ -67,7 +72,6 @@ pub fn compare(a: &Predictor, b: &Predictor, config: &TrainConfig, limit: usize,
             }
         }
     }
-    let postprocess = config.eval.postprocess();
     let det = splits.det.as_ref().map(|d| &d.records[..d.records.len().min(limit)]).unwrap_or_default();
     let seg = splits.seg.as_ref().map(|d| &d.records[..d.records.len().min(limit)]).unwrap_or_default();
     let cls = splits.cls.as_ref().map(|d| &d.records[..d.records.len().min(limit)]).unwrap_or_default();
@@ -81,7 +85,7 @@ pub fn compare(a: &Predictor, b: &Predictor, config: &TrainConfig, limit: usize,
     let num_det = a.det_classes().len();
     for chunk in det.chunks(CHUNK) {
         let (records, images) = decoded(chunk, |r| &r.image_path, &mut skipped);
-        let (pa, pb) = (a.predict_images(&images, &postprocess), b.predict_images(&images, &postprocess));
+        let (pa, pb) = (a.predict_images(&images, postprocess), b.predict_images(&images, postprocess));
         for ((record, pa), pb) in records.into_iter().zip(pa).zip(pb) {
             let truth = ground_truth_from_voc(std::slice::from_ref(record));
             let score = |p: &Prediction| {
@@ -100,7 +104,7 @@ pub fn compare(a: &Predictor, b: &Predictor, config: &TrainConfig, limit: usize,
         let read: Vec<_> = chunk.par_iter().map(|r| Ok((r, decode_rgb(&r.image_path)?, r.read_mask(num_seg)?))).collect();
         let read: Vec<_> = read.into_iter().filter_map(|item: Result<_, crate::data::Problem>| item.map_err(|p| skipped.push(p)).ok()).collect();
         let images: Vec<RgbImage> = read.iter().map(|(_, image, _)| image.clone()).collect();
-        let (pa, pb) = (a.predict_images(&images, &postprocess), b.predict_images(&images, &postprocess));
+        let (pa, pb) = (a.predict_images(&images, postprocess), b.predict_images(&images, postprocess));
         for (((record, _, truth), pa), pb) in read.into_iter().zip(pa).zip(pb) {
             let score = |p: &Prediction| p.mask.as_ref().filter(|m| m.dimensions() == truth.dimensions()).map(|m| seg_image_score(truth.as_raw(), m.as_raw(), num_seg));
             let (sa, sb) = (score(&pa), score(&pb));

@@ -15,6 +15,7 @@ use crate::image_comparison::{compare, sort_by_difference, write_csv, ImageRow};
 use crate::model::Task;
 use crate::predictor::Predictor;
 use crate::train::checkpoint::CheckpointKind;
+use crate::train::evaluate::ValidationSplits;
 use crate::train::run_dir;
 
 #[derive(Debug, clap::Args)]
@@ -52,7 +53,8 @@ pub fn run(args: CompareImagesArgs) -> Result<ExitCode> {
     let (a_name, b_name) = (format!("{} {}", args.run.display(), args.checkpoint.checkpoint.name()), format!("{} {}", against.display(), args.against_checkpoint.name()));
     let bar = progress_bar(Some(0), "comparing");
     let limit = args.images.map_or(usize::MAX, |n| n as usize);
-    let (mut rows, skipped) = compare(&a, &b, &config, limit, &mut |done, total| {
+    let splits = ValidationSplits::open(&config.data)?;
+    let (mut rows, skipped) = compare((&a, &b), &splits, &config.eval.postprocess(), limit, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         ControlFlow::Continue(())

@@ -92,13 +92,15 @@ impl CompareView {
         self.job = Some(Job::spawn("compare images", repaint, move |progress| {
             let a = predictors.load(&pair.a.0, &pair.a.1, device)?;
             let b = Arc::new(Predictor::load_on(&pair.b.0, &pair.b.1, device)?);
-            let (mut rows, skipped) = compare(&a, &b, &config, COMPARED_IMAGES, &mut |done, total| {
+            // Opened once: compared, then kept for the truth of the image a row opens.
+            let splits = Arc::new(ValidationSplits::open(&config.data)?);
+            let postprocess = config.eval.postprocess();
+            let (mut rows, skipped) = compare((&a, &b), &splits, &postprocess, COMPARED_IMAGES, &mut |done, total| {
                 progress.set(done, total);
                 if progress.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
             })?;
             sort_by_difference(&mut rows);
-            let splits = Arc::new(ValidationSplits::open(&config.data)?);
-            Ok(Compared { pair, rows, skipped: skipped.len(), predictors: (a, b), splits, postprocess: config.eval.postprocess() })
+            Ok(Compared { pair, rows, skipped: skipped.len(), predictors: (a, b), splits, postprocess })
         }));
     }
 
