@@ -13,6 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${1:-${CARGO_TARGET_DIR:-target}/debug/twinhead}"
 work="${2:-$(mktemp -d)}"
+# A work folder of its own (runs, exports and the venv) goes when the check ends.
+[ -n "${2:-}" ] || trap 'rm -rf "$work"' EXIT
 venv="${ONNX_VENV:-$work/venv}"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy" 2>/dev/null; then
     python3 -m venv "$venv"
