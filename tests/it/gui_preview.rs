@@ -309,11 +309,50 @@ fn compress_runs_as_a_job_and_shows_the_measured_table_again_after_a_restart() {
 /// Inspect compares the inspected checkpoint with another run's image by
 /// image: a copy of the run scores the same on every image, and a row opens
 /// the image with the truth and both predictions.
+/// Sets every checkpoint of `run` to label every pixel segmentation class
+/// `class`: its classifier's bias far above any feature's reach (written as
+/// the weight EMA, which predictions read first).
+fn predict_everywhere(run: &Path, class: usize) {
+    use burn::backend::Flex;
+    use burn::module::{Module, Param};
+    use burn::tensor::Tensor;
+    use twinhead::train::checkpoint;
+    let device = Default::default();
+    for kind in checkpoint::available(run) {
+        let dir = checkpoint::checkpoint_dir(run, &kind);
+        let (net, _) = checkpoint::load_inference_net::<Flex>(&dir, &device).unwrap();
+        let mut record = net.clone().into_record();
+        let classifier = &mut record.seg_head.as_mut().expect("a segmentation head").classifier;
+        let classes = classifier.bias.as_ref().expect("a bias").val().dims()[0];
+        let mut bias = vec![0.0f32; classes];
+        bias[class] = 1e4;
+        classifier.bias = Some(Param::from_tensor(Tensor::<Flex, 1>::from_floats(bias.as_slice(), &device)));
+        checkpoint::save_net(&dir, checkpoint::EMA_FILE, &net.load_record(record)).unwrap();
+    }
+}
+
 #[test]
 fn inspect_compares_two_runs_image_by_image() {
+    use twinhead::train::evaluate::ValidationSplits;
+    // Two runs on a copy of the data, one validation image planted where B wins:
+    // its truth is all class 2, which B predicts everywhere and A (class 1) nowhere.
     let dir = tempfile::tempdir().unwrap();
-    crate::common::copy_dir(&trained().join("runs"), &dir.path().join("runs"));
-    crate::common::copy_dir(&trained().join("runs").join(RUN), &dir.path().join("runs/copy"));
+    crate::common::copy_dir(&trained().join("synth"), &dir.path().join("synth"));
+    for name in [RUN, "planted"] {
+        let run = dir.path().join("runs").join(name);
+        crate::common::copy_dir(&trained().join("runs").join(RUN), &run);
+        let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+        let moved = config.replace(&trained().join("synth").display().to_string(), &dir.path().join("synth").display().to_string());
+        assert_ne!(config, moved, "the config names the data");
+        std::fs::write(run.join("config.toml"), moved).unwrap();
+        predict_everywhere(&run, if name == RUN { 1 } else { 2 });
+    }
+    let config = twinhead::train::TrainConfig::parse(&std::fs::read_to_string(dir.path().join("runs").join(RUN).join("config.toml")).unwrap()).unwrap();
+    let splits = ValidationSplits::open(&config.data).unwrap();
+    let planted = splits.seg.as_ref().unwrap().records.last().unwrap();
+    let (width, height) = image::image_dimensions(&planted.mask_path).unwrap();
+    image::GrayImage::from_pixel(width, height, image::Luma([3])).save(&planted.mask_path).unwrap();
+
     let state = InspectState { panel: InspectPanel::default(), shared: shared(dir.path()) };
     let mut harness = Harness::builder()
         .with_size([1400.0, 1400.0])
@@ -323,23 +362,31 @@ fn inspect_compares_two_runs_image_by_image() {
     harness.step();
     harness.get_by_label("run B").click();
     harness.step();
-    harness.get_by_label("copy").click();
+    harness.get_by_label("planted").click();
     harness.step();
     harness.get_by_label("Compare A with B").click();
     step_until(&mut harness, Duration::from_secs(120), "the comparison", |h| h.query_by_label_contains("A better on").is_some());
+    // The comparison's own task row comes after Inspect's controls.
+    harness.query_all_by_label("segmentation").last().expect("the segmentation rows").click();
+    harness.step();
+    harness.get_by_label_contains("where B (planted ").click();
+    harness.step();
     let summary = harness.get_by_label_contains("A better on").accesskit_node().value().unwrap_or_default().to_string();
-    assert!(summary.contains("A better on 0, B better on 0"), "{summary}");
-    // The detection images first, each scored under both; a row opens it three times over.
+    assert!(!summary.contains("B better on 0"), "{summary}");
     let first = harness.query_all_by_label_contains("compared image ").next().expect("a row").accesskit_node().label().unwrap_or_default().to_string();
+    assert_eq!(first, format!("compared image {}", planted.id), "the planted image first");
+    // The row opens the image three times over: truth, A and B.
     harness.get_by_label(&first).click();
     step_until(&mut harness, Duration::from_secs(60), "the image with both predictions", |h| h.query_by_label("B image").is_some());
     harness.get_by_label("truth image");
     harness.get_by_label("A image");
-    // Exported as CSV, every row.
+    // Exported as CSV, every row, the planted one a full point to B.
     harness.get_by_label("Export CSV").click();
     harness.step();
     let notices = &harness.state().shared.notifications.items;
     let (notice, _) = notices.iter().find(|(n, _)| n.text.starts_with("image comparison saved to")).expect("a notice");
     let csv = std::fs::read_to_string(notice.text.trim_start_matches("image comparison saved to ")).unwrap();
-    assert!(csv.starts_with("task,id,image,a,b,difference,a_detail,b_detail\n") && csv.lines().any(|l| l.starts_with("seg,")), "{csv}");
+    assert!(csv.starts_with("task,id,image,a,b,difference,a_detail,b_detail\n"), "{csv}");
+    let row = csv.lines().find(|l| l.starts_with(&format!("seg,{},", planted.id))).expect("the planted row");
+    assert!(row.contains(",0.000000,1.000000,-1.000000,"), "{row}");
 }
