@@ -8,7 +8,7 @@ use eframe::egui;
 
 use crate::train::pseudo::PseudoLabels;
 use crate::train::strategy::{
-    FreezeScope, RunShape, SequenceMut, StrategyConfig, Task, TaskSet, TaskWeights, Weighting, EWC_LAMBDA, FISHER_BATCHES, REPLAY_BUFFER,
+    FreezeScope, GradientCombination, RunShape, SequenceMut, StrategyConfig, Task, TaskSet, TaskWeights, Weighting, EWC_LAMBDA, FISHER_BATCHES, REPLAY_BUFFER,
     REPLAY_EVERY,
 };
 
@@ -46,9 +46,19 @@ pub fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, run: Ru
                 weighting_rows(ui, weighting, weights, [det_weight, seg_weight], run.tasks, error);
                 pseudo_option_rows(ui, pseudo_labels, run.tasks, error);
             }
-            StrategyConfig::Joint { weighting, weights, det_weight, seg_weight, pseudo_labels } => {
+            StrategyConfig::Joint { weighting, weights, det_weight, seg_weight, pseudo_labels, gradients } => {
                 weighting_rows(ui, weighting, weights, [det_weight, seg_weight], run.tasks, error);
                 pseudo_option_rows(ui, pseudo_labels, run.tasks, error);
+                ui.label("Task gradients");
+                egui::ComboBox::from_id_salt("gradients").selected_text(gradients.key()).show_ui(ui, |ui| {
+                    for method in GradientCombination::ALL {
+                        ui.selectable_value(gradients, method, method.key());
+                    }
+                })
+                .response
+                .on_hover_text("sum: one backward pass of the summed losses; pcgrad: each task's gradient on the shared weights projected off the others' where they conflict (one backward pass per task)");
+                field_error(ui, error, "strategy.gradients");
+                ui.end_row();
             }
             StrategyConfig::Sequential { .. } => {}
             StrategyConfig::Freeze { freeze, .. } => {

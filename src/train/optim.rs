@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use burn::module::list_param_ids;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -92,6 +93,20 @@ impl<B: AutodiffBackend> TwinOptimizer<B> {
         }
         let trainee = self.backbone.step(lr * self.backbone_lr_factor, trainee, backbone);
         Ok(self.rest.step(lr, trainee, rest))
+    }
+
+    /// One step from gradients already gathered per parameter (and already
+    /// averaged over the replicas, in a data-parallel run).
+    pub fn step_params(&mut self, lr: f64, trainee: Trainee<B>, mut grads: GradientsParams) -> Trainee<B> {
+        let mut backbone = GradientsParams::new();
+        for id in list_param_ids(&trainee.net.backbone) {
+            // The rank is the stored tensor's own; `1` only names the type.
+            if let Some(grad) = grads.remove::<B::InnerBackend, 1>(id) {
+                backbone.register::<B::InnerBackend, 1>(id, grad);
+            }
+        }
+        let trainee = self.backbone.step(lr * self.backbone_lr_factor, trainee, backbone);
+        self.rest.step(lr, trainee, grads)
     }
 
     /// Writes `optim-backbone.bin` and `optim-rest.bin` into `dir`.

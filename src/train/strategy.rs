@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pseudo::PseudoLabels;
 pub use crate::model::task::{Task, TaskSet};
+pub use super::task_gradients::GradientCombination;
 
 /// How the task losses are combined by `alternate` and `joint`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -150,6 +151,9 @@ pub enum StrategyConfig {
         /// (`pseudo_labels = true`, or a table of [`PseudoLabels`] settings).
         #[serde(default, with = "pseudo_option", skip_serializing_if = "Option::is_none")]
         pseudo_labels: Option<PseudoLabels>,
+        /// How the tasks' gradients are combined: `sum`, or `pcgrad` (gradient surgery).
+        #[serde(default, skip_serializing_if = "GradientCombination::is_sum")]
+        gradients: GradientCombination,
     },
     /// `first` until `switch_step`, then the other task with the learning rate × `lr_factor`;
     /// with `order` and `switch_steps`, each task in turn.
@@ -514,7 +518,22 @@ impl StrategyConfig {
     }
 
     pub fn joint() -> Self {
-        Self::Joint { weighting: Weighting::Fixed, weights: TaskWeights::default(), det_weight: 1.0, seg_weight: 1.0, pseudo_labels: None }
+        Self::Joint {
+            weighting: Weighting::Fixed,
+            weights: TaskWeights::default(),
+            det_weight: 1.0,
+            seg_weight: 1.0,
+            pseudo_labels: None,
+            gradients: GradientCombination::Sum,
+        }
+    }
+
+    /// How the step's task gradients are combined (`joint`'s `gradients`; summed otherwise).
+    pub fn gradients(&self) -> GradientCombination {
+        match *self {
+            Self::Joint { gradients, .. } => gradients,
+            _ => GradientCombination::Sum,
+        }
     }
 
     /// The pseudo-labels in force in `phase`: `pseudo`'s later phases, and
@@ -527,15 +546,19 @@ impl StrategyConfig {
         }
     }
 
-    /// The strategy's name, with "+ pseudo-labels" where an option adds them.
+    /// The strategy's name, with "+ pseudo-labels" or "+ pcgrad" where an option adds them.
     pub fn label(&self) -> String {
-        match self {
+        let mut label = match self {
             Self::Alternate { pseudo_labels: Some(labels), .. } | Self::Joint { pseudo_labels: Some(labels), .. } => {
                 let kind = if labels.has_specialist() { "specialists' pseudo-labels" } else { "pseudo-labels" };
                 format!("{} + {kind}", self.name())
             }
             _ => self.name().to_string(),
+        };
+        if !self.gradients().is_sum() {
+            label += &format!(" + {}", self.gradients().key());
         }
+        label
     }
 
     pub fn plan(&self, step: usize, run: RunShape) -> StepPlan {
@@ -812,6 +835,22 @@ mod tests {
         assert_eq!(replayed, [None, d, None, d, None, d, None, None, d, None, c, None, d, None, c]);
         assert_eq!(s.plan(13, three).tasks, TaskSet::of(&[Task::Seg, Task::Det]));
         assert_eq!(s.describe_phase(2, three), "replay segmentation (lr ×0.1; 1 step in 2 also replays detection and classification from a buffer of 5%)");
+    }
+
+    #[test]
+    fn joint_combines_gradients_by_sum_or_pcgrad() {
+        let pcgrad = parse("kind = \"joint\"\ngradients = \"pcgrad\"").unwrap();
+        assert_eq!(pcgrad.gradients(), GradientCombination::Pcgrad);
+        assert_eq!(pcgrad.label(), "joint + pcgrad");
+        assert_eq!(parse(&toml::to_string(&pcgrad).unwrap()).unwrap(), pcgrad);
+        // The default is the sum, and is not written: older runs' configs read and write unchanged.
+        let joint = parse("kind = \"joint\"").unwrap();
+        assert_eq!((joint.gradients(), joint.label().as_str()), (GradientCombination::Sum, "joint"));
+        assert!(!toml::to_string(&joint).unwrap().contains("gradients"));
+        assert_eq!(StrategyConfig::alternate().gradients(), GradientCombination::Sum);
+        let err = parse("kind = \"joint\"\ngradients = \"cagrad\"").unwrap_err().to_string();
+        assert!(err.contains("cagrad") && err.contains("pcgrad"), "{err}");
+        assert!(parse("kind = \"alternate\"\ngradients = \"pcgrad\"").is_err());
     }
 
     #[test]

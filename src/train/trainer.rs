@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -33,7 +34,8 @@ use super::run_dir::EventLog;
 use super::tensorboard_log::TensorboardLog;
 use super::timeline;
 use super::lr_schedule::learning_rate;
-use super::strategy::{RunShape, StrategyConfig, Task, TaskSet, Weighting};
+use super::strategy::{GradientCombination, RunShape, StrategyConfig, Task, TaskSet, Weighting};
+use super::task_gradients;
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
 use crate::backend::device::{mib, DeviceMemory};
@@ -884,6 +886,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let net = &self.trainee.net;
         let mut penalty: Option<Tensor<B, 1>> = None;
         let cross = self.cross_task();
+        // Per batch: its task, its labelled loss and value, and the cross-task terms on its images.
         let mut labelled = Vec::new();
         let batches = [det.map(TaskBatch::Det), seg.map(TaskBatch::Seg), cls.map(TaskBatch::Cls)];
         for batch in batches.into_iter().flatten() {
@@ -894,21 +897,29 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             let mut heads = net.forward_heads(images.clone(), others.with(task));
             let loss = self.labelled_loss(batch, &mut heads);
             let value = scalar(&loss.value)?;
-            labelled.push((task, loss, value));
+            let mut terms = None;
             if let Some(cross) = &cross {
                 for term in self.cross_losses(cross, others, heads, images.inner(), batch.inputs()) {
-                    accumulate(&mut penalty, term);
+                    accumulate(&mut penalty, term.clone());
+                    accumulate(&mut terms, term);
                 }
             }
+            labelled.push((task, loss, value, terms));
         }
-        if let Mitigation::Ewc(ewc) = &self.mitigation {
-            accumulate(&mut penalty, ewc.penalty(net));
+        let ewc = match &self.mitigation {
+            Mitigation::Ewc(ewc) => Some(ewc.penalty(net)),
+            _ => None,
+        };
+        if let Some(ewc) = &ewc {
+            accumulate(&mut penalty, ewc.clone());
         }
         let penalty_value = penalty.as_ref().map(scalar).transpose()?;
-        let (scales, values, penalty_value) = self.whole_batch_losses(&labelled, penalty_value)?;
-        let mut total: Option<Tensor<B, 1>> = None;
+        let values: Vec<(Task, &TaskLoss<B>, f32)> = labelled.iter().map(|(task, loss, value, _)| (*task, loss, *value)).collect();
+        let (scales, values, penalty_value) = self.whole_batch_losses(&values, penalty_value)?;
         let mut out = StepLosses { det: None, seg: None, cls: None, penalty: penalty_value };
-        for (((task, loss, _), scale), value) in labelled.into_iter().zip(scales).zip(values) {
+        // Each task's weighted loss with the cross-task terms on its images.
+        let mut objectives = Vec::new();
+        for (((task, loss, _, terms), scale), value) in labelled.into_iter().zip(scales).zip(values) {
             match task {
                 Task::Det => out.det = Some(value),
                 Task::Seg => out.seg = Some(value),
@@ -918,18 +929,49 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 Some(scale) => loss.value.mul_scalar(scale),
                 None => loss.value,
             };
-            accumulate(&mut total, weigh(&self.trainee, task, loss));
+            objectives.push((weigh(&self.trainee, task, loss), terms));
         }
-        if let Some(p) = penalty {
-            accumulate(&mut total, p);
+        let method = strategy.gradients();
+        if method.is_sum() || objectives.len() < 2 {
+            let mut total: Option<Tensor<B, 1>> = None;
+            for (objective, _) in objectives {
+                accumulate(&mut total, objective);
+            }
+            if let Some(p) = penalty {
+                accumulate(&mut total, p);
+            }
+            let grads = total.context("a step with no task")?.backward();
+            self.trainee = self.optim.step(lr, self.trainee.clone(), grads, self.replica.as_mut())?;
+        } else {
+            self.surgery_step(objectives, ewc, method, lr)?;
         }
-        let total = total.context("a step with no task")?;
-        let grads = total.backward();
-        self.trainee = self.optim.step(lr, self.trainee.clone(), grads, self.replica.as_mut())?;
         for ema in self.ema.iter_mut().chain(self.teacher.iter_mut()) {
             ema.update(&self.trainee.net.valid(), self.state.step + 1);
         }
         Ok(out)
+    }
+
+    /// A step whose task gradients are combined by a gradient-surgery method:
+    /// one backward pass per task (its objective with the cross-task terms on
+    /// its images) and one for a penalty, averaged over the replicas before
+    /// they are combined, so that a data-parallel run combines the whole batch's.
+    fn surgery_step(&mut self, objectives: Vec<(Tensor<B, 1>, Option<Tensor<B, 1>>)>, ewc: Option<Tensor<B, 1>>, method: GradientCombination, lr: f64) -> Result<()> {
+        let backward = |loss: Tensor<B, 1>| GradientsParams::from_grads(loss.backward(), &self.trainee);
+        let mut tasks: Vec<GradientsParams> = objectives
+            .into_iter()
+            .map(|(objective, terms)| backward(match terms {
+                Some(terms) => objective + terms,
+                None => objective,
+            }))
+            .collect();
+        let mut unshared = ewc.map(backward);
+        if let Some(replica) = &mut self.replica {
+            let mut groups: Vec<&mut GradientsParams> = tasks.iter_mut().chain(unshared.iter_mut()).collect();
+            replica.mean_gradients::<B, _>(&self.trainee, &mut groups)?;
+        }
+        let (grads, _) = task_gradients::combine(&self.trainee, &tasks, unshared.as_ref(), method, self.config.seed, self.state.step);
+        self.trainee = self.optim.step_params(lr, self.trainee.clone(), grads);
+        Ok(())
     }
 
     /// In a data-parallel run, what makes the replicas' mean gradient the
@@ -937,7 +979,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     /// (`replicas · own normaliser / whole batch's normaliser`), the whole
     /// batch's loss values, and the penalty averaged over the replicas, from
     /// one sum over the replicas. Alone: no factor, the values as they are.
-    fn whole_batch_losses(&mut self, labelled: &[(Task, TaskLoss<B>, f32)], penalty: Option<f32>) -> Result<(Vec<Option<f32>>, Vec<f32>, Option<f32>)> {
+    fn whole_batch_losses(&mut self, labelled: &[(Task, &TaskLoss<B>, f32)], penalty: Option<f32>) -> Result<(Vec<Option<f32>>, Vec<f32>, Option<f32>)> {
         let Some(replica) = &mut self.replica else {
             return Ok((vec![None; labelled.len()], labelled.iter().map(|(.., value)| *value).collect(), penalty));
         };
