@@ -396,6 +396,14 @@ fn a_stopped_run_resumes_exactly() {
     assert!(whole.join("checkpoints/last/ema.mpk").is_file(), "the EMA is checkpointed");
 }
 
+/// PCGrad's projection order is drawn from the seed and the step: a stopped
+/// run resumes on the same gradients.
+#[test]
+fn a_stopped_pcgrad_run_resumes_exactly() {
+    let runs = tempfile::tempdir().unwrap();
+    assert_resumes_exactly(config(shared_data(), 10, "kind = \"joint\"\ngradients = \"pcgrad\""), 5, runs.path());
+}
+
 /// Replay's buffer loader carries over too: stopped between two replay steps,
 /// the resumed run rehearses the same batches.
 #[test]
