@@ -4,6 +4,7 @@
 #
 #   tools/forgetting_sweep.sh [OUT]             (default runs/sweep; release build, ~1.5 hours on 2 cores)
 #   tools/forgetting_sweep.sh allinone [OUT]    (default runs/sweep-allinone)
+#   tools/forgetting_sweep.sh gradients [OUT]   (default runs/sweep-gradients; ~15 min)
 #
 # Two tasks: every strategy preset on the embedded default (synthetic twin
 # datasets, 500 steps, switch at 250), the sequential family in both orders,
@@ -13,12 +14,38 @@
 # at 200 and 400, lr ×1) against replay, pseudo, alternate and joint, and the
 # single-task references (a run of that task alone, `data.tasks`: the same
 # steps, the one head).
+# gradients: on the embedded default, `joint` with its task gradients summed
+# and by pcgrad, `alternate`, and the single-task references.
 #
 # A run already complete in OUT is kept, so a stopped sweep continues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${TWINHEAD:-target/release/twinhead}"
 [ -x "$bin" ] || cargo build --release --locked
+
+# Trains run `name` from `preset` into $out (set before the call), evaluated every 50 steps.
+train() { # name, preset, extra --set arguments
+    local name=$1 preset=$2
+    shift 2
+    if grep -q '"event":"finished".*"completed"' "$out/$name/metrics.jsonl" 2>/dev/null; then
+        echo "$name: done before"
+        return
+    fi
+    echo "$name: training ($(date +%H:%M:%S))"
+    "$bin" train --preset "$preset" --out "$out/$name" --set eval.every=50 "$@" > "$out/$name.log" 2>&1 \
+        || { echo "$name failed: see $out/$name.log"; exit 1; }
+}
+if [ "${1:-}" = gradients ]; then
+    out="${2:-runs/sweep-gradients}"
+    mkdir -p "$out"
+    train joint joint
+    train joint-pcgrad joint --set strategy.gradients=pcgrad
+    train alternate alternate
+    train only-det joint --set data.tasks=det
+    train only-seg joint --set data.tasks=seg
+    python3 tools/forgetting_table.py "$out"
+    exit
+fi
 
 if [ "${1:-}" = allinone ]; then
     out="${2:-runs/sweep-allinone}"
@@ -57,17 +84,6 @@ first_family=(naive replay pseudo)
 first_others=(alternate alternate-pseudo)
 then_family=(sequential freeze lwf ewc)
 then_others=(joint joint-uncertainty)
-train() { # name, preset, extra --set arguments
-    local name=$1 preset=$2
-    shift 2
-    if grep -q '"event":"finished".*"completed"' "$out/$name/metrics.jsonl" 2>/dev/null; then
-        echo "$name: done before"
-        return
-    fi
-    echo "$name: training ($(date +%H:%M:%S))"
-    "$bin" train --preset "$preset" --out "$out/$name" --set eval.every=50 "$@" > "$out/$name.log" 2>&1 \
-        || { echo "$name failed: see $out/$name.log"; exit 1; }
-}
 mkdir -p "$out"
 for group in first then; do
     family="${group}_family[@]"
