@@ -83,7 +83,7 @@ out="${1:-runs/sweep}"
 first_family=(naive replay pseudo)
 first_others=(alternate alternate-pseudo)
 then_family=(sequential freeze lwf ewc)
-then_others=(joint joint-uncertainty)
+then_others=(joint joint-pcgrad joint-uncertainty)
 mkdir -p "$out"
 for group in first then; do
     family="${group}_family[@]"

@@ -17,10 +17,11 @@ use crate::train::presets::preset_names;
 use crate::train::strategy::{StrategyConfig, Task, TaskSet};
 
 /// The presets the sweep takes its strategies from, in the order they are queued.
-const SWEEP_STRATEGIES: [&str; 11] = [
+const SWEEP_STRATEGIES: [&str; 12] = [
     "alternate",
     "alternate-pseudo",
     "joint",
+    "joint-pcgrad",
     "joint-uncertainty",
     "naive",
     "sequential",
@@ -691,6 +692,7 @@ mod tests {
                 "quick-alternate",
                 "quick-alternate-pseudo",
                 "quick-joint",
+                "quick-joint-pcgrad",
                 "quick-joint-uncertainty",
                 "quick-naive",
                 "quick-sequential",
@@ -708,6 +710,7 @@ mod tests {
                 "alternate",
                 "alternate + pseudo-labels",
                 "joint",
+                "joint + pcgrad",
                 "joint",
                 "sequential",
                 "sequential",
@@ -718,14 +721,14 @@ mod tests {
                 "pseudo"
             ]
         );
-        assert_eq!(configs[4].strategy.sequence().unwrap().lr_factor, 1.0, "naive keeps the full rate");
+        assert_eq!(configs[5].strategy.sequence().unwrap().lr_factor, 1.0, "naive keeps the full rate");
         // Everything but the strategy and the name is the base's.
         for config in &configs {
             assert_eq!(TrainConfig { name: base.name.clone(), strategy: base.strategy.clone(), ..config.clone() }, base);
         }
-        assert_eq!(configs[3].strategy.weighting(), crate::train::strategy::Weighting::Uncertainty);
+        assert_eq!(configs[4].strategy.weighting(), crate::train::strategy::Weighting::Uncertainty);
         // quick has 450 steps, the strategy presets 500 with the switch at 250.
-        assert_eq!(configs[4].strategy.sequence().unwrap().switch_step, 225);
+        assert_eq!(configs[5].strategy.sequence().unwrap().switch_step, 225);
         assert_eq!(configs[1].strategy.pseudo_labels(0).unwrap().start_step, 225, "the burn-in too");
     }
 
@@ -745,7 +748,7 @@ mod tests {
     fn a_three_task_sweep_runs_every_strategy_over_the_three_tasks() {
         let base = TrainConfig::load_preset("allinone", &[]).unwrap();
         let configs = sweep_configs(&base, true).unwrap();
-        assert_eq!(configs.len(), 11 + 7);
+        assert_eq!(configs.len(), 12 + 7);
         // The sequential family's twins start with segmentation, then the run's other tasks.
         let twin = configs.iter().find(|c| c.name == "allinone-naive-seg-first").unwrap();
         let order = twin.strategy.schedule(twin.run_shape()).unwrap().order;
@@ -757,9 +760,9 @@ mod tests {
     fn both_orders_add_a_segmentation_first_twin_to_the_sequential_family() {
         let base = TrainConfig::load_preset("quick", &[]).unwrap();
         let configs = sweep_configs(&base, true).unwrap();
-        assert_eq!(configs.len(), 11 + 7);
+        assert_eq!(configs.len(), 12 + 7);
         let naive: Vec<(&str, Task)> =
-            configs[4..6].iter().map(|c| (c.name.as_str(), c.strategy.sequence().unwrap().first)).collect();
+            configs[5..7].iter().map(|c| (c.name.as_str(), c.strategy.sequence().unwrap().first)).collect();
         assert_eq!(naive, [("quick-naive", Task::Det), ("quick-naive-seg-first", Task::Seg)]);
         assert!(configs.iter().filter(|c| c.strategy.sequence().is_none()).all(|c| !c.name.ends_with("-first")));
     }

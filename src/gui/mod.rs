@@ -28,8 +28,10 @@ pub mod runs_list;
 pub mod runs_panel;
 mod servers_panel;
 pub mod settings;
+mod dataset_fields;
 mod setup_panel;
 mod strategy_editor;
+mod weights_field;
 pub mod shared;
 
 use std::path::PathBuf;

@@ -1,26 +1,25 @@
 //! The Setup panel: what the next run trains on and how (preset, dataset
 //! folders checked at once, strategy and its parameters, optimiser, model,
 //! device), and, while a run trains, changing its strategy and learning rate.
+//! The dataset folders, the strategy editor and the pretrained-weights field
+//! are files of their own.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use eframe::egui;
 
-use super::dataset_stats;
+use super::dataset_fields::DatasetFields;
 use super::job::Job;
 use crate::session::Notice;
 use super::settings::{Settings, Tab};
 use super::shared::Shared;
 use super::strategy_editor::{field_error, strategy_editor};
-use crate::data::check::{self, CheckReport, CheckRequest};
-use crate::model::{BackboneKind, ModelConfig, ModelSize, TwinNet};
+use super::weights_field::WeightsField;
+use crate::model::{BackboneKind, ModelSize};
 use crate::train::config::TrainConfig;
 use crate::train::parallel::Placement;
 use crate::train::presets::preset_names;
 use crate::train::events::Control;
 use crate::backend::device::DeviceSpec;
-use crate::train::strategy::Task;
 
 pub struct SetupPanel {
     preset: String,
@@ -30,74 +29,13 @@ pub struct SetupPanel {
     /// The devices that answered a probe, with their descriptions.
     devices: Vec<(DeviceSpec, String)>,
     device_probe: Option<Job<Vec<(DeviceSpec, String)>>>,
-    /// Each optional: an empty field leaves its task out of the run.
-    voc: FolderField,
-    ade: FolderField,
-    cls: FolderField,
+    datasets: DatasetFields,
     weights: WeightsField,
     /// The learning rate to send to the focused live run.
     live_lr: f64,
     /// The server the next run trains on (its label), or this machine. On a
     /// server, dataset folders are its paths, checked there, and the devices its own.
     target: Option<String>,
-}
-
-/// The `model.pretrained` file: the text the user edits, and what reading it
-/// into the draft's network found (the import report, or why it does not fit).
-struct WeightsField {
-    text: String,
-    check: Option<Job<String>>,
-    result: Option<Result<String, String>>,
-    /// The network the result is for: a change of size or backbone reads the file again.
-    checked_for: Option<ModelConfig>,
-    dialog: Option<Job<Option<PathBuf>>>,
-}
-
-impl WeightsField {
-    fn new(path: Option<&Path>) -> Self {
-        let text = path.map(|p| p.display().to_string()).unwrap_or_default();
-        Self { text, check: None, result: None, checked_for: None, dialog: None }
-    }
-}
-
-/// A dataset folder: the text the user edits, and what checking it found.
-struct FolderField {
-    text: String,
-    check: FolderCheck,
-    dialog: Option<Job<Option<PathBuf>>>,
-}
-
-enum FolderCheck {
-    None,
-    Running(Job<CheckReport>),
-    Done(Result<CheckReport, String>),
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Dataset {
-    Voc,
-    Ade,
-    Cls,
-}
-
-impl Dataset {
-    const ALL: [Dataset; 3] = [Dataset::Voc, Dataset::Ade, Dataset::Cls];
-
-    fn task(self) -> Task {
-        match self {
-            Dataset::Voc => Task::Det,
-            Dataset::Ade => Task::Seg,
-            Dataset::Cls => Task::Cls,
-        }
-    }
-
-    fn short_name(self) -> &'static str {
-        match self {
-            Dataset::Voc => "detection",
-            Dataset::Ade => "segmentation",
-            Dataset::Cls => "classification",
-        }
-    }
 }
 
 impl SetupPanel {
@@ -115,15 +53,13 @@ impl SetupPanel {
             live_lr: draft.optim.lr,
             devices: vec![(DeviceSpec::Cpu, "cpu: the CPU".into())],
             device_probe: Some(Job::spawn("device probe", shared.repaint.callback(), |_| Ok(DeviceSpec::available()))),
-            voc: FolderField::new(draft.data.voc.as_deref()),
-            ade: FolderField::new(draft.data.ade.as_deref()),
-            cls: FolderField::new(draft.data.cls.as_deref()),
+            datasets: DatasetFields::new(&draft),
             weights: WeightsField::new(draft.model.pretrained.as_deref()),
             draft,
             preset_error,
             target: None,
         };
-        panel.apply_saved_folders(&shared.settings);
+        panel.datasets.apply_saved(&mut panel.draft, &shared.settings);
         panel
     }
 
@@ -159,9 +95,7 @@ impl SetupPanel {
                 let offered = self.offered_devices(&target, shared);
                 shared.devices = vec![offered.first().map_or(DeviceSpec::Cpu, |d| d.0)];
                 self.target = target;
-                for which in Dataset::ALL {
-                    self.field(which).check = FolderCheck::None;
-                }
+                self.datasets.forget_checks();
             }
         }
     }
@@ -179,30 +113,12 @@ impl SetupPanel {
         settings.preset = self.preset.clone();
     }
 
-    /// A preset on synthetic data keeps its own folders; any other takes the user's.
-    fn apply_saved_folders(&mut self, settings: &Settings) {
-        if self.draft.data.synthetic.is_some() {
-            return;
-        }
-        if let Some(dir) = settings.voc_dir.clone() {
-            self.set_folder(Dataset::Voc, dir);
-        }
-        if let Some(dir) = settings.ade_dir.clone() {
-            self.set_folder(Dataset::Ade, dir);
-        }
-        if let Some(dir) = settings.cls_dir.clone() {
-            self.set_folder(Dataset::Cls, dir);
-        }
-    }
-
     fn load(&mut self, config: TrainConfig, shared: &Shared) {
         self.live_lr = config.optim.lr;
-        self.voc = FolderField::new(config.data.voc.as_deref());
-        self.ade = FolderField::new(config.data.ade.as_deref());
-        self.cls = FolderField::new(config.data.cls.as_deref());
+        self.datasets = DatasetFields::new(&config);
         self.weights = WeightsField::new(config.model.pretrained.as_deref());
         self.draft = config;
-        self.apply_saved_folders(&shared.settings);
+        self.datasets.apply_saved(&mut self.draft, &shared.settings);
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared, preparing_data: bool) {
@@ -216,9 +132,7 @@ impl SetupPanel {
         self.preset_row(ui, shared);
         ui.separator();
         ui.strong("Data");
-        self.folder_row(ui, shared, Dataset::Voc);
-        self.folder_row(ui, shared, Dataset::Ade);
-        self.folder_row(ui, shared, Dataset::Cls);
+        self.datasets.ui(ui, &mut self.draft, self.target.as_deref(), shared);
         ui.separator();
         ui.strong("Forgetting mitigation");
         // A batch that does not split over the chosen devices is the batch size's error.
@@ -230,10 +144,10 @@ impl SetupPanel {
         ui.strong("Training");
         let offered = self.offered_devices(&self.target, shared);
         self.training_grid(ui, &offered, &mut shared.devices, error.as_deref());
-        self.weights_row(ui, shared);
+        self.weights.ui(ui, &mut self.draft, shared);
         ui.separator();
         // A weights file that does not fit would fail the run at once.
-        let weights_error = matches!(self.weights.result, Some(Err(_)))
+        let weights_error = self.weights.does_not_fit()
             .then_some("model.pretrained: the file does not fit this network (see the field)");
         self.start_row(ui, shared, error.as_deref().or(weights_error), preparing_data);
         self.live_control(ui, shared);
@@ -248,123 +162,8 @@ impl SetupPanel {
                 self.device_probe = None;
             }
         }
-        if let Some(result) = self.weights.check.as_mut().and_then(Job::poll) {
-            self.weights.check = None;
-            self.weights.result = Some(result.map_err(|e| format!("{e:#}")));
-        }
-        if let Some(result) = self.weights.dialog.as_mut().and_then(Job::poll) {
-            self.weights.dialog = None;
-            match result {
-                Ok(Some(file)) => {
-                    self.weights.text = file.display().to_string();
-                    self.set_weights(shared);
-                }
-                Ok(None) => {}
-                Err(error) => shared.notifications.push(Notice::error(format!("file dialog: {error:#}"))),
-            }
-        }
-        for which in Dataset::ALL {
-            let field = self.field(which);
-            if let FolderCheck::Running(job) = &mut field.check {
-                if let Some(result) = job.poll() {
-                    field.check = FolderCheck::Done(result.map_err(|e| format!("{e:#}")));
-                }
-            }
-            let chosen = field.dialog.as_mut().and_then(Job::poll);
-            if let Some(result) = chosen {
-                field.dialog = None;
-                match result {
-                    Ok(Some(dir)) => {
-                        self.set_folder(which, dir.clone());
-                        self.start_check(which, shared);
-                        remember_folder(&mut shared.settings, which, Some(dir));
-                    }
-                    Ok(None) => {}
-                    Err(error) => shared.notifications.push(Notice::error(format!("folder dialog: {error:#}"))),
-                }
-            }
-        }
-    }
-
-    fn field(&mut self, which: Dataset) -> &mut FolderField {
-        match which {
-            Dataset::Voc => &mut self.voc,
-            Dataset::Ade => &mut self.ade,
-            Dataset::Cls => &mut self.cls,
-        }
-    }
-
-    /// Points the draft at a dataset folder (no longer the generated one).
-    fn set_folder(&mut self, which: Dataset, dir: PathBuf) {
-        self.field(which).text = dir.display().to_string();
-        let data = &mut self.draft.data;
-        let changed = match which {
-            Dataset::Voc => data.voc.replace(dir.clone()) != Some(dir),
-            Dataset::Ade => data.ade.replace(dir.clone()) != Some(dir),
-            Dataset::Cls => data.cls.replace(dir.clone()) != Some(dir),
-        };
-        if changed {
-            data.synthetic = None;
-        }
-    }
-
-    /// Drops a dataset: the run leaves its task out.
-    fn clear(&mut self, which: Dataset) {
-        *self.field(which) = FolderField::new(None);
-        let data = &mut self.draft.data;
-        match which {
-            Dataset::Voc => data.voc = None,
-            Dataset::Ade => data.ade = None,
-            Dataset::Cls => {
-                data.cls = None;
-                if let Some(synthetic) = &mut data.synthetic {
-                    synthetic.cls_images = 0;
-                }
-            }
-        }
-        if let Some(tasks) = data.tasks {
-            data.tasks = Some(tasks.without(which.task()));
-        }
-    }
-
-    /// Trains `task` in the run or leaves it out (`data.tasks`, unset while
-    /// it is every task with a dataset).
-    fn set_task(&mut self, task: Task, trained: bool) {
-        let data = &mut self.draft.data;
-        let tasks = data.run_tasks();
-        let tasks = if trained { tasks.with(task) } else { tasks.without(task) };
-        data.tasks = (tasks != data.configured_tasks()).then_some(tasks);
-    }
-
-    fn start_check(&mut self, which: Dataset, shared: &Shared) {
-        // A folder is checked whether or not its task is ticked.
-        let data = &crate::train::config::DataConfig { tasks: None, ..self.draft.data.clone() };
-        let request = match which {
-            Dataset::Voc => CheckRequest { det: data.det_spec(), det_split: Some(data.voc_train_split.clone()), ..Default::default() },
-            Dataset::Ade => CheckRequest { seg: data.seg_spec(), seg_split: Some(data.ade_train_split.clone()), ..Default::default() },
-            Dataset::Cls => CheckRequest {
-                cls: data.cls.clone().map(|dir| (dir, data.cls_format)),
-                cls_split: Some(data.cls_train_split.clone()),
-                ..Default::default()
-            },
-        };
-        let server: Option<std::sync::Arc<crate::serve::client::Client>> = self.target.as_ref().and_then(|label| shared.servers.get(label).cloned());
-        let job = Job::spawn("dataset check", shared.repaint.callback(), move |progress| match server {
-            // The folders are the server's: checked there.
-            Some(client) => client.check(&crate::serve::api::CheckRequest {
-                voc: request.det.map(|spec| spec.dir),
-                ade: request.seg.map(|spec| spec.dir),
-                cls: request.cls.map(|(dir, _)| dir),
-                voc_split: request.det_split,
-                ade_split: request.seg_split,
-                cls_split: request.cls_split,
-            }),
-            None => {
-                let files = AtomicUsize::new(0);
-                check::check(&request, &|| progress.set(files.fetch_add(1, Ordering::Relaxed) + 1, 0))
-            }
-        });
-        self.field(which).check = FolderCheck::Running(job);
+        self.weights.poll(&mut self.draft, shared);
+        self.datasets.poll(&mut self.draft, self.target.as_deref(), shared);
     }
 
     fn preset_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
@@ -395,137 +194,6 @@ impl SetupPanel {
         }
     }
 
-    fn folder_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared, which: Dataset) {
-        let label = match which {
-            Dataset::Voc => "Detection dataset (VOC, COCO, YOLO)",
-            Dataset::Ade => "Segmentation dataset (ADE20K, masks)",
-            Dataset::Cls => "Classification dataset (image list, class folders)",
-        };
-        let synthetic = self.draft.data.synthetic.is_some();
-        let mut edited = false;
-        let mut browse = false;
-        let mut check = false;
-        let mut trained = self.draft.data.run_tasks().contains(which.task());
-        let mut toggled = false;
-        ui.horizontal(|ui| {
-            toggled = ui
-                .checkbox(&mut trained, "train")
-                .on_hover_text(format!("Train {} in this run (data.tasks); unticked, the run leaves it out", which.short_name()))
-                .changed();
-            let label_response = ui.label(label);
-            let field = self.field(which);
-            let response = ui.add(egui::TextEdit::singleline(&mut field.text).desired_width(320.0)).labelled_by(label_response.id);
-            edited = response.lost_focus();
-            browse = ui.add_enabled(field.dialog.is_none(), egui::Button::new("Choose…")).clicked();
-            let running = matches!(field.check, FolderCheck::Running(_));
-            check = ui
-                .add_enabled(!running && !field.text.trim().is_empty(), egui::Button::new(format!("Check {}", which.short_name())))
-                .on_hover_text("Validate every record and show the dataset's statistics")
-                .clicked();
-            if synthetic && !field.text.trim().is_empty() {
-                ui.weak("(synthetic, generated on first use)");
-            }
-        });
-        let text = self.field(which).text.trim().to_string();
-        if toggled {
-            self.set_task(which.task(), trained);
-        }
-        let folder = match which {
-            Dataset::Voc => &self.draft.data.voc,
-            Dataset::Ade => &self.draft.data.ade,
-            Dataset::Cls => &self.draft.data.cls,
-        };
-        if edited && text.is_empty() && folder.is_some() {
-            self.clear(which);
-            remember_folder(&mut shared.settings, which, None);
-        } else if edited && !text.is_empty() {
-            let dir = PathBuf::from(text);
-            let changed = folder.as_ref() != Some(&dir);
-            if changed || matches!(self.field(which).check, FolderCheck::None) {
-                self.set_folder(which, dir.clone());
-                self.start_check(which, shared);
-                remember_folder(&mut shared.settings, which, Some(dir));
-            }
-        }
-        if check {
-            self.start_check(which, shared);
-        }
-        if browse {
-            let start = PathBuf::from(&self.field(which).text);
-            self.field(which).dialog = Some(Job::spawn("folder dialog", shared.repaint.callback(), move |_| {
-                let mut dialog = rfd::FileDialog::new().set_title(label);
-                if start.is_dir() {
-                    dialog = dialog.set_directory(&start);
-                }
-                Ok(dialog.pick_folder())
-            }));
-        }
-        ui.indent(label, |ui| check_summary(ui, &self.field(which).check));
-    }
-
-    /// Pretrained weights: a YOLOv8 checkpoint for the CSP network, torchvision
-    /// weights for a ResNet; read into the draft's network as soon as chosen.
-    fn weights_row(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
-        let label = "Pretrained weights";
-        let mut edited = false;
-        let mut browse = false;
-        ui.horizontal(|ui| {
-            let label_response = ui.label(label);
-            let edit = egui::TextEdit::singleline(&mut self.weights.text)
-                .hint_text("none: random initialisation")
-                .desired_width(320.0);
-            edited = ui.add(edit).labelled_by(label_response.id).lost_focus();
-            browse = ui.add_enabled(self.weights.dialog.is_none(), egui::Button::new("Choose file…")).clicked();
-        });
-        let stale = self.draft.model.pretrained.is_some()
-            && self.weights.check.is_none()
-            && self.weights.checked_for.as_ref() != Some(&self.weights_model());
-        if edited || stale {
-            self.set_weights(shared);
-        }
-        if browse {
-            self.weights.dialog = Some(Job::spawn("file dialog", shared.repaint.callback(), move |_| {
-                let dialog = rfd::FileDialog::new().set_title(label).add_filter("checkpoints", &["pt", "pth", "safetensors"]);
-                Ok(dialog.pick_file())
-            }));
-        }
-        ui.indent(label, |ui| match (&self.weights.check, &self.weights.result) {
-            (Some(_), _) => {
-                ui.horizontal(|ui| {
-                    ui.spinner();
-                    ui.label("reading the weights…");
-                });
-            }
-            (None, Some(Ok(report))) => {
-                ui.weak(report);
-            }
-            (None, Some(Err(error))) => {
-                ui.colored_label(ui.visuals().error_fg_color, error);
-            }
-            (None, None) => {}
-        });
-    }
-
-    /// The draft's network; the class counts (VOC's, ADE20K's) only decide
-    /// whether the head's class branch fits.
-    fn weights_model(&self) -> ModelConfig {
-        self.draft.model_config(20, 150, 0)
-    }
-
-    /// Points the draft at the weights file in the field, and reads it.
-    fn set_weights(&mut self, shared: &Shared) {
-        let text = self.weights.text.trim();
-        self.draft.model.pretrained = (!text.is_empty()).then(|| PathBuf::from(text));
-        self.weights.result = None;
-        let Some(path) = self.draft.model.pretrained.clone() else {
-            self.weights.check = None;
-            return;
-        };
-        let model = self.weights_model();
-        self.weights.checked_for = Some(model.clone());
-        self.weights.check = Some(Job::spawn("weights check", shared.repaint.callback(), move |_| pretrained_report(&model, &path)));
-    }
-
     fn training_grid(&mut self, ui: &mut egui::Ui, offered: &[(DeviceSpec, String)], devices: &mut Vec<DeviceSpec>, error: Option<&str>) {
         let draft = &mut self.draft;
         egui::Grid::new("training").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
@@ -554,9 +222,9 @@ impl SetupPanel {
             ui.label("");
             ui.end_row();
             ui.label("Backbone");
-            egui::ComboBox::from_id_salt("backbone").selected_text(backbone_label(draft.model.backbone)).show_ui(ui, |ui| {
+            egui::ComboBox::from_id_salt("backbone").selected_text(draft.model.backbone.label()).show_ui(ui, |ui| {
                 for kind in [BackboneKind::Csp, BackboneKind::Resnet18, BackboneKind::Resnet34, BackboneKind::Resnet50] {
-                    ui.selectable_value(&mut draft.model.backbone, kind, backbone_label(kind));
+                    ui.selectable_value(&mut draft.model.backbone, kind, kind.label());
                 }
             });
             ui.label("");
@@ -685,98 +353,6 @@ impl Drop for SetupPanel {
     }
 }
 
-impl FolderField {
-    /// The field of a dataset: empty when there is none.
-    fn new(dir: Option<&Path>) -> Self {
-        Self { text: dir.map(|d| d.display().to_string()).unwrap_or_default(), check: FolderCheck::None, dialog: None }
-    }
-}
-
-/// Keeps the folder for the next launch (`None`: the user emptied the field).
-fn remember_folder(settings: &mut Settings, which: Dataset, dir: Option<PathBuf>) {
-    match which {
-        Dataset::Voc => settings.voc_dir = dir,
-        Dataset::Ade => settings.ade_dir = dir,
-        Dataset::Cls => settings.cls_dir = dir,
-    }
-}
-
-/// The `data check` summary of a folder, inline.
-fn check_summary(ui: &mut egui::Ui, check: &FolderCheck) {
-    match check {
-        FolderCheck::None => {}
-        FolderCheck::Running(job) => {
-            ui.horizontal(|ui| {
-                ui.spinner();
-                ui.label(format!("checking… {} files", job.progress.0));
-            });
-        }
-        FolderCheck::Done(Err(error)) => {
-            ui.colored_label(ui.visuals().error_fg_color, format!("unusable: {error}"));
-        }
-        FolderCheck::Done(Ok(report)) => {
-            if let Some(voc) = &report.voc {
-                ui.label(format!(
-                    "{} format: {} images in {}, {} objects ({} difficult) of {} classes; splits: {}",
-                    voc.format.name().to_uppercase(),
-                    voc.images,
-                    voc.checked_split,
-                    voc.objects,
-                    voc.difficult,
-                    voc.per_class.len(),
-                    splits_text(&voc.splits)
-                ));
-            }
-            if let Some(ade) = &report.ade {
-                ui.label(format!(
-                    "{} format ({} masks): {} images in {}, {:.1}% unlabelled pixels; splits: {}",
-                    ade.format.name().to_uppercase(),
-                    ade.encoding.name(),
-                    ade.images,
-                    ade.checked_split,
-                    ade.unlabelled_fraction * 100.0,
-                    splits_text(&ade.splits)
-                ));
-            }
-            if let Some(cls) = &report.cls {
-                ui.label(format!(
-                    "{} format: {} images in {} of {} classes; splits: {}",
-                    cls.format.name(),
-                    cls.images,
-                    cls.checked_split,
-                    cls.per_class.len(),
-                    splits_text(&cls.splits)
-                ));
-            }
-            if let Some(voc) = &report.voc {
-                dataset_stats::voc_charts(ui, voc);
-            }
-            if let Some(cls) = &report.cls {
-                dataset_stats::cls_charts(ui, cls);
-            }
-            if let Some(ade) = &report.ade {
-                dataset_stats::ade_charts(ui, ade);
-            }
-            if report.problems.is_empty() {
-                ui.label("no problems found");
-            } else {
-                let color = ui.visuals().warn_fg_color;
-                ui.colored_label(color, format!("{} problems (these records are left out):", report.problems.len()));
-                for problem in report.problems.iter().take(5) {
-                    ui.colored_label(color, problem.to_string());
-                }
-                if report.problems.len() > 5 {
-                    ui.colored_label(color, format!("… and {} more", report.problems.len() - 5));
-                }
-            }
-        }
-    }
-}
-
-fn splits_text(splits: &std::collections::BTreeMap<String, usize>) -> String {
-    splits.iter().map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(", ")
-}
-
 /// Adds `choice` to the training devices, or takes it out (never the last
 /// one); a device of another kind starts a new list (one run, one backend).
 fn toggle_device(devices: &mut Vec<DeviceSpec>, choice: DeviceSpec) {
@@ -788,15 +364,6 @@ fn toggle_device(devices: &mut Vec<DeviceSpec>, choice: DeviceSpec) {
         devices.push(choice);
     } else {
         *devices = vec![choice];
-    }
-}
-
-fn backbone_label(kind: BackboneKind) -> &'static str {
-    match kind {
-        BackboneKind::Csp => "CSP (scaled by size)",
-        BackboneKind::Resnet18 => "ResNet-18",
-        BackboneKind::Resnet34 => "ResNet-34",
-        BackboneKind::Resnet50 => "ResNet-50",
     }
 }
 
@@ -822,13 +389,4 @@ mod tests {
         assert_eq!(devices, [cpu]);
     }
 
-}
-
-/// What starting `model` from the weights at `path` would load (read on the CPU).
-fn pretrained_report(model: &ModelConfig, path: &Path) -> anyhow::Result<String> {
-    let (_, report) = TwinNet::<burn::backend::Flex>::new(model, &Default::default()).load_pretrained(path)?;
-    Ok(match report {
-        Some(report) => report.summary(),
-        None => format!("{}: torchvision weights for the {} backbone", path.display(), backbone_label(model.backbone)),
-    })
 }

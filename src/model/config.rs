@@ -40,6 +40,16 @@ pub enum BackboneKind {
 }
 
 impl BackboneKind {
+    /// The name Setup shows.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Csp => "CSP (scaled by size)",
+            Self::Resnet18 => "ResNet-18",
+            Self::Resnet34 => "ResNet-34",
+            Self::Resnet50 => "ResNet-50",
+        }
+    }
+
     pub fn resnet_depth(self) -> Option<ResNetDepth> {
         match self {
             Self::Csp => None,

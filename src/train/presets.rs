@@ -16,6 +16,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("ewc", include_str!("../../presets/ewc.toml")),
     ("freeze", include_str!("../../presets/freeze.toml")),
     ("joint", include_str!("../../presets/joint.toml")),
+    ("joint-pcgrad", include_str!("../../presets/joint-pcgrad.toml")),
     ("joint-uncertainty", include_str!("../../presets/joint-uncertainty.toml")),
     ("lwf", include_str!("../../presets/lwf.toml")),
     ("naive", include_str!("../../presets/naive.toml")),
