@@ -11,7 +11,8 @@
 # evaluated every 50 steps (so the switch is evaluated).
 # allinone: the three synthetic sets, 600 steps evaluated every 50: naive
 # three-phase sequential (detection, segmentation, classification, switching
-# at 200 and 400, lr ×1) against replay, pseudo, alternate and joint, and the
+# at 200 and 400, lr ×1) against replay, pseudo, alternate, joint (summed and
+# pcgrad), and the
 # single-task references (a run of that task alone, `data.tasks`: the same
 # steps, the one head).
 # gradients: on the embedded default, `joint` with its task gradients summed
@@ -53,6 +54,8 @@ if [ "${1:-}" = allinone ]; then
     three() { # name, the tasks trained (all: every task), then the [strategy] table's lines
         local name=$1 tasks=$2
         shift 2
+        # ONLY="joint joint-pcgrad" trains those runs alone.
+        [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $name "* ]] || return 0
         printf 'base = "allinone"\nname = "%s"\nsteps = 600\n\n[eval]\nevery = 50\n\n' "$name" > "$out/configs/$name.toml"
         [ "$tasks" = all ] || printf '[data]\ntasks = "%s"\n\n' "$tasks" >> "$out/configs/$name.toml"
         printf '[strategy]\n' >> "$out/configs/$name.toml"
@@ -69,6 +72,7 @@ if [ "${1:-}" = allinone ]; then
     three alternate all 'kind = "alternate"'
     three naive all 'kind = "sequential"' "${sequence[@]}"
     three joint all 'kind = "joint"'
+    three joint-pcgrad all 'kind = "joint"' 'gradients = "pcgrad"'
     three replay all 'kind = "replay"' "${sequence[@]}"
     three pseudo all 'kind = "pseudo"' "${sequence[@]}"
     three only-det det 'kind = "joint"'
