@@ -83,16 +83,14 @@ impl<B: AutodiffBackend> TwinOptimizer<B> {
         &mut self,
         lr: f64,
         trainee: Trainee<B>,
-        mut grads: B::Gradients,
+        grads: B::Gradients,
         replica: Option<&mut Replica<B::InnerBackend>>,
     ) -> Result<Trainee<B>> {
-        let mut backbone = GradientsParams::from_module(&mut grads, &trainee.net.backbone);
-        let mut rest = GradientsParams::from_grads(grads, &trainee);
+        let mut grads = GradientsParams::from_grads(grads, &trainee);
         if let Some(replica) = replica {
-            replica.mean_gradients::<B, _>(&trainee, &mut [&mut backbone, &mut rest])?;
+            replica.mean_gradients::<B, _>(&trainee, &mut [&mut grads])?;
         }
-        let trainee = self.backbone.step(lr * self.backbone_lr_factor, trainee, backbone);
-        Ok(self.rest.step(lr, trainee, rest))
+        Ok(self.step_params(lr, trainee, grads))
     }
 
     /// One step from gradients already gathered per parameter (and already
