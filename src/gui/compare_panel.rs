@@ -423,7 +423,7 @@ pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainC
         config.name = format!("{}-{preset}", base.name);
         config.validate().with_context(|| format!("strategy sweep with {preset} on {}", base.name))?;
         // The twin starts with the next of the run's tasks instead.
-        let other = config.strategy.sequence().and_then(|s| tasks.without(s.first).iter().next()).filter(|_| both_orders);
+        let other = config.strategy.sequence().and_then(|s| tasks.without(s.first_task()).iter().next()).filter(|_| both_orders);
         let twin = other.map(|other| TrainConfig {
             name: format!("{}-{}-first", config.name, other.key()),
             strategy: config.strategy.clone().with_first(other),
@@ -442,22 +442,13 @@ fn rescale_to_steps(strategy: &mut StrategyConfig, from_steps: usize, to_steps: 
         return;
     }
     let scale = |step: usize| (step as f64 * to_steps as f64 / from_steps as f64).round() as usize;
-    match strategy {
-        StrategyConfig::Sequential { switch_step, .. }
-        | StrategyConfig::Freeze { switch_step, .. }
-        | StrategyConfig::Lwf { switch_step, .. }
-        | StrategyConfig::Ewc { switch_step, .. }
-        | StrategyConfig::Replay { switch_step, .. }
-        | StrategyConfig::Pseudo { switch_step, .. } => {
-            if to_steps > 1 {
-                *switch_step = scale(*switch_step).clamp(1, to_steps - 1);
-            }
+    if let Some(sequence) = strategy.sequence_mut() {
+        if to_steps > 1 {
+            sequence.switch_step = scale(sequence.switch_step).clamp(1, to_steps - 1);
         }
-        StrategyConfig::Alternate { pseudo_labels, .. } | StrategyConfig::Joint { pseudo_labels, .. } => {
-            if let Some(labels) = pseudo_labels {
-                labels.start_step = scale(labels.start_step);
-            }
-        }
+    }
+    if let Some(labels) = strategy.get_mut().mixing_mut().and_then(|mixing| mixing.pseudo_labels.as_mut()) {
+        labels.start_step = scale(labels.start_step);
     }
 }
 
@@ -762,7 +753,7 @@ mod tests {
         let configs = sweep_configs(&base, true).unwrap();
         assert_eq!(configs.len(), 12 + 7);
         let naive: Vec<(&str, Task)> =
-            configs[5..7].iter().map(|c| (c.name.as_str(), c.strategy.sequence().unwrap().first)).collect();
+            configs[5..7].iter().map(|c| (c.name.as_str(), c.strategy.sequence().unwrap().first_task())).collect();
         assert_eq!(naive, [("quick-naive", Task::Det), ("quick-naive-seg-first", Task::Seg)]);
         assert!(configs.iter().filter(|c| c.strategy.sequence().is_none()).all(|c| !c.name.ends_with("-first")));
     }

@@ -7,21 +7,20 @@ use std::path::PathBuf;
 use eframe::egui;
 
 use crate::train::pseudo::PseudoLabels;
-use crate::train::strategy::{
-    FreezeScope, GradientCombination, RunShape, SequenceMut, StrategyConfig, Task, TaskSet, TaskWeights, Weighting, EWC_LAMBDA, FISHER_BATCHES, REPLAY_BUFFER,
-    REPLAY_EVERY,
-};
+use crate::train::strategy::{Choice, Mixing, Number, NumberValue, RunShape, Sequence, Setting, StrategyConfig, Task, TaskSet, Weighting};
 
-/// The strategy kinds, in the order the selector lists them.
-const STRATEGIES: [&str; 8] = ["alternate", "joint", "sequential", "freeze", "lwf", "ewc", "replay", "pseudo"];
-
-/// The strategy selector and its parameters.
+/// The strategy selector and its settings.
 pub fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, run: RunShape, error: Option<&str>) {
     ui.horizontal(|ui| {
         egui::ComboBox::from_label("Strategy").selected_text(strategy.name()).show_ui(ui, |ui| {
-            for kind in STRATEGIES {
-                if ui.selectable_label(strategy.name() == kind, kind).clicked() && strategy.name() != kind {
-                    *strategy = default_strategy(kind, strategy, run.steps);
+            for kind in StrategyConfig::every_kind(&Sequence::halfway(run.steps)) {
+                let name = kind.name();
+                let supported = kind.get().supports(run.tasks);
+                let option = ui
+                    .add_enabled(supported, egui::Button::selectable(strategy.name() == name, name))
+                    .on_disabled_hover_text("a sequence needs two or more tasks");
+                if option.clicked() && strategy.name() != name {
+                    *strategy = StrategyConfig::of_kind(name, strategy, run.steps).expect("a listed kind");
                 }
             }
         });
@@ -30,89 +29,55 @@ pub fn strategy_editor(ui: &mut egui::Ui, strategy: &mut StrategyConfig, run: Ru
     let schedule = strategy.schedule(run).filter(|_| run.tasks.len() > 2);
     if let (Some(schedule), Some(sequence)) = (schedule, strategy.sequence_mut()) {
         if sequence.order.is_empty() {
-            (*sequence.order, *sequence.switch_steps) = (schedule.order, schedule.switches);
+            (sequence.order, sequence.switch_steps) = (schedule.order, schedule.switches);
         }
     }
     egui::Grid::new("strategy parameters").num_columns(3).spacing([12.0, 4.0]).show(ui, |ui| {
-        if let Some(sequence) = strategy.sequence_mut() {
-            sequence_rows(ui, sequence, run.tasks, error);
-        }
-        match strategy {
-            StrategyConfig::Alternate { period, weighting, weights, det_weight, seg_weight, pseudo_labels } => {
-                ui.label("Switch task every");
-                ui.add(egui::DragValue::new(period).range(0..=100_000).suffix(" steps"));
-                field_error(ui, error, "strategy.period");
-                ui.end_row();
-                weighting_rows(ui, weighting, weights, [det_weight, seg_weight], run.tasks, error);
-                pseudo_option_rows(ui, pseudo_labels, run.tasks, error);
+        for setting in strategy.get_mut().settings() {
+            match setting {
+                Setting::Sequence(sequence) => sequence_rows(ui, sequence, run.tasks, error),
+                Setting::Mixing(mixing) => {
+                    weighting_rows(ui, mixing, run.tasks, error);
+                    pseudo_option_rows(ui, &mut mixing.pseudo_labels, run.tasks, error);
+                }
+                Setting::PseudoLabels(settings) => pseudo_rows(ui, settings, run.tasks, error),
+                Setting::Number(number) => number_row(ui, number, error),
+                Setting::Choice(choice) => choice_row(ui, choice, error),
             }
-            StrategyConfig::Joint { weighting, weights, det_weight, seg_weight, pseudo_labels, gradients } => {
-                weighting_rows(ui, weighting, weights, [det_weight, seg_weight], run.tasks, error);
-                pseudo_option_rows(ui, pseudo_labels, run.tasks, error);
-                ui.label("Task gradients");
-                egui::ComboBox::from_id_salt("gradients").selected_text(gradients.key()).show_ui(ui, |ui| {
-                    for method in GradientCombination::ALL {
-                        ui.selectable_value(gradients, method, method.key());
-                    }
-                })
-                .response
-                .on_hover_text("sum: one backward pass of the summed losses; pcgrad: each task's gradient on the shared weights projected off the others' where they conflict (one backward pass per task)");
-                field_error(ui, error, "strategy.gradients");
-                ui.end_row();
-            }
-            StrategyConfig::Sequential { .. } => {}
-            StrategyConfig::Freeze { freeze, .. } => {
-                ui.label("Freeze in later phases");
-                egui::ComboBox::from_id_salt("freeze").selected_text(String::from(*freeze)).show_ui(ui, |ui| {
-                    for scope in [
-                        FreezeScope::Stages(1),
-                        FreezeScope::Stages(2),
-                        FreezeScope::Stages(3),
-                        FreezeScope::Stages(4),
-                        FreezeScope::Backbone,
-                        FreezeScope::BackboneAndNeck,
-                    ] {
-                        ui.selectable_value(freeze, scope, String::from(scope));
-                    }
-                });
-                ui.label("");
-                ui.end_row();
-            }
-            StrategyConfig::Lwf { weight, temperature, .. } => {
-                ui.label("Distillation weight");
-                ui.add(egui::DragValue::new(weight).speed(0.05).range(0.0..=1000.0));
-                ui.label("");
-                ui.end_row();
-                ui.label("Temperature");
-                ui.add(egui::DragValue::new(temperature).speed(0.05).range(0.0..=100.0));
-                field_error(ui, error, "strategy.temperature");
-                ui.end_row();
-            }
-            StrategyConfig::Ewc { lambda, fisher_batches, .. } => {
-                ui.label("EWC λ");
-                ui.add(egui::DragValue::new(lambda).speed(0.5).range(0.0..=1e9));
-                ui.label("");
-                ui.end_row();
-                ui.label("Fisher batches");
-                ui.add(egui::DragValue::new(fisher_batches).range(0..=10_000)).on_hover_text("Per earlier task");
-                field_error(ui, error, "strategy.fisher_batches");
-                ui.end_row();
-            }
-            StrategyConfig::Replay { buffer, every, .. } => {
-                ui.label("Replay buffer");
-                ui.add(egui::DragValue::new(buffer).speed(0.01).range(0.0..=1e6))
-                    .on_hover_text("Per earlier task. Below 1: a fraction of its training images; 1 or more: a count");
-                field_error(ui, error, "strategy.buffer");
-                ui.end_row();
-                ui.label("Replay on 1 step in");
-                ui.add(egui::DragValue::new(every).range(0..=10_000).suffix(" steps"))
-                    .on_hover_text("With several earlier tasks, each replay step takes the next one's buffer in turn");
-                field_error(ui, error, "strategy.every");
-                ui.end_row();
-            }
-            StrategyConfig::Pseudo { pseudo_labels, .. } => pseudo_rows(ui, pseudo_labels, run.tasks, error),
         }
     });
+}
+
+fn number_row(ui: &mut egui::Ui, number: Number, error: Option<&str>) {
+    ui.label(number.label);
+    let drag = match number.value {
+        NumberValue::Count(value) => egui::DragValue::new(value).range(0..=number.max as usize),
+        NumberValue::Single(value) => egui::DragValue::new(value).range(0.0..=number.max),
+        NumberValue::Double(value) => egui::DragValue::new(value).range(0.0..=number.max),
+    };
+    let response = ui.add(drag.speed(number.speed).suffix(number.suffix));
+    if !number.hint.is_empty() {
+        response.on_hover_text(number.hint);
+    }
+    field_error(ui, error, &format!("strategy.{}", number.key));
+    ui.end_row();
+}
+
+fn choice_row(ui: &mut egui::Ui, choice: Choice, error: Option<&str>) {
+    ui.label(choice.label);
+    let chosen = choice.value.chosen();
+    let combo = egui::ComboBox::from_id_salt(choice.key).selected_text(&chosen).show_ui(ui, |ui| {
+        for option in choice.value.options() {
+            if ui.selectable_label(option == chosen, &option).clicked() {
+                choice.value.choose(&option);
+            }
+        }
+    });
+    if !choice.hint.is_empty() {
+        combo.response.on_hover_text(choice.hint);
+    }
+    field_error(ui, error, &format!("strategy.{}", choice.key));
+    ui.end_row();
 }
 
 /// `alternate`/`joint`'s pseudo-label switch, and its settings when on.
@@ -183,31 +148,21 @@ fn pseudo_rows(ui: &mut egui::Ui, settings: &mut PseudoLabels, tasks: TaskSet, e
     }
 }
 
-fn weighting_rows(
-    ui: &mut egui::Ui,
-    weighting: &mut Weighting,
-    weights: &mut TaskWeights,
-    older: [&mut f32; 2],
-    tasks: TaskSet,
-    error: Option<&str>,
-) {
+fn weighting_rows(ui: &mut egui::Ui, mixing: &mut Mixing, tasks: TaskSet, error: Option<&str>) {
     ui.label("Loss weighting");
     ui.horizontal(|ui| {
-        ui.radio_value(weighting, Weighting::Fixed, "fixed");
-        ui.radio_value(weighting, Weighting::Uncertainty, "uncertainty (learned)");
+        ui.radio_value(&mut mixing.weighting, Weighting::Fixed, "fixed");
+        ui.radio_value(&mut mixing.weighting, Weighting::Uncertainty, "uncertainty (learned)");
     });
     ui.label("");
     ui.end_row();
-    if *weighting == Weighting::Fixed {
-        // A config in the older spelling (det_weight, seg_weight) is edited as the table.
-        for (task, old) in [Task::Det, Task::Seg].into_iter().zip(older) {
-            *weights.get_mut(task) *= std::mem::replace(old, 1.0);
-        }
+    if mixing.weighting == Weighting::Fixed {
+        mixing.fold_older_spelling();
         ui.label("Weights");
         ui.horizontal(|ui| {
             for task in tasks.iter() {
                 ui.label(task.key());
-                ui.add(egui::DragValue::new(weights.get_mut(task)).speed(0.05).range(0.0..=100.0))
+                ui.add(egui::DragValue::new(mixing.weights.get_mut(task)).speed(0.05).range(0.0..=100.0))
                     .on_hover_text(format!("The factor of the {task} loss"));
             }
         });
@@ -218,8 +173,8 @@ fn weighting_rows(
 
 /// The sequence: the first task and the switch step of two tasks, or the
 /// whole order (reordered with ⬆) and a switch step per later phase.
-fn sequence_rows(ui: &mut egui::Ui, sequence: SequenceMut, tasks: TaskSet, error: Option<&str>) {
-    let SequenceMut { first, switch_step, order, switch_steps, lr_factor } = sequence;
+fn sequence_rows(ui: &mut egui::Ui, sequence: &mut Sequence, tasks: TaskSet, error: Option<&str>) {
+    let Sequence { first, switch_step, order, switch_steps, lr_factor } = sequence;
     if order.is_empty() {
         // A run of two tasks other than detection and segmentation starts with one of its own.
         if let Some(task) = tasks.iter().next().filter(|_| !tasks.contains(*first)) {
@@ -277,57 +232,4 @@ pub fn field_error(ui: &mut egui::Ui, error: Option<&str>, key: &str) {
         Some(why) => ui.colored_label(ui.visuals().error_fg_color, why),
         None => ui.label(""),
     };
-}
-
-
-
-/// A new strategy of `kind`, keeping the sequence settings of the current one.
-fn default_strategy(kind: &str, current: &StrategyConfig, steps: usize) -> StrategyConfig {
-    let sequence = current.sequence();
-    let first = sequence.map_or(Task::Det, |s| s.first);
-    let switch_step = sequence.map_or(steps / 2, |s| s.switch_step);
-    let lr_factor = sequence.map_or(0.1, |s| s.lr_factor);
-    let (order, switch_steps) = current.sequence_lists();
-    match kind {
-        "alternate" => StrategyConfig::alternate(),
-        "joint" => StrategyConfig::joint(),
-        "freeze" => StrategyConfig::Freeze { first, switch_step, order, switch_steps, lr_factor, freeze: FreezeScope::Backbone },
-        "lwf" => StrategyConfig::Lwf { first, switch_step, order, switch_steps, lr_factor, weight: 1.0, temperature: 2.0 },
-        "ewc" => StrategyConfig::Ewc {
-            first,
-            switch_step,
-            order,
-            switch_steps,
-            lr_factor,
-            lambda: EWC_LAMBDA,
-            fisher_batches: FISHER_BATCHES,
-        },
-        "replay" => {
-            StrategyConfig::Replay { first, switch_step, order, switch_steps, lr_factor, buffer: REPLAY_BUFFER, every: REPLAY_EVERY }
-        }
-        "pseudo" => StrategyConfig::Pseudo { first, switch_step, order, switch_steps, lr_factor, pseudo_labels: PseudoLabels::default() },
-        _ => StrategyConfig::Sequential { first, switch_step, order, switch_steps, lr_factor },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_new_strategy_keeps_the_sequence_and_defaults_the_rest() {
-        let (order, switch_steps) = (Vec::new(), Vec::new());
-        let current = StrategyConfig::Sequential { first: Task::Seg, switch_step: 40, order: order.clone(), switch_steps: switch_steps.clone(), lr_factor: 0.5 };
-        assert_eq!(
-            default_strategy("ewc", &current, 100),
-            StrategyConfig::Ewc { first: Task::Seg, switch_step: 40, order, switch_steps, lr_factor: 0.5, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES }
-        );
-        let alternate = default_strategy("alternate", &current, 100);
-        assert_eq!(default_strategy("lwf", &alternate, 100).sequence().unwrap().switch_step, 50);
-        for kind in STRATEGIES {
-            let strategy = default_strategy(kind, &alternate, 100);
-            assert_eq!(strategy.name(), kind);
-            strategy.validate(RunShape { tasks: TaskSet::DET_SEG, steps: 100 }).unwrap();
-        }
-    }
 }

@@ -489,8 +489,8 @@ impl TrainConfig {
         self.checkpoint.every = scale(self.checkpoint.every);
         if let Some(sequence) = self.strategy.sequence_mut() {
             // Switch steps stay inside the run and increasing.
-            if *sequence.switch_step > 0 {
-                *sequence.switch_step = scale(*sequence.switch_step).min(to - 1).max(1);
+            if sequence.switch_step > 0 {
+                sequence.switch_step = scale(sequence.switch_step).min(to - 1).max(1);
             }
             let mut last = 0;
             for switch in sequence.switch_steps.iter_mut() {
@@ -783,11 +783,11 @@ mod tests {
         let mut config = TrainConfig::load_preset("replay", &["steps=300".into(), "strategy.switch_step=150".into()]).unwrap();
         config.shorten(6);
         assert_eq!((config.steps, config.eval.every, config.checkpoint.every), (6, 2, 2));
-        assert_eq!(*config.strategy.sequence_mut().unwrap().switch_step, 3);
+        assert_eq!(config.strategy.sequence().unwrap().switch_step, 3);
         config.validate().unwrap();
         let mut three = TrainConfig::load_preset("allinone", &["strategy.kind=sequential".into(), "strategy.order=[\"det\", \"seg\", \"cls\"]".into(), "strategy.switch_steps=[200, 400]".into()]).unwrap();
         three.shorten(3);
-        assert_eq!(*three.strategy.sequence_mut().unwrap().switch_steps, vec![1, 2]);
+        assert_eq!(three.strategy.sequence().unwrap().switch_steps, vec![1, 2]);
         three.validate().unwrap();
     }
 }

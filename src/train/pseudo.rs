@@ -87,6 +87,35 @@ impl PseudoLabels {
             Task::Cls => self.cls_teacher.as_ref(),
         }
     }
+
+    /// The errors these settings can have, named by their key under `strategy.pseudo_labels`.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        for task in Task::ALL {
+            if let Some(dir) = self.teacher(task).filter(|dir| !dir.is_dir()) {
+                bail!(
+                    "strategy.pseudo_labels.{}_teacher: {} is not a folder (a checkpoint folder, e.g. runs/NAME/checkpoints/best-{})",
+                    task.key(),
+                    dir.display(),
+                    task.key()
+                );
+            }
+        }
+        let Self { weight, box_score, pixel_confidence, background_score, .. } = *self;
+        if !(weight >= 0.0 && weight.is_finite()) {
+            bail!("strategy.pseudo_labels.weight: must be ≥ 0, got {weight}");
+        }
+        if !(box_score > 0.0 && box_score < 1.0) {
+            bail!("strategy.pseudo_labels.box_score: a score in (0, 1), got {box_score}");
+        }
+        if let Some(floor) = background_score.filter(|floor| !(0.0..=box_score).contains(floor)) {
+            bail!("strategy.pseudo_labels.background_score: must be in [0, box_score = {box_score}], got {floor}");
+        }
+        if !(pixel_confidence > 0.0 && pixel_confidence <= 1.0) {
+            bail!("strategy.pseudo_labels.pixel_confidence: a probability in (0, 1], got {pixel_confidence}");
+        }
+        Ok(())
+    }
 }
 
 /// Detection pseudo-labels of a batch.

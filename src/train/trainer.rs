@@ -34,7 +34,7 @@ use super::run_dir::EventLog;
 use super::tensorboard_log::TensorboardLog;
 use super::timeline;
 use super::lr_schedule::learning_rate;
-use super::strategy::{GradientCombination, RunShape, StrategyConfig, Task, TaskSet, Weighting};
+use super::strategy::{AtSwitch, GradientCombination, RunShape, Task, TaskSet, Weighting};
 use super::task_gradients;
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
@@ -720,20 +720,19 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         if let Some(schedule) = strategy.schedule(self.run_shape()).filter(|_| phase >= 1) {
             let earlier = schedule.earlier(phase);
             let snapshot = self.switch_snapshot(schedule.switches[phase - 1])?;
-            match strategy {
-                StrategyConfig::Freeze { freeze, .. } => self.trainee = self.trainee.clone().freeze(freeze),
-                StrategyConfig::Lwf { weight, temperature, .. } => {
+            match strategy.get().at_switch() {
+                AtSwitch::Nothing => {}
+                AtSwitch::Freeze(scope) => self.trainee = self.trainee.clone().freeze(scope),
+                AtSwitch::Distill { weight, temperature } => {
                     self.mitigation = Mitigation::Distill { teacher: snapshot.net.valid(), tasks: earlier, weight, temperature };
                 }
-                StrategyConfig::Ewc { lambda, fisher_batches, .. } => {
-                    let ewc = self.estimate_fisher(&snapshot, earlier, lambda, fisher_batches)?;
+                AtSwitch::Anchor { lambda, batches } => {
+                    let ewc = self.estimate_fisher(&snapshot, earlier, lambda, batches)?;
                     self.mitigation = Mitigation::Ewc(ewc);
                 }
-                StrategyConfig::Pseudo { .. } => {
-                    let labels = strategy.pseudo_labels(phase).expect("pseudo's later phases have pseudo-labels");
+                AtSwitch::PseudoLabel(labels) => {
                     self.mitigation = Mitigation::Pseudo { teacher: snapshot.net.valid(), tasks: earlier, labels };
                 }
-                _ => {}
             }
         }
         self.phase = Some(phase);
@@ -787,8 +786,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     /// strategy's buffer of `source` (listed in the run folder), at the saved position.
     fn replay_loader<'a, S: BufferSource>(&self, slot: &'a mut Option<Loader<S>>, source: &S, task: Task) -> Result<&'a mut Loader<S>> {
         if slot.is_none() {
-            let StrategyConfig::Replay { buffer, .. } = self.state.strategy else {
-                bail!("a replay step without the replay strategy");
+            let Some(buffer) = self.state.strategy.get().replay_buffer() else {
+                bail!("a replay step without a replay buffer");
             };
             let index = self.order_index(task);
             let seed = self.config.seed.wrapping_add(2);

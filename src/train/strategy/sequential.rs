@@ -1,0 +1,35 @@
+//! `sequential`: the tasks one after another (the naive baseline the other
+//! sequential strategies improve on), later phases at a lower learning rate.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Sequence, Setting, Strategy};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sequential {
+    #[serde(flatten)]
+    pub sequence: Sequence,
+}
+
+impl Strategy for Sequential {
+    fn name(&self) -> &'static str {
+        "sequential"
+    }
+
+    fn with_sequence(sequence: Sequence) -> Self {
+        Self { sequence }
+    }
+
+    fn sequence(&self) -> Option<&Sequence> {
+        Some(&self.sequence)
+    }
+
+    fn sequence_mut(&mut self) -> Option<&mut Sequence> {
+        Some(&mut self.sequence)
+    }
+
+    fn settings(&mut self) -> Vec<Setting<'_>> {
+        vec![Setting::Sequence(&mut self.sequence)]
+    }
+}
