@@ -8,13 +8,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use eframe::egui;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use twinhead::backend::device::DeviceSpec;
 use twinhead::session::run_record::RunStatus;
 use twinhead::gui::settings::Settings;
 use twinhead::gui::Workbench;
-use twinhead::train::{Task, TrainConfig};
+use twinhead::train::{StrategyConfig, Task, TrainConfig};
 
 /// A run small enough to train in seconds, over synthetic data in `dir`.
 fn tiny_config(dir: &Path) -> TrainConfig {
@@ -275,9 +275,17 @@ fn a_classification_folder_gives_the_run_its_third_task_and_shows_its_statistics
     harness.step();
     let draft = &harness.state().setup.draft;
     assert_eq!((draft.data.tasks, draft.run_shape().tasks), (Some(Task::Seg.into()), Task::Seg.into()));
+    // The selector offers no sequence to a run of one task; a config that
+    // names one anyway (a preset, a file) is refused beside the field.
     harness.get_by_label("Strategy").click();
     harness.step();
+    assert!(harness.get_by_label("sequential").accesskit_node().is_disabled());
+    assert!(!harness.get_by_label("joint").accesskit_node().is_disabled());
     harness.get_by_label("sequential").click();
+    harness.step();
+    assert_eq!(harness.state().setup.draft.strategy.name(), "joint");
+    let draft = &mut harness.state_mut().setup.draft;
+    draft.strategy = StrategyConfig::of_kind("sequential", &draft.strategy, draft.steps).unwrap();
     harness.step();
     harness.step();
     harness.get_by_label_contains("a sequence needs two or more tasks");
