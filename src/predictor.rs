@@ -65,21 +65,21 @@ impl Predictor {
     }
 
     pub fn det_classes(&self) -> &[String] {
-        &self.state.det_classes
+        &self.state.classes[Task::Det]
     }
 
     pub fn seg_classes(&self) -> &[String] {
-        &self.state.seg_classes
+        &self.state.classes[Task::Seg]
     }
 
     /// The class lists are empty for a task the network has no head for.
     pub fn cls_classes(&self) -> &[String] {
-        &self.state.cls_classes
+        &self.state.classes[Task::Cls]
     }
 
     /// Class probabilities of each image, from the classification head.
     pub fn classify_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
-        if self.state.cls_classes.is_empty() {
+        if self.state.classes[Task::Cls].is_empty() {
             anyhow::bail!("{}: the network has no classification head (its run had no data.cls)", self.checkpoint.display());
         }
         Ok(self.input_batches(images).flat_map(|(pixels, _)| self.net.classify(pixels)).collect())

@@ -48,7 +48,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     let per_class = |classes: &[String], values: Vec<Option<f64>>| -> serde_json::Map<String, serde_json::Value> {
         classes.iter().cloned().zip(values.into_iter().map(|v| json!(v))).collect()
     };
-    let seg_label = |label: usize| mask_label_name(&state.seg_classes, label);
+    let seg_label = |label: usize| mask_label_name(&state.classes[Task::Seg], label);
     let rate = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
     let [map50, miou, top1] = Task::ALL.map(|task| result.metric(task));
     let score = map50.zip(miou).zip(top1).map(|((map50, miou), top1)| track_score(map50, miou, top1));
@@ -56,9 +56,8 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         let mut report = json!({"checkpoint": dir, "step": state.step});
         let mut confusion = serde_json::Map::new();
         if let Some(det) = &result.det {
-            report["det"] = json!({"map50": map50, "images": full.images.det, "per_class": per_class(&state.det_classes, det.ap.per_class.clone())});
-            let pr: serde_json::Map<String, serde_json::Value> = state
-                .det_classes
+            report["det"] = json!({"map50": map50, "images": full.images.det, "per_class": per_class(&state.classes[Task::Det], det.ap.per_class.clone())});
+            let pr: serde_json::Map<String, serde_json::Value> = state.classes[Task::Det]
                 .iter()
                 .zip(&det.curves)
                 .map(|(class, curve)| {
@@ -67,7 +66,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
                 })
                 .collect();
             report["pr"] = json!(pr);
-            let labels: Vec<String> = state.det_classes.iter().cloned().chain(["background".to_string()]).collect();
+            let labels: Vec<String> = state.classes[Task::Det].iter().cloned().chain(["background".to_string()]).collect();
             confusion.insert("det".into(), json!({
                 "rows_are": "ground truth", "labels": labels, "iou": VOC_IOU_THRESHOLD,
                 "score_threshold": CONFUSION_SCORE_THRESHOLD, "counts": det.confusion.rows(),
@@ -76,17 +75,17 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         if let Some(seg) = &result.seg {
             report["seg"] = json!({
                 "miou": miou, "pixel_acc": seg.pixel_accuracy().unwrap_or(0.0), "images": full.images.seg,
-                "per_class": per_class(&state.seg_classes, seg.per_class_iou()),
+                "per_class": per_class(&state.classes[Task::Seg], seg.per_class_iou()),
             });
-            let labels: Vec<String> = (0..=state.seg_classes.len()).map(seg_label).collect();
+            let labels: Vec<String> = (0..=state.classes[Task::Seg].len()).map(seg_label).collect();
             confusion.insert("seg".into(), json!({"rows_are": "ground truth", "labels": labels, "counts": seg.rows()}));
         }
         report["confusion"] = json!(confusion);
         if let Some(cls) = &result.cls {
             report["cls"] = json!({
                 "top1": cls.top1(), "top5": cls.top5(), "images": full.images.cls,
-                "per_class": per_class(&state.cls_classes, cls.per_class_accuracy()),
-                "confusion": {"rows_are": "true class", "labels": state.cls_classes, "counts": cls.rows()},
+                "per_class": per_class(&state.classes[Task::Cls], cls.per_class_accuracy()),
+                "confusion": {"rows_are": "true class", "labels": state.classes[Task::Cls], "counts": cls.rows()},
             });
         }
         if let Some(score) = score {
@@ -98,13 +97,13 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     println!("{} (step {})", dir.display(), state.step);
     if let Some(det) = &result.det {
         println!("detection   {} images  mAP50 {:.4}", full.images.det, map50.unwrap_or(0.0));
-        for (class, ap) in state.det_classes.iter().zip(&det.ap.per_class) {
+        for (class, ap) in state.classes[Task::Det].iter().zip(&det.ap.per_class) {
             println!("  {class:<20} {}", rate(*ap));
         }
     }
     if let Some(seg) = &result.seg {
         println!("segmentation {} images  mIoU {:.4}  pixel accuracy {:.4}", full.images.seg, miou.unwrap_or(0.0), seg.pixel_accuracy().unwrap_or(0.0));
-        for (class, iou) in state.seg_classes.iter().zip(seg.per_class_iou()) {
+        for (class, iou) in state.classes[Task::Seg].iter().zip(seg.per_class_iou()) {
             println!("  {class:<20} {}", rate(iou));
         }
         println!("most confused pixels (share of the true class's pixels):");
@@ -114,7 +113,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     }
     if let Some(cls) = &result.cls {
         println!("classification {} images  top-1 {}  top-5 {}", full.images.cls, rate(cls.top1()), rate(cls.top5()));
-        for (class, accuracy) in state.cls_classes.iter().zip(cls.per_class_accuracy()) {
+        for (class, accuracy) in state.classes[Task::Cls].iter().zip(cls.per_class_accuracy()) {
             println!("  {class:<20} {}", rate(accuracy));
         }
     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde_json::json;
 
+use crate::model::Task;
 use crate::train::checkpoint::{self, CheckpointKind};
 use crate::train::config_diff::config_diff;
 use crate::train::run_dir;
@@ -61,7 +62,7 @@ pub fn run_tensorboard(args: TensorboardArgs) -> Result<ExitCode> {
         // The class count reads the timeline's masks; a run's checkpoint states it.
         let last = checkpoint::find(run, &CheckpointKind::Last)?;
         let state = checkpoint::read_state(&last)?;
-        TensorboardLog::rebuild(run, &run_dir::read_events(run)?.0, state.seg_classes.len())?;
+        TensorboardLog::rebuild(run, &run_dir::read_events(run)?.0, state.classes[Task::Seg].len())?;
         println!("{}", events_path(run).display());
     }
     Ok(ExitCode::SUCCESS)

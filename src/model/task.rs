@@ -127,3 +127,70 @@ impl From<TaskSet> for String {
         set.iter().map(Task::key).collect::<Vec<_>>().join("+")
     }
 }
+
+/// One value per task, indexed by [`Task`]: what code keeps and iterates
+/// over where it would otherwise write a `det_`, a `seg_` and a `cls_` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct PerTask<T>([T; 3]);
+
+impl<T> PerTask<T> {
+    /// `value(task)` for every task.
+    pub fn from_fn(value: impl FnMut(Task) -> T) -> Self {
+        Self(Task::ALL.map(value))
+    }
+
+    /// The tasks with their values, in [`Task::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Task, &T)> {
+        Task::ALL.into_iter().zip(&self.0)
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Task, &mut T)> {
+        Task::ALL.into_iter().zip(&mut self.0)
+    }
+
+    pub fn map<U>(self, mut f: impl FnMut(Task, T) -> U) -> PerTask<U> {
+        let mut tasks = Task::ALL.into_iter();
+        PerTask(self.0.map(|value| f(tasks.next().expect("three tasks"), value)))
+    }
+
+    pub fn as_ref(&self) -> PerTask<&T> {
+        PerTask::from_fn(|task| &self[task])
+    }
+}
+
+impl<T> PerTask<Option<T>> {
+    /// The tasks that have a value.
+    pub fn tasks(&self) -> TaskSet {
+        self.iter().filter(|(_, value)| value.is_some()).map(|(task, _)| task).collect()
+    }
+}
+
+impl<T> std::ops::Index<Task> for PerTask<T> {
+    type Output = T;
+    fn index(&self, task: Task) -> &T {
+        &self.0[task as usize]
+    }
+}
+
+impl<T> std::ops::IndexMut<Task> for PerTask<T> {
+    fn index_mut(&mut self, task: Task) -> &mut T {
+        &mut self.0[task as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_task_values_are_indexed_and_iterated_by_task() {
+        let mut names = PerTask::from_fn(|task| task.key().to_string());
+        names[Task::Seg].push('!');
+        assert_eq!(names[Task::Seg], "seg!");
+        let keys: Vec<(Task, usize)> = names.iter().map(|(task, name)| (task, name.len())).collect();
+        assert_eq!(keys, [(Task::Det, 3), (Task::Seg, 4), (Task::Cls, 3)]);
+        let some = PerTask::from_fn(|task| (task != Task::Seg).then_some(1));
+        assert_eq!(some.tasks(), TaskSet::of(&[Task::Det, Task::Cls]));
+        assert_eq!(some.map(|task, value| value.map(|v| v + task as usize)), PerTask([Some(1), None, Some(3)]));
+    }
+}

@@ -16,6 +16,7 @@ use super::strategy::StrategyConfig;
 use super::trainee::Trainee;
 use crate::data::loader::Position;
 use crate::model::yolov8::ImportReport;
+use crate::model::task::PerTask;
 use crate::model::{ModelConfig, Task, TwinNet};
 
 /// Which checkpoint: the latest, the best per task, the snapshot taken at a
@@ -52,6 +53,15 @@ impl CheckpointKind {
     /// The checkpoints training writes, in the order pickers offer them
     /// (`switch` only in the sequential family's runs).
     pub const TRAINED: [CheckpointKind; 5] = [Self::Last, Self::BestDet, Self::BestSeg, Self::BestCls, Self::Switch];
+
+    /// The checkpoint of `task`'s best evaluation so far.
+    pub fn best(task: Task) -> Self {
+        match task {
+            Task::Det => Self::BestDet,
+            Task::Seg => Self::BestSeg,
+            Task::Cls => Self::BestCls,
+        }
+    }
 
     /// Every checkpoint name accepted, for help texts and errors:
     /// `last, best-det, best-seg, best-cls, switch or compressed/<method>`.
@@ -90,26 +100,20 @@ impl CheckpointKind {
 
 /// Everything besides the weights that resuming or predicting needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StateFile", into = "StateFile")]
 pub struct TrainerState {
     /// Steps completed.
     pub step: usize,
-    pub det_position: Position,
-    pub seg_position: Position,
-    #[serde(default, skip_serializing_if = "is_start")]
-    pub cls_position: Position,
+    /// Where each task's training loader is.
+    pub positions: PerTask<Position>,
     /// Where replay's buffer loader of the first task is (the only buffer of a
     /// two-phase run); see [`TrainerState::replay_position_of`].
-    #[serde(default)]
     pub replay_position: Position,
     /// Where the buffer loaders of the later earlier tasks (`order[1]`, …) are,
     /// in runs of three or more phases.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replay_later_positions: Vec<Position>,
-    pub best_map50: f64,
-    pub best_miou: f64,
-    /// Best classification top-1 (0 in a run without classification).
-    #[serde(default, skip_serializing_if = "is_unset")]
-    pub best_top1: f64,
+    /// Each task's best headline metric so far (0 for a task the run lacks).
+    pub best: PerTask<f64>,
     /// Factor the user applied to the scheduled learning rate (set-learning-rate).
     pub lr_scale: f64,
     /// The strategy in force (it may have been changed while running).
@@ -118,15 +122,101 @@ pub struct TrainerState {
     pub strategy_since: usize,
     pub wall_seconds: f64,
     pub model: ModelConfig,
-    pub det_classes: Vec<String>,
-    pub seg_classes: Vec<String>,
-    /// The classification classes (empty: a run without classification).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cls_classes: Vec<String>,
+    /// Each task's class names (empty for a task the run lacks).
+    pub classes: PerTask<Vec<String>>,
     pub image_size: u32,
     /// What `model.pretrained` loaded from a YOLOv8 checkpoint, and what started fresh.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<ImportReport>,
+}
+
+/// `state.json` as runs write it: a field per task, classification's left
+/// out of runs without it (as runs before it had none).
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    step: usize,
+    det_position: Position,
+    seg_position: Position,
+    #[serde(default, skip_serializing_if = "is_start")]
+    cls_position: Position,
+    #[serde(default)]
+    replay_position: Position,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    replay_later_positions: Vec<Position>,
+    best_map50: f64,
+    best_miou: f64,
+    #[serde(default, skip_serializing_if = "is_unset")]
+    best_top1: f64,
+    lr_scale: f64,
+    strategy: StrategyConfig,
+    strategy_since: usize,
+    wall_seconds: f64,
+    model: ModelConfig,
+    det_classes: Vec<String>,
+    seg_classes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    cls_classes: Vec<String>,
+    image_size: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pretrained: Option<ImportReport>,
+}
+
+impl From<StateFile> for TrainerState {
+    fn from(file: StateFile) -> Self {
+        Self {
+            step: file.step,
+            positions: PerTask::from_fn(|task| match task {
+                Task::Det => file.det_position,
+                Task::Seg => file.seg_position,
+                Task::Cls => file.cls_position,
+            }),
+            replay_position: file.replay_position,
+            replay_later_positions: file.replay_later_positions,
+            best: PerTask::from_fn(|task| match task {
+                Task::Det => file.best_map50,
+                Task::Seg => file.best_miou,
+                Task::Cls => file.best_top1,
+            }),
+            lr_scale: file.lr_scale,
+            strategy: file.strategy,
+            strategy_since: file.strategy_since,
+            wall_seconds: file.wall_seconds,
+            model: file.model,
+            classes: PerTask::from_fn(|task| match task {
+                Task::Det => file.det_classes.clone(),
+                Task::Seg => file.seg_classes.clone(),
+                Task::Cls => file.cls_classes.clone(),
+            }),
+            image_size: file.image_size,
+            pretrained: file.pretrained,
+        }
+    }
+}
+
+impl From<TrainerState> for StateFile {
+    fn from(state: TrainerState) -> Self {
+        let [det_classes, seg_classes, cls_classes] = Task::ALL.map(|task| state.classes[task].clone());
+        Self {
+            step: state.step,
+            det_position: state.positions[Task::Det],
+            seg_position: state.positions[Task::Seg],
+            cls_position: state.positions[Task::Cls],
+            replay_position: state.replay_position,
+            replay_later_positions: state.replay_later_positions,
+            best_map50: state.best[Task::Det],
+            best_miou: state.best[Task::Seg],
+            best_top1: state.best[Task::Cls],
+            lr_scale: state.lr_scale,
+            strategy: state.strategy,
+            strategy_since: state.strategy_since,
+            wall_seconds: state.wall_seconds,
+            model: state.model,
+            det_classes,
+            seg_classes,
+            cls_classes,
+            image_size: state.image_size,
+            pretrained: state.pretrained,
+        }
+    }
 }
 
 impl TrainerState {
@@ -150,14 +240,6 @@ impl TrainerState {
         }
     }
 
-    /// The classes of `task`'s dataset (empty for classification in a two-task run).
-    pub fn classes(&self, task: Task) -> &[String] {
-        match task {
-            Task::Det => &self.det_classes,
-            Task::Seg => &self.seg_classes,
-            Task::Cls => &self.cls_classes,
-        }
-    }
 }
 
 fn is_start(position: &Position) -> bool {

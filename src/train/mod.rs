@@ -23,6 +23,7 @@ pub mod run;
 pub mod run_dir;
 pub mod lr_schedule;
 pub mod strategy;
+pub mod task_data;
 pub mod task_gradients;
 pub mod tensorboard_log;
 pub mod timeline;

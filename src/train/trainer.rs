@@ -35,16 +35,18 @@ use super::tensorboard_log::TensorboardLog;
 use super::timeline;
 use super::lr_schedule::learning_rate;
 use super::strategy::{AtSwitch, GradientCombination, RunShape, Task, TaskSet, Weighting};
+use super::task_data::{TaskBatch, TaskSource};
 use super::task_gradients;
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
 use crate::backend::device::{mib, DeviceMemory};
 use crate::backend::TwinAutodiffBackend;
-use crate::data::batch::{mask_tensor, ClsBatch, ClsSource, DetBatch, DetSource, ImageBatch, SegBatch, SegSource};
+use crate::data::batch::{mask_tensor, ClsSource, DetBatch, DetSource, ImageBatch, SegSource};
 use crate::data::problem::Problem;
 use crate::data::loader::{Loader, LoaderConfig, Position, SampleSource, Shard};
 use crate::data::synth::ensure_generated;
 use crate::model::anchors::Anchors;
+use crate::model::task::PerTask;
 use crate::model::{HeadOutputs, Reshape, TwinNet, DET_STRIDES};
 
 /// How often a paused run looks at its control file.
@@ -52,9 +54,8 @@ const CONTROL_POLL: Duration = Duration::from_millis(200);
 
 /// The opened datasets of a run's tasks.
 pub struct Datasets {
-    pub det_train: Option<DetSource>,
-    pub seg_train: Option<SegSource>,
-    pub cls_train: Option<ClsSource>,
+    /// Each task's training split (`None` for a task the run lacks).
+    pub train: PerTask<Option<TaskSource>>,
     pub validation: ValidationSets,
 }
 
@@ -87,38 +88,15 @@ pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Resul
     let empty = |task: Task, root: &Path, split: &str| {
         anyhow::anyhow!("{}: {}: the {task} split {split:?} has no images", DataConfig::key(task), root.display())
     };
-    let det_train = match data.det_spec() {
-        Some(spec) => {
-            let train = spec.open(&data.voc_train_split, None)?;
-            left_out("detection training", &train.problems);
-            if train.records.is_empty() {
-                return Err(empty(Task::Det, &spec.dir, &data.voc_train_split));
-            }
-            Some(DetSource::new(&train))
+    let mut train = PerTask::default();
+    for task in Task::ALL {
+        let Some((source, problems, root, split)) = open_training(data, task)? else { continue };
+        left_out(&format!("{task} training"), &problems);
+        if source.is_empty() {
+            return Err(empty(task, &root, split));
         }
-        None => None,
-    };
-    let seg_train = match data.seg_spec() {
-        Some(spec) => {
-            let train = spec.open(&data.ade_train_split)?;
-            left_out("segmentation training", &train.problems);
-            if train.records.is_empty() {
-                return Err(empty(Task::Seg, &spec.dir, &data.ade_train_split));
-            }
-            Some(SegSource::new(&train))
-        }
-        None => None,
-    };
-    let cls_train = match data.open_cls(&data.cls_train_split)? {
-        Some(train) => {
-            left_out("classification training", &train.problems);
-            if train.records.is_empty() {
-                return Err(empty(Task::Cls, &train.root, &data.cls_train_split));
-            }
-            Some(ClsSource::new(&train))
-        }
-        None => None,
-    };
+        train[task] = Some(source);
+    }
     let splits = ValidationSplits::open(data)?;
     if let Some(det) = &splits.det {
         left_out("detection validation", &det.problems);
@@ -134,7 +112,31 @@ pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Resul
     }
     let eval = &config.eval;
     let validation = splits.subsets(TaskImages { det: eval.det_images, seg: eval.seg_images, cls: eval.cls_images })?;
-    Ok(Datasets { det_train, seg_train, cls_train, validation })
+    Ok(Datasets { train, validation })
+}
+
+/// `task`'s training split as its reader opens it, with the records it left
+/// out, its folder and split name; `None` for a task the run lacks.
+fn open_training(data: &DataConfig, task: Task) -> Result<Option<(TaskSource, Vec<Problem>, PathBuf, &str)>> {
+    Ok(match task {
+        Task::Det => match data.det_spec() {
+            Some(spec) => {
+                let train = spec.open(&data.voc_train_split, None)?;
+                Some((TaskSource::Det(DetSource::new(&train)), train.problems, spec.dir.clone(), &data.voc_train_split))
+            }
+            None => None,
+        },
+        Task::Seg => match data.seg_spec() {
+            Some(spec) => {
+                let train = spec.open(&data.ade_train_split)?;
+                Some((TaskSource::Seg(SegSource::new(&train)), train.problems, spec.dir.clone(), &data.ade_train_split))
+            }
+            None => None,
+        },
+        Task::Cls => data
+            .open_cls(&data.cls_train_split)?
+            .map(|train| (TaskSource::Cls(ClsSource::new(&train)), train.problems, train.root, data.cls_train_split.as_str())),
+    })
 }
 
 /// A task's loss on a batch, and what it is a mean over (the detection
@@ -147,9 +149,7 @@ struct TaskLoss<B: Backend> {
 
 /// What one step computed, for the step event.
 struct StepLosses {
-    det: Option<f32>,
-    seg: Option<f32>,
-    cls: Option<f32>,
+    tasks: PerTask<Option<f32>>,
     penalty: Option<f32>,
 }
 
@@ -173,50 +173,6 @@ enum CrossKind<'a, B: Backend> {
     Distill { teacher: &'a TwinNet<B>, weight: f32, temperature: f32 },
     /// Per task (in [`Task::ALL`] order), the network whose predictions become its labels.
     Pseudo { teachers: [Option<&'a TwinNet<B>>; 3], labels: PseudoLabels },
-}
-
-/// One task's batch of a step.
-#[derive(Clone, Copy)]
-enum TaskBatch<'a> {
-    Det(&'a DetBatch),
-    Seg(&'a SegBatch),
-    Cls(&'a ClsBatch),
-}
-
-impl<'a> TaskBatch<'a> {
-    fn task(self) -> Task {
-        match self {
-            Self::Det(_) => Task::Det,
-            Self::Seg(_) => Task::Seg,
-            Self::Cls(_) => Task::Cls,
-        }
-    }
-
-    /// The images and where each came from.
-    fn inputs(self) -> &'a ImageBatch {
-        match self {
-            Self::Det(batch) => &batch.inputs,
-            Self::Seg(batch) => &batch.inputs,
-            Self::Cls(batch) => &batch.inputs,
-        }
-    }
-}
-
-/// One task's batch, owned (EWC's Fisher batches, the conflict meter's).
-enum OwnedBatch {
-    Det(DetBatch),
-    Seg(SegBatch),
-    Cls(ClsBatch),
-}
-
-impl OwnedBatch {
-    fn as_batch(&self) -> TaskBatch<'_> {
-        match self {
-            Self::Det(batch) => TaskBatch::Det(batch),
-            Self::Seg(batch) => TaskBatch::Seg(batch),
-            Self::Cls(batch) => TaskBatch::Cls(batch),
-        }
-    }
 }
 
 /// A frozen pseudo-label teacher loaded from another run's checkpoint folder.
@@ -246,7 +202,7 @@ pub struct Trainer<B: TwinAutodiffBackend> {
     /// The specialists the pseudo-label settings name, per task in [`Task::ALL`] order.
     specialists: [Option<Specialist<B::InnerBackend>>; 3],
     /// The fixed batch of each task the task-conflict meter uses, read at the first evaluation.
-    conflict_batches: Option<Vec<OwnedBatch>>,
+    conflict_batches: Option<Vec<TaskBatch>>,
     /// This trainer's place among the replicas of a data-parallel run; `None` trains alone.
     replica: Option<Replica<B::InnerBackend>>,
     /// The devices of this node's replicas, by local rank (for the per-replica step record).
@@ -258,8 +214,8 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     pub fn new(config: TrainConfig, run_dir: &Path, resume: bool, device: B::Device, mut log: EventLog) -> Result<Self> {
         let mut messages = Vec::new();
         let data = open_datasets(&config, &mut |m| messages.push(m))?;
-        let [det_classes, seg_classes, cls_classes] = Task::ALL.map(|task| data.validation.class_names(task));
-        let mut model = config.model_config(det_classes.len(), seg_classes.len(), cls_classes.len());
+        let classes = PerTask::from_fn(|task| data.validation.class_names(task));
+        let mut model = config.model_config(classes[Task::Det].len(), classes[Task::Seg].len(), classes[Task::Cls].len());
         if B::device_memory(&device).is_none() {
             // On the CPU a step's activations live in this machine's memory.
             memory::check_fits(&model, &config.data, memory::available_bytes())?;
@@ -282,7 +238,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let mut pretrained = None;
         let (trainee, state) = if let Some(dir) = resume_from {
             let (trainee, state) = checkpoint::load_trainee::<B>(&dir, &device)?;
-            if state.det_classes != det_classes || state.seg_classes != seg_classes || state.cls_classes != cls_classes {
+            if state.classes != classes {
                 bail!("{}: the checkpoint's class lists differ from the datasets'", dir.display());
             }
             optim = optim.load(&dir, &device)?;
@@ -294,22 +250,16 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         } else {
             let state = TrainerState {
                 step: 0,
-                det_position: Position::default(),
-                seg_position: Position::default(),
-                cls_position: Position::default(),
+                positions: PerTask::default(),
                 replay_position: Position::default(),
                 replay_later_positions: Vec::new(),
-                best_map50: 0.0,
-                best_miou: 0.0,
-                best_top1: 0.0,
+                best: PerTask::default(),
                 lr_scale: 1.0,
                 strategy: config.strategy.clone(),
                 strategy_since: 0,
                 wall_seconds: 0.0,
                 model: model.clone(),
-                det_classes,
-                seg_classes,
-                cls_classes,
+                classes,
                 image_size: config.data.image_size,
                 pretrained: None,
             };
@@ -317,7 +267,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 Some(dir) => {
                     let (net, init) = checkpoint::load_inference_net::<B>(dir, &device)
                         .with_context(|| format!("model.init: {} is not a readable checkpoint folder", dir.display()))?;
-                    if init.det_classes != state.det_classes || init.seg_classes != state.seg_classes || init.cls_classes != state.cls_classes {
+                    if init.classes != state.classes {
                         bail!("model.init: {}: its class lists differ from the datasets'", dir.display());
                     }
                     model = init.model;
@@ -341,7 +291,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             (trainee, TrainerState { model: model.clone(), pretrained, ..state })
         };
         if config.log.tensorboard && log.writes() {
-            log.attach_tensorboard(TensorboardLog::rebuild(run_dir, &super::run_dir::read_events(run_dir)?.0, state.seg_classes.len())?);
+            log.attach_tensorboard(TensorboardLog::rebuild(run_dir, &super::run_dir::read_events(run_dir)?.0, state.classes[Task::Seg].len())?);
         }
         let det_losses = DetLossConfig {
             cls_weight: config.loss.det_cls_weight,
@@ -440,11 +390,12 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let shard = self.replica.as_ref().map_or(Shard::default(), |r| Shard { index: r.rank.global, count: r.rank.world });
         let train_loader = |seed: u64| LoaderConfig { threads, shard, ..LoaderConfig::train(size, batch, seed) };
         let seed = |offset: u64| train_loader(self.config.seed.wrapping_add(offset));
-        let mut det_loader = start_loader(self.data.det_train.clone(), seed(0), self.state.det_position)?;
-        let mut seg_loader = start_loader(self.data.seg_train.clone(), seed(1), self.state.seg_position)?;
-        let mut cls_loader = start_loader(self.data.cls_train.clone(), seed(3), self.state.cls_position)?;
+        let mut loaders: PerTask<Option<Loader<TaskSource>>> = PerTask::default();
+        for (task, source) in self.data.train.iter() {
+            loaders[task] = source.clone().map(|source| Loader::starting_at(source, seed(loader_seed(task)), self.state.positions[task])).transpose()?;
+        }
         // Replay's buffer loaders, made when first needed (the buffers depend on the strategy in force).
-        let (mut replay_det, mut replay_seg, mut replay_cls) = (None, None, None);
+        let mut replays: PerTask<Option<Loader<TaskSource>>> = PerTask::default();
         let mut paused = false;
         let mut images_per_sec = 0.0f32;
         // Controls from other processes, sent from now on (the process with the run folder reads them).
@@ -468,7 +419,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                         self.state.strategy_since = self.state.step;
                         self.state.replay_position = Position::default();
                         self.state.replay_later_positions.clear();
-                        (replay_det, replay_seg, replay_cls) = (None, None, None);
+                        replays = PerTask::default();
                         self.phase = None;
                         self.emit(Event::StrategyChanged { step: self.state.step, strategy })?;
                     }
@@ -504,47 +455,28 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 // The wait for replica 0's controls is not the step's all-reduce.
                 replica.take_all_reduce_seconds();
             }
-            let det_batch = match (plan.tasks.contains(Task::Det), plan.replay == Some(Task::Det), det_loader.as_mut(), &self.data.det_train) {
-                (false, ..) => None,
-                (true, false, Some(loader), _) => Some(next_batch(loader, "detection")?),
-                (true, true, _, Some(source)) => Some(next_batch(self.replay_loader(&mut replay_det, source, Task::Det)?, "replay")?),
-                (true, ..) => bail!("a detection step in a run without a detection dataset (data.voc)"),
-            };
-            let seg_batch = match (plan.tasks.contains(Task::Seg), plan.replay == Some(Task::Seg), seg_loader.as_mut(), &self.data.seg_train) {
-                (false, ..) => None,
-                (true, false, Some(loader), _) => Some(next_batch(loader, "segmentation")?),
-                (true, true, _, Some(source)) => Some(next_batch(self.replay_loader(&mut replay_seg, source, Task::Seg)?, "replay")?),
-                (true, ..) => bail!("a segmentation step in a run without a segmentation dataset (data.ade)"),
-            };
-            let cls_batch = match (plan.tasks.contains(Task::Cls), plan.replay == Some(Task::Cls), cls_loader.as_mut(), &self.data.cls_train) {
-                (false, ..) => None,
-                (true, false, Some(loader), _) => Some(next_batch(loader, "classification")?),
-                (true, true, _, Some(source)) => Some(next_batch(self.replay_loader(&mut replay_cls, source, Task::Cls)?, "replay")?),
-                (true, ..) => bail!("a classification step in a run without a classification dataset (data.cls)"),
-            };
-            let skipped = det_batch.iter().flat_map(|b| &b.skipped).chain(seg_batch.iter().flat_map(|b| &b.skipped));
-            for problem in skipped.chain(cls_batch.iter().flat_map(|b| &b.skipped)) {
+            let mut batches: PerTask<Option<TaskBatch>> = PerTask::default();
+            for task in plan.tasks.iter() {
+                let batch = match (plan.replay == Some(task), loaders[task].as_mut(), &self.data.train[task]) {
+                    (false, Some(loader), _) => next_batch(loader, &task.to_string())?,
+                    (true, _, Some(source)) => next_batch(self.replay_loader(&mut replays[task], source, task)?, "replay")?,
+                    _ => bail!("a {task} step in a run without a {task} dataset ({})", DataConfig::key(task)),
+                };
+                batches[task] = Some(batch);
+            }
+            let batches: Vec<TaskBatch> = Task::ALL.into_iter().filter_map(|task| batches[task].take()).collect();
+            for problem in batches.iter().flat_map(TaskBatch::skipped) {
                 self.emit(Event::Warning { step: self.state.step, message: format!("skipped {problem}") })?;
             }
-            let images = det_batch.as_ref().map_or(0, |b| b.len())
-                + seg_batch.as_ref().map_or(0, |b| b.len())
-                + cls_batch.as_ref().map_or(0, |b| b.len());
-            let losses = self.train_step(det_batch.as_ref(), seg_batch.as_ref(), cls_batch.as_ref(), lr)?;
-            for (loader, position) in [
-                (det_loader.as_ref().map(Loader::position), &mut self.state.det_position),
-                (seg_loader.as_ref().map(Loader::position), &mut self.state.seg_position),
-                (cls_loader.as_ref().map(Loader::position), &mut self.state.cls_position),
-            ] {
-                if let Some(at) = loader {
-                    *position = at;
+            let images = batches.iter().map(TaskBatch::len).sum();
+            let losses = self.train_step(&batches, lr)?;
+            for (task, loader) in loaders.iter() {
+                if let Some(loader) = loader {
+                    self.state.positions[task] = loader.position();
                 }
             }
             if let Some(task) = plan.replay {
-                let position = match task {
-                    Task::Det => replay_det.as_ref().map(Loader::position),
-                    Task::Seg => replay_seg.as_ref().map(Loader::position),
-                    Task::Cls => replay_cls.as_ref().map(Loader::position),
-                };
+                let position = replays[task].as_ref().map(Loader::position);
                 let index = self.order_index(task);
                 self.state.set_replay_position(index, position.expect("the replay step made its loader"));
             }
@@ -559,9 +491,9 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             self.emit(Event::Step {
                 step: self.state.step,
                 tasks: plan.tasks,
-                det_loss: losses.det,
-                seg_loss: losses.seg,
-                cls_loss: losses.cls,
+                det_loss: losses.tasks[Task::Det],
+                seg_loss: losses.tasks[Task::Seg],
+                cls_loss: losses.tasks[Task::Cls],
                 penalty: losses.penalty,
                 lr,
                 images_per_sec,
@@ -752,10 +684,10 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                     let key = task.key();
                     let (net, teacher) = checkpoint::load_inference_net::<B::InnerBackend>(dir, &self.device)
                         .with_context(|| format!("strategy.pseudo_labels.{key}_teacher: {} is not a readable checkpoint folder", dir.display()))?;
-                    if teacher.classes(task).is_empty() {
+                    if teacher.classes[task].is_empty() {
                         bail!("strategy.pseudo_labels.{key}_teacher: {}: the network has no {task} head (its run did not train {task})", dir.display());
                     }
-                    if teacher.classes(task) != self.state.classes(task) {
+                    if teacher.classes[task] != self.state.classes[task] {
                         bail!("strategy.pseudo_labels.{key}_teacher: {}: its {task} classes differ from the dataset's", dir.display());
                     }
                     Some(Specialist { dir: dir.clone(), net })
@@ -830,7 +762,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         for task in tasks.iter() {
             let task_batches = self.training_batches(task, loader(seed), batches)?;
             let mine = task_batches.iter().enumerate().filter(|(i, _)| i % world == rank);
-            let task_losses = mine.map(|(_, batch)| self.task_loss_of(&snapshot.net, batch.as_batch())).collect();
+            let task_losses = mine.map(|(_, batch)| self.task_loss_of(&snapshot.net, batch)).collect();
             losses.push((task, task_batches.len(), task_losses));
         }
         let replica = &mut self.replica;
@@ -841,17 +773,14 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     }
 
     /// The first `count` batches of `task`'s training set, as `config` loads them.
-    fn training_batches(&self, task: Task, config: LoaderConfig, count: usize) -> Result<Vec<OwnedBatch>> {
-        let missing = || anyhow::anyhow!("the run has no {task} dataset ({})", DataConfig::key(task));
-        Ok(match task {
-            Task::Det => Loader::new(self.data.det_train.clone().ok_or_else(missing)?, config)?.take(count).map(OwnedBatch::Det).collect(),
-            Task::Seg => Loader::new(self.data.seg_train.clone().ok_or_else(missing)?, config)?.take(count).map(OwnedBatch::Seg).collect(),
-            Task::Cls => Loader::new(self.data.cls_train.clone().ok_or_else(missing)?, config)?.take(count).map(OwnedBatch::Cls).collect(),
-        })
+    fn training_batches(&self, task: Task, config: LoaderConfig, count: usize) -> Result<Vec<TaskBatch>> {
+        let source = self.data.train[task].clone();
+        let source = source.with_context(|| format!("the run has no {task} dataset ({})", DataConfig::key(task)))?;
+        Ok(Loader::new(source, config)?.take(count).collect())
     }
 
     /// `batch`'s loss on its labels, computed with `net` (EWC's Fisher, the conflict meter).
-    fn task_loss_of(&self, net: &TwinNet<B>, batch: TaskBatch) -> Tensor<B, 1> {
+    fn task_loss_of(&self, net: &TwinNet<B>, batch: &TaskBatch) -> Tensor<B, 1> {
         let mut heads = net.forward_heads(batch.inputs().images::<B>(&self.device), batch.task().into());
         self.labelled_loss(batch, &mut heads).value
     }
@@ -876,7 +805,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         cross.filter(|cross| !matches!(&cross.kind, CrossKind::Pseudo { labels, .. } if self.state.step < labels.start_step))
     }
 
-    fn train_step(&mut self, det: Option<&DetBatch>, seg: Option<&SegBatch>, cls: Option<&ClsBatch>, lr: f64) -> Result<StepLosses> {
+    fn train_step(&mut self, batches: &[TaskBatch], lr: f64) -> Result<StepLosses> {
         let strategy = self.state.strategy.clone();
         let weigh = |trainee: &Trainee<B>, task: Task, loss: Tensor<B, 1>| match strategy.weighting() {
             Weighting::Fixed => loss.mul_scalar(strategy.weight(task)),
@@ -887,8 +816,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let cross = self.cross_task();
         // Per batch: its task, its labelled loss and value, and the cross-task terms on its images.
         let mut labelled = Vec::new();
-        let batches = [det.map(TaskBatch::Det), seg.map(TaskBatch::Seg), cls.map(TaskBatch::Cls)];
-        for batch in batches.into_iter().flatten() {
+        for batch in batches {
             let task = batch.task();
             // With teachers for other tasks, one shared pass gives every head's outputs on the same images.
             let others = cross.as_ref().map_or(TaskSet::default(), |cross| cross.tasks.without(task));
@@ -915,15 +843,11 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         let penalty_value = penalty.as_ref().map(scalar).transpose()?;
         let values: Vec<(Task, &TaskLoss<B>, f32)> = labelled.iter().map(|(task, loss, value, _)| (*task, loss, *value)).collect();
         let (scales, values, penalty_value) = self.whole_batch_losses(&values, penalty_value)?;
-        let mut out = StepLosses { det: None, seg: None, cls: None, penalty: penalty_value };
+        let mut out = StepLosses { tasks: PerTask::default(), penalty: penalty_value };
         // Each task's weighted loss with the cross-task terms on its images.
         let mut objectives = Vec::new();
         for (((task, loss, _, terms), scale), value) in labelled.into_iter().zip(scales).zip(values) {
-            match task {
-                Task::Det => out.det = Some(value),
-                Task::Seg => out.seg = Some(value),
-                Task::Cls => out.cls = Some(value),
-            }
+            out.tasks[task] = Some(value);
             let loss = match scale {
                 Some(scale) => loss.value.mul_scalar(scale),
                 None => loss.value,
@@ -1003,7 +927,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     }
 
     /// The loss of `batch`'s own task on its labels, from its head's output in `heads`.
-    fn labelled_loss(&self, batch: TaskBatch, heads: &mut HeadOutputs<B>) -> TaskLoss<B> {
+    fn labelled_loss(&self, batch: &TaskBatch, heads: &mut HeadOutputs<B>) -> TaskLoss<B> {
         let missing = "forward_heads computed the batch's own head";
         match batch {
             TaskBatch::Det(batch) => {
@@ -1104,13 +1028,12 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         };
         let result = validate(&net, &self.data.validation, &settings, &self.device, &mut |_, _| std::ops::ControlFlow::Continue(()))?;
         timeline::write_step(&self.run_dir, self.state.step, &self.data.validation, &result.kept)?;
-        let [map50, miou, top1] = Task::ALL.map(|task| result.metric(task));
-        let improved_det = map50.is_some_and(|map50| map50 > self.state.best_map50);
-        let improved_seg = miou.is_some_and(|miou| miou > self.state.best_miou);
-        let improved_cls = top1.is_some_and(|top1| top1 > self.state.best_top1);
-        self.state.best_map50 = self.state.best_map50.max(map50.unwrap_or(0.0));
-        self.state.best_miou = self.state.best_miou.max(miou.unwrap_or(0.0));
-        self.state.best_top1 = self.state.best_top1.max(top1.unwrap_or(0.0));
+        let metrics = PerTask::from_fn(|task| result.metric(task));
+        let improved = metrics.map(|task, metric| metric.is_some_and(|metric| metric > self.state.best[task]));
+        for (task, best) in self.state.best.iter_mut() {
+            *best = best.max(metrics[task].unwrap_or(0.0));
+        }
+        let [map50, miou, top1] = Task::ALL.map(|task| metrics[task]);
         let names = |classes: &[String], values: Vec<Option<f64>>| classes.iter().cloned().zip(values).collect();
         let mut pairs = self.measure_conflict()?;
         let det_seg = pairs.iter().position(|pair| pair.tasks == [Task::Det, Task::Seg]).map(|i| pairs.remove(i).cosines);
@@ -1119,28 +1042,24 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             map50,
             miou,
             pixel_acc: result.seg.as_ref().map(|seg| seg.pixel_accuracy().unwrap_or(0.0)),
-            det_per_class: result.det.as_ref().map_or_else(Default::default, |det| names(&self.state.det_classes, det.ap.per_class.clone())),
-            seg_per_class: result.seg.as_ref().map_or_else(Default::default, |seg| names(&self.state.seg_classes, seg.per_class_iou())),
-            det_forgetting: map50.map(|map50| self.state.best_map50 - map50),
-            seg_forgetting: miou.map(|miou| self.state.best_miou - miou),
+            det_per_class: result.det.as_ref().map_or_else(Default::default, |det| names(&self.state.classes[Task::Det], det.ap.per_class.clone())),
+            seg_per_class: result.seg.as_ref().map_or_else(Default::default, |seg| names(&self.state.classes[Task::Seg], seg.per_class_iou())),
+            det_forgetting: map50.map(|map50| self.state.best[Task::Det] - map50),
+            seg_forgetting: miou.map(|miou| self.state.best[Task::Seg] - miou),
             top1,
             top5: result.cls.as_ref().and_then(|cls| cls.top5()),
-            cls_per_class: result.cls.as_ref().map_or_else(Default::default, |cls| names(&self.state.cls_classes, cls.per_class_accuracy())),
-            cls_forgetting: top1.map(|top1| self.state.best_top1 - top1),
+            cls_per_class: result.cls.as_ref().map_or_else(Default::default, |cls| names(&self.state.classes[Task::Cls], cls.per_class_accuracy())),
+            cls_forgetting: top1.map(|top1| self.state.best[Task::Cls] - top1),
             conflict: det_seg,
             cls_conflicts: pairs,
         };
         self.emit(Event::Eval(record))?;
-        let best = [
-            (map50.is_some(), improved_det, CheckpointKind::BestDet),
-            (miou.is_some(), improved_seg, CheckpointKind::BestSeg),
-            (top1.is_some(), improved_cls, CheckpointKind::BestCls),
-        ];
-        for (evaluated, improved, kind) in best {
+        for task in metrics.tasks().iter() {
+            let kind = CheckpointKind::best(task);
             // A task's first evaluation writes its best checkpoint whatever it
             // scored, so a short run has every `best-<task>` a command may name.
-            let first = evaluated && checkpoint::find(&self.run_dir, &kind).is_err();
-            if improved || first {
+            let first = checkpoint::find(&self.run_dir, &kind).is_err();
+            if improved[task] || first {
                 let ema = &self.ema;
                 let path = checkpoint::save(&self.run_dir, &kind, &self.trainee, &self.state, |dir| save_kept(dir, checkpoint::EMA_FILE, ema))?;
                 self.emit(Event::Checkpoint { step: self.state.step, kind: kind.name().into(), path })?;
@@ -1167,7 +1086,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             self.conflict_batches = Some(batches);
         }
         let net = &self.trainee.net;
-        let batches = self.conflict_batches.as_ref().expect("loaded above").iter().map(OwnedBatch::as_batch);
+        let batches = self.conflict_batches.as_ref().expect("loaded above").iter();
         let gradients: Vec<_> = batches.map(|batch| (batch.task(), conflict::shared_gradient(net, self.task_loss_of(net, batch)))).collect();
         Ok(conflict::pairs(&gradients))
     }
@@ -1195,9 +1114,13 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     }
 }
 
-/// The training loader of a task the run has, at `position`.
-fn start_loader<S: SampleSource>(source: Option<S>, config: LoaderConfig, position: Position) -> Result<Option<Loader<S>>> {
-    source.map(|source| Loader::starting_at(source, config, position)).transpose()
+/// What each task's training loader adds to the run's seed (as runs have always drawn them).
+fn loader_seed(task: Task) -> u64 {
+    match task {
+        Task::Det => 0,
+        Task::Seg => 1,
+        Task::Cls => 3,
+    }
 }
 
 /// Writes a weight average the trainer keeps (if it keeps one) as `file`.

@@ -271,7 +271,7 @@ fn export_onnx_writes_the_documented_graph_and_its_reference_outputs() {
     assert_eq!(shapes[0].1, ["batch", "3", "64", "64"]);
     let metadata: std::collections::HashMap<_, _> = model.metadata_props.iter().map(|e| (e.key.clone().unwrap(), e.value.clone().unwrap())).collect();
     let state = twinhead::train::checkpoint::read_state(&run.join("checkpoints/last")).unwrap();
-    assert_eq!(serde_json::from_str::<Vec<String>>(&metadata["det_classes"]).unwrap(), state.det_classes);
+    assert_eq!(serde_json::from_str::<Vec<String>>(&metadata["det_classes"]).unwrap(), state.classes[twinhead::train::Task::Det]);
     assert_eq!(metadata["image_size"], "64");
     // The reference: every output, its shape the graph's with the probe batch of 2.
     let manifest: Value = serde_json::from_str(&std::fs::read_to_string(reference.join("reference.json")).unwrap()).unwrap();

@@ -698,7 +698,7 @@ fn a_single_task_run_builds_its_head_only_and_learns_its_task() {
     let losses = step_losses(&dir);
     assert!(losses.len() == 150 && losses.iter().all(|l| l.1.is_none() && l.2.is_some() && l.3.is_none()));
     let (trainee, state) = checkpoint::load_trainee::<Flex>(&dir.join("checkpoints/last"), &Default::default()).unwrap();
-    assert!(trainee.net.det_head.is_none() && trainee.net.cls_head.is_none() && state.det_classes.is_empty());
+    assert!(trainee.net.det_head.is_none() && trainee.net.cls_head.is_none() && state.classes[Task::Det].is_empty());
     // A run of one task stopped and resumed continues exactly.
     let mut short = config(shared_data(), 16, "kind = \"joint\"");
     short.data.tasks = Some(Task::Seg.into());
@@ -749,8 +749,8 @@ fn a_three_task_run_stopped_between_phases_resumes_exactly() {
     let trained = |i: usize| (losses[i].1.is_some(), losses[i].3.is_some(), losses[i].2.is_some());
     assert_eq!([trained(0), trained(6), trained(12)], [(true, false, false), (false, true, false), (false, false, true)]);
     let state = checkpoint::read_state(&whole.join("checkpoints/last")).unwrap();
-    assert_eq!(state.cls_classes.len(), twinhead::data::synth::CLS_CLASSES.len());
-    assert!(state.best_top1 > 0.0 && whole.join("checkpoints/best-cls/trainee.mpk").is_file());
+    assert_eq!(state.classes[Task::Cls].len(), twinhead::data::synth::CLS_CLASSES.len());
+    assert!(state.best[Task::Cls] > 0.0 && whole.join("checkpoints/best-cls/trainee.mpk").is_file());
 }
 
 /// Every strategy that protects earlier tasks works over three phases: lwf,
