@@ -14,6 +14,7 @@ use crate::train::config::TrainConfig;
 use crate::train::config_diff::config_diff;
 use crate::train::events::EvalRecord;
 use crate::train::presets::preset_names;
+use crate::model::task::PerTask;
 use crate::train::strategy::{StrategyConfig, Task, TaskSet};
 
 /// The presets the sweep takes its strategies from, in the order they are queued.
@@ -56,47 +57,40 @@ enum Column {
     Strategy,
     Status,
     Step,
-    FinalMap50,
-    BestMap50,
-    FinalMiou,
-    BestMiou,
-    DetForgetting,
-    DetForgettingEnd,
-    SegForgetting,
-    SegForgettingEnd,
-    FinalTop1,
-    BestTop1,
-    ClsForgetting,
-    ClsForgettingEnd,
+    /// A figure of one task's metric (runs without the task have none).
+    Task(Task, Figure),
     FinalTrackScore,
     BestTrackScore,
     Conflict,
     WallTime,
 }
 
+/// What the table shows of each task's metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Figure {
+    /// At the last evaluation.
+    Final,
+    Best,
+    /// The largest drop below the best so far, over the evaluations.
+    Forgetting,
+    /// The drop at the last evaluation.
+    ForgettingEnd,
+}
+
+impl Figure {
+    const ALL: [Figure; 4] = [Figure::Final, Figure::Best, Figure::Forgetting, Figure::ForgettingEnd];
+}
+
 impl Column {
-    const ALL: [Column; 20] = [
-        Column::Run,
-        Column::Strategy,
-        Column::Status,
-        Column::Step,
-        Column::FinalMap50,
-        Column::BestMap50,
-        Column::FinalMiou,
-        Column::BestMiou,
-        Column::DetForgetting,
-        Column::DetForgettingEnd,
-        Column::SegForgetting,
-        Column::SegForgettingEnd,
-        Column::FinalTop1,
-        Column::BestTop1,
-        Column::ClsForgetting,
-        Column::ClsForgettingEnd,
-        Column::FinalTrackScore,
-        Column::BestTrackScore,
-        Column::Conflict,
-        Column::WallTime,
-    ];
+    /// Every column, in table order: each task's four after the run's own.
+    fn all() -> Vec<Column> {
+        let tasks = Task::ALL.into_iter().flat_map(|task| Figure::ALL.map(|figure| Column::Task(task, figure)));
+        [Column::Run, Column::Strategy, Column::Status, Column::Step]
+            .into_iter()
+            .chain(tasks)
+            .chain([Column::FinalTrackScore, Column::BestTrackScore, Column::Conflict, Column::WallTime])
+            .collect()
+    }
 
     /// The columns of a table of `rows`: a task's only when a run has the
     /// task, the track score's when a run has all three (detection's and
@@ -107,7 +101,7 @@ impl Column {
             _ => rows.iter().flat_map(|r| r.tasks.iter()).collect(),
         };
         let track = rows.iter().any(|r| r.tasks == TaskSet::ALL);
-        Self::ALL
+        Self::all()
             .into_iter()
             .filter(|c| c.tasks().is_none_or(|needed| if needed == TaskSet::ALL { track } else { needed.iter().all(|t| tasks.contains(t)) }))
             .collect()
@@ -116,36 +110,26 @@ impl Column {
     /// The tasks a column is about (`None`: every run has it).
     fn tasks(self) -> Option<TaskSet> {
         match self {
-            Column::FinalMap50 | Column::BestMap50 | Column::DetForgetting | Column::DetForgettingEnd => Some(Task::Det.into()),
-            Column::FinalMiou | Column::BestMiou | Column::SegForgetting | Column::SegForgettingEnd => Some(Task::Seg.into()),
-            Column::FinalTop1 | Column::BestTop1 | Column::ClsForgetting | Column::ClsForgettingEnd => Some(Task::Cls.into()),
+            Column::Task(task, _) => Some(task.into()),
             Column::FinalTrackScore | Column::BestTrackScore => Some(TaskSet::ALL),
             _ => None,
         }
     }
 
-    fn header(self) -> &'static str {
+    fn header(self) -> String {
         match self {
-            Column::Run => "run",
-            Column::Strategy => "strategy",
-            Column::Status => "status",
-            Column::Step => "step",
-            Column::FinalMap50 => "final mAP50",
-            Column::BestMap50 => "best mAP50",
-            Column::FinalMiou => "final mIoU",
-            Column::BestMiou => "best mIoU",
-            Column::DetForgetting => "detection forgetting",
-            Column::DetForgettingEnd => "at end",
-            Column::SegForgetting => "segmentation forgetting",
-            Column::SegForgettingEnd => "at end",
-            Column::FinalTop1 => "final top-1",
-            Column::BestTop1 => "best top-1",
-            Column::ClsForgetting => "classification forgetting",
-            Column::ClsForgettingEnd => "at end",
-            Column::FinalTrackScore => "final track score",
-            Column::BestTrackScore => "best track score",
-            Column::Conflict => "task conflict",
-            Column::WallTime => "wall time",
+            Column::Run => "run".into(),
+            Column::Strategy => "strategy".into(),
+            Column::Status => "status".into(),
+            Column::Step => "step".into(),
+            Column::Task(task, Figure::Final) => format!("final {}", task.metric_name()),
+            Column::Task(task, Figure::Best) => format!("best {}", task.metric_name()),
+            Column::Task(task, Figure::Forgetting) => format!("{task} forgetting"),
+            Column::Task(_, Figure::ForgettingEnd) => "at end".into(),
+            Column::FinalTrackScore => "final track score".into(),
+            Column::BestTrackScore => "best track score".into(),
+            Column::Conflict => "task conflict".into(),
+            Column::WallTime => "wall time".into(),
         }
     }
 
@@ -155,12 +139,32 @@ impl Column {
             Column::FinalTrackScore | Column::BestTrackScore => {
                 Some("The AllInOne (CVPR23 Track 1) score: the mean of mAP50, mIoU and top-1 at one evaluation (final: the last; best: the highest)")
             }
-            Column::FinalMap50 | Column::FinalMiou | Column::FinalTop1 => Some("At the last evaluation"),
-            Column::DetForgetting | Column::SegForgetting | Column::ClsForgetting => Some(FORGETTING_HELP),
+            Column::Task(_, Figure::Final) => Some("At the last evaluation"),
+            Column::Task(_, Figure::Forgetting) => Some(FORGETTING_HELP),
             Column::Conflict => Some(CONFLICT_HELP),
-            Column::DetForgettingEnd | Column::SegForgettingEnd | Column::ClsForgettingEnd => Some("Best so far minus the value at the last evaluation: what the task has lost and not won back"),
+            Column::Task(_, Figure::ForgettingEnd) => Some("Best so far minus the value at the last evaluation: what the task has lost and not won back"),
             Column::WallTime => Some("Known once the run has finished"),
             _ => None,
+        }
+    }
+}
+
+/// One task's figures of a run (all `None` in a run without the task).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct TaskFigures {
+    last: Option<f64>,
+    best: Option<f64>,
+    forgetting: Option<f64>,
+    forgetting_end: Option<f64>,
+}
+
+impl TaskFigures {
+    fn get(&self, figure: Figure) -> Option<f64> {
+        match figure {
+            Figure::Final => self.last,
+            Figure::Best => self.best,
+            Figure::Forgetting => self.forgetting,
+            Figure::ForgettingEnd => self.forgetting_end,
         }
     }
 }
@@ -177,20 +181,7 @@ struct Row {
     status_detail: Option<String>,
     step: usize,
     total_steps: usize,
-    final_map50: Option<f64>,
-    best_map50: Option<f64>,
-    final_miou: Option<f64>,
-    best_miou: Option<f64>,
-    det_forgetting: Option<f64>,
-    seg_forgetting: Option<f64>,
-    /// At the last evaluation (the largest is the two above).
-    det_forgetting_end: Option<f64>,
-    seg_forgetting_end: Option<f64>,
-    /// Classification (runs with that task only).
-    final_top1: Option<f64>,
-    best_top1: Option<f64>,
-    cls_forgetting: Option<f64>,
-    cls_forgetting_end: Option<f64>,
+    figures: PerTask<TaskFigures>,
     /// Mean of mAP50, mIoU and top-1 (three-task runs).
     final_track_score: Option<f64>,
     best_track_score: Option<f64>,
@@ -201,8 +192,7 @@ struct Row {
 
 impl Row {
     fn new(run: &RunRecord) -> Self {
-        let last = |task: Task| run.last_eval().and_then(|e| e.metric(task));
-        let last_forgetting = |task: Task| run.last_eval().and_then(|e| e.forgetting(task));
+        let last = run.last_eval();
         Self {
             name: run.name.clone(),
             tasks: run.config.data.run_tasks(),
@@ -214,19 +204,13 @@ impl Row {
             },
             step: run.step,
             total_steps: run.total_steps,
-            final_map50: last(Task::Det),
-            best_map50: run.best(Task::Det),
-            final_miou: last(Task::Seg),
-            best_miou: run.best(Task::Seg),
-            det_forgetting: run.max_forgetting(Task::Det),
-            seg_forgetting: run.max_forgetting(Task::Seg),
-            det_forgetting_end: last_forgetting(Task::Det),
-            seg_forgetting_end: last_forgetting(Task::Seg),
-            final_top1: last(Task::Cls),
-            best_top1: run.best(Task::Cls),
-            cls_forgetting: run.max_forgetting(Task::Cls),
-            cls_forgetting_end: last_forgetting(Task::Cls),
-            final_track_score: run.last_eval().and_then(EvalRecord::track_score),
+            figures: PerTask::from_fn(|task| TaskFigures {
+                last: last.and_then(|e| e.metric(task)),
+                best: run.best(task),
+                forgetting: run.max_forgetting(task),
+                forgetting_end: last.and_then(|e| e.forgetting(task)),
+            }),
+            final_track_score: last.and_then(EvalRecord::track_score),
             best_track_score: run.evals.iter().filter_map(EvalRecord::track_score).reduce(f64::max),
             conflict: conflict_summary(run),
             // Only a finished run's log carries its wall time.
@@ -241,39 +225,15 @@ impl Row {
             Column::Strategy => self.strategy.clone(),
             Column::Status => self.status.clone(),
             Column::Step => format!("{}/{}", self.step, self.total_steps),
-            Column::FinalMap50 => number(self.final_map50),
-            Column::BestMap50 => number(self.best_map50),
-            Column::FinalMiou => number(self.final_miou),
-            Column::BestMiou => number(self.best_miou),
-            Column::DetForgetting => number(self.det_forgetting),
-            Column::SegForgetting => number(self.seg_forgetting),
-            Column::DetForgettingEnd => number(self.det_forgetting_end),
-            Column::SegForgettingEnd => number(self.seg_forgetting_end),
-            Column::FinalTop1 => number(self.final_top1),
-            Column::BestTop1 => number(self.best_top1),
-            Column::ClsForgetting => number(self.cls_forgetting),
-            Column::ClsForgettingEnd => number(self.cls_forgetting_end),
-            Column::FinalTrackScore => number(self.final_track_score),
-            Column::BestTrackScore => number(self.best_track_score),
             Column::Conflict => self.conflict.map_or_else(|| "—".to_string(), |(mean, low)| format!("{mean:.3} ({low:.3})")),
             Column::WallTime => self.wall_seconds.map_or_else(|| "—".to_string(), format_duration),
+            _ => number(self.number(column)),
         }
     }
 
     fn number(&self, column: Column) -> Option<f64> {
         match column {
-            Column::FinalMap50 => self.final_map50,
-            Column::BestMap50 => self.best_map50,
-            Column::FinalMiou => self.final_miou,
-            Column::BestMiou => self.best_miou,
-            Column::DetForgetting => self.det_forgetting,
-            Column::SegForgetting => self.seg_forgetting,
-            Column::DetForgettingEnd => self.det_forgetting_end,
-            Column::SegForgettingEnd => self.seg_forgetting_end,
-            Column::FinalTop1 => self.final_top1,
-            Column::BestTop1 => self.best_top1,
-            Column::ClsForgetting => self.cls_forgetting,
-            Column::ClsForgettingEnd => self.cls_forgetting_end,
+            Column::Task(task, figure) => self.figures[task].get(figure),
             Column::FinalTrackScore => self.final_track_score,
             Column::BestTrackScore => self.best_track_score,
             Column::Conflict => self.conflict.map(|(mean, _)| mean),
@@ -298,7 +258,7 @@ impl ComparePanel {
             // The table scrolls sideways rather than widening the panel past the window.
             egui::ScrollArea::horizontal().id_salt("compare-table-scroll").show(ui, |ui| self.table(ui, &rows));
         }
-        if rows.iter().any(|r| r.final_map50.is_some()) {
+        if rows.iter().any(|r| r.figures.iter().any(|(_, figures)| figures.last.is_some())) {
             egui::CollapsingHeader::new("Final metrics and forgetting").id_salt("compare-chart").default_open(true).show(ui, |ui| {
                 outcome_chart(ui, &rows);
             });
@@ -455,16 +415,18 @@ fn rescale_to_steps(strategy: &mut StrategyConfig, from_steps: usize, to_steps: 
 /// Per run, grouped bars: final mAP50 and mIoU, and the forgetting at the end
 /// of each task (drawn below zero, as losses).
 fn outcome_chart(ui: &mut egui::Ui, rows: &[Row]) {
-    let all: [(&str, egui::Color32, fn(&Row) -> Option<f64>); 6] = [
-        ("final mAP50", egui::Color32::from_rgb(78, 121, 167), |r| r.final_map50),
-        ("final mIoU", egui::Color32::from_rgb(89, 161, 79), |r| r.final_miou),
-        ("final top-1", egui::Color32::from_rgb(176, 122, 161), |r| r.final_top1),
-        ("detection forgetting at end", egui::Color32::from_rgb(242, 142, 43), |r| r.det_forgetting_end.map(|f| -f)),
-        ("segmentation forgetting at end", egui::Color32::from_rgb(225, 87, 89), |r| r.seg_forgetting_end.map(|f| -f)),
-        ("classification forgetting at end", egui::Color32::from_rgb(237, 201, 72), |r| r.cls_forgetting_end.map(|f| -f)),
-    ];
+    // Each task's final metric, then each task's forgetting at the end.
+    let finals = Task::ALL.map(|task| (Column::Task(task, Figure::Final), final_colour(task), 1.0));
+    let ends = Task::ALL.map(|task| (Column::Task(task, Figure::ForgettingEnd), forgetting_colour(task), -1.0));
+    let all = finals.into_iter().chain(ends).map(|(column, colour, sign)| {
+        let name = match column {
+            Column::Task(task, Figure::ForgettingEnd) => format!("{task} forgetting at end"),
+            _ => column.header(),
+        };
+        (name, colour, move |row: &Row| row.number(column).map(|v| sign * v))
+    });
     // Classification's bars only where a run has that task.
-    let series: Vec<_> = all.into_iter().filter(|(_, _, value)| rows.iter().any(|r| value(r).is_some())).collect();
+    let series: Vec<_> = all.filter(|(_, _, value)| rows.iter().any(|r| value(r).is_some())).collect();
     let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
     let width = 0.8 / series.len().max(1) as f64;
     let centre = (series.len() as f64 - 1.0) / 2.0;
@@ -478,7 +440,7 @@ fn outcome_chart(ui: &mut egui::Ui, rows: &[Row]) {
                 .filter_map(|(i, row)| value(row).map(|v| (i, v)))
                 .map(|(i, v)| egui_plot::Bar::new(i as f64 + (k as f64 - centre) * width, v).width(width * 0.9).name(&names[i]))
                 .collect();
-            egui_plot::BarChart::new(*name, bars).color(*color)
+            egui_plot::BarChart::new(name.as_str(), bars).color(*color)
         })
         .collect();
     egui_plot::Plot::new("compare-outcomes")
@@ -493,6 +455,22 @@ fn outcome_chart(ui: &mut egui::Ui, rows: &[Row]) {
                 plot_ui.bar_chart(chart);
             }
         });
+}
+
+fn final_colour(task: Task) -> egui::Color32 {
+    match task {
+        Task::Det => egui::Color32::from_rgb(78, 121, 167),
+        Task::Seg => egui::Color32::from_rgb(89, 161, 79),
+        Task::Cls => egui::Color32::from_rgb(176, 122, 161),
+    }
+}
+
+fn forgetting_colour(task: Task) -> egui::Color32 {
+    match task {
+        Task::Det => egui::Color32::from_rgb(242, 142, 43),
+        Task::Seg => egui::Color32::from_rgb(225, 87, 89),
+        Task::Cls => egui::Color32::from_rgb(237, 201, 72),
+    }
 }
 
 /// The mean and the lowest task-conflict cosine of a run's evaluations.
@@ -574,6 +552,8 @@ mod tests {
     use super::*;
 
     fn row(name: &str, best_map50: Option<f64>) -> Row {
+        let mut figures = PerTask::<TaskFigures>::default();
+        figures[Task::Det] = TaskFigures { last: best_map50, best: best_map50, ..Default::default() };
         Row {
             name: name.into(),
             tasks: TaskSet::DET_SEG,
@@ -582,18 +562,7 @@ mod tests {
             status_detail: None,
             step: 10,
             total_steps: 10,
-            final_map50: best_map50,
-            best_map50,
-            final_miou: None,
-            best_miou: None,
-            det_forgetting: None,
-            seg_forgetting: None,
-            det_forgetting_end: None,
-            seg_forgetting_end: None,
-            final_top1: None,
-            best_top1: None,
-            cls_forgetting: None,
-            cls_forgetting_end: None,
+            figures,
             final_track_score: None,
             best_track_score: None,
             conflict: None,
@@ -601,21 +570,30 @@ mod tests {
         }
     }
 
+    const BEST_MAP50: Column = Column::Task(Task::Det, Figure::Best);
+    const BEST_MIOU: Column = Column::Task(Task::Seg, Figure::Best);
+    const BEST_TOP1: Column = Column::Task(Task::Cls, Figure::Best);
+
     #[test]
     fn classification_columns_show_only_when_a_run_has_classification() {
         let two_task = vec![row("a", Some(0.5))];
-        assert_eq!(Column::shown(&two_task).len(), Column::ALL.len() - 6);
-        let three = Row { tasks: TaskSet::ALL, final_top1: Some(0.3), best_top1: Some(0.4), ..row("b", None) };
+        assert_eq!(Column::shown(&two_task).len(), Column::all().len() - 6);
+        let mut three = Row { tasks: TaskSet::ALL, ..row("b", None) };
+        three.figures[Task::Cls] = TaskFigures { last: Some(0.3), best: Some(0.4), ..Default::default() };
         let mixed = vec![row("a", Some(0.5)), three];
         let shown = Column::shown(&mixed);
-        assert!(shown.contains(&Column::BestTop1) && shown.contains(&Column::ClsForgettingEnd), "{shown:?}");
-        assert_eq!((mixed[1].cell(Column::FinalTop1), mixed[0].cell(Column::BestTop1)), ("0.300".to_string(), "—".to_string()));
+        assert!(shown.contains(&BEST_TOP1) && shown.contains(&Column::Task(Task::Cls, Figure::ForgettingEnd)), "{shown:?}");
+        let final_top1 = Column::Task(Task::Cls, Figure::Final);
+        assert_eq!((mixed[1].cell(final_top1), mixed[0].cell(BEST_TOP1)), ("0.300".to_string(), "—".to_string()));
+        let headers: Vec<String> = shown.iter().map(|c| c.header()).collect();
+        assert_eq!(headers[4..8], ["final mAP50", "best mAP50", "detection forgetting", "at end"]);
+        assert_eq!(headers[12..14], ["final top-1", "best top-1"]);
         // A segmentation specialist's table: no detection and no classification columns.
         let shown = Column::shown(&[Row { tasks: Task::Seg.into(), ..row("c", None) }]);
-        assert!(shown.contains(&Column::BestMiou) && !shown.contains(&Column::BestMap50) && !shown.contains(&Column::FinalTop1), "{shown:?}");
+        assert!(shown.contains(&BEST_MIOU) && !shown.contains(&BEST_MAP50) && !shown.contains(&final_top1), "{shown:?}");
         // Classification without the other two: its columns, no track score.
         let shown = Column::shown(&[Row { tasks: TaskSet::of(&[Task::Det, Task::Cls]), ..row("d", None) }]);
-        assert!(shown.contains(&Column::BestTop1) && !shown.contains(&Column::BestTrackScore) && !shown.contains(&Column::BestMiou), "{shown:?}");
+        assert!(shown.contains(&BEST_TOP1) && !shown.contains(&Column::BestTrackScore) && !shown.contains(&BEST_MIOU), "{shown:?}");
     }
 
     #[test]
@@ -640,9 +618,9 @@ mod tests {
     #[test]
     fn sorting_puts_missing_values_last_and_breaks_ties_by_name() {
         let mut rows = vec![row("d", None), row("c", Some(0.2)), row("b", Some(0.5)), row("a", Some(0.2))];
-        sort_rows(&mut rows, Column::BestMap50, false);
+        sort_rows(&mut rows, BEST_MAP50, false);
         assert_eq!(names(&rows), ["a", "c", "b", "d"]);
-        sort_rows(&mut rows, Column::BestMap50, true);
+        sort_rows(&mut rows, BEST_MAP50, true);
         assert_eq!(names(&rows), ["b", "a", "c", "d"]);
         sort_rows(&mut rows, Column::Run, true);
         assert_eq!(names(&rows), ["d", "c", "b", "a"]);
@@ -650,10 +628,10 @@ mod tests {
 
     #[test]
     fn a_second_click_reverses_and_another_column_starts_ascending() {
-        let first = next_sort(None, Column::BestMiou);
-        assert_eq!(first, (Column::BestMiou, false));
-        let second = next_sort(Some(first), Column::BestMiou);
-        assert_eq!(second, (Column::BestMiou, true));
+        let first = next_sort(None, BEST_MIOU);
+        assert_eq!(first, (BEST_MIOU, false));
+        let second = next_sort(Some(first), BEST_MIOU);
+        assert_eq!(second, (BEST_MIOU, true));
         assert_eq!(next_sort(Some(second), Column::Run), (Column::Run, false));
     }
 
@@ -661,8 +639,8 @@ mod tests {
     fn cells_show_dashes_for_what_is_not_known_yet() {
         let mut r = row("a", Some(0.25));
         r.wall_seconds = Some(3725.0);
-        assert_eq!(r.cell(Column::BestMap50), "0.250");
-        assert_eq!(r.cell(Column::BestMiou), "—");
+        assert_eq!(r.cell(BEST_MAP50), "0.250");
+        assert_eq!(r.cell(BEST_MIOU), "—");
         assert_eq!(r.cell(Column::Step), "10/10");
         assert_eq!(r.cell(Column::WallTime), "1h 02m");
         assert_eq!(r.cell(Column::Conflict), "—");
@@ -782,7 +760,7 @@ mod tests {
         }
         let row = Row::new(&record);
         // The largest drop (0.3 at step 200) and what is still lost at the end (0.1).
-        assert_eq!((row.det_forgetting, row.det_forgetting_end), (Some(0.3), Some(0.1)));
+        assert_eq!((row.figures[Task::Det].forgetting, row.figures[Task::Det].forgetting_end), (Some(0.3), Some(0.1)));
         shared.session.records.push(record);
         let mut harness = egui_kittest::Harness::builder()
             .with_size([1400.0, 900.0])
@@ -823,10 +801,10 @@ mod tests {
         // A header click sorts, a second reverses.
         harness.get_by_label("best mAP50").click();
         harness.step();
-        assert_eq!(harness.state().0.sort, Some((Column::BestMap50, false)));
+        assert_eq!(harness.state().0.sort, Some((BEST_MAP50, false)));
         harness.get_by_label("best mAP50").click();
         harness.step();
-        assert_eq!(harness.state().0.sort, Some((Column::BestMap50, true)));
+        assert_eq!(harness.state().0.sort, Some((BEST_MAP50, true)));
         harness.get_by_label("⬇");
     }
 }
