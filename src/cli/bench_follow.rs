@@ -17,7 +17,8 @@ use crate::serve::server::{self, Options};
 use crate::session::Session;
 use crate::train::events::Event;
 use crate::train::run_dir;
-use crate::model::TaskSet;
+use crate::model::task::PerTask;
+use crate::model::{Task, TaskSet};
 use crate::train::TrainConfig;
 
 #[derive(Debug, clap::Args)]
@@ -94,7 +95,7 @@ fn measure(args: &FollowArgs, scratch: &Path) -> Result<ExitCode> {
             session.record("long@bench").is_some_and(|r| r.step >= args.long_log as usize)
         })
         .context("the long log was not followed to its end")?;
-        let points: usize = session.record("long@bench").map_or(0, |r| r.series.det_loss.len() + r.series.lr.len());
+        let points: usize = session.record("long@bench").map_or(0, |r| r.series.loss[Task::Det].len() + r.series.lr.len());
         println!(
             "a client following a {}-record log: {:.0} MiB more resident ({} points held), caught up in {:.1} s",
             args.long_log,
@@ -123,9 +124,7 @@ fn step_event(step: usize) -> Event {
     Event::Step {
         step,
         tasks: TaskSet::DET_SEG,
-        det_loss: Some(1.0 / step as f32),
-        seg_loss: None,
-        cls_loss: None,
+        losses: PerTask::from_fn(|task| (task == Task::Det).then_some(1.0 / step as f32)),
         penalty: None,
         lr: 1e-3,
         images_per_sec: 100.0,

@@ -14,7 +14,8 @@ use crate::compress::measure::percentile;
 use crate::gui::runs_panel::RunsPanel;
 use crate::gui::settings::Settings;
 use crate::gui::shared::Shared;
-use crate::model::TaskSet;
+use crate::model::task::PerTask;
+use crate::model::{Task, TaskSet};
 use crate::train::events::{EvalRecord, Event, FinishReason};
 use crate::train::run_dir;
 use crate::train::TrainConfig;
@@ -102,7 +103,7 @@ fn write_run(runs: &Path, i: usize) -> Result<()> {
     event(Event::Started { step: 0, total_steps: 50, run_dir: dir.clone(), resumed: false, device: "cpu".into() })?;
     for step in 1..=50 {
         let loss = Some(2.0 / step as f32 + (i % 7) as f32 * 0.01);
-        event(Event::Step { step, tasks: TaskSet::DET_SEG, det_loss: loss, seg_loss: loss, cls_loss: None, penalty: None, lr, images_per_sec: 90.0, device_memory: None })?;
+        event(Event::Step { step, tasks: TaskSet::DET_SEG, losses: PerTask::from_fn(|task| loss.filter(|_| task != Task::Cls)), penalty: None, lr, images_per_sec: 90.0, device_memory: None })?;
         if step % 10 == 0 {
             let quality = step as f64 / 60.0 * (1.0 - (i % 11) as f64 * 0.02);
             event(Event::Eval(EvalRecord { step, map50: Some(quality), miou: Some(quality * 0.9), ..Default::default() }))?;

@@ -121,9 +121,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 bar.set_length(*total_steps as u64);
                 bar.set_position(*step as u64);
             }
-            Event::Step { step, det_loss, seg_loss, cls_loss, images_per_sec, device_memory, .. } => {
+            Event::Step { step, losses, images_per_sec, device_memory, .. } => {
                 bar.set_position(*step as u64);
-                let losses = [(Task::Det, det_loss), (Task::Seg, seg_loss), (Task::Cls, cls_loss)];
                 let losses: Vec<String> = losses.iter().filter_map(|(t, l)| l.map(|l| format!("{} {l:.3}", t.key()))).collect();
                 let memory = device_memory.map_or(String::new(), |m| format!(" {:.0} MiB on device", mib(m.in_use)));
                 bar.set_message(format!("{} {images_per_sec:.0} img/s{memory}", losses.join(" ")))

@@ -14,6 +14,7 @@ use egui_plot::{FilledArea, HoverPosition, Legend, Line, LineStyle, Plot, PlotBo
 
 use super::csv_field;
 use crate::session::run_record::{RunRecord, Series};
+use crate::train::events::EvalRecord;
 use crate::model::{Task, TaskSet};
 use crate::session::Notice;
 use super::shared::{Selection, Shared};
@@ -54,12 +55,10 @@ struct CurvesScreenshot;
 /// One of the six plots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Metric {
-    DetLoss,
-    SegLoss,
-    ClsLoss,
-    Map50,
-    Miou,
-    Top1,
+    /// A task's loss at the steps that trained it.
+    Loss(Task),
+    /// A task's metric (mAP50, mIoU, top-1) at each evaluation.
+    Score(Task),
     Lr,
     ImagesPerSec,
     Conflict,
@@ -69,61 +68,44 @@ enum Metric {
 
 impl Metric {
     /// In grid order: two per row.
-    const ALL: [Metric; 11] = [
-        Metric::DetLoss,
-        Metric::SegLoss,
-        Metric::ClsLoss,
-        Metric::Map50,
-        Metric::Miou,
-        Metric::Top1,
-        Metric::Conflict,
-        Metric::ConflictDetCls,
-        Metric::ConflictSegCls,
-        Metric::Lr,
-        Metric::ImagesPerSec,
-    ];
+    fn all() -> Vec<Metric> {
+        let losses = Task::ALL.map(Metric::Loss);
+        let scores = Task::ALL.map(Metric::Score);
+        let rest = [Metric::Conflict, Metric::ConflictDetCls, Metric::ConflictSegCls, Metric::Lr, Metric::ImagesPerSec];
+        losses.into_iter().chain(scores).chain(rest).collect()
+    }
 
     /// The name in the CSV export.
-    fn key(self) -> &'static str {
+    fn key(self) -> String {
         match self {
-            Metric::DetLoss => "det_loss",
-            Metric::SegLoss => "seg_loss",
-            Metric::ClsLoss => "cls_loss",
-            Metric::Map50 => "map50",
-            Metric::Miou => "miou",
-            Metric::Top1 => "top1",
-            Metric::Lr => "lr",
-            Metric::ImagesPerSec => "images_per_sec",
-            Metric::Conflict => "task_conflict",
-            Metric::ConflictDetCls => "task_conflict_det_cls",
-            Metric::ConflictSegCls => "task_conflict_seg_cls",
+            Metric::Loss(task) => format!("{}_loss", task.key()),
+            Metric::Score(task) => EvalRecord::metric_key(task).into(),
+            Metric::Lr => "lr".into(),
+            Metric::ImagesPerSec => "images_per_sec".into(),
+            Metric::Conflict => "task_conflict".into(),
+            Metric::ConflictDetCls => "task_conflict_det_cls".into(),
+            Metric::ConflictSegCls => "task_conflict_seg_cls".into(),
         }
     }
 
-    fn title(self) -> &'static str {
+    fn title(self) -> String {
         match self {
-            Metric::DetLoss => "detection loss",
-            Metric::SegLoss => "segmentation loss",
-            Metric::ClsLoss => "classification loss",
-            Metric::Map50 => "mAP50",
-            Metric::Miou => "mIoU",
-            Metric::Top1 => "classification top-1",
-            Metric::Lr => "learning rate",
-            Metric::ImagesPerSec => "images/s",
-            Metric::Conflict => "task conflict: cosine of the detection and segmentation gradients on the shared weights",
-            Metric::ConflictDetCls => "conflict detection–classification (backbone)",
-            Metric::ConflictSegCls => "conflict segmentation–classification (backbone)",
+            Metric::Loss(task) => format!("{task} loss"),
+            // "top-1" alone does not say of what.
+            Metric::Score(Task::Cls) => "classification top-1".into(),
+            Metric::Score(task) => task.metric_name().into(),
+            Metric::Lr => "learning rate".into(),
+            Metric::ImagesPerSec => "images/s".into(),
+            Metric::Conflict => "task conflict: cosine of the detection and segmentation gradients on the shared weights".into(),
+            Metric::ConflictDetCls => "conflict detection–classification (backbone)".into(),
+            Metric::ConflictSegCls => "conflict segmentation–classification (backbone)".into(),
         }
     }
 
     fn points(self, series: &Series) -> &[[f64; 2]] {
         match self {
-            Metric::DetLoss => &series.det_loss,
-            Metric::SegLoss => &series.seg_loss,
-            Metric::ClsLoss => &series.cls_loss,
-            Metric::Map50 => &series.map50,
-            Metric::Miou => &series.miou,
-            Metric::Top1 => &series.top1,
+            Metric::Loss(task) => &series.loss[task],
+            Metric::Score(task) => &series.metric[task],
             Metric::Lr => &series.lr,
             Metric::ImagesPerSec => &series.images_per_sec,
             Metric::Conflict => &series.conflict,
@@ -137,14 +119,14 @@ impl Metric {
     /// fixed validation subset, and smoothing would blur the very drop (forgetting)
     /// this panel is for. The learning rate is a schedule, not a noisy measure.
     fn smoothed(self) -> bool {
-        matches!(self, Metric::DetLoss | Metric::SegLoss | Metric::ClsLoss | Metric::ImagesPerSec)
+        matches!(self, Metric::Loss(_) | Metric::ImagesPerSec)
     }
 
     /// The fixed axis of a bounded measure (scores in 0–1, the cosine in −1…1),
     /// drawn unless the user zooms to the data.
     fn fixed_range(self) -> Option<(f64, f64)> {
         match self {
-            Metric::Map50 | Metric::Miou | Metric::Top1 => Some((0.0, 1.0)),
+            Metric::Score(_) => Some((0.0, 1.0)),
             Metric::Conflict | Metric::ConflictDetCls | Metric::ConflictSegCls => Some((-1.0, 1.0)),
             _ => None,
         }
@@ -204,7 +186,8 @@ impl CurvesPanel {
     /// In [`plot_rows`]: pairs, and the conflict meter across the whole width.
     fn plots(&mut self, ui: &mut egui::Ui, runs: &[&RunRecord], size: egui::Vec2) {
         self.lines.forget_all_but(runs);
-        let mut curves = Metric::ALL.map(|m| self.lines.lines(runs, m, self.smoothing.0));
+        let all = Metric::all();
+        let mut curves: Vec<_> = all.iter().map(|&m| self.lines.lines(runs, m, self.smoothing.0)).collect();
         let marks = grouped_markers(runs);
         let style = PlotStyle { envelope: self.envelope, unit_axis: !self.zoom_metrics };
         let spacing = ui.spacing().item_spacing.x;
@@ -214,7 +197,7 @@ impl CurvesPanel {
             let width = (size.x * 2.0 + spacing * (2.0 - n)) / n;
             ui.horizontal(|ui| {
                 for metric in row {
-                    let index = Metric::ALL.iter().position(|&m| m == metric).expect("every metric is in ALL");
+                    let index = all.iter().position(|&m| m == metric).expect("every metric is in all()");
                     let lines = std::mem::take(&mut curves[index]);
                     ui.vertical(|ui| {
                         // A title longer than its plot is cut short (whole on hover), not widening the row.
@@ -389,14 +372,14 @@ fn plot_rows(runs: &[&RunRecord]) -> Vec<Vec<Metric>> {
     let tasks: TaskSet = runs.iter().flat_map(|r| r.config.data.run_tasks().iter()).collect();
     let mut rows = Vec::new();
     if tasks.contains(Task::Det) && tasks.contains(Task::Seg) {
-        rows.extend([vec![Metric::DetLoss, Metric::SegLoss], vec![Metric::Map50, Metric::Miou]]);
-    } else if tasks.contains(Task::Det) {
-        rows.push(vec![Metric::DetLoss, Metric::Map50]);
-    } else if tasks.contains(Task::Seg) {
-        rows.push(vec![Metric::SegLoss, Metric::Miou]);
+        rows.extend([vec![Metric::Loss(Task::Det), Metric::Loss(Task::Seg)], vec![Metric::Score(Task::Det), Metric::Score(Task::Seg)]]);
+    } else {
+        for task in [Task::Det, Task::Seg].into_iter().filter(|&task| tasks.contains(task)) {
+            rows.push(vec![Metric::Loss(task), Metric::Score(task)]);
+        }
     }
     if tasks.contains(Task::Cls) {
-        rows.push(vec![Metric::ClsLoss, Metric::Top1]);
+        rows.push(vec![Metric::Loss(Task::Cls), Metric::Score(Task::Cls)]);
     }
     let pairs = [
         (Metric::Conflict, runs.iter().any(|r| r.config.data.run_tasks().contains(Task::Det) && r.config.data.run_tasks().contains(Task::Seg))),
@@ -450,7 +433,7 @@ fn metric_plot(
         .label_formatter(move |pos: &HoverPosition<'_>| Some(hover_text(metric, pos)))
         .show(ui, move |plot_ui| {
             // Evaluations are sparse: mark each one, so a single evaluation shows too.
-            let mark_points = matches!(metric, Metric::Map50 | Metric::Miou | Metric::Top1 | Metric::Conflict | Metric::ConflictDetCls | Metric::ConflictSegCls);
+            let mark_points = matches!(metric, Metric::Score(_) | Metric::Conflict | Metric::ConflictDetCls | Metric::ConflictSegCls);
             for line in lines {
                 if let Some(behind) = &line.behind {
                     // Unnamed, so the legend keeps the smoothed line's colour.
@@ -504,7 +487,7 @@ fn hover_text(metric: Metric, position: &HoverPosition<'_>) -> String {
 
 /// `"{runs} runs · {points} points · {evaluations} evaluations"`, counting the raw data.
 fn summary(runs: &[&RunRecord]) -> String {
-    let points: usize = runs.iter().map(|r| Metric::ALL.iter().map(|m| m.points(&r.series).len()).sum::<usize>()).sum();
+    let points: usize = runs.iter().map(|r| Metric::all().iter().map(|m| m.points(&r.series).len()).sum::<usize>()).sum();
     let evals: usize = runs.iter().map(|r| r.evals.len()).sum();
     format!("{} runs · {points} points · {evals} evaluations", runs.len())
 }
@@ -609,7 +592,7 @@ fn csv_text(runs: &[&RunRecord]) -> String {
     let mut text = String::from("run,metric,step,value\n");
     for run in runs {
         let name = csv_field(&run.name);
-        for metric in Metric::ALL {
+        for metric in Metric::all() {
             for &[step, value] in metric.points(&run.series) {
                 let _ = writeln!(text, "{name},{},{},{value}", metric.key(), step as u64);
             }
@@ -673,17 +656,20 @@ mod tests {
     #[test]
     fn the_layout_has_the_rows_of_the_tasks_the_runs_train() {
         use Metric::*;
+        let (det, seg, cls) = (Task::Det, Task::Seg, Task::Cls);
         let two = record("two", RunStatus::Completed);
-        assert_eq!(plot_rows(&[&two]), [vec![DetLoss, SegLoss], vec![Map50, Miou], vec![Conflict], vec![Lr, ImagesPerSec]]);
-        let mut seg = record("seg", RunStatus::Completed);
-        seg.config.data.tasks = Some(Task::Seg.into());
-        assert_eq!(plot_rows(&[&seg]), [vec![SegLoss, Miou], vec![Lr, ImagesPerSec]]);
+        assert_eq!(plot_rows(&[&two]), [vec![Loss(det), Loss(seg)], vec![Score(det), Score(seg)], vec![Conflict], vec![Lr, ImagesPerSec]]);
+        let mut seg_only = record("seg", RunStatus::Completed);
+        seg_only.config.data.tasks = Some(Task::Seg.into());
+        assert_eq!(plot_rows(&[&seg_only]), [vec![Loss(seg), Score(seg)], vec![Lr, ImagesPerSec]]);
         let mut three = record("three", RunStatus::Completed);
         three.config = TrainConfig::load_preset("allinone", &[]).unwrap();
         three.series.conflict_det_cls = vec![[1.0, 0.5]];
         three.series.conflict_seg_cls = vec![[1.0, 0.5]];
-        let rows = plot_rows(&[&seg, &three]);
-        assert_eq!(rows[2..], [vec![ClsLoss, Top1], vec![Conflict, ConflictDetCls, ConflictSegCls], vec![Lr, ImagesPerSec]]);
+        let rows = plot_rows(&[&seg_only, &three]);
+        assert_eq!(rows[2..], [vec![Loss(cls), Score(cls)], vec![Conflict, ConflictDetCls, ConflictSegCls], vec![Lr, ImagesPerSec]]);
+        let titles: Vec<String> = [Loss(det), Score(det), Score(cls)].iter().map(|m| m.title()).collect();
+        assert_eq!(titles, ["detection loss", "mAP50", "classification top-1"]);
     }
 
     #[test]
@@ -717,22 +703,22 @@ mod tests {
     #[test]
     fn the_cache_follows_new_points_and_the_smoothing() {
         let mut run = record("a", RunStatus::Running);
-        run.series.det_loss = vec![[1.0, 1.0], [2.0, 3.0]];
-        run.series.map50 = vec![[2.0, 0.5]];
+        run.series.loss[Task::Det] = vec![[1.0, 1.0], [2.0, 3.0]];
+        run.series.metric[Task::Det] = vec![[2.0, 0.5]];
         let mut cache = LineCache::default();
-        let det = |cache: &mut LineCache, run: &RunRecord, w: f64| cache.lines(&[run], Metric::DetLoss, w).remove(0).points;
-        assert_eq!(det(&mut cache, &run, 0.0), run.series.det_loss);
-        run.series.det_loss.push([3.0, 5.0]);
+        let det = |cache: &mut LineCache, run: &RunRecord, w: f64| cache.lines(&[run], Metric::Loss(Task::Det), w).remove(0).points;
+        assert_eq!(det(&mut cache, &run, 0.0), run.series.loss[Task::Det]);
+        run.series.loss[Task::Det].push([3.0, 5.0]);
         assert_eq!(det(&mut cache, &run, 0.0).len(), 3);
-        assert!(close(&det(&mut cache, &run, 0.5), &smooth(&run.series.det_loss, 0.5)));
+        assert!(close(&det(&mut cache, &run, 0.5), &smooth(&run.series.loss[Task::Det], 0.5)));
         // The raw curve stays behind a smoothed one, with its band.
-        let line = cache.lines(&[&run], Metric::DetLoss, 0.5).remove(0);
+        let line = cache.lines(&[&run], Metric::Loss(Task::Det), 0.5).remove(0);
         let behind = line.behind.expect("raw curve behind the smoothed one");
-        assert_eq!(behind.points, run.series.det_loss);
+        assert_eq!(behind.points, run.series.loss[Task::Det]);
         assert_eq!(behind.band.low.len(), 3);
-        assert!(cache.lines(&[&run], Metric::DetLoss, 0.0).remove(0).behind.is_none(), "unsmoothed: nothing behind");
+        assert!(cache.lines(&[&run], Metric::Loss(Task::Det), 0.0).remove(0).behind.is_none(), "unsmoothed: nothing behind");
         // Evaluations are drawn raw whatever the smoothing.
-        let map = cache.lines(&[&run], Metric::Map50, 0.9).remove(0);
+        let map = cache.lines(&[&run], Metric::Score(Task::Det), 0.9).remove(0);
         assert_eq!(map.points, [[2.0, 0.5]]);
         assert!(map.behind.is_none());
         cache.forget_all_but(&[]);
@@ -764,21 +750,21 @@ mod tests {
             drop(harness);
             shown.unwrap()
         };
-        let unit = bounds(Metric::Map50, true);
+        let unit = bounds(Metric::Score(Task::Det), true);
         assert!(unit.min()[1] <= 0.0 && (1.0..1.2).contains(&unit.max()[1]), "{unit:?}");
-        let zoomed = bounds(Metric::Miou, false);
+        let zoomed = bounds(Metric::Score(Task::Seg), false);
         assert!(zoomed.max()[1] < 1.0, "{zoomed:?}");
         // Losses are never pinned to 0–1.
-        let loss = bounds(Metric::DetLoss, true);
+        let loss = bounds(Metric::Loss(Task::Det), true);
         assert!(loss.max()[1] < 1.0, "{loss:?}");
     }
 
     #[test]
     fn csv_is_long_format_raw_data_with_quoted_names() {
         let mut run = record("a,b", RunStatus::Completed);
-        run.series.det_loss = vec![[1.0, 2.5]];
+        run.series.loss[Task::Det] = vec![[1.0, 2.5]];
         run.series.lr = vec![[1.0, 0.001]];
-        run.series.map50 = vec![[10.0, 0.25]];
+        run.series.metric[Task::Det] = vec![[10.0, 0.25]];
         assert_eq!(csv_text(&[&run]), "run,metric,step,value\n\"a,b\",det_loss,1,2.5\n\"a,b\",map50,10,0.25\n\"a,b\",lr,1,0.001\n");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
     }
@@ -798,8 +784,8 @@ mod tests {
     #[test]
     fn summary_and_marker_lines() {
         let mut a = record("a", RunStatus::Completed);
-        a.series.det_loss = vec![[1.0, 2.0], [2.0, 1.0]];
-        a.series.map50 = vec![[2.0, 0.3]];
+        a.series.loss[Task::Det] = vec![[1.0, 2.0], [2.0, 1.0]];
+        a.series.metric[Task::Det] = vec![[2.0, 0.3]];
         a.markers = vec![Marker { step: 300, label: "sequential segmentation (lr ×0.1)".into() }];
         let mut b = record("b", RunStatus::Completed);
         b.markers = vec![Marker { step: 100, label: "learning rate: 1.00e-3".into() }];
@@ -858,7 +844,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut shared = Shared::new(crate::gui::settings::Settings { runs_dir: dir.path().into(), ..Default::default() });
         let mut a = record("a", RunStatus::Completed);
-        a.series.det_loss = (0..5000).map(|i| [i as f64, 1.0 / (1.0 + i as f64)]).collect();
+        a.series.loss[Task::Det] = (0..5000).map(|i| [i as f64, 1.0 / (1.0 + i as f64)]).collect();
         a.markers = vec![Marker { step: 300, label: "sequential segmentation (lr ×0.1)".into() }];
         shared.session.records.push(a);
         shared.session.records.push(record("b", RunStatus::Completed));

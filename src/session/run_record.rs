@@ -14,6 +14,7 @@ use crate::train::config::TrainConfig;
 use crate::train::events::{EvalRecord, Event, FinishReason, ReplicaStep};
 use crate::train::log_tail::LogTail;
 use crate::train::run_dir::{self, LockState, TrainLock};
+use crate::model::task::PerTask;
 use crate::train::strategy::{StrategyConfig, Task};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,13 +64,10 @@ pub struct Marker {
 /// The plotted quantities, as `[step, value]` points.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
-    pub det_loss: Vec<[f64; 2]>,
-    pub seg_loss: Vec<[f64; 2]>,
-    /// Runs with classification only (like `top1`).
-    pub cls_loss: Vec<[f64; 2]>,
-    pub map50: Vec<[f64; 2]>,
-    pub miou: Vec<[f64; 2]>,
-    pub top1: Vec<[f64; 2]>,
+    /// Each task's loss at the steps that trained it.
+    pub loss: PerTask<Vec<[f64; 2]>>,
+    /// Each task's metric (mAP50, mIoU, top-1) at each evaluation.
+    pub metric: PerTask<Vec<[f64; 2]>>,
     pub lr: Vec<[f64; 2]>,
     pub images_per_sec: Vec<[f64; 2]>,
     /// The task-conflict meter (gradient cosine on the shared weights) at each evaluation.
@@ -217,25 +215,21 @@ impl RunRecord {
                 self.truncate_after(*step);
                 self.step = *step;
             }
-            Event::Step { step, det_loss, seg_loss, cls_loss, lr, images_per_sec, device_memory, .. } => {
+            Event::Step { step, losses, lr, images_per_sec, device_memory, .. } => {
                 self.device_memory = *device_memory;
                 let x = *step as f64;
-                if let Some(v) = det_loss {
-                    self.series.det_loss.push([x, *v as f64]);
-                }
-                if let Some(v) = seg_loss {
-                    self.series.seg_loss.push([x, *v as f64]);
-                }
-                if let Some(v) = cls_loss {
-                    self.series.cls_loss.push([x, *v as f64]);
+                for (task, loss) in losses.iter() {
+                    if let Some(v) = loss {
+                        self.series.loss[task].push([x, *v as f64]);
+                    }
                 }
                 self.series.lr.push([x, *lr]);
                 self.series.images_per_sec.push([x, *images_per_sec as f64]);
             }
             Event::Eval(eval) => {
                 let x = eval.step as f64;
-                for (series, value) in [(&mut self.series.map50, eval.map50), (&mut self.series.miou, eval.miou), (&mut self.series.top1, eval.top1)] {
-                    if let Some(value) = value {
+                for (task, series) in self.series.metric.iter_mut() {
+                    if let Some(value) = eval.metric(task) {
                         series.push([x, value]);
                     }
                 }
@@ -287,7 +281,8 @@ impl RunRecord {
     fn truncate_after(&mut self, step: usize) {
         let keep = |points: &mut Vec<[f64; 2]>| points.retain(|p| p[0] <= step as f64);
         let s = &mut self.series;
-        let all = [&mut s.det_loss, &mut s.seg_loss, &mut s.cls_loss, &mut s.map50, &mut s.miou, &mut s.top1, &mut s.lr, &mut s.images_per_sec];
+        let per_task = s.loss.iter_mut().chain(s.metric.iter_mut()).map(|(_, series)| series);
+        let all = per_task.chain([&mut s.lr, &mut s.images_per_sec]);
         for points in all {
             keep(points);
         }
@@ -370,9 +365,11 @@ mod tests {
         Event::Step {
             step,
             tasks: TaskSet::DET_SEG,
-            det_loss: det,
-            seg_loss: seg,
-            cls_loss: None,
+            losses: PerTask::from_fn(|task| match task {
+                Task::Det => det,
+                Task::Seg => seg,
+                Task::Cls => None,
+            }),
             penalty: None,
             lr: 1e-3,
             images_per_sec: 10.0,
@@ -410,9 +407,9 @@ mod tests {
         assert_eq!(record.checkpoint_writes.get("last"), Some(&2));
         assert_eq!(record.checkpoint_writes.get("best-det"), Some(&1));
         record.apply(&Event::Finished { step: 4, reason: FinishReason::Stopped, wall_seconds: 12.0 });
-        assert_eq!(record.series.det_loss, vec![[1.0, 2.0]]);
-        assert_eq!(record.series.seg_loss, vec![[2.0, 1.5]]);
-        assert_eq!(record.series.map50, vec![[2.0, 0.3], [4.0, 0.1]]);
+        assert_eq!(record.series.loss[Task::Det], vec![[1.0, 2.0]]);
+        assert_eq!(record.series.loss[Task::Seg], vec![[2.0, 1.5]]);
+        assert_eq!(record.series.metric[Task::Det], vec![[2.0, 0.3], [4.0, 0.1]]);
         assert_eq!(record.markers, vec![Marker { step: 3, label: "sequential segmentation".into() }]);
         assert_eq!(record.best(Task::Det), Some(0.3));
         assert_eq!(record.best(Task::Seg), Some(0.5));
@@ -437,7 +434,7 @@ mod tests {
             record.apply(&step(s, Some(1.0), None));
         }
         record.apply(&Event::Started { step: 3, total_steps: 10, run_dir: "runs/x".into(), resumed: true, device: "cpu".into() });
-        assert_eq!(record.series.det_loss.len(), 3);
+        assert_eq!(record.series.loss[Task::Det].len(), 3);
         assert_eq!(record.step, 3);
     }
 

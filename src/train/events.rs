@@ -11,6 +11,36 @@ use super::conflict::{PairConflict, TaskConflict};
 use crate::backend::device::DeviceMemory;
 
 use super::strategy::{StrategyConfig, Task, TaskSet};
+use crate::model::task::PerTask;
+
+/// A step's task losses as `metrics.jsonl` has them: `det_loss` and
+/// `seg_loss` always (null when not trained), `cls_loss` when trained.
+mod step_losses {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{PerTask, Task};
+
+    #[derive(Serialize, Deserialize)]
+    struct Fields {
+        det_loss: Option<f32>,
+        seg_loss: Option<f32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cls_loss: Option<f32>,
+    }
+
+    pub fn serialize<S: Serializer>(losses: &PerTask<Option<f32>>, serializer: S) -> Result<S::Ok, S::Error> {
+        Fields { det_loss: losses[Task::Det], seg_loss: losses[Task::Seg], cls_loss: losses[Task::Cls] }.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PerTask<Option<f32>>, D::Error> {
+        let Fields { det_loss, seg_loss, cls_loss } = Fields::deserialize(deserializer)?;
+        Ok(PerTask::from_fn(|task| match task {
+            Task::Det => det_loss,
+            Task::Seg => seg_loss,
+            Task::Cls => cls_loss,
+        }))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -19,10 +49,9 @@ pub enum Event {
     Step {
         step: usize,
         tasks: TaskSet,
-        det_loss: Option<f32>,
-        seg_loss: Option<f32>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        cls_loss: Option<f32>,
+        /// Each trained task's loss, written `det_loss`, `seg_loss`, `cls_loss`.
+        #[serde(flatten, with = "step_losses")]
+        losses: PerTask<Option<f32>>,
         /// Extra penalty of the strategy (distillation, EWC), when active.
         penalty: Option<f32>,
         lr: f64,
@@ -99,6 +128,15 @@ pub struct EvalRecord {
 }
 
 impl EvalRecord {
+    /// The key of `task`'s metric in a record (`map50`, `miou`, `top1`).
+    pub fn metric_key(task: Task) -> &'static str {
+        match task {
+            Task::Det => "map50",
+            Task::Seg => "miou",
+            Task::Cls => "top1",
+        }
+    }
+
     /// The metric of `task` (mAP50, mIoU, top-1), in a run with it.
     pub fn metric(&self, task: Task) -> Option<f64> {
         match task {
@@ -176,4 +214,36 @@ pub enum Control {
     CheckpointNow,
     SetStrategy(StrategyConfig),
     SetLearningRate(f64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step's line in metrics.jsonl, as runs have always written it: the
+    /// detection and segmentation losses always (null when not trained),
+    /// classification's only when trained.
+    #[test]
+    fn a_step_is_written_as_before_and_reads_back() {
+        let step = |cls: Option<f32>| Event::Step {
+            step: 3,
+            tasks: TaskSet::DET_SEG,
+            losses: PerTask::from_fn(|task| match task {
+                Task::Det => Some(1.5),
+                Task::Seg => None,
+                Task::Cls => cls,
+            }),
+            penalty: None,
+            lr: 0.001,
+            images_per_sec: 10.0,
+            device_memory: None,
+        };
+        let two = serde_json::to_string(&step(None)).unwrap();
+        assert_eq!(two, r#"{"event":"step","step":3,"tasks":"both","det_loss":1.5,"seg_loss":null,"penalty":null,"lr":0.001,"images_per_sec":10.0}"#);
+        let three = serde_json::to_string(&step(Some(0.25))).unwrap();
+        assert!(three.contains(r#""seg_loss":null,"cls_loss":0.25,"penalty""#), "{three}");
+        for (text, event) in [(two, step(None)), (three, step(Some(0.25)))] {
+            assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), event);
+        }
+    }
 }

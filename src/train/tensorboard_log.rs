@@ -133,11 +133,14 @@ pub fn scalars(event: &Event) -> Vec<(String, f32)> {
     let mut out = Vec::new();
     let mut push = |tag: &str, value: f64| out.push((tag.to_string(), value as f32));
     match event {
-        Event::Step { det_loss, seg_loss, cls_loss, penalty, lr, images_per_sec, device_memory, .. } => {
-            for (tag, loss) in [("loss/det", det_loss), ("loss/seg", seg_loss), ("loss/cls", cls_loss), ("loss/penalty", penalty)] {
+        Event::Step { losses, penalty, lr, images_per_sec, device_memory, .. } => {
+            for (task, loss) in losses.iter() {
                 if let Some(loss) = loss {
-                    push(tag, f64::from(*loss));
+                    push(&format!("loss/{}", task.key()), f64::from(*loss));
                 }
+            }
+            if let Some(penalty) = penalty {
+                push("loss/penalty", f64::from(*penalty));
             }
             push("train/lr", *lr);
             push("train/images_per_sec", f64::from(*images_per_sec));
@@ -190,6 +193,7 @@ mod tests {
     use super::*;
     use crate::tensorboard::proto::{Kind, What};
     use crate::train::run_dir::EventLog;
+    use crate::model::task::PerTask;
     use crate::train::strategy::{Task, TaskSet};
 
     fn det_losses(run_dir: &Path) -> Vec<(i64, f32)> {
@@ -217,9 +221,7 @@ mod tests {
             let step_event = Event::Step {
                 step,
                 tasks: TaskSet::from(Task::Det),
-                det_loss: Some(step as f32 / 2.0),
-                seg_loss: None,
-                cls_loss: None,
+                losses: PerTask::from_fn(|task| (task == Task::Det).then_some(step as f32 / 2.0)),
                 penalty: None,
                 lr: 0.01,
                 images_per_sec: 10.0,

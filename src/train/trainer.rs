@@ -491,9 +491,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             self.emit(Event::Step {
                 step: self.state.step,
                 tasks: plan.tasks,
-                det_loss: losses.tasks[Task::Det],
-                seg_loss: losses.tasks[Task::Seg],
-                cls_loss: losses.tasks[Task::Cls],
+                losses: losses.tasks,
                 penalty: losses.penalty,
                 lr,
                 images_per_sec,

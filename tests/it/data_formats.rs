@@ -32,7 +32,7 @@ fn losses(det: &Path, seg: &Path, data: &str, run: &Path) -> Vec<(Option<f32>, O
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::Step { det_loss, seg_loss, .. } => Some((det_loss, seg_loss)),
+            Event::Step { losses, .. } => Some((losses[twinhead::train::Task::Det], losses[twinhead::train::Task::Seg])),
             Event::Error { message, .. } => panic!("training failed: {message}"),
             _ => None,
         })

@@ -69,7 +69,7 @@ fn train(config: TrainConfig, run_dir: &Path, placement: Placement) -> Vec<(f32,
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::Step { det_loss, seg_loss, .. } => Some((det_loss.unwrap(), seg_loss.unwrap())),
+            Event::Step { losses, .. } => Some((losses[twinhead::train::Task::Det].unwrap(), losses[twinhead::train::Task::Seg].unwrap())),
             Event::Error { message, .. } => panic!("training failed: {message}"),
             _ => None,
         })
@@ -84,7 +84,7 @@ fn logged_losses(run_dir: &Path) -> Vec<(f32, f32)> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Step { det_loss, seg_loss, .. } => Some((det_loss.unwrap(), seg_loss.unwrap())),
+            Event::Step { losses, .. } => Some((losses[twinhead::train::Task::Det].unwrap(), losses[twinhead::train::Task::Seg].unwrap())),
             _ => None,
         })
         .collect()

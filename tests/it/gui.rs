@@ -104,7 +104,7 @@ fn a_run_trains_plots_changes_strategy_and_stops() {
         wb.shared.session.records[0].evals.len() >= 2
     });
     let record = &harness.state().shared.session.records[0];
-    assert!(record.series.det_loss.len() >= 5 && record.series.seg_loss.len() >= 5);
+    assert!(record.series.loss[Task::Det].len() >= 5 && record.series.loss[Task::Seg].len() >= 5);
     harness.get_by_label_contains("1 runs ·");
     assert!(harness.query_by_label_contains("· 0 points").is_none());
 
@@ -450,7 +450,7 @@ fn a_run_of_another_process_is_followed_live_and_paused_from_the_window() {
     wait_for_label(&mut harness, "running elsewhere", "the runs list marks the run as trained elsewhere");
     let first = harness.state().shared.session.record("cli").unwrap().step;
     step_until(&mut harness, Duration::from_secs(60), "more steps", |wb| wb.shared.session.record("cli").is_some_and(|r| r.step > first + 2));
-    assert!(harness.state().shared.session.record("cli").unwrap().series.det_loss.len() >= 2);
+    assert!(harness.state().shared.session.record("cli").unwrap().series.loss[Task::Det].len() >= 2);
 
     // Focused, it can be paused from the window (the run's buttons show from the next frame).
     harness.get_by_label("run cli").click();
@@ -515,7 +515,7 @@ fn a_servers_run_is_started_followed_and_steered_from_the_window() {
     harness.get_by_label("Start").click();
     harness.step();
     step_until(&mut harness, Duration::from_secs(120), "the server's run to train and show its curves", |wb| {
-        wb.shared.session.record("gui-test@box").is_some_and(|r| r.status == RunStatus::Running && r.series.det_loss.len() >= 3 && r.remote.is_some())
+        wb.shared.session.record("gui-test@box").is_some_and(|r| r.status == RunStatus::Running && r.series.loss[Task::Det].len() >= 3 && r.remote.is_some())
     });
     assert!(dir.path().join("server-runs/gui-test/metrics.jsonl").is_file(), "the run trains in the server's folder");
 

@@ -44,7 +44,7 @@ fn the_network_has_its_tasks_head_only_and_evaluations_score_that_task() {
     assert!(trainee.net.det_head.is_none() && trainee.net.seg_head.is_some() && trainee.net.cls_head.is_none());
     assert!(state.classes[twinhead::train::Task::Det].is_empty() && state.classes[twinhead::train::Task::Seg].len() == 9 && state.model.det_classes == 0);
     let (events, _) = twinhead::train::run_dir::read_events(&run).unwrap();
-    let steps: Vec<_> = events.iter().filter_map(|e| match e { Event::Step { det_loss, seg_loss, .. } => Some((*det_loss, *seg_loss)), _ => None }).collect();
+    let steps: Vec<_> = events.iter().filter_map(|e| match e { Event::Step { losses, .. } => Some((losses[twinhead::train::Task::Det], losses[twinhead::train::Task::Seg])), _ => None }).collect();
     assert!(steps.len() == 4 && steps.iter().all(|(det, seg)| det.is_none() && seg.is_some()), "{steps:?}");
     let eval = events.iter().find_map(|e| match e { Event::Eval(r) => Some(r.clone()), _ => None }).unwrap();
     assert!(eval.miou.is_some() && eval.map50.is_none() && eval.det_per_class.is_empty() && eval.conflict.is_none(), "{eval:?}");

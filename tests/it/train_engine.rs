@@ -280,7 +280,7 @@ fn step_losses(run_dir: &Path) -> Vec<(usize, Option<f32>, Option<f32>, Option<f
     events
         .into_iter()
         .filter_map(|e| match e {
-            Event::Step { step, det_loss, seg_loss, cls_loss, .. } => Some((step, det_loss, seg_loss, cls_loss)),
+            Event::Step { step, losses, .. } => Some((step, losses[twinhead::train::Task::Det], losses[twinhead::train::Task::Seg], losses[twinhead::train::Task::Cls])),
             _ => None,
         })
         .collect()
@@ -310,9 +310,9 @@ fn assert_tensorboard_matches_log(run_dir: &Path) {
     let mut evaluations = 0;
     for event in &log {
         match event {
-            Event::Step { step, det_loss, seg_loss, cls_loss, lr, .. } => {
+            Event::Step { step, losses, lr, .. } => {
                 expected.entry("train/lr").or_default().push((*step, *lr as f32));
-                for (tag, loss) in [("loss/det", det_loss), ("loss/seg", seg_loss), ("loss/cls", cls_loss)] {
+                for (tag, loss) in [("loss/det", &losses[twinhead::train::Task::Det]), ("loss/seg", &losses[twinhead::train::Task::Seg]), ("loss/cls", &losses[twinhead::train::Task::Cls])] {
                     if let Some(loss) = loss {
                         expected.entry(tag).or_default().push((*step, *loss));
                     }
@@ -504,10 +504,10 @@ fn control_changes_become_events_at_their_step() {
     assert_eq!(lr_step, step, "both changes are handled before the same step");
     // After the change every step trains both tasks at the new rate.
     for e in &seen {
-        if let Event::Step { step: s, tasks, lr, det_loss, seg_loss, .. } = e {
+        if let Event::Step { step: s, tasks, lr, losses, .. } = e {
             if *s > step {
                 assert_eq!(*tasks, twinhead::train::strategy::TaskSet::DET_SEG);
-                assert!(det_loss.is_some() && seg_loss.is_some());
+                assert!(losses[twinhead::train::Task::Det].is_some() && losses[twinhead::train::Task::Seg].is_some());
                 // The step right after the change runs at the set rate; the schedule falls from there.
                 assert!(*lr <= 0.001 * (1.0 + 1e-9), "lr {lr} at step {s}");
                 if *s == step + 1 {

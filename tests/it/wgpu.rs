@@ -423,8 +423,8 @@ fn losses_of_run(config: TrainConfig, dir: &Path, device: DeviceSpec) -> Vec<(Op
     let handle = start(Some(config), dir, false, device).unwrap();
     let mut losses = Vec::new();
     for event in handle.events.iter() {
-        if let Event::Step { det_loss, seg_loss, .. } = event {
-            losses.push((det_loss, seg_loss));
+        if let Event::Step { losses: step_losses, .. } = event {
+            losses.push((step_losses[twinhead::train::Task::Det], step_losses[twinhead::train::Task::Seg]));
         }
     }
     assert_eq!(handle.join().unwrap(), FinishReason::Completed);
@@ -527,12 +527,12 @@ fn a_hundred_step_run_on_the_gpu_learns_both_tasks_in_flat_memory() {
     // The trainer reads its pool after every step (CubeCL keeps one per thread).
     let (mut losses, mut samples) = (Vec::new(), Vec::new());
     for event in handle.events.iter() {
-        if let Event::Step { step, det_loss, seg_loss, device_memory, .. } = event {
+        if let Event::Step { step, losses: step_losses, device_memory, .. } = event {
             let memory = device_memory.expect("wgpu reports its memory");
             if step % 10 == 0 {
                 eprintln!("step {step}: {} bytes in use, {} reserved", memory.in_use, memory.reserved);
             }
-            losses.push((det_loss, seg_loss));
+            losses.push((step_losses[twinhead::train::Task::Det], step_losses[twinhead::train::Task::Seg]));
             samples.push(memory);
         }
     }
