@@ -106,7 +106,7 @@ fn write_run(runs: &Path, i: usize) -> Result<()> {
         event(Event::Step { step, tasks: TaskSet::DET_SEG, losses: PerTask::from_fn(|task| loss.filter(|_| task != Task::Cls)), penalty: None, lr, images_per_sec: 90.0, device_memory: None })?;
         if step % 10 == 0 {
             let quality = step as f64 / 60.0 * (1.0 - (i % 11) as f64 * 0.02);
-            event(Event::Eval(EvalRecord { step, map50: Some(quality), miou: Some(quality * 0.9), ..Default::default() }))?;
+            event(Event::Eval(EvalRecord { step, metric: PerTask::from([Some(quality), Some(quality * 0.9), None]), ..Default::default() }))?;
         }
     }
     event(Event::Finished { step: 50, reason: FinishReason::Completed, wall_seconds: 60.0 })?;

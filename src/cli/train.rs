@@ -128,7 +128,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 bar.set_message(format!("{} {images_per_sec:.0} img/s{memory}", losses.join(" ")))
             }
             Event::Eval(e) => {
-                let forgetting: Vec<String> = Task::ALL.into_iter().filter_map(|t| Some(format!("{} {:.4}", t.key(), e.forgetting(t)?))).collect();
+                let forgetting: Vec<String> = Task::ALL.into_iter().filter_map(|t| Some(format!("{} {:.4}", t.key(), e.forgetting[t]?))).collect();
                 bar.println(format!("step {:>6}  {}  forgetting {}", e.step, e.metric_texts(4).join("  "), forgetting.join(" ")))
             }
             Event::Phase { step, description, .. } => bar.println(format!("step {step:>6}  phase: {description}")),

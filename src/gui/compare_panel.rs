@@ -205,10 +205,10 @@ impl Row {
             step: run.step,
             total_steps: run.total_steps,
             figures: PerTask::from_fn(|task| TaskFigures {
-                last: last.and_then(|e| e.metric(task)),
+                last: last.and_then(|e| e.metric[task]),
                 best: run.best(task),
                 forgetting: run.max_forgetting(task),
-                forgetting_end: last.and_then(|e| e.forgetting(task)),
+                forgetting_end: last.and_then(|e| e.forgetting[task]),
             }),
             final_track_score: last.and_then(EvalRecord::track_score),
             best_track_score: run.evals.iter().filter_map(EvalRecord::track_score).reduce(f64::max),
@@ -602,7 +602,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut record = RunRecord::new(&dir.path().join("a"), TrainConfig::load_preset("allinone", &[]).unwrap(), RunStatus::Completed);
         for (step, map50, miou, top1) in [(100, 0.6, 0.3, 0.3), (200, 0.3, 0.3, 0.15)] {
-            record.apply(&Event::Eval(EvalRecord { step, map50: Some(map50), miou: Some(miou), top1: Some(top1), ..Default::default() }));
+            record.apply(&Event::Eval(EvalRecord { step, metric: PerTask::from([Some(map50), Some(miou), Some(top1)]), ..Default::default() }));
         }
         let row = Row::new(&record);
         let close = |v: Option<f64>, expected: f64| v.is_some_and(|v| (v - expected).abs() < 1e-12);
@@ -747,13 +747,9 @@ mod tests {
         for (step, map50, det_forgetting) in [(100, 0.5, 0.0), (200, 0.2, 0.3), (300, 0.4, 0.1)] {
             let eval = EvalRecord {
                 step,
-                map50: Some(map50),
-                miou: Some(0.6),
+                metric: PerTask::from([Some(map50), Some(0.6), None]),
+                forgetting: PerTask::from([Some(det_forgetting), Some(0.0), None]),
                 pixel_acc: Some(0.8),
-                det_per_class: Default::default(),
-                seg_per_class: Default::default(),
-                det_forgetting: Some(det_forgetting),
-                seg_forgetting: Some(0.0),
                 ..Default::default()
             };
             record.apply(&Event::Eval(eval));

@@ -153,6 +153,11 @@ impl<T> PerTask<T> {
         PerTask(self.0.map(|value| f(tasks.next().expect("three tasks"), value)))
     }
 
+    /// The values in [`Task::ALL`] order.
+    pub fn into_array(self) -> [T; 3] {
+        self.0
+    }
+
     pub fn as_ref(&self) -> PerTask<&T> {
         PerTask::from_fn(|task| &self[task])
     }
@@ -162,6 +167,13 @@ impl<T> PerTask<Option<T>> {
     /// The tasks that have a value.
     pub fn tasks(&self) -> TaskSet {
         self.iter().filter(|(_, value)| value.is_some()).map(|(task, _)| task).collect()
+    }
+}
+
+/// The values in [`Task::ALL`] order.
+impl<T> From<[T; 3]> for PerTask<T> {
+    fn from(values: [T; 3]) -> Self {
+        Self(values)
     }
 }
 

@@ -167,7 +167,7 @@ impl RunOrder {
     pub fn sort(self, records: &[RunRecord], indices: &mut [usize]) {
         let metric = |i: usize| match self {
             RunOrder::Best(task) => records[i].best(task),
-            RunOrder::Final(task) => records[i].last_eval().and_then(|e| e.metric(task)),
+            RunOrder::Final(task) => records[i].last_eval().and_then(|e| e.metric[task]),
             _ => None,
         };
         match self {
@@ -224,7 +224,7 @@ mod tests {
         let mut records: Vec<RunRecord> = ["b", "a", "c"].iter().map(|n| RunRecord::new(std::path::Path::new(n), config.clone(), RunStatus::Completed)).collect();
         for (record, miou) in records.iter_mut().zip([Some(0.5), Some(0.7), None]) {
             if let Some(miou) = miou {
-                record.evals.push(crate::train::events::EvalRecord { step: 10, map50: Some(0.1), miou: Some(miou), ..Default::default() });
+                record.evals.push(crate::train::events::EvalRecord { step: 10, metric: [Some(0.1), Some(miou), None].into(), ..Default::default() });
             }
         }
         let order = |by: RunOrder| {

@@ -229,7 +229,7 @@ impl RunRecord {
             Event::Eval(eval) => {
                 let x = eval.step as f64;
                 for (task, series) in self.series.metric.iter_mut() {
-                    if let Some(value) = eval.metric(task) {
+                    if let Some(value) = eval.metric[task] {
                         series.push([x, value]);
                     }
                 }
@@ -292,7 +292,7 @@ impl RunRecord {
 
     /// The best value of `task`'s metric at any evaluation, in a run with the task.
     pub fn best(&self, task: Task) -> Option<f64> {
-        self.evals.iter().filter_map(|e| e.metric(task)).reduce(f64::max)
+        self.evals.iter().filter_map(|e| e.metric[task]).reduce(f64::max)
     }
 
     pub fn last_eval(&self) -> Option<&EvalRecord> {
@@ -302,7 +302,7 @@ impl RunRecord {
     /// The largest drop from `task`'s best seen at any evaluation (the forgetting a
     /// strategy let happen, even if it recovered later), in a run with the task.
     pub fn max_forgetting(&self, task: Task) -> Option<f64> {
-        self.evals.iter().filter_map(|e| e.forgetting(task)).reduce(f64::max)
+        self.evals.iter().filter_map(|e| e.forgetting[task]).reduce(f64::max)
     }
 
     /// Steps done over steps planned, 0–1.
@@ -380,11 +380,9 @@ mod tests {
     fn eval(step: usize, map50: f64, miou: f64, det_forgetting: f64) -> Event {
         Event::Eval(EvalRecord {
             step,
-            map50: Some(map50),
-            miou: Some(miou),
+            metric: PerTask::from([Some(map50), Some(miou), None]),
+            forgetting: PerTask::from([Some(det_forgetting), Some(0.0), None]),
             pixel_acc: Some(0.5),
-            det_forgetting: Some(det_forgetting),
-            seg_forgetting: Some(0.0),
             ..Default::default()
         })
     }

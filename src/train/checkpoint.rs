@@ -164,28 +164,16 @@ impl From<StateFile> for TrainerState {
     fn from(file: StateFile) -> Self {
         Self {
             step: file.step,
-            positions: PerTask::from_fn(|task| match task {
-                Task::Det => file.det_position,
-                Task::Seg => file.seg_position,
-                Task::Cls => file.cls_position,
-            }),
+            positions: PerTask::from([file.det_position, file.seg_position, file.cls_position]),
             replay_position: file.replay_position,
             replay_later_positions: file.replay_later_positions,
-            best: PerTask::from_fn(|task| match task {
-                Task::Det => file.best_map50,
-                Task::Seg => file.best_miou,
-                Task::Cls => file.best_top1,
-            }),
+            best: PerTask::from([file.best_map50, file.best_miou, file.best_top1]),
             lr_scale: file.lr_scale,
             strategy: file.strategy,
             strategy_since: file.strategy_since,
             wall_seconds: file.wall_seconds,
             model: file.model,
-            classes: PerTask::from_fn(|task| match task {
-                Task::Det => file.det_classes.clone(),
-                Task::Seg => file.seg_classes.clone(),
-                Task::Cls => file.cls_classes.clone(),
-            }),
+            classes: PerTask::from([file.det_classes, file.seg_classes, file.cls_classes]),
             image_size: file.image_size,
             pretrained: file.pretrained,
         }
@@ -194,7 +182,7 @@ impl From<StateFile> for TrainerState {
 
 impl From<TrainerState> for StateFile {
     fn from(state: TrainerState) -> Self {
-        let [det_classes, seg_classes, cls_classes] = Task::ALL.map(|task| state.classes[task].clone());
+        let [det_classes, seg_classes, cls_classes] = state.classes.into_array();
         Self {
             step: state.step,
             det_position: state.positions[Task::Det],

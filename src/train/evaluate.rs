@@ -146,6 +146,15 @@ impl Validation {
             Task::Cls => self.cls.as_ref().map(|cls| cls.top1().unwrap_or(0.0)),
         }
     }
+
+    /// `task`'s value per class (AP50, IoU, accuracy), in a run with the task.
+    pub fn per_class(&self, task: Task) -> Option<Vec<Option<f64>>> {
+        match task {
+            Task::Det => self.det.as_ref().map(|det| det.ap.per_class.clone()),
+            Task::Seg => self.seg.as_ref().map(|seg| seg.per_class_iou()),
+            Task::Cls => self.cls.as_ref().map(|cls| cls.per_class_accuracy()),
+        }
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

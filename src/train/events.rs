@@ -34,11 +34,7 @@ mod step_losses {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PerTask<Option<f32>>, D::Error> {
         let Fields { det_loss, seg_loss, cls_loss } = Fields::deserialize(deserializer)?;
-        Ok(PerTask::from_fn(|task| match task {
-            Task::Det => det_loss,
-            Task::Seg => seg_loss,
-            Task::Cls => cls_loss,
-        }))
+        Ok(PerTask::from([det_loss, seg_loss, cls_loss]))
     }
 }
 
@@ -86,45 +82,100 @@ pub enum FinishReason {
 }
 
 /// Every task of the run evaluated on its fixed validation subset. A task
-/// the run does not have leaves its fields out (`None`, empty): a
-/// detection–segmentation record reads and writes as it always has.
+/// the run does not have has no values (`None`, empty).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RecordFile", into = "RecordFile")]
 pub struct EvalRecord {
     pub step: usize,
-    /// VOC-style AP at IoU 0.5 (area under the precision envelope), mean over classes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub map50: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub miou: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Each task's metric: mAP50 (VOC-style AP at IoU 0.5, the area under
+    /// the precision envelope, mean over classes), mIoU, top-1 accuracy.
+    pub metric: PerTask<Option<f64>>,
+    /// Each task's best value so far minus the current one (0 when at the best).
+    pub forgetting: PerTask<Option<f64>>,
+    /// Each class's AP50, IoU or accuracy, per task.
+    pub per_class: PerTask<BTreeMap<String, Option<f64>>>,
+    /// Segmentation's pixel accuracy.
     pub pixel_acc: Option<f64>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub det_per_class: BTreeMap<String, Option<f64>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub seg_per_class: BTreeMap<String, Option<f64>>,
-    /// Best value so far minus the current one (0 when at the best).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub det_forgetting: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seg_forgetting: Option<f64>,
-    /// Classification top-1 and top-5 accuracy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top1: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Classification's top-5 accuracy.
     pub top5: Option<f64>,
-    /// Accuracy of each classification class.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub cls_per_class: BTreeMap<String, Option<f64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cls_forgetting: Option<f64>,
     /// The detection–segmentation task-conflict meter at this evaluation
     /// (absent in logs written before it existed, and in runs without the pair).
-    #[serde(default)]
     pub conflict: Option<TaskConflict>,
     /// The meter of classification's pairs (detection–classification,
     /// segmentation–classification) in a run with classification.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cls_conflicts: Vec<PairConflict>,
+}
+
+/// An evaluation's line in `metrics.jsonl`: a task the run lacks leaves its
+/// fields out, so a detection–segmentation record reads and writes as it always has.
+#[derive(Serialize, Deserialize)]
+struct RecordFile {
+    step: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    map50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    miou: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pixel_acc: Option<f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    det_per_class: BTreeMap<String, Option<f64>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    seg_per_class: BTreeMap<String, Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    det_forgetting: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seg_forgetting: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    top1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    top5: Option<f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    cls_per_class: BTreeMap<String, Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cls_forgetting: Option<f64>,
+    #[serde(default)]
+    conflict: Option<TaskConflict>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    cls_conflicts: Vec<PairConflict>,
+}
+
+impl From<RecordFile> for EvalRecord {
+    fn from(file: RecordFile) -> Self {
+        let RecordFile { step, map50, miou, pixel_acc, det_per_class, seg_per_class, det_forgetting, seg_forgetting, top1, top5, cls_per_class, cls_forgetting, conflict, cls_conflicts } = file;
+        Self {
+            step,
+            metric: PerTask::from([map50, miou, top1]),
+            forgetting: PerTask::from([det_forgetting, seg_forgetting, cls_forgetting]),
+            per_class: PerTask::from([det_per_class, seg_per_class, cls_per_class]),
+            pixel_acc,
+            top5,
+            conflict,
+            cls_conflicts,
+        }
+    }
+}
+
+impl From<EvalRecord> for RecordFile {
+    fn from(record: EvalRecord) -> Self {
+        let EvalRecord { step, metric, forgetting, per_class, pixel_acc, top5, conflict, cls_conflicts } = record;
+        let [det_per_class, seg_per_class, cls_per_class] = per_class.into_array();
+        Self {
+            step,
+            map50: metric[Task::Det],
+            miou: metric[Task::Seg],
+            pixel_acc,
+            det_per_class,
+            seg_per_class,
+            det_forgetting: forgetting[Task::Det],
+            seg_forgetting: forgetting[Task::Seg],
+            top1: metric[Task::Cls],
+            top5,
+            cls_per_class,
+            cls_forgetting: forgetting[Task::Cls],
+            conflict,
+            cls_conflicts,
+        }
+    }
 }
 
 impl EvalRecord {
@@ -137,32 +188,14 @@ impl EvalRecord {
         }
     }
 
-    /// The metric of `task` (mAP50, mIoU, top-1), in a run with it.
-    pub fn metric(&self, task: Task) -> Option<f64> {
-        match task {
-            Task::Det => self.map50,
-            Task::Seg => self.miou,
-            Task::Cls => self.top1,
-        }
-    }
-
-    /// How far `task`'s metric is below its best so far, in a run with it.
-    pub fn forgetting(&self, task: Task) -> Option<f64> {
-        match task {
-            Task::Det => self.det_forgetting,
-            Task::Seg => self.seg_forgetting,
-            Task::Cls => self.cls_forgetting,
-        }
-    }
-
     /// `name value` of each task's metric the record has (`mAP50 0.5123`).
     pub fn metric_texts(&self, digits: usize) -> Vec<String> {
-        Task::ALL.into_iter().filter_map(|t| Some(format!("{} {:.*}", t.metric_name(), digits, self.metric(t)?))).collect()
+        Task::ALL.into_iter().filter_map(|t| Some(format!("{} {:.*}", t.metric_name(), digits, self.metric[t]?))).collect()
     }
 
     /// The track score of a three-task run's evaluation (mean of mAP50, mIoU and top-1).
     pub fn track_score(&self) -> Option<f64> {
-        Some(crate::eval::track_score(self.map50?, self.miou?, self.top1?))
+        Some(crate::eval::track_score(self.metric[Task::Det]?, self.metric[Task::Seg]?, self.metric[Task::Cls]?))
     }
 }
 
@@ -228,11 +261,7 @@ mod tests {
         let step = |cls: Option<f32>| Event::Step {
             step: 3,
             tasks: TaskSet::DET_SEG,
-            losses: PerTask::from_fn(|task| match task {
-                Task::Det => Some(1.5),
-                Task::Seg => None,
-                Task::Cls => cls,
-            }),
+            losses: PerTask::from([Some(1.5), None, cls]),
             penalty: None,
             lr: 0.001,
             images_per_sec: 10.0,
@@ -245,5 +274,42 @@ mod tests {
         for (text, event) in [(two, step(None)), (three, step(Some(0.25)))] {
             assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), event);
         }
+    }
+
+    /// A JSON text's numbers, and the text with each number replaced by `#`.
+    fn numbers_apart(text: &str) -> (String, Vec<f64>) {
+        let (mut skeleton, mut numbers, mut in_string) = (String::new(), Vec::new(), false);
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if !in_string && (c.is_ascii_digit() || c == '-') {
+                let mut number = c.to_string();
+                while let Some(&next) = chars.peek().filter(|n| n.is_ascii_digit() || "+-.eE".contains(**n)) {
+                    number.push(next);
+                    chars.next();
+                }
+                numbers.push(number.parse().unwrap());
+                skeleton.push('#');
+                continue;
+            }
+            in_string ^= c == '"';
+            skeleton.push(c);
+        }
+        (skeleton, numbers)
+    }
+
+    /// Every line of a run's log written before events held their tasks as
+    /// a set (the two-task fixture) writes back with the same keys in the
+    /// same order, and the same numbers (serde_json reads a float to within
+    /// one unit in the last place).
+    #[test]
+    fn an_older_runs_log_reads_and_writes_back_unchanged() {
+        let log = include_str!("../../tests/fixtures/two_task_run/metrics.jsonl");
+        for line in log.lines() {
+            let event: Event = serde_json::from_str(line).unwrap();
+            let (written, before) = (numbers_apart(&serde_json::to_string(&event).unwrap()), numbers_apart(line));
+            assert_eq!(written.0, before.0);
+            assert!(written.1.iter().zip(&before.1).all(|(a, b)| (a - b).abs() <= 1e-15 * b.abs()), "{line}");
+        }
+        assert!(log.lines().any(|line| line.contains("\"event\":\"eval\"")));
     }
 }

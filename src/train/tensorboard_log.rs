@@ -18,6 +18,7 @@ use super::timeline::{self, TimelinePrediction};
 use crate::backend::device::mib;
 use crate::eval::cls::is_right;
 use crate::model::postprocess::PostprocessConfig;
+use crate::model::Task;
 use crate::overlay;
 use crate::tensorboard::EventWriter;
 
@@ -156,15 +157,16 @@ pub fn scalars(event: &Event) -> Vec<(String, f32)> {
 }
 
 fn eval_scalars(record: &EvalRecord, push: &mut impl FnMut(&str, f64)) {
+    let (metric, forgetting) = (&record.metric, &record.forgetting);
     let values = [
-        ("eval/map50", record.map50),
-        ("eval/miou", record.miou),
+        ("eval/map50", metric[Task::Det]),
+        ("eval/miou", metric[Task::Seg]),
         ("eval/pixel_acc", record.pixel_acc),
-        ("forgetting/det", record.det_forgetting),
-        ("forgetting/seg", record.seg_forgetting),
-        ("eval/top1", record.top1),
+        ("forgetting/det", forgetting[Task::Det]),
+        ("forgetting/seg", forgetting[Task::Seg]),
+        ("eval/top1", metric[Task::Cls]),
         ("eval/top5", record.top5),
-        ("forgetting/cls", record.cls_forgetting),
+        ("forgetting/cls", forgetting[Task::Cls]),
     ];
     for (tag, value) in values {
         if let Some(value) = value {
@@ -179,7 +181,7 @@ fn eval_scalars(record: &EvalRecord, push: &mut impl FnMut(&str, f64)) {
     for pair in &record.cls_conflicts {
         push(&format!("conflict/{}-{}", pair.tasks[0].key(), pair.tasks[1].key()), pair.cosines.shared);
     }
-    for (group, per_class) in [("ap50", &record.det_per_class), ("iou", &record.seg_per_class), ("accuracy", &record.cls_per_class)] {
+    for (group, (_, per_class)) in ["ap50", "iou", "accuracy"].into_iter().zip(record.per_class.iter()) {
         for (class, value) in per_class {
             if let Some(value) = value {
                 push(&format!("{group}/{class}"), *value);

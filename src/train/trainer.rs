@@ -1031,23 +1031,18 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         for (task, best) in self.state.best.iter_mut() {
             *best = best.max(metrics[task].unwrap_or(0.0));
         }
-        let [map50, miou, top1] = Task::ALL.map(|task| metrics[task]);
-        let names = |classes: &[String], values: Vec<Option<f64>>| classes.iter().cloned().zip(values).collect();
         let mut pairs = self.measure_conflict()?;
         let det_seg = pairs.iter().position(|pair| pair.tasks == [Task::Det, Task::Seg]).map(|i| pairs.remove(i).cosines);
         let record = EvalRecord {
             step: self.state.step,
-            map50,
-            miou,
+            metric: metrics,
+            forgetting: metrics.map(|task, metric| metric.map(|metric| self.state.best[task] - metric)),
+            per_class: PerTask::from_fn(|task| {
+                let values = result.per_class(task).unwrap_or_default();
+                self.state.classes[task].iter().cloned().zip(values).collect()
+            }),
             pixel_acc: result.seg.as_ref().map(|seg| seg.pixel_accuracy().unwrap_or(0.0)),
-            det_per_class: result.det.as_ref().map_or_else(Default::default, |det| names(&self.state.classes[Task::Det], det.ap.per_class.clone())),
-            seg_per_class: result.seg.as_ref().map_or_else(Default::default, |seg| names(&self.state.classes[Task::Seg], seg.per_class_iou())),
-            det_forgetting: map50.map(|map50| self.state.best[Task::Det] - map50),
-            seg_forgetting: miou.map(|miou| self.state.best[Task::Seg] - miou),
-            top1,
             top5: result.cls.as_ref().and_then(|cls| cls.top5()),
-            cls_per_class: result.cls.as_ref().map_or_else(Default::default, |cls| names(&self.state.classes[Task::Cls], cls.per_class_accuracy())),
-            cls_forgetting: top1.map(|top1| self.state.best[Task::Cls] - top1),
             conflict: det_seg,
             cls_conflicts: pairs,
         };

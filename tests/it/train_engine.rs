@@ -86,7 +86,7 @@ fn shared_data() -> &'static Path {
 /// Forgetting of a task at the end of a run: best value so far minus the last.
 fn final_forgetting(evals: &[EvalRecord]) -> (f64, f64) {
     let last = evals.last().unwrap();
-    (last.det_forgetting.unwrap(), last.seg_forgetting.unwrap())
+    (last.forgetting[twinhead::train::Task::Det].unwrap(), last.forgetting[twinhead::train::Task::Seg].unwrap())
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
         handles.into_iter().map(|(name, h)| (name, h.join().unwrap())).collect()
     });
     for (name, evals) in &results {
-        let summary: Vec<_> = evals.iter().map(|e| (e.step, (e.map50.unwrap() * 1000.0).round() / 1000.0, (e.miou.unwrap() * 1000.0).round() / 1000.0)).collect();
+        let summary: Vec<_> = evals.iter().map(|e| (e.step, (e.metric[twinhead::train::Task::Det].unwrap() * 1000.0).round() / 1000.0, (e.metric[twinhead::train::Task::Seg].unwrap() * 1000.0).round() / 1000.0)).collect();
         eprintln!("{name}: (step, mAP50, mIoU) {summary:?}; forgetting (det, seg) {:?}", final_forgetting(evals));
     }
     let get = |name: &str| &results.iter().find(|(n, _)| *n == name).unwrap().1;
@@ -137,25 +137,25 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
     // scores mAP50 ≈ 0.00 and mIoU < 0.1 on this data).
     for name in ["alternate", "joint"] {
         let last = get(name).last().unwrap();
-        assert!(last.map50.unwrap() > 0.05, "{name}: mAP50 {}", last.map50.unwrap());
-        assert!(last.miou.unwrap() > 0.3, "{name}: mIoU {}", last.miou.unwrap());
+        assert!(last.metric[twinhead::train::Task::Det].unwrap() > 0.05, "{name}: mAP50 {}", last.metric[twinhead::train::Task::Det].unwrap());
+        assert!(last.metric[twinhead::train::Task::Seg].unwrap() > 0.3, "{name}: mIoU {}", last.metric[twinhead::train::Task::Seg].unwrap());
     }
     // Sequential learned segmentation in its first phase, then lost much of it.
     let seq = get("sequential");
     let at_switch = seq.iter().find(|e| e.step == phase).unwrap();
-    assert!(at_switch.miou.unwrap() > 0.3, "sequential mIoU at the switch {}", at_switch.miou.unwrap());
+    assert!(at_switch.metric[twinhead::train::Task::Seg].unwrap() > 0.3, "sequential mIoU at the switch {}", at_switch.metric[twinhead::train::Task::Seg].unwrap());
     let last = seq.last().unwrap();
-    assert!(last.map50.unwrap() > 0.05, "sequential mAP50 {}", last.map50.unwrap());
+    assert!(last.metric[twinhead::train::Task::Det].unwrap() > 0.05, "sequential mAP50 {}", last.metric[twinhead::train::Task::Det].unwrap());
     let (_, seq_forgetting) = final_forgetting(seq);
     // More than 0.1 of mIoU forgotten. How much varies with the CPU's float
     // paths (measured: 0.687 → 0.289, 0.398 forgotten, on an Intel Xeon;
     // 0.685 → 0.513, 0.172, on an AMD EPYC); alternate and joint forget nothing.
-    assert!(seq_forgetting > 0.1, "sequential kept segmentation: {} -> {}", at_switch.miou.unwrap(), last.miou.unwrap());
+    assert!(seq_forgetting > 0.1, "sequential kept segmentation: {} -> {}", at_switch.metric[twinhead::train::Task::Seg].unwrap(), last.metric[twinhead::train::Task::Seg].unwrap());
     // Alternate and joint keep both: each ends with a fraction of sequential's forgetting.
     for name in ["alternate", "joint"] {
         let (det_forgetting, seg_forgetting) = final_forgetting(get(name));
         assert!(seg_forgetting < 0.5 * seq_forgetting, "{name} forgot segmentation: {seg_forgetting}");
-        let best = get(name).iter().map(|e| e.map50.unwrap()).fold(0.0, f64::max);
+        let best = get(name).iter().map(|e| e.metric[twinhead::train::Task::Det].unwrap()).fold(0.0, f64::max);
         assert!(det_forgetting <= 0.3 * best, "{name} forgot detection: best {best}, forgetting {det_forgetting}");
     }
 
@@ -165,7 +165,7 @@ fn naive_sequential_forgets_the_first_task_while_the_mitigations_keep_it() {
     // Xeon, 0.067 on an AVX-512 Xeon).
     let det_first = get("sequential-det-first");
     let (det_first_forgetting, _) = final_forgetting(det_first);
-    let det_first_best = det_first.iter().map(|e| e.map50.unwrap()).fold(0.0, f64::max);
+    let det_first_best = det_first.iter().map(|e| e.metric[twinhead::train::Task::Det].unwrap()).fold(0.0, f64::max);
     assert!(
         det_first_forgetting > 0.15 * det_first_best,
         "sequential detection first kept detection: best {det_first_best}, forgot {det_first_forgetting}"
@@ -320,7 +320,7 @@ fn assert_tensorboard_matches_log(run_dir: &Path) {
             }
             Event::Eval(record) => {
                 evaluations += 1;
-                for (tag, value) in [("eval/map50", record.map50), ("eval/miou", record.miou), ("eval/top1", record.top1)] {
+                for (tag, value) in [("eval/map50", record.metric[twinhead::train::Task::Det]), ("eval/miou", record.metric[twinhead::train::Task::Seg]), ("eval/top1", record.metric[twinhead::train::Task::Cls])] {
                     if let Some(value) = value {
                         expected.entry(tag).or_default().push((record.step, value as f32));
                     }
@@ -386,7 +386,7 @@ fn a_stopped_run_resumes_exactly() {
     let final_eval = |dir: &Path| {
         let (events, _) = twinhead::train::run_dir::read_events(dir).unwrap();
         events.into_iter().rev().find_map(|e| match e {
-            Event::Eval(r) => Some((r.step, r.map50.unwrap(), r.miou.unwrap())),
+            Event::Eval(r) => Some((r.step, r.metric[twinhead::train::Task::Det].unwrap(), r.metric[twinhead::train::Task::Seg].unwrap())),
             _ => None,
         })
     };
@@ -692,9 +692,9 @@ fn a_single_task_run_builds_its_head_only_and_learns_its_task() {
     cfg.eval.every = 75;
     let dir = runs.path().join("seg");
     let evals = train(cfg, &dir);
-    let miou: Vec<f64> = evals.iter().map(|e| e.miou.unwrap()).collect();
+    let miou: Vec<f64> = evals.iter().map(|e| e.metric[twinhead::train::Task::Seg].unwrap()).collect();
     assert!(miou[1] > 0.3, "mIoU {miou:?}");
-    assert!(evals.iter().all(|e| e.map50.is_none() && e.top1.is_none() && e.conflict.is_none() && e.cls_conflicts.is_empty()));
+    assert!(evals.iter().all(|e| e.metric[twinhead::train::Task::Det].is_none() && e.metric[twinhead::train::Task::Cls].is_none() && e.conflict.is_none() && e.cls_conflicts.is_empty()));
     let losses = step_losses(&dir);
     assert!(losses.len() == 150 && losses.iter().all(|l| l.1.is_none() && l.2.is_some() && l.3.is_none()));
     let (trainee, state) = checkpoint::load_trainee::<Flex>(&dir.join("checkpoints/last"), &Default::default()).unwrap();
@@ -821,10 +821,10 @@ fn joint_training_over_three_tasks_learns_classification() {
     cfg.eval.every = CLS_LEARNING_STEPS;
     let evals = train(cfg, &runs.path().join("joint"));
     let last = evals.last().unwrap();
-    let top1 = last.top1.unwrap();
+    let top1 = last.metric[twinhead::train::Task::Cls].unwrap();
     assert!(top1 > 0.25, "top-1 {top1} after {CLS_LEARNING_STEPS} steps (chance 0.083)");
-    assert!(last.top5.unwrap() >= top1 && last.map50.unwrap() > 0.0 && last.miou.unwrap() > 0.0, "{last:?}");
-    assert_eq!(last.cls_per_class.len(), 12);
+    assert!(last.top5.unwrap() >= top1 && last.metric[twinhead::train::Task::Det].unwrap() > 0.0 && last.metric[twinhead::train::Task::Seg].unwrap() > 0.0, "{last:?}");
+    assert_eq!(last.per_class[twinhead::train::Task::Cls].len(), 12);
     let cls: Vec<f32> = step_losses(&runs.path().join("joint")).iter().map(|l| l.3.unwrap()).collect();
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
     let (first, end) = (mean(&cls[..20]), mean(&cls[cls.len() - 20..]));
