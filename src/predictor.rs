@@ -21,10 +21,11 @@ use crate::data::Problem;
 use crate::model::postprocess::{PostprocessConfig, DISPLAY_SCORE_FLOOR};
 use crate::model::predict::{classify_batch, predict_batch};
 pub use crate::model::predict::Prediction;
+use crate::model::task::PerTask;
 use crate::model::{Task, TaskSet, TwinNet};
 use crate::train::checkpoint::{self, CheckpointKind, TrainerState};
 use crate::train::config::TrainConfig;
-use crate::train::evaluate::{validate, OnValidationBatch, TaskImages, Validation, ValidationSets, ValidationSettings, ValidationSplits};
+use crate::train::evaluate::{validate, OnValidationBatch, Validation, ValidationSets, ValidationSettings, ValidationSplits};
 
 /// The CPU inference backend (compression measures and edits networks on it).
 pub type InferenceBackend = Flex;
@@ -130,7 +131,7 @@ impl Predictor {
     /// the post-processing the run's evaluations use (what `eval --run` prints).
     pub fn validate_full(&self, config: &TrainConfig, on_batch: OnValidationBatch) -> Result<FullValidation> {
         let splits = ValidationSplits::open(&config.data)?;
-        let sets = splits.subsets(TaskImages::ALL)?;
+        let sets = splits.subsets(PerTask::from([usize::MAX; 3]))?;
         let settings = ValidationSettings {
             image_size: self.state.image_size,
             batch_size: config.data.batch_size,
@@ -236,7 +237,7 @@ impl PredictorCache {
 pub struct FullValidation {
     pub validation: Validation,
     /// Images per split (0 for a task the run does not have).
-    pub images: TaskImages,
+    pub images: PerTask<usize>,
     pub det_classes: Vec<String>,
     pub seg_classes: Vec<String>,
     /// Empty without a classification head.
@@ -332,7 +333,7 @@ mod tests {
         let classes = |n: usize| (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>();
         let scores = |matrix_classes: usize| FullValidation {
             validation: Validation { det: None, seg: Some(ConfusionMatrix::new(matrix_classes)), cls: None, kept: Default::default() },
-            images: TaskImages { det: 0, seg: 4, cls: 0 },
+            images: PerTask::from([0, 4, 0]),
             det_classes: Vec::new(),
             seg_classes: classes(3),
             cls_classes: Vec::new(),

@@ -56,7 +56,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         let mut report = json!({"checkpoint": dir, "step": state.step});
         let mut confusion = serde_json::Map::new();
         if let Some(det) = &result.det {
-            report["det"] = json!({"map50": map50, "images": full.images.det, "per_class": per_class(&state.classes[Task::Det], det.ap.per_class.clone())});
+            report["det"] = json!({"map50": map50, "images": full.images[Task::Det], "per_class": per_class(&state.classes[Task::Det], det.ap.per_class.clone())});
             let pr: serde_json::Map<String, serde_json::Value> = state.classes[Task::Det]
                 .iter()
                 .zip(&det.curves)
@@ -74,7 +74,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         }
         if let Some(seg) = &result.seg {
             report["seg"] = json!({
-                "miou": miou, "pixel_acc": seg.pixel_accuracy().unwrap_or(0.0), "images": full.images.seg,
+                "miou": miou, "pixel_acc": seg.pixel_accuracy().unwrap_or(0.0), "images": full.images[Task::Seg],
                 "per_class": per_class(&state.classes[Task::Seg], seg.per_class_iou()),
             });
             let labels: Vec<String> = (0..=state.classes[Task::Seg].len()).map(seg_label).collect();
@@ -83,7 +83,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         report["confusion"] = json!(confusion);
         if let Some(cls) = &result.cls {
             report["cls"] = json!({
-                "top1": cls.top1(), "top5": cls.top5(), "images": full.images.cls,
+                "top1": cls.top1(), "top5": cls.top5(), "images": full.images[Task::Cls],
                 "per_class": per_class(&state.classes[Task::Cls], cls.per_class_accuracy()),
                 "confusion": {"rows_are": "true class", "labels": state.classes[Task::Cls], "counts": cls.rows()},
             });
@@ -96,13 +96,13 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
     }
     println!("{} (step {})", dir.display(), state.step);
     if let Some(det) = &result.det {
-        println!("detection   {} images  mAP50 {:.4}", full.images.det, map50.unwrap_or(0.0));
+        println!("detection   {} images  mAP50 {:.4}", full.images[Task::Det], map50.unwrap_or(0.0));
         for (class, ap) in state.classes[Task::Det].iter().zip(&det.ap.per_class) {
             println!("  {class:<20} {}", rate(*ap));
         }
     }
     if let Some(seg) = &result.seg {
-        println!("segmentation {} images  mIoU {:.4}  pixel accuracy {:.4}", full.images.seg, miou.unwrap_or(0.0), seg.pixel_accuracy().unwrap_or(0.0));
+        println!("segmentation {} images  mIoU {:.4}  pixel accuracy {:.4}", full.images[Task::Seg], miou.unwrap_or(0.0), seg.pixel_accuracy().unwrap_or(0.0));
         for (class, iou) in state.classes[Task::Seg].iter().zip(seg.per_class_iou()) {
             println!("  {class:<20} {}", rate(iou));
         }
@@ -112,7 +112,7 @@ pub fn run(args: Args, run: PathBuf) -> Result<ExitCode> {
         }
     }
     if let Some(cls) = &result.cls {
-        println!("classification {} images  top-1 {}  top-5 {}", full.images.cls, rate(cls.top1()), rate(cls.top5()));
+        println!("classification {} images  top-1 {}  top-5 {}", full.images[Task::Cls], rate(cls.top1()), rate(cls.top5()));
         for (class, accuracy) in state.classes[Task::Cls].iter().zip(cls.per_class_accuracy()) {
             println!("  {class:<20} {}", rate(accuracy));
         }

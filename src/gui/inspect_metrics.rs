@@ -18,6 +18,7 @@ use super::job::Job;
 use crate::session::Notice;
 use crate::data::classes::mask_label_name;
 use crate::eval::{PrCurve, VocMetric};
+use crate::model::Task;
 use crate::predictor::FullValidation;
 use crate::train::checkpoint::CheckpointKind;
 use crate::train::config::TrainConfig;
@@ -133,10 +134,10 @@ impl MetricsView {
         let v = &scores.full.validation;
         let mut splits = Vec::new();
         if let Some(det) = &v.det {
-            splits.push(format!("{} detection images (mAP50 {})", scores.full.images.det, format_metric(det.ap.mean())));
+            splits.push(format!("{} detection images (mAP50 {})", scores.full.images[Task::Det], format_metric(det.ap.mean())));
         }
         if let Some(seg) = &v.seg {
-            splits.push(format!("{} segmentation images (mIoU {})", scores.full.images.seg, format_metric(seg.miou())));
+            splits.push(format!("{} segmentation images (mIoU {})", scores.full.images[Task::Seg], format_metric(seg.miou())));
         }
         if !splits.is_empty() {
             ui.label(format!("Full validation splits: {}", splits.join(", ")));
@@ -181,7 +182,7 @@ impl MetricsView {
             ui.separator();
             ui.label(format!(
                 "Classification: {} images, top-1 {}, top-5 {}",
-                scores.full.images.cls,
+                scores.full.images[Task::Cls],
                 format_metric(cls.top1()),
                 format_metric(cls.top5())
             ));

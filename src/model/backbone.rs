@@ -10,23 +10,7 @@ use super::resnet::{ResNet, ResNetConfig};
 use crate::backend::TwinBackend;
 
 use super::reshape::{join, Consumer, EditableLayers, PrunableLayer};
-
-/// Backbone features, finest first.
-pub struct Features<B: Backend> {
-    pub c2: Tensor<B, 4>,
-    pub c3: Tensor<B, 4>,
-    pub c4: Tensor<B, 4>,
-    pub c5: Tensor<B, 4>,
-}
-
-/// Channel counts of [`Features`].
-#[derive(Debug, Clone, Copy)]
-pub struct FeatureChannels {
-    pub c2: usize,
-    pub c3: usize,
-    pub c4: usize,
-    pub c5: usize,
-}
+use super::features::{FeatureChannels, Features};
 
 #[derive(Module, Debug)]
 pub struct CspBackbone<B: Backend> {

@@ -7,6 +7,7 @@ pub mod backbone;
 pub mod blocks;
 pub mod cls_head;
 pub mod config;
+pub mod features;
 pub mod conv_norm_act;
 pub mod det_head;
 pub mod group_statistics;

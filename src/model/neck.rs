@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::backbone::{FeatureChannels, Features};
+use super::features::{FeatureChannels, Features};
 use super::blocks::{upsample2x, ConvNormAct, C2f};
 use super::config::ModelConfig;
 use super::reshape::{join, Consumer, EditableLayers, PrunableLayer};

@@ -170,6 +170,31 @@ impl<T> PerTask<Option<T>> {
     }
 }
 
+/// Written as a map from each task's key (`{"det": …, "seg": …, "cls": …}`).
+impl<T: Serialize> Serialize for PerTask<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(Task::ALL.len()))?;
+        for (task, value) in self.iter() {
+            map.serialize_entry(task.key(), value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for PerTask<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Keyed<T> {
+            det: T,
+            seg: T,
+            cls: T,
+        }
+        let Keyed { det, seg, cls } = Keyed::deserialize(deserializer)?;
+        Ok(Self([det, seg, cls]))
+    }
+}
+
 /// The values in [`Task::ALL`] order.
 impl<T> From<[T; 3]> for PerTask<T> {
     fn from(values: [T; 3]) -> Self {
@@ -204,5 +229,10 @@ mod tests {
         let some = PerTask::from_fn(|task| (task != Task::Seg).then_some(1));
         assert_eq!(some.tasks(), TaskSet::of(&[Task::Det, Task::Cls]));
         assert_eq!(some.map(|task, value| value.map(|v| v + task as usize)), PerTask([Some(1), None, Some(3)]));
+        // Written as a map from task keys (what a struct of det, seg and cls fields wrote).
+        let counts = PerTask::from([0usize, 4, 0]);
+        assert_eq!(serde_json::to_string(&counts).unwrap(), r#"{"det":0,"seg":4,"cls":0}"#);
+        assert_eq!(serde_json::from_str::<PerTask<usize>>(r#"{"cls":0,"det":0,"seg":4}"#).unwrap(), counts);
+        assert!(serde_json::from_str::<PerTask<usize>>(r#"{"det":0,"seg":4}"#).unwrap_err().to_string().contains("cls"));
     }
 }

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::presets::{find_preset, PresetSource};
+use crate::model::task::PerTask;
 use super::strategy::{RunShape, StrategyConfig, Task, TaskSet};
 use crate::data::classify::{self, ClsDataset, ClsFormat};
 use crate::data::format::{DetFormat, DetSpec, SegFormat, SegSpec};
@@ -420,6 +421,11 @@ fn is_default_cls_images(n: &usize) -> bool {
 }
 
 impl EvalConfig {
+    /// The size of each task's fixed validation subset.
+    pub fn images(&self) -> PerTask<usize> {
+        PerTask::from([self.det_images, self.seg_images, self.cls_images])
+    }
+
     /// The post-processing evaluations use (the trainer's and the workbench's Inspect panel).
     pub fn postprocess(&self) -> crate::model::postprocess::PostprocessConfig {
         crate::model::postprocess::PostprocessConfig {

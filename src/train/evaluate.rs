@@ -17,6 +17,7 @@ use crate::eval::{
     curves_ap, ground_truth_from_voc, pr_curves, ClassAp, ClsMetrics, ConfusionMatrix, DetConfusion, GroundTruth, PrCurve, VocMetric,
     CONFUSION_SCORE_THRESHOLD,
 };
+use crate::model::task::PerTask;
 use crate::model::{Task, TwinNet};
 use crate::model::postprocess::{Detection, PostprocessConfig, DISPLAY_SCORE_FLOOR};
 use crate::model::predict::{classify_batch, detect_batch, segment_batch};
@@ -40,17 +41,17 @@ impl ValidationSplits {
     }
 
     /// The first `images` records of each split, with their ground truth.
-    pub fn subsets(&self, images: TaskImages) -> Result<ValidationSets> {
+    pub fn subsets(&self, images: PerTask<usize>) -> Result<ValidationSets> {
         let mut sets = ValidationSets::default();
         if let Some(voc) = &self.det {
             let mut source = DetSource::new(voc);
-            source.records.truncate(images.det);
+            source.records.truncate(images[Task::Det]);
             let truth = ground_truth_from_voc(&source.records);
             sets.det = Some((source, truth));
         }
         if let Some(ade) = &self.seg {
             let mut source = SegSource::new(ade);
-            source.records.truncate(images.seg);
+            source.records.truncate(images[Task::Seg]);
             let truth = source
                 .records
                 .iter()
@@ -60,32 +61,20 @@ impl ValidationSplits {
         }
         if let Some(cls) = &self.cls {
             let mut source = ClsSource::new(cls);
-            source.records.truncate(images.cls);
+            source.records.truncate(images[Task::Cls]);
             sets.cls = Some(source);
         }
         Ok(sets)
     }
 
     /// Images in each split (0 for a task the run does not have).
-    pub fn image_counts(&self) -> TaskImages {
-        TaskImages {
-            det: self.det.as_ref().map_or(0, |d| d.records.len()),
-            seg: self.seg.as_ref().map_or(0, |d| d.records.len()),
-            cls: self.cls.as_ref().map_or(0, |d| d.records.len()),
-        }
+    pub fn image_counts(&self) -> PerTask<usize> {
+        PerTask::from([
+            self.det.as_ref().map_or(0, |d| d.records.len()),
+            self.seg.as_ref().map_or(0, |d| d.records.len()),
+            self.cls.as_ref().map_or(0, |d| d.records.len()),
+        ])
     }
-}
-
-/// A number of images per task.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TaskImages {
-    pub det: usize,
-    pub seg: usize,
-    pub cls: usize,
-}
-
-impl TaskImages {
-    pub const ALL: TaskImages = TaskImages { det: usize::MAX, seg: usize::MAX, cls: usize::MAX };
 }
 
 /// The fixed validation subsets of a run's tasks and their ground truth (masks kept in memory).

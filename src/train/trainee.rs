@@ -5,9 +5,56 @@ use burn::backend::Flex;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
 
-use super::strategy::{FreezeScope, Task};
-use crate::model::{transfer, ModelConfig, TwinNet};
+use crate::model::{transfer, ModelConfig, Task, TwinNet};
+
+/// What a phase holds fixed (the `freeze` strategy's later phases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum FreezeScope {
+    /// The stem and the first `k` backbone stages (1–4).
+    Stages(usize),
+    Backbone,
+    BackboneAndNeck,
+}
+
+impl FreezeScope {
+    pub const ALL: [FreezeScope; 6] = [
+        FreezeScope::Stages(1),
+        FreezeScope::Stages(2),
+        FreezeScope::Stages(3),
+        FreezeScope::Stages(4),
+        FreezeScope::Backbone,
+        FreezeScope::BackboneAndNeck,
+    ];
+}
+
+impl TryFrom<String> for FreezeScope {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "backbone" => Ok(Self::Backbone),
+            "backbone+neck" => Ok(Self::BackboneAndNeck),
+            other => other
+                .strip_prefix("stages:")
+                .and_then(|k| k.parse().ok())
+                .filter(|k| (1..=4).contains(k))
+                .map(Self::Stages)
+                .ok_or_else(|| format!("{other:?} is not one of \"backbone\", \"backbone+neck\", \"stages:1\"..\"stages:4\"")),
+        }
+    }
+}
+
+impl From<FreezeScope> for String {
+    fn from(scope: FreezeScope) -> String {
+        match scope {
+            FreezeScope::Stages(k) => format!("stages:{k}"),
+            FreezeScope::Backbone => "backbone".into(),
+            FreezeScope::BackboneAndNeck => "backbone+neck".into(),
+        }
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct Trainee<B: Backend> {

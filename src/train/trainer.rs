@@ -19,7 +19,7 @@ use super::conflict::{self, PairConflict};
 use super::control_file::ControlReader;
 use super::ema::WeightEma;
 use super::config::DataConfig;
-use super::evaluate::{validate, TaskImages, ValidationSets, ValidationSettings, ValidationSplits};
+use super::evaluate::{validate, ValidationSets, ValidationSettings, ValidationSplits};
 use super::events::{Control, EvalRecord, Event, FinishReason, ReplicaStep};
 use super::loss::cls::cls_loss;
 use super::loss::det::{det_loss, det_loss_ignoring, DetLossConfig, ImageTargets};
@@ -110,8 +110,7 @@ pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Resul
             return Err(empty(Task::Cls, &cls.root, &data.cls_val_split));
         }
     }
-    let eval = &config.eval;
-    let validation = splits.subsets(TaskImages { det: eval.det_images, seg: eval.seg_images, cls: eval.cls_images })?;
+    let validation = splits.subsets(config.eval.images())?;
     Ok(Datasets { train, validation })
 }
 

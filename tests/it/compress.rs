@@ -13,7 +13,7 @@ use twinhead::compress::{int8, lowrank, prune};
 use twinhead::model::postprocess::PostprocessConfig;
 use twinhead::predictor::{InferenceBackend, Predictor};
 use twinhead::train::checkpoint::{self, CheckpointKind};
-use twinhead::train::evaluate::{validate, TaskImages, ValidationSettings, ValidationSplits};
+use twinhead::train::evaluate::{validate, ValidationSettings, ValidationSplits};
 use twinhead::train::run_dir;
 use twinhead::train::trainee::Trainee;
 
@@ -97,7 +97,7 @@ fn a_compressed_network_scores_the_same_after_save_and_load() {
     state.model.reshape.push(lowrank::factorize(&mut net, 0.8, true).unwrap().reshape);
     int8::quantize(&mut net);
     assert!(net.num_params() < params);
-    let sets = ValidationSplits::open(&config.data).unwrap().subsets(TaskImages::ALL).unwrap();
+    let sets = ValidationSplits::open(&config.data).unwrap().subsets(twinhead::model::task::PerTask::from([usize::MAX; 3])).unwrap();
     let settings = ValidationSettings {
         image_size: state.image_size,
         batch_size: config.data.batch_size,

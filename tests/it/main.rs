@@ -11,6 +11,7 @@ mod data_readers;
 mod doc_commands;
 mod eval_cli;
 mod hostile_inputs;
+mod layering;
 mod gui;
 mod gui_preview;
 mod portable_binary;

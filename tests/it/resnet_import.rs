@@ -13,7 +13,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use burn_store::{ModuleSnapshot, ModuleStore, SafetensorsStore};
 use serde::Deserialize;
-use twinhead::model::backbone::Features;
+use twinhead::model::features::Features;
 use twinhead::model::resnet::{ResNetConfig, ResNetDepth};
 
 type B = Flex;

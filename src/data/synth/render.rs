@@ -8,7 +8,6 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::augment::unit;
 use crate::data::voc::{VocAnnotation, VocObject};
 use super::{CLS_CLASSES, DET_CLASSES, SynthConfig};
-use super::writers::voc_id;
 use super::noise::{TASK_CLS, TASK_DET, TASK_SEG, hash_unit, image_rng, log_uniform, mixc, pick, scale, uniform};
 use super::world::{Scene, THINGS, Thing};
 use super::objects::Obj;
@@ -359,4 +358,9 @@ pub fn render_cls(config: &SynthConfig, index: usize) -> (RgbImage, usize) {
 pub fn render_seg(config: &SynthConfig, index: usize) -> (RgbImage, GrayImage) {
     let canvas = render(config.size, Task::Seg, &mut image_rng(config.seed, TASK_SEG, index));
     (canvas.rgb_image(), canvas.seg_mask())
+}
+
+/// The VOC-style id of the `i`-th synthetic image (`000001`, …).
+pub(super) fn voc_id(i: usize) -> String {
+    format!("{:06}", i + 1)
 }

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::data::classes::ClassList;
 use crate::data::voc::{annotation_xml, VocAnnotation, CLASS_LIST_FILE};
 use super::{CLS_CLASSES, DET_CLASSES, SEG_CLASSES, SynthConfig};
-use super::render::{render_cls, render_det, render_seg};
+use super::render::{render_cls, render_det, render_seg, voc_id};
 
 /// Whether image `i` of `n` goes to validation: every `1 / val_fraction`-th, spread evenly.
 pub(super) fn is_val(i: usize, val_fraction: f32) -> bool {
@@ -91,10 +91,6 @@ pub(super) fn write_voc(
         std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(stats)
-}
-
-pub(super) fn voc_id(i: usize) -> String {
-    format!("{:06}", i + 1)
 }
 
 pub(super) fn write_ade(

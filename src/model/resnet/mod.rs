@@ -20,7 +20,7 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::backbone::{FeatureChannels, Features};
+use super::features::{FeatureChannels, Features};
 use super::blocks::conv_forward;
 use crate::backend::TwinBackend;
 

@@ -28,13 +28,7 @@ impl Strategy for Alternate {
         Self { period: 1, mixing: Mixing::even() }
     }
 
-    fn mixing(&self) -> Option<&Mixing> {
-        Some(&self.mixing)
-    }
-
-    fn mixing_mut(&mut self) -> Option<&mut Mixing> {
-        Some(&mut self.mixing)
-    }
+    mixing_settings!();
 
     fn plan(&self, step: usize, run: RunShape) -> StepPlan {
         let tasks: Vec<Task> = run.tasks.iter().collect();

@@ -40,13 +40,7 @@ impl Strategy for Ewc {
         Self { sequence, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES }
     }
 
-    fn sequence(&self) -> Option<&Sequence> {
-        Some(&self.sequence)
-    }
-
-    fn sequence_mut(&mut self) -> Option<&mut Sequence> {
-        Some(&mut self.sequence)
-    }
+    sequence_settings!();
 
     fn at_switch(&self) -> AtSwitch {
         AtSwitch::Anchor { lambda: self.lambda, batches: self.fisher_batches }

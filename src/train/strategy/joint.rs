@@ -25,13 +25,7 @@ impl Strategy for Joint {
         Self { mixing: Mixing::even(), gradients: GradientCombination::Sum }
     }
 
-    fn mixing(&self) -> Option<&Mixing> {
-        Some(&self.mixing)
-    }
-
-    fn mixing_mut(&mut self) -> Option<&mut Mixing> {
-        Some(&mut self.mixing)
-    }
+    mixing_settings!();
 
     fn gradients(&self) -> GradientCombination {
         self.gradients

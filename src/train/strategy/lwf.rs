@@ -34,13 +34,7 @@ impl Strategy for Lwf {
         Self { sequence, weight: unit(), temperature: two() }
     }
 
-    fn sequence(&self) -> Option<&Sequence> {
-        Some(&self.sequence)
-    }
-
-    fn sequence_mut(&mut self) -> Option<&mut Sequence> {
-        Some(&mut self.sequence)
-    }
+    sequence_settings!();
 
     fn at_switch(&self) -> AtSwitch {
         AtSwitch::Distill { weight: self.weight, temperature: self.temperature }

@@ -6,6 +6,32 @@
 //! one line in `strategies!` below. The sequential family shares [`Sequence`]
 //! (`sequence.rs`); `alternate` and `joint` share [`Mixing`] (`mixing.rs`).
 
+/// `sequence` and `sequence_mut` of a strategy whose `sequence` field holds its `Sequence`.
+macro_rules! sequence_settings {
+    () => {
+        fn sequence(&self) -> Option<&Sequence> {
+            Some(&self.sequence)
+        }
+
+        fn sequence_mut(&mut self) -> Option<&mut Sequence> {
+            Some(&mut self.sequence)
+        }
+    };
+}
+
+/// `mixing` and `mixing_mut` of a strategy whose `mixing` field holds its `Mixing`.
+macro_rules! mixing_settings {
+    () => {
+        fn mixing(&self) -> Option<&Mixing> {
+            Some(&self.mixing)
+        }
+
+        fn mixing_mut(&mut self) -> Option<&mut Mixing> {
+            Some(&mut self.mixing)
+        }
+    };
+}
+
 mod alternate;
 mod ewc;
 mod freeze;
@@ -22,11 +48,12 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::pseudo::PseudoLabels;
+use super::trainee::FreezeScope;
 pub use super::task_gradients::GradientCombination;
 pub use crate::model::task::{Task, TaskSet};
 pub use alternate::Alternate;
 pub use ewc::{Ewc, EWC_LAMBDA, FISHER_BATCHES};
-pub use freeze::{Freeze, FreezeScope};
+pub use freeze::Freeze;
 pub use joint::Joint;
 pub use lwf::Lwf;
 pub use mixing::{Mixing, TaskWeights, Weighting};

@@ -26,13 +26,7 @@ impl Strategy for Pseudo {
         Self { sequence, pseudo_labels: PseudoLabels::default() }
     }
 
-    fn sequence(&self) -> Option<&Sequence> {
-        Some(&self.sequence)
-    }
-
-    fn sequence_mut(&mut self) -> Option<&mut Sequence> {
-        Some(&mut self.sequence)
-    }
+    sequence_settings!();
 
     fn pseudo_labels(&self, phase: usize) -> Option<PseudoLabels> {
         (phase >= 1).then(|| self.pseudo_labels.clone())

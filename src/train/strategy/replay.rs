@@ -40,13 +40,7 @@ impl Strategy for Replay {
         Self { sequence, buffer: REPLAY_BUFFER, every: REPLAY_EVERY }
     }
 
-    fn sequence(&self) -> Option<&Sequence> {
-        Some(&self.sequence)
-    }
-
-    fn sequence_mut(&mut self) -> Option<&mut Sequence> {
-        Some(&mut self.sequence)
-    }
+    sequence_settings!();
 
     /// The sequence's plan; a replay step adds a batch from an earlier task's
     /// buffer (the earlier tasks in turn), and the new task keeps every step.

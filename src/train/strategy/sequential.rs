@@ -21,13 +21,7 @@ impl Strategy for Sequential {
         Self { sequence }
     }
 
-    fn sequence(&self) -> Option<&Sequence> {
-        Some(&self.sequence)
-    }
-
-    fn sequence_mut(&mut self) -> Option<&mut Sequence> {
-        Some(&mut self.sequence)
-    }
+    sequence_settings!();
 
     fn settings(&mut self) -> Vec<Setting<'_>> {
         vec![Setting::Sequence(&mut self.sequence)]
