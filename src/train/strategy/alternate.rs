@@ -28,7 +28,7 @@ impl Strategy for Alternate {
         Self { period: 1, mixing: Mixing::even() }
     }
 
-    mixing_settings!();
+    shared_settings!(mixing, mixing_mut: Mixing);
 
     fn plan(&self, step: usize, run: RunShape) -> StepPlan {
         let tasks: Vec<Task> = run.tasks.iter().collect();

@@ -40,7 +40,7 @@ impl Strategy for Ewc {
         Self { sequence, lambda: EWC_LAMBDA, fisher_batches: FISHER_BATCHES }
     }
 
-    sequence_settings!();
+    shared_settings!(sequence, sequence_mut: Sequence);
 
     fn at_switch(&self) -> AtSwitch {
         AtSwitch::Anchor { lambda: self.lambda, batches: self.fisher_batches }

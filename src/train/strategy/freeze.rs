@@ -38,7 +38,7 @@ impl Strategy for Freeze {
         Self { sequence, freeze: FreezeScope::Backbone }
     }
 
-    sequence_settings!();
+    shared_settings!(sequence, sequence_mut: Sequence);
 
     fn at_switch(&self) -> AtSwitch {
         AtSwitch::Freeze(self.freeze)

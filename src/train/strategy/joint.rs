@@ -25,7 +25,7 @@ impl Strategy for Joint {
         Self { mixing: Mixing::even(), gradients: GradientCombination::Sum }
     }
 
-    mixing_settings!();
+    shared_settings!(mixing, mixing_mut: Mixing);
 
     fn gradients(&self) -> GradientCombination {
         self.gradients

@@ -34,7 +34,7 @@ impl Strategy for Lwf {
         Self { sequence, weight: unit(), temperature: two() }
     }
 
-    sequence_settings!();
+    shared_settings!(sequence, sequence_mut: Sequence);
 
     fn at_switch(&self) -> AtSwitch {
         AtSwitch::Distill { weight: self.weight, temperature: self.temperature }

@@ -6,28 +6,16 @@
 //! one line in `strategies!` below. The sequential family shares [`Sequence`]
 //! (`sequence.rs`); `alternate` and `joint` share [`Mixing`] (`mixing.rs`).
 
-/// `sequence` and `sequence_mut` of a strategy whose `sequence` field holds its `Sequence`.
-macro_rules! sequence_settings {
-    () => {
-        fn sequence(&self) -> Option<&Sequence> {
-            Some(&self.sequence)
+/// A strategy's accessors of shared settings it holds in a field of the
+/// same name: `shared_settings!(sequence, sequence_mut: Sequence)`.
+macro_rules! shared_settings {
+    ($field:ident, $field_mut:ident: $kind:ty) => {
+        fn $field(&self) -> Option<&$kind> {
+            Some(&self.$field)
         }
 
-        fn sequence_mut(&mut self) -> Option<&mut Sequence> {
-            Some(&mut self.sequence)
-        }
-    };
-}
-
-/// `mixing` and `mixing_mut` of a strategy whose `mixing` field holds its `Mixing`.
-macro_rules! mixing_settings {
-    () => {
-        fn mixing(&self) -> Option<&Mixing> {
-            Some(&self.mixing)
-        }
-
-        fn mixing_mut(&mut self) -> Option<&mut Mixing> {
-            Some(&mut self.mixing)
+        fn $field_mut(&mut self) -> Option<&mut $kind> {
+            Some(&mut self.$field)
         }
     };
 }

@@ -26,7 +26,7 @@ impl Strategy for Pseudo {
         Self { sequence, pseudo_labels: PseudoLabels::default() }
     }
 
-    sequence_settings!();
+    shared_settings!(sequence, sequence_mut: Sequence);
 
     fn pseudo_labels(&self, phase: usize) -> Option<PseudoLabels> {
         (phase >= 1).then(|| self.pseudo_labels.clone())

@@ -40,7 +40,7 @@ impl Strategy for Replay {
         Self { sequence, buffer: REPLAY_BUFFER, every: REPLAY_EVERY }
     }
 
-    sequence_settings!();
+    shared_settings!(sequence, sequence_mut: Sequence);
 
     /// The sequence's plan; a replay step adds a batch from an earlier task's
     /// buffer (the earlier tasks in turn), and the new task keeps every step.

@@ -21,7 +21,7 @@ impl Strategy for Sequential {
         Self { sequence }
     }
 
-    sequence_settings!();
+    shared_settings!(sequence, sequence_mut: Sequence);
 
     fn settings(&mut self) -> Vec<Setting<'_>> {
         vec![Setting::Sequence(&mut self.sequence)]
