@@ -68,12 +68,19 @@ enum Metric {
 
 impl Metric {
     /// In grid order: two per row.
-    fn all() -> Vec<Metric> {
-        let losses = Task::ALL.map(Metric::Loss);
-        let scores = Task::ALL.map(Metric::Score);
-        let rest = [Metric::Conflict, Metric::ConflictDetCls, Metric::ConflictSegCls, Metric::Lr, Metric::ImagesPerSec];
-        losses.into_iter().chain(scores).chain(rest).collect()
-    }
+    const ALL: [Metric; 11] = [
+        Metric::Loss(Task::Det),
+        Metric::Loss(Task::Seg),
+        Metric::Loss(Task::Cls),
+        Metric::Score(Task::Det),
+        Metric::Score(Task::Seg),
+        Metric::Score(Task::Cls),
+        Metric::Conflict,
+        Metric::ConflictDetCls,
+        Metric::ConflictSegCls,
+        Metric::Lr,
+        Metric::ImagesPerSec,
+    ];
 
     /// The name in the CSV export.
     fn key(self) -> String {
@@ -186,8 +193,7 @@ impl CurvesPanel {
     /// In [`plot_rows`]: pairs, and the conflict meter across the whole width.
     fn plots(&mut self, ui: &mut egui::Ui, runs: &[&RunRecord], size: egui::Vec2) {
         self.lines.forget_all_but(runs);
-        let all = Metric::all();
-        let mut curves: Vec<_> = all.iter().map(|&m| self.lines.lines(runs, m, self.smoothing.0)).collect();
+        let mut curves = Metric::ALL.map(|m| self.lines.lines(runs, m, self.smoothing.0));
         let marks = grouped_markers(runs);
         let style = PlotStyle { envelope: self.envelope, unit_axis: !self.zoom_metrics };
         let spacing = ui.spacing().item_spacing.x;
@@ -197,7 +203,7 @@ impl CurvesPanel {
             let width = (size.x * 2.0 + spacing * (2.0 - n)) / n;
             ui.horizontal(|ui| {
                 for metric in row {
-                    let index = all.iter().position(|&m| m == metric).expect("every metric is in all()");
+                    let index = Metric::ALL.iter().position(|&m| m == metric).expect("every metric is in ALL");
                     let lines = std::mem::take(&mut curves[index]);
                     ui.vertical(|ui| {
                         // A title longer than its plot is cut short (whole on hover), not widening the row.
@@ -487,7 +493,7 @@ fn hover_text(metric: Metric, position: &HoverPosition<'_>) -> String {
 
 /// `"{runs} runs · {points} points · {evaluations} evaluations"`, counting the raw data.
 fn summary(runs: &[&RunRecord]) -> String {
-    let points: usize = runs.iter().map(|r| Metric::all().iter().map(|m| m.points(&r.series).len()).sum::<usize>()).sum();
+    let points: usize = runs.iter().map(|r| Metric::ALL.iter().map(|m| m.points(&r.series).len()).sum::<usize>()).sum();
     let evals: usize = runs.iter().map(|r| r.evals.len()).sum();
     format!("{} runs · {points} points · {evals} evaluations", runs.len())
 }
@@ -592,7 +598,7 @@ fn csv_text(runs: &[&RunRecord]) -> String {
     let mut text = String::from("run,metric,step,value\n");
     for run in runs {
         let name = csv_field(&run.name);
-        for metric in Metric::all() {
+        for metric in Metric::ALL {
             for &[step, value] in metric.points(&run.series) {
                 let _ = writeln!(text, "{name},{},{},{value}", metric.key(), step as u64);
             }

@@ -454,16 +454,16 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
                 // The wait for replica 0's controls is not the step's all-reduce.
                 replica.take_all_reduce_seconds();
             }
-            let mut batches: PerTask<Option<TaskBatch>> = PerTask::default();
+            // In the run's task order: the step's losses sum in it.
+            let mut batches = Vec::new();
             for task in plan.tasks.iter() {
                 let batch = match (plan.replay == Some(task), loaders[task].as_mut(), &self.data.train[task]) {
                     (false, Some(loader), _) => next_batch(loader, &task.to_string())?,
                     (true, _, Some(source)) => next_batch(self.replay_loader(&mut replays[task], source, task)?, "replay")?,
                     _ => bail!("a {task} step in a run without a {task} dataset ({})", DataConfig::key(task)),
                 };
-                batches[task] = Some(batch);
+                batches.push(batch);
             }
-            let batches: Vec<TaskBatch> = Task::ALL.into_iter().filter_map(|task| batches[task].take()).collect();
             for problem in batches.iter().flat_map(TaskBatch::skipped) {
                 self.emit(Event::Warning { step: self.state.step, message: format!("skipped {problem}") })?;
             }

@@ -88,7 +88,7 @@ pub trait Strategy {
     /// What `step` of `run` trains.
     fn plan(&self, step: usize, run: RunShape) -> StepPlan {
         match self.sequence() {
-            Some(sequence) => sequence.plan(step, run),
+            Some(sequence) => sequence.schedule(run).plan(step),
             None => StepPlan::every(run.tasks),
         }
     }

@@ -45,11 +45,11 @@ impl Strategy for Replay {
     /// The sequence's plan; a replay step adds a batch from an earlier task's
     /// buffer (the earlier tasks in turn), and the new task keeps every step.
     fn plan(&self, step: usize, run: RunShape) -> StepPlan {
-        let plan = self.sequence.plan(step, run);
+        let schedule = self.sequence.schedule(run);
+        let plan = schedule.plan(step);
         if plan.phase == 0 {
             return plan;
         }
-        let schedule = self.sequence.schedule(run);
         let since = step.saturating_sub(schedule.switches[plan.phase - 1]);
         let every = self.every.max(1);
         if since % every != every - 1 {

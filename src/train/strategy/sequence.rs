@@ -80,14 +80,6 @@ impl Sequence {
         TaskSchedule { order, switches, lr_factor: self.lr_factor }
     }
 
-    /// What `step` trains: the task of its phase, at the phase's rate.
-    pub fn plan(&self, step: usize, run: RunShape) -> StepPlan {
-        let schedule = self.schedule(run);
-        let phase = schedule.phase_at(step);
-        let lr_factor = if phase == 0 { 1.0 } else { schedule.lr_factor };
-        StepPlan { tasks: schedule.task_of(phase).into(), phase, lr_factor, replay: None }
-    }
-
     /// "lwf detection", "freeze segmentation (lr ×0.2)", with the strategy's
     /// own `detail` of a later phase given the tasks trained before it.
     pub fn describe(&self, name: &str, phase: usize, run: RunShape, detail: impl FnOnce(&[Task]) -> Option<String>) -> String {
@@ -149,6 +141,13 @@ pub struct TaskSchedule {
 impl TaskSchedule {
     pub fn phase_at(&self, step: usize) -> usize {
         self.switches.iter().filter(|&&switch| step >= switch).count()
+    }
+
+    /// What `step` trains: the task of its phase, at the phase's rate.
+    pub fn plan(&self, step: usize) -> StepPlan {
+        let phase = self.phase_at(step);
+        let lr_factor = if phase == 0 { 1.0 } else { self.lr_factor };
+        StepPlan { tasks: self.task_of(phase).into(), phase, lr_factor, replay: None }
     }
 
     /// The task `phase` trains.
