@@ -59,22 +59,14 @@ pub fn compare(
     limit: usize,
     progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
 ) -> Result<(Vec<ImageRow>, Vec<crate::data::Problem>)> {
-    for (task, dataset) in [(Task::Det, splits.det.as_ref().map(|d| d.classes.len())), (Task::Seg, splits.seg.as_ref().map(|d| d.classes.len())), (Task::Cls, splits.cls.as_ref().map(|d| d.classes.len()))] {
-        let Some(dataset) = dataset else { continue };
-        for (which, predictor) in [("first", a), ("second", b)] {
-            let head = match task {
-                Task::Det => predictor.det_classes().len(),
-                Task::Seg => predictor.seg_classes().len(),
-                Task::Cls => predictor.cls_classes().len(),
-            };
-            if head != dataset {
-                bail!("the {which} checkpoint's {task} head has {head} classes, the validation dataset {dataset}: compare checkpoints trained on the same datasets");
-            }
+    for (which, predictor) in [("first", a), ("second", b)] {
+        if let Some((task, head, dataset)) = splits.class_mismatch(|task| predictor.classes(task).len()) {
+            bail!("the {which} checkpoint's {task} head has {head} classes, the validation dataset {dataset}: compare checkpoints trained on the same datasets");
         }
     }
-    let det = splits.det.as_ref().map(|d| &d.records[..d.records.len().min(limit)]).unwrap_or_default();
-    let seg = splits.seg.as_ref().map(|d| &d.records[..d.records.len().min(limit)]).unwrap_or_default();
-    let cls = splits.cls.as_ref().map(|d| &d.records[..d.records.len().min(limit)]).unwrap_or_default();
+    let det = splits.det().map(|d| &d.records[..d.records.len().min(limit)]).unwrap_or_default();
+    let seg = splits.seg().map(|d| &d.records[..d.records.len().min(limit)]).unwrap_or_default();
+    let cls = splits.cls().map(|d| &d.records[..d.records.len().min(limit)]).unwrap_or_default();
     let (total, mut done) = (det.len() + seg.len() + cls.len(), 0);
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
@@ -82,7 +74,7 @@ pub fn compare(
         ControlFlow::Continue(()) => Ok(()),
         ControlFlow::Break(()) => bail!("cancelled"),
     };
-    let num_det = a.det_classes().len();
+    let num_det = a.classes(Task::Det).len();
     for chunk in det.chunks(CHUNK) {
         let (records, images) = decoded(chunk, |r| &r.image_path, &mut skipped);
         let (pa, pb) = (a.predict_images(&images, postprocess), b.predict_images(&images, postprocess));
@@ -99,7 +91,7 @@ pub fn compare(
         done += chunk.len();
         report(done)?;
     }
-    let num_seg = a.seg_classes().len();
+    let num_seg = a.classes(Task::Seg).len();
     for chunk in seg.chunks(CHUNK) {
         let read: Vec<_> = chunk.par_iter().map(|r| Ok((r, decode_rgb(&r.image_path)?, r.read_mask(num_seg)?))).collect();
         let read: Vec<_> = read.into_iter().filter_map(|item: Result<_, crate::data::Problem>| item.map_err(|p| skipped.push(p)).ok()).collect();

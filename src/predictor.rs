@@ -65,17 +65,9 @@ impl Predictor {
         self.state.model.tasks()
     }
 
-    pub fn det_classes(&self) -> &[String] {
-        &self.state.classes[Task::Det]
-    }
-
-    pub fn seg_classes(&self) -> &[String] {
-        &self.state.classes[Task::Seg]
-    }
-
-    /// The class lists are empty for a task the network has no head for.
-    pub fn cls_classes(&self) -> &[String] {
-        &self.state.classes[Task::Cls]
+    /// `task`'s class names: empty for a task the network has no head for.
+    pub fn classes(&self, task: Task) -> &[String] {
+        &self.state.classes[task]
     }
 
     /// Class probabilities of each image, from the classification head.
@@ -143,9 +135,9 @@ impl Predictor {
         Ok(FullValidation {
             validation,
             images: splits.image_counts(),
-            det_classes: self.det_classes().to_vec(),
-            seg_classes: self.seg_classes().to_vec(),
-            cls_classes: self.cls_classes().to_vec(),
+            det_classes: self.classes(Task::Det).to_vec(),
+            seg_classes: self.classes(Task::Seg).to_vec(),
+            cls_classes: self.classes(Task::Cls).to_vec(),
         })
     }
 }
@@ -180,9 +172,9 @@ impl ModelInfo {
             run: run.to_string(),
             kind,
             step: predictor.state.step,
-            det_classes: predictor.det_classes().to_vec(),
-            seg_classes: predictor.seg_classes().to_vec(),
-            cls_classes: predictor.cls_classes().to_vec(),
+            det_classes: predictor.classes(Task::Det).to_vec(),
+            seg_classes: predictor.classes(Task::Seg).to_vec(),
+            cls_classes: predictor.classes(Task::Cls).to_vec(),
         }
     }
 

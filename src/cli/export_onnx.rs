@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::compress::measure::probe_images;
 use crate::model::anchors::{decode_boxes, Anchors};
-use crate::model::DET_STRIDES;
+use crate::model::{Task, DET_STRIDES};
 use crate::onnx::{self, Batch, Classes, ExportOptions};
 use crate::predictor::{InferenceBackend, Predictor};
 use crate::train::config::MAX_BATCH_SIZE;
@@ -59,7 +59,7 @@ pub fn run_onnx(args: OnnxArgs) -> Result<ExitCode> {
         batch: args.batch,
         decode: args.decode,
     };
-    let classes = Classes { det: predictor.det_classes(), seg: predictor.seg_classes(), cls: predictor.cls_classes() };
+    let classes = Classes { det: predictor.classes(Task::Det), seg: predictor.classes(Task::Seg), cls: predictor.classes(Task::Cls) };
     let model = onnx::export(net, &classes, &options)?;
     let out = args.out.clone().unwrap_or_else(|| args.run.run.join("onnx").join(format!("{}.onnx", kind.name().replace('/', "-"))));
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {

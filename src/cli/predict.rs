@@ -67,14 +67,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     export::check_formats(&args.format, predictor.tasks())?;
     let coco_ids = match &args.coco_ids {
         Some(path) => {
-            let coco_ids = CocoIds::read(path, predictor.det_classes())?;
+            let coco_ids = CocoIds::read(path, predictor.classes(Task::Det))?;
             // Refused before predicting: results without an id could not be scored.
             if let Some((image, id)) = args.images.iter().zip(&ids).find(|(_, id)| coco_ids.image(id).is_none()) {
                 bail!("{}: no image named {id:?} in {}", image.display(), path.display());
             }
             coco_ids
         }
-        None => CocoIds::numbered(ids.iter().map(String::as_str), predictor.det_classes().len()),
+        None => CocoIds::numbered(ids.iter().map(String::as_str), predictor.classes(Task::Det).len()),
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     let postprocess = PostprocessConfig { score_threshold: args.score_threshold, ..PostprocessConfig::display() };
@@ -95,7 +95,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let images: Vec<ImagePrediction> =
         predicted.iter().map(|(_, id, _, prediction)| ImagePrediction { id, prediction }).collect();
-    let naming = Naming { det_classes: predictor.det_classes(), voc_split: &args.voc_split, coco_ids: &coco_ids };
+    let naming = Naming { det_classes: predictor.classes(Task::Det), voc_split: &args.voc_split, coco_ids: &coco_ids };
     let written = export::write_standard(&args.format, &args.out, &images, &naming)?;
     if !written.is_empty() {
         println!("{} result file(s) in {}", written.len(), args.out.display());
@@ -145,7 +145,7 @@ fn write_twinhead(args: &Args, predictor: &Predictor, predicted: &[(&PathBuf, &s
                 .detections
                 .iter()
                 .map(|d| {
-                    json!({"image_id": id, "category": predictor.det_classes()[d.class], "bbox": xyxy_to_voc(d.bbox), "score": d.score})
+                    json!({"image_id": id, "category": predictor.classes(Task::Det)[d.class], "bbox": xyxy_to_voc(d.bbox), "score": d.score})
                 })
                 .collect();
             let json_path = args.out.join(format!("{id}.json"));
@@ -153,7 +153,7 @@ fn write_twinhead(args: &Args, predictor: &Predictor, predicted: &[(&PathBuf, &s
             said.push(format!("{} boxes", boxes.len()));
             det.extend(boxes);
         }
-        let top = top_classes(&prediction.class_probabilities, predictor.cls_classes(), 5);
+        let top = top_classes(&prediction.class_probabilities, predictor.classes(Task::Cls), 5);
         if let Some((name, p)) = top.first() {
             said.push(format!("class {name} ({p:.2})"));
             cls.insert(id.to_string(), top.iter().map(|(name, score)| json!({"class": name, "score": score})).collect::<Vec<_>>());

@@ -17,7 +17,7 @@ use crate::export::coco::results;
 use crate::export::track1::{class_polygons, test_list, SegEntry, Submission};
 use crate::export::{write_file, ImagePrediction};
 use crate::model::postprocess::PostprocessConfig;
-use crate::model::TaskSet;
+use crate::model::{Task, TaskSet};
 use crate::predictor::{Prediction, Predictor};
 use super::run_args::{DeviceArg, RunCheckpoint};
 use crate::train::run_dir;
@@ -53,7 +53,7 @@ pub fn run_track1(args: Track1Args) -> Result<ExitCode> {
     }
     let [cls_images, dec_images, seg_images] = ["cls", "dec", "seg"].map(|task| test_list(&args.data, task));
     let (cls_images, dec_images, seg_images) = (cls_images?, dec_images?, seg_images?);
-    let categories = detection_categories(&args, predictor.det_classes())?;
+    let categories = detection_categories(&args, predictor.classes(Task::Det))?;
     // Test image ids follow Track1's convention: the 1-based line of dec/test.txt.
     let stems = image_ids(&dec_images)?;
     let ids = CocoIds::from_parts(stems.iter().enumerate().map(|(i, s)| (s.clone(), CocoId::Number(i as i64 + 1))).collect(), categories);
@@ -78,7 +78,7 @@ pub fn run_track1(args: Track1Args) -> Result<ExitCode> {
         dec.extend(results(&images, &ids)?);
         bar.inc(chunk.len() as u64);
     }
-    let seg_classes = predictor.seg_classes().len();
+    let seg_classes = predictor.classes(Task::Seg).len();
     let mut seg = Vec::with_capacity(seg_images.len());
     for (chunk, names) in seg_images.chunks(CHUNK).zip(seg_names.chunks(CHUNK)) {
         let predictions: Vec<Prediction> = predictor.predict_images(&decode_all(chunk)?, &postprocess);

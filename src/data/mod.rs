@@ -17,6 +17,7 @@ pub mod masks;
 pub mod path_text;
 pub mod preprocess;
 pub mod problem;
+pub mod split;
 pub mod synth;
 pub mod truth;
 pub mod voc;

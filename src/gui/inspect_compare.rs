@@ -210,12 +210,12 @@ impl CompareView {
             let (mut truth_boxes, mut truth_mask) = (Vec::new(), None);
             match row.task {
                 Task::Det => {
-                    if let Some(record) = splits.det.as_ref().and_then(|d| d.records.iter().find(|r| r.id == row.id)) {
+                    if let Some(record) = splits.det().and_then(|d| d.records.iter().find(|r| r.id == row.id)) {
                         truth_boxes = annotation_boxes(&record.annotation).into_iter().map(|(d, _)| d).collect();
                     }
                 }
                 Task::Seg => {
-                    if let Some(split) = &splits.seg {
+                    if let Some(split) = splits.seg() {
                         if let Some(record) = split.records.iter().find(|r| r.id == row.id) {
                             truth_mask = Some(record.read_mask(split.classes.len()).map_err(|p| anyhow::anyhow!("{p}"))?);
                         }

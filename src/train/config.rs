@@ -13,6 +13,7 @@ use super::strategy::{RunShape, StrategyConfig, Task, TaskSet};
 use crate::data::classify::{self, ClsDataset, ClsFormat};
 use crate::data::format::{DetFormat, DetSpec, SegFormat, SegSpec};
 use crate::data::masks::{MaskEncoding, MaskPreset, MaskSpec};
+use crate::data::split::DatasetSplit;
 use crate::model::{BackboneKind, ModelSize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,8 +125,34 @@ impl DataConfig {
 
     /// The tasks whose dataset folder is set.
     pub fn configured_tasks(&self) -> TaskSet {
-        let folders = [&self.voc, &self.ade, &self.cls];
-        Task::ALL.into_iter().filter(|&task| folders[task as usize].is_some()).collect()
+        Task::ALL.into_iter().filter(|&task| self.folder(task).is_some()).collect()
+    }
+
+    /// `task`'s dataset folder (`data.voc`, `data.ade`, `data.cls`), when set.
+    pub fn folder(&self, task: Task) -> Option<&PathBuf> {
+        match task {
+            Task::Det => self.voc.as_ref(),
+            Task::Seg => self.ade.as_ref(),
+            Task::Cls => self.cls.as_ref(),
+        }
+    }
+
+    /// The names of `task`'s training and validation splits.
+    pub fn split_names(&self, task: Task) -> [&str; 2] {
+        match task {
+            Task::Det => [&self.voc_train_split, &self.voc_val_split],
+            Task::Seg => [&self.ade_train_split, &self.ade_val_split],
+            Task::Cls => [&self.cls_train_split, &self.cls_val_split],
+        }
+    }
+
+    /// Split `split` of `task`'s dataset, in a run with `task`.
+    pub fn open_split(&self, task: Task, split: &str) -> Result<Option<DatasetSplit>> {
+        Ok(match task {
+            Task::Det => self.det_spec().map(|spec| spec.open(split, None)).transpose()?.map(DatasetSplit::Det),
+            Task::Seg => self.seg_spec().map(|spec| spec.open(split)).transpose()?.map(DatasetSplit::Seg),
+            Task::Cls => self.open_cls(split)?.map(DatasetSplit::Cls),
+        })
     }
 
     /// The detection dataset, in a run with detection.
@@ -152,11 +179,7 @@ impl DataConfig {
 
     /// The dataset folder of each of the run's tasks.
     pub fn folders(&self) -> Vec<(Task, &PathBuf)> {
-        let run = self.run_tasks();
-        [(Task::Det, &self.voc), (Task::Seg, &self.ade), (Task::Cls, &self.cls)]
-            .into_iter()
-            .filter_map(|(task, dir)| Some((task, dir.as_ref().filter(|_| run.contains(task))?)))
-            .collect()
+        self.run_tasks().iter().filter_map(|task| Some((task, self.folder(task)?))).collect()
     }
 
     /// Split `split` of the classification dataset, in a run with `data.cls`

@@ -12,6 +12,7 @@ use crate::data::ade::AdeDataset;
 use crate::data::classify::ClsDataset;
 use crate::data::batch::{ClsSource, DetSource, SegSource};
 use crate::data::loader::{Loader, LoaderConfig};
+use crate::data::split::DatasetSplit;
 use crate::data::voc::VocDataset;
 use crate::eval::{
     curves_ap, ground_truth_from_voc, pr_curves, ClassAp, ClsMetrics, ConfusionMatrix, DetConfusion, GroundTruth, PrCurve, VocMetric,
@@ -25,31 +26,58 @@ use crate::train::config::DataConfig;
 
 /// The validation splits of a run's tasks, whole (what `twinhead eval --run`
 /// scores and the workbench's Inspect panel samples).
-pub struct ValidationSplits {
-    pub det: Option<VocDataset>,
-    pub seg: Option<AdeDataset>,
-    pub cls: Option<ClsDataset>,
-}
+pub struct ValidationSplits(PerTask<Option<DatasetSplit>>);
 
 impl ValidationSplits {
     pub fn open(data: &DataConfig) -> Result<Self> {
-        Ok(Self {
-            det: data.det_spec().map(|spec| spec.open(&data.voc_val_split, None)).transpose()?,
-            seg: data.seg_spec().map(|spec| spec.open(&data.ade_val_split)).transpose()?,
-            cls: data.open_cls(&data.cls_val_split)?,
-        })
+        let mut splits = PerTask::default();
+        for task in Task::ALL {
+            splits[task] = data.open_split(task, data.split_names(task)[1])?;
+        }
+        Ok(Self(splits))
+    }
+
+    /// `task`'s split, in a run with `task`.
+    pub fn get(&self, task: Task) -> Option<&DatasetSplit> {
+        self.0[task].as_ref()
+    }
+
+    /// The run's tasks' splits.
+    pub fn iter(&self) -> impl Iterator<Item = (Task, &DatasetSplit)> {
+        self.0.iter().filter_map(|(task, split)| Some((task, split.as_ref()?)))
+    }
+
+    pub fn det(&self) -> Option<&VocDataset> {
+        match self.get(Task::Det)? {
+            DatasetSplit::Det(split) => Some(split),
+            _ => None,
+        }
+    }
+
+    pub fn seg(&self) -> Option<&AdeDataset> {
+        match self.get(Task::Seg)? {
+            DatasetSplit::Seg(split) => Some(split),
+            _ => None,
+        }
+    }
+
+    pub fn cls(&self) -> Option<&ClsDataset> {
+        match self.get(Task::Cls)? {
+            DatasetSplit::Cls(split) => Some(split),
+            _ => None,
+        }
     }
 
     /// The first `images` records of each split, with their ground truth.
     pub fn subsets(&self, images: PerTask<usize>) -> Result<ValidationSets> {
         let mut sets = ValidationSets::default();
-        if let Some(voc) = &self.det {
+        if let Some(voc) = self.det() {
             let mut source = DetSource::new(voc);
             source.records.truncate(images[Task::Det]);
             let truth = ground_truth_from_voc(&source.records);
             sets.det = Some((source, truth));
         }
-        if let Some(ade) = &self.seg {
+        if let Some(ade) = self.seg() {
             let mut source = SegSource::new(ade);
             source.records.truncate(images[Task::Seg]);
             let truth = source
@@ -59,7 +87,7 @@ impl ValidationSplits {
                 .collect::<Result<Vec<_>>>()?;
             sets.seg = Some((source, truth));
         }
-        if let Some(cls) = &self.cls {
+        if let Some(cls) = self.cls() {
             let mut source = ClsSource::new(cls);
             source.records.truncate(images[Task::Cls]);
             sets.cls = Some(source);
@@ -67,13 +95,15 @@ impl ValidationSplits {
         Ok(sets)
     }
 
+    /// The first task whose split has other classes than `head_classes`
+    /// says the network's head has: `(task, head's, split's)`.
+    pub fn class_mismatch(&self, head_classes: impl Fn(Task) -> usize) -> Option<(Task, usize, usize)> {
+        self.iter().map(|(task, split)| (task, head_classes(task), split.classes().len())).find(|(_, head, split)| head != split)
+    }
+
     /// Images in each split (0 for a task the run does not have).
     pub fn image_counts(&self) -> PerTask<usize> {
-        PerTask::from([
-            self.det.as_ref().map_or(0, |d| d.records.len()),
-            self.seg.as_ref().map_or(0, |d| d.records.len()),
-            self.cls.as_ref().map_or(0, |d| d.records.len()),
-        ])
+        PerTask::from_fn(|task| self.get(task).map_or(0, DatasetSplit::len))
     }
 }
 
@@ -263,4 +293,24 @@ pub fn validate<B: TwinBackend>(
     kept.seg.sort_by_key(|(index, _)| *index);
     kept.cls.sort_by_key(|(index, _)| *index);
     Ok(Validation { det, seg, cls, kept })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::ClassList;
+
+    fn split(classes: ClassList) -> AdeDataset {
+        AdeDataset { root: "ade".into(), split: "validation".into(), classes, records: Vec::new(), problems: Vec::new() }
+    }
+
+    #[test]
+    fn a_head_with_other_classes_than_its_split_is_named_with_both_counts() {
+        let mut splits = PerTask::default();
+        splits[Task::Seg] = Some(DatasetSplit::Seg(split(ClassList::ade())));
+        let splits = ValidationSplits(splits);
+        assert_eq!(splits.class_mismatch(|task| if task == Task::Seg { 150 } else { 7 }), None, "tasks without a split are not compared");
+        assert_eq!(splits.class_mismatch(|_| 9), Some((Task::Seg, 9, 150)));
+        assert_eq!(splits.image_counts(), PerTask::from([0, 0, 0]));
+    }
 }

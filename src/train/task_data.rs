@@ -5,6 +5,7 @@ use crate::data::augment::{Augmented, Sample};
 use crate::data::batch::{ClsBatch, ClsSource, DetBatch, DetSource, ImageBatch, SampleSource, SegBatch, SegSource};
 use crate::data::loader::Position;
 use crate::data::problem::Problem;
+use crate::data::split::DatasetSplit;
 use crate::model::Task;
 use super::replay::BufferSource;
 
@@ -56,6 +57,15 @@ impl TaskBatch {
 }
 
 impl TaskSource {
+    /// A split's records as a source of training samples.
+    pub fn new(split: &DatasetSplit) -> Self {
+        match split {
+            DatasetSplit::Det(split) => Self::Det(DetSource::new(split)),
+            DatasetSplit::Seg(split) => Self::Seg(SegSource::new(split)),
+            DatasetSplit::Cls(split) => Self::Cls(ClsSource::new(split)),
+        }
+    }
+
     fn source(&self) -> &dyn SourceOf {
         match self {
             Self::Det(source) => source,

@@ -41,9 +41,10 @@ use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
 use crate::backend::device::{mib, DeviceMemory};
 use crate::backend::TwinAutodiffBackend;
-use crate::data::batch::{mask_tensor, ClsSource, DetBatch, DetSource, ImageBatch, SegSource};
+use crate::data::batch::{mask_tensor, DetBatch, ImageBatch};
 use crate::data::problem::Problem;
-use crate::data::loader::{Loader, LoaderConfig, Position, SampleSource, Shard};
+use crate::data::split::DatasetSplit;
+use crate::data::loader::{Loader, LoaderConfig, Position, Shard};
 use crate::data::synth::ensure_generated;
 use crate::model::anchors::Anchors;
 use crate::model::task::PerTask;
@@ -85,57 +86,29 @@ pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Resul
             log(format!("{name} split: {} record(s) left out, first: {}", problems.len(), problems[0]));
         }
     };
-    let empty = |task: Task, root: &Path, split: &str| {
-        anyhow::anyhow!("{}: {}: the {task} split {split:?} has no images", DataConfig::key(task), root.display())
+    let empty = |task: Task, split: &DatasetSplit| {
+        let folder = data.folder(task).map_or_else(|| split.root().display(), |dir| dir.display());
+        anyhow::anyhow!("{}: {folder}: the {task} split {:?} has no images", DataConfig::key(task), split.name())
     };
     let mut train = PerTask::default();
     for task in Task::ALL {
-        let Some((source, problems, root, split)) = open_training(data, task)? else { continue };
-        left_out(&format!("{task} training"), &problems);
-        if source.is_empty() {
-            return Err(empty(task, &root, split));
+        let Some(split) = data.open_split(task, data.split_names(task)[0])? else { continue };
+        left_out(&format!("{task} training"), split.problems());
+        if split.is_empty() {
+            return Err(empty(task, &split));
         }
-        train[task] = Some(source);
+        train[task] = Some(TaskSource::new(&split));
     }
     let splits = ValidationSplits::open(data)?;
-    if let Some(det) = &splits.det {
-        left_out("detection validation", &det.problems);
+    for (task, split) in splits.iter() {
+        left_out(&format!("{task} validation"), split.problems());
     }
-    if let Some(seg) = &splits.seg {
-        left_out("segmentation validation", &seg.problems);
-    }
-    if let Some(cls) = &splits.cls {
-        left_out("classification validation", &cls.problems);
-        if cls.records.is_empty() {
-            return Err(empty(Task::Cls, &cls.root, &data.cls_val_split));
-        }
+    // A task is scored on its validation split; classification's metrics have no value for none.
+    if let Some(cls) = splits.get(Task::Cls).filter(|split| split.is_empty()) {
+        return Err(empty(Task::Cls, cls));
     }
     let validation = splits.subsets(config.eval.images())?;
     Ok(Datasets { train, validation })
-}
-
-/// `task`'s training split as its reader opens it, with the records it left
-/// out, its folder and split name; `None` for a task the run lacks.
-fn open_training(data: &DataConfig, task: Task) -> Result<Option<(TaskSource, Vec<Problem>, PathBuf, &str)>> {
-    Ok(match task {
-        Task::Det => match data.det_spec() {
-            Some(spec) => {
-                let train = spec.open(&data.voc_train_split, None)?;
-                Some((TaskSource::Det(DetSource::new(&train)), train.problems, spec.dir.clone(), &data.voc_train_split))
-            }
-            None => None,
-        },
-        Task::Seg => match data.seg_spec() {
-            Some(spec) => {
-                let train = spec.open(&data.ade_train_split)?;
-                Some((TaskSource::Seg(SegSource::new(&train)), train.problems, spec.dir.clone(), &data.ade_train_split))
-            }
-            None => None,
-        },
-        Task::Cls => data
-            .open_cls(&data.cls_train_split)?
-            .map(|train| (TaskSource::Cls(ClsSource::new(&train)), train.problems, train.root, data.cls_train_split.as_str())),
-    })
 }
 
 /// A task's loss on a batch, and what it is a mean over (the detection

@@ -349,7 +349,7 @@ fn inspect_compares_two_runs_image_by_image() {
     }
     let config = twinhead::train::TrainConfig::parse(&std::fs::read_to_string(dir.path().join("runs").join(RUN).join("config.toml")).unwrap()).unwrap();
     let splits = ValidationSplits::open(&config.data).unwrap();
-    let planted = splits.seg.as_ref().unwrap().records.last().unwrap();
+    let planted = splits.seg().unwrap().records.last().unwrap();
     let (width, height) = image::image_dimensions(&planted.mask_path).unwrap();
     image::GrayImage::from_pixel(width, height, image::Luma([3])).save(&planted.mask_path).unwrap();
 
