@@ -57,6 +57,7 @@ if [ $# -eq 0 ]; then
     bin="${CARGO_TARGET_DIR:-target}/debug/twinhead"
     if [ "${TWINHEAD_CI:-}" = 1 ]; then
         kept="$(mktemp -d)"
+        trap 'rm -rf "$kept"' EXIT
         cp "$bin" "$kept/twinhead"
         bin="$kept/twinhead"
         cargo clean >/dev/null 2>&1

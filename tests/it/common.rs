@@ -2,8 +2,8 @@
 //! (each binary uses some of them).
 #![allow(dead_code)]
 
-use std::path::Path;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use twinhead::backend::device::DeviceSpec;
 use twinhead::train::{start, FinishReason, TrainConfig};
@@ -24,21 +24,44 @@ pub fn data_overrides(synth: &Path) -> Vec<String> {
     ]
 }
 
+/// A new temporary folder that lives as long as the test process, for what a
+/// process makes once and its tests share. (A `TempDir` in a static is never
+/// dropped: every test process, one per test under nextest, left its folder in
+/// the system's temporary folder, 28 GB over a day of runs.) Removed at exit,
+/// also after a failed test; a process killed outright still leaves it.
+pub fn process_tempdir() -> PathBuf {
+    static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    extern "C" fn remove_all() {
+        if let Ok(dirs) = DIRS.lock() {
+            for dir in dirs.iter() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut dirs = DIRS.lock().unwrap();
+    if dirs.is_empty() {
+        // SAFETY: registers a plain function with no arguments, once per process.
+        assert_eq!(unsafe { libc::atexit(remove_all) }, 0, "atexit");
+    }
+    dirs.push(dir.clone());
+    dir
+}
+
 /// A temporary folder holding `synth/` (tiny synthetic datasets) and
 /// `runs/tiny` (a run trained for four steps, evaluated once at step 4, with
 /// its last checkpoint and timeline), made once for all the binary's tests.
 pub fn trained() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let mut overrides = data_overrides(&dir.path().join("synth"));
+        let dir = process_tempdir();
+        let mut overrides = data_overrides(&dir.join("synth"));
         overrides.extend(["steps=4", "eval.every=4", "eval.det_images=4", "eval.seg_images=4", "model.width=0.25"].map(String::from));
         let config = TrainConfig::load_preset("quick", &overrides).unwrap();
-        let handle = start(Some(config), &dir.path().join("runs").join(RUN), false, DeviceSpec::Cpu).unwrap();
+        let handle = start(Some(config), &dir.join("runs").join(RUN), false, DeviceSpec::Cpu).unwrap();
         assert_eq!(handle.join().unwrap(), FinishReason::Completed);
         dir
     })
-    .path()
 }
 
 /// The three-task run's folder name under `<tmp>/runs`.
@@ -48,10 +71,10 @@ pub const THREE_TASK_RUN: &str = "three";
 /// included) and `runs/three` (`allinone` trained four steps, evaluated at
 /// step 4), made once for all the binary's tests.
 pub fn trained_three_task() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let synth = dir.path().join("synth");
+        let dir = process_tempdir();
+        let synth = dir.join("synth");
         let overrides = [
             "steps=4",
             "eval.every=4",
@@ -71,11 +94,10 @@ pub fn trained_three_task() -> &'static Path {
         .chain(["voc", "ade", "cls"].map(|set| format!("data.{set}={}", synth.join(set).display())))
         .collect::<Vec<_>>();
         let config = TrainConfig::load_preset("allinone", &overrides).unwrap();
-        let handle = start(Some(config), &dir.path().join("runs").join(THREE_TASK_RUN), false, DeviceSpec::Cpu).unwrap();
+        let handle = start(Some(config), &dir.join("runs").join(THREE_TASK_RUN), false, DeviceSpec::Cpu).unwrap();
         assert_eq!(handle.join().unwrap(), FinishReason::Completed);
         dir
     })
-    .path()
 }
 
 /// Copies a folder and everything in it (a run to change without touching the shared one).
@@ -105,10 +127,10 @@ pub fn twinhead_text(args: &[&str]) -> (i32, String, String) {
 
 /// A new synthetic set of `images` detection and segmentation images at
 /// `size` pixels in every layout: VOC, COCO and YOLO; ADE and mask folders.
-pub fn every_layout(images: usize, size: u32, more: &[&str]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+pub fn every_layout(images: usize, size: u32, more: &[&str]) -> PathBuf {
+    let dir = process_tempdir();
     let (images, size) = (images.to_string(), size.to_string());
-    let args = ["data", "synth", "--out", s(dir.path()), "--det-images", &images, "--seg-images", &images, "--size", &size];
+    let args = ["data", "synth", "--out", s(&dir), "--det-images", &images, "--seg-images", &images, "--size", &size];
     let formats = ["--det-format", "coco", "--det-format", "yolo", "--seg-format", "masks"];
     let (code, stdout, stderr) = twinhead_text(&[&args[..], &formats[..], more].concat());
     assert_eq!(code, 0, "{stdout}{stderr}");

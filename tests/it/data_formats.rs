@@ -14,8 +14,8 @@ use crate::common::{every_layout, twinhead_text as twinhead};
 
 /// A synthetic set in every layout, written once.
 fn shared_data() -> &'static Path {
-    static DATA: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DATA.get_or_init(|| every_layout(40, 64, &[])).path()
+    static DATA: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DATA.get_or_init(|| every_layout(40, 64, &[]))
 }
 
 /// The step losses of a short run on `det` and `seg` (`data` holds more data keys).

@@ -242,8 +242,8 @@ proptest! {
 /// Two images of each task in every layout, made once per process (the
 /// property tests mutate its files: nextest gives each test its own process).
 fn synthetic() -> &'static Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| common::every_layout(2, 32, &["--val-fraction", "0"])).path()
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| common::every_layout(2, 32, &["--val-fraction", "0"]))
 }
 
 /// Writes `file`'s first contents (kept beside the datasets), mutated.

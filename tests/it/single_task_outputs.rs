@@ -18,17 +18,17 @@ use crate::common;
 
 /// `quick` on the tiny synthetic sets with `data.tasks = "seg"`, four steps.
 fn run_dir() -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let mut overrides = common::data_overrides(&dir.path().join("synth"));
+        let dir = common::process_tempdir();
+        let mut overrides = common::data_overrides(&dir.join("synth"));
         overrides.extend(["data.tasks=seg", "steps=4", "eval.every=4", "eval.seg_images=4", "model.width=0.25"].map(String::from));
         let config = TrainConfig::load_preset("quick", &overrides).unwrap();
-        let handle = start(Some(config), &dir.path().join("runs/seg"), false, DeviceSpec::Cpu).unwrap();
+        let handle = start(Some(config), &dir.join("runs/seg"), false, DeviceSpec::Cpu).unwrap();
         assert_eq!(handle.join().unwrap(), FinishReason::Completed);
         dir
     });
-    dir.path().join("runs/seg")
+    dir.join("runs/seg")
 }
 
 fn succeeds(args: &[&str]) -> String {

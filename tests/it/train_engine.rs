@@ -73,14 +73,13 @@ fn train(config: TrainConfig, run_dir: &Path) -> Vec<EvalRecord> {
 
 /// The synthetic set every test shares, generated once (the runs then find it complete).
 fn shared_data() -> &'static Path {
-    static DATA: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    static DATA: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     DATA.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::process_tempdir();
         let synth = SynthConfig { seed: 0, det_images: 160, seg_images: 160, size: 96, ..SynthConfig::default() };
-        ensure_generated(dir.path(), &synth, |_, _| {}).unwrap();
+        ensure_generated(&dir, &synth, |_, _| {}).unwrap();
         dir
     })
-    .path()
 }
 
 /// Forgetting of a task at the end of a run: best value so far minus the last.
@@ -713,14 +712,13 @@ fn a_single_task_run_builds_its_head_only_and_learns_its_task() {
 /// The three synthetic sets (detection, segmentation, classification crops),
 /// generated once for the three-task tests.
 fn three_task_data() -> &'static Path {
-    static DATA: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    static DATA: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     DATA.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::process_tempdir();
         let synth = SynthConfig { seed: 0, det_images: 48, seg_images: 48, cls_images: 240, size: 64, ..SynthConfig::default() };
-        ensure_generated(dir.path(), &synth, |_, _| {}).unwrap();
+        ensure_generated(&dir, &synth, |_, _| {}).unwrap();
         dir
     })
-    .path()
 }
 
 /// A tiny three-task run at 64 px on [`three_task_data`].
