@@ -15,7 +15,7 @@ use crate::train::config_diff::config_diff;
 use crate::train::events::EvalRecord;
 use crate::train::presets::preset_names;
 use crate::model::task::PerTask;
-use crate::train::strategy::{StrategyConfig, Task, TaskSet};
+use crate::train::strategy::{Task, TaskSet};
 
 /// The presets the sweep takes its strategies from, in the order they are queued.
 const SWEEP_STRATEGIES: [&str; 12] = [
@@ -379,7 +379,7 @@ pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainC
         let source = TrainConfig::load_preset(preset, &[])?;
         let mut config = base.clone();
         config.strategy = source.strategy;
-        rescale_to_steps(&mut config.strategy, source.steps, base.steps);
+        config.strategy.rescale_steps(source.steps, base.steps);
         config.name = format!("{}-{preset}", base.name);
         config.validate().with_context(|| format!("strategy sweep with {preset} on {}", base.name))?;
         // The twin starts with the next of the run's tasks instead.
@@ -393,23 +393,6 @@ pub fn sweep_configs(base: &TrainConfig, both_orders: bool) -> Result<Vec<TrainC
         configs.extend(twin);
     }
     Ok(configs)
-}
-
-/// The step settings of `strategy` (the switch, a pseudo-label burn-in) moved
-/// to the same fraction of a `to_steps` run as they had of `from_steps`.
-fn rescale_to_steps(strategy: &mut StrategyConfig, from_steps: usize, to_steps: usize) {
-    if from_steps == 0 {
-        return;
-    }
-    let scale = |step: usize| (step as f64 * to_steps as f64 / from_steps as f64).round() as usize;
-    if let Some(sequence) = strategy.sequence_mut() {
-        if to_steps > 1 {
-            sequence.switch_step = scale(sequence.switch_step).clamp(1, to_steps - 1);
-        }
-    }
-    if let Some(labels) = strategy.get_mut().mixing_mut().and_then(|mixing| mixing.pseudo_labels.as_mut()) {
-        labels.start_step = scale(labels.start_step);
-    }
 }
 
 /// Per run, grouped bars: final mAP50 and mIoU, and the forgetting at the end

@@ -516,17 +516,7 @@ impl TrainConfig {
         self.optim.warmup_steps = scale(self.optim.warmup_steps).min(self.optim.warmup_steps);
         self.eval.every = scale(self.eval.every);
         self.checkpoint.every = scale(self.checkpoint.every);
-        if let Some(sequence) = self.strategy.sequence_mut() {
-            // Switch steps stay inside the run and increasing.
-            if sequence.switch_step > 0 {
-                sequence.switch_step = scale(sequence.switch_step).min(to - 1).max(1);
-            }
-            let mut last = 0;
-            for switch in sequence.switch_steps.iter_mut() {
-                *switch = scale(*switch).max(last + 1);
-                last = *switch;
-            }
-        }
+        self.strategy.rescale_steps(from, to);
     }
 
     /// Parses TOML text, applies `key=value` overrides (dotted keys, TOML values;

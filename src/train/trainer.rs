@@ -19,16 +19,13 @@ use super::conflict::{self, PairConflict};
 use super::control_file::ControlReader;
 use super::ema::WeightEma;
 use super::config::DataConfig;
-use super::evaluate::{validate, ValidationSets, ValidationSettings, ValidationSplits};
+use super::datasets::{open_datasets, Datasets};
+use super::evaluate::{validate, ValidationSettings};
 use super::events::{Control, EvalRecord, Event, FinishReason, ReplicaStep};
-use super::loss::cls::cls_loss;
-use super::loss::det::{det_loss, det_loss_ignoring, DetLossConfig, ImageTargets};
-use super::loss::distill::{kd_det_loss, kd_softmax_loss};
-use super::loss::seg::{seg_loss, OhemConfig, SegLossConfig, IGNORE_INDEX};
 use super::memory;
 use super::parallel::{snapshot, Replica};
 use super::penalty::Ewc;
-use super::pseudo::{pseudo_boxes, pseudo_masks, PseudoLabels, TEACHER_EMA_DECAY};
+use super::pseudo::{PseudoLabels, TEACHER_EMA_DECAY};
 use super::replay::{buffer_file, make_buffer, BufferSource};
 use super::run_dir::EventLog;
 use super::tensorboard_log::TensorboardLog;
@@ -37,87 +34,17 @@ use super::lr_schedule::learning_rate;
 use super::strategy::{AtSwitch, GradientCombination, RunShape, Task, TaskSet, Weighting};
 use super::task_data::{TaskBatch, TaskSource};
 use super::task_gradients;
+use super::task_losses::{CrossKind, CrossTask, TaskLoss, TaskLosses};
 use super::trainee::Trainee;
 use super::optim::TwinOptimizer;
 use crate::backend::device::{mib, DeviceMemory};
 use crate::backend::TwinAutodiffBackend;
-use crate::data::batch::{mask_tensor, DetBatch, ImageBatch};
-use crate::data::problem::Problem;
-use crate::data::split::DatasetSplit;
 use crate::data::loader::{Loader, LoaderConfig, Position, Shard};
-use crate::data::synth::ensure_generated;
-use crate::model::anchors::Anchors;
 use crate::model::task::PerTask;
-use crate::model::{HeadOutputs, Reshape, TwinNet, DET_STRIDES};
+use crate::model::{Reshape, TwinNet};
 
 /// How often a paused run looks at its control file.
 const CONTROL_POLL: Duration = Duration::from_millis(200);
-
-/// The opened datasets of a run's tasks.
-pub struct Datasets {
-    /// Each task's training split (`None` for a task the run lacks).
-    pub train: PerTask<Option<TaskSource>>,
-    pub validation: ValidationSets,
-}
-
-/// For a relative path, says which folder it is relative to (a copied binary
-/// runs anywhere, so "datasets/voc" alone can puzzle).
-fn relative_to_cwd(path: &std::path::Path) -> String {
-    match std::env::current_dir() {
-        Ok(cwd) if path.is_relative() => format!(" (relative paths resolve against the working directory {})", cwd.display()),
-        _ => String::new(),
-    }
-}
-
-/// Opens (generating the synthetic set first when configured) the datasets of the run's tasks.
-pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Result<Datasets> {
-    let data = &config.data;
-    if let Some((dir, synth)) = data.synthetic_set()? {
-        tracing::info!("synthetic datasets in {}", std::path::absolute(&dir).unwrap_or_else(|_| dir.clone()).display());
-        ensure_generated(&dir, &synth, |_, _| {})?;
-    }
-    for (task, path) in data.folders() {
-        if !path.exists() {
-            bail!("{}: dataset folder {} does not exist{}", DataConfig::key(task), path.display(), relative_to_cwd(path));
-        }
-    }
-    let mut left_out = |name: &str, problems: &[Problem]| {
-        if !problems.is_empty() {
-            log(format!("{name} split: {} record(s) left out, first: {}", problems.len(), problems[0]));
-        }
-    };
-    let empty = |task: Task, split: &DatasetSplit| {
-        let folder = data.folder(task).map_or_else(|| split.root().display(), |dir| dir.display());
-        anyhow::anyhow!("{}: {folder}: the {task} split {:?} has no images", DataConfig::key(task), split.name())
-    };
-    let mut train = PerTask::default();
-    for task in Task::ALL {
-        let Some(split) = data.open_split(task, data.split_names(task)[0])? else { continue };
-        left_out(&format!("{task} training"), split.problems());
-        if split.is_empty() {
-            return Err(empty(task, &split));
-        }
-        train[task] = Some(TaskSource::new(&split));
-    }
-    let splits = ValidationSplits::open(data)?;
-    for (task, split) in splits.iter() {
-        left_out(&format!("{task} validation"), split.problems());
-    }
-    // A task is scored on its validation split; classification's metrics have no value for none.
-    if let Some(cls) = splits.get(Task::Cls).filter(|split| split.is_empty()) {
-        return Err(empty(Task::Cls, cls));
-    }
-    let validation = splits.subsets(config.eval.images())?;
-    Ok(Datasets { train, validation })
-}
-
-/// A task's loss on a batch, and what it is a mean over (the detection
-/// loss's target-score sum, the scored pixels, the images): the loss divides by
-/// `max(normaliser, 1)`.
-struct TaskLoss<B: Backend> {
-    value: Tensor<B, 1>,
-    normaliser: f32,
-}
 
 /// What one step computed, for the step event.
 struct StepLosses {
@@ -135,18 +62,6 @@ enum Mitigation<B: AutodiffBackend> {
     Pseudo { teacher: TwinNet<B::InnerBackend>, tasks: TaskSet, labels: PseudoLabels },
 }
 
-/// What supervises the heads of `tasks` on a batch that has no labels for them.
-struct CrossTask<'a, B: Backend> {
-    tasks: TaskSet,
-    kind: CrossKind<'a, B>,
-}
-
-enum CrossKind<'a, B: Backend> {
-    Distill { teacher: &'a TwinNet<B>, weight: f32, temperature: f32 },
-    /// Per task (in [`Task::ALL`] order), the network whose predictions become its labels.
-    Pseudo { teachers: [Option<&'a TwinNet<B>>; 3], labels: PseudoLabels },
-}
-
 /// A frozen pseudo-label teacher loaded from another run's checkpoint folder.
 struct Specialist<B: Backend> {
     dir: PathBuf,
@@ -162,8 +77,7 @@ pub struct Trainer<B: TwinAutodiffBackend> {
     state: TrainerState,
     data: Datasets,
     log: EventLog,
-    det_losses: DetLossConfig,
-    seg_losses: SegLossConfig,
+    losses: TaskLosses,
     /// Phase the trainer has set itself up for; `None` forces a set-up.
     phase: Option<usize>,
     mitigation: Mitigation<B>,
@@ -265,16 +179,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
         if config.log.tensorboard && log.writes() {
             log.attach_tensorboard(TensorboardLog::rebuild(run_dir, &super::run_dir::read_events(run_dir)?.0, state.classes[Task::Seg].len())?);
         }
-        let det_losses = DetLossConfig {
-            cls_weight: config.loss.det_cls_weight,
-            box_weight: config.loss.det_box_weight,
-            ..DetLossConfig::default()
-        };
-        let seg_losses = SegLossConfig {
-            ohem: (config.loss.seg_ohem_fraction > 0.0)
-                .then(|| OhemConfig { min_kept_fraction: config.loss.seg_ohem_fraction, ..OhemConfig::default() }),
-            dice_weight: config.loss.seg_dice_weight,
-        };
+        let losses = TaskLosses::new(&config.loss);
         let ema = (config.optim.ema_decay > 0.0)
             .then(|| WeightEma::new(ema_net.unwrap_or_else(|| trainee.net.valid()), config.optim.ema_decay));
         let mut trainer = Self {
@@ -286,8 +191,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             state,
             data,
             log,
-            det_losses,
-            seg_losses,
+            losses,
             phase: None,
             mitigation: Mitigation::None,
             ema,
@@ -752,7 +656,7 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
     /// `batch`'s loss on its labels, computed with `net` (EWC's Fisher, the conflict meter).
     fn task_loss_of(&self, net: &TwinNet<B>, batch: &TaskBatch) -> Tensor<B, 1> {
         let mut heads = net.forward_heads(batch.inputs().images::<B>(&self.device), batch.task().into());
-        self.labelled_loss(batch, &mut heads).value
+        self.losses.labelled(batch, &mut heads, &self.device).value
     }
 
     /// The run's tasks and length, as the strategy schedules them.
@@ -792,11 +696,11 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             let others = cross.as_ref().map_or(TaskSet::default(), |cross| cross.tasks.without(task));
             let images = batch.inputs().images::<B>(&self.device);
             let mut heads = net.forward_heads(images.clone(), others.with(task));
-            let loss = self.labelled_loss(batch, &mut heads);
+            let loss = self.losses.labelled(batch, &mut heads, &self.device);
             let value = scalar(&loss.value)?;
             let mut terms = None;
             if let Some(cross) = &cross {
-                for term in self.cross_losses(cross, others, heads, images.inner(), batch.inputs()) {
+                for term in self.losses.cross(cross, others, heads, images.inner(), batch.inputs(), &self.device) {
                     accumulate(&mut penalty, term.clone());
                     accumulate(&mut terms, term);
                 }
@@ -894,94 +798,6 @@ impl<B: TwinAutodiffBackend> Trainer<B> {
             values.push(sums[i + 1] / whole);
         }
         Ok((scales, values, penalty.map(|_| sums[2 * Task::ALL.len()] / world)))
-    }
-
-    /// The loss of `batch`'s own task on its labels, from its head's output in `heads`.
-    fn labelled_loss(&self, batch: &TaskBatch, heads: &mut HeadOutputs<B>) -> TaskLoss<B> {
-        let missing = "forward_heads computed the batch's own head";
-        match batch {
-            TaskBatch::Det(batch) => {
-                let output = heads.det.take().expect(missing);
-                let anchors = Anchors::new(batch.size, &DET_STRIDES);
-                let loss = det_loss(output.cls_logits, output.box_raw, &anchors, &training_targets(batch), &self.det_losses);
-                TaskLoss { value: loss.total, normaliser: loss.target_score_sum }
-            }
-            TaskBatch::Seg(batch) => {
-                let value = seg_loss(heads.seg.take().expect(missing), batch.masks::<B>(&self.device), &self.seg_losses).total;
-                TaskLoss { value, normaliser: batch.masks.iter().filter(|&&m| m as i64 != IGNORE_INDEX).count() as f32 }
-            }
-            TaskBatch::Cls(batch) => {
-                let labels = batch.labels::<B>(&self.device);
-                let value = cls_loss(heads.cls.take().expect(missing), labels, self.config.loss.cls_label_smoothing);
-                TaskLoss { value, normaliser: batch.len() as f32 }
-            }
-        }
-    }
-
-    /// The weighted losses of the `others` heads' outputs (`student`) on images
-    /// that have no labels for them, against the teachers' outputs or labels.
-    fn cross_losses(
-        &self,
-        cross: &CrossTask<'_, B::InnerBackend>,
-        others: TaskSet,
-        mut student: HeadOutputs<B>,
-        images: Tensor<B::InnerBackend, 4>,
-        inputs: &ImageBatch,
-    ) -> Vec<Tensor<B, 1>> {
-        let missing = "forward_heads computed the cross-supervised heads";
-        let mut terms = Vec::new();
-        match &cross.kind {
-            CrossKind::Distill { teacher, weight, temperature } => {
-                let mut target = teacher.forward_heads(images, others);
-                for task in others.iter() {
-                    let term = match task {
-                        Task::Det => {
-                            let (student, target) = (student.det.take().expect(missing), target.det.take().expect(missing));
-                            let (cls, boxes) = (Tensor::from_inner(target.cls_logits), Tensor::from_inner(target.box_raw));
-                            let kd = kd_det_loss(student.cls_logits, cls, student.box_raw, boxes);
-                            kd.cls + kd.boxes
-                        }
-                        Task::Seg => {
-                            let target = Tensor::from_inner(target.seg.take().expect(missing));
-                            kd_softmax_loss(student.seg.take().expect(missing), target, *temperature)
-                        }
-                        Task::Cls => {
-                            let target = Tensor::from_inner(target.cls.take().expect(missing));
-                            kd_softmax_loss(student.cls.take().expect(missing), target, *temperature)
-                        }
-                    };
-                    terms.push(term.mul_scalar(*weight));
-                }
-            }
-            CrossKind::Pseudo { teachers, labels } => {
-                for task in others.iter() {
-                    let Some(teacher) = teachers[task as usize] else { continue };
-                    let term = match task {
-                        Task::Det => {
-                            let score = labels.background_score.map(|b| b as f32);
-                            let boxes = pseudo_boxes(teacher, images.clone(), labels.box_score as f32, score);
-                            let anchors = Anchors::new(inputs.size, &DET_STRIDES);
-                            let output = student.det.take().expect(missing);
-                            let (cls, raw) = (output.cls_logits, output.box_raw);
-                            det_loss_ignoring(cls, raw, &anchors, &boxes.targets, &boxes.unsure, &self.det_losses).total
-                        }
-                        Task::Seg => {
-                            let confidence = labels.pixel_confidence as f32;
-                            let masks = pseudo_masks(teacher, images.clone(), &inputs.letterboxes, confidence);
-                            let targets = mask_tensor(&masks, inputs.len(), inputs.size, &self.device);
-                            seg_loss(student.seg.take().expect(missing), targets, &self.seg_losses).total
-                        }
-                        // The teacher's soft class distribution (distillation at temperature 1).
-                        Task::Cls => {
-                            let target = Tensor::from_inner(teacher.forward_cls(images.clone()));
-                            kd_softmax_loss(student.cls.take().expect(missing), target, 1.0)
-                        }
-                    };
-                    terms.push(term.mul_scalar(labels.weight));
-                }
-            }
-        }
-        terms
     }
 
     fn evaluate(&mut self) -> Result<()> {
@@ -1094,17 +910,6 @@ fn save_kept<B: Backend>(dir: &Path, file: &str, ema: &Option<WeightEma<B>>) -> 
         Some(ema) => checkpoint::save_net(dir, file, &ema.net),
         None => Ok(()),
     }
-}
-
-/// Training targets of a detection batch: difficult objects are left out (the
-/// devkit does not score them, so the network need not learn them).
-fn training_targets(batch: &DetBatch) -> Vec<ImageTargets> {
-    (0..batch.len())
-        .map(|i| {
-            let keep: Vec<usize> = (0..batch.boxes[i].len()).filter(|&j| !batch.difficult[i][j]).collect();
-            (keep.iter().map(|&j| batch.boxes[i][j]).collect(), keep.iter().map(|&j| batch.labels[i][j]).collect())
-        })
-        .collect()
 }
 
 /// Adds `term` to the sum in `slot` (the first term starts it).

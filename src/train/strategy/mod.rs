@@ -247,6 +247,21 @@ impl StrategyConfig {
         self.get_mut().sequence_mut()
     }
 
+    /// Moves the step settings (the switch steps, a pseudo-label burn-in) to
+    /// the same fraction of a `to`-step run as they had of a `from`-step run.
+    pub fn rescale_steps(&mut self, from: usize, to: usize) {
+        if from == 0 {
+            return;
+        }
+        let scale = |step: usize| ((step as u128 * to as u128 + from as u128 / 2) / from as u128) as usize;
+        if let Some(sequence) = self.sequence_mut() {
+            sequence.rescale(scale, to);
+        }
+        if let Some(labels) = self.get_mut().mixing_mut().and_then(|mixing| mixing.pseudo_labels.as_mut()) {
+            labels.start_step = scale(labels.start_step);
+        }
+    }
+
     /// The sequence resolved over `run`, for the sequential family.
     pub fn schedule(&self, run: RunShape) -> Option<TaskSchedule> {
         self.sequence().map(|sequence| sequence.schedule(run))

@@ -42,6 +42,19 @@ impl Sequence {
         Self { first: Task::Det, switch_step: steps / 2, order: Vec::new(), switch_steps: Vec::new(), lr_factor: 0.1 }
     }
 
+    /// The switch steps moved by `scale` into a run of `steps`: inside it
+    /// and increasing (a `switch_step` of 0, unused beside `switch_steps`, stays 0).
+    pub fn rescale(&mut self, scale: impl Fn(usize) -> usize, steps: usize) {
+        if self.switch_step > 0 && steps > 1 {
+            self.switch_step = scale(self.switch_step).clamp(1, steps - 1);
+        }
+        let mut last = 0;
+        for switch in self.switch_steps.iter_mut() {
+            *switch = scale(*switch).max(last + 1);
+            last = *switch;
+        }
+    }
+
     /// The task trained first, as written (`order`'s first when given).
     pub fn first_task(&self) -> Task {
         self.order.first().copied().unwrap_or(self.first)

@@ -231,3 +231,22 @@ fn a_new_strategy_keeps_the_sequence_and_defaults_the_rest() {
     assert_eq!(StrategyConfig::of_kind("lwf", &alternate, 100).unwrap().sequence().unwrap().switch_step, 50);
     assert_eq!(StrategyConfig::of_kind("magic", &alternate, 100), None);
 }
+
+#[test]
+fn rescaled_step_settings_keep_their_fraction_of_the_run() {
+    // Compare's sweep (a preset's 600 steps onto the base run's 300) and a
+    // capped run (TWINHEAD_STEPS) move them alike.
+    let mut three = parse("kind = \"sequential\"\norder = [\"det\", \"seg\", \"cls\"]\nswitch_steps = [200, 400]").unwrap();
+    three.rescale_steps(600, 300);
+    assert_eq!(three.sequence().unwrap().switch_steps, [100, 200]);
+    three.rescale_steps(300, 3);
+    assert_eq!(three.sequence().unwrap().switch_steps, [1, 2], "inside the run and increasing");
+    let mut two = parse("kind = \"replay\"\nswitch_step = 250").unwrap();
+    two.rescale_steps(500, 1000);
+    assert_eq!(two.sequence().unwrap().switch_step, 500);
+    two.rescale_steps(1000, 1);
+    assert_eq!(two.sequence().unwrap().switch_step, 500, "a one-step run has no switch: left for the check to refuse");
+    let mut burn_in = parse("kind = \"alternate\"\npseudo_labels = { start_step = 250 }").unwrap();
+    burn_in.rescale_steps(500, 8);
+    assert_eq!(burn_in.pseudo_labels(0).unwrap().start_step, 4);
+}
