@@ -153,7 +153,6 @@ pub fn predict(
     Ok(predictions)
 }
 
-/// A run trained on one class list cannot be measured on a dataset with another.
 /// The records whose image (at `image_path`) decodes, with their images.
 fn read_images<R: Clone + Send + Sync>(records: &[R], image_path: fn(&R) -> &Path, skipped: &mut Vec<Problem>) -> (Vec<R>, Vec<RgbImage>) {
     let decoded: Vec<Result<(R, RgbImage), Problem>> =

@@ -72,4 +72,3 @@ pub fn open_datasets(config: &TrainConfig, log: &mut dyn FnMut(String)) -> Resul
     let validation = splits.subsets(config.eval.images())?;
     Ok(Datasets { train, validation })
 }
-
